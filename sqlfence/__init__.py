@@ -1,0 +1,76 @@
+"""sqlfence: a guarded PEP 249 driver and per-agent database sandboxes for AI agents.
+
+``sqlfence.connect(url, policy=...)`` is a drop-in replacement for a driver's ``connect()``:
+every statement is parsed, judged against the policy, row-limited, timed and recorded.
+"""
+
+from __future__ import annotations
+
+from sqlfence.errors import (
+    ConfigurationError,
+    DatabaseError,
+    DataError,
+    DefaultPolicyWarning,
+    Error,
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    NotSupportedError,
+    OperationalError,
+    PolicyError,
+    PolicyViolation,
+    ProgrammingError,
+    QuotaExceeded,
+    SandboxError,
+    Warning,
+)
+from sqlfence.policies.engine import Decision, Guard, Violation
+from sqlfence.policies.loader import load_policy
+from sqlfence.policies.model import Policy, PolicySet
+from sqlfence.proxy.connect import connect, wrap
+from sqlfence.proxy.connection import GuardedConnection
+from sqlfence.proxy.cursor import GuardedCursor
+
+__version__ = "0.1.0"
+
+# PEP 249 module globals. Connections may be shared between threads, cursors may not
+# (the strictest of the wrapped drivers decides). The fence's SQL uses the driver's own
+# placeholders; ``paramstyle`` states the default driver's (sqlite3, qmark).
+apilevel = "2.0"
+threadsafety = 1
+paramstyle = "qmark"
+
+__all__ = [
+    # DBAPI exports
+    "ConfigurationError",
+    "DataError",
+    "DatabaseError",
+    "DefaultPolicyWarning",
+    "Error",
+    "IntegrityError",
+    "InterfaceError",
+    "InternalError",
+    "NotSupportedError",
+    "OperationalError",
+    "ProgrammingError",
+    "Warning",
+    "apilevel",
+    "connect",
+    "paramstyle",
+    "threadsafety",
+    # the fence
+    "Decision",
+    "Guard",
+    "GuardedConnection",
+    "GuardedCursor",
+    "Policy",
+    "PolicyError",
+    "PolicySet",
+    "PolicyViolation",
+    "QuotaExceeded",
+    "SandboxError",
+    "Violation",
+    "__version__",
+    "load_policy",
+    "wrap",
+]

@@ -1,0 +1,113 @@
+"""The PEP 249 exception tree, plus sqlfence's own errors placed under the nearest DBAPI class.
+
+A caller's generic ``except sqlfence.ProgrammingError`` keeps working for a policy denial,
+and ``except sqlfence.OperationalError`` for a dead server or a sandbox that is gone.
+Every error pickles with its structured fields (so it crosses process boundaries).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class Warning(Exception):
+    """Important warnings, such as data truncation while inserting."""
+
+
+class Error(Exception):
+    """Base class of every sqlfence error (PEP 249)."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(cls: type[Error], args: tuple[Any, ...], state: dict[str, Any]) -> Error:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
+
+class InterfaceError(Error):
+    """An error of the database interface rather than the database."""
+
+
+class DatabaseError(Error):
+    """An error related to the database."""
+
+
+class DataError(DatabaseError):
+    """Problems with the processed data: division by zero, value out of range."""
+
+
+class OperationalError(DatabaseError):
+    """The database's operation failed: lost connection, timeout, server gone."""
+
+
+class IntegrityError(DatabaseError):
+    """The relational integrity of the database is affected (a foreign key check fails)."""
+
+
+class InternalError(DatabaseError):
+    """The database hit an internal error (a cursor is no longer valid)."""
+
+
+class ProgrammingError(DatabaseError):
+    """Table not found, syntax error, wrong number of parameters, or a policy denial."""
+
+
+class NotSupportedError(DatabaseError):
+    """A method or database API was used that the database does not support."""
+
+
+class PolicyViolation(ProgrammingError):
+    """The fence denied a statement. ``decision`` carries the facts and every reason."""
+
+    def __init__(self, message: str, decision: Any = None) -> None:
+        super().__init__(message)
+        self.decision = decision
+
+    @property
+    def reasons(self) -> tuple[Any, ...]:
+        """The violations that caused the denial (empty when none was recorded)."""
+        return tuple(getattr(self.decision, "reasons", ()))
+
+
+class PolicyError(InterfaceError):
+    """A policy file or mapping is malformed; the message names the file and line."""
+
+
+class QuotaExceeded(OperationalError):
+    """A sandbox went over a limit (disk, connections); writes are refused until it is under."""
+
+
+class SandboxError(OperationalError):
+    """A sandbox could not be created, reached, or is gone (destroyed, paused, OOM-killed)."""
+
+
+class ConfigurationError(InterfaceError):
+    """A URL, driver or setting cannot be used: unknown scheme, missing extra, bad option."""
+
+
+__all__ = [
+    "ConfigurationError",
+    "DataError",
+    "DatabaseError",
+    "DefaultPolicyWarning",
+    "Error",
+    "IntegrityError",
+    "InterfaceError",
+    "InternalError",
+    "NotSupportedError",
+    "OperationalError",
+    "PolicyError",
+    "PolicyViolation",
+    "ProgrammingError",
+    "QuotaExceeded",
+    "SandboxError",
+    "Warning",
+]
+
+
+class DefaultPolicyWarning(UserWarning):
+    """A connection was opened without a policy and got the safe default."""

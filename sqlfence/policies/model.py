@@ -1,0 +1,234 @@
+"""What is allowed: the immutable, strictly validated ``Policy`` and the per-tenant ``PolicySet``.
+
+A misspelt key is an error, never a silently ignored rule. Every value remembers where it
+was written (``origins``), so a denial can say ``policy analyst.yaml:7``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+
+STATEMENT_KINDS = (
+    "select",
+    "insert",
+    "update",
+    "delete",
+    "merge",
+    "create",
+    "drop",
+    "alter",
+    "truncate",
+    "call",
+    "transaction",
+    "set",
+    "pragma",
+    "attach",
+    "detach",
+    "grant",
+    "revoke",
+    "copy",
+    "command",
+    "*",
+)
+DEFAULT_STATEMENTS = ("select", "insert", "update", "delete", "merge")
+
+
+class Policy(BaseModel):
+    """One agent's rules. Every field has a safe default: read-only, 1,000 rows, no side doors."""
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", populate_by_name=True, validate_default=True
+    )
+
+    mode: Literal["enforce", "detect"] = Field(
+        "enforce", description="enforce denies; detect allows but records each violation"
+    )
+    read_only: bool = Field(True, description="deny every write, DDL, INTO and locking clause")
+    statements: tuple[str, ...] = Field(
+        DEFAULT_STATEMENTS,
+        description="statement kinds allowed (select, insert, ..., '*' for any)",
+    )
+    allowed_tables: tuple[str, ...] | None = Field(
+        None,
+        description="when set, only these tables (schema.table, schema.* or table); null = any",
+    )
+    denied_tables: tuple[str, ...] = Field(
+        (),
+        validation_alias=AliasChoices("denied_tables", "deny_tables"),
+        description="tables never touched, matched after the dialect's normalisation "
+        "(alias: deny_tables)",
+    )
+    denied_columns: tuple[str, ...] = Field(
+        (), description="columns never read or written: table.column, schema.table.column, *.col"
+    )
+    allowed_functions: tuple[str, ...] | None = Field(
+        None, description="when set, only these functions may be called"
+    )
+    denied_functions: tuple[str, ...] = Field(
+        (), description="functions never called, on top of the built-in deny list"
+    )
+    builtin_denied_functions: bool = Field(
+        True,
+        description="deny the built-in list of file, network, sleep, sequence and dynamic-SQL "
+        "functions of each dialect",
+    )
+    max_rows: int | None = Field(
+        1000,
+        ge=1,
+        validation_alias=AliasChoices("max_rows", "max_row_limit"),
+        description="at most this many rows per query (LIMIT injected, fetch capped); "
+        "null = no limit (alias: max_row_limit)",
+    )
+    max_statement_length: int = Field(
+        100_000, ge=1, description="longest statement text accepted, in characters"
+    )
+    statement_timeout_ms: int | None = Field(
+        None, ge=1, description="server-side statement timeout set on every session"
+    )
+    allow_multiple_statements: bool = Field(
+        False, description="allow several statements in one execute (each is judged)"
+    )
+    allow_unparsed: bool = Field(
+        False, description="allow statements the parser does not understand (fail open!)"
+    )
+    allowlist: tuple[str, ...] = Field(
+        (), description="when set, only statements with these fingerprints are allowed"
+    )
+
+    _origins: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @field_validator("statements")
+    @classmethod
+    def _known_statements(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        lowered = tuple(kind.lower() for kind in value)
+        unknown = [kind for kind in lowered if kind not in STATEMENT_KINDS]
+        if unknown:
+            known = ", ".join(STATEMENT_KINDS)
+            raise ValueError(f"unknown statement kind {unknown[0]!r} (known: {known})")
+        return lowered
+
+    @field_validator("allowed_functions", "denied_functions")
+    @classmethod
+    def _lowercase(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return None if value is None else tuple(name.lower() for name in value)
+
+    @property
+    def origins(self) -> Mapping[str, str]:
+        """Where each explicitly set key was written, e.g. ``{"denied_tables": "p.yaml:7"}``."""
+        return self._origins
+
+    def origin(self, key: str) -> str | None:
+        """The location of ``key`` (or of the policy as a whole) for error messages."""
+        return self._origins.get(key) or self._origins.get("")
+
+    def allows_statement(self, kind: str) -> bool:
+        """True when ``kind`` is one of the allowed statement kinds."""
+        return kind in self.statements or "*" in self.statements
+
+    @classmethod
+    def unrestricted(cls) -> Policy:
+        """A fence that records everything and denies nothing. Ask for it explicitly."""
+        return cls(
+            read_only=False,
+            statements=("*",),
+            max_rows=None,
+            builtin_denied_functions=False,
+            allow_multiple_statements=True,
+            allow_unparsed=True,
+        )
+
+    @classmethod
+    def json_schema(cls) -> dict[str, Any]:
+        """A JSON Schema for policy files (a flat policy or default/tenants/agents sections)."""
+        policy = cls.model_json_schema(by_alias=False)
+        policy["title"] = "sqlfence policy"
+        defs = policy.pop("$defs", {})
+        sections = {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "default": {"$ref": "#/$defs/Policy"},
+                "tenants": {"type": "object", "additionalProperties": {"$ref": "#/$defs/Tenant"}},
+                "agents": {"type": "object", "additionalProperties": {"$ref": "#/$defs/Policy"}},
+            },
+        }
+        tenant = {
+            "allOf": [{"$ref": "#/$defs/Policy"}],
+            "properties": {
+                "agents": {"type": "object", "additionalProperties": {"$ref": "#/$defs/Policy"}}
+            },
+        }
+        return {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": "sqlfence policy file",
+            "anyOf": [{"$ref": "#/$defs/Policy"}, {"$ref": "#/$defs/PolicySet"}],
+            "$defs": {**defs, "Policy": policy, "PolicySet": sections, "Tenant": tenant},
+        }
+
+    def with_origins(self, origins: Mapping[str, str]) -> Policy:
+        """This policy, remembering where its keys were written."""
+        self._origins.update(origins)
+        return self
+
+
+class PolicySet:
+    """A default policy with per-tenant and per-agent overrides, resolved per (agent, tenant).
+
+    Resolution order, later wins key by key: default, tenants[t], agents[a], tenants[t].agents[a].
+    """
+
+    def __init__(
+        self,
+        default: Mapping[str, Any],
+        tenants: Mapping[str, Mapping[str, Any]] | None = None,
+        agents: Mapping[str, Mapping[str, Any]] | None = None,
+        origins: Mapping[tuple[str, ...], str] | None = None,
+    ) -> None:
+        self._default = dict(default)
+        self._tenants = {name: dict(section) for name, section in (tenants or {}).items()}
+        self._agents = {name: dict(section) for name, section in (agents or {}).items()}
+        self._origins = dict(origins or {})
+        self._resolved: dict[tuple[str | None, str | None], Policy] = {}
+
+    def resolve(self, agent_id: str | None = None, tenant: str | None = None) -> Policy:
+        """The effective policy for an agent of a tenant. Raises PolicyError when invalid."""
+        key = (agent_id, tenant)
+        policy = self._resolved.get(key)
+        if policy is None:
+            policy = self._build(agent_id, tenant)
+            self._resolved[key] = policy
+        return policy
+
+    def _build(self, agent_id: str | None, tenant: str | None) -> Policy:
+        from sqlfence.policies.loader import validate
+
+        layers: list[tuple[tuple[str, ...], Mapping[str, Any]]] = [(("default",), self._default)]
+        tenant_section = self._tenants.get(tenant or "", {}) if tenant else {}
+        if tenant_section:
+            layers.append((("tenants", tenant or ""), tenant_section))
+        if agent_id and agent_id in self._agents:
+            layers.append((("agents", agent_id), self._agents[agent_id]))
+        tenant_agents = tenant_section.get("agents") or {}
+        if agent_id and agent_id in tenant_agents:
+            layers.append((("tenants", tenant or "", "agents", agent_id), tenant_agents[agent_id]))
+        merged: dict[str, Any] = {}
+        origins: dict[str, str] = {}
+        for path, section in layers:
+            for name, value in section.items():
+                if name == "agents":
+                    continue
+                merged[name] = value
+                where = self._origins.get((*path, name))
+                if where:
+                    origins[_canonical(name)] = where
+        whole = self._origins.get(layers[-1][0]) or self._origins.get(())
+        if whole:
+            origins[""] = whole
+        return validate(merged, origins)
+
+
+def _canonical(key: str) -> str:
+    return {"deny_tables": "denied_tables", "max_row_limit": "max_rows"}.get(key, key)

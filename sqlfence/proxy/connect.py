@@ -1,0 +1,138 @@
+"""``connect(url, ...)`` and ``wrap(connection, ...)``: the two ways into the fence."""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+from sqlfence.errors import DefaultPolicyWarning
+from sqlfence.observe.observer import NULL_OBSERVER, Observer
+from sqlfence.policies.engine import Guard
+from sqlfence.policies.loader import PolicySource, load_policy
+from sqlfence.policies.model import Policy
+from sqlfence.proxy import drivers
+from sqlfence.proxy.connection import GuardedConnection
+
+_DEFAULT_WARNING = (
+    "sqlfence: no policy given, using the safe default (read-only, at most 1,000 rows, "
+    "built-in function deny list); pass policy=... or policy=sqlfence.Policy.unrestricted()"
+)
+
+
+def connect(
+    url: str,
+    *,
+    policy: PolicySource = None,
+    agent_id: str | None = None,
+    tenant: str | None = None,
+    audit: Any = None,
+    monitoring: Any = None,
+    telemetry: bool = True,
+    observer: Observer | None = None,
+    catalog: Mapping[str, str] | None = None,
+    **driver_kwargs: Any,
+) -> GuardedConnection:
+    """Open a guarded connection to ``url`` (sqlite://, postgresql://, iris://).
+
+    ``policy`` is a YAML path, YAML text, a mapping, a ``Policy`` or a ``PolicySet``; without
+    one the connection is read-only with a 1,000-row limit (and a warning says so).
+    ``audit`` and ``monitoring`` switch on the audit log and live metrics/alerts; remaining
+    keyword arguments go to the driver's own ``connect``. Raises ConfigurationError for an
+    unknown scheme or a missing driver, PolicyError for a malformed policy, and the driver's
+    connection errors as sqlfence.OperationalError.
+    """
+    parsed = drivers.ConnectionURL.parse(url)
+    driver = drivers.for_url(parsed)
+    guard = _guard(policy, driver, agent_id, tenant, catalog)
+    try:
+        raw = driver.connect(parsed, guard, dict(driver_kwargs))
+    except driver.error_class as error:
+        raise driver.translate(error) from error
+    try:
+        before = driver.harden(raw, guard, opened=True)
+    except BaseException:
+        raw.close()
+        raise
+    session = _session(driver.session(parsed, raw), agent_id, tenant)
+    chosen, owned = _observer(observer, audit, monitoring, telemetry)
+    return GuardedConnection(raw, driver, guard, chosen, session, before, owns_observer=owned)
+
+
+def wrap(
+    connection: Any,
+    *,
+    dialect: str,
+    policy: PolicySource = None,
+    agent_id: str | None = None,
+    tenant: str | None = None,
+    audit: Any = None,
+    monitoring: Any = None,
+    telemetry: bool = True,
+    observer: Observer | None = None,
+    catalog: Mapping[str, str] | None = None,
+    module: Any = None,
+) -> GuardedConnection:
+    """Put an existing DBAPI connection behind the fence.
+
+    ``dialect`` names the SQL dialect (``sqlite``, ``postgres``, ``iris`` or any sqlglot
+    dialect); ``module`` is the connection's DBAPI module when it is not one sqlfence knows.
+    """
+    driver = drivers.for_dialect(dialect)
+    if module is None and not driver.module_name:
+        module = importlib.import_module(type(connection).__module__.split(".")[0])
+    if module is not None:
+        driver = _adopt(driver, module)
+    guard = _guard(policy, driver, agent_id, tenant, catalog)
+    before = driver.harden(connection, guard, opened=False)
+    session = _session(driver.session(None, connection), agent_id, tenant)
+    chosen, owned = _observer(observer, audit, monitoring, telemetry)
+    return GuardedConnection(
+        connection, driver, guard, chosen, session, before, owns_observer=owned
+    )
+
+
+def _guard(
+    policy: PolicySource,
+    driver: drivers.Driver,
+    agent_id: str | None,
+    tenant: str | None,
+    catalog: Mapping[str, str] | None,
+) -> Guard:
+    if policy is None:
+        warnings.warn(_DEFAULT_WARNING, DefaultPolicyWarning, stacklevel=3)
+    resolved = (
+        policy if isinstance(policy, Policy) else load_policy(policy).resolve(agent_id, tenant)
+    )
+    return Guard(
+        resolved,
+        dialect=driver.dialect or "sqlite",
+        default_schema=driver.default_schema,
+        catalog=catalog,
+    )
+
+
+def _session(session: Any, agent_id: str | None, tenant: str | None) -> Any:
+    from dataclasses import replace
+
+    return replace(session, agent_id=agent_id, tenant=tenant)
+
+
+def _observer(
+    observer: Observer | None, audit: Any, monitoring: Any, telemetry: bool
+) -> tuple[Observer, bool]:
+    if observer is not None:
+        return observer, False
+    try:
+        from sqlfence.observe.fanout import build_observer
+    except ImportError:  # observability not built yet
+        return NULL_OBSERVER, False
+    return build_observer(audit=audit, monitoring=monitoring, telemetry=telemetry), True
+
+
+def _adopt(driver: drivers.Driver, module: Any) -> drivers.Driver:
+    adopted = type(driver)()
+    adopted.dialect = driver.dialect
+    adopted.use_module(module)
+    return adopted

@@ -1,0 +1,199 @@
+"""``GuardedConnection``: a PEP 249 connection whose every statement passes the fence.
+
+There is no side door: only the PEP 249 surface (plus a guarded ``execute`` shortcut) is
+exposed, never the driver's own shortcuts such as sqlite3's ``executescript``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from sqlfence import errors
+from sqlfence.errors import InterfaceError, PolicyViolation
+from sqlfence.observe.observer import Observer, Session
+from sqlfence.policies.engine import Decision, Guard
+from sqlfence.policies.model import Policy
+from sqlfence.proxy.cursor import GuardedCursor
+from sqlfence.proxy.drivers import Driver
+
+
+class GuardedConnection:
+    """A driver connection behind a ``Guard`` and an ``Observer``."""
+
+    # PEP 249 optional extension: the exception classes as connection attributes.
+    Warning = errors.Warning
+    Error = errors.Error
+    InterfaceError = errors.InterfaceError
+    DatabaseError = errors.DatabaseError
+    DataError = errors.DataError
+    OperationalError = errors.OperationalError
+    IntegrityError = errors.IntegrityError
+    InternalError = errors.InternalError
+    ProgrammingError = errors.ProgrammingError
+    NotSupportedError = errors.NotSupportedError
+
+    def __init__(
+        self,
+        raw: Any,
+        driver: Driver,
+        guard: Guard,
+        observer: Observer,
+        session: Session,
+        before_statement: Callable[[], None] | None = None,
+        owns_observer: bool = True,
+    ) -> None:
+        self._raw = raw
+        self._driver = driver
+        self._driver_error = driver.error_class
+        self._guard = guard
+        self._decide = guard.decide
+        self._observer = observer
+        self._owns_observer = owns_observer
+        self._session = session
+        self._before = before_statement
+        # Set by a sandbox: called with each allowed decision, raises to refuse (pause, quota).
+        self._gate: Callable[[Decision], None] | None = None
+        self._close_hooks: list[Callable[[], None]] = []
+        self._closed = False
+        self._lock = threading.Lock()
+        observer.connected(session)
+
+    # -- what the fence adds ---------------------------------------------------------
+
+    @property
+    def guard(self) -> Guard:
+        """The guard judging this connection's statements (usable without a database)."""
+        return self._guard
+
+    @property
+    def policy(self) -> Policy:
+        """The effective policy of this connection."""
+        return self._guard.policy
+
+    @property
+    def session(self) -> Session:
+        """Who is connected to what (agent, tenant, namespace, server)."""
+        return self._session
+
+    @property
+    def agent_id(self) -> str | None:
+        """The agent this connection acts for."""
+        return self._session.agent_id
+
+    @property
+    def tenant(self) -> str | None:
+        """The tenant of the agent."""
+        return self._session.tenant
+
+    def get_metrics(self) -> dict[str, Any]:
+        """Live metrics of this connection: queries_executed, slow_queries, avg_query_time_ms..."""
+        return self._observer.metrics(self._session)
+
+    def decide(self, sql: str) -> Decision:
+        """What the fence would do with ``sql`` on this connection, without running it."""
+        return self._decide(sql)
+
+    def _deny(self, sql: str, decision: Decision) -> None:
+        self._observer.denied(self._session, sql, decision)
+        raise PolicyViolation(decision.explain(), decision)
+
+    def add_close_hook(self, hook: Callable[[], None]) -> None:
+        """Call ``hook`` once when this connection closes (used by sandboxes and pools)."""
+        self._close_hooks.append(hook)
+
+    # -- PEP 249 ---------------------------------------------------------------------
+
+    def cursor(self) -> GuardedCursor:
+        """A new guarded cursor."""
+        self._check_open()
+        try:
+            raw = self._raw.cursor()
+        except self._driver_error as error:
+            raise self._driver.translate(error) from error
+        self._driver.prepare_cursor(raw, self._guard)
+        return GuardedCursor(self, raw)
+
+    def execute(self, operation: str, parameters: Any = None) -> GuardedCursor:
+        """Shortcut: a new cursor that has executed ``operation`` (guarded like any other)."""
+        return self.cursor().execute(operation, parameters)
+
+    def commit(self) -> None:
+        """Commit the current transaction."""
+        self._check_open()
+        try:
+            self._raw.commit()
+        except self._driver_error as error:
+            raise self._driver.translate(error) from error
+
+    def rollback(self) -> None:
+        """Roll back the current transaction."""
+        self._check_open()
+        try:
+            self._raw.rollback()
+        except self._driver_error as error:
+            raise self._driver.translate(error) from error
+
+    def close(self) -> None:
+        """Close the connection and record it. Safe to call more than once."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        try:
+            self._raw.close()
+        except self._driver_error as error:
+            raise self._driver.translate(error) from error
+        finally:
+            self._observer.disconnected(self._session)
+            if self._owns_observer:
+                self._observer.close()
+            for hook in self._close_hooks:
+                hook()
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close()`` was called."""
+        return self._closed
+
+    @property
+    def autocommit(self) -> bool:
+        """The driver's autocommit mode, where it has one."""
+        if hasattr(self._raw, "autocommit"):
+            return bool(self._raw.autocommit)
+        return getattr(self._raw, "isolation_level", "") is None
+
+    @autocommit.setter
+    def autocommit(self, value: bool) -> None:
+        if hasattr(self._raw, "autocommit"):
+            self._raw.autocommit = value
+        elif hasattr(self._raw, "isolation_level"):
+            self._raw.isolation_level = None if value else ""
+        else:
+            raise errors.NotSupportedError(f"{self._driver.name} has no autocommit switch")
+
+    def __enter__(self) -> GuardedConnection:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
+        """Commit on success, roll back on error, then close."""
+        try:
+            if not self._closed:
+                if exc_type is None:
+                    self.commit()
+                else:
+                    self.rollback()
+        finally:
+            self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise InterfaceError("connection is closed")
+
+    def __repr__(self) -> str:
+        session = self._session
+        where = session.namespace or session.server_address or "?"
+        agent = f" agent={session.agent_id}" if session.agent_id else ""
+        state = " closed" if self._closed else ""
+        return f"<sqlfence.GuardedConnection {session.system}:{where}{agent}{state}>"

@@ -1,0 +1,288 @@
+"""``GuardedCursor``: every statement is decided before the driver sees it; rows are capped.
+
+Only ``execute``, ``executemany`` and ``callproc`` are intercepted; the rest is a thin pass
+through. The hot path for a statement seen before is a dictionary lookup, two observer calls
+and the driver call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from sqlfence.errors import InterfaceError, NotSupportedError
+
+if TYPE_CHECKING:
+    from sqlfence.policies.engine import Decision
+    from sqlfence.proxy.connection import GuardedConnection
+
+
+class GuardedCursor:
+    """A PEP 249 cursor over a driver cursor, through the connection's guard and observer."""
+
+    __slots__ = (
+        "_cap",
+        "_closed",
+        "_connection",
+        "_decision",
+        "_pending",
+        "_raw",
+        "_returned",
+        "_token",
+        "_truncated",
+    )
+
+    def __init__(self, connection: GuardedConnection, raw: Any) -> None:
+        self._connection = connection
+        self._raw = raw
+        self._decision: Decision | None = None
+        self._token: Any = None
+        self._cap: int | None = None
+        self._returned = 0
+        self._truncated = False
+        self._pending = False
+        self._closed = False
+
+    # -- what the fence adds ---------------------------------------------------------
+
+    @property
+    def connection(self) -> GuardedConnection:
+        """The guarded connection this cursor belongs to (PEP 249 extension)."""
+        return self._connection
+
+    @property
+    def decision(self) -> Decision | None:
+        """The decision on the last statement executed (or denied) with this cursor."""
+        return self._decision
+
+    @property
+    def truncated(self) -> bool:
+        """True when the row cap may have cut this result: more rows existed than returned."""
+        if self._truncated:
+            return True
+        decision = self._decision
+        return bool(
+            decision is not None and decision.rewritten and self._returned == decision.max_rows
+        )
+
+    # -- statements ------------------------------------------------------------------
+
+    def execute(self, operation: str, parameters: Any = None) -> GuardedCursor:
+        """Decide, then run ``operation``. Raises PolicyViolation when denied."""
+        if self._pending:
+            self._finish()
+        connection = self._connection
+        decision = connection._decide(operation)
+        self._decision = decision
+        if not decision.allowed:
+            connection._deny(operation, decision)
+        if connection._gate is not None:
+            connection._gate(decision)
+        if self._closed:
+            raise InterfaceError("cursor is closed")
+        observer = connection._observer
+        session = connection._session
+        token = observer.started(session, operation, decision, parameters)
+        if connection._before is not None:
+            connection._before()
+        raw = self._raw
+        try:
+            if parameters is None:
+                raw.execute(decision.sql)
+            else:
+                raw.execute(decision.sql, parameters)
+        except connection._driver_error as error:
+            observer.finished(session, token, -1, error)
+            raise connection._driver.translate(error) from error
+        observer.finished(session, token, raw.rowcount, None)
+        self._token = token
+        self._cap = decision.max_rows
+        self._returned = 0
+        self._truncated = False
+        self._pending = True
+        return self
+
+    def executemany(self, operation: str, seq_of_parameters: Sequence[Any]) -> GuardedCursor:
+        """Decide once, then run ``operation`` for every parameter set."""
+        if self._pending:
+            self._finish()
+        connection = self._connection
+        decision = connection._decide(operation)
+        self._decision = decision
+        if not decision.allowed:
+            connection._deny(operation, decision)
+        if connection._gate is not None:
+            connection._gate(decision)
+        observer = connection._observer
+        token = observer.started(connection._session, operation, decision, seq_of_parameters)
+        if connection._before is not None:
+            connection._before()
+        try:
+            self._raw.executemany(decision.sql, seq_of_parameters)
+        except connection._driver_error as error:
+            observer.finished(connection._session, token, -1, error)
+            raise connection._driver.translate(error) from error
+        observer.finished(connection._session, token, self._raw.rowcount, None)
+        self._token = token
+        self._cap = decision.max_rows
+        self._returned = 0
+        self._pending = True
+        return self
+
+    def callproc(self, procname: str, parameters: Sequence[Any] = ()) -> Sequence[Any]:
+        """Call a stored procedure, judged as ``CALL procname(...)`` by the policy."""
+        connection = self._connection
+        marks = ", ".join("?" for _ in parameters)
+        decision = connection._decide(f"CALL {procname}({marks})")
+        self._decision = decision
+        if not decision.allowed:
+            connection._deny(f"CALL {procname}({marks})", decision)
+        if not hasattr(self._raw, "callproc"):
+            raise NotSupportedError(f"the {connection._driver.name} driver has no callproc()")
+        if self._pending:
+            self._finish()
+        observer = connection._observer
+        token = observer.started(connection._session, decision.sql, decision, parameters)
+        try:
+            result = self._raw.callproc(procname, parameters)
+        except connection._driver_error as error:
+            observer.finished(connection._session, token, -1, error)
+            raise connection._driver.translate(error) from error
+        observer.finished(connection._session, token, self._raw.rowcount, None)
+        self._token = token
+        self._cap = decision.max_rows
+        self._returned = 0
+        self._pending = True
+        return result if result is not None else parameters
+
+    # -- results ---------------------------------------------------------------------
+
+    def fetchone(self) -> Any:
+        """The next row, or None when the result (or the row cap) is exhausted."""
+        try:
+            row = self._raw.fetchone()
+        except self._connection._driver_error as error:
+            raise self._connection._driver.translate(error) from error
+        cap = self._cap
+        if row is None or (cap is not None and self._returned >= cap):
+            if row is not None:
+                self._truncated = True
+            if self._pending:
+                self._finish()
+            return None
+        self._returned += 1
+        return row
+
+    def fetchmany(self, size: int | None = None) -> list[Any]:
+        """Up to ``size`` rows (default ``arraysize``), never past the row cap."""
+        if size is None:
+            size = self._raw.arraysize
+        cap = self._cap
+        room = size if cap is None else min(size, cap - self._returned)
+        rows = self._fetch(room) if room > 0 else []
+        self._returned += len(rows)
+        if len(rows) < size:  # the result or the row cap is exhausted
+            if cap is not None and self._returned >= cap and self._fetch(1):
+                self._truncated = True
+            if self._pending:
+                self._finish()
+        return rows
+
+    def fetchall(self) -> list[Any]:
+        """Every remaining row, never past the row cap (``truncated`` says when it cut)."""
+        cap = self._cap
+        try:
+            if cap is None:
+                rows = list(self._raw.fetchall())
+            else:
+                room = cap - self._returned
+                rows = list(self._raw.fetchmany(room)) if room > 0 else []
+                if len(rows) == room and self._raw.fetchone() is not None:
+                    self._truncated = True
+        except self._connection._driver_error as error:
+            raise self._connection._driver.translate(error) from error
+        self._returned += len(rows)
+        if self._pending:
+            self._finish()
+        return rows
+
+    def _fetch(self, size: int) -> list[Any]:
+        try:
+            return list(self._raw.fetchmany(size))
+        except self._connection._driver_error as error:
+            raise self._connection._driver.translate(error) from error
+
+    def _finish(self) -> None:
+        """The result set is done: report how many rows the caller got."""
+        self._pending = False
+        self._connection._observer.fetched(
+            self._connection._session, self._token, self._returned, self.truncated
+        )
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        row = self.fetchone()
+        if row is None:
+            raise StopIteration
+        return row
+
+    # -- pass-through ------------------------------------------------------------------
+
+    @property
+    def description(self) -> Any:
+        """Column descriptions of the last result (PEP 249)."""
+        return self._raw.description
+
+    @property
+    def rowcount(self) -> int:
+        """Rows affected or returned by the last statement; -1 when unknown."""
+        return int(self._raw.rowcount)
+
+    @property
+    def lastrowid(self) -> Any:
+        """The row id of the last inserted row, where the driver has it."""
+        return getattr(self._raw, "lastrowid", None)
+
+    @property
+    def arraysize(self) -> int:
+        """Rows ``fetchmany()`` returns by default."""
+        return int(self._raw.arraysize)
+
+    @arraysize.setter
+    def arraysize(self, size: int) -> None:
+        self._raw.arraysize = size
+
+    def setinputsizes(self, sizes: Any) -> None:
+        """Accepted and ignored, as PEP 249 allows."""
+
+    def setoutputsize(self, size: int, column: int | None = None) -> None:
+        """Accepted and ignored, as PEP 249 allows."""
+
+    def close(self) -> None:
+        """Close the cursor; reports the pending result first. Safe to call twice."""
+        if self._closed:
+            return
+        if self._pending:
+            self._finish()
+        self._closed = True
+        try:
+            self._raw.close()
+        except self._connection._driver_error as error:
+            raise self._connection._driver.translate(error) from error
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close()`` was called."""
+        return self._closed
+
+    def __enter__(self) -> GuardedCursor:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<sqlfence.GuardedCursor {state} on {self._connection!r}>"

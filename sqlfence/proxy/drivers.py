@@ -1,0 +1,211 @@
+"""The driver registry: URL scheme -> DBAPI module, sqlglot dialect, and session hardening.
+
+Hardening is the second layer, applied by the proxy and never by the agent: the database
+itself refuses what the policy forbids wherever it can (read-only sessions, statement
+timeouts, SQLite's authorizer).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from sqlfence import errors
+from sqlfence.errors import ConfigurationError
+from sqlfence.observe.observer import Session
+from sqlfence.policies.engine import Guard
+
+# Most specific first: a driver's IntegrityError is also its DatabaseError.
+_PEP249_NAMES = (
+    "IntegrityError",
+    "DataError",
+    "OperationalError",
+    "ProgrammingError",
+    "NotSupportedError",
+    "InternalError",
+    "DatabaseError",
+    "InterfaceError",
+    "Error",
+)
+_KEPT_ATTRIBUTES = ("sqlstate", "pgcode", "sqlite_errorcode", "sqlite_errorname", "sqlcode")
+
+
+@dataclass(frozen=True)
+class ConnectionURL:
+    """A parsed ``scheme://user:password@host:port/database?options`` URL."""
+
+    scheme: str
+    username: str | None = None
+    password: str | None = None
+    host: str | None = None
+    port: int | None = None
+    database: str = ""
+    options: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, url: str) -> ConnectionURL:
+        """Split a URL; raises ConfigurationError when it is not one."""
+        if "://" not in url:
+            raise ConfigurationError(
+                f"not a database URL: {url!r} (expected e.g. sqlite:///path.db, "
+                "postgresql://user@host/db, iris://user:pw@host:1972/USER)"
+            )
+        parts = urlsplit(url)
+        try:
+            port = parts.port
+        except ValueError:
+            raise ConfigurationError(f"bad port in URL {_redact(url)!r}") from None
+        path = parts.path[1:] if parts.path.startswith("/") else parts.path
+        return cls(
+            scheme=parts.scheme.lower(),
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            host=parts.hostname,
+            port=port,
+            database=unquote(path),
+            options=dict(parse_qsl(parts.query)),
+        )
+
+
+class Driver:
+    """One database family. Subclasses say how to connect and how to harden a session."""
+
+    name = "generic"
+    schemes: tuple[str, ...] = ()
+    module_name = ""
+    extra: str | None = None
+    dialect = ""
+    system = "other_sql"
+    default_schema: str | None = None
+
+    def __init__(self) -> None:
+        self._module: ModuleType | None = None
+        self._errors: tuple[tuple[type[BaseException], type[errors.Error]], ...] = ()
+
+    @property
+    def module(self) -> ModuleType:
+        """The DBAPI module, imported on first use; a missing one names the pip extra."""
+        if self._module is None:
+            try:
+                module = importlib.import_module(self.module_name)
+            except ImportError as error:
+                hint = f"pip install 'sqlfence[{self.extra}]'" if self.extra else "install it"
+                raise ConfigurationError(
+                    f"the {self.name} driver ({self.module_name}) is not installed: {hint}"
+                ) from error
+            self.use_module(module)
+        assert self._module is not None
+        return self._module
+
+    def use_module(self, module: ModuleType) -> None:
+        """Adopt ``module`` as this driver's DBAPI module and learn its exception classes."""
+        self._module = module
+        pairs = []
+        for name in _PEP249_NAMES:
+            theirs = getattr(module, name, None)
+            if isinstance(theirs, type) and issubclass(theirs, BaseException):
+                pairs.append((theirs, getattr(errors, name)))
+        self._errors = tuple(pairs)
+
+    @property
+    def error_class(self) -> type[BaseException]:
+        """The driver's base exception class (what the cursor catches)."""
+        return getattr(self.module, "Error", Exception)  # type: ignore[no-any-return]
+
+    def translate(self, error: BaseException) -> errors.Error:
+        """The sqlfence PEP 249 error for a driver error, keeping codes such as SQLSTATE."""
+        for theirs, ours in self._errors:
+            if isinstance(error, theirs):
+                break
+        else:
+            ours = errors.OperationalError
+        translated = ours(self.describe(error))
+        for attribute in _KEPT_ATTRIBUTES:
+            value = getattr(error, attribute, None)
+            if value is not None:
+                setattr(translated, attribute, value)
+        return translated
+
+    def describe(self, error: BaseException) -> str:
+        """The message of a driver error as sqlfence shows it."""
+        return str(error) or type(error).__name__
+
+    def connect(self, url: ConnectionURL, guard: Guard, kwargs: dict[str, Any]) -> Any:
+        """Open a raw connection (session options that harden it may be applied here)."""
+        raise ConfigurationError(f"sqlfence cannot open {self.name} URLs; use sqlfence.wrap()")
+
+    def harden(self, raw: Any, guard: Guard, opened: bool) -> Callable[[], None] | None:
+        """Apply the policy's second layer; ``opened`` is False for a ``wrap``ped connection.
+
+        Returns a hook to call before each statement (SQLite arms its deadline), or None.
+        """
+        return None
+
+    def prepare_cursor(self, cursor: Any, guard: Guard) -> None:
+        """Per-cursor hardening (IRIS query timeouts)."""
+
+    def session(self, url: ConnectionURL | None, raw: Any) -> Session:
+        """The correlation fields for events of this connection."""
+        if url is None:
+            return Session(system=self.system)
+        return Session(
+            system=self.system,
+            namespace=url.database or None,
+            server_address=url.host,
+            server_port=url.port,
+        )
+
+
+_REGISTRY: dict[str, Driver] = {}
+_BY_DIALECT: dict[str, Driver] = {}
+
+
+def register(driver: Driver) -> Driver:
+    """Make ``driver`` reachable by its URL schemes and dialect name."""
+    for scheme in driver.schemes:
+        _REGISTRY[scheme] = driver
+    if driver.dialect:
+        _BY_DIALECT.setdefault(driver.dialect, driver)
+    _BY_DIALECT.setdefault(driver.name, driver)
+    return driver
+
+
+def for_url(url: ConnectionURL) -> Driver:
+    """The driver for a URL's scheme; ConfigurationError names the known schemes."""
+    _load_builtin()
+    driver = _REGISTRY.get(url.scheme)
+    if driver is None:
+        known = ", ".join(sorted(_REGISTRY))
+        raise ConfigurationError(f"unknown URL scheme {url.scheme!r} (known: {known})")
+    return driver
+
+
+def for_dialect(dialect: str) -> Driver:
+    """The driver profile for a dialect name (``sqlite``, ``postgres``, ``iris``...)."""
+    _load_builtin()
+    name = {"postgresql": "postgres", "intersystems_iris": "iris"}.get(dialect, dialect)
+    driver = _BY_DIALECT.get(name)
+    if driver is not None:
+        return driver
+    generic = Driver()
+    generic.dialect = name
+    return generic
+
+
+def _load_builtin() -> None:
+    if not _REGISTRY:
+        from sqlfence.proxy import iris_driver, postgres_driver, sqlite_driver
+
+        for module in (sqlite_driver, postgres_driver, iris_driver):
+            register(module.DRIVER)
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@")
+    return url
