@@ -65,6 +65,7 @@ WRITE_NODES: tuple[type[exp.Expression], ...] = (
 )
 _DDL_NODES = (exp.Create, exp.Drop, exp.Alter, exp.TruncateTable)
 _DML_TARGET_NODES = (exp.Insert, exp.Update, exp.Delete, exp.Merge, *_DDL_NODES, exp.Into)
+_TARGET_ARGS = frozenset({"this", "expressions", "tables"})
 _STATEMENT_NODES = (
     exp.Select,
     exp.Insert,
@@ -88,6 +89,8 @@ _LITERAL_TOKENS = frozenset(
     }
 )
 _SUMMARY_MAX = 255
+# Roots that are expressions, not statements: sqlglot accepts "x + 1" on its own, a database won't.
+_NOT_STATEMENTS = (exp.Condition, exp.Identifier, exp.Table)
 
 
 @dataclass(frozen=True)
@@ -294,6 +297,8 @@ def _collect(tree: exp.Expression, namer: Namer, hooks: tuple[FactHook, ...]) ->
     for hook in hooks:
         hook.collect(tree, namer, out)
     operation = _operation(tree)
+    if isinstance(tree, _NOT_STATEMENTS) and out.unparsed is None:
+        out.unparsed = f"not a statement but a bare {tree.key} expression"
     summary = " ".join(out.summary)[:_SUMMARY_MAX] or operation.upper()
     return StatementFacts(
         operation=operation,
@@ -367,17 +372,11 @@ def _add_insert_columns(node: exp.Expression, namer: Namer, out: _Builder) -> No
 
 
 def _is_write_target(table: exp.Table) -> bool:
-    node: exp.Expression | None = table.parent
     child: exp.Expression = table
-    while node is not None:
-        if isinstance(node, _DML_TARGET_NODES):
-            if node.args.get("this") is child:
-                return True
-            return any(item is child for item in node.args.get("expressions") or ())
-        if not isinstance(node, exp.Schema):
-            return False
+    node = table.parent
+    while isinstance(node, exp.Schema):
         child, node = node, node.parent
-    return False
+    return isinstance(node, _DML_TARGET_NODES) and child.arg_key in _TARGET_ARGS
 
 
 def _is_cte_reference(table: exp.Table, namer: Namer) -> bool:

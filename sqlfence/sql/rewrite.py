@@ -27,14 +27,15 @@ def limit_rows(analysis: Analysis, max_rows: int) -> str | None:
         return None
     root = analysis.trees[0]
     splice = _name(analysis) in _TRAILING_LIMIT
-    if isinstance(root, exp.Subquery) or (
+    wrapped = isinstance(root, exp.Subquery) or (
         isinstance(root, exp.Values) and _name(analysis) == "postgres"
-    ):
-        return _splice_end(analysis, max_rows) if splice else None
-    if not isinstance(root, _QUERY_NODES):
+    )
+    if not wrapped and not isinstance(root, _QUERY_NODES):
         return None
     limit = root.args.get("limit")
     if limit is None:
+        if wrapped:
+            return _splice_end(analysis, max_rows) if splice else None
         if splice:
             return _splice_end(analysis, max_rows)
         root.set("limit", exp.Limit(expression=exp.Literal.number(max_rows)))
@@ -42,9 +43,10 @@ def limit_rows(analysis: Analysis, max_rows: int) -> str | None:
     count = limit.args.get("count") if isinstance(limit, exp.Fetch) else limit.expression
     if count is None and isinstance(limit, exp.Fetch):
         return None  # FETCH FIRST ROW ONLY: one row
-    value = literal_count(count)
-    if value is not None and 0 <= value <= max_rows:
+    bound = row_bound(count, clamped=_name(analysis) != "sqlite")
+    if bound is not None and bound <= max_rows:
         return None
+    value = literal_count(count)
     ceiling = exp.Literal.number(max_rows)
     if value is not None or _means_unlimited(count):
         if splice and isinstance(count, exp.Literal):
@@ -73,6 +75,32 @@ def literal_count(node: exp.Expression | None) -> int | None:
             return int(node.this)
         except ValueError:
             return None
+    return None
+
+
+def row_bound(node: exp.Expression | None, clamped: bool) -> int | None:
+    """The most rows a limit expression can allow, when that is known; None when unbounded.
+
+    ``clamped`` means a negative value cannot mean "no limit" here (PostgreSQL rejects it;
+    in SQLite only an enclosing ``MAX(0, ...)`` clamps it).
+    """
+    if isinstance(node, exp.Paren):
+        return row_bound(node.this, clamped)
+    value = literal_count(node)
+    if value is not None:
+        if value >= 0:
+            return value
+        return 0 if clamped else None
+    if isinstance(node, (exp.Least, exp.Greatest)):
+        args = [node.this, *node.expressions]
+        if isinstance(node, exp.Greatest) and any(literal_count(a) == 0 for a in args):
+            clamped = True
+        bounds = [row_bound(arg, clamped) for arg in args]
+        known = [b for b in bounds if b is not None]
+        if isinstance(node, exp.Least) and known and (clamped or len(known) == len(args)):
+            return min(known)
+        if isinstance(node, exp.Greatest) and len(known) == len(args):
+            return max(known)
     return None
 
 

@@ -1,0 +1,108 @@
+"""Shared pieces of the benchmark scripts: statistics, tables, the machine line, BENCHMARKS.md.
+
+Each script owns one section of BENCHMARKS.md, delimited by HTML comments, and replaces
+only that section, so the scripts can run in any order.
+"""
+
+from __future__ import annotations
+
+import datetime
+import fcntl
+import os
+import platform
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+
+import sqlglot
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BENCHMARKS_MD = REPO_ROOT / "BENCHMARKS.md"
+_HEADER = (
+    "# sqlfence benchmarks\n\n"
+    "Written by the scripts in `benchmarks/` (`make bench`); each section is replaced by the\n"
+    "script named in it. Numbers are from one run on the machine described in the section.\n"
+)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) with linear interpolation between the closest ranks."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q / 100
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def median(values: Sequence[float]) -> float:
+    """The median, NaN for no values."""
+    return statistics.median(values) if values else float("nan")
+
+
+def us(nanoseconds: float) -> float:
+    """Nanoseconds to microseconds."""
+    return nanoseconds / 1000
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A Markdown table that also reads well on a terminal (columns padded)."""
+    cells = [[str(h) for h in headers], *[[_cell(value) for value in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = []
+    for number, row in enumerate(cells):
+        padded = [
+            value.ljust(width) if i == 0 else value.rjust(width)
+            for i, (value, width) in enumerate(zip(row, widths))
+        ]
+        lines.append("| " + " | ".join(padded) + " |")
+        if number == 0:
+            lines.append("|" + "|".join("-" * (width + 2) for width in widths) + "|")
+    return "\n".join(lines)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:,.1f}" if abs(value) >= 10 else f"{value:.2f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def machine() -> str:
+    """One line saying where and with what the numbers were measured."""
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    compiled = "compiled" if sqlglot.parser.__file__.endswith((".so", ".pyd")) else "pure Python"
+    return (
+        f"{datetime.date.today().isoformat()}, {os.cpu_count()} cores ({cpu}), "
+        f"Python {platform.python_version()}, sqlglot {sqlglot.__version__} ({compiled} parser)"
+    )
+
+
+def write_section(name: str, body: str) -> Path:
+    """Replace (or append) the section ``name`` of BENCHMARKS.md with ``body``."""
+    start = f"<!-- benchmark:{name} start -->"
+    end = f"<!-- benchmark:{name} end -->"
+    block = f"{start}\n{body.strip()}\n{end}\n"
+    with BENCHMARKS_MD.open("a+", encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # both scripts may finish at the same moment
+        handle.seek(0)
+        text = handle.read() or _HEADER
+        if start in text and end in text:
+            before, rest = text.split(start, 1)
+            after = rest.split(end, 1)[1].lstrip("\n")
+            text = before + block + ("\n" + after if after else "")
+        else:
+            text = text.rstrip("\n") + "\n\n" + block
+        handle.seek(0)
+        handle.truncate()
+        handle.write(text)
+    return BENCHMARKS_MD

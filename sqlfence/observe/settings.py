@@ -1,0 +1,167 @@
+"""One immutable settings object per observability concern: audit, monitor, telemetry.
+
+Unknown keys are errors (a misspelt ``retention_day`` must not silently keep logs forever).
+Every model accepts the keyword names of the design report (``log_queries``,
+``export_format``, ``alert_on_slow_query_ms``, ``log_all_queries`` ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+SinkName = Literal["file", "stdout", "logging", "structlog"]
+AuditSink = SinkName | Callable[[dict[str, Any]], None]
+
+DEFAULT_AUDIT_DIRECTORY = Path(".sqlfence") / "audit"
+AUDIT_KEY_ENV = "SQLFENCE_AUDIT_KEY"
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+
+class AuditSettings(_Settings):
+    """Where and how audit events are written. ``AuditSettings()`` is a sensible default.
+
+    The chain key comes from ``key``, else the ``SQLFENCE_AUDIT_KEY`` environment variable,
+    else ``key_file`` (default ``<directory>/audit.key``, created with mode 0600 when missing).
+    """
+
+    enabled: bool = True
+    directory: Path = DEFAULT_AUDIT_DIRECTORY
+    prefix: str = Field("audit", pattern=r"^[A-Za-z0-9_.]+$")
+    sinks: tuple[AuditSink, ...] = ("file",)
+    key: SecretStr | None = None
+    key_file: Path | None = None
+    # What is recorded. Denials, errors and the log's own events are always recorded.
+    log_queries: bool = True
+    log_connections: bool = True
+    log_schema_changes: bool = True
+    log_params: bool = False
+    mask_literals: bool = False
+    max_query_chars: int | None = Field(None, gt=0)
+    # Files.
+    export_format: Literal["json", "jsonl", "csv"] = "jsonl"
+    retention_days: float | None = Field(None, gt=0)
+    max_file_bytes: int = Field(64 * 1024 * 1024, gt=0)
+    rotate_daily: bool = True
+    durable: bool = False
+    # The background writer.
+    queue_size: int = Field(65_536, gt=0)
+    batch_size: int = Field(2_048, gt=0)
+    flush_interval_s: float = Field(0.1, gt=0)
+    put_timeout_s: float | None = Field(None, gt=0)
+
+    @field_validator("sinks", mode="before")
+    @classmethod
+    def _one_sink_is_a_list(cls, value: Any) -> Any:
+        if isinstance(value, str) or callable(value):
+            return (value,)
+        return value
+
+    @property
+    def resolved_key_file(self) -> Path:
+        """The key file used when neither ``key`` nor the environment variable gives a key."""
+        return self.key_file if self.key_file is not None else self.directory / "audit.key"
+
+
+class MonitorSettings(_Settings):
+    """Live metrics and alert rules. A rule whose threshold is None is off.
+
+    A statement is counted as slow from ``alert_on_slow_query_ms`` when that is set, else from
+    ``slow_query_ms``. The same alert (kind and connection or agent) fires at most once per
+    ``alert_cooldown_s``. Callbacks and webhooks run on a background thread.
+    """
+
+    enabled: bool = True
+    slow_query_ms: float = Field(1000.0, gt=0)
+    alert_on_slow_query_ms: float | None = Field(None, gt=0)
+    alert_on_denials: int | None = Field(5, gt=0)
+    denial_window_s: float = Field(60.0, gt=0)
+    alert_on_error_rate: float | None = Field(None, gt=0, le=1)
+    error_rate_window: int = Field(50, gt=0)
+    alert_on_cpu_percent: float | None = Field(None, gt=0)
+    alert_on_memory_mb: float | None = Field(None, gt=0)
+    alert_on_memory_percent: float | None = Field(None, gt=0)
+    alert_on_disk_mb: float | None = Field(None, gt=0)
+    alert_on_disk_percent: float | None = Field(None, gt=0)
+    alert_cooldown_s: float = Field(60.0, ge=0)
+    callbacks: tuple[Callable[..., Any], ...] = ()
+    webhook: str | None = None
+    webhooks: tuple[str, ...] = ()
+    webhook_headers: dict[str, str] = Field(default_factory=dict)
+    webhook_timeout_s: float = Field(5.0, gt=0)
+    webhook_retries: int = Field(3, ge=0)
+    webhook_backoff_s: float = Field(0.5, ge=0)
+    log_all_queries: bool = False
+    queue_size: int = Field(10_000, gt=0)
+
+    @field_validator("callbacks", mode="before")
+    @classmethod
+    def _one_callback_is_a_list(cls, value: Any) -> Any:
+        return (value,) if callable(value) else value
+
+    @field_validator("webhook", "webhooks", mode="after")
+    @classmethod
+    def _http_only(cls, value: Any) -> Any:
+        for url in (value,) if isinstance(value, str) else value or ():
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"webhook {url!r} is not an http:// or https:// URL")
+        return value
+
+    @property
+    def slow_threshold_ms(self) -> float:
+        """The duration from which a statement counts as slow."""
+        if self.alert_on_slow_query_ms is not None:
+            return self.alert_on_slow_query_ms
+        return self.slow_query_ms
+
+    @property
+    def webhook_urls(self) -> tuple[str, ...]:
+        """``webhook`` and ``webhooks`` together."""
+        return ((self.webhook,) if self.webhook else ()) + self.webhooks
+
+    def __hash__(self) -> int:  # the headers dict is not hashable; settings are frozen
+        return hash((type(self), self.model_dump_json(exclude={"callbacks"}), self.callbacks))
+
+
+class TelemetrySettings(_Settings):
+    """OpenTelemetry spans and metrics through the application's providers.
+
+    ``query_text``: ``auto`` records parameterised text as is and masks the literals of
+    text sent without parameters (the semantic conventions' default); ``masked`` always
+    masks; ``raw`` never does; ``off`` leaves ``db.query.text`` out. With ``background``
+    (the default) spans and metrics are built on a worker thread from timestamps taken on
+    the query's thread, so the query pays for a queue append; under overload that worker
+    drops (and counts) rather than slowing queries down, as OpenTelemetry's batch
+    processors do. ``tracer_provider``/``meter_provider`` override the global ones.
+    """
+
+    enabled: bool = True
+    spans: bool = True
+    metrics: bool = True
+    query_text: Literal["auto", "masked", "raw", "off"] = "auto"
+    returned_rows: bool = True
+    background: bool = True
+    queue_size: int = Field(16_384, gt=0)
+    tracer_provider: Any = None
+    meter_provider: Any = None
+
+    def __hash__(self) -> int:
+        return hash(
+            (
+                self.enabled,
+                self.spans,
+                self.metrics,
+                self.query_text,
+                self.returned_rows,
+                self.background,
+                self.queue_size,
+                id(self.tracer_provider),
+                id(self.meter_provider),
+            )
+        )
