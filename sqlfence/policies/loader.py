@@ -95,7 +95,7 @@ def _parse_yaml(text: str, name: str) -> tuple[Any, dict[tuple[str, ...], str]]:
 def _index(
     node: yaml.Node, path: tuple[str, ...], name: str, lines: dict[tuple[str, ...], str]
 ) -> None:
-    lines[path] = f"{name}:{node.start_mark.line + 1}"
+    lines.setdefault(path, f"{name}:{node.start_mark.line + 1}")
     if not isinstance(node, yaml.MappingNode):
         return
     seen: set[str] = set()
