@@ -22,7 +22,10 @@ agents:
 
 SESSION = [
     ("an ordinary question", "SELECT name, country FROM customers WHERE country = 'FR'"),
-    ("an aggregate", "SELECT country, count(*) AS n FROM customers GROUP BY country ORDER BY n DESC"),
+    (
+        "an aggregate",
+        "SELECT country, count(*) AS n FROM customers GROUP BY country ORDER BY n DESC",
+    ),
     ("a scan that is row-limited", "SELECT id, total FROM orders"),
     ("a read of the secrets table", "SELECT * FROM secrets"),
     ("secrets hidden in a CTE", "WITH s AS (SELECT token FROM secrets) SELECT * FROM s"),

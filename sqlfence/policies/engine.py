@@ -385,4 +385,4 @@ def table_matches(pattern: tuple[str, ...], parts: tuple[str, ...], loose: bool)
         parts = parts[-len(pattern) :]
     if len(parts) != len(pattern):
         return False
-    return all(fnmatchcase(part, pat) for part, pat in zip(parts, pattern))
+    return all(fnmatchcase(part, pat) for part, pat in zip(parts, pattern, strict=True))

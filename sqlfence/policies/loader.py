@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from sqlfence.errors import PolicyError
 from sqlfence.policies.model import Policy, PolicySet
 
-PolicySource = Union[Policy, PolicySet, Mapping[str, Any], str, os.PathLike[str], None]
+PolicySource = Union[Policy, PolicySet, Mapping[str, Any], str, "os.PathLike[str]", None]
 _SECTION_KEYS = frozenset({"default", "tenants", "agents"})
 
 
@@ -47,7 +47,9 @@ def validate(data: Mapping[str, Any], origins: Mapping[str, str]) -> Policy:
 
 def _from_policy(policy: Policy) -> PolicySet:
     data = policy.model_dump(exclude_unset=True)
-    origins = {("default", key): where for key, where in policy.origins.items() if key}
+    origins: dict[tuple[str, ...], str] = {
+        ("default", key): where for key, where in policy.origins.items() if key
+    }
     return PolicySet(data, origins=origins)
 
 
@@ -104,8 +106,8 @@ def _index(
         if key in seen:
             raise PolicyError(f"{name}:{key_node.start_mark.line + 1}: duplicate key {key!r}")
         seen.add(key)
-        lines[(*path, key)] = f"{name}:{key_node.start_mark.line + 1}"
-        _index(value_node, (*path, key), name, lines)
+        lines[(path + (key,))] = f"{name}:{key_node.start_mark.line + 1}"
+        _index(value_node, (path + (key,)), name, lines)
 
 
 def _from_mapping(
@@ -158,12 +160,12 @@ def _section(
         raise PolicyError(f"{where}: {'.'.join(path)} must be a mapping of policy keys")
     section = dict(data)
     agents = section.pop("agents", None) if nested_agents else None
-    origins = {key: lines[(*path, key)] for key in section if (*path, key) in lines}
+    origins = {key: lines[(path + (key,))] for key in section if (path + (key,)) in lines}
     if path in lines:
         origins[""] = where
     validate(section, origins)  # every section is checked on load, not first use
     if agents is not None:
-        section["agents"] = _sections(agents, (*path, "agents"), lines, name, False)
+        section["agents"] = _sections(agents, (path + ("agents",)), lines, name, False)
     return section
 
 

@@ -221,7 +221,7 @@ class PolicySet:
                 if name == "agents":
                     continue
                 merged[name] = value
-                where = self._origins.get((*path, name))
+                where = self._origins.get(path + (name,))
                 if where:
                     origins[_canonical(name)] = where
         whole = self._origins.get(layers[-1][0]) or self._origins.get(())

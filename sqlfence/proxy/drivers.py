@@ -114,15 +114,15 @@ class Driver:
     @property
     def error_class(self) -> type[BaseException]:
         """The driver's base exception class (what the cursor catches)."""
-        return getattr(self.module, "Error", Exception)  # type: ignore[no-any-return]
+        error: type[BaseException] = getattr(self.module, "Error", Exception)
+        return error
 
     def translate(self, error: BaseException) -> errors.Error:
         """The sqlfence PEP 249 error for a driver error, keeping codes such as SQLSTATE."""
-        for theirs, ours in self._errors:
-            if isinstance(error, theirs):
-                break
-        else:
-            ours = errors.OperationalError
+        ours = next(
+            (cls for theirs, cls in self._errors if isinstance(error, theirs)),
+            errors.OperationalError,
+        )
         translated = ours(self.describe(error))
         for attribute in _KEPT_ATTRIBUTES:
             value = getattr(error, attribute, None)

@@ -38,7 +38,7 @@ class SQLiteDriver(Driver):
                 f"sqlite URLs have no host: use sqlite:///relative.db or sqlite:////abs.db, "
                 f"not a host named {url.host!r}"
             )
-        options = dict(url.options)
+        options: dict[str, Any] = dict(url.options)
         options.update(kwargs)
         if "mode" in options and not path.startswith("file:"):
             path = f"file:{path}?mode={options.pop('mode')}"

@@ -15,12 +15,12 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect, NormalizationStrategy
 from sqlglot.errors import SqlglotError
-from sqlglot.tokens import Token, TokenType
+from sqlglot.tokenizer_core import Token, TokenType
 
 from sqlfence.sql.functions import function_name
 
 # Statement kinds by root node class. Anything else is named by the node's key.
-_OPERATIONS: dict[type[exp.Expression], str] = {
+_OPERATIONS: dict[type[exp.Expr], str] = {
     exp.Select: "select",
     exp.Union: "select",
     exp.Intersect: "select",
@@ -124,7 +124,7 @@ class Analysis:
     sql: str
     dialect: Dialect
     tokens: tuple[Token, ...]
-    trees: tuple[exp.Expression, ...]
+    trees: tuple[exp.Expr, ...]
     facts: StatementFacts
 
 
@@ -157,7 +157,7 @@ class Namer:
             return name.upper()
         return name
 
-    def identifier(self, node: exp.Expression | None) -> str | None:
+    def identifier(self, node: exp.Expr | None) -> str | None:
         """The normalised text of an identifier node (None when absent)."""
         if node is None:
             return None
@@ -184,9 +184,7 @@ class Namer:
         return normal
 
 
-def parse(
-    sql: str, dialect: Dialect
-) -> tuple[tuple[Token, ...], tuple[exp.Expression | None, ...]]:
+def parse(sql: str, dialect: Dialect) -> tuple[tuple[Token, ...], tuple[exp.Expr | None, ...]]:
     """Tokenize once and parse those tokens. Raises sqlglot's errors."""
     tokens = dialect.tokenize(sql)
     trees = dialect.parser().parse(tokens, sql)
@@ -199,7 +197,7 @@ def analyze(
     namer: Namer,
     hooks: tuple[FactHook, ...] = (),
 ) -> Analysis:
-    """Parse ``sql`` and collect its facts. Never raises for bad SQL: ``facts.unparsed`` says why."""
+    """Parse ``sql`` and collect its facts; never raises for bad SQL (``facts.unparsed``)."""
     try:
         tokens, parsed = parse(sql, dialect)
     except SqlglotError as error:
@@ -222,7 +220,7 @@ def analyze(
 class FactHook:
     """Dialect-specific fact collection (IRIS arrows, procedure names); default: nothing."""
 
-    def collect(self, tree: exp.Expression, namer: Namer, facts: _Builder) -> None:
+    def collect(self, tree: exp.Expr, namer: Namer, facts: _Builder) -> None:
         """Add to ``facts`` what the generic walk cannot know."""
 
 
@@ -243,7 +241,7 @@ class _Builder:
     unparsed: str | None = None
 
 
-def _collect(tree: exp.Expression, namer: Namer, hooks: tuple[FactHook, ...]) -> StatementFacts:
+def _collect(tree: exp.Expr, namer: Namer, hooks: tuple[FactHook, ...]) -> StatementFacts:
     out = _Builder()
     aliases: dict[str, set[str]] = {}
     column_nodes: list[exp.Column] = []
@@ -319,7 +317,7 @@ def _collect(tree: exp.Expression, namer: Namer, hooks: tuple[FactHook, ...]) ->
     )
 
 
-def _operation(tree: exp.Expression) -> str:
+def _operation(tree: exp.Expr) -> str:
     operation = _OPERATIONS.get(type(tree))
     if operation is not None:
         return operation
@@ -328,7 +326,7 @@ def _operation(tree: exp.Expression) -> str:
     return tree.key
 
 
-def _command_reason(node: exp.Expression) -> str:
+def _command_reason(node: exp.Expr) -> str:
     head = str(node.this or "").strip().upper() or "statement"
     return f"{head} is not understood by the parser (raw command)"
 
@@ -355,7 +353,7 @@ def _add_column(
         out.columns.add((owner, name))
 
 
-def _add_insert_columns(node: exp.Expression, namer: Namer, out: _Builder) -> None:
+def _add_insert_columns(node: exp.Expr, namer: Namer, out: _Builder) -> None:
     """INSERT names its columns as identifiers, not Column nodes; no list means every column."""
     target = node.this
     table = target.this if isinstance(target, exp.Schema) else target
@@ -372,7 +370,7 @@ def _add_insert_columns(node: exp.Expression, namer: Namer, out: _Builder) -> No
 
 
 def _is_write_target(table: exp.Table) -> bool:
-    child: exp.Expression = table
+    child: exp.Expr = table
     node = table.parent
     while isinstance(node, exp.Schema):
         child, node = node, node.parent
@@ -384,7 +382,7 @@ def _is_cte_reference(table: exp.Table, namer: Namer) -> bool:
     if table.args.get("db") is not None or table.args.get("catalog") is not None:
         return False
     name = namer.identifier(table.this)
-    child: exp.Expression = table
+    child: exp.Expr = table
     node = table.parent
     while node is not None:
         if isinstance(node, exp.With):
@@ -395,9 +393,12 @@ def _is_cte_reference(table: exp.Table, namer: Namer) -> bool:
                 return True
         else:
             with_ = node.args.get("with_")
-            if isinstance(with_, exp.With) and with_ is not child:
-                if any(namer.normalize(cte.alias) == name for cte in with_.expressions):
-                    return True
+            if (
+                isinstance(with_, exp.With)
+                and with_ is not child
+                and any(namer.normalize(cte.alias) == name for cte in with_.expressions)
+            ):
+                return True
         child, node = node, node.parent
     return False
 

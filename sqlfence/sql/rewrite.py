@@ -53,9 +53,11 @@ def limit_rows(analysis: Analysis, max_rows: int) -> str | None:
             spliced = _splice_literal(analysis.sql, count, str(max_rows))
             if spliced is not None:
                 return spliced
-        replacement: exp.Expression = ceiling
-    else:
+        replacement: exp.Expr = ceiling
+    elif count is not None:
         replacement = _bounded(count, ceiling, analysis)
+    else:
+        replacement = ceiling
     if isinstance(limit, exp.Fetch):
         limit.set("count", replacement)
     else:
@@ -111,7 +113,7 @@ def _means_unlimited(node: exp.Expression | None) -> bool:
     return isinstance(node, exp.Var) and node.name.upper() == "ALL"
 
 
-def _bounded(count: exp.Expression, ceiling: exp.Literal, analysis: Analysis) -> exp.Expression:
+def _bounded(count: exp.Expr, ceiling: exp.Expr, analysis: Analysis) -> exp.Expr:
     """``LEAST(count, ceiling)`` for a parameter or expression limit, keeping parameter order."""
     least = exp.Least(this=count.copy(), expressions=[ceiling])
     if _name(analysis) == "sqlite":

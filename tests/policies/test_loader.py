@@ -90,9 +90,12 @@ def test_policy_is_immutable() -> None:
 def test_safe_default_and_unrestricted() -> None:
     """No policy is read-only with 1,000 rows; unrestricted must be asked for."""
     default = Policy()
-    assert default.read_only and default.max_rows == 1000 and default.builtin_denied_functions
+    assert default.read_only
+    assert default.max_rows == 1000
+    assert default.builtin_denied_functions
     open_policy = Policy.unrestricted()
-    assert not open_policy.read_only and open_policy.max_rows is None
+    assert not open_policy.read_only
+    assert open_policy.max_rows is None
 
 
 def test_connect_without_policy_warns(tmp_path: Path) -> None:

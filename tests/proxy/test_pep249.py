@@ -41,8 +41,9 @@ def conn(backend: Backend) -> Iterator[sqlfence.GuardedConnection]:
     connection = backend.connect()
     cursor = connection.cursor()
     cursor.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name VARCHAR(20), price REAL)")
+    marks = ", ".join([backend.mark] * 3)
     cursor.executemany(
-        f"INSERT INTO items (id, name, price) VALUES ({backend.mark}, {backend.mark}, {backend.mark})",
+        f"INSERT INTO items (id, name, price) VALUES ({marks})",
         [(i, f"item{i}", i * 1.5) for i in range(100)],
     )
     connection.commit()
@@ -201,9 +202,13 @@ def test_context_manager_rolls_back_on_error(backend: Backend) -> None:
     """An exception inside `with connect()` rolls back the transaction."""
     with backend.connect() as connection:
         connection.execute("CREATE TABLE rb (a INTEGER)")
-    with pytest.raises(RuntimeError), backend.connect() as connection:
-        connection.execute("INSERT INTO rb VALUES (1)")
-        raise RuntimeError("boom")
+    def fail_midway() -> None:
+        with backend.connect() as connection:
+            connection.execute("INSERT INTO rb VALUES (1)")
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        fail_midway()
     with backend.connect() as connection:
         assert connection.execute("SELECT count(*) FROM rb").fetchone()[0] == 0
 
