@@ -60,16 +60,47 @@ class Decision:
         return f"{verdict}: " + "; ".join(str(reason) for reason in self.reasons)
 
 
+class TableSet:
+    """Table name patterns: exact names in a set, wildcard patterns matched one by one."""
+
+    def __init__(self, patterns: tuple[tuple[str, ...], ...]) -> None:
+        self.patterns = patterns
+        self._exact = frozenset(".".join(p) for p in patterns if not _has_wildcard(p))
+        self._wild = tuple(p for p in patterns if _has_wildcard(p))
+        self._depths = frozenset(len(p) for p in patterns if not _has_wildcard(p))
+
+    def __bool__(self) -> bool:
+        return bool(self.patterns)
+
+    def matches(self, table: str, loose: bool) -> bool:
+        """Does a qualified table name match? ``loose`` (deny lists) ignores a catalog part."""
+        if table in self._exact:
+            return True
+        parts = tuple(table.split("."))
+        if loose and len(parts) > 2:
+            for depth in self._depths:
+                if ".".join(parts[-depth:]) in self._exact:
+                    return True
+        return any(table_matches(pattern, parts, loose) for pattern in self._wild)
+
+
+def _has_wildcard(pattern: tuple[str, ...]) -> bool:
+    return any(ch in part for part in pattern for ch in "*?[")
+
+
 @dataclass(frozen=True)
 class _Patterns:
     """The policy's names, normalised and qualified the way the dialect compares them."""
 
     allowed_tables: tuple[tuple[str, ...], ...] | None
     denied_tables: tuple[tuple[str, ...], ...]
+    allowed_set: TableSet | None
+    denied_set: TableSet
     denied_columns: tuple[tuple[tuple[str, ...], str], ...]
     denied_functions: frozenset[str]
     allowed_functions: frozenset[str] | None
     allowlist: frozenset[str]
+    origins: Mapping[str, str]
 
 
 @dataclass(frozen=True)
@@ -85,7 +116,8 @@ Rule = Callable[[_Context], Iterator[Violation]]
 
 
 def _violation(ctx: _Context, rule: str, key: str, message: str) -> Violation:
-    return Violation(rule, message, ctx.policy.origin(key))
+    origins = ctx.patterns.origins
+    return Violation(rule, message, origins.get(key) or origins.get(""))
 
 
 def statement_length(ctx: _Context) -> Iterator[Violation]:
@@ -161,15 +193,13 @@ def read_only(ctx: _Context) -> Iterator[Violation]:
 def tables(ctx: _Context) -> Iterator[Violation]:
     """Denied tables never; when an allow list is set, nothing outside it."""
     patterns = ctx.patterns
+    denied, allowed = patterns.denied_set, patterns.allowed_set
     for table in sorted(ctx.facts.tables):
-        parts = tuple(table.split("."))
-        if any(table_matches(pattern, parts, loose=True) for pattern in patterns.denied_tables):
+        if denied and denied.matches(table, loose=True):
             yield _violation(
                 ctx, "denied_tables", "denied_tables", f"table {table} is on the deny list"
             )
-        elif patterns.allowed_tables is not None and not any(
-            table_matches(pattern, parts, loose=False) for pattern in patterns.allowed_tables
-        ):
+        elif allowed is not None and not allowed.matches(table, loose=False):
             yield _violation(
                 ctx, "allowed_tables", "allowed_tables", f"table {table} is not on the allow list"
             )
@@ -297,7 +327,9 @@ class Guard:
 
     def analyze(self, sql: str) -> Analysis:
         """Parse ``sql`` and collect its facts, without judging it."""
-        return analyze(sql, self.dialect, self.namer, self._hooks)
+        return analyze(
+            sql, self.dialect, self.namer, self._hooks, columns=bool(self.policy.denied_columns)
+        )
 
     def _decide(self, sql: str) -> Decision:
         if not isinstance(sql, str):
@@ -337,17 +369,24 @@ class Guard:
         denied_functions = {canonical(name) for name in policy.denied_functions}
         if policy.builtin_denied_functions:
             denied_functions |= builtin_denied(self.dialect_name)
-        return _Patterns(
-            allowed_tables=None
+        allowed = (
+            None
             if policy.allowed_tables is None
-            else tuple(qualify(name) for name in policy.allowed_tables),
-            denied_tables=tuple(qualify(name) for name in policy.denied_tables),
+            else tuple(qualify(name) for name in policy.allowed_tables)
+        )
+        denied = tuple(qualify(name) for name in policy.denied_tables)
+        return _Patterns(
+            allowed_tables=allowed,
+            denied_tables=denied,
+            allowed_set=None if allowed is None else TableSet(allowed),
+            denied_set=TableSet(denied),
             denied_columns=tuple(_column_pattern(qualify, name) for name in policy.denied_columns),
             denied_functions=frozenset(denied_functions),
             allowed_functions=None
             if policy.allowed_functions is None
             else frozenset(canonical(name) for name in policy.allowed_functions),
             allowlist=frozenset(policy.allowlist),
+            origins=dict(policy.origins),
         )
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import importlib
 import warnings
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from sqlfence.errors import DefaultPolicyWarning
-from sqlfence.observe.observer import NULL_OBSERVER, Observer
+from sqlfence.observe.observer import NULL_OBSERVER, Observer, Session
 from sqlfence.policies.engine import Guard
 from sqlfence.policies.loader import PolicySource, load_policy
 from sqlfence.policies.model import Policy
@@ -32,6 +33,7 @@ def connect(
     telemetry: bool = True,
     observer: Observer | None = None,
     catalog: Mapping[str, str] | None = None,
+    sandbox: str | None = None,
     **driver_kwargs: Any,
 ) -> GuardedConnection:
     """Open a guarded connection to ``url`` (sqlite://, postgresql://, iris://).
@@ -39,9 +41,10 @@ def connect(
     ``policy`` is a YAML path, YAML text, a mapping, a ``Policy`` or a ``PolicySet``; without
     one the connection is read-only with a 1,000-row limit (and a warning says so).
     ``audit`` and ``monitoring`` switch on the audit log and live metrics/alerts; remaining
-    keyword arguments go to the driver's own ``connect``. Raises ConfigurationError for an
-    unknown scheme or a missing driver, PolicyError for a malformed policy, and the driver's
-    connection errors as sqlfence.OperationalError.
+    keyword arguments go to the driver's own ``connect``. ``sandbox`` names the sandbox the
+    connection belongs to, for the correlation fields of its events. Raises
+    ConfigurationError for an unknown scheme or a missing driver, PolicyError for a malformed
+    policy, and the driver's connection errors as sqlfence.OperationalError.
     """
     parsed = drivers.ConnectionURL.parse(url)
     driver = drivers.for_url(parsed)
@@ -55,7 +58,7 @@ def connect(
     except BaseException:
         raw.close()
         raise
-    session = _session(driver.session(parsed, raw), agent_id, tenant)
+    session = _session(driver.session(parsed, raw), agent_id, tenant, sandbox)
     chosen, owned = _observer(observer, audit, monitoring, telemetry)
     return GuardedConnection(raw, driver, guard, chosen, session, before, owns_observer=owned)
 
@@ -86,7 +89,7 @@ def wrap(
         driver = _adopt(driver, module)
     guard = _guard(policy, driver, agent_id, tenant, catalog)
     before = driver.harden(connection, guard, opened=False)
-    session = _session(driver.session(None, connection), agent_id, tenant)
+    session = _session(driver.session(None, connection), agent_id, tenant, None)
     chosen, owned = _observer(observer, audit, monitoring, telemetry)
     return GuardedConnection(
         connection, driver, guard, chosen, session, before, owns_observer=owned
@@ -113,10 +116,10 @@ def _guard(
     )
 
 
-def _session(session: Any, agent_id: str | None, tenant: str | None) -> Any:
-    from dataclasses import replace
-
-    return replace(session, agent_id=agent_id, tenant=tenant)
+def _session(
+    session: Session, agent_id: str | None, tenant: str | None, sandbox: str | None
+) -> Session:
+    return replace(session, agent_id=agent_id, tenant=tenant, sandbox=sandbox)
 
 
 def _observer(

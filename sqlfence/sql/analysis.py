@@ -8,8 +8,10 @@ over the tree collects them all.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from typing import Any
 
 import sqlglot
 from sqlglot import exp
@@ -110,11 +112,36 @@ class StatementFacts:
     locks: bool = False
     statement_count: int = 1
     summary: str = ""
-    fingerprint: str = ""
     unparsed: str | None = None
     # Names that could not be resolved to a table without the catalog (IRIS ``->``).
     unresolved: tuple[str, ...] = ()
     extra: Mapping[str, object] = field(default_factory=dict)
+    source_tokens: tuple[Token, ...] = field(default=(), repr=False, compare=False)
+    # The text and dialect to tokenize when no tokens were kept (dialects that parse themselves).
+    source: tuple[str, Dialect] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def fingerprint(self) -> str:
+        """The statement's shape (literals normalised), computed on first use and kept."""
+        cached: str | None = self.__dict__.get("_fingerprint")
+        if cached is None:
+            if self.source_tokens:
+                cached = fingerprint_tokens(self.source_tokens)
+            elif self.source is not None:
+                cached = fingerprint(*self.source)
+            else:
+                cached = ""
+            object.__setattr__(self, "_fingerprint", cached)
+            object.__setattr__(self, "source_tokens", ())
+            object.__setattr__(self, "source", None)
+        return cached
+
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(self.__dict__)
+        state["_fingerprint"] = self.fingerprint  # tokens do not pickle; their digest does
+        state["source_tokens"] = ()
+        state["source"] = None
+        return state
 
 
 @dataclass(frozen=True)
@@ -167,11 +194,14 @@ class Namer:
 
     def table(self, table: exp.Table) -> str:
         """``schema.name`` (or ``catalog.schema.name``), qualified with the default schema."""
-        name = self.identifier(table.this) or ""
-        schema = self.identifier(table.args.get("db")) or self.default_schema
-        catalog = self.identifier(table.args.get("catalog"))
-        parts = [p for p in (catalog, schema, name) if p]
-        return ".".join(parts)
+        args = table.args
+        name = self.identifier(args.get("this")) or ""
+        db = args.get("db")
+        schema = self.identifier(db) if db is not None else self.default_schema
+        catalog = args.get("catalog")
+        if catalog is not None:
+            return ".".join(p for p in (self.identifier(catalog), schema, name) if p)
+        return f"{schema}.{name}" if schema else name
 
     def qualify(self, dotted: str) -> tuple[str, ...]:
         """A policy name such as ``Orders`` or ``sales.*`` -> normalised, qualified parts."""
@@ -184,11 +214,25 @@ class Namer:
         return normal
 
 
+_machinery = threading.local()
+
+
 def parse(sql: str, dialect: Dialect) -> tuple[tuple[Token, ...], tuple[exp.Expr | None, ...]]:
-    """Tokenize once and parse those tokens. Raises sqlglot's errors."""
-    tokens = dialect.tokenize(sql)
-    trees = dialect.parser().parse(tokens, sql)
-    return tuple(tokens), tuple(trees)
+    """Tokenize once and parse those tokens. Raises sqlglot's errors.
+
+    The tokenizer and parser are reused per thread (building them costs as much as a third of
+    a parse). A dialect that post-processes its trees in ``Dialect.parse`` (IRIS) is asked to
+    parse the text itself, and no tokens are returned.
+    """
+    if type(dialect).parse is not Dialect.parse:
+        return (), tuple(dialect.parse(sql))
+    cache: dict[int, tuple[Dialect, Any, Any]] = _machinery.__dict__.setdefault("by_dialect", {})
+    entry = cache.get(id(dialect))
+    if entry is None or entry[0] is not dialect:
+        entry = (dialect, dialect.tokenizer(), dialect.parser())
+        cache[id(dialect)] = entry
+    tokens = entry[1].tokenize(sql)
+    return tuple(tokens), tuple(entry[2].parse(tokens, sql))
 
 
 def analyze(
@@ -196,24 +240,34 @@ def analyze(
     dialect: Dialect,
     namer: Namer,
     hooks: tuple[FactHook, ...] = (),
+    columns: bool = True,
 ) -> Analysis:
-    """Parse ``sql`` and collect its facts; never raises for bad SQL (``facts.unparsed``)."""
+    """Parse ``sql`` and collect its facts; never raises for bad SQL (``facts.unparsed``).
+
+    ``columns=False`` skips column facts (and ``*`` tables) when no rule needs them.
+    """
     try:
         tokens, parsed = parse(sql, dialect)
     except SqlglotError as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         facts = StatementFacts(operation="unparsed", unparsed=f"cannot parse: {message}")
         return Analysis(sql, dialect, (), (), facts)
-    fingerprint = fingerprint_tokens(tokens)
     trees = tuple(tree for tree in parsed if tree is not None)
     if not trees:
         facts = StatementFacts(
-            operation="empty", unparsed="no statement (empty or comments only)", statement_count=0
+            operation="empty",
+            unparsed="no statement (empty or comments only)",
+            statement_count=0,
+            source_tokens=tokens,
+            source=None if tokens else (sql, dialect),
         )
         return Analysis(sql, dialect, tokens, (), facts)
-    collected = [_collect(tree, namer, hooks) for tree in trees]
+    collected = [_collect(tree, namer, hooks, columns) for tree in trees]
     facts = collected[0] if len(collected) == 1 else _merge(collected)
-    facts = replace(facts, fingerprint=fingerprint, statement_count=len(trees))
+    object.__setattr__(facts, "statement_count", len(trees))
+    object.__setattr__(facts, "source_tokens", tokens)
+    if not tokens:
+        object.__setattr__(facts, "source", (sql, dialect))
     return Analysis(sql, dialect, tokens, trees, facts)
 
 
@@ -231,9 +285,9 @@ class _Builder:
     columns: set[tuple[str | None, str]] = field(default_factory=set)
     star_tables: set[str] = field(default_factory=set)
     functions: set[str] = field(default_factory=set)
-    summary: list[str] = field(default_factory=list)
     unresolved: list[str] = field(default_factory=list)
     extra: dict[str, object] = field(default_factory=dict)
+    tables_seen: set[int] = field(default_factory=set)
     writes: bool = False
     is_ddl: bool = False
     into: bool = False
@@ -241,63 +295,97 @@ class _Builder:
     unparsed: str | None = None
 
 
-def _collect(tree: exp.Expr, namer: Namer, hooks: tuple[FactHook, ...]) -> StatementFacts:
+_TABLE, _COLUMN, _STAR, _FUNC, _INSERT, _WRITE, _DDL, _INTO, _COMMAND, _LOCK, _STATEMENT, _WITH = (
+    1 << bit for bit in range(12)
+)
+_FLAGS: dict[type[exp.Expr], int] = {}
+
+
+def _flags_of(cls: type[exp.Expr]) -> int:
+    """What the walk must do with nodes of a class; computed once per class."""
+    flags = 0
+    if cls is exp.Table:
+        flags |= _TABLE
+    elif cls is exp.Column:
+        flags |= _COLUMN
+    elif cls is exp.Star:
+        flags |= _STAR
+    elif issubclass(cls, exp.Func):
+        flags |= _FUNC
+    if cls is exp.Insert:
+        flags |= _INSERT
+    if issubclass(cls, WRITE_NODES):
+        flags |= _WRITE
+        if issubclass(cls, _DDL_NODES):
+            flags |= _DDL
+        elif cls is exp.Into:
+            flags |= _INTO
+        elif cls is exp.Command:
+            flags |= _COMMAND
+    if cls is exp.Lock:
+        flags |= _LOCK
+    if issubclass(cls, _STATEMENT_NODES):
+        flags |= _STATEMENT
+    if cls is exp.With:
+        flags |= _WITH
+    _FLAGS[cls] = flags
+    return flags
+
+
+def _collect(
+    tree: exp.Expr, namer: Namer, hooks: tuple[FactHook, ...], columns: bool
+) -> StatementFacts:
     out = _Builder()
-    aliases: dict[str, set[str]] = {}
+    flags_of = _FLAGS.get
+    events: list[exp.Expr | str] = []  # tables and statement keywords in tree order
+    table_nodes: list[exp.Table] = []
     column_nodes: list[exp.Column] = []
-    star_selects: list[exp.Select] = []
-    last_keyword = ""
+    insert_nodes: list[exp.Expr] = []
+    has_star = has_with = False
     for node in tree.walk(bfs=False):
-        kind = type(node)
-        if kind is exp.Table:
-            assert isinstance(node, exp.Table)
-            if not isinstance(node.this, exp.Identifier) or _is_cte_reference(node, namer):
-                continue
-            name = namer.table(node)
-            out.tables.add(name)
-            alias = node.alias
-            key = namer.normalize(alias) if alias else namer.identifier(node.this)
-            if key:
-                aliases.setdefault(key, set()).add(name)
-            if _is_write_target(node):
-                out.written.add(name)
-            if len(out.summary) < 32 and node.name not in out.summary[-1:]:
-                out.summary.append(node.name)
-        elif kind is exp.Column:
+        flags = flags_of(type(node))
+        if flags is None:
+            flags = _flags_of(type(node))
+        if not flags:
+            continue
+        if flags & _TABLE:
+            table_nodes.append(node)  # type: ignore[arg-type]
+            events.append(node)
+        elif flags & _COLUMN:
             column_nodes.append(node)  # type: ignore[arg-type]
-        elif kind is exp.Star:
-            parent = node.parent
-            if isinstance(parent, exp.Select):
-                star_selects.append(parent)
-        elif isinstance(node, exp.Func):
-            out.functions.add(function_name(node))
-        elif kind is exp.Insert:
-            _add_insert_columns(node, namer, out)
-        if isinstance(node, WRITE_NODES):
+        elif flags & _STAR:
+            has_star = has_star or isinstance(node.parent, exp.Select)
+        elif flags & _FUNC:
+            out.functions.add(function_name(node))  # type: ignore[arg-type]
+        if flags & _INSERT:
+            insert_nodes.append(node)
+        if flags & _WRITE:
             out.writes = True
-            if isinstance(node, _DDL_NODES):
+            if flags & _DDL:
                 out.is_ddl = True
-            elif kind is exp.Into:
+            elif flags & _INTO:
                 out.into = True
-            elif kind is exp.Command and out.unparsed is None:
+            elif flags & _COMMAND and out.unparsed is None:
                 out.unparsed = _command_reason(node)
-        if kind is exp.Lock:
+        if flags & _LOCK:
             out.locks = True
-        if isinstance(node, _STATEMENT_NODES):
-            keyword = _OPERATIONS[type(node)].upper()
-            if keyword != last_keyword:
-                out.summary.append(keyword)
-                last_keyword = keyword
-    for column in column_nodes:
-        _add_column(column, namer, aliases, out)
-    if star_selects:
-        out.star_tables |= out.tables
+        if flags & _STATEMENT:
+            events.append(_OPERATIONS[type(node)].upper())
+        if flags & _WITH:
+            has_with = True
+    aliases = _add_tables(table_nodes, namer, has_with, out)
+    if columns:
+        for column in column_nodes:
+            _add_column(column, namer, aliases, out)
+        for insert in insert_nodes:
+            _add_insert_columns(insert, namer, out)
+        if has_star:
+            out.star_tables |= out.tables
     for hook in hooks:
         hook.collect(tree, namer, out)
     operation = _operation(tree)
     if isinstance(tree, _NOT_STATEMENTS) and out.unparsed is None:
         out.unparsed = f"not a statement but a bare {tree.key} expression"
-    summary = " ".join(out.summary)[:_SUMMARY_MAX] or operation.upper()
     return StatementFacts(
         operation=operation,
         operations=(operation,),
@@ -310,11 +398,45 @@ def _collect(tree: exp.Expr, namer: Namer, hooks: tuple[FactHook, ...]) -> State
         is_ddl=out.is_ddl,
         into=out.into,
         locks=out.locks,
-        summary=summary,
+        summary=_summary(events, out.tables_seen) or operation.upper(),
         unparsed=out.unparsed,
         unresolved=tuple(out.unresolved),
         extra=out.extra,
     )
+
+
+def _add_tables(
+    nodes: list[exp.Table], namer: Namer, has_with: bool, out: _Builder
+) -> dict[str, set[str]]:
+    """Record real tables (not CTE references or table functions); returns alias -> tables."""
+    aliases: dict[str, set[str]] = {}
+    for node in nodes:
+        if not isinstance(node.this, exp.Identifier):
+            continue  # a table-valued function: its name is among the functions
+        if has_with and _is_cte_reference(node, namer):
+            continue
+        name = namer.table(node)
+        out.tables.add(name)
+        out.tables_seen.add(id(node))
+        alias = node.alias
+        key = namer.normalize(alias) if alias else namer.identifier(node.this)
+        if key:
+            aliases.setdefault(key, set()).add(name)
+        if _is_write_target(node):
+            out.written.add(name)
+    return aliases
+
+
+def _summary(events: list[exp.Expr | str], real: set[int]) -> str:
+    """OpenTelemetry's db.query.summary: operations and collections in order."""
+    words: list[str] = []
+    for event in events:
+        word = event if isinstance(event, str) else event.name if id(event) in real else ""
+        if word and (not words or words[-1] != word):
+            words.append(word)
+        if len(words) >= 32:
+            break
+    return " ".join(words)[:_SUMMARY_MAX]
 
 
 def _operation(tree: exp.Expr) -> str:

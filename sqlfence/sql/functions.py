@@ -48,6 +48,7 @@ _SQLITE = frozenset(
 _BUILTIN: dict[str, frozenset[str]] = {"postgres": _POSTGRES, "sqlite": _SQLITE}
 
 _ALIASES: dict[str, str] = {}
+_BY_CLASS: dict[type[exp.Func], str] = {}
 for _cls in exp.ALL_FUNCTIONS if hasattr(exp, "ALL_FUNCTIONS") else ():
     _names = [name.lower() for name in _cls.sql_names()]
     if _names:
@@ -67,8 +68,13 @@ def function_name(node: exp.Func) -> str:
     """The canonical name of a function node (anonymous ones keep the name as written)."""
     if isinstance(node, exp.Anonymous):
         return canonical(node.this if isinstance(node.this, str) else node.name)
-    names = node.sql_names()
-    return canonical(names[0]) if names else node.key
+    cls = type(node)
+    name = _BY_CLASS.get(cls)
+    if name is None:
+        names = cls.sql_names()
+        name = canonical(names[0]) if names else cls.key
+        _BY_CLASS[cls] = name
+    return name
 
 
 def builtin_denied(dialect: str) -> frozenset[str]:
