@@ -16,7 +16,7 @@ from sqlglot.dialects.dialect import Dialect
 from sqlfence.policies.loader import PolicySource, load_policy
 from sqlfence.policies.model import Policy
 from sqlfence.sql.analysis import Analysis, FactHook, Namer, StatementFacts, analyze
-from sqlfence.sql.functions import builtin_denied, canonical
+from sqlfence.sql.functions import builtin_denied, builtin_denied_rule, canonical
 from sqlfence.sql.rewrite import limit_rows
 
 _READ_OPERATIONS = frozenset({"select"})
@@ -98,6 +98,7 @@ class _Patterns:
     denied_set: TableSet
     denied_columns: tuple[tuple[tuple[str, ...], str], ...]
     denied_functions: frozenset[str]
+    denied_rule: Callable[[str], bool] | None
     allowed_functions: frozenset[str] | None
     allowlist: frozenset[str]
     origins: Mapping[str, str]
@@ -209,7 +210,7 @@ def tables(ctx: _Context) -> Iterator[Violation]:
                 ctx,
                 "unresolved_table",
                 "allowed_tables" if patterns.allowed_tables is not None else "denied_tables",
-                f"cannot tell which table {what} reaches without the catalog",
+                f"cannot tell which table an implicit join reads ({what})",
             )
 
 
@@ -241,8 +242,9 @@ def columns(ctx: _Context) -> Iterator[Violation]:
 def functions(ctx: _Context) -> Iterator[Violation]:
     """Built-in and policy deny lists, and the function allow list when set."""
     patterns = ctx.patterns
+    rule = patterns.denied_rule
     for name in sorted(ctx.facts.functions):
-        if name in patterns.denied_functions:
+        if name in patterns.denied_functions or (rule is not None and rule(name)):
             key = (
                 "denied_functions"
                 if name in ctx.policy.denied_functions
@@ -307,6 +309,7 @@ class Guard:
         self.catalog = dict(catalog or {})
         self._hooks = _hooks_for(self.dialect_name, self.catalog, default_schema)
         self.patterns = self._compile(self.policy)
+        self._finish = _FINISHERS.get(self.dialect_name)
         self._cache: dict[str, Decision] = {}
         self._cache_size = cache_size
 
@@ -319,6 +322,21 @@ class Guard:
                 self._cache.pop(next(iter(self._cache)), None)
             self._cache[sql] = decision
         return decision
+
+    @property
+    def policy_has_table_rules(self) -> bool:
+        """True when the policy allows or denies tables (so arrows must be resolved)."""
+        return bool(self.patterns.denied_tables) or self.patterns.allowed_tables is not None
+
+    def with_catalog(self, catalog: Mapping[str, str]) -> Guard:
+        """The same guard with a catalog (``Schema.Table.Column -> Schema.Table``) for arrows."""
+        return Guard(
+            self.policy,
+            dialect=self.dialect,
+            default_schema=self.namer.default_schema,
+            catalog=catalog,
+            cache_size=self._cache_size,
+        )
 
     @property
     def denied_functions(self) -> frozenset[str]:
@@ -354,13 +372,15 @@ class Guard:
         final = sql
         if allowed and policy.max_rows is not None and analysis.trees:
             final = limit_rows(analysis, policy.max_rows) or sql
+        if allowed and self._finish is not None:
+            final = self._finish(final)
         return Decision(
             allowed=allowed,
             sql=final,
             facts=analysis.facts,
             reasons=reasons,
             detected=detected,
-            rewritten=final is not sql,
+            rewritten=final != sql,
             max_rows=policy.max_rows,
         )
 
@@ -385,12 +405,25 @@ class Guard:
             allowed_functions=None
             if policy.allowed_functions is None
             else frozenset(canonical(name) for name in policy.allowed_functions),
+            denied_rule=builtin_denied_rule(self.dialect_name)
+            if policy.builtin_denied_functions
+            else None,
             allowlist=frozenset(policy.allowlist),
             origins=dict(policy.origins),
         )
 
 
 _DEFAULT_SCHEMAS = {"postgres": "public", "sqlite": "main", "iris": "SQLUser"}
+
+
+def _strip_iris_terminator(sql: str) -> str:
+    from sqlfence.sql.dialects.iris import strip_terminator
+
+    return strip_terminator(sql)
+
+
+# The last touch before the driver: IRIS rejects a trailing ";" (SQLCODE -25).
+_FINISHERS: dict[str, Callable[[str], str]] = {"iris": _strip_iris_terminator}
 
 
 def _dialect_name(requested: str | Dialect, dialect: Dialect) -> str:

@@ -54,6 +54,10 @@ def connect(
     except driver.error_class as error:
         raise driver.translate(error) from error
     try:
+        if catalog is None and guard.policy_has_table_rules:
+            found = driver.load_catalog(raw)
+            if found:
+                guard = guard.with_catalog(found)
         before = driver.harden(raw, guard, opened=True)
     except BaseException:
         raw.close()

@@ -145,6 +145,10 @@ class Driver:
         """
         return None
 
+    def load_catalog(self, raw: Any) -> dict[str, str]:
+        """Reference columns -> referenced tables, for dialects with implicit joins (IRIS)."""
+        return {}
+
     def prepare_cursor(self, cursor: Any, guard: Guard) -> None:
         """Per-cursor hardening (IRIS query timeouts)."""
 

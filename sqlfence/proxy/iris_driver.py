@@ -12,6 +12,15 @@ from sqlfence.policies.engine import Guard
 from sqlfence.proxy.drivers import ConnectionURL, Driver
 
 _TRUE = {"1", "true", "yes", "on"}
+_CATALOG_QUERY = """
+SELECT k.TABLE_SCHEMA, k.TABLE_NAME, k.COLUMN_NAME, u.TABLE_SCHEMA, u.TABLE_NAME
+FROM INFORMATION_SCHEMA.REFERENTIAL_CONSTRAINTS r
+JOIN INFORMATION_SCHEMA.KEY_COLUMN_USAGE k
+  ON k.CONSTRAINT_SCHEMA = r.CONSTRAINT_SCHEMA AND k.CONSTRAINT_NAME = r.CONSTRAINT_NAME
+JOIN INFORMATION_SCHEMA.TABLE_CONSTRAINTS u
+  ON u.CONSTRAINT_SCHEMA = r.UNIQUE_CONSTRAINT_SCHEMA
+ AND u.CONSTRAINT_NAME = r.UNIQUE_CONSTRAINT_NAME
+"""
 
 
 class IrisDriver(Driver):
@@ -41,6 +50,26 @@ class IrisDriver(Driver):
         params.update(options)
         params.update(kwargs)
         return self.module.connect(**params)
+
+    def load_catalog(self, raw: Any) -> dict[str, str]:
+        """Foreign-key and reference columns from INFORMATION_SCHEMA, for ``->`` resolution.
+
+        Written against the SQL standard's INFORMATION_SCHEMA views, which IRIS documents;
+        not yet run against a live IRIS here. A failure leaves the catalog empty, and then
+        arrows are denied under table rules (fail closed).
+        """
+        cursor = raw.cursor()
+        try:
+            cursor.execute(_CATALOG_QUERY)
+            rows = cursor.fetchall()
+        except self.error_class:
+            return {}
+        finally:
+            cursor.close()
+        return {
+            f"{schema}.{table}.{column}": f"{ref_schema}.{ref_table}"
+            for schema, table, column, ref_schema, ref_table in rows
+        }
 
     def prepare_cursor(self, cursor: Any, guard: Guard) -> None:
         timeout = guard.policy.statement_timeout_ms

@@ -40,6 +40,7 @@ _OPERATIONS: dict[type[exp.Expr], str] = {
     exp.Transaction: "transaction",
     exp.Commit: "transaction",
     exp.Rollback: "transaction",
+    exp.Execute: "call",  # CALL / EXECUTE of a stored procedure (IRIS parses CALL to it)
 }
 
 # Nodes that change data, schema, session or server state wherever they sit in the tree.
@@ -64,6 +65,7 @@ WRITE_NODES: tuple[type[exp.Expression], ...] = (
     exp.Transaction,
     exp.Commit,
     exp.Rollback,
+    exp.Execute,  # a procedure may do anything
 )
 _DDL_NODES = (exp.Create, exp.Drop, exp.Alter, exp.TruncateTable)
 _DML_TARGET_NODES = (exp.Insert, exp.Update, exp.Delete, exp.Merge, *_DDL_NODES, exp.Into)

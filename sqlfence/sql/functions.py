@@ -6,6 +6,8 @@ them, and facts use the canonical one, so both sides are mapped through ``canoni
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sqlglot import exp
 
 # Functions that reach outside SQL or change state behind a SELECT: files, network, sleeping,
@@ -75,6 +77,15 @@ def function_name(node: exp.Func) -> str:
         name = canonical(names[0]) if names else cls.key
         _BY_CLASS[cls] = name
     return name
+
+
+def builtin_denied_rule(dialect: str) -> Callable[[str], bool] | None:
+    """A predicate for deny rules a name list cannot express (IRIS: ``%SYSTEM.*``, ``##class``)."""
+    if dialect == "iris":
+        from sqlfence.sql.dialects.iris import is_denied_function
+
+        return is_denied_function
+    return None
 
 
 def builtin_denied(dialect: str) -> frozenset[str]:

@@ -45,38 +45,39 @@ class _Resolver:
         self.unknown: list[str] = []
         self._done: dict[int, TableName | None] = {}
 
-    def reached(self, arrow: ImplicitJoin) -> TableName | None:
-        """The table `arrow` reads its field from, or None (and a note) when unknown."""
-        if id(arrow) in self._done:
-            return self._done[id(arrow)]
+    def reached(self, arrow: exp.Expr) -> TableName | None:
+        """The table `arrow` reads its field from, or None (noted once) when unknown."""
+        key = id(arrow)
+        if key in self._done:
+            return self._done[key]
         left = arrow.this
-        owner: TableName | None
+        target = None
         if isinstance(left, ImplicitJoin):
-            owner, column = self.reached(left), left.field
-            failed_before = owner is None
+            # a chain: the field reached by the inner arrow is the reference column here
+            owner = self.reached(left)
+            if owner is not None:
+                target = self._follow(arrow, owner, left.expression.name)
         elif isinstance(left, exp.Column):
-            owner, column = self._owner(left), left.name
-            failed_before = False
+            owner = self._owner(left)
             if owner is None:
                 self._note(arrow, f"cannot tell which table {left.sql('iris')} belongs to")
-        else:
-            owner, column, failed_before = None, "", True
-            self._note(arrow, "the left side is not a column")
-
-        target = None
-        if owner is not None:
-            value = self.references.get(f"{owner[0]}.{owner[1]}.{column}".lower())
-            if value is None:
-                self._note(arrow, f"no catalog entry for {owner[0]}.{owner[1]}.{column}")
             else:
-                target = self._split(value)
-                self.targets.add(target)
-        elif not failed_before:
-            pass  # already noted above
-        self._done[id(arrow)] = target
+                target = self._follow(arrow, owner, left.name)
+        else:
+            self._note(arrow, "the left side is not a column")
+        self._done[key] = target
         return target
 
-    def _note(self, arrow: ImplicitJoin, reason: str) -> None:
+    def _follow(self, arrow: exp.Expr, owner: TableName, column: str) -> TableName | None:
+        value = self.references.get(f"{owner[0]}.{owner[1]}.{column}".lower())
+        if value is None:
+            self._note(arrow, f"no catalog entry for {owner[0]}.{owner[1]}.{column}")
+            return None
+        target = self._split(value)
+        self.targets.add(target)
+        return target
+
+    def _note(self, arrow: exp.Expr, reason: str) -> None:
         self.unknown.append(f"{arrow.sql('iris')}: {reason}")
 
     def _split(self, name: str) -> TableName:

@@ -1,30 +1,18 @@
 """Tokenizer for InterSystems IRIS SQL.
 
-IRIS names may start with `%` (`%ID`, `%EXACT`, `%Library.String`, `%STARTSWITH`) and may
-contain `#`, `$` and `@` after the first character (`a#b` is one identifier; modulo is
-`a # b`). sqlglot's compiled scanner reads `%` as an operator, so after scanning, a `%`
-directly followed by a word is joined with it into one token. That pass runs only when the
-statement contains a `%`, and touches each token once, without regular expressions.
+sqlglot's compiled parser cannot be subclassed when `sqlglotc` is installed (mypyc refuses
+interpreted subclasses of its native classes), so IRIS syntax is handled around it: the
+scanner below reads IRIS's characters (`%` names, `#`, `->`), `iris_rewrite` turns IRIS-only
+token sequences into ones the stock parser reads, and `iris_parsing` repairs the few tree
+shapes that need it afterwards.
 """
 
 from __future__ import annotations
 
 from sqlglot import tokens
-from sqlglot.tokens import Token, TokenType
+from sqlglot.tokenizer_core import Token, TokenType
 
-# Token types that no IRIS keyword produces, reused for IRIS's `%` operators.
-PERCENT_PREDICATE = TokenType.SOUNDS_LIKE
-"""`%MATCHES`, `%PATTERN`, `%INLIST`, `%INSET`, `%FIND` (binary predicates)."""
-NOINDEX = TokenType.MEMBER_OF
-"""`%NOINDEX`, a prefix on one condition."""
-
-PERCENT_PREDICATES = frozenset({"%MATCHES", "%PATTERN", "%INLIST", "%INSET", "%FIND"})
-
-_PERCENT_TOKEN_TYPES: dict[str, TokenType] = {
-    "%STARTSWITH": TokenType.CARET_AT,  # sqlglot parses CARET_AT into exp.StartsWith
-    "%NOINDEX": NOINDEX,
-    **dict.fromkeys(PERCENT_PREDICATES, PERCENT_PREDICATE),
-}
+from sqlfence.sql.dialects.iris_rewrite import Fix, rewrite
 
 # Operators of other dialects that would misread IRIS text (`a#>b` is not JSON in IRIS),
 # template delimiters, and the `/*+` hint comment, which IRIS treats as a plain comment.
@@ -36,62 +24,52 @@ _FOREIGN_KEYWORDS = frozenset(
     }
 )  # fmt: skip
 
+# Statements sqlglot has no node for: the scanner turns each into one exp.Command.
+COMMAND_KEYWORDS = (
+    "CREATE DATABASE", "DROP DATABASE", "CREATE USER", "ALTER USER", "DROP USER",
+    "CREATE ROLE", "DROP ROLE", "SET OPTION", "LOAD", "BUILD INDEX", "TUNE TABLE",
+    "FREEZE PLANS", "UNFREEZE PLANS", "PURGE", "TRAIN MODEL", "VALIDATE MODEL",
+    "CANCEL QUERY", "LOCK", "UNLOCK", "SAVEPOINT", "OPEN", "CLOSE", "EXEC", "EXECUTE",
+    "CREATE FOREIGN", "ALTER FOREIGN", "DROP FOREIGN", "CREATE ML", "ALTER ML", "DROP ML",
+    "SET ML", "CREATE MODEL", "ALTER MODEL", "DROP MODEL", "CREATE AGGREGATE",
+    "DROP AGGREGATE", "CREATE METHOD", "CREATE QUERY", "DROP METHOD", "DROP QUERY",
+    # routines and triggers whose bodies are ObjectScript, Python or SQL blocks
+    "CREATE PROCEDURE", "CREATE FUNCTION", "CREATE TRIGGER", "CREATE OR REPLACE PROCEDURE",
+    "CREATE OR REPLACE FUNCTION", "CREATE OR REPLACE TRIGGER", "CREATE OR REPLACE METHOD",
+    "CREATE OR REPLACE QUERY",
+)  # fmt: skip
+
 
 class IRISTokenizer(tokens.Tokenizer):
-    """Splits IRIS SQL into sqlglot tokens; see the module docstring for `%` names."""
+    """Splits IRIS SQL into tokens the stock sqlglot parser can read."""
 
     IDENTIFIERS = ['"']
     QUOTES = ["'"]
     STRING_ESCAPES = ["'"]
+    # Identifier characters after the first: IRIS reads `a#b` and `x$y` as single names.
     VAR_SINGLE_TOKENS = {"#", "$", "@"}
+
+    SINGLE_TOKENS = {
+        **tokens.Tokenizer.SINGLE_TOKENS,
+        "%": TokenType.PERCENT,  # starts a name; never an operator
+        "#": TokenType.MOD,  # IRIS's modulo operator
+    }
 
     KEYWORDS = {
         **{k: v for k, v in tokens.Tokenizer.KEYWORDS.items() if k not in _FOREIGN_KEYWORDS},
+        **dict.fromkeys(COMMAND_KEYWORDS, TokenType.COMMAND),
+        # the parser builds `#>` into a binary node, never a lambda; repaired to ImplicitJoin
+        "->": TokenType.HASH_ARROW,
         "TOP": TokenType.TOP,
-        # CALL gets the EXECUTE token type, which no IRIS statement uses otherwise; EXECUTE
-        # and EXEC stay opaque commands.
-        "CALL": TokenType.EXECUTE,
-        "EXECUTE": TokenType.COMMAND,
-        "EXEC": TokenType.COMMAND,
-        "LOAD": TokenType.COMMAND,
+        "START TRANSACTION": TokenType.BEGIN,
+        "CALL": TokenType.VAR,  # CALL statements are rewritten, see iris_rewrite
     }
 
-    COMMANDS = tokens.Tokenizer.COMMANDS - {TokenType.EXECUTE}
-
     def tokenize(self, sql: str) -> list[Token]:
-        """Return the tokens of `sql`, with `%name` joined into one token."""
+        """Return the tokens of `sql`, with IRIS-only syntax rewritten."""
+        return self.tokenize_with_fixes(sql)[0]
+
+    def tokenize_with_fixes(self, sql: str) -> tuple[list[Token], int]:
+        """Return the rewritten tokens and the `Fix` bits for the tree repairs they need."""
         scanned = super().tokenize(sql)
-        return _join_percent_names(sql, scanned) if "%" in sql else scanned
-
-
-def _join_percent_names(sql: str, scanned: list[Token]) -> list[Token]:
-    joined: list[Token] = []
-    count = len(scanned)
-    i = 0
-    while i < count:
-        token = scanned[i]
-        if token.token_type == TokenType.MOD and i + 1 < count:
-            word = scanned[i + 1]
-            first = sql[word.start : word.start + 1]
-            if (
-                word.start == token.end + 1
-                and word.token_type not in (TokenType.STRING, TokenType.IDENTIFIER)
-                and (first.isalpha() or first == "_")
-            ):
-                text = "%" + sql[word.start : word.end + 1]
-                joined.append(
-                    Token(
-                        _PERCENT_TOKEN_TYPES.get(text.upper(), TokenType.VAR),
-                        text,
-                        line=word.line,
-                        col=word.col,
-                        start=token.start,
-                        end=word.end,
-                        comments=[*token.comments, *word.comments],
-                    )
-                )
-                i += 2
-                continue
-        joined.append(token)
-        i += 1
-    return joined
+        return rewrite(sql, scanned) if scanned else (scanned, Fix.NONE)
