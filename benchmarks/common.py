@@ -11,12 +11,16 @@ import fcntl
 import os
 import platform
 import statistics
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import sqlglot
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Benchmark the working tree: the scripts import this module before ``sqlfence``, so the
+# repository's package wins over whatever an (editable or not) install put on the path.
+sys.path.insert(0, str(REPO_ROOT))
 BENCHMARKS_MD = REPO_ROOT / "BENCHMARKS.md"
 _HEADER = (
     "# sqlfence benchmarks\n\n"
@@ -54,7 +58,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     for number, row in enumerate(cells):
         padded = [
             value.ljust(width) if i == 0 else value.rjust(width)
-            for i, (value, width) in enumerate(zip(row, widths))
+            for i, (value, width) in enumerate(zip(row, widths, strict=True))
         ]
         lines.append("| " + " | ".join(padded) + " |")
         if number == 0:

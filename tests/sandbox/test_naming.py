@@ -13,7 +13,9 @@ WHEN = datetime(2026, 11, 26, 11, 8, 52, tzinfo=timezone.utc)
 
 def test_agent_name_has_the_design_shape() -> None:
     """An agent's namespace is AGENT_<ID>_<YYYYMMDD_HHMMSS>."""
-    assert naming.namespace_name("assistant-123", when=WHEN) == "AGENT_ASSISTANT_123_20261126_110852"
+    assert (
+        naming.namespace_name("assistant-123", when=WHEN) == "AGENT_ASSISTANT_123_20261126_110852"
+    )
 
 
 def test_tenant_name_has_the_design_shape() -> None:

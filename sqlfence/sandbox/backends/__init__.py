@@ -1,0 +1,1 @@
+"""Sandbox backends: one file per database behind the ``Backend`` protocol."""

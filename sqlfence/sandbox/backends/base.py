@@ -42,7 +42,9 @@ class Backend(Protocol):
     # False when snapshots are files (SQLite backup API).
     clones: bool
 
-    def create(self, name: str, limits: Limits, policy: Policy, labels: dict[str, Any]) -> Namespace:
+    def create(
+        self, name: str, limits: Limits, policy: Policy, labels: dict[str, Any]
+    ) -> Namespace:
         """Make namespace ``name`` with its own least-privilege role. Raises SandboxError."""
         ...
 

@@ -37,7 +37,9 @@ class SQLiteBackend:
         """The database file of namespace ``name``."""
         return self.directory / f"{name}{SUFFIX}"
 
-    def create(self, name: str, limits: Limits, policy: Policy, labels: dict[str, Any]) -> Namespace:
+    def create(
+        self, name: str, limits: Limits, policy: Policy, labels: dict[str, Any]
+    ) -> Namespace:
         """Create an empty database file. Raises SandboxError when it already exists."""
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.path(name)

@@ -1,0 +1,128 @@
+"""Sandbox timings: create+destroy, and restoring a 10,000-row snapshot, SQLite and PostgreSQL.
+
+    .venv/bin/python benchmarks/sandbox.py [--server-url postgresql://admin@host/postgres]
+
+Without ``--server-url`` a throwaway PostgreSQL server is started from the local binaries
+(as the tests do). Prints a Markdown table for BENCHMARKS.md; targets from issue 5 beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sqlfence.sandbox import AgentSandbox
+
+ROWS = 10_000
+
+
+def measure(run: Callable[[], object], repeat: int) -> tuple[float, float]:
+    """Median and p95 of ``run`` in milliseconds."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - start) * 1000)
+    times.sort()
+    return statistics.median(times), times[min(len(times) - 1, int(len(times) * 0.95))]
+
+
+def fill(sb: AgentSandbox, placeholder: str) -> None:
+    """A 10,000-row table."""
+    with sb.get_connection() as conn:
+        conn.execute("CREATE TABLE entities (id integer PRIMARY KEY, name text, score real)")
+        conn.cursor().executemany(
+            f"INSERT INTO entities VALUES ({placeholder}, {placeholder}, {placeholder})",
+            [(i, f"entity {i}", i * 0.5) for i in range(ROWS)],
+        )
+
+
+@contextmanager
+def postgres(url: str | None) -> Iterator[str]:
+    """The given server, or one started for the benchmark."""
+    if url:
+        yield url
+        return
+    from tests.postgres_server import PostgresServer, find_bindir
+
+    bindir = find_bindir()
+    if bindir is None:
+        raise SystemExit("no PostgreSQL binaries found; pass --server-url")
+    server = PostgresServer(bindir)
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def main() -> None:
+    """Run every measurement and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--server-url")
+    parser.add_argument("--repeat", type=int, default=50)
+    args = parser.parse_args()
+    rows: list[tuple[str, float, float, str]] = []
+    with tempfile.TemporaryDirectory() as tmp, postgres(args.server_url) as url:
+        root = Path(tmp)
+
+        def sqlite_cycle() -> None:
+            AgentSandbox.create(agent_id="bench", root=root).destroy()
+
+        rows.append(("SQLite create + destroy", *measure(sqlite_cycle, args.repeat), "10 ms"))
+
+        with AgentSandbox.create(agent_id="bench", root=root) as sb:
+            fill(sb, "?")
+            sb.create_snapshot("s")
+            rows.append(
+                ("SQLite restore 10k rows", *measure(lambda: sb.restore_snapshot("s"), 20), "50 ms")
+            )
+
+        made: list[AgentSandbox] = []
+
+        def pg_create() -> None:
+            made.append(
+                AgentSandbox.create(agent_id="bench", backend="postgres", server_url=url, root=root)
+            )
+
+        rows.append(("PostgreSQL create", *measure(pg_create, args.repeat), "150 ms"))
+        rows.append(
+            ("PostgreSQL destroy", *measure(lambda: made.pop().destroy(), args.repeat), "-")
+        )
+
+        with AgentSandbox.create(
+            agent_id="bench", backend="postgres", server_url=url, root=root
+        ) as sb:
+            fill(sb, "%s")
+            sb.create_snapshot("s")
+            rows.append(
+                (
+                    "PostgreSQL restore 10k rows (in-server)",
+                    *measure(lambda: sb.restore_snapshot("s"), 20),
+                    "300 ms",
+                )
+            )
+            sb.create_snapshot("portable", shared=True)
+            rows.append(
+                (
+                    "PostgreSQL restore 10k rows (portable, pg_dump)",
+                    *measure(lambda: sb.load_snapshot("portable"), 10),
+                    "1 s",
+                )
+            )
+    print("| operation | median ms | p95 ms | target |")
+    print("|---|---:|---:|---|")
+    for name, median, p95, target in rows:
+        print(f"| {name} | {median:.1f} | {p95:.1f} | {target} |")
+
+
+if __name__ == "__main__":
+    main()

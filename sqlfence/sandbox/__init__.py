@@ -1,0 +1,30 @@
+"""Per-agent sandboxes: a namespace of its own, reachable only through the fence.
+
+``AgentSandbox.create(agent_id=..., backend="sqlite" | "postgres" | "iris", ...)`` as a
+context manager; ``reap()`` removes what crashed processes left behind.
+"""
+
+from __future__ import annotations
+
+from sqlfence.sandbox.backends.base import Backend, Contents, Namespace
+from sqlfence.sandbox.limits import Limits
+from sqlfence.sandbox.reaper import listing, reap
+from sqlfence.sandbox.registry import Owner, Record, Registry
+from sqlfence.sandbox.sandbox import AgentSandbox
+from sqlfence.sandbox.snapshots import Manifest, SnapshotCorrupt, SnapshotStore
+
+__all__ = [
+    "AgentSandbox",
+    "Backend",
+    "Contents",
+    "Limits",
+    "Manifest",
+    "Namespace",
+    "Owner",
+    "Record",
+    "Registry",
+    "SnapshotCorrupt",
+    "SnapshotStore",
+    "listing",
+    "reap",
+]

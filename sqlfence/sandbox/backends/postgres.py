@@ -1,0 +1,355 @@
+"""PostgreSQL: a database per namespace, owned by a login role of its own.
+
+The second layer is the server's: the role may connect only to its own database (CONNECT is
+revoked from PUBLIC), has ``CONNECTION LIMIT`` from ``max_connections``, a role-level
+``statement_timeout``, and ``default_transaction_read_only`` when the policy is read-only.
+In-server snapshots are ``CREATE DATABASE ... TEMPLATE`` clones; portable ones are pg_dump
+archives. A restore is built beside the live database and swapped in only once verified.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from sqlfence.errors import ConfigurationError, SandboxError
+from sqlfence.policies.model import Policy
+from sqlfence.sandbox import naming
+from sqlfence.sandbox.backends.base import Contents, Namespace
+from sqlfence.sandbox.limits import Limits
+from sqlfence.sandbox.snapshots import SnapshotCorrupt
+
+DUMP_FILE = "data.pgdump"
+_TABLES = """
+SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1, 2"""
+_SCHEMA = """
+SELECT table_schema, table_name, column_name, data_type, coalesce(column_default, '')
+FROM information_schema.columns WHERE table_schema NOT IN ('pg_catalog', 'information_schema')
+ORDER BY 1, 2, ordinal_position"""
+
+
+class PostgresBackend:
+    """Sandboxes on one PostgreSQL server, managed through its admin URL."""
+
+    name = "postgres"
+    clones = True
+
+    def __init__(self, server_url: str) -> None:
+        try:
+            import psycopg
+        except ImportError as error:  # pragma: no cover - the postgres extra is missing
+            raise ConfigurationError("pip install 'sqlfence[postgres]' for PostgreSQL") from error
+        self._psycopg = psycopg
+        self.server_url = server_url
+        self._admin: Any = None
+        self._lock = threading.Lock()
+
+    # -- namespaces ------------------------------------------------------------------
+
+    def create(
+        self, name: str, limits: Limits, policy: Policy, labels: dict[str, Any]
+    ) -> Namespace:
+        """Create role ``name`` and database ``name`` owned by it, closed to everyone else."""
+        password = secrets.token_urlsafe(24)
+        sql = self._psycopg.sql
+        role = sql.Identifier(name)
+        statements = [
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} CONNECTION LIMIT {}").format(
+                role, sql.Literal(password), sql.Literal(limits.max_connections or -1)
+            )
+        ]
+        timeout = policy.statement_timeout_ms or limits.statement_timeout_ms
+        if timeout:
+            statements.append(
+                sql.SQL("ALTER ROLE {} SET statement_timeout = {}").format(
+                    role, sql.Literal(int(timeout))
+                )
+            )
+        if policy.read_only:
+            statements.append(
+                sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(role)
+            )
+        statements += [
+            sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), role),
+            *self._closed(name, {**labels, "role": name}),
+        ]
+        try:
+            self._run(*statements)
+        except self._psycopg.Error as error:
+            raise SandboxError(f"could not create PostgreSQL sandbox {name}: {error}") from error
+        return Namespace(
+            name=name,
+            backend=self.name,
+            url=self._url(name, name, password),
+            location=f"{self._where()}/{name}",
+            role=name,
+        )
+
+    def drop(self, name: str) -> None:
+        """Drop the database, any half-made restore and clones of it, then the role."""
+        sql = self._psycopg.sql
+        for clone in self._clones_of(name):
+            self.drop_clone(clone)
+        for database in (naming.derived(name, "RESTORING"), name):
+            self._run(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
+            )
+        self._run(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+
+    def names(self) -> list[str]:
+        """Sandbox databases on the server (clones and half-made restores excluded)."""
+        rows = self._query(
+            "SELECT datname FROM pg_database WHERE shobj_description(oid, 'pg_database') "
+            'LIKE \'%"sqlfence": "sandbox"%\' ORDER BY 1'
+        )
+        return [row[0] for row in rows]
+
+    def roles(self) -> list[str]:
+        """Login roles that sqlfence sandboxes own (by name prefix)."""
+        rows = self._query("SELECT rolname FROM pg_roles WHERE rolname ~ '^(AGENT|TENANT)_'")
+        return sorted(row[0] for row in rows)
+
+    def size_bytes(self, name: str) -> int:
+        """``pg_database_size``."""
+        return int(self._query("SELECT pg_database_size(%s)", (name,))[0][0])
+
+    def set_paused(self, name: str, paused: bool) -> None:
+        """``ALLOW_CONNECTIONS false`` refuses new sessions, even the admin's."""
+        sql = self._psycopg.sql
+        self._run(
+            sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS {}").format(
+                sql.Identifier(name), sql.SQL("false" if paused else "true")
+            )
+        )
+
+    def contents(self, name: str) -> Contents:
+        """Tables with row counts and a SHA-256 of the column definitions."""
+        with self._connect(name) as conn:
+            tables = {
+                f"{schema}.{table}": int(
+                    conn.execute(
+                        self._psycopg.sql.SQL("SELECT count(*) FROM {}").format(
+                            self._psycopg.sql.Identifier(schema, table)
+                        )
+                    ).fetchone()[0]
+                )
+                for schema, table in conn.execute(_TABLES).fetchall()
+            }
+            schema = conn.execute(_SCHEMA).fetchall()
+        return Contents(
+            tables=tables, schema_digest=hashlib.sha256(repr(schema).encode()).hexdigest()
+        )
+
+    # -- snapshots -------------------------------------------------------------------
+
+    def clone(self, name: str, clone: str) -> str:
+        """``CREATE DATABASE clone TEMPLATE name``; sessions on ``name`` are ended first."""
+        sql = self._psycopg.sql
+        self._terminate(name)
+        self._run(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(
+                sql.Identifier(clone), sql.Identifier(name)
+            ),
+            *self._closed(clone, {"sqlfence": "clone", "parent": name}),
+        )
+        try:
+            digest = self._digest(clone)
+            self._run(
+                sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(sql.Identifier(clone))
+            )
+        except BaseException:
+            self.drop_clone(clone)
+            raise
+        return digest
+
+    def restore_clone(self, name: str, clone: str, digest: str) -> None:
+        """Copy ``clone`` beside ``name``, check its digest, then swap it in."""
+        sql = self._psycopg.sql
+        staging = self._staging(name)
+        self._run(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {} OWNER {} STRATEGY FILE_COPY").format(
+                sql.Identifier(staging), sql.Identifier(clone), sql.Identifier(name)
+            )
+        )
+        if self._digest(staging) != digest:
+            self._drop_database(staging)
+            raise SnapshotCorrupt(
+                f"in-server snapshot {clone} does not match its recorded digest "
+                f"(refusing to restore; the sandbox is unchanged)"
+            )
+        self._swap_in(name, staging)
+
+    def drop_clone(self, clone: str) -> None:
+        """Drop an in-server snapshot database."""
+        self._drop_database(clone)
+
+    def export_files(self, name: str, directory: Path) -> list[str]:
+        """A pg_dump custom-format archive: portable to any server of this major version."""
+        target = directory / DUMP_FILE
+        self._tool("pg_dump", "--format=custom", "--no-owner", "--no-acl",
+                   f"--file={target}", f"--dbname={self._admin_url(name)}")  # fmt: skip
+        return [DUMP_FILE]
+
+    def import_files(self, name: str, directory: Path, files: list[str]) -> None:
+        """pg_restore into a database beside ``name`` as its role, then swap it in."""
+        if files != [DUMP_FILE]:
+            raise SandboxError(
+                f"not a PostgreSQL snapshot: expected [{DUMP_FILE!r}], found {files}"
+            )
+        sql = self._psycopg.sql
+        staging = self._staging(name)
+        self._run(
+            sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                sql.Identifier(staging), sql.Identifier(name)
+            )
+        )
+        try:
+            self._tool("pg_restore", "--no-owner", "--no-acl", "--exit-on-error",
+                       f"--role={name}", f"--dbname={self._admin_url(staging)}",
+                       str(directory / DUMP_FILE))  # fmt: skip
+        except BaseException:
+            self._drop_database(staging)
+            raise
+        self._swap_in(name, staging)
+
+    def close(self) -> None:
+        """Close the admin connection."""
+        with self._lock:
+            if self._admin is not None:
+                self._admin.close()
+                self._admin = None
+
+    # -- plumbing --------------------------------------------------------------------
+
+    def _swap_in(self, name: str, staging: str) -> None:
+        sql = self._psycopg.sql
+        rows = self._query(
+            "SELECT shobj_description(oid, 'pg_database'), datallowconn FROM pg_database "
+            "WHERE datname = %s",
+            (name,),
+        )
+        labels = json.loads(rows[0][0]) if rows and rows[0][0] else {"sqlfence": "sandbox"}
+        allowed = rows[0][1] if rows else True
+        self._drop_database(name)
+        self._run(
+            sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                sql.Identifier(staging), sql.Identifier(name)
+            ),
+            *self._closed(name, labels),
+        )
+        if not allowed:
+            self.set_paused(name, True)
+
+    def _staging(self, name: str) -> str:
+        staging = naming.derived(name, "RESTORING")
+        self._drop_database(staging)
+        return staging
+
+    def _closed(self, database: str, labels: dict[str, Any]) -> list[Any]:
+        sql = self._psycopg.sql
+        ident = sql.Identifier(database)
+        return [
+            sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(ident),
+            sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+                ident, sql.Literal(json.dumps(labels, sort_keys=True))
+            ),
+        ]
+
+    def _clones_of(self, name: str) -> list[str]:
+        marker = json.dumps({"parent": name})[1:-1]
+        rows = self._query(
+            "SELECT datname FROM pg_database WHERE shobj_description(oid, 'pg_database') LIKE %s",
+            (f"%{marker}%",),
+        )
+        return [row[0] for row in rows]
+
+    def _digest(self, database: str) -> str:
+        sql = self._psycopg.sql
+        digest = hashlib.sha256()
+        with self._connect(database) as conn:
+            digest.update(repr(conn.execute(_SCHEMA).fetchall()).encode())
+            for schema, table in conn.execute(_TABLES).fetchall():
+                row = conn.execute(
+                    sql.SQL(
+                        "SELECT md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) "
+                        "FROM {} AS t"
+                    ).format(sql.Identifier(schema, table))
+                ).fetchone()
+                digest.update(f"{schema}.{table}:{row[0]}".encode())
+        return digest.hexdigest()
+
+    def _terminate(self, database: str) -> None:
+        self._query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            (database,),
+        )
+
+    def _drop_database(self, database: str) -> None:
+        sql = self._psycopg.sql
+        self._run(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
+        )
+
+    def _run(self, *statements: Any) -> None:
+        with self._lock:
+            admin = self._connection()
+            for statement in statements:
+                admin.execute(statement)
+
+    def _query(self, query: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        with self._lock:
+            return list(self._connection().execute(query, params or None).fetchall())
+
+    def _connection(self) -> Any:
+        if self._admin is None or self._admin.closed:
+            self._admin = self._psycopg.connect(self.server_url, autocommit=True)
+        return self._admin
+
+    def _connect(self, database: str) -> Any:
+        return self._psycopg.connect(self._admin_url(database), autocommit=True)
+
+    def _url(self, database: str, user: str | None = None, password: str | None = None) -> str:
+        parts = urlsplit(self.server_url)
+        netloc = parts.netloc.rsplit("@", 1)[-1]
+        if user is not None:
+            credentials = quote(user, safe="") + (
+                f":{quote(password, safe='')}" if password else ""
+            )
+            netloc = f"{credentials}@{netloc}"
+        elif "@" in parts.netloc:
+            netloc = parts.netloc
+        return urlunsplit((parts.scheme, netloc, f"/{quote(database)}", parts.query, ""))
+
+    def _admin_url(self, database: str) -> str:
+        return self._url(database)
+
+    def _where(self) -> str:
+        parts = urlsplit(self.server_url)
+        return f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}"
+
+    def _tool(self, program: str, *args: str) -> None:
+        path = shutil.which(program) or _pg_bindir_tool(program)
+        if path is None:
+            raise ConfigurationError(f"{program} is needed for portable PostgreSQL snapshots")
+        done = subprocess.run([path, *args], capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise SandboxError(f"{program} failed: {done.stderr.strip()}")
+
+
+def _pg_bindir_tool(program: str) -> str | None:
+    config = shutil.which("pg_config")
+    if config is None:
+        return None
+    bindir = subprocess.run([config, "--bindir"], capture_output=True, text=True, check=False)
+    candidate = Path(bindir.stdout.strip()) / program
+    return str(candidate) if candidate.is_file() else None

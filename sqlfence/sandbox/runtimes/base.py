@@ -1,0 +1,48 @@
+"""The ``Runtime`` protocol: where a sandbox's server runs, and which backend talks to it.
+
+``embedded`` needs no server (SQLite files), ``external`` is a server you already run (given
+by its admin URL). A Docker or Kubernetes runtime adds a file here that starts the server,
+then hands back the same backends with the URL of what it started.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+from sqlfence.sandbox.backends.base import Backend
+
+
+class Runtime(Protocol):
+    """A place where namespaces live."""
+
+    name: str
+
+    def backend(self, kind: str, root: Path) -> Backend:
+        """The backend of database ``kind`` on this runtime. Raises ConfigurationError."""
+        ...
+
+    def stop(self) -> None:
+        """Release what the runtime started (nothing for servers it did not start)."""
+        ...
+
+
+def backend_for(kind: str, root: Path, server_url: str | None) -> Backend:
+    """Build backend ``kind`` for sandboxes under ``root`` (files) or on ``server_url``."""
+    from sqlfence.errors import ConfigurationError
+
+    if kind == "sqlite":
+        from sqlfence.sandbox.backends.sqlite import SQLiteBackend
+
+        return SQLiteBackend(root / "sandboxes")
+    if server_url is None:
+        raise ConfigurationError(f"the {kind} backend needs server_url=<admin URL of a server>")
+    if kind in ("postgres", "postgresql"):
+        from sqlfence.sandbox.backends.postgres import PostgresBackend
+
+        return PostgresBackend(server_url)
+    if kind == "iris":
+        from sqlfence.sandbox.backends.iris import IRISBackend
+
+        return IRISBackend(server_url)
+    raise ConfigurationError(f"unknown sandbox backend {kind!r} (sqlite, postgres, iris)")

@@ -1,0 +1,437 @@
+"""``AgentSandbox``: one agent's own namespace, handed out only through fence connections.
+
+A sandbox is recorded in the registry before its namespace exists and forgotten only after
+it is gone, so whatever a crash interrupts, ``reap()`` can finish. ``destroy`` is idempotent.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlfence.errors import QuotaExceeded, SandboxError
+from sqlfence.policies.engine import Decision
+from sqlfence.policies.model import Policy
+from sqlfence.proxy.connection import GuardedConnection
+from sqlfence.sandbox import lifecycle, naming
+from sqlfence.sandbox.backends.base import Backend, Namespace
+from sqlfence.sandbox.limits import Limits, build_limits, build_policy
+from sqlfence.sandbox.registry import Owner, Record, Registry
+from sqlfence.sandbox.runtimes import runtime_for
+from sqlfence.sandbox.snapshots import Manifest, SnapshotStore
+
+DEFAULT_ROOT = Path(".sqlfence")
+SNAPSHOTS = "snapshots"  # shared: golden datasets, load_snapshot(name)
+OWN_SNAPSHOTS = "sandbox-snapshots"  # private to one sandbox, removed with it
+
+
+class AgentSandbox:
+    """A disposable namespace for one agent. Use ``AgentSandbox.create(...)``."""
+
+    def __init__(
+        self,
+        namespace: Namespace,
+        backend: Backend,
+        record: Record,
+        registry: Registry,
+        limits: Limits,
+        policy: Policy,
+        *,
+        monitoring: Any = None,
+        audit: Any = None,
+        on_event: lifecycle.EventSink | None = None,
+    ) -> None:
+        self.namespace = namespace
+        self.limits = limits
+        self.policy = policy
+        self._backend = backend
+        self._record = record
+        self._registry = registry
+        self._root = registry.root
+        self._monitoring = monitoring
+        self._audit = audit
+        sinks = [on_event, lifecycle.audit_sink(audit)]
+        self._sinks = tuple(sink for sink in sinks if sink is not None)
+        self._state = "active"
+        self._lock = threading.RLock()
+        self._connections: set[GuardedConnection] = set()
+        self._closed_metrics: dict[str, float] = {}
+        self._over_quota = False
+        self._timer: threading.Event | None = None
+        self.snapshots = SnapshotStore(self._root / OWN_SNAPSHOTS / namespace.name)
+        self.shared_snapshots = SnapshotStore(self._root / SNAPSHOTS)
+
+    # -- life ------------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        agent_id: str,
+        tenant: str | None = None,
+        backend: str = "sqlite",
+        runtime: str | None = None,
+        *,
+        server_url: str | None = None,
+        limits: Limits | Mapping[str, Any] | None = None,
+        monitoring: Any = None,
+        access_policy: Policy | Mapping[str, Any] | None = None,
+        audit_log: Mapping[str, Any] | None = None,
+        audit: Any = None,
+        ttl: float | timedelta | None = None,
+        root: str | Path | None = None,
+        load_snapshot: str | Path | None = None,
+        on_event: lifecycle.EventSink | None = None,
+    ) -> AgentSandbox:
+        """Make a sandbox: a registry record, then its namespace and least-privilege role.
+
+        ``ttl`` (seconds) makes it expire: it then refuses work and ``reap()`` removes it.
+        ``load_snapshot`` fills it from a shared snapshot (a golden dataset) or a snapshot
+        directory. ``audit`` (or ``audit_log`` when it is enabled) goes to every fence
+        connection. Raises SandboxError, ConfigurationError, or PolicyError.
+        """
+        settings = build_limits(limits)
+        policy = build_policy(access_policy, settings)
+        home = Path(root) if root is not None else DEFAULT_ROOT
+        chosen = runtime_for(runtime, backend, server_url)
+        database = chosen.backend(backend, home.resolve())
+        now = datetime.now(timezone.utc)
+        name = naming.namespace_name(agent_id, tenant, now, token=secrets.token_hex(3))
+        seconds = ttl.total_seconds() if isinstance(ttl, timedelta) else ttl
+        created = now.timestamp()
+        labels = {"sqlfence": "sandbox", "agent_id": agent_id, "tenant": tenant}
+        record = Record(
+            name=name,
+            backend=database.name,
+            agent_id=agent_id,
+            tenant=tenant,
+            owner=Owner.current(),
+            created_at=created,
+            expires_at=None if seconds is None else created + seconds,
+            location="",
+            server=server_url if database.name != "sqlite" else None,
+            labels=labels,
+        )
+        registry = Registry(home.resolve())
+        registry.put(record)  # first, so a crash from here on is found by the reaper
+        try:
+            namespace = database.create(name, settings, policy, labels)
+        except BaseException:
+            database.drop(name)
+            registry.remove(name)
+            database.close()
+            raise
+        record = _replace(record, location=namespace.location)
+        registry.put(record)
+        if audit is None and audit_log and audit_log.get("enabled", True):
+            audit = dict(audit_log)
+        sandbox = cls(
+            namespace,
+            database,
+            record,
+            registry,
+            settings,
+            policy,
+            monitoring=monitoring,
+            audit=audit,
+            on_event=on_event,
+        )
+        lifecycle.track(sandbox)
+        sandbox._emit("created", location=namespace.location, expires_at=record.expires_at)
+        try:
+            if load_snapshot is not None:
+                sandbox.load_snapshot(load_snapshot)
+            sandbox._start_quota_timer()
+        except BaseException:
+            sandbox.destroy()
+            raise
+        return sandbox
+
+    def destroy(self) -> None:
+        """Close every connection, drop the namespace, its role, clones and snapshots.
+
+        Safe to call more than once and from any thread.
+        """
+        with self._lock:
+            if self._state == "destroyed":
+                return
+            self._state = "destroyed"
+        if self._timer is not None:
+            self._timer.set()
+        for connection in list(self._connections):
+            connection.close()
+        try:
+            for clone in self._record.clones:
+                self._backend.drop_clone(clone)
+            self._backend.drop(self.name)
+            self.snapshots.clear()
+            self._registry.remove(self.name)
+        finally:
+            self._backend.close()
+            lifecycle.untrack(self)
+        self._emit("destroyed")
+
+    def __enter__(self) -> AgentSandbox:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
+        self.destroy()
+
+    # -- what the agent gets ---------------------------------------------------------
+
+    def get_connection(self, **driver_kwargs: Any) -> GuardedConnection:
+        """A fence connection to this namespace, as the sandbox's own role and policy.
+
+        Raises SandboxError when the sandbox is paused, expired or destroyed, and
+        QuotaExceeded when ``max_connections`` fence connections are already open.
+        """
+        from sqlfence.proxy.connect import connect
+
+        with self._lock:
+            self._check_usable()
+            limit = self.limits.max_connections
+            if limit is not None and len(self._connections) >= limit:
+                self._emit("connection_refused", reason="max_connections", limit=limit)
+                raise QuotaExceeded(
+                    f"sandbox {self.name} already has {limit} open connections "
+                    f"(limits.max_connections={limit}); close one first"
+                )
+            connection = connect(
+                self.namespace.url,
+                policy=self.policy,
+                agent_id=self.agent_id,
+                tenant=self.tenant,
+                audit=self._audit,
+                monitoring=self._monitoring,
+                **driver_kwargs,
+            )
+            connection._gate = self._gate
+            connection.add_close_hook(lambda: self._forget(connection))
+            self._connections.add(connection)
+        self._emit("connected", connections=len(self._connections))
+        return connection
+
+    def get_metrics(self) -> dict[str, Any]:
+        """State, size, quota, connections, and the fence metrics summed over connections."""
+        summed = dict(self._closed_metrics)
+        for connection in list(self._connections):
+            _add_numbers(summed, connection.get_metrics())
+        size = self.size_bytes() if self._state != "destroyed" else 0
+        return {
+            **summed,
+            "sandbox": self.name,
+            "backend": self._backend.name,
+            "state": self.state,
+            "connections_open": len(self._connections),
+            "size_bytes": size,
+            "disk_quota_bytes": self.limits.disk_quota_bytes,
+            "over_quota": self._over_quota,
+            "created_at": self._record.created_at,
+            "expires_at": self._record.expires_at,
+            "snapshots": len(self.snapshots.names()),
+        }
+
+    # -- pause, quota ----------------------------------------------------------------
+
+    def pause(self) -> None:
+        """Refuse new statements and connections (the database too, where it can)."""
+        with self._lock:
+            self._check_usable(allow_paused=True)
+            self._state = "paused"
+        self._backend.set_paused(self.name, True)
+        self._emit("paused")
+
+    def resume(self) -> None:
+        """Accept statements and connections again."""
+        with self._lock:
+            if self._state != "paused":
+                raise SandboxError(f"sandbox {self.name} is {self._state}, not paused")
+            self._backend.set_paused(self.name, False)
+            self._state = "active"
+        self._emit("resumed")
+
+    def size_bytes(self) -> int:
+        """The namespace's size on disk."""
+        return self._backend.size_bytes(self.name)
+
+    def check_quota(self) -> bool:
+        """Measure the namespace against ``disk_quota_mb``; True when it is over.
+
+        Going over fires a ``quota_exceeded`` event (and destroys the sandbox when
+        ``on_quota`` is ``terminate``); coming back under fires ``quota_ok``.
+        """
+        quota = self.limits.disk_quota_bytes
+        if quota is None or self._state == "destroyed":
+            return False
+        size = self.size_bytes()
+        over = size > quota
+        if over != self._over_quota:
+            self._over_quota = over
+            self._emit("quota_exceeded" if over else "quota_ok", size_bytes=size, quota=quota)
+            if over and self.limits.on_quota == "terminate":
+                self.destroy()
+        return over
+
+    def _gate(self, decision: Decision) -> None:
+        # Called by every fence connection of this sandbox before a statement runs.
+        if self._state != "active":
+            raise SandboxError(f"sandbox {self.name} is {self._state}: statement refused")
+        expires = self._record.expires_at
+        if expires is not None and time.time() >= expires:
+            raise SandboxError(f"sandbox {self.name} expired: statement refused")
+        if decision.facts.writes and self.limits.disk_quota_bytes is not None:
+            if self.check_quota():
+                raise QuotaExceeded(
+                    f"sandbox {self.name} is over its disk quota "
+                    f"({self.limits.disk_quota_mb} MB): writes are refused until it is under"
+                )
+            if self._state == "destroyed":  # terminated by on_quota
+                raise QuotaExceeded(f"sandbox {self.name} was destroyed for exceeding its quota")
+
+    def _start_quota_timer(self) -> None:
+        interval = self.limits.quota_check_interval_s
+        if interval is None or self.limits.disk_quota_bytes is None:
+            return
+        stop = threading.Event()
+        self._timer = stop
+
+        def run() -> None:
+            while not stop.wait(interval):
+                try:
+                    self.check_quota()
+                except Exception:
+                    continue
+
+        threading.Thread(target=run, name=f"sqlfence-quota-{self.name}", daemon=True).start()
+
+    # -- snapshots -------------------------------------------------------------------
+
+    def create_snapshot(self, name: str, shared: bool = False) -> Manifest:
+        """Snapshot the namespace as ``name``; ``shared`` makes it a portable golden dataset.
+
+        On PostgreSQL an own snapshot is an in-server ``TEMPLATE`` clone (the database
+        needs every session to it closed, so open connections of this sandbox are dropped).
+        """
+        from sqlfence.sandbox import snapshotting
+
+        self._check_usable(allow_paused=True)
+        store = self.shared_snapshots if shared else self.snapshots
+        manifest = snapshotting.take(self, store, name, in_server=not shared)
+        if manifest.clone:
+            self._record = _replace(self._record, clones=(*self._record.clones, manifest.clone))
+            self._registry.put(self._record)
+        self._emit("snapshot_created", snapshot=name, shared=shared, tables=manifest.tables)
+        return manifest
+
+    def restore_snapshot(self, name: str) -> Manifest:
+        """Replace the namespace's data with own snapshot ``name`` after verifying it.
+
+        Raises SnapshotCorrupt (a SandboxError) for a corrupt or foreign snapshot; the
+        sandbox's data is then unchanged.
+        """
+        return self._restore(self.snapshots, name, "snapshot_restored")
+
+    def load_snapshot(self, name: str | Path) -> Manifest:
+        """Fill the namespace from a shared snapshot name or a snapshot directory."""
+        if isinstance(name, Path) or "/" in str(name):
+            where = Path(name)
+            return self._restore(SnapshotStore(where.parent), where.name, "snapshot_loaded")
+        return self._restore(self.shared_snapshots, str(name), "snapshot_loaded")
+
+    def list_snapshots(self) -> list[Manifest]:
+        """This sandbox's own snapshots, oldest first."""
+        return [self.snapshots.manifest(name) for name in self.snapshots.names()]
+
+    def delete_snapshot(self, name: str) -> None:
+        """Remove own snapshot ``name`` (and its in-server clone)."""
+        manifest = self.snapshots.delete(name)
+        if manifest is not None and manifest.clone:
+            self._backend.drop_clone(manifest.clone)
+            clones = tuple(c for c in self._record.clones if c != manifest.clone)
+            self._record = _replace(self._record, clones=clones)
+            self._registry.put(self._record)
+        self._emit("snapshot_deleted", snapshot=name)
+
+    def _restore(self, store: SnapshotStore, name: str, event: str) -> Manifest:
+        from sqlfence.sandbox import snapshotting
+
+        self._check_usable(allow_paused=True)
+        try:
+            manifest = snapshotting.restore(self, store, name)
+        except SandboxError as error:
+            self._emit("snapshot_refused", snapshot=name, error=str(error))
+            raise
+        self._emit(event, snapshot=name, tables=manifest.tables)
+        return manifest
+
+    # -- plumbing --------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The namespace name (AGENT_... or TENANT_..._AGENT_...)."""
+        return self.namespace.name
+
+    @property
+    def agent_id(self) -> str:
+        """The agent this sandbox belongs to."""
+        return self._record.agent_id
+
+    @property
+    def tenant(self) -> str | None:
+        """The agent's tenant."""
+        return self._record.tenant
+
+    @property
+    def backend(self) -> Backend:
+        """The database backend holding the namespace."""
+        return self._backend
+
+    @property
+    def state(self) -> str:
+        """active, paused, expired or destroyed."""
+        expires = self._record.expires_at
+        if self._state == "active" and expires is not None and time.time() >= expires:
+            return "expired"
+        return self._state
+
+    @property
+    def expires_at(self) -> float | None:
+        """When the TTL runs out (epoch seconds), or None."""
+        return self._record.expires_at
+
+    def _check_usable(self, allow_paused: bool = False) -> None:
+        state = self.state
+        if state == "active" or (allow_paused and state == "paused"):
+            return
+        raise SandboxError(f"sandbox {self.name} is {state}")
+
+    def _forget(self, connection: GuardedConnection) -> None:
+        with self._lock:
+            if connection in self._connections:
+                self._connections.discard(connection)
+                _add_numbers(self._closed_metrics, connection.get_metrics())
+
+    def _emit(self, event: str, **fields: Any) -> None:
+        if self._sinks:
+            base = {"sandbox": self.name, "agent_id": self.agent_id, "tenant": self.tenant}
+            lifecycle.emit(self._sinks, event, {**base, "backend": self._backend.name, **fields})
+
+    def __repr__(self) -> str:
+        return f"<AgentSandbox {self._backend.name}:{self.name} {self.state}>"
+
+
+def _replace(record: Record, **changes: Any) -> Record:
+    from dataclasses import replace
+
+    return replace(record, **changes)
+
+
+def _add_numbers(total: dict[str, float], metrics: Mapping[str, Any]) -> None:
+    for key, value in metrics.items():
+        # Counters add up across connections; averages and percentiles do not.
+        if isinstance(value, int) and not isinstance(value, bool):
+            total[key] = total.get(key, 0) + value

@@ -1,0 +1,182 @@
+"""AgentSandbox on the real PostgreSQL server the test session starts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+import sqlfence
+from sqlfence.sandbox import AgentSandbox, SnapshotCorrupt
+from tests.postgres_server import PostgresServer
+
+pytestmark = pytest.mark.postgres
+
+
+def _sandbox_objects(url: str) -> tuple[list[str], list[str]]:
+    with psycopg.connect(url, autocommit=True) as admin:
+        databases = admin.execute(
+            "SELECT datname FROM pg_database WHERE datname ~ '^(AGENT|TENANT)_'"
+        ).fetchall()
+        roles = admin.execute("SELECT rolname FROM pg_roles WHERE rolname ~ '^(AGENT|TENANT)_'")
+        return [row[0] for row in databases], [row[0] for row in roles.fetchall()]
+
+
+@pytest.fixture
+def server(postgres_server: PostgresServer) -> Iterator[str]:
+    """The admin URL; the test fails if any sandbox database or role outlives it."""
+    yield postgres_server.url
+    assert _sandbox_objects(postgres_server.url) == ([], [])
+
+
+def _create(server: str, root: Path, **kwargs: object) -> AgentSandbox:
+    return AgentSandbox.create(
+        backend="postgres", runtime="external", server_url=server, root=root, **kwargs
+    )
+
+
+def _fill(sb: AgentSandbox, rows: int = 10) -> None:
+    with sb.get_connection() as conn:
+        conn.execute("CREATE TABLE entities (id integer PRIMARY KEY, name text)")
+        conn.cursor().executemany(
+            "INSERT INTO entities VALUES (%s, %s)", [(i, f"e{i}") for i in range(rows)]
+        )
+
+
+def _count(sb: AgentSandbox) -> int:
+    with sb.get_connection() as conn:
+        return int(conn.execute("SELECT count(*) FROM entities").fetchone()[0])
+
+
+def test_create_use_destroy(server: str, root: Path) -> None:
+    """A sandbox is a database of its own, used through its own role, dropped on exit."""
+    with _create(server, root, agent_id="a1", tenant="acme") as sb:
+        _fill(sb)
+        assert _count(sb) == 10
+        with sb.get_connection() as conn:
+            assert conn.execute("SELECT current_user").fetchone()[0] == sb.name
+        assert sb.name in _sandbox_objects(server)[0]
+
+
+def test_tenants_cannot_read_each_other(server: str, root: Path) -> None:
+    """The other sandbox's role cannot even connect: the database itself refuses."""
+    with (
+        _create(server, root, agent_id="a1", tenant="acme") as acme,
+        _create(server, root, agent_id="a1", tenant="globex") as globex,
+    ):
+        _fill(acme)
+        with pytest.raises(psycopg.OperationalError, match="permission denied"):
+            psycopg.connect(globex.namespace.url.rsplit("/", 1)[0] + f"/{acme.name}").close()
+
+
+def test_role_carries_the_limits(server: str, root: Path) -> None:
+    """CONNECTION LIMIT, statement_timeout and read-only are set on the sandbox's role."""
+    limits = {"max_connections": 3, "statement_timeout_ms": 1500}
+    with _create(
+        server, root, agent_id="a1", limits=limits, access_policy={"read_only": True}
+    ) as sb:
+        with psycopg.connect(server) as admin:
+            limit, config = admin.execute(
+                "SELECT rolconnlimit, rolconfig FROM pg_roles WHERE rolname = %s", (sb.name,)
+            ).fetchone()
+        assert limit == 3
+        assert set(config) == {"statement_timeout=1500", "default_transaction_read_only=on"}
+        with sb.get_connection() as conn, pytest.raises(sqlfence.PolicyViolation):
+            conn.execute("CREATE TABLE t (a int)")
+
+
+def test_database_enforces_read_only_without_the_fence(server: str, root: Path) -> None:
+    """A raw connection as a read-only sandbox's role cannot write: the second layer."""
+    with (
+        _create(server, root, agent_id="a1", access_policy={"read_only": True}) as sb,
+        psycopg.connect(sb.namespace.url) as raw,
+        pytest.raises(psycopg.Error, match="read-only"),
+    ):
+        raw.execute("CREATE TABLE t (a int)")
+
+
+def test_snapshot_modify_restore_in_server(server: str, root: Path) -> None:
+    """An in-server TEMPLATE snapshot restores the data and keeps the sandbox's role."""
+    with _create(server, root, agent_id="a1") as sb:
+        _fill(sb)
+        manifest = sb.create_snapshot("before")
+        assert manifest.clone is not None
+        assert manifest.tables == {"public.entities": 10}
+        with sb.get_connection() as conn:
+            conn.execute("DELETE FROM entities")
+        sb.restore_snapshot("before")
+        assert _count(sb) == 10
+        with sb.get_connection() as conn:
+            conn.execute("INSERT INTO entities VALUES (100, 'after restore')")
+
+
+def test_corrupt_in_server_snapshot_is_refused(server: str, root: Path) -> None:
+    """A clone whose content changed behind the manifest is refused; data is unchanged."""
+    with _create(server, root, agent_id="a1") as sb:
+        _fill(sb)
+        clone = sb.create_snapshot("before").clone
+        with psycopg.connect(server, autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{clone}" ALLOW_CONNECTIONS true')
+        with psycopg.connect(server.rsplit("/", 1)[0] + f"/{clone}", autocommit=True) as c:
+            c.execute("UPDATE entities SET name = 'tampered' WHERE id = 3")
+        with sb.get_connection() as conn:
+            conn.execute("DELETE FROM entities WHERE id < 5")
+        with pytest.raises(SnapshotCorrupt, match="digest"):
+            sb.restore_snapshot("before")
+        assert _count(sb) == 5
+
+
+def test_portable_snapshot_moves_between_sandboxes(server: str, root: Path) -> None:
+    """A shared (pg_dump) snapshot loads into a new sandbox; a flipped byte is refused."""
+    with _create(server, root, agent_id="maker") as sb:
+        _fill(sb, rows=50)
+        sb.create_snapshot("golden", shared=True)
+    with _create(server, root, agent_id="user", load_snapshot="golden") as sb:
+        assert _count(sb) == 50
+        with sb.get_connection() as conn:
+            owner = conn.execute(
+                "SELECT tableowner FROM pg_tables WHERE tablename = 'entities'"
+            ).fetchone()[0]
+        assert owner == sb.name
+        dump = root / "snapshots" / "golden" / "data.pgdump"
+        raw = bytearray(dump.read_bytes())
+        raw[len(raw) // 2] ^= 0x01
+        dump.write_bytes(bytes(raw))
+        with pytest.raises(SnapshotCorrupt):
+            sb.load_snapshot("golden")
+        assert _count(sb) == 50
+
+
+def test_foreign_snapshot_is_refused(server: str, root: Path) -> None:
+    """A SQLite snapshot cannot be loaded into a PostgreSQL sandbox."""
+    with AgentSandbox.create(agent_id="lite", root=root) as lite:
+        lite.create_snapshot("lite", shared=True)
+    with (
+        _create(server, root, agent_id="a1") as sb,
+        pytest.raises(sqlfence.SandboxError, match="sqlite backend"),
+    ):
+        sb.load_snapshot("lite")
+
+
+def test_pause_closes_the_database_too(server: str, root: Path) -> None:
+    """While paused the fence refuses and the database refuses new raw connections."""
+    with _create(server, root, agent_id="a1") as sb:
+        conn = sb.get_connection()
+        sb.pause()
+        with pytest.raises(sqlfence.SandboxError, match="paused"):
+            conn.execute("SELECT 1")
+        with pytest.raises(psycopg.OperationalError, match="not currently accepting"):
+            psycopg.connect(sb.namespace.url).close()
+        sb.resume()
+        assert conn.execute("SELECT 1").fetchone()[0] == 1
+        conn.close()
+
+
+def test_disk_quota_on_postgres(server: str, root: Path) -> None:
+    """A database over disk_quota_mb refuses writes with QuotaExceeded."""
+    with _create(server, root, agent_id="a1", limits={"disk_quota_mb": 1}) as sb:
+        with sb.get_connection() as conn, pytest.raises(sqlfence.QuotaExceeded):
+            conn.execute("CREATE TABLE t (a int)")
+        assert sb.get_metrics()["over_quota"] is True

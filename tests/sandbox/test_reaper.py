@@ -1,0 +1,170 @@
+"""Crash-safe cleanup: the registry finds what dead or expired owners left; reap() removes it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from sqlfence.sandbox import AgentSandbox, Owner, Registry, listing, reap
+from sqlfence.sandbox.backends.postgres import PostgresBackend
+from tests.postgres_server import PostgresServer
+
+_CHILD = textwrap.dedent(
+    """
+    import os, sys, time
+    from sqlfence.sandbox import AgentSandbox
+    root, backend, server = sys.argv[1], sys.argv[2], sys.argv[3] or None
+    kept = []
+    for i in range(3):
+        sb = AgentSandbox.create(agent_id=f"child{i}", backend=backend, server_url=server,
+                                 root=root)
+        with sb.get_connection() as conn:
+            conn.execute("CREATE TABLE t (a integer)")
+        sb.create_snapshot("s")
+        kept.append(sb)
+    print("ready", flush=True)
+    time.sleep(600)
+    """
+)
+
+
+def _dead_owner() -> Owner:
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    return replace(Owner.current(), pid=int(done.stdout))
+
+
+def _kill_child(root: Path, backend: str, server: str) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(root), backend, server],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parents[2],
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "ready"
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+
+
+def test_reap_leaves_live_sandboxes_alone(root: Path) -> None:
+    """A sandbox whose owner (this process) is alive and unexpired survives reap()."""
+    with AgentSandbox.create(agent_id="a1", root=root) as sb:
+        assert reap(root) == []
+        assert [record.name for record in listing(root)] == [sb.name]
+
+
+def test_reap_removes_expired_sandboxes(root: Path) -> None:
+    """A sandbox past its TTL is removed by reap(), even with its owner alive."""
+    sb = AgentSandbox.create(agent_id="a1", root=root, ttl=0)
+    assert reap(root) == [sb.name]
+    assert not Path(sb.namespace.location).exists()
+    sb.destroy()  # idempotent after the reaper got there first
+
+
+def test_reap_removes_sandboxes_of_dead_owners(root: Path) -> None:
+    """A record whose owning pid is gone is reaped together with its file and snapshots."""
+    sb = AgentSandbox.create(agent_id="a1", root=root)
+    sb.create_snapshot("s")
+    registry = Registry(root)
+    record = registry.get(sb.name)
+    assert record is not None
+    registry.put(replace(record, owner=_dead_owner()))
+    assert reap(root) == [sb.name]
+    assert not Path(sb.namespace.location).exists()
+    assert not sb.snapshots.directory.exists()
+    sb.destroy()
+
+
+def test_reused_pid_does_not_keep_a_sandbox(root: Path) -> None:
+    """Same pid but another process start time means the owner is gone."""
+    sb = AgentSandbox.create(agent_id="a1", root=root)
+    registry = Registry(root)
+    record = registry.get(sb.name)
+    assert record is not None
+    assert record.owner.started is not None
+    registry.put(replace(record, owner=replace(record.owner, started=record.owner.started - 1)))
+    assert reap(root) == [sb.name]
+    sb.destroy()
+
+
+def test_sigkilled_child_leaves_nothing_sqlite(root: Path) -> None:
+    """SQLite sandboxes of a SIGKILLed process are all removed by reap()."""
+    _kill_child(root, "sqlite", "")
+    assert len(listing(root)) == 3
+    assert len(reap(root)) == 3
+    assert listing(root) == []
+
+
+@pytest.mark.postgres
+def test_sigkilled_child_leaves_nothing_postgres(
+    postgres_server: PostgresServer, root: Path
+) -> None:
+    """Databases, roles and clones of a SIGKILLed process are all removed by reap()."""
+    _kill_child(root, "postgres", postgres_server.url)
+    backend = PostgresBackend(postgres_server.url)
+    try:
+        assert len(backend.names()) == 3
+        assert len(reap(root)) == 3
+        assert backend.names() == []
+        assert backend.roles() == []
+        with backend._connection().execute(
+            "SELECT count(*) FROM pg_database WHERE datname ~ '^(AGENT|TENANT)_'"
+        ) as cursor:
+            assert cursor.fetchone()[0] == 0
+    finally:
+        backend.close()
+
+
+@pytest.mark.slow
+def test_200_cycles_sqlite(root: Path) -> None:
+    """200 create/use/destroy cycles leave no file behind."""
+    for i in range(200):
+        with AgentSandbox.create(agent_id=f"c{i}", root=root) as sb, sb.get_connection() as c:
+            c.execute("CREATE TABLE t (a integer)")
+    assert list((root / "sandboxes").iterdir()) == []
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_200_cycles_postgres(postgres_server: PostgresServer, root: Path) -> None:
+    """200 create/use/destroy cycles leave no database or role behind."""
+    url = postgres_server.url
+    for i in range(200):
+        with (
+            AgentSandbox.create(
+                agent_id=f"c{i}", backend="postgres", server_url=url, root=root
+            ) as sb,
+            sb.get_connection() as conn,
+        ):
+            conn.execute("CREATE TABLE t (a integer)")
+    backend = PostgresBackend(url)
+    try:
+        assert backend.names() == []
+        assert backend.roles() == []
+    finally:
+        backend.close()
+
+
+def test_sigterm_cleans_up_without_the_reaper(root: Path) -> None:
+    """A SIGTERMed process destroys its own sandboxes on the way out (no gc needed)."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(root), "sqlite", ""],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parents[2],
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "ready"
+    child.send_signal(signal.SIGTERM)
+    child.wait()
+    assert listing(root) == []
