@@ -49,6 +49,15 @@ def _parser() -> argparse.ArgumentParser:
     schema = policy.add_parser("schema", help="print the JSON Schema of policy files")
     schema.set_defaults(run=commands.policy_schema)
 
+    sandbox = sub.add_parser("sandbox", help="agent sandboxes").add_subparsers(metavar="ACTION")
+    listed = sandbox.add_parser("list", help="every recorded sandbox")
+    listed.add_argument("--root", help="sandbox root (default .sqlfence)")
+    listed.set_defaults(run=commands.sandbox_list)
+    gc = sandbox.add_parser("gc", help="remove expired sandboxes and those of dead processes")
+    gc.add_argument("--root", help="sandbox root (default .sqlfence)")
+    gc.add_argument("--all", action="store_true", help="also those of live processes")
+    gc.set_defaults(run=commands.sandbox_gc)
+
     demo = sub.add_parser("demo", help="a scripted agent session on embedded SQLite")
     demo.set_defaults(run=commands.demo)
     return parser
@@ -56,7 +65,3 @@ def _parser() -> argparse.ArgumentParser:
 
 def _emit(payload: object, as_json: bool, text: str) -> None:
     print(json.dumps(payload, indent=2, default=str) if as_json else text)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

@@ -1,0 +1,84 @@
+"""The ``sqlfence`` command line: exit codes and output of each sub-command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sqlfence.cli import main
+
+POLICIES = Path(__file__).parent.parent / "policies" / "files"
+
+
+def test_check_allowed(capsys: pytest.CaptureFixture[str]) -> None:
+    """An allowed statement exits 0 and prints the SQL that would run."""
+    code = main(["check", "SELECT * FROM orders", "--policy", str(POLICIES / "analyst.yaml")])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "SELECT * FROM orders LIMIT 100" in out
+
+
+def test_check_denied_json(capsys: pytest.CaptureFixture[str]) -> None:
+    """A denied statement exits 1; --json names the rule and the policy line."""
+    code = main(
+        ["--json", "check", "SELECT * FROM secrets", "-p", str(POLICIES / "analyst.yaml")]
+    )
+    payload = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert payload["allowed"] is False
+    assert payload["reasons"][0]["rule"] == "denied_tables"
+    assert payload["reasons"][0]["location"] == "analyst.yaml:4"
+
+
+def test_policy_lint(capsys: pytest.CaptureFixture[str]) -> None:
+    """lint exits 0 for a good file and 2, naming file and line, for a bad one."""
+    assert main(["policy", "lint", str(POLICIES / "analyst.yaml")]) == 0
+    assert main(["policy", "lint", str(POLICIES / "misspelt.yaml")]) == 2
+    assert "misspelt.yaml:3" in capsys.readouterr().err
+
+
+def test_policy_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    """schema prints a JSON Schema with every policy key."""
+    assert main(["policy", "schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert "max_rows" in schema["$defs"]["Policy"]["properties"]
+
+
+def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
+    """Without a command the help is printed and the exit code is 2."""
+    assert main([]) == 2
+    assert "usage" in capsys.readouterr().out
+
+
+def test_sandbox_gc_after_a_killed_process(tmp_path: Path) -> None:
+    """A process that made a sandbox and was SIGKILLed leaves nothing after `sandbox gc`."""
+    root = tmp_path / "root"
+    script = (
+        "import os, signal\n"
+        "from sqlfence.sandbox import AgentSandbox\n"
+        f"sb = AgentSandbox.create('crashy', root={str(root)!r})\n"
+        "print(sb.name, flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    child = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    name = child.stdout.strip()
+    assert name
+    listed = subprocess.run(
+        [sys.executable, "-m", "sqlfence.cli", "--json", "sandbox", "list", "--root", str(root)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert [record["name"] for record in json.loads(listed.stdout)] == [name]
+    assert main(["sandbox", "gc", "--root", str(root)]) == 0
+    assert main(["--json", "sandbox", "list", "--root", str(root)]) == 0
+    assert not list(root.rglob("*.db"))
+
+
+def test_demo_runs() -> None:
+    """The demo plays its session and exits 0 (nothing was deleted)."""
+    assert main(["demo"]) == 0
