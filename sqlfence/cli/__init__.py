@@ -15,8 +15,14 @@ from sqlfence.errors import Error
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["mcp"]:
+        from sqlfence.integrations.mcp import main as mcp_main
+
+        mcp_main(arguments[1:])
+        return 0
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     if not getattr(args, "run", None):
         parser.print_help()
         return 2
@@ -57,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     gc.add_argument("--root", help="sandbox root (default .sqlfence)")
     gc.add_argument("--all", action="store_true", help="also those of live processes")
     gc.set_defaults(run=commands.sandbox_gc)
+
+    sub.add_parser("mcp", help="serve guarded query tools over MCP (sqlfence mcp --help)")
 
     demo = sub.add_parser("demo", help="a scripted agent session on embedded SQLite")
     demo.set_defaults(run=commands.demo)

@@ -1,0 +1,73 @@
+"""What an agent may see of the catalog: table visibility under a policy, and catalog SQL.
+
+Shared by the SQLAlchemy dialects (reflection) and the MCP server (``list_tables``,
+``describe_table``): a table exists for the agent only when its policy lets it read it.
+"""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+
+from sqlfence.policies.engine import Guard, table_matches
+
+# The catalog SQL the MCP server runs for each database system (fixed text, never the agent's).
+LIST_TABLES = {
+    "sqlite": (
+        "SELECT NULL, name FROM sqlite_master WHERE type IN ('table', 'view') "
+        "AND name NOT LIKE 'sqlite~_%' ESCAPE '~' ORDER BY name"
+    ),
+    "postgresql": (
+        "SELECT table_schema, table_name FROM information_schema.tables "
+        "WHERE table_schema NOT IN ('pg_catalog', 'information_schema') "
+        "ORDER BY table_schema, table_name"
+    ),
+    "intersystems_iris": (
+        "SELECT TABLE_SCHEMA, TABLE_NAME FROM INFORMATION_SCHEMA.TABLES "
+        "WHERE TABLE_SCHEMA NOT LIKE '%SYS%' AND TABLE_SCHEMA NOT LIKE 'Ens%' "
+        "ORDER BY TABLE_SCHEMA, TABLE_NAME"
+    ),
+}
+DESCRIBE_TABLE = {
+    "sqlite": 'SELECT name, type, "notnull", pk FROM pragma_table_info(?)',
+    "postgresql": (
+        "SELECT column_name, data_type, is_nullable = 'NO', NULL FROM information_schema.columns "
+        "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position"
+    ),
+    "intersystems_iris": (
+        "SELECT COLUMN_NAME, DATA_TYPE, IS_NULLABLE = 'NO', NULL FROM INFORMATION_SCHEMA.COLUMNS "
+        "WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION"
+    ),
+}
+EXPLAIN = {
+    "sqlite": "EXPLAIN QUERY PLAN ",
+    "postgresql": "EXPLAIN ",
+    "intersystems_iris": "EXPLAIN ",
+}
+
+
+def qualified(guard: Guard, schema: str | None, table: str) -> tuple[str, ...]:
+    """``(schema, table)`` as the guard compares names; reflected names are exact (quoted)."""
+    namer = guard.namer
+    schema = schema or namer.default_schema
+    parts = (schema, table) if schema else (table,)
+    return tuple(namer.normalize(part, quoted=True) for part in parts)
+
+
+def visible(guard: Guard, schema: str | None, table: str) -> bool:
+    """May the policy's agent read ``schema.table``? What catalog views show and hide."""
+    name = ".".join(qualified(guard, schema, table))
+    patterns = guard.patterns
+    if patterns.denied_set and patterns.denied_set.matches(name, loose=True):
+        return False
+    allowed = patterns.allowed_set
+    return allowed is None or allowed.matches(name, loose=False)
+
+
+def column_denied(guard: Guard, schema: str | None, table: str, column: str) -> bool:
+    """Is ``column`` of ``schema.table`` on the policy's denied_columns list?"""
+    owner = qualified(guard, schema, table)
+    name = guard.namer.normalize(column, quoted=True).lower()
+    return any(
+        table_matches(table_pattern, owner, True) and fnmatchcase(name, column_pattern)
+        for table_pattern, column_pattern in guard.patterns.denied_columns
+    )

@@ -1,0 +1,134 @@
+"""The MCP server, driven by the mcp SDK's own client over stdio against a real database."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+from mcp.types import Implementation
+
+from sqlfence.sandbox import AgentSandbox
+
+POLICY = """\
+read_only: true
+denied_tables: [secrets]
+denied_columns: [people.salary]
+max_rows: 3
+"""
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Path:
+    """A SQLite database with an allowed ``people`` table and a denied ``secrets`` table."""
+    path = tmp_path / "mcp.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT NOT NULL, salary INT)")
+        db.executemany(
+            "INSERT INTO people (name, salary) VALUES (?, ?)",
+            [(f"p{i}", i * 100) for i in range(5)],
+        )
+        db.execute("CREATE TABLE secrets (id INTEGER PRIMARY KEY, value TEXT)")
+    return path
+
+
+def _server(tmp_path: Path, *args: str) -> StdioServerParameters:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    return StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "sqlfence.integrations.mcp", "--policy", str(policy), *args],
+        cwd=str(tmp_path),
+    )
+
+
+async def _session(params: StdioServerParameters, calls: list[tuple[str, dict[str, Any]]]) -> Any:
+    results: dict[str, Any] = {}
+    async with Client(params, client_info=Implementation(name="test-agent", version="1")) as c:
+        results["tools"] = sorted(tool.name for tool in (await c.list_tools()).tools)
+        for name, arguments in calls:
+            results.setdefault(name, []).append(await c.call_tool(name, arguments))
+    return results
+
+
+def _text(result: Any) -> str:
+    return "".join(getattr(part, "text", "") for part in result.content)
+
+
+def _audit_events(audit: Path) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 10
+    events: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        events = [
+            json.loads(line)
+            for path in sorted(audit.rglob("*.jsonl"))
+            for line in path.read_text().splitlines()
+            if line.strip()
+        ]
+        if any(e.get("event_type") == "denial" for e in events):
+            break
+        time.sleep(0.1)
+    return events
+
+
+def test_tools_allowed_and_denied_calls_over_stdio(tmp_path: Path, database: Path) -> None:
+    """Tools are listed, an allowed query is answered capped, a denial is a tool error, both
+    are audited under the client's name."""
+    audit = tmp_path / "audit"
+    params = _server(tmp_path, "--audit", str(audit), f"sqlite:///{database}")
+    calls = [
+        ("query", {"sql": "SELECT id, name FROM people ORDER BY id"}),
+        ("query", {"sql": "SELECT value FROM secrets"}),
+        ("list_tables", {}),
+        ("describe_table", {"table": "people"}),
+        ("describe_table", {"table": "secrets"}),
+        ("explain", {"sql": "SELECT name FROM people WHERE id = 1"}),
+    ]
+    results = anyio.run(_session, params, calls)
+
+    assert results["tools"] == ["describe_table", "explain", "list_tables", "query"]
+    allowed, denied = results["query"]
+    assert not allowed.is_error
+    answer = json.loads(_text(allowed))
+    assert answer["columns"] == ["id", "name"]
+    assert answer["rows"] == [[1, "p0"], [2, "p1"], [3, "p2"]]
+    assert answer["truncated"] is True
+    assert denied.is_error
+    assert "secrets is on the deny list" in _text(denied)
+
+    assert json.loads(_text(results["list_tables"][0])) == {"tables": ["people"]}
+    people, secrets = results["describe_table"]
+    assert [c["name"] for c in json.loads(_text(people))["columns"]] == ["id", "name"]
+    assert secrets.is_error
+    assert not results["explain"][0].is_error
+
+    events = _audit_events(audit)
+    mine = [e for e in events if e.get("agent_id") == "test-agent"]
+    queries = {(e["event_type"], e["status"], e["query"]) for e in mine if e["query"]}
+    assert ("denial", "denied", "SELECT value FROM secrets") in queries
+    assert ("query", "ok", "SELECT id, name FROM people ORDER BY id") in queries
+    connects = [e for e in mine if e["event_type"] == "connect"]
+    assert len(connects) == 2, "one agent and one catalog connection for the whole session"
+
+
+def test_sandbox_per_session_from_snapshot(tmp_path: Path) -> None:
+    """--sandbox gives the session its own SQLite sandbox loaded from a golden snapshot."""
+    root = tmp_path / ".sqlfence"
+    with AgentSandbox.create(agent_id="golden", root=root) as sandbox:
+        connection = sandbox.get_connection()
+        connection.execute("CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT)")
+        connection.execute("INSERT INTO people (name) VALUES ('Ada')")
+        connection.commit()
+        connection.close()
+        sandbox.create_snapshot("golden", shared=True)
+    params = _server(tmp_path, "--sandbox", "--snapshot", "golden", "--sandbox-root", str(root))
+    results = anyio.run(_session, params, [("query", {"sql": "SELECT name FROM people"})])
+    assert json.loads(_text(results["query"][0]))["rows"] == [["Ada"]]
+    assert not list((root / "sandboxes").rglob("*.db")), "the session's sandbox was not destroyed"
