@@ -136,9 +136,11 @@ class TelemetrySettings(_Settings):
     text sent without parameters (the semantic conventions' default); ``masked`` always
     masks; ``raw`` never does; ``off`` leaves ``db.query.text`` out. With ``background``
     (the default) spans and metrics are built on a worker thread from timestamps taken on
-    the query's thread, so the query pays for a queue append; under overload that worker
-    drops (and counts) rather than slowing queries down, as OpenTelemetry's batch
-    processors do. ``tracer_provider``/``meter_provider`` override the global ones.
+    the query's thread, so the query pays for a queue append; when that worker falls behind
+    (its queue is full) the query's thread waits rather than telemetry being lost.
+    ``exemplars`` records metrics in the statement span's context, so the SDK may attach
+    exemplars (linking a histogram bucket to a trace) at a few microseconds per measurement.
+    ``tracer_provider``/``meter_provider`` override the global ones.
     """
 
     enabled: bool = True
@@ -146,6 +148,7 @@ class TelemetrySettings(_Settings):
     metrics: bool = True
     query_text: Literal["auto", "masked", "raw", "off"] = "auto"
     returned_rows: bool = True
+    exemplars: bool = False
     background: bool = True
     queue_size: int = Field(16_384, gt=0)
     tracer_provider: Any = None
@@ -159,6 +162,7 @@ class TelemetrySettings(_Settings):
                 self.metrics,
                 self.query_text,
                 self.returned_rows,
+                self.exemplars,
                 self.background,
                 self.queue_size,
                 id(self.tracer_provider),

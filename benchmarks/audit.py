@@ -1,0 +1,175 @@
+"""Audit writer throughput and the observer's per-statement cost.
+
+1. Writer: signed JSON Lines events per second to a local file, fed by one and by eight
+   producer threads (the target is at least 100,000 events/s).
+2. Observer: CPU time per statement (started + finished + fetched) on the query's thread,
+   and for all threads together (background writers included), for each configuration.
+
+Usage: ``python benchmarks/audit.py [--events N] [--record]``; ``--record`` writes the
+``audit`` section of BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import machine, table, write_section
+from sqlfence.observe.audit import AuditLog
+from sqlfence.observe.fanout import build_observer
+from sqlfence.observe.observer import Observer, Session
+from sqlfence.observe.records import StatementRecord
+from sqlfence.observe.settings import AuditSettings
+from sqlfence.policies.engine import Decision
+from sqlfence.sql.analysis import StatementFacts
+
+os.environ.setdefault("SQLFENCE_AUDIT_KEY", "benchmark-key")
+
+
+def _decision(n: int) -> Decision:
+    """An allowed SELECT on table ``orders_<n>``, as the policy engine decides it."""
+    facts = StatementFacts(
+        operation="select", tables=frozenset({f"main.orders_{n}"}), summary=f"SELECT orders_{n}"
+    )
+    sql = f"SELECT id, name, total FROM orders_{n} WHERE customer_id = ? AND status = ?"
+    return Decision(allowed=True, sql=sql, facts=facts)
+
+
+def _records(count: int) -> list[StatementRecord]:
+    """Distinct, realistic statement records (several sessions, decisions and texts)."""
+    sessions = [Session("sqlite", f"agent-{n}", "acme", "main") for n in range(8)]
+    decisions = [_decision(n) for n in range(32)]
+    records = []
+    for n in range(count):
+        decision = decisions[n % len(decisions)]
+        record = StatementRecord(
+            sessions[n % len(sessions)], decision.sql, decision, 0.0, time.time_ns(), n
+        )
+        record.duration = 0.000_321
+        record.rows = n % 50
+        record.parameterised = True
+        records.append(record)
+    return records
+
+
+def writer_throughput(events: int, producers: int) -> float:
+    """Events per second from the first submit until the last event is on disk."""
+    pool = _records(4096)
+    with tempfile.TemporaryDirectory() as directory:
+        log = AuditLog(AuditSettings(directory=Path(directory)))
+        share = events // producers
+
+        def produce(offset: int) -> None:
+            submit = log.submit
+            for n in range(share):
+                submit(pool[(offset + n) % len(pool)])
+
+        threads = [threading.Thread(target=produce, args=(p * 512,)) for p in range(producers)]
+        start = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        log.flush()
+        elapsed = time.perf_counter() - start
+        log.close()
+        return share * producers / elapsed
+
+
+def observer_cost(observer: Observer, statements: int) -> tuple[float, float]:
+    """Microseconds of CPU per statement: (query's thread, all threads)."""
+    session = Session("sqlite", "agent-1", "acme", "main")
+    observer.connected(session)
+    started, finished, fetched = observer.started, observer.finished, observer.fetched
+    decision = _decision(0)
+    sql, params = decision.sql, (1,)
+    best = float("inf")
+    process_start = time.process_time()
+    rounds = 5
+    for _ in range(rounds):
+        thread_start = time.thread_time()
+        for _ in range(statements):
+            token = started(session, sql, decision, params)
+            finished(session, token, -1, None)
+            fetched(session, token, 1, False)
+        best = min(best, time.thread_time() - thread_start)
+    observer.disconnected(session)
+    observer.close()  # waits for the background threads: their CPU is counted below
+    total = time.process_time() - process_start
+    return best / statements * 1e6, total / (statements * rounds) * 1e6
+
+
+def _install_sdk() -> None:
+    """A TracerProvider (batch processor, exporter that discards) and a MeterProvider."""
+    from opentelemetry import metrics, trace
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    class Discard(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(Discard()))
+    trace.set_tracer_provider(provider)
+    metrics.set_meter_provider(MeterProvider(metric_readers=[InMemoryMetricReader()]))
+
+
+def main() -> None:
+    """Run both benchmarks, print them, and record them with ``--record``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--statements", type=int, default=20_000)
+    parser.add_argument("--record", action="store_true", help="write BENCHMARKS.md")
+    args = parser.parse_args()
+
+    writer_rows = [
+        [f"{p} producer thread{'s' if p > 1 else ''}", f"{writer_throughput(args.events, p):,.0f}"]
+        for p in (1, 8)
+    ]
+    writer = table(["audit writer, signed JSON Lines to a local file", "events/s"], writer_rows)
+    print(writer, end="\n\n")
+
+    directory = tempfile.mkdtemp()
+    configurations: list[tuple[str, Callable[[], Observer]]] = [
+        ("no-op Observer (the floor)", Observer),
+        ("monitor only (audit off, no SDK)", build_observer),
+        ("audit to file + monitor (no SDK)", lambda: build_observer(audit=directory)),
+    ]
+    rows = []
+    for name, make in configurations:
+        rows.append([name, *observer_cost(make(), args.statements)])
+    _install_sdk()
+    for name, make in [
+        ("OTel SDK spans + metrics + monitor", build_observer),
+        ("audit to file + OTel SDK + monitor", lambda: build_observer(audit=directory)),
+    ]:
+        rows.append([name, *observer_cost(make(), args.statements)])
+    hooks = table(
+        ["observer (started + finished + fetched)", "query thread us", "all threads us"], rows
+    )
+    print(hooks)
+    if args.record:
+        body = (
+            f"Machine: {machine()}\n\n{writer}\n\n{hooks}\n\n"
+            "CPU time per statement: `query thread` is what the statement's own thread spends "
+            "in the hooks; `all threads` adds the background audit writer and telemetry "
+            "worker (JSON, HMAC, file writes, SDK spans and metrics), which run while the "
+            "query's thread waits on the database."
+        )
+        print(f"\nwritten to {write_section('audit', body)}")
+
+
+if __name__ == "__main__":
+    main()

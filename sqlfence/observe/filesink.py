@@ -1,0 +1,260 @@
+"""The audit log's files: ``<prefix>-<YYYYMMDD>-<NNNNNN>.jsonl``, rotated by size and by day.
+
+File names sort in chain order. One process owns a chain (an advisory lock on
+``<prefix>.lock``); a second process writing the same directory gets its own chain,
+``<prefix>.p<pid>``, so two writers never interleave one chain.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from sqlfence.observe.integrity import split_line
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: one writer per directory is up to the user
+    fcntl = None  # type: ignore[assignment]
+
+logger = logging.getLogger("sqlfence.observe")
+_NAME = re.compile(r"^(?P<prefix>[A-Za-z0-9_.]+)-(?P<day>\d{8})-(?P<number>\d{6})\.jsonl$")
+
+
+def chain_files(directory: Path, prefix: str) -> list[Path]:
+    """The files of chain ``prefix`` in ``directory``, oldest first."""
+    if not directory.is_dir():
+        return []
+    found = []
+    for path in directory.iterdir():
+        match = _NAME.match(path.name)
+        if match and match["prefix"] == prefix:
+            found.append(path)
+    return sorted(found, key=lambda p: p.name)
+
+
+def chain_of(path: Path) -> str | None:
+    """The chain a log file belongs to, from its name (None when it is not a log file)."""
+    match = _NAME.match(path.name)
+    return match["prefix"] if match else None
+
+
+def chain_prefixes(directory: Path) -> list[str]:
+    """Every chain found in ``directory``."""
+    if not directory.is_dir():
+        return []
+    return sorted({m["prefix"] for p in directory.iterdir() if (m := _NAME.match(p.name))})
+
+
+def _today() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d")
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """Where an existing chain ended: its last ``seq`` and MAC, and bytes of a torn last line."""
+
+    seq: int
+    mac: str
+    torn_bytes: int = 0
+
+
+class FileSink:
+    """Appends signed lines to the newest file of a chain, rotating by size and UTC day."""
+
+    def __init__(
+        self,
+        directory: Path,
+        prefix: str,
+        *,
+        max_bytes: int,
+        rotate_daily: bool,
+        durable: bool,
+    ) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.directory = directory
+        self._max_bytes = max_bytes
+        self._rotate_daily = rotate_daily
+        self._durable = durable
+        self._lock_handle = _lock(directory / f"{prefix}.lock")
+        if self._lock_handle is None:
+            prefix = f"{prefix}.p{os.getpid()}"
+            self._lock_handle = _lock(directory / f"{prefix}.lock")
+        self.prefix = prefix
+        self._handle: IO[bytes] | None = None
+        self._path: Path | None = None
+        self._day = ""
+        self._size = 0
+
+    # -- writing --------------------------------------------------------------------------
+
+    def write(self, lines: list[bytes]) -> bool:
+        """Append ``lines``; True when this started a new file (a chance to purge)."""
+        rotated = False
+        if self._handle is None or (self._rotate_daily and _today() != self._day):
+            rotated = self._open_next()
+        handle = self._handle
+        assert handle is not None
+        data = b"".join(lines)
+        handle.write(data)
+        handle.flush()
+        if self._durable:
+            os.fsync(handle.fileno())
+        self._size += len(data)
+        if self._size >= self._max_bytes:
+            self._close_file()  # the next write opens the next file
+        return rotated
+
+    def _open_next(self) -> bool:
+        """Continue the newest file when it is today's and has room, else start a new one."""
+        self._close_file()
+        day = _today()
+        files = chain_files(self.directory, self.prefix)
+        number = 1
+        if files:
+            match = _NAME.match(files[-1].name)
+            assert match is not None
+            last_size = files[-1].stat().st_size
+            if match["day"] == day and last_size < self._max_bytes:
+                self._attach(files[-1], day, last_size)
+                return False
+            number = int(match["number"]) + 1 if match["day"] == day else 1
+        self._attach(self.directory / f"{self.prefix}-{day}-{number:06d}.jsonl", day, 0)
+        return bool(files)
+
+    def _attach(self, path: Path, day: str, size: int) -> None:
+        self._handle = path.open("ab")
+        self._path = path
+        self._day = day
+        self._size = size
+
+    def _close_file(self) -> None:
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            handle.flush()
+            if self._durable:
+                os.fsync(handle.fileno())
+            handle.close()
+
+    def close(self) -> None:
+        """Close the current file and give up the chain's lock."""
+        self._close_file()
+        lock, self._lock_handle = self._lock_handle, None
+        if lock is not None:
+            lock.close()
+
+    # -- resuming and purging -------------------------------------------------------------
+
+    def resume(self) -> Resumed | None:
+        """The end of the existing chain. A torn last line (a crash mid-write) is cut off."""
+        files = chain_files(self.directory, self.prefix)
+        torn = 0
+        for path in reversed(files):
+            torn += _cut_torn_tail(path)
+            for line in _lines_backwards(path):
+                link = _link_of(line)
+                if link is not None:
+                    return Resumed(link[0], link[1], torn)
+        return Resumed(0, "", torn) if torn else None
+
+    def purge(self, retention_days: float) -> tuple[list[str], int | None]:
+        """Delete files last written more than ``retention_days`` ago (never the newest).
+
+        Returns the names removed and the first ``seq`` of the oldest file kept.
+        """
+        cutoff = time.time() - retention_days * 86400
+        files = chain_files(self.directory, self.prefix)
+        removed = []
+        for path in files[:-1]:
+            if path.stat().st_mtime >= cutoff:
+                break
+            path.unlink()
+            removed.append(path.name)
+        kept = chain_files(self.directory, self.prefix)
+        first_seq = _first_seq(kept[0]) if kept else None
+        return removed, first_seq
+
+
+def _lock(path: Path) -> IO[bytes] | None:
+    handle = path.open("ab")
+    if fcntl is None:
+        return handle
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return None
+    return handle
+
+
+def _cut_torn_tail(path: Path) -> int:
+    """Truncate ``path`` after its last newline; the number of bytes cut."""
+    size = path.stat().st_size
+    if size == 0:
+        return 0
+    with path.open("rb+") as handle:
+        handle.seek(size - 1)
+        if handle.read(1) == b"\n":
+            return 0
+        keep = 0
+        position = size
+        while position > 0:
+            step = min(65536, position)
+            position -= step
+            handle.seek(position)
+            chunk = handle.read(step)
+            newline = chunk.rfind(b"\n")
+            if newline >= 0:
+                keep = position + newline + 1
+                break
+        handle.truncate(keep)
+    logger.warning("audit file %s ended in a torn line; %d bytes cut", path, size - keep)
+    return size - keep
+
+
+def _lines_backwards(path: Path, block: int = 65536) -> list[bytes]:
+    """The complete lines of ``path``, newest first (reads only as much as it needs)."""
+    with path.open("rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        position = handle.tell()
+        tail = b""
+        lines: list[bytes] = []
+        while position > 0:
+            step = min(block, position)
+            position -= step
+            handle.seek(position)
+            tail = handle.read(step) + tail
+            parts = tail.split(b"\n")
+            tail = parts[0]
+            lines.extend(reversed([p for p in parts[1:] if p]))
+            if lines:
+                return lines
+        return lines + ([tail] if tail else [])
+
+
+def _link_of(line: bytes) -> tuple[int, str] | None:
+    split = split_line(line)
+    if split is None:
+        return None
+    with contextlib.suppress(ValueError):
+        seq = json.loads(split[0]).get("seq")
+        if isinstance(seq, int):
+            return seq, split[1]
+    return None
+
+
+def _first_seq(path: Path) -> int | None:
+    with path.open("rb") as handle:
+        for line in handle:
+            link = _link_of(line)
+            if link is not None:
+                return link[0]
+    return None

@@ -1,0 +1,107 @@
+"""The HMAC-SHA256 chain that makes an audit log tamper-evident, and where its key comes from.
+
+Each event line is ``{...,"seq":n,...,"prev":"<mac of event n-1>","mac":"<hex>"}``: the MAC
+covers the exact bytes of the line up to ``,"mac"`` (with ``}`` appended), so ``seq`` and the
+previous MAC are inside it. Changing, removing, reordering or inserting a line therefore
+breaks the chain at that line, and nobody without the key can repair it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from pathlib import Path
+
+from sqlfence.observe.settings import AUDIT_KEY_ENV, AuditSettings
+
+GENESIS = "0" * 64  # ``prev`` of the very first event of a chain
+MAC_HEX_CHARS = 64
+_MAC_PREFIX = b',"mac":"'
+_MAC_SUFFIX_LEN = len(_MAC_PREFIX) + MAC_HEX_CHARS + 2  # ,"mac":"<64 hex>"}
+
+
+class Signer:
+    """HMAC-SHA256 with the key's inner and outer states computed once (half the cost)."""
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) > 64:  # the SHA-256 block size, as RFC 2104 says
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(64, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+
+    def mac(self, data: bytes) -> str:
+        """The hex HMAC-SHA256 of ``data``."""
+        inner = self._inner.copy()
+        inner.update(data)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()
+
+
+class Chain:
+    """Numbers and links events. Not thread-safe: the audit writer calls it under its lock.
+
+    The writer builds an event's JSON with ``seq = chain.seq + 1`` and ``prev = chain.prev``
+    inside it, then ``sign`` makes it the next link.
+    """
+
+    __slots__ = ("prev", "seq", "signer")
+
+    def __init__(self, signer: Signer, seq: int = 0, prev: str = GENESIS) -> None:
+        self.signer = signer
+        self.seq = seq
+        self.prev = prev
+
+    def sign(self, body: bytes) -> bytes:
+        """The signed line (with ``\\n``) of ``body``, which ends with ``}``."""
+        mac = self.signer.mac(body)
+        self.seq += 1
+        self.prev = mac
+        return b'%s%s%s"}\n' % (body[:-1], _MAC_PREFIX, mac.encode("ascii"))
+
+
+def split_line(line: bytes) -> tuple[bytes, str] | None:
+    """``(signed body, mac)`` of a line as written by ``Chain.sign``; None if it has no MAC."""
+    line = line.rstrip(b"\r\n")
+    if len(line) <= _MAC_SUFFIX_LEN or not line.endswith(b'"}'):
+        return None
+    start = len(line) - _MAC_SUFFIX_LEN
+    if line[start : start + len(_MAC_PREFIX)] != _MAC_PREFIX:
+        return None
+    mac = line[start + len(_MAC_PREFIX) : -2].decode("ascii", "replace")
+    return line[:start] + b"}", mac
+
+
+def resolve_key(settings: AuditSettings, *, create: bool) -> bytes | None:
+    """The chain key: ``settings.key``, else ``$SQLFENCE_AUDIT_KEY``, else the key file.
+
+    With ``create`` a missing key file is generated (32 random bytes, hex, mode 0600).
+    """
+    if settings.key is not None:
+        return settings.key.get_secret_value().encode()
+    from_env = os.environ.get(AUDIT_KEY_ENV)
+    if from_env:
+        return from_env.encode()
+    return read_key_file(settings.resolved_key_file, create=create)
+
+
+def read_key_file(path: Path, *, create: bool) -> bytes | None:
+    """The key stored in ``path``; generated atomically when missing and ``create``."""
+    try:
+        return path.read_bytes().strip()
+    except FileNotFoundError:
+        if not create:
+            return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32).encode()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it first: use theirs
+        return path.read_bytes().strip()
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key + b"\n")
+    return key

@@ -1,0 +1,289 @@
+"""``verify(path)``: is an audit log exactly what was written? Names the first line that is not.
+
+Checked per line, in order: the line is complete JSON with a MAC; the MAC is right (else the
+line was altered, or forged without the key); ``seq`` is the next number (a jump means an
+event is missing, or reordered when the missing one comes later; a repeat means an event was
+inserted); ``prev`` is the previous line's MAC. A log whose first event is not ``seq`` 1 must
+contain the retention purge that removed the older files. What a MAC chain cannot show is
+the loss of the newest lines; copy the log elsewhere (or ship it to a sink) for that.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlfence.observe.filesink import chain_files, chain_of, chain_prefixes
+from sqlfence.observe.integrity import GENESIS, Signer, read_key_file, split_line
+from sqlfence.observe.settings import AUDIT_KEY_ENV
+
+ALTERED = "altered"
+MISSING = "missing"
+REORDERED = "reordered"
+INSERTED = "inserted"
+MALFORMED = "malformed"
+NO_KEY = "no_key"
+EMPTY = "empty"
+
+
+@dataclass(frozen=True)
+class VerifyError:
+    """The first place where the log is not what was written."""
+
+    kind: str
+    message: str
+    file: Path | None = None
+    line: int | None = None
+    seq: int | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}: " if self.file is not None else ""
+        return f"{where}{self.kind}: {self.message}"
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """What ``verify`` found. True when every chain is intact."""
+
+    ok: bool
+    events_checked: int
+    files_checked: int
+    chains: tuple[str, ...] = ()
+    first_error: VerifyError | None = None
+    last_seq: dict[str, int] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __str__(self) -> str:
+        if self.ok:
+            return (
+                f"ok: {self.events_checked} events in {self.files_checked} files "
+                f"({', '.join(self.chains)}) verified"
+            )
+        return f"FAILED after {self.events_checked} good events: {self.first_error}"
+
+
+class _Broken(Exception):
+    def __init__(self, error: VerifyError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def verify(path: str | Path, key: str | bytes | None = None) -> VerifyResult:
+    """Verify the audit log at ``path``: a directory (every chain in it) or one file.
+
+    The key is ``key``, else ``$SQLFENCE_AUDIT_KEY``, else ``audit.key`` in the directory.
+    Never raises for a broken log; the result says what is wrong and where.
+    """
+    path = Path(path)
+    directory = path if path.is_dir() else path.parent
+    signer = _signer(key, directory)
+    if signer is None:
+        return _failed(
+            VerifyError(
+                NO_KEY, f"no key: pass one, set {AUDIT_KEY_ENV}, or put audit.key in {directory}"
+            )
+        )
+    purges: set[int] = set()
+    if path.is_dir():
+        chains = {prefix: chain_files(path, prefix) for prefix in chain_prefixes(path)}
+        whole = True
+    elif path.is_file():
+        chains = {path.name: [path]}
+        # The first file of a chain must start at seq 1 (or where a recorded purge says).
+        siblings = chain_files(directory, chain_of(path) or "")
+        whole = bool(siblings) and siblings[0] == path
+        if whole:
+            purges = _purge_marks(siblings[1:])
+    else:
+        return _failed(VerifyError(EMPTY, f"{path} does not exist"))
+    if not chains:
+        return _failed(VerifyError(EMPTY, f"no audit files in {path}"))
+    checked = files = 0
+    last: dict[str, int] = {}
+    for name, paths in chains.items():
+        checker = _ChainChecker(signer, paths, whole)
+        checker.purged_to.update(purges)
+        try:
+            checker.run()
+        except _Broken as broken:
+            return VerifyResult(
+                False,
+                checked + checker.count,
+                files + checker.files,
+                tuple(chains),
+                broken.error,
+                last,
+            )
+        checked += checker.count
+        files += checker.files
+        last[name] = checker.expected - 1
+    return VerifyResult(True, checked, files, tuple(chains), None, last)
+
+
+def _failed(error: VerifyError) -> VerifyResult:
+    return VerifyResult(False, 0, 0, (), error)
+
+
+def _signer(key: str | bytes | None, directory: Path) -> Signer | None:
+    if key is None:
+        key = os.environ.get(AUDIT_KEY_ENV) or read_key_file(directory / "audit.key", create=False)
+    if key is None:
+        return None
+    return Signer(key.encode() if isinstance(key, str) else key)
+
+
+class _ChainChecker:
+    """Walks one chain's files in order; raises ``_Broken`` at the first bad line."""
+
+    def __init__(self, signer: Signer, paths: list[Path], whole: bool) -> None:
+        self.signer = signer
+        self.paths = paths
+        self.whole = whole
+        self.count = 0
+        self.files = 0
+        self.expected = 0
+        self.prev = ""
+        self.first: tuple[Path, int, int] | None = None
+        self.purged_to: set[int] = set()
+
+    def run(self) -> None:
+        for index, path in enumerate(self.paths):
+            self.files += 1
+            for number, raw in _numbered_lines(path):
+                self._check(index, path, number, raw)
+        if self.whole and self.first is not None and self.first[2] != 1:
+            path, number, seq = self.first
+            if seq not in self.purged_to:
+                raise _Broken(
+                    VerifyError(
+                        MISSING,
+                        f"the log starts at seq {seq} and no retention purge recorded "
+                        f"the removal of seq 1 to {seq - 1}",
+                        path,
+                        number,
+                        1,
+                    )
+                )
+
+    def _check(self, index: int, path: Path, number: int, raw: bytes) -> None:
+        def broken(kind: str, message: str, seq: int | None = None) -> _Broken:
+            return _Broken(VerifyError(kind, message, path, number, seq))
+
+        if not raw.endswith(b"\n"):
+            raise broken(MALFORMED, "the last line is incomplete (torn write or cut file)")
+        split = split_line(raw)
+        if split is None:
+            raise broken(MALFORMED, "the line has no MAC")
+        body, mac = split
+        if self.signer.mac(body) != mac:  # checked on the raw bytes, before any parsing
+            hint = " (or the key is wrong)" if self.count == 0 else ""
+            raise broken(
+                ALTERED,
+                f"the event after seq {self.expected - 1} does not match its MAC: it was "
+                f"changed, or written without the key{hint}",
+            )
+        try:
+            event: dict[str, Any] = json.loads(body)
+            seq, prev = event["seq"], event["prev"]
+        except (ValueError, KeyError, TypeError):
+            raise broken(MALFORMED, "the line is signed but is not an audit event") from None
+        if not isinstance(seq, int) or not isinstance(prev, str):
+            raise broken(MALFORMED, "seq or prev has the wrong type")
+        if self.first is None:
+            self.first = (path, number, seq)
+            if seq == 1 and prev != GENESIS:
+                raise broken(INSERTED, "seq 1 does not start a chain", seq)
+        elif seq != self.expected:
+            raise self._diagnose_seq(index, path, number, seq)
+        elif prev != self.prev:
+            raise broken(
+                INSERTED,
+                f"event seq {seq} does not follow the previous event (it belongs to another chain)",
+                seq,
+            )
+        if event.get("event_type") == "audit.purge":
+            first_seq = (event.get("details") or {}).get("first_seq")
+            if isinstance(first_seq, int):
+                self.purged_to.add(first_seq)
+        self.count += 1
+        self.expected = seq + 1
+        self.prev = mac
+
+    def _diagnose_seq(self, index: int, path: Path, number: int, seq: int) -> _Broken:
+        expected = self.expected
+        if seq < expected:
+            return _Broken(
+                VerifyError(
+                    INSERTED,
+                    f"event seq {seq} appears again after seq {expected - 1} "
+                    "(inserted or duplicated)",
+                    path,
+                    number,
+                    seq,
+                )
+            )
+        for later in self._seqs_after(index, number):
+            if later == expected:
+                return _Broken(
+                    VerifyError(
+                        REORDERED,
+                        f"event seq {seq} comes before seq {expected}: the events were reordered",
+                        path,
+                        number,
+                        expected,
+                    )
+                )
+        missing = f"seq {expected}" if seq == expected + 1 else f"seq {expected} to {seq - 1}"
+        return _Broken(
+            VerifyError(
+                MISSING,
+                f"{missing} missing before event seq {seq} (deleted)",
+                path,
+                number,
+                expected,
+            )
+        )
+
+    def _seqs_after(self, index: int, number: int) -> Iterator[int]:
+        for later_index in range(index, len(self.paths)):
+            for later_number, raw in _numbered_lines(self.paths[later_index]):
+                if later_index == index and later_number <= number:
+                    continue
+                split = split_line(raw)
+                if split is None:
+                    continue
+                try:
+                    seq = json.loads(split[0]).get("seq")
+                except ValueError:
+                    continue
+                if isinstance(seq, int):
+                    yield seq
+
+
+def _purge_marks(paths: list[Path]) -> set[int]:
+    """The ``first_seq`` of every retention purge recorded in ``paths`` (not verified here:
+    they only excuse a missing start, and the files holding them are verified on their own)."""
+    marks = set()
+    for path in paths:
+        for _, raw in _numbered_lines(path):
+            if b'"event_type":"audit.purge"' in raw:
+                split = split_line(raw)
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    first = json.loads(split[0] if split else raw)["details"]["first_seq"]
+                    if isinstance(first, int):
+                        marks.add(first)
+    return marks
+
+
+def _numbered_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            if raw.strip():
+                yield number, raw

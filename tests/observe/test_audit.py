@@ -1,0 +1,357 @@
+"""The audit log (sqlfence/observe/audit.py, filesink.py, sinks.py): writing, chaining across
+files and restarts, rotation, retention, sinks, backpressure and exit."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+
+from sqlfence.observe import filesink
+from sqlfence.observe.audit import AuditLog
+from sqlfence.observe.filesink import chain_files
+from sqlfence.observe.records import DenialRecord, StatementRecord
+from sqlfence.observe.settings import AuditSettings
+from sqlfence.observe.verify import verify
+from tests.observe.conftest import DENIED, INSERT, SELECT, make_session
+
+
+def _lines(directory: Path, prefix: str = "audit") -> list[dict[str, Any]]:
+    return [
+        json.loads(line)
+        for path in chain_files(directory, prefix)
+        for line in path.read_text().splitlines()
+    ]
+
+
+def _statement(sql: str = SELECT.sql, decision: Any = SELECT, rows: int | None = 3) -> Any:
+    record = StatementRecord(make_session(), sql, decision, 0.0, time.time_ns(), 1)
+    record.duration = 0.0012
+    record.rows = rows
+    return record
+
+
+def test_events_are_written_signed_and_verifiable(audit_dir: Path) -> None:
+    """Submitted records reach the file in order, numbered from 1, and the chain verifies."""
+    with AuditLog(AuditSettings(directory=audit_dir)) as log:
+        log.submit(_statement())
+        log.submit(DenialRecord(make_session(), DENIED.sql, DENIED, None))
+        log.emit("sandbox.create", agent_id="agent-1", sandbox="sb1", details={"ttl": 60})
+    events = _lines(audit_dir)
+    assert [e["event_type"] for e in events] == [
+        "audit.open",
+        "query",
+        "denial",
+        "sandbox.create",
+        "audit.close",
+    ]
+    assert [e["seq"] for e in events] == [1, 2, 3, 4, 5]
+    assert events[1]["rows_returned"] == 3
+    assert events[1]["duration_ms"] == 1.2
+    assert events[2]["rule"] == "deny_tables"
+    assert events[2]["status"] == "denied"
+    assert events[3]["details"] == {"ttl": 60}
+    assert events[3]["sandbox"] == "sb1"
+    result = verify(audit_dir)
+    assert result.ok, result
+    assert result.events_checked == 5
+
+
+def test_the_chain_continues_after_a_restart(audit_dir: Path) -> None:
+    """A log reopened on the same directory continues seq and the MAC chain."""
+    for _ in range(3):
+        with AuditLog(AuditSettings(directory=audit_dir)) as log:
+            log.submit(_statement())
+    seqs = [e["seq"] for e in _lines(audit_dir)]
+    assert seqs == list(range(1, 10))
+    assert verify(audit_dir).ok
+
+
+def test_a_torn_last_line_is_cut_and_recorded(audit_dir: Path) -> None:
+    """A crash mid-write leaves a partial line; reopening cuts it and says so in the log."""
+    with AuditLog(AuditSettings(directory=audit_dir)) as log:
+        log.submit(_statement())
+    path = chain_files(audit_dir, "audit")[-1]
+    with path.open("ab") as handle:
+        handle.write(b'{"seq":4,"timestamp":"2025-')
+    with AuditLog(AuditSettings(directory=audit_dir)):
+        pass
+    opened = [e for e in _lines(audit_dir) if e["event_type"] == "audit.open"]
+    assert opened[-1]["details"]["torn_bytes_cut"] == len(b'{"seq":4,"timestamp":"2025-')
+    assert verify(audit_dir).ok
+
+
+def test_size_rotation_keeps_one_verifiable_chain(audit_dir: Path) -> None:
+    """Files rotate at max_file_bytes; seq and MACs run on across them."""
+    settings = AuditSettings(directory=audit_dir, max_file_bytes=2000, batch_size=3)
+    with AuditLog(settings) as log:
+        for i in range(60):
+            log.submit(_statement(sql=f"SELECT * FROM orders WHERE id = {i}"))
+    files = chain_files(audit_dir, "audit")
+    assert len(files) > 5
+    assert [e["seq"] for e in _lines(audit_dir)] == list(range(1, 63))
+    result = verify(audit_dir)
+    assert result.ok, result
+    assert result.files_checked == len(files)
+
+
+def test_daily_rotation_starts_a_file_per_day(
+    audit_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new UTC day starts a new file; the chain spans the days."""
+    days = iter(["20250101", "20250101", "20250102", "20250103"])
+    day = {"now": "20250101"}
+    monkeypatch.setattr(filesink, "_today", lambda: day["now"])
+    with AuditLog(AuditSettings(directory=audit_dir)) as log:
+        for now in days:
+            day["now"] = now
+            log.submit(_statement())
+            log.flush()
+    names = [p.name for p in chain_files(audit_dir, "audit")]
+    assert names == [
+        "audit-20250101-000001.jsonl",
+        "audit-20250102-000001.jsonl",
+        "audit-20250103-000001.jsonl",
+    ]
+    assert verify(audit_dir).ok
+
+
+def test_retention_purges_old_files_and_records_it(audit_dir: Path) -> None:
+    """Old files are purged and the purge recorded; an unrecorded removal fails verify."""
+    settings = AuditSettings(directory=audit_dir, max_file_bytes=1500, batch_size=2)
+    with AuditLog(settings) as log:
+        for _ in range(30):
+            log.submit(_statement())
+    files = chain_files(audit_dir, "audit")
+    old = time.time() - 10 * 86400
+    for path in files[:3]:
+        os.utime(path, (old, old))
+    with AuditLog(settings.model_copy(update={"retention_days": 7})):
+        pass
+    remaining = chain_files(audit_dir, "audit")
+    assert not any(path.exists() for path in files[:3])
+    purges = [e for e in _lines(audit_dir) if e["event_type"] == "audit.purge"]
+    assert purges[0]["details"]["files"] == [p.name for p in files[:3]]
+    assert verify(audit_dir).ok
+    remaining[0].unlink()
+    result = verify(audit_dir)
+    assert not result.ok
+    assert result.first_error is not None
+    assert result.first_error.kind == "missing"
+
+
+def test_durable_mode_fsyncs_every_batch(audit_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With durable=True each written batch is fsynced."""
+    calls: list[int] = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real(fd))[1])
+    with AuditLog(AuditSettings(directory=audit_dir, durable=True)) as log:
+        log.submit(_statement())
+        log.flush()
+    assert len(calls) >= 2
+
+
+def test_stdout_callable_logging_and_structlog_sinks(
+    audit_dir: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every sink gets every signed event: stdout lines, dicts, log records, structlog."""
+    received: list[dict[str, Any]] = []
+    settings = AuditSettings(
+        directory=audit_dir, sinks=("file", "stdout", received.append, "logging", "structlog")
+    )
+    with (
+        caplog.at_level(logging.INFO, logger="sqlfence.audit"),
+        structlog.testing.capture_logs() as captured,
+        AuditLog(settings) as log,
+    ):
+        log.submit(_statement())
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [e["event_type"] for e in printed] == ["audit.open", "query", "audit.close"]
+    assert received == printed
+    assert all("mac" in e for e in received)
+    assert [r.audit_event["seq"] for r in caplog.records] == [1, 2, 3]  # type: ignore[attr-defined]
+    assert [c["event"] for c in captured] == ["audit.open", "query", "audit.close"]
+
+
+def test_a_failing_sink_is_counted_and_the_file_still_written(audit_dir: Path) -> None:
+    """A sink that raises does not stop the others; its failures are counted."""
+
+    def broken(event: dict[str, Any]) -> None:
+        raise RuntimeError("sink down")
+
+    with AuditLog(AuditSettings(directory=audit_dir, sinks=("file", broken))) as log:
+        log.submit(_statement())
+        log.flush()
+        assert sum(log.stats()["sink_failures"].values()) >= 2
+    assert [e["event_type"] for e in _lines(audit_dir)][1] == "query"
+
+
+def test_a_full_queue_blocks_producers_instead_of_dropping(audit_dir: Path) -> None:
+    """With a tiny queue and a slow sink, producers wait; every event is written."""
+
+    def slow(event: dict[str, Any]) -> None:
+        time.sleep(0.0005)
+
+    settings = AuditSettings(directory=audit_dir, sinks=("file", slow), queue_size=5, batch_size=2)
+    with AuditLog(settings) as log:
+        threads = [
+            threading.Thread(target=lambda: [log.submit(_statement()) for _ in range(50)])
+            for _ in range(4)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert log.stats()["dropped"] == 0
+    assert sum(e["event_type"] == "query" for e in _lines(audit_dir)) == 200
+    assert verify(audit_dir).ok
+
+
+def test_a_put_timeout_drops_are_counted_and_recorded(audit_dir: Path) -> None:
+    """With put_timeout_s, a stuck writer makes producers drop; the drop is itself logged."""
+    gate = threading.Event()
+
+    def stuck(event: dict[str, Any]) -> None:
+        gate.wait(5)
+
+    settings = AuditSettings(
+        directory=audit_dir,
+        sinks=("file", stuck),
+        queue_size=2,
+        batch_size=1,
+        put_timeout_s=0.01,
+    )
+    log = AuditLog(settings)
+    for _ in range(20):
+        log.submit(_statement())
+    dropped = log.stats()["dropped"]
+    gate.set()
+    log.submit(_statement())
+    log.close()
+    assert dropped > 0
+    drops = [e for e in _lines(audit_dir) if e["event_type"] == "audit.dropped"]
+    assert sum(e["details"]["dropped"] for e in drops) == dropped
+    assert verify(audit_dir).ok
+
+
+def test_a_failing_disk_is_retried_not_dropped(
+    audit_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An OSError while writing is retried; the events arrive once the disk recovers."""
+    real = filesink.FileSink.write
+    failures = iter([True, True, False])
+
+    def flaky(self: filesink.FileSink, lines: list[bytes]) -> bool:
+        if next(failures, False):
+            raise OSError(28, "No space left on device")
+        return real(self, lines)
+
+    monkeypatch.setattr(filesink.FileSink, "write", flaky)
+    with AuditLog(AuditSettings(directory=audit_dir)) as log:
+        log.submit(_statement())
+        log.flush()
+        assert log.stats()["sink_failures"]["file"] == 2
+    assert [e["seq"] for e in _lines(audit_dir)] == [1, 2, 3]
+
+
+def test_settings_choose_what_is_recorded(audit_dir: Path) -> None:
+    """log_queries=False keeps denials and errors, seq stays gap-free; masking and params apply."""
+    settings = AuditSettings(
+        directory=audit_dir,
+        log_queries=False,
+        mask_literals=True,
+        log_params=True,
+        max_query_chars=30,
+    )
+    with AuditLog(settings) as log:
+        log.submit(_statement(sql="SELECT * FROM orders WHERE name = 'secret'"))
+        failing = _statement(sql="SELECT * FROM orders WHERE name = 'secret'", rows=None)
+        failing.error = ValueError("no such column")
+        failing.params = ("p1", b"\x00\x01")
+        log.submit(failing)
+        insert = _statement(INSERT.sql, INSERT, rows=None)
+        insert.rowcount = 1
+        log.submit(insert)
+    events = _lines(audit_dir)
+    assert [e["event_type"] for e in events] == ["audit.open", "error", "audit.close"]
+    error = events[1]
+    assert "secret" not in json.dumps(error)
+    assert error["query"].startswith("SELECT * FROM orders WHERE nam")
+    assert error["params"] == ["p1", "0x0001"]
+    assert error["error_type"] == "ValueError"
+    assert [e["seq"] for e in events] == [1, 2, 3]
+
+
+def test_processors_shape_events_before_signing(audit_dir: Path) -> None:
+    """structlog-style processors run on each event; the result is what gets signed."""
+
+    def add_host(logger: Any, method: str, event: Any) -> Any:
+        event["deployment"] = "eu-1"
+        return event
+
+    with AuditLog(AuditSettings(directory=audit_dir), processors=(add_host,)) as log:
+        log.submit(_statement())
+    assert _lines(audit_dir)[1]["deployment"] == "eu-1"
+    assert verify(audit_dir).ok
+
+
+def test_connections_share_one_log_per_directory(audit_dir: Path) -> None:
+    """shared() gives one log per directory, refuses other settings, closes at the last release."""
+    settings = AuditSettings(directory=audit_dir)
+    first = AuditLog.shared(settings)
+    second = AuditLog.shared(AuditSettings(directory=audit_dir))
+    assert first is second
+    with pytest.raises(ValueError, match="other settings"):
+        AuditLog.shared(AuditSettings(directory=audit_dir, durable=True))
+    first.release()
+    assert not first.closed
+    second.release()
+    assert first.closed
+    assert AuditLog.shared(settings) is not first
+    AuditLog.shared(settings).release()
+
+
+def test_a_second_writer_gets_its_own_chain(audit_dir: Path) -> None:
+    """Two logs on one directory never interleave a chain: the second gets audit.p<pid>."""
+    with (
+        AuditLog(AuditSettings(directory=audit_dir)) as first,
+        AuditLog(AuditSettings(directory=audit_dir)) as second,
+    ):
+        assert first.chain == "audit"
+        assert second.chain == f"audit.p{os.getpid()}"
+        first.submit(_statement())
+        second.submit(_statement())
+    result = verify(audit_dir)
+    assert result.ok, result
+    assert set(result.chains) == {"audit", f"audit.p{os.getpid()}"}
+
+
+def test_everything_queued_is_written_at_interpreter_exit(tmp_path: Path) -> None:
+    """A program that never closes its log still leaves every event on disk at exit."""
+    script = f"""
+import time
+from sqlfence.observe.fanout import build_observer
+from tests.observe.conftest import SELECT, make_session, execute
+observer = build_observer(audit={str(tmp_path / "audit")!r})
+session = make_session()
+observer.connected(session)
+for i in range(500):
+    execute(observer, session, SELECT, rows=None)   # results never fetched: still pending
+"""
+    env = {**os.environ, "SQLFENCE_AUDIT_KEY": "exit-key"}
+    subprocess.run(
+        [sys.executable, "-c", script], check=True, env=env, cwd=Path(__file__).parents[2]
+    )
+    events = _lines(tmp_path / "audit")
+    assert sum(e["event_type"] == "query" for e in events) == 500
+    assert events[-1]["event_type"] == "audit.close"
+    assert verify(tmp_path / "audit", key="exit-key").ok

@@ -1,0 +1,62 @@
+"""Settings objects (sqlfence/observe/settings.py): strict, frozen, the design report's keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydantic
+import pytest
+
+from sqlfence.observe.settings import AuditSettings, MonitorSettings, TelemetrySettings
+
+
+@pytest.mark.parametrize("model", [AuditSettings, MonitorSettings, TelemetrySettings])
+def test_unknown_keys_are_errors(model: type[pydantic.BaseModel]) -> None:
+    """A misspelt key is rejected, never ignored."""
+    with pytest.raises(pydantic.ValidationError, match="extra"):
+        model.model_validate({"enabledd": True})
+
+
+@pytest.mark.parametrize("model", [AuditSettings, MonitorSettings, TelemetrySettings])
+def test_settings_are_frozen_and_hashable(model: type[pydantic.BaseModel]) -> None:
+    """Settings cannot change after validation and equal settings hash alike."""
+    settings = model()
+    with pytest.raises(pydantic.ValidationError):
+        settings.enabled = False  # type: ignore[attr-defined]
+    assert hash(settings) == hash(model())
+
+
+def test_audit_defaults_and_design_report_keys() -> None:
+    """The default directory is .sqlfence/audit; the design report's audit_log keys load."""
+    settings = AuditSettings.model_validate(
+        {
+            "enabled": True,
+            "log_queries": True,
+            "log_connections": True,
+            "log_schema_changes": True,
+            "export_format": "json",
+            "retention_days": 90,
+        }
+    )
+    assert settings.directory == Path(".sqlfence/audit")
+    assert settings.resolved_key_file == Path(".sqlfence/audit/audit.key")
+    assert settings.sinks == ("file",)
+    assert AuditSettings(sinks="stdout").sinks == ("stdout",)  # type: ignore[arg-type]
+
+
+def test_monitor_thresholds_and_webhooks() -> None:
+    """The slow threshold follows the alert threshold when set; webhooks must be http(s)."""
+    assert MonitorSettings().slow_threshold_ms == 1000
+    settings = MonitorSettings(
+        alert_on_slow_query_ms=250,
+        webhook="https://hooks.example/a",
+        webhooks=("http://b",),
+        callbacks=print,
+    )  # type: ignore[arg-type]
+    assert settings.slow_threshold_ms == 250
+    assert settings.webhook_urls == ("https://hooks.example/a", "http://b")
+    assert settings.callbacks == (print,)
+    with pytest.raises(pydantic.ValidationError, match="webhook"):
+        MonitorSettings(webhooks=("file:///etc/passwd",))
+    with pytest.raises(pydantic.ValidationError):
+        MonitorSettings(alert_on_error_rate=1.5)
