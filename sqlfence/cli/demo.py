@@ -1,25 +1,37 @@
-"""``make demo``: an agent's session through the fence on embedded SQLite, no server needed."""
+"""``make demo``: an agent's session in its own sandbox, on embedded SQLite, no server needed.
+
+A golden snapshot is made from the sample data shipped beside this module; the agent's
+sandbox starts from it; a scripted session shows what the fence allows, limits and denies,
+a slow query raises an alert, a mistake is rolled back with a snapshot; then the live
+metrics, the audit trail and its verification are printed and the sandbox is destroyed.
+"""
 
 from __future__ import annotations
 
-import sqlite3
 import tempfile
-import warnings
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import sqlfence
+from sqlfence.observe import AuditLog, AuditSettings, query_events, verify
+from sqlfence.observe.alerts import Alert
+from sqlfence.sandbox import AgentSandbox, listing
 
-POLICY = """
-default:
-  read_only: true
-  denied_tables: [secrets]
-  denied_columns: [customers.email]
-  max_rows: 5
-agents:
-  loader:
-    read_only: false
-"""
-
+SEED = Path(__file__).with_name("demo_shop.sql")
+GOLDEN = "shop-v1"
+ACCESS_POLICY = {
+    "read_only": False,
+    "deny_tables": ["secrets"],
+    "denied_columns": ["customers.email"],
+    "max_row_limit": 5,
+}
+SLOW_QUERY = (
+    "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 400000) "
+    "SELECT count(*) FROM n"
+)
+# (what the agent is doing, the SQL it sends)
 SESSION = [
     ("an ordinary question", "SELECT name, country FROM customers WHERE country = 'FR'"),
     (
@@ -30,60 +42,130 @@ SESSION = [
     ("a read of the secrets table", "SELECT * FROM secrets"),
     ("secrets hidden in a CTE", "WITH s AS (SELECT token FROM secrets) SELECT * FROM s"),
     ("a denied column through *", "SELECT * FROM customers"),
-    ("a write in a read-only session", "DELETE FROM orders"),
-    ("a write hidden in a CTE", "WITH d AS (DELETE FROM orders RETURNING *) SELECT * FROM d"),
+    ("a write to the secrets table", "UPDATE secrets SET token = 'mine'"),
+    ("attaching another database", "ATTACH DATABASE 'elsewhere.db' AS other"),
     ("two statements at once", "SELECT 1; DROP TABLE orders"),
     ("reading a file", "SELECT readfile('/etc/passwd')"),
+    ("listing the catalog", "SELECT name FROM sqlite_master"),
+    ("a slow query", SLOW_QUERY),
 ]
+MISTAKE = "DELETE FROM orders WHERE total > 0"
+METRICS = ("queries_executed", "denied", "errors", "slow_queries", "rows_returned")
+METRICS += ("avg_query_time_ms", "p95_ms")
 
 
-def _seed(path: Path) -> None:
-    raw = sqlite3.connect(path)
-    raw.executescript(
-        """
-        CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT, country TEXT, email TEXT);
-        CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER, total REAL);
-        CREATE TABLE secrets (token TEXT);
-        INSERT INTO secrets VALUES ('sk-live-do-not-leak');
-        """
-    )
-    countries = ["FR", "DE", "NL", "FR", "IT"]
-    raw.executemany(
-        "INSERT INTO customers VALUES (?, ?, ?, ?)",
-        [(i, f"customer {i}", countries[i % 5], f"c{i}@example.com") for i in range(1, 41)],
-    )
-    raw.executemany(
-        "INSERT INTO orders VALUES (?, ?, ?)",
-        [(i, 1 + i % 40, round(10 + i * 3.7, 2)) for i in range(1, 201)],
-    )
-    raw.commit()
-    raw.close()
-
-
-def run() -> int:
-    """Play the scripted session and print what the fence did; 0 when all went as expected."""
-    warnings.simplefilter("ignore", sqlfence.DefaultPolicyWarning)
+def run(out: Callable[[str], None] = print) -> int:
+    """Play the session; 0 when everything went as expected (the exit code of ``make demo``)."""
+    start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="sqlfence-demo-") as directory:
-        path = Path(directory) / "shop.db"
-        _seed(path)
-        policy = sqlfence.load_policy(POLICY)
-        print("sqlfence demo: an agent 'analyst' on an embedded SQLite shop database\n")
-        with sqlfence.connect(f"sqlite:///{path}", policy=policy, agent_id="analyst") as conn:
-            cursor = conn.cursor()
+        root = Path(directory) / "sandboxes"
+        audit = Path(directory) / "audit"
+        _make_golden(root)
+        alerts: list[Alert] = []
+        out("sqlfence demo: agent 'analyst' of tenant 'acme' in its own SQLite sandbox\n")
+        log = AuditLog(AuditSettings(directory=audit))
+        with (
+            log,
+            AgentSandbox.create(
+                agent_id="analyst",
+                tenant="acme",
+                backend="sqlite",
+                root=root,
+                access_policy=ACCESS_POLICY,
+                monitoring={"alert_on_slow_query_ms": 100, "callbacks": [alerts.append]},
+                audit=log,
+                load_snapshot=GOLDEN,
+            ) as sandbox,
+        ):
+            out(f"sandbox {sandbox.name} loaded from golden snapshot '{GOLDEN}'\n")
+            conn = sandbox.get_connection()
             for title, sql in SESSION:
-                print(f"-- {title}\n   {sql}")
-                try:
-                    rows = cursor.execute(sql).fetchall()
-                except sqlfence.PolicyViolation as denial:
-                    print(f"   DENIED  {denial}\n")
-                    continue
-                note = " (truncated by the row limit)" if cursor.truncated else ""
-                print(f"   allowed, {len(rows)} row(s){note}: {rows[:3]}")
-                if cursor.decision is not None and cursor.decision.rewritten:
-                    print(f"   ran as: {cursor.decision.sql}")
-                print()
-        raw = sqlite3.connect(path)
-        orders = raw.execute("SELECT count(*) FROM orders").fetchone()[0]
-        raw.close()
-        print(f"orders still in the database: {orders} of 200 (nothing was deleted)")
-        return 0 if orders == 200 else 1
+                _play(conn, title, sql, out)
+            ok = _mistake(sandbox, conn, out)
+            metrics = conn.get_metrics()
+            conn.close()
+            out("live metrics of the agent's connection:")
+            for key in METRICS:
+                out(f"  {key}: {metrics.get(key)}")
+        for alert in alerts:
+            out(f"ALERT [{alert.severity}] {alert.kind}: {alert.message}")
+        ok = ok and not listing(root)
+        out("\nsandbox destroyed; nothing left behind" if ok else "\nsandbox LEFT BEHIND")
+        ok = _audit_trail(audit, out) and ok and bool(alerts)
+    out(f"\ndone in {time.perf_counter() - start:.1f} s")
+    return 0 if ok else 1
+
+
+def _make_golden(root: Path) -> None:
+    """A curator loads the shipped sample data and saves it as a shared snapshot."""
+    with AgentSandbox.create(
+        agent_id="curator", root=root, access_policy=sqlfence.Policy.unrestricted()
+    ) as curator:
+        conn = curator.get_connection()
+        cursor = conn.cursor()
+        for statement in SEED.read_text().split(";\n"):
+            if statement.strip():
+                cursor.execute(statement)
+        conn.commit()
+        conn.close()
+        curator.create_snapshot(GOLDEN, shared=True)
+
+
+def _play(
+    conn: sqlfence.GuardedConnection, title: str, sql: str, out: Callable[[str], None]
+) -> None:
+    out(f"-- {title}\n   {sql}")
+    cursor = conn.cursor()
+    try:
+        rows = cursor.execute(sql).fetchall()
+    except sqlfence.PolicyViolation as denial:
+        out(f"   DENIED  {denial}\n")
+        return
+    except sqlfence.Error as error:
+        out(f"   ERROR   {type(error).__name__}: {error}\n")
+        return
+    note = " (truncated by the row limit)" if cursor.truncated else ""
+    out(f"   allowed, {len(rows)} row(s){note}: {_short(rows)}")
+    if cursor.decision is not None and cursor.decision.rewritten:
+        out(f"   ran as: {cursor.decision.sql}")
+    out("")
+
+
+def _mistake(
+    sandbox: AgentSandbox, conn: sqlfence.GuardedConnection, out: Callable[[str], None]
+) -> bool:
+    """The agent deletes what it should not; the sandbox is rolled back to a snapshot."""
+    sandbox.create_snapshot("before-cleanup")
+    cursor = conn.cursor()
+    out(f"-- a mistake: the agent 'cleans up'\n   {MISTAKE}")
+    gone = cursor.execute(MISTAKE).rowcount
+    conn.commit()
+    left = cursor.execute("SELECT count(*) FROM orders").fetchone()[0]
+    out(f"   {gone} row(s) gone; orders left: {left}")
+    sandbox.restore_snapshot("before-cleanup")
+    fresh = sandbox.get_connection()
+    restored = fresh.execute("SELECT count(*) FROM orders").fetchone()[0]
+    fresh.close()
+    out(f"   restore_snapshot('before-cleanup'): orders back to {restored}\n")
+    return bool(left == 0 and restored == 200)
+
+
+def _audit_trail(audit: Path, out: Callable[[str], None]) -> bool:
+    events = query_events(audit, agent_id="analyst")
+    out(f"\naudit trail ({len(events)} events of agent 'analyst'):")
+    for event in events:
+        what = event.reason or event.query or (event.details or {}).get("message") or ""
+        out(f"  #{event.seq:<3} {event.event_type:<26} {event.status or '':<9} {_clip(what)}")
+    result = verify(audit)
+    out(f"\naudit chain: {result}")
+    return bool(result.ok)
+
+
+def _short(rows: list[Any]) -> str:
+    shown = ", ".join(str(tuple(row)) for row in rows[:3])
+    return shown + (", ..." if len(rows) > 3 else "")
+
+
+def _clip(text: str, width: int = 90) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 3] + "..."

@@ -24,9 +24,7 @@ def test_check_allowed(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_check_denied_json(capsys: pytest.CaptureFixture[str]) -> None:
     """A denied statement exits 1; --json names the rule and the policy line."""
-    code = main(
-        ["--json", "check", "SELECT * FROM secrets", "-p", str(POLICIES / "analyst.yaml")]
-    )
+    code = main(["--json", "check", "SELECT * FROM secrets", "-p", str(POLICIES / "analyst.yaml")])
     payload = json.loads(capsys.readouterr().out)
     assert code == 1
     assert payload["allowed"] is False
@@ -82,5 +80,14 @@ def test_sandbox_gc_after_a_killed_process(tmp_path: Path) -> None:
 
 
 def test_demo_runs() -> None:
-    """The demo plays its session and exits 0 (nothing was deleted)."""
-    assert main(["demo"]) == 0
+    """The demo plays its whole session, verifies the audit chain and leaves nothing behind."""
+    from sqlfence.cli.demo import run
+
+    lines: list[str] = []
+    assert run(lines.append) == 0
+    text = "\n".join(lines)
+    assert "DENIED  denied: table main.secrets is on the deny list" in text
+    assert "orders back to 200" in text
+    assert "ALERT [warning] slow_query" in text
+    assert "nothing left behind" in text
+    assert "audit chain: ok" in text
