@@ -50,8 +50,15 @@ SESSION = [
     ("a slow query", SLOW_QUERY),
 ]
 MISTAKE = "DELETE FROM orders WHERE total > 0"
-METRICS = ("queries_executed", "denied", "errors", "slow_queries", "rows_returned")
-METRICS += ("avg_query_time_ms", "p95_ms")
+METRICS = (
+    "queries_executed",
+    "denied",
+    "errors",
+    "slow_queries",
+    "rows_returned",
+    "avg_query_time_ms",
+    "p95_ms",
+)
 
 
 def run(out: Callable[[str], None] = print) -> int:

@@ -44,6 +44,7 @@ _SERVER_POLICY = Policy(
     allow_unparsed=True,
     max_rows=None,
     builtin_denied_functions=False,
+    allow_system_catalog=True,
 )
 _READ_ONLY_KWARGS: dict[str, dict[str, Any]] = {
     "sqlite": {"mode": "ro"},

@@ -72,6 +72,10 @@ class TableSet:
     def __bool__(self) -> bool:
         return bool(self.patterns)
 
+    def names(self, table: str) -> bool:
+        """True when ``table`` is named exactly (not through a wildcard)."""
+        return table in self._exact
+
     def matches(self, table: str, loose: bool) -> bool:
         """Does a qualified table name match? ``loose`` (deny lists) ignores a catalog part."""
         if table in self._exact:
@@ -102,6 +106,7 @@ class _Patterns:
     allowed_functions: frozenset[str] | None
     allowlist: frozenset[str]
     origins: Mapping[str, str]
+    dialect: str
 
 
 @dataclass(frozen=True)
@@ -214,6 +219,57 @@ def tables(ctx: _Context) -> Iterator[Violation]:
             )
 
 
+def system_catalog(ctx: _Context) -> Iterator[Violation]:
+    """The catalog tells which tables and columns exist, denied ones included: off by default."""
+    if ctx.policy.allow_system_catalog:
+        return
+    allowed = ctx.patterns.allowed_set
+    for table in sorted(ctx.facts.tables):
+        if is_catalog_table(ctx.patterns.dialect, table) and not (
+            allowed is not None and allowed.names(table)
+        ):
+            yield _violation(
+                ctx,
+                "system_catalog",
+                "allow_system_catalog",
+                f"{table} is the system catalog; set allow_system_catalog to read it",
+            )
+    for name in sorted(ctx.facts.functions):
+        if name.startswith(_CATALOG_FUNCTIONS.get(ctx.patterns.dialect, ())):
+            yield _violation(
+                ctx,
+                "system_catalog",
+                "allow_system_catalog",
+                f"{name}() reads the system catalog; set allow_system_catalog to call it",
+            )
+
+
+_CATALOG_TABLES = {
+    "sqlite": frozenset(
+        {"sqlite_master", "sqlite_schema", "sqlite_temp_master", "sqlite_temp_schema"}
+    )
+}
+_CATALOG_SCHEMAS = {
+    "postgres": frozenset({"pg_catalog", "information_schema"}),
+    "iris": frozenset({"information_schema"}),
+}
+_CATALOG_FUNCTIONS: dict[str, tuple[str, ...]] = {"sqlite": ("pragma_",)}
+
+
+def is_catalog_table(dialect: str, table: str) -> bool:
+    """True for the system catalog's tables and views in a dialect (qualified name)."""
+    schema, _, name = table.rpartition(".")
+    schema = schema.rpartition(".")[2].lower()
+    name = name.lower()
+    if name in _CATALOG_TABLES.get(dialect, ()) or schema in _CATALOG_SCHEMAS.get(dialect, ()):
+        return True
+    if dialect == "postgres":
+        return name.startswith("pg_")  # pg_catalog is searched first: pg_shadow means it
+    if dialect == "iris":
+        return schema.startswith("%")  # %Dictionary and the other system class packages
+    return False
+
+
 def columns(ctx: _Context) -> Iterator[Violation]:
     """Denied columns are never named, and never read through ``*`` of their table."""
     facts = ctx.facts
@@ -278,6 +334,7 @@ RULES: tuple[Rule, ...] = (
     statement_kind,
     read_only,
     tables,
+    system_catalog,
     columns,
     functions,
     allowlist,
@@ -410,6 +467,7 @@ class Guard:
             else None,
             allowlist=frozenset(policy.allowlist),
             origins=dict(policy.origins),
+            dialect=self.dialect_name,
         )
 
 

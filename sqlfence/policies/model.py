@@ -64,6 +64,11 @@ class Policy(BaseModel):
     denied_columns: tuple[str, ...] = Field(
         (), description="columns never read or written: table.column, schema.table.column, *.col"
     )
+    allow_system_catalog: bool = Field(
+        False,
+        description="allow reading the system catalog (sqlite_master, pg_catalog, "
+        "information_schema, IRIS % schemas); tables named in allowed_tables are allowed anyway",
+    )
     allowed_functions: tuple[str, ...] | None = Field(
         None, description="when set, only these functions may be called"
     )
@@ -138,6 +143,7 @@ class Policy(BaseModel):
             builtin_denied_functions=False,
             allow_multiple_statements=True,
             allow_unparsed=True,
+            allow_system_catalog=True,
         )
 
     @classmethod

@@ -1,13 +1,15 @@
 """Per-agent sandboxes: a namespace of its own, reachable only through the fence.
 
 ``AgentSandbox.create(agent_id=..., backend="sqlite" | "postgres" | "iris", ...)`` as a
-context manager; ``reap()`` removes what crashed processes left behind.
+context manager; ``SandboxPool`` keeps warm ones ready; ``reap()`` removes what crashed
+processes left behind.
 """
 
 from __future__ import annotations
 
 from sqlfence.sandbox.backends.base import Backend, Contents, Namespace
 from sqlfence.sandbox.limits import Limits
+from sqlfence.sandbox.pool import Lease, PoolTimeout, SandboxPool
 from sqlfence.sandbox.reaper import listing, reap
 from sqlfence.sandbox.registry import Owner, Record, Registry
 from sqlfence.sandbox.sandbox import AgentSandbox
@@ -17,12 +19,15 @@ __all__ = [
     "AgentSandbox",
     "Backend",
     "Contents",
+    "Lease",
     "Limits",
     "Manifest",
     "Namespace",
     "Owner",
+    "PoolTimeout",
     "Record",
     "Registry",
+    "SandboxPool",
     "SnapshotCorrupt",
     "SnapshotStore",
     "listing",

@@ -1,7 +1,8 @@
 """``reap()``: remove sandboxes that expired or whose owning process is gone.
 
 What ``sqlfence sandbox gc`` runs. It needs only the sandbox root: each registry record
-says which backend and server hold the namespace.
+says which backend and server hold the namespace, and containers started by the docker
+runtime are found by their labels (owner process, sandbox root, expiry).
 """
 
 from __future__ import annotations
@@ -25,6 +26,12 @@ def reap(root: str | Path | None = None, everything: bool = False) -> list[str]:
     home = Path(root if root is not None else DEFAULT_ROOT).resolve()
 
     def drop(record: Record) -> None:
+        if record.runtime == "docker":
+            from sqlfence.sandbox.runtimes import docker
+
+            docker.drop_record(home, record.name, record.backend, record.clones)
+            SnapshotStore(home / OWN_SNAPSHOTS / record.name).clear()
+            return
         backend = backend_for(record.backend, home, record.server)
         try:
             for clone in record.clones:
@@ -34,7 +41,29 @@ def reap(root: str | Path | None = None, everything: bool = False) -> list[str]:
             backend.close()
         SnapshotStore(home / OWN_SNAPSHOTS / record.name).clear()
 
-    return _reap(Registry(home), drop, everything=everything)
+    registry = Registry(home)
+    removed = _reap(registry, drop, everything=everything)
+    if _has_engine():
+        from sqlfence.sandbox.runtimes import docker
+
+        removed += [
+            name
+            for name in docker.reap_containers(home, everything=everything)
+            if name not in removed
+        ]
+    return removed
+
+
+def _has_engine() -> bool:
+    # Containers outlive their records when a process dies between the two: look whenever
+    # an engine answers. No engine (or no docker SDK) means no containers to reap.
+    try:
+        from sqlfence.sandbox.runtimes.docker import client
+
+        client()
+    except Exception:
+        return False
+    return True
 
 
 def listing(root: str | Path | None = None) -> list[Record]:

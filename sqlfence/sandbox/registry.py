@@ -50,7 +50,10 @@ class Owner:
 
 @dataclass(frozen=True)
 class Record:
-    """One sandbox as the registry knows it. ``server`` is the admin URL of its server."""
+    """One sandbox as the registry knows it. ``server`` is the admin URL of its server.
+
+    With ``runtime="docker"`` the server is a container found by its labels, not by URL.
+    """
 
     name: str
     backend: str
@@ -63,6 +66,7 @@ class Record:
     server: str | None = None
     clones: tuple[str, ...] = ()
     labels: dict[str, Any] = field(default_factory=dict)
+    runtime: str | None = None  # "docker": the reaper removes its containers too
 
     def expired(self, now: float | None = None) -> bool:
         """True once the TTL has passed."""
@@ -100,6 +104,16 @@ class Registry:
         with contextlib.suppress(FileNotFoundError):
             self._path(name).unlink()
 
+    def sweep_temporary(self) -> None:
+        """Delete half-written record files of writers that died mid-write (SIGKILL)."""
+        if not self.directory.is_dir():
+            return
+        for path in self.directory.glob(".*.tmp"):
+            pid = path.name.rsplit(".", 2)[-2]
+            if pid.isdigit() and not _pid_alive(int(pid)):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+
     def records(self) -> list[Record]:
         """Every readable record, oldest first."""
         if not self.directory.is_dir():
@@ -120,6 +134,7 @@ def reap(
     provides it). ``everything`` also removes sandboxes of live owners. A failing drop
     keeps its record so that the next run tries again.
     """
+    registry.sweep_temporary()
     removed = []
     for record in registry.records():
         if everything or record.expired(now) or not record.owner.alive():
@@ -130,6 +145,16 @@ def reap(
             registry.remove(record.name)
             removed.append(record.name)
     return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def process_start(pid: int) -> int | None:

@@ -23,6 +23,7 @@ from sqlfence.sandbox.backends.base import Backend, Namespace
 from sqlfence.sandbox.limits import Limits, build_limits, build_policy
 from sqlfence.sandbox.registry import Owner, Record, Registry
 from sqlfence.sandbox.runtimes import runtime_for
+from sqlfence.sandbox.runtimes.base import ContainerHost, Runtime
 from sqlfence.sandbox.snapshots import Manifest, SnapshotStore
 
 DEFAULT_ROOT = Path(".sqlfence")
@@ -65,6 +66,12 @@ class AgentSandbox:
         self._timer: threading.Event | None = None
         self.snapshots = SnapshotStore(self._root / OWN_SNAPSHOTS / namespace.name)
         self.shared_snapshots = SnapshotStore(self._root / SNAPSHOTS)
+        # A server in a container can die or be OOM-killed behind our back.
+        self._container = backend if isinstance(backend, ContainerHost) else None
+        if self._container is not None:
+            self._container.on_failure(
+                lambda reason: self._emit("container_failed", error=reason)
+            )
 
     # -- life ------------------------------------------------------------------------
 
@@ -74,9 +81,11 @@ class AgentSandbox:
         agent_id: str,
         tenant: str | None = None,
         backend: str = "sqlite",
-        runtime: str | None = None,
+        runtime: str | Runtime | None = None,
         *,
         server_url: str | None = None,
+        placement: str | None = None,
+        image: str | None = None,
         limits: Limits | Mapping[str, Any] | None = None,
         monitoring: Any = None,
         access_policy: Policy | Mapping[str, Any] | None = None,
@@ -92,18 +101,23 @@ class AgentSandbox:
         ``ttl`` (seconds) makes it expire: it then refuses work and ``reap()`` removes it.
         ``load_snapshot`` fills it from a shared snapshot (a golden dataset) or a snapshot
         directory. ``audit`` (or ``audit_log`` when it is enabled) goes to every fence
-        connection. Raises SandboxError, ConfigurationError, or PolicyError.
+        connection. ``runtime="docker"`` starts the server in a container: ``placement``
+        ``"shared"`` (default) or ``"dedicated"`` (one container per sandbox, ``limits``
+        enforced by cgroups), ``image`` overriding the engine's default image.
+        Raises SandboxError, ConfigurationError, or PolicyError.
         """
         settings = build_limits(limits)
         policy = build_policy(access_policy, settings)
         home = Path(root) if root is not None else DEFAULT_ROOT
-        chosen = runtime_for(runtime, backend, server_url)
+        chosen = runtime_for(runtime, backend, server_url, placement=placement, image=image)
         database = chosen.backend(backend, home.resolve())
         now = datetime.now(timezone.utc)
         name = naming.namespace_name(agent_id, tenant, now, token=secrets.token_hex(3))
         seconds = ttl.total_seconds() if isinstance(ttl, timedelta) else ttl
         created = now.timestamp()
-        labels = {"sqlfence": "sandbox", "agent_id": agent_id, "tenant": tenant}
+        labels: dict[str, Any] = {"sqlfence": "sandbox", "agent_id": agent_id, "tenant": tenant}
+        if seconds is not None:
+            labels["expires_at"] = created + seconds
         record = Record(
             name=name,
             backend=database.name,
@@ -115,6 +129,7 @@ class AgentSandbox:
             location="",
             server=server_url if database.name != "sqlite" else None,
             labels=labels,
+            runtime=chosen.name,
         )
         registry = Registry(home.resolve())
         registry.put(record)  # first, so a crash from here on is found by the reaper
@@ -162,8 +177,7 @@ class AgentSandbox:
             self._state = "destroyed"
         if self._timer is not None:
             self._timer.set()
-        for connection in list(self._connections):
-            connection.close()
+        self.close_connections()
         try:
             for clone in self._record.clones:
                 self._backend.drop_clone(clone)
@@ -193,6 +207,7 @@ class AgentSandbox:
 
         with self._lock:
             self._check_usable()
+            self._check_container()
             limit = self.limits.max_connections
             if limit is not None and len(self._connections) >= limit:
                 self._emit("connection_refused", reason="max_connections", limit=limit)
@@ -221,8 +236,10 @@ class AgentSandbox:
         for connection in list(self._connections):
             _add_numbers(summed, connection.get_metrics())
         size = self.size_bytes() if self._state != "destroyed" else 0
+        container = self._container.container_metrics() if self._container else {}
         return {
             **summed,
+            **container,
             "sandbox": self.name,
             "backend": self._backend.name,
             "state": self.state,
@@ -276,8 +293,32 @@ class AgentSandbox:
                 self.destroy()
         return over
 
+    def healthy(self, probe: bool = True) -> bool:
+        """True when the sandbox is active and its server (container) can serve.
+
+        ``probe=False`` only checks what is already known (no engine or server round trip).
+        """
+        if self.state != "active":
+            return False
+        if self._container is None:
+            return True
+        return self._container.healthy() if probe else not self._container.dead()
+
+    def assign(self, agent_id: str, tenant: str | None = None) -> None:
+        """Hand this sandbox to another agent (a pool does, after resetting it)."""
+        with self._lock:
+            self._record = _replace(self._record, agent_id=agent_id, tenant=tenant)
+            self._registry.put(self._record)
+        self._emit("assigned")
+
+    def close_connections(self) -> None:
+        """Close every fence connection this sandbox handed out."""
+        for connection in list(self._connections):
+            connection.close()
+
     def _gate(self, decision: Decision) -> None:
         # Called by every fence connection of this sandbox before a statement runs.
+        self._check_container()
         if self._state != "active":
             raise SandboxError(f"sandbox {self.name} is {self._state}: statement refused")
         expires = self._record.expires_at
@@ -408,6 +449,11 @@ class AgentSandbox:
         if state == "active" or (allow_paused and state == "paused"):
             return
         raise SandboxError(f"sandbox {self.name} is {state}")
+
+    def _check_container(self) -> None:
+        failure = self._container.failure() if self._container is not None else None
+        if failure is not None:
+            raise SandboxError(f"sandbox {self.name}: {failure}; refused")
 
     def _forget(self, connection: GuardedConnection) -> None:
         with self._lock:

@@ -250,10 +250,8 @@ def analyze(
     """
     try:
         tokens, parsed = parse(sql, dialect)
-    except SqlglotError as error:
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        facts = StatementFacts(operation="unparsed", unparsed=f"cannot parse: {message}")
-        return Analysis(sql, dialect, (), (), facts)
+    except Exception as error:  # fail closed: sqlglot also raises TypeError, RecursionError
+        return _not_understood(sql, dialect, "cannot parse", error)
     trees = tuple(tree for tree in parsed if tree is not None)
     if not trees:
         facts = StatementFacts(
@@ -264,13 +262,23 @@ def analyze(
             source=None if tokens else (sql, dialect),
         )
         return Analysis(sql, dialect, tokens, (), facts)
-    collected = [_collect(tree, namer, hooks, columns) for tree in trees]
+    try:
+        collected = [_collect(tree, namer, hooks, columns) for tree in trees]
+    except Exception as error:  # a tree shape the walk did not expect: deny
+        return _not_understood(sql, dialect, "cannot analyse", error)
     facts = collected[0] if len(collected) == 1 else _merge(collected)
     object.__setattr__(facts, "statement_count", len(trees))
     object.__setattr__(facts, "source_tokens", tokens)
     if not tokens:
         object.__setattr__(facts, "source", (sql, dialect))
     return Analysis(sql, dialect, tokens, trees, facts)
+
+
+def _not_understood(sql: str, dialect: Dialect, what: str, error: Exception) -> Analysis:
+    text = str(error).splitlines()[0] if str(error) else ""
+    message = f"{type(error).__name__}: {text}" if not isinstance(error, SqlglotError) else text
+    facts = StatementFacts(operation="unparsed", unparsed=f"{what}: {message or 'error'}")
+    return Analysis(sql, dialect, (), (), facts)
 
 
 class FactHook:

@@ -7,8 +7,9 @@ then hands back the same backends with the URL of what it started.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from sqlfence.sandbox.backends.base import Backend
 
@@ -24,6 +25,31 @@ class Runtime(Protocol):
 
     def stop(self) -> None:
         """Release what the runtime started (nothing for servers it did not start)."""
+        ...
+
+
+@runtime_checkable
+class ContainerHost(Protocol):
+    """What a backend whose server is a container adds: its health, stats and failures."""
+
+    def container_metrics(self) -> dict[str, Any]:
+        """``cpu_percent`` and ``memory_used_mb`` of the container (empty when unknown)."""
+        ...
+
+    def failure(self) -> str | None:
+        """Why the container cannot serve (dead, OOM-killed), or None."""
+        ...
+
+    def healthy(self) -> bool:
+        """True when the container runs and its server answers (asks the engine)."""
+        ...
+
+    def dead(self) -> bool:
+        """True once the container is known to have died (cheap: no engine call)."""
+        ...
+
+    def on_failure(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(reason)`` when the container fails."""
         ...
 
 
