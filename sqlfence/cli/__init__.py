@@ -54,6 +54,36 @@ def _parser() -> argparse.ArgumentParser:
     lint.set_defaults(run=commands.policy_lint)
     schema = policy.add_parser("schema", help="print the JSON Schema of policy files")
     schema.set_defaults(run=commands.policy_schema)
+    learn = policy.add_parser("learn", help="an allowlist of the statement shapes in an audit log")
+    learn.add_argument("audit", help="audit log directory or file")
+    learn.add_argument("--agent", help="only this agent's statements")
+    learn.add_argument("--base", help="policy file whose keys the learned policy keeps")
+    learn.set_defaults(run=commands.policy_learn)
+
+    audit = sub.add_parser("audit", help="audit logs").add_subparsers(metavar="ACTION")
+    verify = audit.add_parser("verify", help="check the HMAC chain (exit 0 only when intact)")
+    verify.add_argument("path")
+    verify.set_defaults(run=commands.audit_verify)
+    for name, run, text in (
+        ("query", commands.audit_query, "events matching filters, as JSON Lines"),
+        ("tail", commands.audit_tail, "the last events, one line each"),
+        ("stats", commands.audit_stats, "counts by type, status and agent"),
+        ("export", commands.audit_export, "write events as json, jsonl or csv"),
+    ):
+        action = audit.add_parser(name, help=text)
+        action.add_argument("path")
+        action.add_argument("--agent")
+        action.add_argument("--tenant")
+        action.add_argument("--status", help="ok, denied, error, ...")
+        action.add_argument("--type", help="query, denial, connect, slow_query, ...")
+        action.add_argument("--since", help="ISO 8601 time (inclusive)")
+        action.add_argument("--until", help="ISO 8601 time (exclusive)")
+        if name == "tail":
+            action.add_argument("-n", "--lines", type=int, default=20)
+        if name == "export":
+            action.add_argument("--format", choices=("json", "jsonl", "csv"), default="jsonl")
+            action.add_argument("--output", "-o", required=True)
+        action.set_defaults(run=run)
 
     sandbox = sub.add_parser("sandbox", help="agent sandboxes").add_subparsers(metavar="ACTION")
     listed = sandbox.add_parser("list", help="every recorded sandbox")
@@ -67,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("mcp", help="serve guarded query tools over MCP (sqlfence mcp --help)")
 
     demo = sub.add_parser("demo", help="a scripted agent session on embedded SQLite")
+    demo.add_argument("--audit", help="keep the demo's audit log in this directory")
     demo.set_defaults(run=commands.demo)
     return parser
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from sqlfence.policies.engine import Guard
 from sqlfence.policies.loader import load_policy
@@ -58,9 +59,11 @@ def policy_schema(args: argparse.Namespace) -> int:
 
 def demo(args: argparse.Namespace) -> int:
     """Run the scripted agent session."""
+    from pathlib import Path
+
     from sqlfence.cli.demo import run
 
-    return run()
+    return run(audit_dir=Path(args.audit) if args.audit else None)
 
 
 def sandbox_list(args: argparse.Namespace) -> int:
@@ -104,3 +107,107 @@ def _when(timestamp: float) -> str:
     from datetime import datetime, timezone
 
     return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def audit_verify(args: argparse.Namespace) -> int:
+    """Verify an audit log's chain; exit 0 only when nothing was changed, removed or reordered."""
+    from sqlfence.observe import verify
+
+    result = verify(args.path)
+    if args.json:
+        error = result.first_error
+        print(
+            json.dumps(
+                {
+                    "ok": result.ok,
+                    "events_checked": result.events_checked,
+                    "first_error": None if error is None else str(error),
+                }
+            )
+        )
+    else:
+        print(result)
+    return 0 if result.ok else 1
+
+
+def audit_query(args: argparse.Namespace) -> int:
+    """Print the events matching the filters, one JSON object per line."""
+    for event in _events(args):
+        print(json.dumps(_event_dict(event), default=str))
+    return 0
+
+
+def audit_tail(args: argparse.Namespace) -> int:
+    """Print the last N events, one line each."""
+    for event in _events(args)[-args.lines :]:
+        what = event.reason or event.query or ""
+        print(
+            f"#{event.seq} {event.timestamp} {event.event_type} {event.status or ''} "
+            f"agent={event.agent_id or '-'} {' '.join(what.split())[:100]}"
+        )
+    return 0
+
+
+def audit_stats(args: argparse.Namespace) -> int:
+    """Counts of events by type, status and agent."""
+    from collections import Counter
+
+    events = _events(args)
+    stats = {
+        "events": len(events),
+        "by_type": dict(Counter(e.event_type for e in events)),
+        "by_status": dict(Counter(e.status or "-" for e in events)),
+        "by_agent": dict(Counter(e.agent_id or "-" for e in events)),
+    }
+    print(json.dumps(stats, indent=None if args.json else 2))
+    return 0
+
+
+def audit_export(args: argparse.Namespace) -> int:
+    """Write the matching events as JSON, JSON Lines or CSV."""
+    from sqlfence.observe import export_events
+
+    export_events(args.path, args.output, format=args.format, **_filters(args))
+    return 0
+
+
+def policy_learn(args: argparse.Namespace) -> int:
+    """Print a policy whose allowlist holds the statement shapes that ran in an audit log."""
+    import yaml
+
+    from sqlfence.observe.query import query_events
+
+    events = query_events(
+        args.audit, agent_id=args.agent, event_type=("query", "slow_query"), status="ok"
+    )
+    fingerprints = sorted({e.fingerprint for e in events if e.fingerprint})
+    base: dict[str, object] = {}
+    if args.base:
+        base = dict(load_policy(args.base).resolve(args.agent).model_dump(exclude_unset=True))
+    base["allowlist"] = fingerprints
+    print(f"# learned from {len(events)} statements in {args.audit}: {len(fingerprints)} shapes")
+    print(yaml.safe_dump(base, sort_keys=False), end="")
+    return 0
+
+
+def _filters(args: argparse.Namespace) -> dict[str, object]:
+    return {
+        "agent_id": getattr(args, "agent", None),
+        "tenant": getattr(args, "tenant", None),
+        "status": getattr(args, "status", None),
+        "event_type": getattr(args, "type", None),
+        "since": getattr(args, "since", None),
+        "until": getattr(args, "until", None),
+    }
+
+
+def _events(args: argparse.Namespace) -> list[Any]:
+    from sqlfence.observe import query_events
+
+    return query_events(args.path, **_filters(args))  # type: ignore[arg-type]
+
+
+def _event_dict(event: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return {k: v for k, v in asdict(event).items() if v not in (None, {}, ())}

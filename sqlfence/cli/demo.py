@@ -61,12 +61,16 @@ METRICS = (
 )
 
 
-def run(out: Callable[[str], None] = print) -> int:
-    """Play the session; 0 when everything went as expected (the exit code of ``make demo``)."""
+def run(out: Callable[[str], None] = print, audit_dir: Path | None = None) -> int:
+    """Play the session; 0 when everything went as expected (the exit code of ``make demo``).
+
+    ``audit_dir`` keeps the audit log there (for ``sqlfence policy learn``); by default it
+    lives and dies with the demo's temporary directory.
+    """
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="sqlfence-demo-") as directory:
         root = Path(directory) / "sandboxes"
-        audit = Path(directory) / "audit"
+        audit = audit_dir if audit_dir is not None else Path(directory) / "audit"
         _make_golden(root)
         alerts: list[Alert] = []
         out("sqlfence demo: agent 'analyst' of tenant 'acme' in its own SQLite sandbox\n")

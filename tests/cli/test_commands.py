@@ -91,3 +91,44 @@ def test_demo_runs() -> None:
     assert "ALERT [warning] slow_query" in text
     assert "nothing left behind" in text
     assert "audit chain: ok" in text
+
+
+def test_audit_commands_and_policy_learn(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On the demo's audit log: verify passes, learn allows exactly the shapes that ran."""
+    from sqlfence import Guard, load_policy
+    from sqlfence.cli.demo import ACCESS_POLICY, SESSION, run
+
+    audit = tmp_path / "audit"
+    assert run(lambda line: None, audit_dir=audit) == 0
+    assert main(["audit", "verify", str(audit)]) == 0
+    assert main(["--json", "audit", "stats", str(audit)]) == 0
+    assert main(["audit", "tail", str(audit), "-n", "3"]) == 0
+    assert main(["audit", "query", str(audit), "--type", "denial"]) == 0
+    capsys.readouterr()
+    assert main(["policy", "learn", str(audit), "--agent", "analyst"]) == 0
+    learned = capsys.readouterr().out
+    policy = load_policy(
+        {
+            **load_policy(learned).resolve().model_dump(exclude_unset=True),
+            **{k: v for k, v in ACCESS_POLICY.items() if k != "deny_tables"},
+        }
+    )
+    guard = Guard(policy.resolve(), dialect="sqlite")
+    ran = [sql for _, sql in SESSION[:3]]
+    assert all(guard.decide(sql).allowed for sql in ran)
+    assert guard.decide("SELECT name, country FROM customers WHERE country = 'DE'").allowed
+    assert not guard.decide("SELECT id FROM orders WHERE total > 100").allowed
+
+
+def test_audit_verify_fails_on_tampering(tmp_path: Path) -> None:
+    """A changed byte in the log makes `audit verify` exit 1."""
+    from sqlfence.cli.demo import run
+
+    audit = tmp_path / "audit"
+    assert run(lambda line: None, audit_dir=audit) == 0
+    log = next(path for path in audit.rglob("*.jsonl"))
+    text = log.read_text()
+    log.write_text(text.replace("customers", "customerz", 1))
+    assert main(["audit", "verify", str(audit)]) == 1
