@@ -28,7 +28,7 @@ ACCESS_POLICY = {
     "max_row_limit": 5,
 }
 SLOW_QUERY = (
-    "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 400000) "
+    "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 1000000) "
     "SELECT count(*) FROM n"
 )
 # (what the agent is doing, the SQL it sends)
@@ -83,7 +83,7 @@ def run(out: Callable[[str], None] = print, audit_dir: Path | None = None) -> in
                 backend="sqlite",
                 root=root,
                 access_policy=ACCESS_POLICY,
-                monitoring={"alert_on_slow_query_ms": 100, "callbacks": [alerts.append]},
+                monitoring={"alert_on_slow_query_ms": 50, "callbacks": [alerts.append]},
                 audit=log,
                 load_snapshot=GOLDEN,
             ) as sandbox,
@@ -98,6 +98,9 @@ def run(out: Callable[[str], None] = print, audit_dir: Path | None = None) -> in
             out("live metrics of the agent's connection:")
             for key in METRICS:
                 out(f"  {key}: {metrics.get(key)}")
+        deadline = time.monotonic() + 5  # alerts are delivered on a background thread
+        while len(alerts) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
         for alert in alerts:
             out(f"ALERT [{alert.severity}] {alert.kind}: {alert.message}")
         ok = ok and not listing(root)
