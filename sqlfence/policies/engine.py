@@ -8,7 +8,7 @@ dictionary lookup.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
 
 from sqlglot.dialects.dialect import Dialect
@@ -16,7 +16,7 @@ from sqlglot.dialects.dialect import Dialect
 from sqlfence.policies.loader import PolicySource, load_policy
 from sqlfence.policies.model import Policy
 from sqlfence.sql.analysis import Analysis, FactHook, Namer, StatementFacts, analyze
-from sqlfence.sql.functions import builtin_denied, builtin_denied_rule, canonical
+from sqlfence.sql.functions import builtin_denied, builtin_denied_rule, policy_names
 from sqlfence.sql.rewrite import limit_rows
 
 _READ_OPERATIONS = frozenset({"select"})
@@ -220,10 +220,22 @@ def tables(ctx: _Context) -> Iterator[Violation]:
 
 
 def system_catalog(ctx: _Context) -> Iterator[Violation]:
-    """The catalog tells which tables and columns exist, denied ones included: off by default."""
+    """The catalog tells which tables and columns exist, denied ones included: off by default.
+
+    Writing it (``UPDATE pg_settings`` is ``set_config``) is never allowed.
+    """
+    allowed = ctx.patterns.allowed_set
+    for table in sorted(ctx.facts.written):
+        if is_catalog_table(ctx.patterns.dialect, table):
+            yield _violation(
+                ctx,
+                "system_catalog",
+                "allow_system_catalog",
+                f"{table} is the system catalog and is never written (use the database's own "
+                "tools to change settings)",
+            )
     if ctx.policy.allow_system_catalog:
         return
-    allowed = ctx.patterns.allowed_set
     for table in sorted(ctx.facts.tables):
         if is_catalog_table(ctx.patterns.dialect, table) and not (
             allowed is not None and allowed.names(table)
@@ -378,6 +390,10 @@ class Guard:
             if len(self._cache) >= self._cache_size:
                 self._cache.pop(next(iter(self._cache)), None)
             self._cache[sql] = decision
+            if decision.rewritten and decision.allowed:
+                # The guard wrote that text itself: judged again, it stands as it is (its
+                # added LIMIT and LEAST are the guard's, not the agent's).
+                self._cache.setdefault(decision.sql, replace(decision, rewritten=False))
         return decision
 
     @property
@@ -441,9 +457,13 @@ class Guard:
             max_rows=policy.max_rows,
         )
 
+    def _function_names(self, name: str) -> frozenset[str]:
+        return policy_names(name, self.dialect)
+
     def _compile(self, policy: Policy) -> _Patterns:
         qualify = self.namer.qualify
-        denied_functions = {canonical(name) for name in policy.denied_functions}
+        names = self._function_names
+        denied_functions = {n for name in policy.denied_functions for n in names(name)}
         if policy.builtin_denied_functions:
             denied_functions |= builtin_denied(self.dialect_name)
         allowed = (
@@ -461,7 +481,7 @@ class Guard:
             denied_functions=frozenset(denied_functions),
             allowed_functions=None
             if policy.allowed_functions is None
-            else frozenset(canonical(name) for name in policy.allowed_functions),
+            else frozenset(n for name in policy.allowed_functions for n in names(name)),
             denied_rule=builtin_denied_rule(self.dialect_name)
             if policy.builtin_denied_functions
             else None,

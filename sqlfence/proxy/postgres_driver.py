@@ -58,7 +58,7 @@ class PostgresDriver(Driver):
 def _session_settings(guard: Guard) -> dict[str, str]:
     policy = guard.policy
     settings: dict[str, str] = {}
-    if policy.read_only:
+    if policy.read_only and policy.mode == "enforce":
         settings["default_transaction_read_only"] = "on"
     if policy.statement_timeout_ms is not None:
         settings["statement_timeout"] = str(int(policy.statement_timeout_ms))

@@ -54,9 +54,10 @@ class SQLiteDriver(Driver):
 
     def harden(self, raw: Any, guard: Guard, opened: bool) -> Callable[[], None] | None:
         policy = guard.policy
-        if policy.read_only:
+        enforce = policy.mode == "enforce"  # detect mode records violations, so lets them run
+        if policy.read_only and enforce:
             raw.execute("PRAGMA query_only = ON")
-        if hasattr(raw, "set_authorizer"):
+        if hasattr(raw, "set_authorizer") and enforce:
             raw.set_authorizer(_Authorizer(guard))
         if policy.statement_timeout_ms is None:
             return None

@@ -69,9 +69,7 @@ class AgentSandbox:
         # A server in a container can die or be OOM-killed behind our back.
         self._container = backend if isinstance(backend, ContainerHost) else None
         if self._container is not None:
-            self._container.on_failure(
-                lambda reason: self._emit("container_failed", error=reason)
-            )
+            self._container.on_failure(lambda reason: self._emit("container_failed", error=reason))
 
     # -- life ------------------------------------------------------------------------
 

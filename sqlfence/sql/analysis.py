@@ -175,6 +175,8 @@ class Namer:
             NormalizationStrategy.CASE_INSENSITIVE_UPPERCASE,
         )
         self.default_schema = self.normalize(default_schema) if default_schema else None
+        # PostgreSQL searches pg_catalog before the search path: pg_authid is pg_catalog's.
+        self._catalog_first = type(dialect).__name__.lower() == "postgres"
 
     def normalize(self, name: str, quoted: bool = False) -> str:
         """The identifier as the database compares it."""
@@ -199,7 +201,12 @@ class Namer:
         args = table.args
         name = self.identifier(args.get("this")) or ""
         db = args.get("db")
-        schema = self.identifier(db) if db is not None else self.default_schema
+        if db is not None:
+            schema = self.identifier(db)
+        elif self._catalog_first and name.startswith("pg_"):
+            schema = "pg_catalog"
+        else:
+            schema = self.default_schema
         catalog = args.get("catalog")
         if catalog is not None:
             return ".".join(p for p in (self.identifier(catalog), schema, name) if p)
@@ -252,7 +259,8 @@ def analyze(
         tokens, parsed = parse(sql, dialect)
     except Exception as error:  # fail closed: sqlglot also raises TypeError, RecursionError
         return _not_understood(sql, dialect, "cannot parse", error)
-    trees = tuple(tree for tree in parsed if tree is not None)
+    # A comment after the last ";" comes back as an empty Semicolon tree: not a statement.
+    trees = tuple(t for t in parsed if t is not None and not isinstance(t, exp.Semicolon))
     if not trees:
         facts = StatementFacts(
             operation="empty",
@@ -305,9 +313,12 @@ class _Builder:
     unparsed: str | None = None
 
 
-_TABLE, _COLUMN, _STAR, _FUNC, _INSERT, _WRITE, _DDL, _INTO, _COMMAND, _LOCK, _STATEMENT, _WITH = (
-    1 << bit for bit in range(12)
+_TABLE, _COLUMN, _STAR, _FUNC, _COLUMN_LIST, _WRITE, _DDL, _INTO, _COMMAND, _LOCK = (
+    1 << bit for bit in range(10)
 )
+_STATEMENT, _WITH = 1 << 10, 1 << 11
+# sqlglot models these as functions; to a policy they are syntax, not functions to allow.
+_SYNTAX_FUNCS = (exp.Connector, exp.Xor, exp.Case, exp.If, exp.Cast, exp.TryCast, exp.Exists)
 _FLAGS: dict[type[exp.Expr], int] = {}
 
 
@@ -320,10 +331,10 @@ def _flags_of(cls: type[exp.Expr]) -> int:
         flags |= _COLUMN
     elif cls is exp.Star:
         flags |= _STAR
-    elif issubclass(cls, exp.Func):
+    elif issubclass(cls, exp.Func) and not issubclass(cls, _SYNTAX_FUNCS):
         flags |= _FUNC
-    if cls is exp.Insert:
-        flags |= _INSERT
+    if cls is exp.Insert or cls is exp.Join:
+        flags |= _COLUMN_LIST
     if issubclass(cls, WRITE_NODES):
         flags |= _WRITE
         if issubclass(cls, _DDL_NODES):
@@ -348,10 +359,12 @@ def _collect(
     out = _Builder()
     flags_of = _FLAGS.get
     events: list[exp.Expr | str] = []  # tables and statement keywords in tree order
+    operations: list[str] = [_operation(tree)]
     table_nodes: list[exp.Table] = []
     column_nodes: list[exp.Column] = []
-    insert_nodes: list[exp.Expr] = []
-    has_star = has_with = False
+    stars: list[exp.Expr] = []
+    extra_nodes: list[exp.Expr] = []  # INSERT column lists, JOIN ... USING
+    has_with = False
     for node in tree.walk(bfs=False):
         flags = flags_of(type(node))
         if flags is None:
@@ -364,41 +377,46 @@ def _collect(
         elif flags & _COLUMN:
             column_nodes.append(node)  # type: ignore[arg-type]
         elif flags & _STAR:
-            has_star = has_star or isinstance(node.parent, exp.Select)
+            stars.append(node)
         elif flags & _FUNC:
             out.functions.add(function_name(node))  # type: ignore[arg-type]
-        if flags & _INSERT:
-            insert_nodes.append(node)
+        if flags & _COLUMN_LIST:
+            extra_nodes.append(node)
         if flags & _WRITE:
             out.writes = True
             if flags & _DDL:
                 out.is_ddl = True
             elif flags & _INTO:
                 out.into = True
+                operations.append("create")  # SELECT ... INTO makes a table
             elif flags & _COMMAND and out.unparsed is None:
                 out.unparsed = _command_reason(node)
         if flags & _LOCK:
             out.locks = True
         if flags & _STATEMENT:
-            events.append(_OPERATIONS[type(node)].upper())
+            operation = _OPERATIONS[type(node)]
+            events.append(operation.upper())
+            if operation not in operations:
+                operations.append(operation)  # DML inside a CTE is a statement of its own
+            if type(node) is exp.Select and out.unparsed is None:
+                out.unparsed = _malformed_select(node)
         if flags & _WITH:
             has_with = True
-    aliases = _add_tables(table_nodes, namer, has_with, out)
+    aliases, owners = _add_tables(table_nodes, namer, has_with, out)
     if columns:
         for column in column_nodes:
             _add_column(column, namer, aliases, out)
-        for insert in insert_nodes:
-            _add_insert_columns(insert, namer, out)
-        if has_star:
-            out.star_tables |= out.tables
+        for node in extra_nodes:
+            _add_listed_columns(node, namer, out)
+        for star in stars:
+            _add_star(star, owners, out)
     for hook in hooks:
         hook.collect(tree, namer, out)
-    operation = _operation(tree)
     if isinstance(tree, _NOT_STATEMENTS) and out.unparsed is None:
         out.unparsed = f"not a statement but a bare {tree.key} expression"
     return StatementFacts(
-        operation=operation,
-        operations=(operation,),
+        operation=operations[0],
+        operations=tuple(operations),
         tables=frozenset(out.tables),
         written=frozenset(out.written),
         columns=frozenset(out.columns),
@@ -408,18 +426,40 @@ def _collect(
         is_ddl=out.is_ddl,
         into=out.into,
         locks=out.locks,
-        summary=_summary(events, out.tables_seen) or operation.upper(),
+        summary=_summary(events, out.tables_seen) or operations[0].upper(),
         unparsed=out.unparsed,
         unresolved=tuple(out.unresolved),
         extra=out.extra,
     )
 
 
+def _malformed_select(select: exp.Expr) -> str | None:
+    """Text sqlglot completes but databases reject: no select list, a FROM-first query."""
+    if not select.expressions:
+        return "a SELECT without a select list"
+    if isinstance(select.parent, (exp.From, exp.Join)):
+        return "a query directly in FROM (FROM-first syntax)"
+    return None
+
+
+def _add_star(star: exp.Expr, owners: dict[int, set[str]], out: _Builder) -> None:
+    """``*`` reads every column of its own SELECT's sources (or of a DML target's row)."""
+    parent = star.parent
+    if isinstance(parent, exp.Select):
+        out.star_tables |= owners.get(id(parent), set())
+    elif isinstance(parent, exp.Returning):
+        out.star_tables |= out.written or out.tables
+
+
 def _add_tables(
     nodes: list[exp.Table], namer: Namer, has_with: bool, out: _Builder
-) -> dict[str, set[str]]:
-    """Record real tables (not CTE references or table functions); returns alias -> tables."""
+) -> tuple[dict[str, set[str]], dict[int, set[str]]]:
+    """Record real tables (not CTE references or table functions).
+
+    Returns alias -> tables, and the id of each SELECT -> the tables it reads directly.
+    """
     aliases: dict[str, set[str]] = {}
+    owners: dict[int, set[str]] = {}
     for node in nodes:
         if not isinstance(node.this, exp.Identifier):
             continue  # a table-valued function: its name is among the functions
@@ -434,7 +474,10 @@ def _add_tables(
             aliases.setdefault(key, set()).add(name)
         if _is_write_target(node):
             out.written.add(name)
-    return aliases
+        select = node.find_ancestor(exp.Select)
+        if select is not None:
+            owners.setdefault(id(select), set()).add(name)
+    return aliases, owners
 
 
 def _summary(events: list[exp.Expr | str], real: set[int]) -> str:
@@ -475,6 +518,9 @@ def _add_column(
         return
     qualifier = column.args.get("table")
     if qualifier is None:
+        whole_row = aliases.get(name)
+        if whole_row:  # PostgreSQL: `SELECT u FROM users u`, row_to_json(u), (u).col
+            out.star_tables |= whole_row
         out.columns.add((None, name))
         return
     owners = aliases.get(namer.identifier(qualifier) or "")
@@ -485,8 +531,14 @@ def _add_column(
         out.columns.add((owner, name))
 
 
-def _add_insert_columns(node: exp.Expr, namer: Namer, out: _Builder) -> None:
-    """INSERT names its columns as identifiers, not Column nodes; no list means every column."""
+def _add_listed_columns(node: exp.Expr, namer: Namer, out: _Builder) -> None:
+    """Columns named as identifiers, not Column nodes: INSERT lists and JOIN ... USING."""
+    if isinstance(node, exp.Join):
+        for identifier in node.args.get("using") or ():
+            name = namer.identifier(identifier)
+            if name:
+                out.columns.add((None, name))
+        return
     target = node.this
     table = target.this if isinstance(target, exp.Schema) else target
     if not isinstance(table, exp.Table) or not isinstance(table.this, exp.Identifier):
@@ -498,7 +550,7 @@ def _add_insert_columns(node: exp.Expr, namer: Namer, out: _Builder) -> None:
             if column_name:
                 out.columns.add((name, column_name))
     else:
-        out.star_tables.add(name)
+        out.star_tables.add(name)  # no column list: every column is written
 
 
 def _is_write_target(table: exp.Table) -> bool:
@@ -550,8 +602,10 @@ def fingerprint_tokens(tokens: tuple[Token, ...] | list[Token]) -> str:
             parts.append("?")
         elif token.token_type is TokenType.SEMICOLON:
             continue
-        elif token.token_type in (TokenType.VAR, TokenType.IDENTIFIER):
-            parts.append(token.text)
+        elif token.token_type is TokenType.VAR:
+            parts.append(token.text.lower())  # unquoted names compare without case
+        elif token.token_type is TokenType.IDENTIFIER:
+            parts.append(f'"{token.text}"')
         else:
             parts.append(token.text.upper())
     return hashlib.blake2b(" ".join(parts).encode(), digest_size=8).hexdigest()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
 
 # Functions that reach outside SQL or change state behind a SELECT: files, network, sleeping,
 # sequences, configuration, dynamic SQL (which hides a statement from the fence), server control.
@@ -96,3 +97,22 @@ def builtin_denied(dialect: str) -> frozenset[str]:
 
         names = IRIS_DENIED_FUNCTIONS
     return frozenset(canonical(name) for name in names or ())
+
+
+def policy_names(name: str, dialect: Dialect) -> frozenset[str]:
+    """The names facts use for a function a policy names as the agent would write it.
+
+    ``date_trunc`` is sqlglot's ``TimestampTrunc`` on PostgreSQL: parse a call to learn that.
+    """
+    names = {canonical(name)}
+    for arguments in ("", "x", "x, y", "x, y, z"):
+        try:
+            trees = dialect.parse(f"SELECT {name}({arguments})")
+        except Exception:
+            continue
+        tree = trees[0] if trees else None
+        call = tree.find(exp.Func) if tree is not None else None
+        if call is not None:
+            names.add(function_name(call))
+            break
+    return frozenset(names)

@@ -588,11 +588,6 @@ def test_generated_sqlite_queries_return_at_most_max_rows(data: st.DataObject) -
     assert len(fenced) == expected, f"{decision.sql!r}: {len(fenced)} rows, raw {len(raw)}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug: with allowed_functions set, the LIMIT rewrite adds LEAST/GREATEST "
-    "(MIN/MAX on SQLite), which the allow list denies when the final SQL is judged again",
-)
 @pytest.mark.parametrize("dialect", DIALECTS)
 @settings(SETTINGS, max_examples=50)
 @given(data=st.data())
@@ -651,13 +646,6 @@ def test_invalid_examples_are_rejected_by_the_database(
     assert DatabaseSyntax(request).rejects(sql, dialect)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug: sqlglot completes text (an empty SELECT list, a DuckDB-style "
-    "FROM-first query, SQLite LIMIT ALL read as a column, a keyword read as an alias) and "
-    "the fence allows it and splices a LIMIT into it; the final SQL is then no longer "
-    "accepted by the fence (SELECT -> SELECT LIMIT 7, unparsed), or is rewritten again",
-)
 @pytest.mark.parametrize(("dialect", "sql"), [*INVALID_SQL, ("postgres", "SELECT")])
 def test_completed_text_gets_a_stable_verdict(dialect: str, sql: str) -> None:
     """Such text is denied as unparsed, or at least its final SQL is stable."""

@@ -34,6 +34,4 @@ def runtime_for(
         from sqlfence.sandbox.runtimes.docker import DockerRuntime
 
         return DockerRuntime(placement=placement or "shared", image=image)
-    raise ConfigurationError(
-        f"runtime {chosen!r} is not available (embedded, external, docker)"
-    )
+    raise ConfigurationError(f"runtime {chosen!r} is not available (embedded, external, docker)")

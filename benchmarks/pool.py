@@ -1,0 +1,135 @@
+"""Pool timings: warm acquire p99, reset-to-snapshot of 10,000 rows, dedicated cold start.
+
+    .venv/bin/python benchmarks/pool.py [--image sqlfence/postgres:15-local] [--cycles 2000]
+
+The PostgreSQL parts need a Docker engine and a local image (``.ci/docker.sh`` builds one);
+without them only the SQLite rows are printed. Prints a Markdown table for BENCHMARKS.md,
+with the targets of issue 6 beside the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sqlfence.sandbox import AgentSandbox, SandboxPool, reap
+from sqlfence.sandbox.pool import GOLDEN
+
+ROWS = 10_000
+
+
+def percentiles(times_ms: list[float]) -> tuple[float, float]:
+    """Median and p99."""
+    ordered = sorted(times_ms)
+    return statistics.median(ordered), ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+def warm_acquire(pool: SandboxPool, cycles: int) -> tuple[float, float]:
+    """Time ``acquire`` alone (release is outside the timed part)."""
+    times = []
+    for i in range(cycles):
+        start = time.perf_counter()
+        lease = pool.acquire(agent_id=f"bench{i}")
+        times.append((time.perf_counter() - start) * 1000)
+        lease.release()
+    return percentiles(times)
+
+
+def reset_10k(
+    make: Callable[[], AgentSandbox], placeholder: str, repeat: int
+) -> tuple[float, float]:
+    """Restore a golden snapshot after an agent changed a 10,000-row table."""
+    times = []
+    with make() as sb:
+        with sb.get_connection() as conn:
+            conn.execute("CREATE TABLE entities (id integer PRIMARY KEY, name text)")
+            conn.cursor().executemany(
+                f"INSERT INTO entities VALUES ({placeholder}, {placeholder})",
+                [(i, f"entity {i}") for i in range(ROWS)],
+            )
+        sb.create_snapshot(GOLDEN)
+        for _ in range(repeat):
+            with sb.get_connection() as conn:
+                conn.execute("DELETE FROM entities WHERE id < 5000")
+            start = time.perf_counter()
+            sb.close_connections()
+            sb.restore_snapshot(GOLDEN)
+            times.append((time.perf_counter() - start) * 1000)
+    return percentiles(times)
+
+
+def cold_start(image: str, root: Path, repeat: int) -> tuple[float, float]:
+    """A dedicated PostgreSQL container from nothing to the answer of its first query."""
+    times = []
+    for i in range(repeat):
+        start = time.perf_counter()
+        with AgentSandbox.create(agent_id=f"cold{i}", backend="postgres", runtime="docker",
+                                 placement="dedicated", image=image, root=root) as sb:  # fmt: skip
+            with sb.get_connection() as conn:
+                conn.execute("SELECT 1").fetchone()
+            times.append((time.perf_counter() - start) * 1000)
+    return percentiles(times)
+
+
+def docker_rows(
+    image: str, root: Path, cycles: int, repeat: int
+) -> list[tuple[str, str, tuple[float, float], str]]:
+    """The PostgreSQL rows: a shared-placement pool, and dedicated cold starts."""
+    docker: dict[str, Any] = {
+        "backend": "postgres",
+        "runtime": "docker",
+        "image": image,
+        "root": root,
+    }
+    shared = "postgres (docker, shared)"
+    with SandboxPool(size=2, **docker) as pool:
+        acquire = warm_acquire(pool, min(cycles, 500))
+    reset = reset_10k(lambda: AgentSandbox.create(agent_id="r", **docker), "%s", repeat)
+    cold = cold_start(image, root, max(3, repeat // 2))
+    return [
+        ("warm acquire", shared, acquire, "p99 <= 1 ms"),
+        (f"reset to snapshot ({ROWS:,} rows)", shared, reset, "<= 300 ms"),
+        ("cold start to first query", "postgres (docker, dedicated)", cold, "<= 3 s"),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--image", default=os.environ.get("SQLFENCE_TEST_PG_IMAGE"))
+    parser.add_argument("--cycles", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=10)
+    args = parser.parse_args()
+    rows: list[tuple[str, str, tuple[float, float], str]] = []
+    with tempfile.TemporaryDirectory() as directory:
+        root = Path(directory) / ".sqlfence"
+        try:
+            with SandboxPool(size=2, backend="sqlite", root=root) as pool:
+                rows.append(("warm acquire", "sqlite", warm_acquire(pool, args.cycles),
+                             "p99 <= 1 ms"))  # fmt: skip
+            rows.append((f"reset to snapshot ({ROWS:,} rows)", "sqlite",
+                         reset_10k(lambda: AgentSandbox.create(agent_id="r", root=root), "?",
+                                   args.repeat), "<= 300 ms"))  # fmt: skip
+            if args.image:
+                rows += docker_rows(args.image, root, args.cycles, args.repeat)
+        finally:
+            from sqlfence.sandbox.runtimes.docker import stop_shared
+
+            stop_shared()
+            reap(root, everything=True)
+    print("| what | backend | median ms | p99 ms | target |")
+    print("|---|---|---|---|---|")
+    for what, backend, (median, p99), target in rows:
+        print(f"| {what} | {backend} | {median:.3f} | {p99:.3f} | {target} |")
+
+
+if __name__ == "__main__":
+    main()

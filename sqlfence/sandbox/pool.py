@@ -1,0 +1,368 @@
+"""``SandboxPool``: warm sandboxes handed to agents without waiting for a database to start.
+
+A background replenisher keeps ``size`` sandboxes idle and ready (never more than
+``max_size`` in all) and health-checks the idle ones, replacing any that died. Each pooled
+sandbox carries a golden snapshot (empty, or ``snapshot`` loaded); on release it is reset
+to it, or destroyed and replaced when the reset fails, so no agent sees another's data.
+When no sandbox is idle, ``acquire`` waits up to its timeout (``on_empty="wait"``) or makes
+one cold (``on_empty="cold"``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlfence.errors import ConfigurationError, OperationalError
+from sqlfence.sandbox.runtimes.base import Runtime
+from sqlfence.sandbox.sandbox import AgentSandbox
+
+GOLDEN = "pool-golden"
+POOL_AGENT = "pool"
+
+
+class PoolTimeout(OperationalError):
+    """No sandbox became free within the acquire timeout."""
+
+
+class Lease:
+    """One acquired sandbox; a context manager that releases it to the pool on exit."""
+
+    def __init__(self, pool: SandboxPool, sandbox: AgentSandbox) -> None:
+        self.pool = pool
+        self.sandbox = sandbox
+
+    def release(self) -> None:
+        """Give the sandbox back (idempotent)."""
+        self.pool.release(self.sandbox)
+
+    def __enter__(self) -> AgentSandbox:
+        return self.sandbox
+
+    def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
+        self.release()
+
+
+class SandboxPool:
+    """Warm sandboxes of one kind. ``close()`` (or ``with``) removes every one of them."""
+
+    def __init__(
+        self,
+        size: int = 5,
+        backend: str = "sqlite",
+        runtime: str | Runtime | None = None,
+        placement: str | None = None,
+        warmup: bool = True,
+        snapshot: str | Path | None = None,
+        max_size: int | None = None,
+        acquire_timeout: float = 30.0,
+        on_empty: Literal["wait", "cold"] = "wait",
+        *,
+        image: str | None = None,
+        server_url: str | None = None,
+        root: str | Path | None = None,
+        health_interval: float = 5.0,
+        check_on_acquire: bool = False,
+        reset: Literal["snapshot", "destroy"] = "snapshot",
+        **sandbox_options: Any,
+    ) -> None:
+        if size < 0 or (max_size is not None and max_size < max(size, 1)):
+            raise ConfigurationError(f"need 0 <= size <= max_size, got {size} and {max_size}")
+        if on_empty not in ("wait", "cold"):
+            raise ConfigurationError(f"on_empty must be 'wait' or 'cold', not {on_empty!r}")
+        self.size = size
+        self.max_size = max_size if max_size is not None else max(size, 1) * 2
+        self.acquire_timeout = acquire_timeout
+        self.on_empty = on_empty
+        self.health_interval = health_interval
+        self.check_on_acquire = check_on_acquire
+        self.reset = reset
+        self._options: dict[str, Any] = {
+            "backend": backend,
+            "runtime": runtime,
+            "placement": placement,
+            "image": image,
+            "server_url": server_url,
+            "root": root,
+            **sandbox_options,
+        }
+        self._snapshot = snapshot
+        self._idle: deque[AgentSandbox] = deque()
+        self._leased: set[AgentSandbox] = set()
+        self._creating = 0
+        self._closed = False
+        self._cond = threading.Condition()
+        self._metrics: dict[str, Any] = dict.fromkeys(
+            ("hits", "misses", "waits", "timeouts", "cold_starts", "created", "destroyed",
+             "resets", "reset_failures", "replaced_unhealthy", "create_failures"), 0
+        )  # fmt: skip
+        self._replenish_s: deque[float] = deque(maxlen=1000)
+        self._reset_s: deque[float] = deque(maxlen=1000)
+        self._last_error: str | None = None
+        self._discarding: list[threading.Thread] = []
+        self._thread = threading.Thread(target=self._run, name="sqlfence-pool", daemon=True)
+        if warmup:
+            self._fill_now()
+        self._thread.start()
+
+    # -- acquire / release -------------------------------------------------------------
+
+    def acquire(
+        self, agent_id: str, tenant: str | None = None, timeout: float | None = None
+    ) -> Lease:
+        """A ready sandbox for ``agent_id``, as a ``Lease`` (``with pool.acquire(...) as sb``).
+
+        Raises PoolTimeout (an OperationalError) when none is free within ``timeout``
+        (default ``acquire_timeout``), and SandboxError when the pool is closed.
+        """
+        deadline = time.monotonic() + (self.acquire_timeout if timeout is None else timeout)
+        sandbox = self._take(deadline)
+        sandbox.assign(agent_id, tenant)
+        return Lease(self, sandbox)
+
+    def release(self, sandbox: AgentSandbox | Lease) -> None:
+        """Reset ``sandbox`` to its golden snapshot and make it idle again (idempotent).
+
+        A sandbox that cannot be reset, or is unhealthy, is destroyed and replaced.
+        """
+        if isinstance(sandbox, Lease):
+            sandbox = sandbox.sandbox
+        with self._cond:
+            if sandbox not in self._leased:
+                return
+            self._leased.discard(sandbox)
+        if not self._closed and self.reset == "snapshot" and self._reset(sandbox):
+            with self._cond:
+                # Total sandboxes are bounded by max_size already: keep it warm.
+                if not self._closed:
+                    self._idle.append(sandbox)
+                    self._cond.notify_all()
+                    return
+        self._discard(sandbox)
+        with self._cond:
+            self._cond.notify_all()
+
+    def _take(self, deadline: float) -> AgentSandbox:
+        waited = False
+        with self._cond:
+            while True:
+                self._check_open()
+                while self._idle:
+                    sandbox = self._idle.popleft()
+                    if self._ready(sandbox):
+                        self._leased.add(sandbox)
+                        self._metrics["waits" if waited else "hits"] += 1
+                        self._cond.notify_all()  # the replenisher tops the pool up
+                        return sandbox
+                    self._metrics["replaced_unhealthy"] += 1
+                    self._discard_later(sandbox)
+                if self.on_empty == "cold" and self._total() < self.max_size:
+                    self._metrics["misses"] += 1
+                    self._metrics["cold_starts"] += 1
+                    self._creating += 1
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self._metrics["timeouts"] += 1
+                    raise PoolTimeout(
+                        f"no sandbox free within the acquire timeout ({len(self._leased)} in "
+                        f"use, max_size={self.max_size}); last error: {self._last_error}"
+                    )
+                if not waited:
+                    self._metrics["misses"] += 1
+                    waited = True
+                self._cond.notify_all()
+                self._cond.wait(remaining)
+        try:
+            sandbox = self._create()
+        finally:
+            with self._cond:
+                self._creating -= 1
+        with self._cond:
+            self._leased.add(sandbox)
+        return sandbox
+
+    def _ready(self, sandbox: AgentSandbox) -> bool:
+        return sandbox.healthy(probe=self.check_on_acquire)
+
+    # -- making, resetting, discarding -----------------------------------------------------
+
+    def _create(self) -> AgentSandbox:
+        started = time.perf_counter()
+        try:
+            sandbox = AgentSandbox.create(agent_id=POOL_AGENT, **self._options)
+        except Exception as error:
+            self._last_error = str(error)
+            self._metrics["create_failures"] += 1
+            raise
+        try:
+            if self._snapshot is not None:
+                sandbox.load_snapshot(self._snapshot)
+            sandbox.create_snapshot(GOLDEN)
+        except BaseException:
+            sandbox.destroy()
+            raise
+        self._metrics["created"] += 1
+        self._replenish_s.append(time.perf_counter() - started)
+        return sandbox
+
+    def _reset(self, sandbox: AgentSandbox) -> bool:
+        started = time.perf_counter()
+        try:
+            sandbox.close_connections()
+            if sandbox.state == "paused":
+                sandbox.resume()
+            if not sandbox.healthy(probe=False):
+                return False
+            sandbox.restore_snapshot(GOLDEN)
+            sandbox.assign(POOL_AGENT, None)
+        except Exception as error:
+            self._last_error = str(error)
+            self._metrics["reset_failures"] += 1
+            return False
+        self._metrics["resets"] += 1
+        self._reset_s.append(time.perf_counter() - started)
+        return True
+
+    def _discard(self, sandbox: AgentSandbox) -> None:
+        with contextlib.suppress(Exception):
+            sandbox.destroy()
+        self._metrics["destroyed"] += 1
+
+    def _discard_later(self, sandbox: AgentSandbox) -> None:
+        # Called with the lock held: destroying can be slow, so a thread does it.
+        thread = threading.Thread(target=self._discard, args=(sandbox,), daemon=True)
+        self._discarding = [t for t in self._discarding if t.is_alive()] + [thread]
+        thread.start()
+
+    # -- the replenisher -------------------------------------------------------------------
+
+    def _total(self) -> int:
+        return len(self._idle) + len(self._leased) + self._creating
+
+    def _wanted(self) -> int:
+        return max(0, min(self.size - len(self._idle) - self._creating,
+                          self.max_size - self._total()))  # fmt: skip
+
+    def _fill_now(self) -> None:
+        with self._cond:
+            wanted = self._wanted()
+        for _ in range(wanted):
+            self._add_one()
+
+    def _add_one(self) -> None:
+        with self._cond:
+            if self._closed or self._wanted() <= 0:
+                return
+            self._creating += 1
+        try:
+            sandbox = self._create()
+        except Exception:
+            return
+        finally:
+            with self._cond:
+                self._creating -= 1
+        with self._cond:
+            if self._closed:
+                keep = False
+            else:
+                self._idle.append(sandbox)
+                self._cond.notify_all()
+                keep = True
+        if not keep:
+            self._discard(sandbox)
+
+    def _run(self) -> None:
+        next_check = time.monotonic() + self.health_interval
+        while True:
+            with self._cond:
+                if self._closed:
+                    return
+                if self._wanted() <= 0:
+                    self._cond.wait(max(0.0, next_check - time.monotonic()))
+                if self._closed:
+                    return
+                wanted = self._wanted()
+            if wanted > 0:
+                before = self._metrics["create_failures"]
+                self._add_one()
+                if self._metrics["create_failures"] > before:
+                    with self._cond:  # back off a little before trying again
+                        self._cond.wait(1.0)
+            if time.monotonic() >= next_check:
+                self.check_health()
+                next_check = time.monotonic() + self.health_interval
+
+    def check_health(self) -> int:
+        """Probe every idle sandbox; destroy and replace the unhealthy. Returns how many."""
+        with self._cond:
+            idle = list(self._idle)
+        bad = [sandbox for sandbox in idle if not sandbox.healthy(probe=True)]
+        with self._cond:
+            for sandbox in bad:
+                if sandbox in self._idle:
+                    self._idle.remove(sandbox)
+                    self._metrics["replaced_unhealthy"] += 1
+            self._cond.notify_all()
+        for sandbox in bad:
+            self._discard(sandbox)
+        return len(bad)
+
+    # -- the rest --------------------------------------------------------------------------
+
+    def metrics(self) -> dict[str, Any]:
+        """Counters (hits, misses, waits, ...), sizes, and replenish / reset times in ms."""
+        with self._cond:
+            counts = dict(self._metrics)
+            counts.update(idle=len(self._idle), leased=len(self._leased),
+                          creating=self._creating)  # fmt: skip
+        return {
+            **counts,
+            **_summary("replenish_ms", list(self._replenish_s)),
+            **_summary("reset_ms", list(self._reset_s)),
+        }
+
+    def close(self) -> None:
+        """Destroy every sandbox of the pool, idle or leased (idempotent)."""
+        with self._cond:
+            self._closed = True
+            sandboxes = list(self._idle) + list(self._leased)
+            self._idle.clear()
+            self._leased.clear()
+            self._cond.notify_all()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join()
+        for sandbox in sandboxes:
+            self._discard(sandbox)
+        for thread in self._discarding:
+            thread.join()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            from sqlfence.errors import SandboxError
+
+            raise SandboxError("the sandbox pool is closed")
+
+    def __enter__(self) -> SandboxPool:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        backend = self._options["backend"]
+        return f"<SandboxPool {backend} size={self.size} idle={len(self._idle)}>"
+
+
+def _summary(prefix: str, seconds: list[float]) -> dict[str, float]:
+    if not seconds:
+        return {}
+    ordered = sorted(seconds)
+    return {
+        f"{prefix}_mean": round(sum(ordered) / len(ordered) * 1000, 3),
+        f"{prefix}_p99": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000, 3),
+    }
