@@ -102,7 +102,7 @@ def builtin_denied(dialect: str) -> frozenset[str]:
 def policy_names(name: str, dialect: Dialect) -> frozenset[str]:
     """The names facts use for a function a policy names as the agent would write it.
 
-    ``date_trunc`` is sqlglot's ``TimestampTrunc`` on PostgreSQL: parse a call to learn that.
+    ``date_trunc`` is sqlglot's ``TimestampTrunc`` on PostgreSQL: parse calls to learn that.
     """
     names = {canonical(name)}
     for arguments in ("", "x", "x, y", "x, y, z"):
@@ -113,6 +113,5 @@ def policy_names(name: str, dialect: Dialect) -> frozenset[str]:
         tree = trees[0] if trees else None
         call = tree.find(exp.Func) if tree is not None else None
         if call is not None:
-            names.add(function_name(call))
-            break
+            names.add(function_name(call))  # SQLite's min(a, b) is least(): every arity counts
     return frozenset(names)

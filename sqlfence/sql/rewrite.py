@@ -27,18 +27,21 @@ def limit_rows(analysis: Analysis, max_rows: int) -> str | None:
         return None
     root = analysis.trees[0]
     splice = _name(analysis) in _TRAILING_LIMIT
-    wrapped = isinstance(root, exp.Subquery) or (
-        isinstance(root, exp.Values) and _name(analysis) == "postgres"
-    )
-    if not wrapped and not isinstance(root, _QUERY_NODES):
+    if isinstance(root, exp.Values) and _name(analysis) == "postgres":
+        target: exp.Expr = root
+    elif isinstance(root, exp.Subquery):
+        target = _limited_inner(root)
+    elif isinstance(root, _QUERY_NODES):
+        target = root
+    else:
         return None
-    limit = root.args.get("limit")
+    limit = target.args.get("limit")
     if limit is None:
-        if wrapped:
-            return _splice_end(analysis, max_rows) if splice else None
         if splice:
             return _splice_end(analysis, max_rows)
-        root.set("limit", exp.Limit(expression=exp.Literal.number(max_rows)))
+        if target is not root:
+            return None  # a parenthesised query where LIMIT cannot follow: the cursor caps
+        target.set("limit", exp.Limit(expression=exp.Literal.number(max_rows)))
         return root.sql(dialect=analysis.dialect)
     count = limit.args.get("count") if isinstance(limit, exp.Fetch) else limit.expression
     if count is None and isinstance(limit, exp.Fetch):
@@ -46,23 +49,31 @@ def limit_rows(analysis: Analysis, max_rows: int) -> str | None:
     bound = row_bound(count, clamped=_name(analysis) != "sqlite")
     if bound is not None and bound <= max_rows:
         return None
-    value = literal_count(count)
     ceiling = exp.Literal.number(max_rows)
-    if value is not None or _means_unlimited(count):
+    if literal_count(count) is not None or _means_unlimited(count):
         if splice and isinstance(count, exp.Literal):
             spliced = _splice_literal(analysis.sql, count, str(max_rows))
             if spliced is not None:
                 return spliced
         replacement: exp.Expr = ceiling
     elif count is not None:
-        replacement = _bounded(count, ceiling, analysis)
+        replacement = _bounded(count, max_rows, analysis)
     else:
         replacement = ceiling
-    if isinstance(limit, exp.Fetch):
-        limit.set("count", replacement)
-    else:
-        limit.set("expression", replacement)
+    limit.set("count" if isinstance(limit, exp.Fetch) else "expression", replacement)
     return root.sql(dialect=analysis.dialect)
+
+
+def _limited_inner(root: exp.Subquery) -> exp.Expr:
+    """The node whose limit counts in ``(( ... ))``: the outermost one that has a limit.
+
+    ``(SELECT ... LIMIT 500)`` cannot take a second LIMIT after the parenthesis (PostgreSQL:
+    "multiple LIMIT clauses"), so an inner limit is lowered in place instead.
+    """
+    node: exp.Expr = root
+    while isinstance(node, exp.Subquery) and node.args.get("limit") is None:
+        node = node.this
+    return node if node.args.get("limit") is not None else root
 
 
 def literal_count(node: exp.Expression | None) -> int | None:
@@ -93,6 +104,16 @@ def row_bound(node: exp.Expression | None, clamped: bool) -> int | None:
         if value >= 0:
             return value
         return 0 if clamped else None
+    if isinstance(node, exp.Cast):
+        return row_bound(node.this, clamped)
+    if isinstance(node, exp.Coalesce):  # COALESCE(NULLIF(x, -1), n): x unless x is -1
+        first = node.this
+        if isinstance(first, exp.Nullif) and literal_count(first.expression) == -1:
+            inner = row_bound(first.this, clamped=True)
+            rest = [row_bound(arg, clamped) for arg in node.expressions]
+            if inner is not None and rest and None not in rest:
+                return max(inner, *(r for r in rest if r is not None))
+        return None
     if isinstance(node, (exp.Least, exp.Greatest)):
         args = [node.this, *node.expressions]
         if isinstance(node, exp.Greatest) and any(literal_count(a) == 0 for a in args):
@@ -113,13 +134,23 @@ def _means_unlimited(node: exp.Expression | None) -> bool:
     return isinstance(node, exp.Var) and node.name.upper() == "ALL"
 
 
-def _bounded(count: exp.Expr, ceiling: exp.Expr, analysis: Analysis) -> exp.Expr:
-    """``LEAST(count, ceiling)`` for a parameter or expression limit, keeping parameter order."""
-    least = exp.Least(this=count.copy(), expressions=[ceiling])
-    if _name(analysis) == "sqlite":
-        # SQLite reads a negative limit as "no limit": clamp below at zero as well.
-        return exp.Greatest(this=exp.Literal.number(0), expressions=[least])
-    return least
+def _bounded(count: exp.Expr, max_rows: int, analysis: Analysis) -> exp.Expr:
+    """A parameter or expression limit held at ``max_rows``, keeping parameter order.
+
+    PostgreSQL: ``LEAST(count, n)``. SQLite reads a negative limit as "no limit" and compares
+    text above numbers, so there: ``COALESCE(NULLIF(MAX(-1, MIN(CAST(count AS INTEGER), n)),
+    -1), n)``, where -1 (or less) gives ``n`` rows, as the caller asked for every row.
+    """
+    ceiling = exp.Literal.number(max_rows)
+    if _name(analysis) != "sqlite":
+        return exp.Least(this=count.copy(), expressions=[ceiling])
+    as_integer = exp.Cast(this=count.copy(), to=exp.DataType.build("INTEGER"))
+    least = exp.Least(this=as_integer, expressions=[ceiling])
+    floor = exp.Greatest(this=exp.Literal.number(-1), expressions=[least])
+    return exp.Coalesce(
+        this=exp.Nullif(this=floor, expression=exp.Literal.number(-1)),
+        expressions=[ceiling.copy()],
+    )
 
 
 def _splice_end(analysis: Analysis, max_rows: int) -> str:

@@ -202,6 +202,7 @@ def test_context_manager_rolls_back_on_error(backend: Backend) -> None:
     """An exception inside `with connect()` rolls back the transaction."""
     with backend.connect() as connection:
         connection.execute("CREATE TABLE rb (a INTEGER)")
+
     def fail_midway() -> None:
         with backend.connect() as connection:
             connection.execute("INSERT INTO rb VALUES (1)")

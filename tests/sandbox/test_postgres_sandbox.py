@@ -135,9 +135,9 @@ def test_portable_snapshot_moves_between_sandboxes(server: str, root: Path) -> N
         sb.create_snapshot("golden", shared=True)
     with _create(server, root, agent_id="user", load_snapshot="golden") as sb:
         assert _count(sb) == 50
-        with sb.get_connection() as conn:  # the agent reads its own catalog only when allowed
-            with pytest.raises(sqlfence.PolicyViolation):
-                conn.execute("SELECT tableowner FROM pg_tables")
+        # The agent reads its own catalog only when its policy allows it.
+        with sb.get_connection() as conn, pytest.raises(sqlfence.PolicyViolation):
+            conn.execute("SELECT tableowner FROM pg_tables")
         url = server.rsplit("/", 1)[0] + f"/{sb.name}"
         with sqlfence.connect(url, policy=sqlfence.Policy.unrestricted()) as admin:
             owner = admin.execute(
