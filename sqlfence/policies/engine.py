@@ -8,7 +8,7 @@ dictionary lookup.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
 from sqlglot.dialects.dialect import Dialect
@@ -268,8 +268,13 @@ _CATALOG_SCHEMAS = {
 _CATALOG_FUNCTIONS: dict[str, tuple[str, ...]] = {"sqlite": ("pragma_",)}
 
 
+_CATALOG_MARKS = ("sqlite_", "pg_", "information_schema", "%", "INFORMATION_SCHEMA")
+
+
 def is_catalog_table(dialect: str, table: str) -> bool:
     """True for the system catalog's tables and views in a dialect (qualified name)."""
+    if not any(mark in table for mark in _CATALOG_MARKS):
+        return False  # the common case, decided without splitting the name
     schema, _, name = table.rpartition(".")
     schema = schema.rpartition(".")[2].lower()
     name = name.lower()
@@ -353,6 +358,20 @@ RULES: tuple[Rule, ...] = (
 )
 
 
+def _rules_for(policy: Policy, patterns: _Patterns) -> tuple[Rule, ...]:
+    """RULES without those that cannot fire under this policy (they cost time on every miss)."""
+    idle: set[Rule] = set()
+    if not policy.read_only:
+        idle.add(read_only)
+    if not patterns.denied_tables and patterns.allowed_tables is None:
+        idle.add(tables)
+    if not patterns.denied_columns:
+        idle.add(columns)
+    if not patterns.allowlist:
+        idle.add(allowlist)
+    return tuple(rule for rule in RULES if rule not in idle)
+
+
 class Guard:
     """Judges SQL against a policy for one dialect. Thread-safe; decisions are cached."""
 
@@ -370,7 +389,7 @@ class Guard:
         self.policy = (
             policy if isinstance(policy, Policy) else load_policy(policy).resolve(agent_id, tenant)
         )
-        self.dialect = Dialect.get_or_raise(dialect)
+        self.dialect = dialect_instance(dialect)
         self.dialect_name = _dialect_name(dialect, self.dialect)
         if default_schema is None:
             default_schema = _DEFAULT_SCHEMAS.get(self.dialect_name)
@@ -378,6 +397,7 @@ class Guard:
         self.catalog = dict(catalog or {})
         self._hooks = _hooks_for(self.dialect_name, self.catalog, default_schema)
         self.patterns = self._compile(self.policy)
+        self._rules = _rules_for(self.policy, self.patterns)
         self._finish = _FINISHERS.get(self.dialect_name)
         self._cache: dict[str, Decision] = {}
         self._cache_size = cache_size
@@ -393,7 +413,18 @@ class Guard:
             if decision.rewritten and decision.allowed:
                 # The guard wrote that text itself: judged again, it stands as it is (its
                 # added LIMIT and LEAST are the guard's, not the agent's).
-                self._cache.setdefault(decision.sql, replace(decision, rewritten=False))
+                self._cache.setdefault(
+                    decision.sql,
+                    Decision(
+                        True,
+                        decision.sql,
+                        decision.facts,
+                        decision.reasons,
+                        decision.detected,
+                        False,
+                        decision.max_rows,
+                    ),
+                )
         return decision
 
     @property
@@ -431,15 +462,8 @@ class Guard:
             ctx = _Context(sql, facts, policy, self.patterns)
             return Decision(False, sql, facts, tuple(statement_length(ctx)))
         analysis = self.analyze(sql)
-        ctx = _Context(
-            sql,
-            analysis.facts,
-            policy,
-            self.patterns,
-            has_table_rules=bool(self.patterns.denied_tables)
-            or self.patterns.allowed_tables is not None,
-        )
-        reasons = tuple(violation for rule in RULES for violation in rule(ctx))
+        ctx = _Context(sql, analysis.facts, policy, self.patterns, self.policy_has_table_rules)
+        reasons = tuple(violation for rule in self._rules for violation in rule(ctx))
         detected = bool(reasons) and policy.mode == "detect"
         allowed = not reasons or detected
         final = sql
@@ -492,6 +516,20 @@ class Guard:
 
 
 _DEFAULT_SCHEMAS = {"postgres": "public", "sqlite": "main", "iris": "SQLUser"}
+_DIALECTS: dict[str, Dialect] = {}
+
+
+def dialect_instance(dialect: str | Dialect) -> Dialect:
+    """One Dialect instance per name, so every guard of a dialect shares its parser machinery.
+
+    (``Dialect.get_or_raise(name)`` builds a new instance on each call.)
+    """
+    if not isinstance(dialect, str):
+        return Dialect.get_or_raise(dialect)
+    instance = _DIALECTS.get(dialect)
+    if instance is None:
+        instance = _DIALECTS.setdefault(dialect, Dialect.get_or_raise(dialect))
+    return instance
 
 
 def _strip_iris_terminator(sql: str) -> str:

@@ -175,8 +175,9 @@ class Namer:
             NormalizationStrategy.CASE_INSENSITIVE_UPPERCASE,
         )
         self.default_schema = self.normalize(default_schema) if default_schema else None
+        self.dialect_name = type(dialect).__name__.lower()
         # PostgreSQL searches pg_catalog before the search path: pg_authid is pg_catalog's.
-        self._catalog_first = type(dialect).__name__.lower() == "postgres"
+        self._catalog_first = self.dialect_name == "postgres"
 
     def normalize(self, name: str, quoted: bool = False) -> str:
         """The identifier as the database compares it."""
@@ -224,6 +225,7 @@ class Namer:
 
 
 _machinery = threading.local()
+_MACHINERY_LIMIT = 16
 
 
 def parse(sql: str, dialect: Dialect) -> tuple[tuple[Token, ...], tuple[exp.Expr | None, ...]]:
@@ -238,6 +240,8 @@ def parse(sql: str, dialect: Dialect) -> tuple[tuple[Token, ...], tuple[exp.Expr
     cache: dict[int, tuple[Dialect, Any, Any]] = _machinery.__dict__.setdefault("by_dialect", {})
     entry = cache.get(id(dialect))
     if entry is None or entry[0] is not dialect:
+        if len(cache) >= _MACHINERY_LIMIT:
+            cache.clear()  # dialects made on the fly: keep the cache from growing without end
         entry = (dialect, dialect.tokenizer(), dialect.parser())
         cache[id(dialect)] = entry
     tokens = entry[1].tokenize(sql)
@@ -320,6 +324,7 @@ _STATEMENT, _WITH = 1 << 10, 1 << 11
 # sqlglot models these as functions; to a policy they are syntax, not functions to allow.
 _SYNTAX_FUNCS = (exp.Connector, exp.Xor, exp.Case, exp.If, exp.Cast, exp.TryCast, exp.Exists)
 _FLAGS: dict[type[exp.Expr], int] = {}
+_LEAVES = frozenset({exp.Identifier, exp.Literal})  # nothing below them to collect
 
 
 def _flags_of(cls: type[exp.Expr]) -> int:
@@ -365,10 +370,18 @@ def _collect(
     stars: list[exp.Expr] = []
     extra_nodes: list[exp.Expr] = []  # INSERT column lists, JOIN ... USING
     has_with = False
-    for node in tree.walk(bfs=False):
-        flags = flags_of(type(node))
+    stack = [tree]
+    push = stack.append
+    while stack:
+        node = stack.pop()
+        cls = node.__class__
+        if cls is not exp.Column:  # a column's children are only names: not worth a visit
+            for child in node.iter_expressions(reverse=True):  # depth first, left to right
+                if child.__class__ not in _LEAVES:
+                    push(child)
+        flags = flags_of(cls)
         if flags is None:
-            flags = _flags_of(type(node))
+            flags = _flags_of(cls)
         if not flags:
             continue
         if flags & _TABLE:
@@ -399,10 +412,10 @@ def _collect(
             if operation not in operations:
                 operations.append(operation)  # DML inside a CTE is a statement of its own
             if type(node) is exp.Select and out.unparsed is None:
-                out.unparsed = _malformed_select(node)
+                out.unparsed = _malformed_select(node, namer.dialect_name)
         if flags & _WITH:
             has_with = True
-    aliases, owners = _add_tables(table_nodes, namer, has_with, out)
+    aliases, owners = _add_tables(table_nodes, namer, has_with, columns, out)
     if columns:
         for column in column_nodes:
             _add_column(column, namer, aliases, out)
@@ -433,9 +446,12 @@ def _collect(
     )
 
 
-def _malformed_select(select: exp.Expr) -> str | None:
-    """Text sqlglot completes but databases reject: no select list, a FROM-first query."""
-    if not select.expressions:
+def _malformed_select(select: exp.Expr, dialect: str) -> str | None:
+    """Text sqlglot completes but databases reject: no select list, a FROM-first query.
+
+    PostgreSQL accepts an empty select list (``SELECT``, ``SELECT FROM t``); others do not.
+    """
+    if not select.expressions and dialect != "postgres":
         return "a SELECT without a select list"
     if isinstance(select.parent, (exp.From, exp.Join)):
         return "a query directly in FROM (FROM-first syntax)"
@@ -452,7 +468,7 @@ def _add_star(star: exp.Expr, owners: dict[int, set[str]], out: _Builder) -> Non
 
 
 def _add_tables(
-    nodes: list[exp.Table], namer: Namer, has_with: bool, out: _Builder
+    nodes: list[exp.Table], namer: Namer, has_with: bool, columns: bool, out: _Builder
 ) -> tuple[dict[str, set[str]], dict[int, set[str]]]:
     """Record real tables (not CTE references or table functions).
 
@@ -472,11 +488,12 @@ def _add_tables(
         key = namer.normalize(alias) if alias else namer.identifier(node.this)
         if key:
             aliases.setdefault(key, set()).add(name)
-        if _is_write_target(node):
+        if out.writes and _is_write_target(node):
             out.written.add(name)
-        select = node.find_ancestor(exp.Select)
-        if select is not None:
-            owners.setdefault(id(select), set()).add(name)
+        if columns:
+            select = node.find_ancestor(exp.Select)
+            if select is not None:
+                owners.setdefault(id(select), set()).add(name)
     return aliases, owners
 
 

@@ -36,6 +36,8 @@ def limit_rows(analysis: Analysis, max_rows: int) -> str | None:
     else:
         return None
     limit = target.args.get("limit")
+    if isinstance(target, exp.Select) and not target.expressions:
+        return None  # PostgreSQL's empty select list: sqlglot would misread an added LIMIT
     if limit is None:
         if splice:
             return _splice_end(analysis, max_rows)
