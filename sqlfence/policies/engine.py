@@ -7,7 +7,7 @@ dictionary lookup.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
@@ -107,6 +107,8 @@ class _Patterns:
     allowlist: frozenset[str]
     origins: Mapping[str, str]
     dialect: str
+    # view -> every table it reads, directly or through other views (from the catalog)
+    views: Mapping[str, frozenset[str]]
 
 
 @dataclass(frozen=True)
@@ -204,6 +206,18 @@ def tables(ctx: _Context) -> Iterator[Violation]:
         if denied and denied.matches(table, loose=True):
             yield _violation(
                 ctx, "denied_tables", "denied_tables", f"table {table} is on the deny list"
+            )
+            continue
+        hidden = next(
+            (base for base in sorted(patterns.views.get(table, ())) if denied.matches(base, True)),
+            None,
+        )
+        if hidden is not None:
+            yield _violation(
+                ctx,
+                "denied_tables",
+                "denied_tables",
+                f"view {table} reads {hidden}, which is on the deny list",
             )
         elif allowed is not None and not allowed.matches(table, loose=False):
             yield _violation(
@@ -358,6 +372,21 @@ RULES: tuple[Rule, ...] = (
 )
 
 
+def _closure(views: Mapping[str, frozenset[str]]) -> dict[str, frozenset[str]]:
+    """Every table each view reads, following views of views (cycles are cut)."""
+    closed: dict[str, frozenset[str]] = {}
+    for view in views:
+        seen: set[str] = set()
+        todo = list(views[view])
+        while todo:
+            base = todo.pop()
+            if base not in seen:
+                seen.add(base)
+                todo.extend(views.get(base, ()))
+        closed[view] = frozenset(seen)
+    return closed
+
+
 def _rules_for(policy: Policy, patterns: _Patterns) -> tuple[Rule, ...]:
     """RULES without those that cannot fire under this policy (they cost time on every miss)."""
     idle: set[Rule] = set()
@@ -384,6 +413,7 @@ class Guard:
         agent_id: str | None = None,
         tenant: str | None = None,
         catalog: Mapping[str, str] | None = None,
+        views: Mapping[str, Collection[str]] | None = None,
         cache_size: int = 4096,
     ) -> None:
         self.policy = (
@@ -395,6 +425,7 @@ class Guard:
             default_schema = _DEFAULT_SCHEMAS.get(self.dialect_name)
         self.namer = Namer(self.dialect, default_schema)
         self.catalog = dict(catalog or {})
+        self.views = {view: frozenset(bases) for view, bases in (views or {}).items()}
         self._hooks = _hooks_for(self.dialect_name, self.catalog, default_schema)
         self.patterns = self._compile(self.policy)
         self._rules = _rules_for(self.policy, self.patterns)
@@ -432,13 +463,23 @@ class Guard:
         """True when the policy allows or denies tables (so arrows must be resolved)."""
         return bool(self.patterns.denied_tables) or self.patterns.allowed_tables is not None
 
-    def with_catalog(self, catalog: Mapping[str, str]) -> Guard:
-        """The same guard with a catalog (``Schema.Table.Column -> Schema.Table``) for arrows."""
+    def with_catalog(
+        self,
+        catalog: Mapping[str, str] | None = None,
+        views: Mapping[str, Collection[str]] | None = None,
+    ) -> Guard:
+        """The same guard knowing more of the database.
+
+        ``catalog`` maps reference columns to tables (``Schema.Table.Column -> Schema.Table``,
+        for IRIS arrows); ``views`` maps qualified views to the tables they read, so a view
+        over a denied table is denied too.
+        """
         return Guard(
             self.policy,
             dialect=self.dialect,
             default_schema=self.namer.default_schema,
-            catalog=catalog,
+            catalog=self.catalog if catalog is None else catalog,
+            views=self.views if views is None else views,
             cache_size=self._cache_size,
         )
 
@@ -512,6 +553,7 @@ class Guard:
             allowlist=frozenset(policy.allowlist),
             origins=dict(policy.origins),
             dialect=self.dialect_name,
+            views=_closure(self.views),
         )
 
 

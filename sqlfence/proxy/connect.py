@@ -54,10 +54,11 @@ def connect(
     except driver.error_class as error:
         raise driver.translate(error) from error
     try:
-        if catalog is None and guard.policy_has_table_rules:
-            found = driver.load_catalog(raw)
-            if found:
-                guard = guard.with_catalog(found)
+        if guard.policy_has_table_rules:
+            found = driver.load_catalog(raw) if catalog is None else None
+            views = driver.load_views(raw)
+            if found or views:
+                guard = guard.with_catalog(found or None, views)
         before = driver.harden(raw, guard, opened=True)
     except BaseException:
         raw.close()
@@ -92,6 +93,10 @@ def wrap(
     if module is not None:
         driver = _adopt(driver, module)
     guard = _guard(policy, driver, agent_id, tenant, catalog)
+    if guard.policy_has_table_rules:
+        views = driver.load_views(connection)
+        if views:
+            guard = guard.with_catalog(views=views)
     before = driver.harden(connection, guard, opened=False)
     session = _session(driver.session(None, connection), agent_id, tenant, None)
     chosen, owned = _observer(observer, audit, monitoring, telemetry)

@@ -149,6 +149,10 @@ class Driver:
         """Reference columns -> referenced tables, for dialects with implicit joins (IRIS)."""
         return {}
 
+    def load_views(self, raw: Any) -> dict[str, set[str]]:
+        """Qualified view -> the tables and views it reads directly (the database's catalog)."""
+        return {}
+
     def prepare_cursor(self, cursor: Any, guard: Guard) -> None:
         """Per-cursor hardening (IRIS query timeouts)."""
 

@@ -42,6 +42,17 @@ class PostgresDriver(Driver):
             params["options"] = f"{params.get('options', '')} {extra}".strip()
         return self.module.connect(**params)
 
+    def load_views(self, raw: Any) -> dict[str, set[str]]:
+        """Views and what they read, from pg_depend: a view over a denied table is denied."""
+        views: dict[str, set[str]] = {}
+        with raw.cursor() as cursor:
+            cursor.execute(_VIEWS_QUERY)
+            for view_schema, view, schema, table in cursor.fetchall():
+                views.setdefault(f"{view_schema}.{view}", set()).add(f"{schema}.{table}")
+        if not getattr(raw, "autocommit", False):
+            raw.rollback()  # leave no transaction open behind the agent's first statement
+        return views
+
     def harden(self, raw: Any, guard: Guard, opened: bool) -> Callable[[], None] | None:
         if opened:
             return None  # the session options were given at connect time
@@ -53,6 +64,22 @@ class PostgresDriver(Driver):
             if not getattr(raw, "autocommit", False):
                 raw.commit()
         return None
+
+
+_VIEWS_QUERY = """
+SELECT DISTINCT vn.nspname, v.relname, tn.nspname, t.relname
+FROM pg_depend d
+JOIN pg_rewrite r ON r.oid = d.objid
+JOIN pg_class v ON v.oid = r.ev_class
+JOIN pg_namespace vn ON vn.oid = v.relnamespace
+JOIN pg_class t ON t.oid = d.refobjid
+JOIN pg_namespace tn ON tn.oid = t.relnamespace
+WHERE d.classid = 'pg_rewrite'::regclass
+  AND d.refclassid = 'pg_class'::regclass
+  AND v.relkind IN ('v', 'm')
+  AND t.oid <> v.oid
+  AND vn.nspname NOT IN ('pg_catalog', 'information_schema')
+"""
 
 
 def _session_settings(guard: Guard) -> dict[str, str]:
