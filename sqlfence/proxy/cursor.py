@@ -69,8 +69,49 @@ class GuardedCursor:
 
     def execute(self, operation: str, parameters: Any = None) -> GuardedCursor:
         """Decide, then run ``operation``. Raises PolicyViolation when denied."""
+        decision, token = self._start(operation, parameters)
+        try:
+            if parameters is None:
+                self._raw.execute(decision.sql)
+            else:
+                self._raw.execute(decision.sql, parameters)
+        except self._connection._driver_error as error:
+            raise self._failed(token, error) from error
+        self._ran(decision, token)
+        return self
+
+    def executemany(self, operation: str, seq_of_parameters: Sequence[Any]) -> GuardedCursor:
+        """Decide once, then run ``operation`` for every parameter set."""
+        decision, token = self._start(operation, seq_of_parameters)
+        try:
+            self._raw.executemany(decision.sql, seq_of_parameters)
+        except self._connection._driver_error as error:
+            raise self._failed(token, error) from error
+        self._ran(decision, token)
+        return self
+
+    def callproc(self, procname: str, parameters: Sequence[Any] = ()) -> Sequence[Any]:
+        """Call a stored procedure, judged as ``CALL procname(...)`` by the policy."""
+        marks = ", ".join("?" for _ in parameters)
+        decision, token = self._start(f"CALL {procname}({marks})", parameters)
+        if not hasattr(self._raw, "callproc"):
+            name = self._connection._driver.name
+            unsupported = NotSupportedError(f"the {name} driver has no callproc()")
+            self._connection._observer.finished(self._connection._session, token, -1, unsupported)
+            raise unsupported
+        try:
+            result = self._raw.callproc(procname, parameters)
+        except self._connection._driver_error as error:
+            raise self._failed(token, error) from error
+        self._ran(decision, token)
+        return result if result is not None else parameters
+
+    def _start(self, operation: str, parameters: Any) -> tuple[Decision, Any]:
+        """Decide; refuse (denied, paused, over quota) or record the start. Returns the token."""
         if self._pending:
             self._finish()
+        if self._closed:
+            raise InterfaceError("cursor is closed")
         connection = self._connection
         decision = connection._decide(operation)
         self._decision = decision
@@ -78,82 +119,26 @@ class GuardedCursor:
             connection._deny(operation, decision)
         if connection._gate is not None:
             connection._gate(decision)
-        if self._closed:
-            raise InterfaceError("cursor is closed")
-        observer = connection._observer
-        session = connection._session
-        token = observer.started(session, operation, decision, parameters)
+        token = connection._observer.started(connection._session, operation, decision, parameters)
         if connection._before is not None:
             connection._before()
-        raw = self._raw
-        try:
-            if parameters is None:
-                raw.execute(decision.sql)
-            else:
-                raw.execute(decision.sql, parameters)
-        except connection._driver_error as error:
-            observer.finished(session, token, -1, error)
-            raise connection._driver.translate(error) from error
-        observer.finished(session, token, raw.rowcount, None)
+        return decision, token
+
+    def _failed(self, token: Any, error: BaseException) -> Exception:
+        """Record the driver's error; the sqlfence error to raise in its place."""
+        connection = self._connection
+        connection._observer.finished(connection._session, token, -1, error)
+        return connection._driver.translate(error)
+
+    def _ran(self, decision: Decision, token: Any) -> None:
+        """Record success; the result set (if any) is now open for fetching."""
+        connection = self._connection
+        connection._observer.finished(connection._session, token, self._raw.rowcount, None)
         self._token = token
         self._cap = decision.max_rows
         self._returned = 0
         self._truncated = False
         self._pending = True
-        return self
-
-    def executemany(self, operation: str, seq_of_parameters: Sequence[Any]) -> GuardedCursor:
-        """Decide once, then run ``operation`` for every parameter set."""
-        if self._pending:
-            self._finish()
-        connection = self._connection
-        decision = connection._decide(operation)
-        self._decision = decision
-        if not decision.allowed:
-            connection._deny(operation, decision)
-        if connection._gate is not None:
-            connection._gate(decision)
-        observer = connection._observer
-        token = observer.started(connection._session, operation, decision, seq_of_parameters)
-        if connection._before is not None:
-            connection._before()
-        try:
-            self._raw.executemany(decision.sql, seq_of_parameters)
-        except connection._driver_error as error:
-            observer.finished(connection._session, token, -1, error)
-            raise connection._driver.translate(error) from error
-        observer.finished(connection._session, token, self._raw.rowcount, None)
-        self._token = token
-        self._cap = decision.max_rows
-        self._returned = 0
-        self._pending = True
-        return self
-
-    def callproc(self, procname: str, parameters: Sequence[Any] = ()) -> Sequence[Any]:
-        """Call a stored procedure, judged as ``CALL procname(...)`` by the policy."""
-        connection = self._connection
-        marks = ", ".join("?" for _ in parameters)
-        decision = connection._decide(f"CALL {procname}({marks})")
-        self._decision = decision
-        if not decision.allowed:
-            connection._deny(f"CALL {procname}({marks})", decision)
-        if not hasattr(self._raw, "callproc"):
-            raise NotSupportedError(f"the {connection._driver.name} driver has no callproc()")
-        if self._pending:
-            self._finish()
-        observer = connection._observer
-        token = observer.started(connection._session, decision.sql, decision, parameters)
-        try:
-            result = self._raw.callproc(procname, parameters)
-        except connection._driver_error as error:
-            observer.finished(connection._session, token, -1, error)
-            raise connection._driver.translate(error) from error
-        observer.finished(connection._session, token, self._raw.rowcount, None)
-        self._token = token
-        self._cap = decision.max_rows
-        self._returned = 0
-        self._pending = True
-        return result if result is not None else parameters
 
     # -- results ---------------------------------------------------------------------
 
