@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 EventSink = Callable[[dict[str, Any]], None]
 # Events that record a refusal or a failure rather than a step that went well.
-_FAILED = {"quota_exceeded", "connection_refused", "snapshot_refused"}
+_FAILED = {"quota_exceeded", "connection_refused", "snapshot_refused", "container_failed"}
 _CORE = ("event", "at", "agent_id", "tenant", "sandbox", "error")
 
 

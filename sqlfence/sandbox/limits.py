@@ -26,6 +26,7 @@ class Limits(BaseModel):
 
     cpu: str | float | None = Field(None, description="CPU share (container runtimes only)")
     memory: str | None = Field(None, description="memory limit such as 512M (containers only)")
+    pids: int = Field(256, ge=16, description="processes per dedicated container (containers only)")
     disk_quota_mb: float | None = Field(None, gt=0, description="namespace size limit")
     max_connections: int | None = Field(None, ge=1, description="open fence connections")
     statement_timeout_ms: int | None = Field(None, ge=1, description="per statement, server-side")

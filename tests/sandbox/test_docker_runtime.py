@@ -83,15 +83,16 @@ def _one(sb: AgentSandbox) -> int:
 
 
 def test_dedicated_limits_show_in_docker_inspect(image: str, home: Path, engine: Any) -> None:
-    """memory 128M and cpu 0.5 become the container's cgroup limits; port on 127.0.0.1."""
-    with _dedicated(image, home, agent_id="a1", limits={"cpu": "0.5", "memory": "128M"}) as sb:
+    """memory 128M, cpu 0.5 and pids 128 become cgroup limits; the port is on 127.0.0.1."""
+    limits = {"cpu": "0.5", "memory": "128M", "pids": 128}
+    with _dedicated(image, home, agent_id="a1", limits=limits) as sb:
         assert _one(sb) == 1
         (container,) = engine.containers.list(filters={"label": f"sqlfence.sandbox={sb.name}"})
         config = container.attrs["HostConfig"]
         assert config["Memory"] == 128 * 1024 * 1024
         assert config["MemorySwap"] == 128 * 1024 * 1024
         assert config["NanoCpus"] == 500_000_000
-        assert config["PidsLimit"] == runtime.PIDS_LIMIT
+        assert config["PidsLimit"] == 128
         assert config["ReadonlyRootfs"] is True
         (bound,) = container.attrs["NetworkSettings"]["Ports"]["5432/tcp"]
         assert bound["HostIp"] == "127.0.0.1"

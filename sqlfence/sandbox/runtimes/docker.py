@@ -36,8 +36,6 @@ LABEL = "sqlfence"  # value: "server" on every container sqlfence starts
 PLACEMENTS = ("shared", "dedicated")
 DEFAULT_READY_TIMEOUT_S = 60.0
 PGDATA = "/var/lib/postgresql/data"
-# Processes per dedicated container (a fork bomb stops here). Limits has no ``pids`` key yet.
-PIDS_LIMIT = 256
 
 
 @dataclass(frozen=True)
@@ -296,7 +294,7 @@ def _run_arguments(spec: EngineSpec, limits: Limits | None) -> dict[str, Any]:
     cpus = nano_cpus(limits.cpu)
     if cpus is not None:
         kwargs["nano_cpus"] = cpus
-    kwargs["pids_limit"] = PIDS_LIMIT
+    kwargs["pids_limit"] = limits.pids
     if spec.read_only_root:
         kwargs["read_only"] = True
         kwargs["tmpfs"] = dict.fromkeys(spec.tmpfs, "")
