@@ -96,6 +96,13 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("mcp", help="serve guarded query tools over MCP (sqlfence mcp --help)")
 
+    shell = sub.add_parser("shell", help="an interactive guarded SQL prompt, as an agent sees it")
+    shell.add_argument("url", help="database URL (sqlite:///..., postgresql://..., iris://...)")
+    shell.add_argument("--policy", "-p", help="policy file (default: the safe default)")
+    shell.add_argument("--agent", help="agent id to act as")
+    shell.add_argument("--tenant")
+    shell.set_defaults(run=commands.shell)
+
     demo = sub.add_parser("demo", help="a scripted agent session on embedded SQLite")
     demo.add_argument("--audit", help="keep the demo's audit log in this directory")
     demo.set_defaults(run=commands.demo)

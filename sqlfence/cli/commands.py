@@ -57,6 +57,13 @@ def policy_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def shell(args: argparse.Namespace) -> int:
+    """The interactive guarded prompt."""
+    from sqlfence.cli.shell import run
+
+    return run(args.url, args.policy, args.agent, args.tenant)
+
+
 def demo(args: argparse.Namespace) -> int:
     """Run the scripted agent session."""
     from pathlib import Path

@@ -126,3 +126,29 @@ def test_audit_verify_fails_on_tampering(tmp_path: Path) -> None:
     text = log.read_text()
     log.write_text(text.replace("customers", "customerz", 1))
     assert main(["audit", "verify", str(audit)]) == 1
+
+
+def test_shell_reads_statements_from_standard_input(tmp_path: Path) -> None:
+    """The shell runs each line through the fence: results, denials and the last decision."""
+    lines = "SELECT 1 AS one\nSELECT * FROM secrets\n\\d\n\\q\n"
+    policy = POLICIES / "analyst.yaml"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sqlfence.cli",
+            "shell",
+            f"sqlite:///{tmp_path / 's.db'}",
+            "-p",
+            str(policy),
+            "--agent",
+            "bot",
+        ],
+        input=lines,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    out = done.stdout
+    assert "one\n---\n1  \n(1 row)" in out
+    assert out.count("table main.secrets is on the deny list") == 2
