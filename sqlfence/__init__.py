@@ -24,9 +24,10 @@ from sqlfence.errors import (
     SandboxError,
     Warning,
 )
-from sqlfence.policies.engine import Decision, Guard, Violation
+from sqlfence.policies.engine import Decision, Guard
 from sqlfence.policies.loader import load_policy
 from sqlfence.policies.model import Policy, PolicySet
+from sqlfence.policies.rules import Violation
 from sqlfence.proxy.connect import connect, wrap
 from sqlfence.proxy.connection import GuardedConnection
 from sqlfence.proxy.cursor import GuardedCursor

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from fnmatch import fnmatchcase
 
-from sqlfence.policies.engine import Guard, table_matches
+from sqlfence.policies.engine import Guard
+from sqlfence.policies.tables import table_matches
 
 # The catalog SQL the MCP server runs for each database system (fixed text, never the agent's).
 LIST_TABLES = {

@@ -14,7 +14,8 @@ from typing import Any
 
 from sqlfence.errors import ConfigurationError, Error, PolicyViolation
 from sqlfence.observe.observer import Session
-from sqlfence.policies.engine import Guard, table_matches
+from sqlfence.policies.engine import Guard
+from sqlfence.policies.tables import table_matches
 from sqlfence.proxy.drivers import ConnectionURL, Driver
 
 _WRITES = {sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE}

@@ -7,7 +7,6 @@ over the tree collects them all.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,11 +14,13 @@ from typing import Any
 
 import sqlglot
 from sqlglot import exp
-from sqlglot.dialects.dialect import Dialect, NormalizationStrategy
+from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import SqlglotError
-from sqlglot.tokenizer_core import Token, TokenType
+from sqlglot.tokenizer_core import Token
 
+from sqlfence.sql.fingerprint import fingerprint, fingerprint_tokens
 from sqlfence.sql.functions import function_name
+from sqlfence.sql.names import Namer
 
 # Statement kinds by root node class. Anything else is named by the node's key.
 _OPERATIONS: dict[type[exp.Expr], str] = {
@@ -77,20 +78,6 @@ _STATEMENT_NODES = (
     exp.Delete,
     exp.Merge,
     *_DDL_NODES,
-)
-_LITERAL_TOKENS = frozenset(
-    {
-        TokenType.NUMBER,
-        TokenType.STRING,
-        TokenType.NATIONAL_STRING,
-        TokenType.BIT_STRING,
-        TokenType.HEX_STRING,
-        TokenType.BYTE_STRING,
-        TokenType.HEREDOC_STRING,
-        TokenType.RAW_STRING,
-        TokenType.PLACEHOLDER,
-        TokenType.PARAMETER,
-    }
 )
 _SUMMARY_MAX = 255
 # Roots that are expressions, not statements: sqlglot accepts "x + 1" on its own, a database won't.
@@ -155,73 +142,6 @@ class Analysis:
     tokens: tuple[Token, ...]
     trees: tuple[exp.Expr, ...]
     facts: StatementFacts
-
-
-class Namer:
-    """Normalises identifiers the way the dialect does and qualifies names with a schema."""
-
-    def __init__(self, dialect: Dialect, default_schema: str | None) -> None:
-        strategy = dialect.normalization_strategy
-        self._lower = strategy in (
-            NormalizationStrategy.LOWERCASE,
-            NormalizationStrategy.CASE_INSENSITIVE,
-        )
-        self._upper = strategy in (
-            NormalizationStrategy.UPPERCASE,
-            NormalizationStrategy.CASE_INSENSITIVE_UPPERCASE,
-        )
-        self._always = strategy in (
-            NormalizationStrategy.CASE_INSENSITIVE,
-            NormalizationStrategy.CASE_INSENSITIVE_UPPERCASE,
-        )
-        self.default_schema = self.normalize(default_schema) if default_schema else None
-        self.dialect_name = type(dialect).__name__.lower()
-        # PostgreSQL searches pg_catalog before the search path: pg_authid is pg_catalog's.
-        self._catalog_first = self.dialect_name == "postgres"
-
-    def normalize(self, name: str, quoted: bool = False) -> str:
-        """The identifier as the database compares it."""
-        if quoted and not self._always:
-            return name
-        if self._lower:
-            return name.lower()
-        if self._upper:
-            return name.upper()
-        return name
-
-    def identifier(self, node: exp.Expr | None) -> str | None:
-        """The normalised text of an identifier node (None when absent)."""
-        if node is None:
-            return None
-        if isinstance(node, exp.Identifier):
-            return self.normalize(node.this, bool(node.args.get("quoted")))
-        return self.normalize(node.name)
-
-    def table(self, table: exp.Table) -> str:
-        """``schema.name`` (or ``catalog.schema.name``), qualified with the default schema."""
-        args = table.args
-        name = self.identifier(args.get("this")) or ""
-        db = args.get("db")
-        if db is not None:
-            schema = self.identifier(db)
-        elif self._catalog_first and name.startswith("pg_"):
-            schema = "pg_catalog"
-        else:
-            schema = self.default_schema
-        catalog = args.get("catalog")
-        if catalog is not None:
-            return ".".join(p for p in (self.identifier(catalog), schema, name) if p)
-        return f"{schema}.{name}" if schema else name
-
-    def qualify(self, dotted: str) -> tuple[str, ...]:
-        """A policy name such as ``Orders`` or ``sales.*`` -> normalised, qualified parts."""
-        parts = [p.strip() for p in dotted.split(".")]
-        normal = tuple(
-            p[1:-1] if len(p) > 1 and p[0] == p[-1] == '"' else self.normalize(p) for p in parts
-        )
-        if len(normal) == 1 and self.default_schema:
-            return (self.default_schema, *normal)
-        return normal
 
 
 _machinery = threading.local()
@@ -491,6 +411,9 @@ def _add_tables(
         if out.writes and _is_write_target(node):
             out.written.add(name)
         if columns:
+            alias_node = node.args.get("alias")
+            if alias_node is not None and alias_node.args.get("columns"):
+                out.star_tables.add(name)  # t(a, b, c) renames columns by position: all read
             select = node.find_ancestor(exp.Select)
             if select is not None:
                 owners.setdefault(id(select), set()).add(name)
@@ -551,6 +474,8 @@ def _add_column(
 def _add_listed_columns(node: exp.Expr, namer: Namer, out: _Builder) -> None:
     """Columns named as identifiers, not Column nodes: INSERT lists and JOIN ... USING."""
     if isinstance(node, exp.Join):
+        if str(node.args.get("method") or "").upper() == "NATURAL":
+            out.star_tables |= out.tables  # joins on every same-named column, unnamed
         for identifier in node.args.get("using") or ():
             name = namer.identifier(identifier)
             if name:
@@ -602,35 +527,6 @@ def _is_cte_reference(table: exp.Table, namer: Namer) -> bool:
                 return True
         child, node = node, node.parent
     return False
-
-
-def fingerprint_tokens(tokens: tuple[Token, ...] | list[Token]) -> str:
-    """A short digest of the statement's shape: literals and parameters become ``?``.
-
-    Lists of literals collapse (``IN (1, 2, 3)`` and ``IN (4)`` share a fingerprint), and the
-    case of keywords and unquoted names does not matter.
-    """
-    parts: list[str] = []
-    for token in tokens:
-        if token.token_type in _LITERAL_TOKENS:
-            if len(parts) >= 2 and parts[-1] == "," and parts[-2] == "?":
-                parts.pop()
-                continue
-            parts.append("?")
-        elif token.token_type is TokenType.SEMICOLON:
-            continue
-        elif token.token_type is TokenType.VAR:
-            parts.append(token.text.lower())  # unquoted names compare without case
-        elif token.token_type is TokenType.IDENTIFIER:
-            parts.append(f'"{token.text}"')
-        else:
-            parts.append(token.text.upper())
-    return hashlib.blake2b(" ".join(parts).encode(), digest_size=8).hexdigest()
-
-
-def fingerprint(sql: str, dialect: str | Dialect) -> str:
-    """The fingerprint of ``sql`` (see ``fingerprint_tokens``); raises on untokenizable text."""
-    return fingerprint_tokens(Dialect.get_or_raise(dialect).tokenize(sql))
 
 
 def _merge(parts: list[StatementFacts]) -> StatementFacts:

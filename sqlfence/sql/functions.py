@@ -32,7 +32,12 @@ _POSTGRES = frozenset(
         "pg_backup_start", "pg_backup_stop", "pg_wal_replay_pause", "pg_wal_replay_resume",
         "pg_create_logical_replication_slot", "pg_create_physical_replication_slot",
         "pg_drop_replication_slot", "pg_logical_emit_message", "pg_export_snapshot",
-        "pg_stat_reset", "pg_stat_statements_reset",
+        "pg_stat_reset", "pg_stat_statements_reset", "pg_stat_reset_shared",
+        "pg_stat_reset_single_table_counters", "pg_stat_reset_single_function_counters",
+        "pg_advisory_unlock", "pg_advisory_unlock_all", "pg_advisory_unlock_shared",
+        "pg_advisory_xact_lock_shared", "pg_try_advisory_lock_shared",
+        "pg_try_advisory_xact_lock", "pg_try_advisory_xact_lock_shared", "lo_get",
+        "txid_current", "pg_current_xact_id",
         # sequences and configuration
         "nextval", "setval", "set_config",
         # dynamic SQL: the text of another query is executed server-side
@@ -40,6 +45,7 @@ _POSTGRES = frozenset(
         "table_to_xml_and_xmlschema", "table_to_xmlschema", "cursor_to_xml",
         "schema_to_xml", "schema_to_xml_and_xmlschema", "database_to_xml",
         "database_to_xml_and_xmlschema", "ts_stat", "ts_rewrite",
+        "crosstab", "crosstab2", "crosstab3", "crosstab4", "connectby",
     }
 )  # fmt: skip
 _SQLITE = frozenset(

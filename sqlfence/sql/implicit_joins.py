@@ -12,8 +12,9 @@ from collections.abc import Mapping
 
 from sqlglot import exp
 
-from sqlfence.sql.analysis import FactHook, Namer, _Builder
+from sqlfence.sql.analysis import FactHook, _Builder
 from sqlfence.sql.dialects.iris import Call, implicit_join_targets, procedure_name
+from sqlfence.sql.names import Namer
 
 
 class ImplicitJoinFacts(FactHook):

@@ -9,6 +9,7 @@ Only the remaining cases (IRIS ``TOP``, parameter and expression limits, ``LIMIT
 from __future__ import annotations
 
 from sqlglot import exp
+from sqlglot.tokenizer_core import TokenType
 
 from sqlfence.sql.analysis import Analysis
 
@@ -159,7 +160,7 @@ def _splice_end(analysis: Analysis, max_rows: int) -> str:
     """Insert `` LIMIT n`` after the statement's last token, before any terminator or comment."""
     end = 0
     for token in reversed(analysis.tokens):
-        if token.text != ";":
+        if token.token_type is not TokenType.SEMICOLON:
             end = token.end + 1
             break
     sql = analysis.sql

@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from sqlfence import Guard
-from sqlfence.sql.analysis import fingerprint
+from sqlfence.sql.fingerprint import fingerprint
 
 DATA = Path(__file__).parent / "data"
 DIALECTS = ("sqlite", "postgres")

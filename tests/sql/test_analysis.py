@@ -9,7 +9,9 @@ import pytest
 import yaml
 from sqlglot.dialects.dialect import Dialect
 
-from sqlfence.sql.analysis import Namer, analyze, fingerprint
+from sqlfence.sql.analysis import analyze
+from sqlfence.sql.fingerprint import fingerprint
+from sqlfence.sql.names import Namer
 
 CASES = yaml.safe_load((Path(__file__).parent / "data" / "analysis.yaml").read_text())
 SCHEMAS = {"postgres": "public", "sqlite": "main"}

@@ -9,7 +9,8 @@ import pytest
 import sqlglot
 from sqlglot.dialects.dialect import Dialect
 
-from sqlfence.sql.analysis import Namer, analyze
+from sqlfence.sql.analysis import analyze
+from sqlfence.sql.names import Namer
 from sqlfence.sql.rewrite import limit_rows, literal_count
 
 CASES = yaml_cases = __import__("yaml").safe_load(

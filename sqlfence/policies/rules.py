@@ -1,0 +1,298 @@
+"""The policy rules: small functions over a statement's facts, run in order by the Guard.
+
+Each rule yields the ``Violation``s it finds; the Guard runs only the rules that can fire under
+its policy, in the manner of sqlglot's optimizer rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+
+from sqlfence.policies.model import Policy
+from sqlfence.policies.tables import (
+    _CATALOG_FUNCTIONS,
+    TableSet,
+    is_catalog_table,
+    table_matches,
+)
+from sqlfence.sql.analysis import StatementFacts
+
+_READ_OPERATIONS = frozenset({"select"})
+_NOT_STATEMENTS = frozenset({"unparsed", "empty"})  # the unparsed rule has said why
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken rule: which rule, what a person should read, and where the policy says so."""
+
+    rule: str
+    message: str
+    location: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.message} (policy {self.location})" if self.location else self.message
+
+
+@dataclass(frozen=True)
+class Patterns:
+    """The policy's names, normalised and qualified the way the dialect compares them."""
+
+    allowed_tables: tuple[tuple[str, ...], ...] | None
+    denied_tables: tuple[tuple[str, ...], ...]
+    allowed_set: TableSet | None
+    denied_set: TableSet
+    denied_columns: tuple[tuple[tuple[str, ...], str], ...]
+    denied_functions: frozenset[str]
+    denied_rule: Callable[[str], bool] | None
+    allowed_functions: frozenset[str] | None
+    allowlist: frozenset[str]
+    origins: Mapping[str, str]
+    dialect: str
+    # view -> every table it reads, directly or through other views (from the catalog)
+    views: Mapping[str, frozenset[str]]
+
+
+@dataclass(frozen=True)
+class Context:
+    sql: str
+    facts: StatementFacts
+    policy: Policy
+    patterns: Patterns
+    has_table_rules: bool = field(default=False)
+
+
+Rule = Callable[[Context], Iterator[Violation]]
+
+
+def _violation(ctx: Context, rule: str, key: str, message: str) -> Violation:
+    origins = ctx.patterns.origins
+    return Violation(rule, message, origins.get(key) or origins.get(""))
+
+
+def statement_length(ctx: Context) -> Iterator[Violation]:
+    """Refuse texts longer than ``max_statement_length`` before parsing them."""
+    limit = ctx.policy.max_statement_length
+    if len(ctx.sql) > limit:
+        yield _violation(
+            ctx,
+            "max_statement_length",
+            "max_statement_length",
+            f"statement is {len(ctx.sql)} characters, over the limit of {limit}",
+        )
+
+
+def unparsed(ctx: Context) -> Iterator[Violation]:
+    """Fail closed on what the parser did not understand."""
+    if ctx.facts.unparsed and not ctx.policy.allow_unparsed:
+        yield _violation(ctx, "unparsed", "allow_unparsed", f"not understood: {ctx.facts.unparsed}")
+
+
+def executable_comment(ctx: Context) -> Iterator[Violation]:
+    """MySQL runs ``/*! ... */`` as code while parsers read it as a comment."""
+    if "/*!" in ctx.sql and not ctx.policy.allow_unparsed:
+        yield _violation(
+            ctx, "unparsed", "allow_unparsed", "executable comment /*! ... */ is not allowed"
+        )
+
+
+def statement_count(ctx: Context) -> Iterator[Violation]:
+    """One statement per call unless the policy allows more."""
+    count = ctx.facts.statement_count
+    if count > 1 and not ctx.policy.allow_multiple_statements:
+        yield _violation(
+            ctx,
+            "multiple_statements",
+            "allow_multiple_statements",
+            f"{count} statements in one call; only one is allowed",
+        )
+
+
+def statement_kind(ctx: Context) -> Iterator[Violation]:
+    """Only the statement kinds the policy names."""
+    for operation in ctx.facts.operations:
+        if not ctx.policy.allows_statement(operation):
+            allowed = ", ".join(ctx.policy.statements)
+            yield _violation(
+                ctx,
+                "statements",
+                "statements",
+                f"{operation.upper()} statements are not allowed (allowed: {allowed})",
+            )
+
+
+def read_only(ctx: Context) -> Iterator[Violation]:
+    """In read-only mode nothing anywhere in the tree may write, create or lock."""
+    if not ctx.policy.read_only or ctx.facts.operation in _NOT_STATEMENTS:
+        return
+    facts = ctx.facts
+    if facts.writes or any(op not in _READ_OPERATIONS for op in facts.operations):
+        if facts.into:
+            what = "SELECT ... INTO creates a table"
+        elif facts.operation in _READ_OPERATIONS:
+            what = "the statement contains a write"
+        else:
+            what = f"{facts.operation.upper()} writes"
+        if facts.written:
+            what += " (" + ", ".join(sorted(facts.written)) + ")"
+        yield _violation(ctx, "read_only", "read_only", f"read-only policy: {what}")
+    elif facts.locks:
+        yield _violation(ctx, "read_only", "read_only", "read-only policy: locking clause")
+
+
+def tables(ctx: Context) -> Iterator[Violation]:
+    """Denied tables never; when an allow list is set, nothing outside it."""
+    patterns = ctx.patterns
+    denied, allowed = patterns.denied_set, patterns.allowed_set
+    for table in sorted(ctx.facts.tables):
+        if denied and denied.matches(table, loose=True):
+            yield _violation(
+                ctx, "denied_tables", "denied_tables", f"table {table} is on the deny list"
+            )
+            continue
+        hidden = next(
+            (base for base in sorted(patterns.views.get(table, ())) if denied.matches(base, True)),
+            None,
+        )
+        if hidden is not None:
+            yield _violation(
+                ctx,
+                "denied_tables",
+                "denied_tables",
+                f"view {table} reads {hidden}, which is on the deny list",
+            )
+        elif allowed is not None and not allowed.matches(table, loose=False):
+            yield _violation(
+                ctx, "allowed_tables", "allowed_tables", f"table {table} is not on the allow list"
+            )
+    if ctx.facts.unresolved and ctx.has_table_rules:
+        for what in ctx.facts.unresolved:
+            yield _violation(
+                ctx,
+                "unresolved_table",
+                "allowed_tables" if patterns.allowed_tables is not None else "denied_tables",
+                f"cannot tell which table an implicit join reads ({what})",
+            )
+
+
+def system_catalog(ctx: Context) -> Iterator[Violation]:
+    """The catalog tells which tables and columns exist, denied ones included: off by default.
+
+    Writing it (``UPDATE pg_settings`` is ``set_config``) is never allowed.
+    """
+    allowed = ctx.patterns.allowed_set
+    for table in sorted(ctx.facts.written):
+        if is_catalog_table(ctx.patterns.dialect, table):
+            yield _violation(
+                ctx,
+                "system_catalog",
+                "allow_system_catalog",
+                f"{table} is the system catalog and is never written (use the database's own "
+                "tools to change settings)",
+            )
+    if ctx.policy.allow_system_catalog:
+        return
+    for table in sorted(ctx.facts.tables):
+        if is_catalog_table(ctx.patterns.dialect, table) and not (
+            allowed is not None and allowed.names(table)
+        ):
+            yield _violation(
+                ctx,
+                "system_catalog",
+                "allow_system_catalog",
+                f"{table} is the system catalog; set allow_system_catalog to read it",
+            )
+    for name in sorted(ctx.facts.functions):
+        if name.startswith(_CATALOG_FUNCTIONS.get(ctx.patterns.dialect, ())):
+            yield _violation(
+                ctx,
+                "system_catalog",
+                "allow_system_catalog",
+                f"{name}() reads the system catalog; set allow_system_catalog to call it",
+            )
+
+
+def columns(ctx: Context) -> Iterator[Violation]:
+    """Denied columns are never named, and never read through ``*`` of their table."""
+    facts = ctx.facts
+    for table_pattern, column_pattern in ctx.patterns.denied_columns:
+        for owner, column in sorted(facts.columns, key=str):
+            if not fnmatchcase(column, column_pattern):
+                continue
+            owners = (owner,) if owner else tuple(facts.tables)
+            hit = next(
+                (o for o in owners if table_matches(table_pattern, tuple(o.split(".")), True)), None
+            )
+            if hit is not None:
+                yield _violation(
+                    ctx, "denied_columns", "denied_columns", f"column {hit}.{column} is denied"
+                )
+        for table in sorted(facts.star_tables):
+            if table_matches(table_pattern, tuple(table.split(".")), True):
+                yield _violation(
+                    ctx,
+                    "denied_columns",
+                    "denied_columns",
+                    f"* on {table} would read denied column {column_pattern}; name the columns",
+                )
+
+
+def functions(ctx: Context) -> Iterator[Violation]:
+    """Built-in and policy deny lists, and the function allow list when set."""
+    patterns = ctx.patterns
+    rule = patterns.denied_rule
+    for name in sorted(ctx.facts.functions):
+        if name in patterns.denied_functions or (rule is not None and rule(name)):
+            key = (
+                "denied_functions"
+                if name in ctx.policy.denied_functions
+                else ("builtin_denied_functions")
+            )
+            yield _violation(ctx, "denied_functions", key, f"function {name}() is denied")
+        elif patterns.allowed_functions is not None and name not in patterns.allowed_functions:
+            yield _violation(
+                ctx,
+                "allowed_functions",
+                "allowed_functions",
+                f"function {name}() is not on the allow list",
+            )
+
+
+def allowlist(ctx: Context) -> Iterator[Violation]:
+    """With an allowlist, only statement shapes seen before (by fingerprint) may run."""
+    if ctx.patterns.allowlist and ctx.facts.fingerprint not in ctx.patterns.allowlist:
+        yield _violation(
+            ctx,
+            "allowlist",
+            "allowlist",
+            f"statement shape {ctx.facts.fingerprint or '(none)'} is not on the allowlist",
+        )
+
+
+RULES: tuple[Rule, ...] = (
+    unparsed,
+    executable_comment,
+    statement_count,
+    statement_kind,
+    read_only,
+    tables,
+    system_catalog,
+    columns,
+    functions,
+    allowlist,
+)
+
+
+def rules_for(policy: Policy, patterns: Patterns) -> tuple[Rule, ...]:
+    """RULES without those that cannot fire under this policy (they cost time on every miss)."""
+    idle: set[Rule] = set()
+    if not policy.read_only:
+        idle.add(read_only)
+    if not patterns.denied_tables and patterns.allowed_tables is None:
+        idle.add(tables)
+    if not patterns.denied_columns:
+        idle.add(columns)
+    if not patterns.allowlist:
+        idle.add(allowlist)
+    return tuple(rule for rule in RULES if rule not in idle)
