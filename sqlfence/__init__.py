@@ -6,6 +6,8 @@ every statement is parsed, judged against the policy, row-limited, timed and rec
 
 from __future__ import annotations
 
+import logging
+
 from sqlfence.errors import (
     ConfigurationError,
     DatabaseError,
@@ -33,6 +35,9 @@ from sqlfence.proxy.connection import GuardedConnection
 from sqlfence.proxy.cursor import GuardedCursor
 
 __version__ = "0.1.0"
+
+# A library does not print: alerts and warnings reach the application's logging setup, if any.
+logging.getLogger("sqlfence").addHandler(logging.NullHandler())
 
 # PEP 249 module globals. Connections may be shared between threads, cursors may not
 # (the strictest of the wrapped drivers decides). The fence's SQL uses the driver's own

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from sqlglot.dialects.dialect import Dialect
 
+from sqlfence.errors import ConfigurationError
 from sqlfence.policies.loader import PolicySource, load_policy
 from sqlfence.policies.model import Policy
 from sqlfence.policies.rules import Context, Patterns, Violation, rules_for, statement_length
@@ -236,7 +237,11 @@ def dialect_instance(dialect: str | Dialect) -> Dialect:
         return Dialect.get_or_raise(dialect)
     instance = _DIALECTS.get(dialect)
     if instance is None:
-        instance = _DIALECTS.setdefault(dialect, Dialect.get_or_raise(dialect))
+        try:
+            made = Dialect.get_or_raise(dialect)
+        except ValueError as error:
+            raise ConfigurationError(str(error)) from None
+        instance = _DIALECTS.setdefault(dialect, made)
     return instance
 
 

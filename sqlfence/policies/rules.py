@@ -67,8 +67,8 @@ Rule = Callable[[Context], Iterator[Violation]]
 
 
 def _violation(ctx: Context, rule: str, key: str, message: str) -> Violation:
-    origins = ctx.patterns.origins
-    return Violation(rule, message, origins.get(key) or origins.get(""))
+    # Only a key the policy sets has a line to point at; a default is nobody's line.
+    return Violation(rule, message, ctx.patterns.origins.get(key))
 
 
 def statement_length(ctx: Context) -> Iterator[Violation]:
@@ -112,7 +112,7 @@ def statement_count(ctx: Context) -> Iterator[Violation]:
 def statement_kind(ctx: Context) -> Iterator[Violation]:
     """Only the statement kinds the policy names."""
     for operation in ctx.facts.operations:
-        if not ctx.policy.allows_statement(operation):
+        if operation not in _NOT_STATEMENTS and not ctx.policy.allows_statement(operation):
             allowed = ", ".join(ctx.policy.statements)
             yield _violation(
                 ctx,

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from sqlfence.errors import DefaultPolicyWarning
-from sqlfence.observe.observer import NULL_OBSERVER, Observer, Session
+from sqlfence.errors import ConfigurationError, DefaultPolicyWarning
+from sqlfence.observe.observer import Observer, Session
 from sqlfence.policies.engine import Guard
 from sqlfence.policies.loader import PolicySource, load_policy
 from sqlfence.policies.model import Policy
@@ -53,6 +53,11 @@ def connect(
         raw = driver.connect(parsed, guard, dict(driver_kwargs))
     except driver.error_class as error:
         raise driver.translate(error) from error
+    except TypeError as error:  # a keyword the driver does not take
+        known = "policy, agent_id, tenant, audit, monitoring, telemetry, observer, catalog, sandbox"
+        raise ConfigurationError(
+            f"{error} (sqlfence's own options are: {known}; the rest go to the driver)"
+        ) from None
     try:
         if guard.policy_has_table_rules:
             found = driver.load_catalog(raw) if catalog is None else None
@@ -136,11 +141,12 @@ def _observer(
 ) -> tuple[Observer, bool]:
     if observer is not None:
         return observer, False
+    from sqlfence.observe.fanout import build_observer
+
     try:
-        from sqlfence.observe.fanout import build_observer
-    except ImportError:  # observability not built yet
-        return NULL_OBSERVER, False
-    return build_observer(audit=audit, monitoring=monitoring, telemetry=telemetry), True
+        return build_observer(audit=audit, monitoring=monitoring, telemetry=telemetry), True
+    except ValueError as error:  # pydantic's ValidationError: a misspelt or invalid setting
+        raise ConfigurationError(f"invalid audit/monitoring/telemetry settings: {error}") from None
 
 
 def _adopt(driver: drivers.Driver, module: Any) -> drivers.Driver:

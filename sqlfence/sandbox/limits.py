@@ -9,8 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from sqlfence.errors import ConfigurationError
+from sqlfence.policies.loader import validate
 from sqlfence.policies.model import Policy
 
 # What an agent may do in its own namespace when the policy is not read-only: it owns the
@@ -47,7 +49,10 @@ def build_limits(limits: Limits | Mapping[str, Any] | None) -> Limits:
     """``limits`` as a validated ``Limits`` (a mapping uses the design report's keys)."""
     if isinstance(limits, Limits):
         return limits
-    return Limits.model_validate(dict(limits or {}))
+    try:
+        return Limits.model_validate(dict(limits or {}))
+    except ValidationError as error:
+        raise ConfigurationError(f"invalid limits: {error}") from None
 
 
 def build_policy(access_policy: Policy | Mapping[str, Any] | None, limits: Limits) -> Policy:
@@ -64,7 +69,7 @@ def build_policy(access_policy: Policy | Mapping[str, Any] | None, limits: Limit
         read_only = bool(given.get("read_only", False))
         given.setdefault("read_only", read_only)
         given.setdefault("statements", READER_STATEMENTS if read_only else WRITER_STATEMENTS)
-        policy = Policy.model_validate(given)
+        policy = validate(given, {})  # a PolicyError naming the bad key
     if policy.statement_timeout_ms is None and limits.statement_timeout_ms is not None:
         policy = policy.model_copy(update={"statement_timeout_ms": limits.statement_timeout_ms})
     return policy

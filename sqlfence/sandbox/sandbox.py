@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlfence.errors import QuotaExceeded, SandboxError
+from sqlfence.errors import ConfigurationError, QuotaExceeded, SandboxError
 from sqlfence.policies.engine import Decision
 from sqlfence.policies.model import Policy
 from sqlfence.proxy.connection import GuardedConnection
@@ -111,6 +111,8 @@ class AgentSandbox:
         database = chosen.backend(backend, home.resolve())
         now = datetime.now(timezone.utc)
         name = naming.namespace_name(agent_id, tenant, now, token=secrets.token_hex(3))
+        if ttl is not None and not isinstance(ttl, (int, float, timedelta)):
+            raise ConfigurationError(f"ttl must be seconds or a timedelta, not {ttl!r}")
         seconds = ttl.total_seconds() if isinstance(ttl, timedelta) else ttl
         created = now.timestamp()
         labels: dict[str, Any] = {"sqlfence": "sandbox", "agent_id": agent_id, "tenant": tenant}

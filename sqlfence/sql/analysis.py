@@ -7,6 +7,7 @@ over the tree collects them all.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -81,7 +82,7 @@ _STATEMENT_NODES = (
 )
 _SUMMARY_MAX = 255
 # Roots that are expressions, not statements: sqlglot accepts "x + 1" on its own, a database won't.
-_NOT_STATEMENTS = (exp.Condition, exp.Identifier, exp.Table)
+_NOT_STATEMENTS = (exp.Condition, exp.Identifier, exp.Table, exp.Alias, exp.Tuple, exp.Star)
 
 
 @dataclass(frozen=True)
@@ -207,10 +208,23 @@ def analyze(
 
 
 def _not_understood(sql: str, dialect: Dialect, what: str, error: Exception) -> Analysis:
-    text = str(error).splitlines()[0] if str(error) else ""
-    message = f"{type(error).__name__}: {text}" if not isinstance(error, SqlglotError) else text
-    facts = StatementFacts(operation="unparsed", unparsed=f"{what}: {message or 'error'}")
+    facts = StatementFacts(operation="unparsed", unparsed=f"{what}: {_describe(error)}")
     return Analysis(sql, dialect, (), (), facts)
+
+
+def _describe(error: Exception) -> str:
+    """A parser error as a person reads it: where, near what, and what was expected."""
+    details = getattr(error, "errors", None)
+    if isinstance(error, SqlglotError) and details:
+        first = details[0]
+        description = re.sub(r" for <class '[^']+'>", "", str(first.get("description", "")))
+        where = f"syntax error at line {first.get('line')}, column {first.get('col')}"
+        near = str(first.get("highlight") or "").strip()
+        return f"{where}{f' near {near!r}' if near else ''} ({description})"
+    text = str(error).splitlines()[0] if str(error) else ""
+    if isinstance(error, SqlglotError):
+        return text or "syntax error"
+    return f"{type(error).__name__}: {text}"
 
 
 class FactHook:
@@ -345,8 +359,9 @@ def _collect(
             _add_star(star, owners, out)
     for hook in hooks:
         hook.collect(tree, namer, out)
-    if isinstance(tree, _NOT_STATEMENTS) and out.unparsed is None:
-        out.unparsed = f"not a statement but a bare {tree.key} expression"
+    if isinstance(tree, _NOT_STATEMENTS):
+        out.unparsed = out.unparsed or f"not a statement but a bare {tree.key} expression"
+        operations[0] = "unparsed"  # no statement kind to judge: the unparsed rule says why
     return StatementFacts(
         operation=operations[0],
         operations=tuple(operations),

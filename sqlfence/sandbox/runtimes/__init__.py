@@ -23,6 +23,8 @@ def runtime_for(
 
     if name is not None and not isinstance(name, str):
         return name
+    if backend not in ("sqlite", "postgres", "iris"):
+        raise ConfigurationError(f"unknown backend {backend!r} (known: sqlite, postgres, iris)")
     chosen = name or ("embedded" if backend == "sqlite" else "external")
     if chosen != "docker" and (placement is not None or image is not None):
         raise ConfigurationError(f"placement= and image= need runtime='docker', not {chosen!r}")
