@@ -1,4 +1,4 @@
-"""The ``sqlfence`` command: check, policy, audit, demo.
+"""The ``sqlfence`` command: check, policy, audit, sandbox, shell, mcp, demo.
 
 Exit codes: 0 success (or "allowed"), 1 denied / verification failed, 2 bad usage or input.
 """
@@ -6,11 +6,23 @@ Exit codes: 0 success (or "allowed"), 1 denied / verification failed, 2 bad usag
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from sqlfence.errors import Error
+
+EVENT_TYPES = (
+    "connect",
+    "disconnect",
+    "query",
+    "slow_query",
+    "schema_change",
+    "error",
+    "denial",
+    "fetch",
+    "alert",
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.run(args))
-    except Error as error:
+    except (Error, ValueError, OSError) as error:  # bad input: say what, no traceback
         print(f"sqlfence: {error}", file=sys.stderr)
         return 2
 
@@ -38,7 +50,11 @@ def _parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="sqlfence", description=__doc__)
     parser.add_argument("--json", action="store_true", help="machine-readable output")
-    sub = parser.add_subparsers(metavar="COMMAND")
+    json_flag = argparse.ArgumentParser(add_help=False)
+    json_flag.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
+    )
+    sub = _JsonSubparsers(parser.add_subparsers(metavar="COMMAND"), json_flag)
 
     check = sub.add_parser("check", help="decide a statement under a policy (no database)")
     check.add_argument("sql", help="the statement, or - to read it from standard input")
@@ -75,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
         action.add_argument("--agent")
         action.add_argument("--tenant")
         action.add_argument("--status", help="ok, denied, error, ...")
-        action.add_argument("--type", help="query, denial, connect, slow_query, ...")
+        action.add_argument("--type", choices=EVENT_TYPES, help="event type")
         action.add_argument("--since", help="ISO 8601 time (inclusive)")
         action.add_argument("--until", help="ISO 8601 time (exclusive)")
         if name == "tail":
@@ -109,5 +125,27 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _emit(payload: object, as_json: bool, text: str) -> None:
-    print(json.dumps(payload, indent=2, default=str) if as_json else text)
+class _JsonSubparsers:
+    """Adds ``--json`` to every sub-command, so it works before or after the command name."""
+
+    def __init__(self, actions: Any, parent: argparse.ArgumentParser) -> None:
+        self._actions = actions
+        self._parent = parent
+
+    def add_parser(self, name: str, **kwargs: Any) -> Any:
+        parser = self._actions.add_parser(name, parents=[self._parent], **kwargs)
+        return _Nested(parser, self._parent)
+
+
+class _Nested:
+    """A sub-command parser whose own sub-commands also get ``--json``."""
+
+    def __init__(self, parser: argparse.ArgumentParser, parent: argparse.ArgumentParser) -> None:
+        self._parser = parser
+        self._parent = parent
+
+    def add_subparsers(self, **kwargs: Any) -> _JsonSubparsers:
+        return _JsonSubparsers(self._parser.add_subparsers(**kwargs), self._parent)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._parser, name)

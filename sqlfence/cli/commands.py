@@ -44,11 +44,19 @@ def check(args: argparse.Namespace) -> int:
 
 
 def policy_lint(args: argparse.Namespace) -> int:
-    """Validate policy files; exit 2 on the first malformed one."""
+    """Validate every policy file (each section of each); exit 2 when any is malformed."""
+    from sqlfence.errors import PolicyError
+
+    failed = 0
     for path in args.files:
-        load_policy(path)
-        print(f"{path}: ok")
-    return 0
+        try:
+            load_policy(path)
+        except PolicyError as error:
+            failed += 1
+            print(f"{path}: {error}", file=sys.stderr)
+        else:
+            print(f"{path}: ok")
+    return 2 if failed else 0
 
 
 def policy_schema(args: argparse.Namespace) -> int:
@@ -118,8 +126,13 @@ def _when(timestamp: float) -> str:
 
 def audit_verify(args: argparse.Namespace) -> int:
     """Verify an audit log's chain; exit 0 only when nothing was changed, removed or reordered."""
+    from pathlib import Path
+
     from sqlfence.observe import verify
 
+    if not Path(args.path).exists():
+        print(f"sqlfence: no audit log at {args.path}", file=sys.stderr)
+        return 2
     result = verify(args.path)
     if args.json:
         error = result.first_error
@@ -187,12 +200,26 @@ def policy_learn(args: argparse.Namespace) -> int:
     events = query_events(
         args.audit, agent_id=args.agent, event_type=("query", "slow_query"), status="ok"
     )
-    fingerprints = sorted({e.fingerprint for e in events if e.fingerprint})
+    shapes: dict[str, str] = {}
+    for event in events:
+        if event.fingerprint and event.query:
+            shapes.setdefault(event.fingerprint, " ".join(event.query.split())[:120])
+    if not shapes:
+        who = f" of agent {args.agent}" if args.agent else ""
+        print(
+            f"sqlfence: no allowed statements{who} in {args.audit}: an empty allowlist would "
+            "allow every shape, so no policy was written",
+            file=sys.stderr,
+        )
+        return 1
+    fingerprints = sorted(shapes)
     base: dict[str, object] = {}
     if args.base:
         base = dict(load_policy(args.base).resolve(args.agent).model_dump(exclude_unset=True))
     base["allowlist"] = fingerprints
     print(f"# learned from {len(events)} statements in {args.audit}: {len(fingerprints)} shapes")
+    for fingerprint in fingerprints:
+        print(f"#   {fingerprint}: {shapes[fingerprint]}")
     print(yaml.safe_dump(base, sort_keys=False), end="")
     return 0
 

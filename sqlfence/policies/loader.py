@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -178,7 +179,10 @@ def _describe(error: ValidationError, origins: Mapping[str, str]) -> str:
         field = ".".join(str(part) for part in loc) or "policy"
         message = item.get("msg", "invalid")
         if item.get("type") == "extra_forbidden":
-            message = f"unknown key {key!r} (see Policy.json_schema() for the valid keys)"
+            known = [*Policy.model_fields, "deny_tables", "max_row_limit"]
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "`sqlfence policy schema` lists keys"
+            message = f"unknown key {key!r} ({hint})"
             field = key
         problems.append(f"{where}: {field}: {message}")
     return "; ".join(problems)

@@ -130,7 +130,7 @@ def test_audit_verify_fails_on_tampering(tmp_path: Path) -> None:
 
 def test_shell_reads_statements_from_standard_input(tmp_path: Path) -> None:
     """The shell runs each line through the fence: results, denials and the last decision."""
-    lines = "SELECT 1 AS one\nSELECT * FROM secrets\n\\d\n\\q\n"
+    lines = "SELECT 1\n  AS one;\nSELECT * FROM secrets;\n\\why\n\\q\n"
     policy = POLICIES / "analyst.yaml"
     done = subprocess.run(
         [
