@@ -85,12 +85,19 @@ class Registry:
 
     def put(self, record: Record) -> None:
         """Add or replace ``record``. The file is private to the user (it may hold a URL)."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        temporary = self.directory / f".{record.name}.{os.getpid()}.tmp"
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(asdict(record), handle, sort_keys=True)
-        temporary.replace(self._path(record.name))
+        # One encode, one write, one rename: a pool re-assigns records on every acquire.
+        payload = json.dumps(asdict(record), sort_keys=True).encode()
+        temporary = os.path.join(self.directory, f".{record.name}.{os.getpid()}.tmp")
+        try:
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        except FileNotFoundError:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, payload)
+        finally:
+            os.close(fd)
+        os.replace(temporary, self._path(record.name))
 
     def get(self, name: str) -> Record | None:
         """The record of ``name``, or None."""
