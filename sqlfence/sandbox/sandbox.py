@@ -237,6 +237,7 @@ class AgentSandbox:
             _add_numbers(summed, connection.get_metrics())
         size = self.size_bytes() if self._state != "destroyed" else 0
         container = self._container.container_metrics() if self._container else {}
+        self._report_resources(container, size)
         return {
             **summed,
             **container,
@@ -251,6 +252,24 @@ class AgentSandbox:
             "expires_at": self._record.expires_at,
             "snapshots": len(self.snapshots.names()),
         }
+
+    def _report_resources(self, container: Mapping[str, Any], size: int) -> None:
+        """Feed resource readings to the monitor, whose rules (alert_on_cpu_percent...) alert."""
+        connections = list(self._connections)
+        if not connections:
+            return
+        connection = connections[0]
+        report = getattr(connection._observer, "report_resource", None)
+        if report is None:
+            return
+        readings = {
+            "cpu_percent": container.get("cpu_percent"),
+            "memory_mb": container.get("memory_used_mb"),
+            "disk_mb": size / (1024 * 1024),
+        }
+        for kind, value in readings.items():
+            if isinstance(value, (int, float)):
+                report(kind, float(value), session=connection.session, sandbox=self.name)
 
     # -- pause, quota ----------------------------------------------------------------
 

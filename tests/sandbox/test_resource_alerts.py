@@ -1,0 +1,30 @@
+"""Resource readings of a sandbox feed the monitor's alert rules."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from sqlfence.observe.alerts import Alert
+from sqlfence.sandbox import AgentSandbox
+
+
+def test_disk_reading_raises_an_alert(tmp_path: Path) -> None:
+    """get_metrics() reports the namespace size; over alert_on_disk_mb an alert is delivered."""
+    alerts: list[Alert] = []
+    monitoring = {"alert_on_disk_mb": 0.001, "callbacks": [alerts.append]}
+    with AgentSandbox.create(
+        agent_id="big", root=tmp_path, monitoring=monitoring, access_policy={"read_only": False}
+    ) as sb:
+        conn = sb.get_connection()
+        conn.execute("CREATE TABLE t (a TEXT)")
+        conn.execute("INSERT INTO t VALUES (?)", ("x" * 10_000,))
+        conn.commit()
+        sb.get_metrics()
+        deadline = time.monotonic() + 5  # alerts are delivered on a background thread
+        while not alerts and time.monotonic() < deadline:
+            time.sleep(0.01)
+        conn.close()
+    assert alerts
+    assert alerts[0].sandbox == sb.name
+    assert "disk" in alerts[0].message
