@@ -1,0 +1,133 @@
+"""What the Docker runtime runs: an engine spec per database kind, and the limit and stats
+arithmetic (REFERENCE.md's formulas for CPU percent and memory used)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlfence.errors import ConfigurationError
+from sqlfence.sandbox.limits import Limits
+
+PGDATA = "/var/lib/postgresql/data"
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """How to run one database kind in a container."""
+
+    kind: str
+    image: str
+    port: int
+    environment: Callable[[str, str], dict[str, str]]  # (user, password) -> env
+    admin_url: Callable[[str, int, str, str], str]  # (host, port, user, password) -> URL
+    ready_log: str | None = None  # a log line meaning "ready"; else probe the admin URL
+    user: str = "postgres"
+    command: Callable[[Limits], list[str]] = field(default=lambda limits: [])
+    tmpfs: tuple[str, ...] = ()  # scratch directories when the root is read-only
+    data_dir: str | None = None  # an anonymous volume (removed with the container)
+    read_only_root: bool = False
+    files: tuple[tuple[str, str], ...] = ()  # (path, text) written before start (IRIS merge)
+
+
+def _postgres_command(limits: Limits) -> list[str]:
+    # The sandbox's data is disposable: durability knobs off make it start and clone fast.
+    args = ["postgres", "-c", "fsync=off", "-c", "synchronous_commit=off",
+            "-c", "full_page_writes=off"]  # fmt: skip
+    memory = memory_bytes(limits.memory)
+    if memory is not None:
+        # The default 128 MB of shared buffers would eat a small cgroup whole.
+        buffers = max(16, min(128, memory // (8 * 1024 * 1024)))
+        args += ["-c", f"shared_buffers={buffers}MB"]
+    return args
+
+
+POSTGRES = EngineSpec(
+    kind="postgres",
+    image="postgres:16",
+    port=5432,
+    environment=lambda user, password: {"POSTGRES_USER": user, "POSTGRES_PASSWORD": password},
+    admin_url=lambda host, port, user, password: (
+        f"postgresql://{user}:{password}@{host}:{port}/postgres"
+    ),
+    command=_postgres_command,
+    tmpfs=("/var/run/postgresql", "/tmp"),
+    data_dir=PGDATA,
+    read_only_root=True,
+)
+
+# Written against InterSystems' documentation; no IRIS container can run on these machines.
+# The CPF merge file clears the forced first-login password change (SQLCODE -853).
+_IRIS_MERGE = "/tmp/sqlfence-merge.cpf"
+IRIS = EngineSpec(
+    kind="iris",
+    image="intersystemsdc/iris-community:latest",
+    port=1972,
+    environment=lambda user, password: {
+        "IRIS_USERNAME": user,
+        "IRIS_PASSWORD": password,
+        "ISC_CPF_MERGE_FILE": _IRIS_MERGE,
+    },
+    admin_url=lambda host, port, user, password: f"iris://{user}:{password}@{host}:{port}/USER",
+    ready_log="Enabling logons",
+    user="_SYSTEM",
+    files=(
+        (
+            _IRIS_MERGE,
+            "[Actions]\nModifyUser:Name=_SYSTEM,ChangePassword=0,PasswordNeverExpires=1\n"
+            "ModifyUser:Name=SuperUser,ChangePassword=0,PasswordNeverExpires=1\n",
+        ),
+    ),
+)
+
+SPECS = {"postgres": POSTGRES, "postgresql": POSTGRES, "iris": IRIS}
+
+
+def memory_bytes(value: str | None) -> int | None:
+    """``512M``, ``1g``, ``128MB`` or a byte count as bytes; None stays None."""
+    if value is None:
+        return None
+    text = str(value).strip().upper().removesuffix("B").removesuffix("I")
+    units = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+    try:
+        if text and text[-1] in units:
+            return int(float(text[:-1]) * units[text[-1]])
+        return int(float(text))
+    except ValueError as error:
+        raise ConfigurationError(f"memory limit {value!r} is not a size such as 512M") from error
+
+
+def nano_cpus(value: str | float | None) -> int | None:
+    """``"0.5"`` CPUs as docker's nano-CPUs."""
+    if value is None:
+        return None
+    try:
+        cpus = float(value)
+    except ValueError as error:
+        raise ConfigurationError(f"cpu limit {value!r} is not a number of CPUs") from error
+    if cpus <= 0:
+        raise ConfigurationError(f"cpu limit must be positive, not {value!r}")
+    return int(cpus * 1e9)
+
+
+def cpu_percent(stats: dict[str, Any]) -> float:
+    """delta(container CPU) / delta(system CPU) x online CPUs x 100 (docker stats' formula)."""
+    cpu, pre = stats.get("cpu_stats", {}), stats.get("precpu_stats", {})
+    used = cpu.get("cpu_usage", {}).get("total_usage", 0) - pre.get("cpu_usage", {}).get(
+        "total_usage", 0
+    )
+    system = cpu.get("system_cpu_usage", 0) - pre.get("system_cpu_usage", 0)
+    online = cpu.get("online_cpus") or len(cpu.get("cpu_usage", {}).get("percpu_usage") or [1])
+    return used / system * online * 100.0 if used > 0 and system > 0 else 0.0
+
+
+def memory_used(stats: dict[str, Any]) -> int:
+    """Memory usage minus the inactive file cache (cgroup v2 ``inactive_file``)."""
+    memory = stats.get("memory_stats", {})
+    detail = memory.get("stats", {})
+    cache = detail.get("inactive_file", detail.get("total_inactive_file", 0))
+    return int(max(0, memory.get("usage", 0) - cache))
+
+
+# -- the process-wide event watcher -------------------------------------------------------
