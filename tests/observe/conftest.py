@@ -1,65 +1,62 @@
-"""Fixtures of the observe tests: a stand-in for ``Decision``, sessions, temporary audit dirs.
-
-``FakeDecision`` has exactly the attributes the observers read from
-``sqlfence.policies.engine.Decision``, so these tests do not depend on the policy engine.
-"""
+"""Fixtures of the observe tests: decisions as the guard makes them, sessions, audit dirs."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sqlfence.observe.observer import Session
+from sqlfence.policies.engine import Decision
+from sqlfence.policies.rules import Violation
+from sqlfence.sql.analysis import StatementFacts
 
 
-@dataclass(frozen=True)
-class FakeViolation:
-    """A broken rule, as ``sqlfence.policies.engine.Violation``."""
-
-    rule: str
-    message: str
-    location: str | None = None
-
-    def __str__(self) -> str:
-        return f"{self.message} (policy {self.location})" if self.location else self.message
-
-
-@dataclass(frozen=True)
-class FakeFacts:
-    """What the observers read of ``StatementFacts``."""
-
-    operation: str = "select"
-    tables: frozenset[str] = frozenset({"main.orders"})
-    summary: str = "SELECT orders"
-    fingerprint: str = "f" * 32
-    is_ddl: bool = False
-    writes: bool = False
+def make_facts(**overrides: Any) -> StatementFacts:
+    """Real ``StatementFacts`` for a statement on ``main.orders``, with a known fingerprint."""
+    fields: dict[str, Any] = {
+        "operation": "select",
+        "tables": frozenset({"main.orders"}),
+        "summary": "SELECT orders",
+        **overrides,
+    }
+    fields.setdefault("operations", (fields["operation"],))
+    facts = StatementFacts(**fields)
+    object.__setattr__(facts, "_fingerprint", "f" * 32)  # as if computed from its tokens
+    return facts
 
 
-@dataclass(frozen=True)
-class FakeDecision:
-    """What the observers read of ``Decision``."""
+def make_decision(
+    allowed: bool = True,
+    sql: str = "SELECT * FROM orders WHERE id = ?",
+    facts: StatementFacts | None = None,
+    reasons: tuple[Violation, ...] = (),
+    detected: bool = False,
+    rewritten: bool = False,
+) -> Decision:
+    """A real ``Decision`` as the guard would make it."""
+    return Decision(
+        allowed=allowed,
+        sql=sql,
+        facts=facts if facts is not None else make_facts(),
+        reasons=reasons,
+        detected=detected,
+        rewritten=rewritten,
+        max_rows=100,
+    )
 
-    allowed: bool = True
-    sql: str = "SELECT * FROM orders WHERE id = ?"
-    facts: FakeFacts = field(default_factory=FakeFacts)
-    reasons: tuple[FakeViolation, ...] = ()
-    detected: bool = False
-    rewritten: bool = False
 
-
-SELECT = FakeDecision()
-INSERT = FakeDecision(
+SELECT = make_decision()
+INSERT = make_decision(
     sql="INSERT INTO orders (id) VALUES (?)",
-    facts=FakeFacts(operation="insert", summary="INSERT orders", writes=True),
+    facts=make_facts(operation="insert", summary="INSERT orders", writes=True),
 )
-CREATE = FakeDecision(
+CREATE = make_decision(
     sql="CREATE TABLE t (id INT)",
-    facts=FakeFacts(
+    facts=make_facts(
         operation="create",
         tables=frozenset({"main.t"}),
         summary="CREATE t",
@@ -67,16 +64,16 @@ CREATE = FakeDecision(
         writes=True,
     ),
 )
-DENIED = FakeDecision(
+DENIED = make_decision(
     allowed=False,
     sql="SELECT * FROM secrets",
-    facts=FakeFacts(tables=frozenset({"main.secrets"}), summary="SELECT secrets"),
-    reasons=(FakeViolation("deny_tables", "table main.secrets is on the deny list", "p.yaml:3"),),
+    facts=make_facts(tables=frozenset({"main.secrets"}), summary="SELECT secrets"),
+    reasons=(Violation("deny_tables", "table main.secrets is on the deny list", "p.yaml:3"),),
 )
-DETECTED = FakeDecision(
+DETECTED = make_decision(
     sql="SELECT * FROM secrets",
-    facts=FakeFacts(tables=frozenset({"main.secrets"}), summary="SELECT secrets"),
-    reasons=(FakeViolation("deny_tables", "table main.secrets is on the deny list"),),
+    facts=make_facts(tables=frozenset({"main.secrets"}), summary="SELECT secrets"),
+    reasons=(Violation("deny_tables", "table main.secrets is on the deny list"),),
     detected=True,
 )
 
@@ -142,7 +139,7 @@ def otel() -> Iterator[OTel]:
 def execute(
     observer: Any,
     session: Session,
-    decision: FakeDecision = SELECT,
+    decision: make_decision = SELECT,
     *,
     sql: str | None = None,
     params: Any = (1,),

@@ -26,8 +26,8 @@ from tests.observe.conftest import (
     DETECTED,
     INSERT,
     SELECT,
-    FakeDecision,
     execute,
+    make_decision,
     make_session,
 )
 
@@ -349,7 +349,7 @@ def _agent_workload(number: int, audit_dir: Path, errors: list[BaseException]) -
         for i in range(PER_THREAD):
             marker = f"{number}:{i}"
             if i % 10 == 0:
-                denied = FakeDecision(
+                denied = make_decision(
                     allowed=False,
                     sql=f"SELECT * FROM secrets /*{marker}*/",
                     facts=DENIED.facts,

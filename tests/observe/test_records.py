@@ -9,7 +9,7 @@ import pytest
 
 from sqlfence.observe.records import DenialRecord, FetchRecord, StatementRecord, snapshot_params
 from sqlfence.observe.settings import AuditSettings
-from tests.observe.conftest import CREATE, DENIED, DETECTED, SELECT, FakeDecision, make_session
+from tests.observe.conftest import CREATE, DENIED, DETECTED, SELECT, make_decision, make_session
 
 DESIGN_REPORT_KEYS = [
     "timestamp",
@@ -24,7 +24,7 @@ DESIGN_REPORT_KEYS = [
 ]
 
 
-def _record(decision: FakeDecision = SELECT, **fields: object) -> StatementRecord:
+def _record(decision: make_decision = SELECT, **fields: object) -> StatementRecord:
     record = StatementRecord(
         make_session(), decision.sql, decision, 0.0, 1_700_000_000_123_456_789, 7
     )
@@ -62,7 +62,7 @@ def test_statement_events_start_with_the_design_report_schema() -> None:
         ({"error": ValueError("x")}, CREATE, ("error", "error")),
     ],
 )
-def test_statement_kinds(fields: dict, decision: FakeDecision, kind: tuple[str, str]) -> None:
+def test_statement_kinds(fields: dict, decision: make_decision, kind: tuple[str, str]) -> None:
     """Errors first, then DDL, then slow queries decide a statement's event type."""
     record = _record(decision, **fields)
     assert record.kind() == kind
@@ -72,7 +72,7 @@ def test_statement_kinds(fields: dict, decision: FakeDecision, kind: tuple[str, 
 
 def test_the_fast_json_is_valid_for_every_field() -> None:
     """Errors, params, rewritten SQL, quotes and non-ASCII text all give valid JSON."""
-    decision = FakeDecision(sql='SELECT "naïve" FROM t LIMIT 100', rewritten=True)
+    decision = make_decision(sql='SELECT "naïve" FROM t LIMIT 100', rewritten=True)
     record = _record(decision, error=KeyError('clé "x"\n'), params=["ünïcode", b"\xff"], rowcount=3)
     record.sql = 'SELECT "naïve" FROM t'
     event = _decode(record, log_params=True)

@@ -27,10 +27,10 @@ from tests.observe.conftest import (
     DETECTED,
     INSERT,
     SELECT,
-    FakeDecision,
-    FakeFacts,
     OTel,
     execute,
+    make_decision,
+    make_facts,
     make_session,
 )
 
@@ -79,7 +79,7 @@ def test_a_statement_is_a_client_span_per_the_conventions(otel: OTel) -> None:
 def test_literal_text_is_masked_and_parameterised_text_kept(otel: OTel) -> None:
     """db.query.text: parameterised SQL as sent; SQL with inline literals masked."""
     observer = _observer(otel)
-    inline = FakeDecision(sql="SELECT * FROM orders WHERE card = '4111-1111'")
+    inline = make_decision(sql="SELECT * FROM orders WHERE card = '4111-1111'")
     execute(observer, make_session(), inline, params=None)
     execute(observer, make_session(), SELECT, params=(1,))
     observer.close()
@@ -93,7 +93,7 @@ def test_literal_text_is_masked_and_parameterised_text_kept(otel: OTel) -> None:
 def test_query_text_modes(otel: OTel, mode: str, expected: str | None) -> None:
     """query_text raw/masked/off is honoured whatever the parameters."""
     observer = _observer(otel, query_text=mode)
-    execute(observer, make_session(), FakeDecision(sql="x = 'a'"), params=None)
+    execute(observer, make_session(), make_decision(sql="x = 'a'"), params=None)
     observer.close()
     (span,) = otel.spans.get_finished_spans()
     assert span.attributes.get("db.query.text") == expected
@@ -237,8 +237,8 @@ def test_an_sdk_configured_later_is_picked_up(otel: OTel, monkeypatch: pytest.Mo
 def test_slow_or_odd_decisions_still_get_a_span_name(otel: OTel) -> None:
     """Without a summary the span is named '{operation} {table}', else the system."""
     observer = _observer(otel)
-    no_summary = FakeDecision(facts=FakeFacts(summary=""))
-    nothing = FakeDecision(facts=FakeFacts(summary="", operation="", tables=frozenset()))
+    no_summary = make_decision(facts=make_facts(summary=""))
+    nothing = make_decision(facts=make_facts(summary="", operation="", tables=frozenset()))
     execute(observer, make_session(), no_summary)
     execute(observer, make_session(), nothing)
     observer.close()
