@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlglot
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import SqlglotError
@@ -562,8 +561,3 @@ def _merge(parts: list[StatementFacts]) -> StatementFacts:
         unresolved=tuple(u for p in parts for u in p.unresolved),
         extra={k: v for p in parts for k, v in p.extra.items()},
     )
-
-
-def operations_of(sql: str, dialect: str) -> list[str]:
-    """The statement kinds in ``sql``; a convenience for tests and the CLI."""
-    return [_operation(tree) for tree in sqlglot.parse(sql, read=dialect) if tree is not None]
