@@ -353,16 +353,24 @@ class AgentSandbox:
                 raise QuotaExceeded(f"sandbox {self.name} was destroyed for exceeding its quota")
 
     def _start_quota_timer(self) -> None:
-        interval = self.limits.quota_check_interval_s
-        if interval is None or self.limits.disk_quota_bytes is None:
+        """Check the disk quota, and feed resource alert rules, on a timer when asked to."""
+        quota = self.limits.quota_check_interval_s is not None and (
+            self.limits.disk_quota_bytes is not None
+        )
+        resources = _watches_resources(self._monitoring)
+        if not quota and not resources:
             return
+        interval = self.limits.quota_check_interval_s or RESOURCE_INTERVAL_S
         stop = threading.Event()
         self._timer = stop
 
         def run() -> None:
             while not stop.wait(interval):
                 try:
-                    self.check_quota()
+                    if quota:
+                        self.check_quota()
+                    if resources:
+                        self.get_metrics()  # reports cpu, memory and disk to the monitor
                 except Exception:
                     continue
 
@@ -487,6 +495,23 @@ class AgentSandbox:
 
     def __repr__(self) -> str:
         return f"<AgentSandbox {self._backend.name}:{self.name} {self.state}>"
+
+
+RESOURCE_INTERVAL_S = 5.0
+_RESOURCE_ALERTS = (
+    "alert_on_cpu_percent",
+    "alert_on_memory_mb",
+    "alert_on_memory_percent",
+    "alert_on_disk_mb",
+    "alert_on_disk_percent",
+)
+
+
+def _watches_resources(monitoring: Any) -> bool:
+    """True when the monitoring settings alert on a resource reading."""
+    if isinstance(monitoring, Mapping):
+        return any(monitoring.get(key) is not None for key in _RESOURCE_ALERTS)
+    return any(getattr(monitoring, key, None) is not None for key in _RESOURCE_ALERTS)
 
 
 def _replace(record: Record, **changes: Any) -> Record:

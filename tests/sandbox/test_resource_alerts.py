@@ -28,3 +28,26 @@ def test_disk_reading_raises_an_alert(tmp_path: Path) -> None:
     assert alerts
     assert alerts[0].sandbox == sb.name
     assert "disk" in alerts[0].message
+
+
+def test_resource_alerts_fire_without_polling(tmp_path: Path) -> None:
+    """With a resource alert rule, a timer reports readings: no get_metrics() call needed."""
+    alerts: list[Alert] = []
+    monitoring = {"alert_on_disk_mb": 0.001, "callbacks": [alerts.append]}
+    with AgentSandbox.create(
+        agent_id="timed",
+        root=tmp_path,
+        monitoring=monitoring,
+        access_policy={"read_only": False},
+        limits={"quota_check_interval_s": 0.05},
+    ) as sb:
+        conn = sb.get_connection()
+        conn.execute("CREATE TABLE t (a TEXT)")
+        conn.execute("INSERT INTO t VALUES (?)", ("x" * 10_000,))
+        conn.commit()
+        deadline = time.monotonic() + 5
+        while not alerts and time.monotonic() < deadline:
+            time.sleep(0.01)
+        conn.close()
+    assert alerts
+    assert alerts[0].sandbox == sb.name
