@@ -45,6 +45,51 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def _sandbox_commands(sub: Any) -> None:
+    from sqlfence.cli import sandboxes
+
+    def rooted(parser: Any) -> Any:
+        parser.add_argument("--root", help="sandbox root (default .sqlfence)")
+        return parser
+
+    sandbox = sub.add_parser("sandbox", help="agent sandboxes").add_subparsers(metavar="ACTION")
+    rooted(sandbox.add_parser("list", help="every recorded sandbox")).set_defaults(
+        run=sandboxes.sandbox_list
+    )
+    gc = rooted(sandbox.add_parser("gc", help="remove expired and orphaned sandboxes"))
+    gc.add_argument("--all", action="store_true", help="also those of live or detached owners")
+    gc.set_defaults(run=sandboxes.sandbox_gc)
+    create = rooted(sandbox.add_parser("create", help="a detached sandbox; prints its name"))
+    create.add_argument("agent_id")
+    create.add_argument("--tenant")
+    create.add_argument("--backend", default="sqlite", choices=("sqlite", "postgres", "iris"))
+    create.add_argument("--server-url", help="admin URL of the server (postgres, iris)")
+    create.add_argument("--ttl", type=float, help="seconds until it expires")
+    create.add_argument("--snapshot", help="a shared snapshot to start from")
+    create.set_defaults(run=sandboxes.sandbox_create)
+    destroy = rooted(sandbox.add_parser("destroy", help="destroy sandboxes by name"))
+    destroy.add_argument("names", nargs="+")
+    destroy.set_defaults(run=sandboxes.sandbox_destroy)
+    snapshot = rooted(sandbox.add_parser("snapshot", help="snapshot a sandbox"))
+    snapshot.add_argument("name")
+    snapshot.add_argument("snapshot")
+    snapshot.add_argument("--shared", action="store_true", help="as a golden dataset")
+    snapshot.set_defaults(run=sandboxes.sandbox_snapshot)
+    restore = rooted(sandbox.add_parser("restore", help="restore a sandbox to a snapshot"))
+    restore.add_argument("name")
+    restore.add_argument("snapshot")
+    restore.set_defaults(run=sandboxes.sandbox_restore)
+
+    pool = sub.add_parser("pool", help="warm sandbox pools").add_subparsers(metavar="ACTION")
+    warm = rooted(pool.add_parser("warm", help="start a pool and report when it is ready"))
+    warm.add_argument("--size", type=int, default=3)
+    warm.add_argument("--backend", default="sqlite", choices=("sqlite", "postgres", "iris"))
+    warm.add_argument("--runtime", help="embedded, external or docker")
+    warm.add_argument("--server-url", help="admin URL of the server (runtime external)")
+    warm.add_argument("--timeout", type=float, default=120.0, help="seconds to wait")
+    warm.set_defaults(run=sandboxes.pool_warm)
+
+
 def _parser() -> argparse.ArgumentParser:
     from sqlfence.cli import commands
 
@@ -101,14 +146,7 @@ def _parser() -> argparse.ArgumentParser:
             action.add_argument("--output", "-o", required=True)
         action.set_defaults(run=run)
 
-    sandbox = sub.add_parser("sandbox", help="agent sandboxes").add_subparsers(metavar="ACTION")
-    listed = sandbox.add_parser("list", help="every recorded sandbox")
-    listed.add_argument("--root", help="sandbox root (default .sqlfence)")
-    listed.set_defaults(run=commands.sandbox_list)
-    gc = sandbox.add_parser("gc", help="remove expired sandboxes and those of dead processes")
-    gc.add_argument("--root", help="sandbox root (default .sqlfence)")
-    gc.add_argument("--all", action="store_true", help="also those of live processes")
-    gc.set_defaults(run=commands.sandbox_gc)
+    _sandbox_commands(sub)
 
     sub.add_parser("mcp", help="serve guarded query tools over MCP (sqlfence mcp --help)")
 

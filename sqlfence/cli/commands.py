@@ -81,49 +81,6 @@ def demo(args: argparse.Namespace) -> int:
     return run(audit_dir=Path(args.audit) if args.audit else None)
 
 
-def sandbox_list(args: argparse.Namespace) -> int:
-    """Print every recorded sandbox: name, backend, agent, tenant, owner pid, expiry."""
-    from sqlfence.sandbox import listing
-
-    records = listing(args.root)
-    if args.json:
-        print(json.dumps([_record(record) for record in records], indent=2, default=str))
-        return 0
-    if not records:
-        print("no sandboxes")
-    for record in records:
-        expires = "never" if record.expires_at is None else _when(record.expires_at)
-        print(
-            f"{record.name}  {record.backend}  agent={record.agent_id}  "
-            f"tenant={record.tenant or '-'}  pid={record.owner.pid}  expires={expires}"
-        )
-    return 0
-
-
-def sandbox_gc(args: argparse.Namespace) -> int:
-    """Remove what is expired or whose owner is gone; print what was removed."""
-    from sqlfence.sandbox import reap
-
-    removed = reap(args.root, everything=args.all)
-    if args.json:
-        print(json.dumps({"removed": removed}))
-    else:
-        print(f"removed {len(removed)} sandbox(es)" + "".join(f"\n  {n}" for n in removed))
-    return 0
-
-
-def _record(record: object) -> dict[str, object]:
-    from dataclasses import asdict, is_dataclass
-
-    return asdict(record) if is_dataclass(record) and not isinstance(record, type) else {}
-
-
-def _when(timestamp: float) -> str:
-    from datetime import datetime, timezone
-
-    return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
 def audit_verify(args: argparse.Namespace) -> int:
     """Verify an audit log's chain; exit 0 only when nothing was changed, removed or reordered."""
     from pathlib import Path

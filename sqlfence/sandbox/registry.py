@@ -34,9 +34,14 @@ class Owner:
         """This process."""
         return cls(socket.gethostname(), os.getpid(), process_start(os.getpid()))
 
+    @classmethod
+    def detached(cls) -> Owner:
+        """No owning process: only the sandbox's ttl, ``destroy`` or ``gc --all`` end it."""
+        return cls(socket.gethostname(), 0, None)
+
     def alive(self) -> bool:
         """False only when this host can tell the owner is gone (other hosts count as alive)."""
-        if self.host != socket.gethostname():
+        if self.pid == 0 or self.host != socket.gethostname():
             return True
         try:
             os.kill(self.pid, 0)

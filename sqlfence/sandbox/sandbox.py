@@ -23,7 +23,7 @@ from sqlfence.sandbox.backends.base import Backend, Namespace
 from sqlfence.sandbox.limits import Limits, build_limits, build_policy
 from sqlfence.sandbox.registry import Owner, Record, Registry
 from sqlfence.sandbox.runtimes import runtime_for
-from sqlfence.sandbox.runtimes.base import ContainerHost, Runtime
+from sqlfence.sandbox.runtimes.base import ContainerHost, Runtime, backend_for
 from sqlfence.sandbox.snapshots import Manifest, SnapshotStore
 
 DEFAULT_ROOT = Path(".sqlfence")
@@ -166,6 +166,51 @@ class AgentSandbox:
             raise
         return sandbox
 
+    def detach(self) -> None:
+        """Let this sandbox outlive this process: no clean-up at exit or on SIGTERM.
+
+        Its ttl, ``destroy()`` (also from another process, through ``AgentSandbox.open``) or
+        ``sqlfence sandbox gc --all`` end it. Not for container runtimes, whose servers stop
+        with the process that started them.
+        """
+        if self._record.runtime == "docker":
+            raise ConfigurationError("a docker sandbox cannot outlive the process that runs it")
+        lifecycle.untrack(self)
+        with self._lock:
+            self._record = _replace(self._record, owner=Owner.detached())
+            self._registry.put(self._record)
+        self._emit("detached")
+
+    @classmethod
+    def open(cls, name: str, root: str | Path | None = None, **options: Any) -> AgentSandbox:
+        """A handle on an existing sandbox, made by another process (``sqlfence sandbox create``).
+
+        Snapshots, restores and ``destroy()`` work on every backend; fence connections need
+        the namespace's URL, which only SQLite sandboxes can rebuild (a PostgreSQL sandbox's
+        role password stays with the process that made it). ``options`` are ``access_policy``,
+        ``limits``, ``monitoring`` and ``audit`` for the connections. Raises SandboxError.
+        """
+        home = (Path(root) if root is not None else DEFAULT_ROOT).resolve()
+        registry = Registry(home)
+        record = registry.get(name)
+        if record is None:
+            raise SandboxError(f"no sandbox named {name} under {home}")
+        settings = build_limits(options.get("limits"))
+        policy = build_policy(options.get("access_policy"), settings)
+        database = backend_for(record.backend, home, record.server)
+        url = f"sqlite:///{record.location}" if record.backend == "sqlite" else ""
+        namespace = Namespace(name, record.backend, url=url, location=record.location)
+        return cls(
+            namespace,
+            database,
+            record,
+            registry,
+            settings,
+            policy,
+            monitoring=options.get("monitoring"),
+            audit=options.get("audit"),
+        )
+
     def destroy(self) -> None:
         """Close every connection, drop the namespace, its role, clones and snapshots.
 
@@ -205,6 +250,11 @@ class AgentSandbox:
         """
         from sqlfence.proxy.connect import connect
 
+        if not self.namespace.url:
+            raise SandboxError(
+                f"sandbox {self.name} was opened by name: its role's password stays with the "
+                "process that made it, so connect there (or use a SQLite sandbox)"
+            )
         with self._lock:
             self._check_usable()
             self._check_container()
