@@ -49,7 +49,9 @@ def _server(tmp_path: Path, *args: str) -> StdioServerParameters:
     )
 
 
-async def _session(params: StdioServerParameters, calls: list[tuple[str, dict[str, Any]]]) -> Any:
+async def _session(
+    params: StdioServerParameters | str, calls: list[tuple[str, dict[str, Any]]]
+) -> Any:
     results: dict[str, Any] = {}
     async with Client(params, client_info=Implementation(name="test-agent", version="1")) as c:
         results["tools"] = sorted(tool.name for tool in (await c.list_tools()).tools)
@@ -132,3 +134,40 @@ def test_sandbox_per_session_from_snapshot(tmp_path: Path) -> None:
     results = anyio.run(_session, params, [("query", {"sql": "SELECT name FROM people"})])
     assert json.loads(_text(results["query"][0]))["rows"] == [["Ada"]]
     assert not list((root / "sandboxes").rglob("*.db")), "the session's sandbox was not destroyed"
+
+
+def test_streamable_http_transport(tmp_path: Path, database: Path) -> None:
+    """Over streamable HTTP on 127.0.0.1: an allowed query answers, a denied one is an error."""
+    import socket
+    import subprocess
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "sqlfence.integrations.mcp", "--policy", str(policy),
+         "--transport", "http", "--port", str(port), f"sqlite:///{database}"],
+        cwd=str(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with socket.socket() as attempt:
+                if attempt.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        calls = [
+            ("query", {"sql": "SELECT name FROM people"}),
+            ("query", {"sql": "SELECT * FROM secrets"}),
+        ]
+        results = anyio.run(_session, f"http://127.0.0.1:{port}/mcp", calls)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    allowed, denied = results["query"]
+    assert not allowed.is_error
+    assert json.loads(_text(allowed))["truncated"] is True
+    assert denied.is_error
+    assert "secrets is on the deny list" in _text(denied)
