@@ -7,6 +7,9 @@ import json
 import sys
 from typing import Any
 
+from rich.console import Console
+from rich.table import Table
+
 from sqlfence.policies.engine import Guard
 from sqlfence.policies.loader import load_policy
 from sqlfence.policies.model import Policy
@@ -37,9 +40,11 @@ def check(args: argparse.Namespace) -> int:
             )
         )
     else:
-        print(decision.explain())
+        console = Console(highlight=False)
+        color = "red" if not decision.allowed else "yellow" if decision.detected else "green"
+        console.print(decision.explain(), style=color, markup=False)
         if decision.allowed:
-            print(decision.sql)
+            console.print(decision.sql, markup=False)
     return 0 if decision.allowed else 1
 
 
@@ -115,13 +120,22 @@ def audit_query(args: argparse.Namespace) -> int:
 
 
 def audit_tail(args: argparse.Namespace) -> int:
-    """Print the last N events, one line each."""
-    for event in _events(args)[-args.lines :]:
-        what = event.reason or event.query or ""
-        print(
-            f"#{event.seq} {event.timestamp} {event.event_type} {event.status or ''} "
-            f"agent={event.agent_id or '-'} {' '.join(what.split())[:100]}"
-        )
+    """Print the last N events as a table (``--json``: one JSON object per line)."""
+    events = _events(args)[-args.lines :]
+    if args.json:
+        for event in events:
+            print(json.dumps(_event_dict(event), default=str))
+        return 0
+    table = Table("seq", "time", "event", "status", "agent", "what")
+    for event in events:
+        what = " ".join((event.reason or event.query or "").split())[:100]
+        status = event.status or ""
+        style = {"denied": "red", "error": "red", "warning": "yellow"}.get(status, "")
+        table.add_row(
+            str(event.seq), event.timestamp, event.event_type, status, event.agent_id or "-",
+            what, style=style,
+        )  # fmt: skip
+    Console().print(table)
     return 0
 
 
