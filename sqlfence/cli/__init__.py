@@ -105,7 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("sql", help="the statement, or - to read it from standard input")
     check.add_argument("--policy", "-p", help="policy file (default: the safe default)")
     check.add_argument("--dialect", "-d", default="sqlite", help="sqlite, postgres, iris, ...")
-    check.add_argument("--agent", help="agent id for per-agent policy sections")
+    check.add_argument("--agent", "--agent-id", dest="agent", help="agent id for policy sections")
     check.add_argument("--tenant", help="tenant for per-tenant policy sections")
     check.set_defaults(run=commands.check)
 
@@ -117,7 +117,7 @@ def _parser() -> argparse.ArgumentParser:
     schema.set_defaults(run=commands.policy_schema)
     learn = policy.add_parser("learn", help="an allowlist of the statement shapes in an audit log")
     learn.add_argument("audit", help="audit log directory or file")
-    learn.add_argument("--agent", help="only this agent's statements")
+    learn.add_argument("--agent", "--agent-id", dest="agent", help="only this agent's statements")
     learn.add_argument("--base", help="policy file whose keys the learned policy keeps")
     learn.set_defaults(run=commands.policy_learn)
 
@@ -133,7 +133,7 @@ def _parser() -> argparse.ArgumentParser:
     ):
         action = audit.add_parser(name, help=text)
         action.add_argument("path")
-        action.add_argument("--agent")
+        action.add_argument("--agent", "--agent-id", dest="agent")
         action.add_argument("--tenant")
         action.add_argument("--status", help="ok, denied, error, ...")
         action.add_argument("--type", choices=EVENT_TYPES, help="event type")
@@ -153,7 +153,7 @@ def _parser() -> argparse.ArgumentParser:
     shell = sub.add_parser("shell", help="an interactive guarded SQL prompt, as an agent sees it")
     shell.add_argument("url", help="database URL (sqlite:///..., postgresql://..., iris://...)")
     shell.add_argument("--policy", "-p", help="policy file (default: the safe default)")
-    shell.add_argument("--agent", help="agent id to act as")
+    shell.add_argument("--agent", "--agent-id", dest="agent", help="agent id to act as")
     shell.add_argument("--tenant")
     shell.set_defaults(run=commands.shell)
 

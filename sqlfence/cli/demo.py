@@ -69,7 +69,7 @@ def run(out: Callable[[str], None] = print, audit_dir: Path | None = None) -> in
     """
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="sqlfence-demo-") as directory:
-        root = Path(directory) / "sandboxes"
+        root = Path(directory) / ".sqlfence"
         audit = audit_dir if audit_dir is not None else Path(directory) / "audit"
         _make_golden(root)
         alerts: list[Alert] = []
