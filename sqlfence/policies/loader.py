@@ -128,9 +128,12 @@ def _from_mapping(
                 f"{where}: unknown key {unknown[0]!r} beside default/tenants/agents "
                 "(put policy keys under 'default:')"
             )
-    default = _section(data.get("default") or {}, ("default",), lines, name)
-    tenants = _sections(data.get("tenants") or {}, ("tenants",), lines, name, nested_agents=True)
-    agents = _sections(data.get("agents") or {}, ("agents",), lines, name, nested_agents=False)
+    problems: list[str] = []  # every section is checked; all problems are reported at once
+    default = _section(data.get("default") or {}, ("default",), lines, name, problems)
+    tenants = _sections(data.get("tenants") or {}, ("tenants",), lines, name, problems, True)
+    agents = _sections(data.get("agents") or {}, ("agents",), lines, name, problems, False)
+    if problems:
+        raise PolicyError("; ".join(problems))
     return PolicySet(default, tenants, agents, origins=lines)
 
 
@@ -139,12 +142,14 @@ def _sections(
     path: tuple[str, ...],
     lines: Mapping[tuple[str, ...], str],
     name: str,
+    problems: list[str],
     nested_agents: bool,
 ) -> dict[str, dict[str, Any]]:
     if not isinstance(data, Mapping):
-        raise PolicyError(f"{lines.get(path, name)}: '{path[-1]}' must map names to policies")
+        problems.append(f"{lines.get(path, name)}: '{path[-1]}' must map names to policies")
+        return {}
     return {
-        str(key): _section(value or {}, (*path, str(key)), lines, name, nested_agents)
+        str(key): _section(value or {}, (*path, str(key)), lines, name, problems, nested_agents)
         for key, value in data.items()
     }
 
@@ -154,19 +159,24 @@ def _section(
     path: tuple[str, ...],
     lines: Mapping[tuple[str, ...], str],
     name: str,
+    problems: list[str],
     nested_agents: bool = False,
 ) -> dict[str, Any]:
     where = lines.get(path, name)
     if not isinstance(data, Mapping):
-        raise PolicyError(f"{where}: {'.'.join(path)} must be a mapping of policy keys")
+        problems.append(f"{where}: {'.'.join(path)} must be a mapping of policy keys")
+        return {}
     section = dict(data)
     agents = section.pop("agents", None) if nested_agents else None
     origins = {key: lines[(path + (key,))] for key in section if (path + (key,)) in lines}
     if path in lines:
         origins[""] = where
-    validate(section, origins)  # every section is checked on load, not first use
+    try:
+        validate(section, origins)  # every section is checked on load, not first use
+    except PolicyError as error:
+        problems.append(str(error))
     if agents is not None:
-        section["agents"] = _sections(agents, (path + ("agents",)), lines, name, False)
+        section["agents"] = _sections(agents, (path + ("agents",)), lines, name, problems, False)
     return section
 
 

@@ -113,3 +113,15 @@ def test_json_schema_covers_every_key() -> None:
     properties = schema["$defs"]["Policy"]["properties"]
     assert set(Policy.model_fields) <= set(properties)
     assert schema["$defs"]["Policy"]["additionalProperties"] is False
+
+
+def test_every_section_problem_is_reported() -> None:
+    """Problems in several sections are all reported, each at its file and line."""
+    text = "default:\n  deny_table: [x]\nagents:\n  loader:\n    readonly: false\n"
+    with pytest.raises(PolicyError) as caught:
+        load_policy(text)
+    message = str(caught.value)
+    assert "<policy text>:2: deny_table: unknown key 'deny_table' (did you mean" in message
+    assert (
+        "<policy text>:5: readonly: unknown key 'readonly' (did you mean 'read_only'?)" in message
+    )
