@@ -6,7 +6,7 @@ half-written snapshot never exists under its name. Restores verify before they t
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlfence.sandbox import naming
 from sqlfence.sandbox.snapshots import Manifest, SnapshotStore, check_name, new_manifest
@@ -22,28 +22,20 @@ def take(sandbox: AgentSandbox, store: SnapshotStore, name: str, in_server: bool
     clone = None
     try:
         contents = backend.contents(sandbox.name)
+        where: dict[str, Any]
         if in_server and backend.clones:
             clone = naming.derived(sandbox.name, f"S_{name}")
-            digest = backend.clone(sandbox.name, clone)
-            manifest = new_manifest(
-                name,
-                backend.name,
-                sandbox.name,
-                tables=contents.tables,
-                schema_digest=contents.schema_digest,
-                clone=clone,
-                content_digest=digest,
-            )
+            where = {"clone": clone, "content_digest": backend.clone(sandbox.name, clone)}
         else:
-            files = backend.export_files(sandbox.name, staging)
-            manifest = new_manifest(
-                name,
-                backend.name,
-                sandbox.name,
-                tables=contents.tables,
-                schema_digest=contents.schema_digest,
-                files=files,
-            )
+            where = {"files": backend.export_files(sandbox.name, staging)}
+        manifest = new_manifest(
+            name,
+            backend.name,
+            sandbox.name,
+            tables=contents.tables,
+            schema_digest=contents.schema_digest,
+            **where,
+        )
         return store.commit(staging, manifest)
     except BaseException:
         store.abandon(staging)
