@@ -62,6 +62,9 @@ class Observer:
         """Live metrics for ``get_metrics()``; empty when nothing is measured."""
         return {}
 
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until what was recorded so far reached its destinations."""
+
     def close(self) -> None:
         """Flush whatever is buffered. Called when the owner of the observer is done."""
 

@@ -30,7 +30,7 @@ def connect(
     tenant: str | None = None,
     audit: Any = None,
     monitoring: Any = None,
-    telemetry: bool = True,
+    telemetry: Any = True,
     observer: Observer | None = None,
     catalog: Mapping[str, str] | None = None,
     sandbox: str | None = None,
@@ -40,8 +40,9 @@ def connect(
 
     ``policy`` is a YAML path, YAML text, a mapping, a ``Policy`` or a ``PolicySet``; without
     one the connection is read-only with a 1,000-row limit (and a warning says so).
-    ``audit`` and ``monitoring`` switch on the audit log and live metrics/alerts; remaining
-    keyword arguments go to the driver's own ``connect``. ``sandbox`` names the sandbox the
+    ``audit`` and ``monitoring`` switch on the audit log and live metrics/alerts;
+    ``telemetry`` (True by default) takes False, a dict or ``TelemetrySettings`` (its own
+    providers, say); remaining keyword arguments go to the driver's own ``connect``. ``sandbox`` names the sandbox the
     connection belongs to, for the correlation fields of its events. Raises
     ConfigurationError for an unknown scheme or a missing driver, PolicyError for a malformed
     policy, and the driver's connection errors as sqlfence.OperationalError.
@@ -82,7 +83,7 @@ def wrap(
     tenant: str | None = None,
     audit: Any = None,
     monitoring: Any = None,
-    telemetry: bool = True,
+    telemetry: Any = True,
     observer: Observer | None = None,
     catalog: Mapping[str, str] | None = None,
     module: Any = None,
@@ -137,7 +138,7 @@ def _session(
 
 
 def _observer(
-    observer: Observer | None, audit: Any, monitoring: Any, telemetry: bool
+    observer: Observer | None, audit: Any, monitoring: Any, telemetry: Any
 ) -> tuple[Observer, bool]:
     if observer is not None:
         return observer, False

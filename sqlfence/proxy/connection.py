@@ -91,6 +91,11 @@ class GuardedConnection:
         """Live metrics of this connection: queries_executed, slow_queries, avg_query_time_ms..."""
         return self._observer.metrics(self._session)
 
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until this connection's audit events, spans, metrics and alerts so far were
+        handed on (written to the audit files, given to the OpenTelemetry providers)."""
+        self._observer.flush(timeout)
+
     def decide(self, sql: str) -> Decision:
         """What the fence would do with ``sql`` on this connection, without running it."""
         return self._decide(sql)
