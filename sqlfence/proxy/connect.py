@@ -42,8 +42,9 @@ def connect(
     one the connection is read-only with a 1,000-row limit (and a warning says so).
     ``audit`` and ``monitoring`` switch on the audit log and live metrics/alerts;
     ``telemetry`` (True by default) takes False, a dict or ``TelemetrySettings`` (its own
-    providers, say); remaining keyword arguments go to the driver's own ``connect``. ``sandbox`` names the sandbox the
-    connection belongs to, for the correlation fields of its events. Raises
+    providers, say); remaining keyword arguments go to the driver's own ``connect``.
+    ``sandbox`` names the sandbox the connection belongs to, for the correlation fields of its
+    events. Raises
     ConfigurationError for an unknown scheme or a missing driver, PolicyError for a malformed
     policy, and the driver's connection errors as sqlfence.OperationalError.
     """
