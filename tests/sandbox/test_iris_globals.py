@@ -1,0 +1,112 @@
+"""The IRIS snapshot file format and the names of a sandbox's IRIS security objects.
+
+Pure functions, no server: the walk and load against a real IRIS are in test_iris_live.py.
+"""
+
+from __future__ import annotations
+
+import gzip
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from sqlfence.sandbox import SnapshotCorrupt, naming
+from sqlfence.sandbox.backends import iris_admin, iris_globals
+from sqlfence.sandbox.backends.iris_globals import Node
+
+NODES: list[Node] = [
+    ("Ebnm.EKUy.1", (), b"10"),
+    ("Ebnm.EKUy.1", (1,), b"\x07\x01Alice\x03\x04\x1e"),  # $LIST bytes stay bytes
+    ("Ebnm.EKUy.1", (-12,), b""),
+    ("Ebnm.EKUy.2", (" ALICE", 1), b""),
+    ("oddDEF", ("User.Person", "a", "Name", 27), "Name \u00e9\u4e2d".encode()),
+    ("G", (1.5, Decimal("2.50"), b"\x00\xff"), b"x"),
+    ("G", ("", "[1]", '{"f": "1"}'), b"look-alikes are strings"),
+]
+
+
+@pytest.mark.parametrize("node", NODES, ids=[repr(n[1]) for n in NODES])
+def test_a_node_survives_a_line(node: Node) -> None:
+    """Names, typed subscripts and raw value bytes come back exactly, types included."""
+    line = iris_globals.encode(node)
+    assert "\n" not in line
+    back = iris_globals.decode(line, "here")
+    assert back == node
+    assert [type(s) for s in back[1]] == [type(s) for s in node[1]]
+
+
+def test_file_round_trip_is_reproducible(tmp_path: Path) -> None:
+    """Same nodes, same bytes (no timestamp in the gzip header): checksums are stable."""
+    first, second = tmp_path / "a.gz", tmp_path / "b.gz"
+    assert iris_globals.write_nodes(first, NODES) == len(NODES)
+    iris_globals.write_nodes(second, iter(NODES))
+    assert first.read_bytes() == second.read_bytes()
+    assert iris_globals.read_nodes(first) == NODES
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ("not json", "Expecting value"),
+        ('["G", [1]]', "not enough values"),
+        ('["", [], ""]', "expected"),
+        ('["G", [true], ""]', "boolean"),
+        ('["G", [{"x": 1}], ""]', "unknown subscript"),
+        ('["G", [], "***"]', "base64"),
+        ('["G", [{"d": "abc"}], ""]', "ConversionSyntax|InvalidOperation|class"),
+    ],
+)
+def test_a_damaged_line_is_refused_with_its_place(line: str, problem: str) -> None:
+    with pytest.raises(SnapshotCorrupt, match=r"globals\.jsonl\.gz:7: not a global node"):
+        iris_globals.decode(line, "globals.jsonl.gz:7")
+    with pytest.raises(SnapshotCorrupt, match=problem):
+        iris_globals.decode(line, "x")
+
+
+def test_a_damaged_file_is_refused_before_anything_is_loaded(tmp_path: Path) -> None:
+    """A truncated gzip stream or a bad line in the middle fails the whole read."""
+    path = tmp_path / iris_globals.FILE
+    iris_globals.write_nodes(path, NODES)
+    path.write_bytes(path.read_bytes()[:-9])
+    with pytest.raises(SnapshotCorrupt, match="unreadable"):
+        iris_globals.read_nodes(path)
+    lines = [iris_globals.encode(n) for n in NODES]
+    lines[3] = lines[3][:-3]
+    path.write_bytes(gzip.compress("\n".join(lines).encode()))
+    with pytest.raises(SnapshotCorrupt, match=rf"{iris_globals.FILE}:4:"):
+        iris_globals.read_nodes(path)
+
+
+def test_unknown_subscript_types_are_not_written() -> None:
+    with pytest.raises(TypeError, match="subscript of type list"):
+        iris_globals.encode(("G", ([1],), b""))  # type: ignore[arg-type]
+
+
+def test_security_names_fit_and_stay_distinct() -> None:
+    """Resources start with %DB_ and fit 63 characters; long sandbox names stay apart."""
+    short = "AGENT_A1_20261126_130000_AB12"
+    assert iris_admin.resource_names(short) == (f"%DB_{short}_DATA", f"%DB_{short}_CODE")
+    assert iris_admin.role_name(short) == f"{short}__ROLE"
+    long_a = naming.fit("TENANT_" + "X" * 80 + "_A")
+    long_b = naming.fit("TENANT_" + "X" * 80 + "_B")
+    names = {*iris_admin.resource_names(long_a), *iris_admin.resource_names(long_b)}
+    assert len(names) == 4
+    assert all(n.startswith("%DB_") and len(n) <= naming.MAX_LENGTH for n in names)
+
+
+@pytest.mark.parametrize(
+    ("read_only", "data"), [(False, "RW"), (True, "R")], ids=["writable", "read-only"]
+)
+def test_the_role_holds_its_own_databases_and_sql_only(read_only: bool, data: str) -> None:
+    name = "AGENT_A1"
+    assert iris_admin.role_resources(name, read_only) == (
+        f"%DB_{name}_DATA:{data},%DB_{name}_CODE:RW,%Service_SQL:U"
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "ok"), [(1, True), ("1", True), (b"1", True), (0, False), (b"0 \x01error", False)]
+)
+def test_status_values(status: object, ok: bool) -> None:
+    assert iris_admin.is_ok(status) is ok
