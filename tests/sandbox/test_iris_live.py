@@ -106,7 +106,7 @@ def test_the_user_cannot_open_another_namespace(server: str, root: Path) -> None
 
 
 def test_read_only_is_enforced_by_the_database(server: str, root: Path) -> None:
-    """With a read-only policy, a raw connection as the sandbox's user cannot write."""
+    """With a read-only policy, a raw connection as the sandbox user cannot write either."""
     with _create(server, root, agent_id="a1", access_policy={"read_only": True}) as sb:
         writer = _create(server, root, agent_id="w1")
         try:
@@ -118,7 +118,7 @@ def test_read_only_is_enforced_by_the_database(server: str, root: Path) -> None:
         assert _count(sb) == 10
         connection = _raw(sb.namespace.url)
         cursor = connection.cursor()
-        with pytest.raises(iris.dbapi.Error):  # <PROTECT> from the read-only resource
+        with pytest.raises(iris.dbapi.Error):  # SQLCODE -99: SELECT is all it was granted
             cursor.execute("INSERT INTO Entities (ID, Name) VALUES (99, 'x')")
         connection.close()
 

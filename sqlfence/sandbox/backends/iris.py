@@ -4,10 +4,12 @@
 database gets a resource of its own, and a role holding only those resources and a login
 user holding only that role are made for the sandbox (``iris_admin``), so fence connections
 never use the admin user and the sandbox's user can open no other database. Read-only
-policies give the user read access to the data database only: IRIS itself refuses writes.
-Pause disables the user (new logins refused). Snapshots are the namespace's globals,
-walked and loaded through the Native API (``iris_globals``); a restore decodes the whole
-file first, then replaces the globals inside one transaction.
+policies get ``SELECT`` only on the sandbox's schemas (and read access only to the data
+database, as a further layer; SQL privileges take precedence over database resources for
+SQL access, so the grants are what refuse writes). Pause disables the user (new logins
+refused). Snapshots are the namespace's globals, walked and loaded through the Native API
+(``iris_globals``); a restore decodes the whole file first, then replaces the globals inside
+one transaction and purges the namespace's cached queries.
 
 IRIS has no per-user connection limit or statement timeout: the fence enforces
 ``max_connections`` and the query timeout (``setQueryTimeout``) for this backend.
@@ -20,6 +22,7 @@ Written against the documented interfaces (REFERENCE.md and the class references
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 from pathlib import Path
 from typing import Any
@@ -30,8 +33,10 @@ from sqlfence.policies.model import Policy
 from sqlfence.sandbox import naming
 from sqlfence.sandbox.backends import iris_globals
 from sqlfence.sandbox.backends.base import Contents, Namespace
-from sqlfence.sandbox.backends.iris_admin import IRISServer
+from sqlfence.sandbox.backends.iris_admin import IRISServer, run
 from sqlfence.sandbox.limits import Limits
+
+logger = logging.getLogger("sqlfence.sandbox")
 
 _USER_SCHEMAS = "NOT (TABLE_SCHEMA %STARTSWITH '%') AND TABLE_SCHEMA <> 'INFORMATION_SCHEMA'"
 _TABLES = (
@@ -60,6 +65,7 @@ class IRISBackend:
         self.server_url = server_url
         self._parts = parts
         self._server = IRISServer(parts)
+        self._read_only: dict[str, bool] = {}
 
     # -- namespaces ------------------------------------------------------------------
 
@@ -71,6 +77,7 @@ class IRISBackend:
             raise SandboxError(f"{name!r} is not a valid IRIS namespace name")
         password = secrets.token_urlsafe(18)
         self._server.query(f"CREATE DATABASE {name}")
+        self._read_only[name] = policy.read_only
         try:
             self._server.grant_access(name, password, policy.read_only)
             if not policy.read_only:
@@ -93,6 +100,7 @@ class IRISBackend:
         self._server.revoke_access(name)
         self._server.query(f"DROP DATABASE IF EXISTS {name}")
         self._server.drop_resources(name)
+        self._read_only.pop(name, None)
 
     def names(self) -> list[str]:
         """Sandbox namespaces, from ``%SYS.Namespace_List``."""
@@ -129,12 +137,7 @@ class IRISBackend:
 
     def export_files(self, name: str, directory: Path) -> list[str]:
         """Every node of the namespace's own globals, to ``globals.jsonl.gz``."""
-        names = self._server.global_names(name)
-        if not names and self.contents(name).tables:
-            raise SandboxError(
-                f"IRIS: no globals found for namespace {name} although it has tables "
-                "(%SYS.GlobalQuery_NameSpaceList locations did not match its databases)"
-            )
+        names = self._own_globals(name)
         with self._server.namespace_native(name) as native:
             walked = (node for each in names for node in iris_globals.walk(native, each))
             iris_globals.write_nodes(directory / iris_globals.FILE, walked)
@@ -151,7 +154,7 @@ class IRISBackend:
         enabled = self._server.login_enabled(name)
         self._server.set_login(name, False)
         try:
-            present = self._server.global_names(name)
+            present = self._own_globals(name)
             with self._server.namespace_native(name) as native:
                 native.tStart()
                 try:
@@ -162,6 +165,10 @@ class IRISBackend:
                 except BaseException:
                     native.tRollback()
                     raise
+                try:  # plans cached for the replaced tables must not be reused
+                    native.classMethodValue("%SYSTEM.SQL", "Purge")
+                except Exception as error:
+                    logger.warning("IRIS: purging cached queries of %s failed: %s", name, error)
             self._grant_tables(name)
         finally:
             if enabled:
@@ -184,22 +191,33 @@ class IRISBackend:
 
     # -- plumbing --------------------------------------------------------------------
 
-    def _grant_tables(self, name: str) -> None:
-        """Restored tables belong to whoever made them: grant their schemas to ``name``.
-        (A read-only sandbox's user still cannot write: its data database is read-only.)"""
-        schemas = sorted({table.split(".", 1)[0] for table in self.contents(name).tables})
-        for schema in schemas:
-            self._sql(
-                name, f"GRANT SELECT, INSERT, UPDATE, DELETE ON SCHEMA {_ident(schema)} TO {name}"
+    def _own_globals(self, name: str) -> list[str]:
+        """The namespace's globals; SandboxError when none are found although it has tables
+        (a snapshot of nothing, or a restore that merges instead of replacing, is refused)."""
+        names = self._server.global_names(name)
+        if not names and self.contents(name).tables:
+            raise SandboxError(
+                f"IRIS: no globals listed for namespace {name} although it has tables "
+                "(%SYS.GlobalQuery_DirectoryList on its databases returned nothing)"
             )
+        return names
+
+    def _grant_tables(self, name: str) -> None:
+        """Restored tables belong to whoever made them: grant their schemas to ``name``,
+        ``SELECT`` only when the sandbox is read-only (or that cannot be told)."""
+        read_only = self._read_only.get(name)
+        if read_only is None:
+            try:
+                read_only = self._server.role_read_only(name)
+            except Exception:  # fail closed: a sandbox of unknown mode gets read access
+                read_only = True
+        privileges = "SELECT" if read_only else "SELECT, INSERT, UPDATE, DELETE"
+        for schema in sorted({table.split(".", 1)[0] for table in self.contents(name).tables}):
+            self._sql(name, f"GRANT {privileges} ON SCHEMA {_ident(schema)} TO {name}")
 
     def _sql(self, namespace: str, statement: str) -> None:
         with self._server.namespace_sql(namespace) as conn:
-            cursor = conn.cursor()
-            try:
-                cursor.execute(statement)
-            finally:
-                cursor.close()
+            run(conn, statement)
 
     def _url(self, namespace: str, user: str | None = None, password: str | None = None) -> str:
         parts = self._parts

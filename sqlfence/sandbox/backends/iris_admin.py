@@ -9,8 +9,9 @@ Confinement, the IRIS way: a database is readable or writable by a user only thr
 resource that protects it. ``CREATE DATABASE`` makes a namespace with two databases (globals
 and routines); each gets a resource of its own (``%DB_<name>_DATA`` / ``_CODE``), and the
 sandbox's role holds those two and ``%Service_SQL`` and nothing else, so its user can read
-no other database. Read-only sandboxes get ``R`` on the data database: the database itself
-refuses writes (the routines database stays writable, for cached queries).
+no other database. Read-only sandboxes get ``R`` on the data database (the routines database
+stays writable, for cached queries on older versions); since SQL privileges take precedence
+over resources for SQL access, the backend also grants such a user ``SELECT`` only.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ class IRISServer:
         with self._lock:
             if self._sql is None:
                 self._sql = self._dbapi(SYSTEM_NAMESPACE)
-            return _run(self._sql, statement, params)
+            return run(self._sql, statement, params)
 
     @contextlib.contextmanager
     def namespace_sql(self, namespace: str) -> Iterator[Any]:
@@ -221,12 +222,21 @@ class IRISServer:
         return int(total * 1024 * 1024)
 
     def global_names(self, namespace: str) -> list[str]:
-        """The globals stored in ``namespace``'s own databases (not the system's)."""
-        own = {_directory_key(d) for d in self.directories(namespace)}
-        rows = self.query(
-            "SELECT Name, Location FROM %SYS.GlobalQuery_NameSpaceList(?, '*', 1)", (namespace,)
-        )
-        return sorted(str(name) for name, location in rows if _directory_key(location) in own)
+        """The globals stored in ``namespace``'s own two databases (system globals included,
+        so class definitions and compiled code come along; none of another database)."""
+        found: set[str] = set()
+        for directory in dict.fromkeys(self.directories(namespace)):
+            rows = self.query(
+                "SELECT Name FROM %SYS.GlobalQuery_DirectoryList(?, '', '*', 1)", (directory,)
+            )
+            found.update(str(row[0]) for row in rows)
+        return sorted(found)
+
+    def role_read_only(self, name: str) -> bool:
+        """Whether sandbox ``name``'s role may only read its data database."""
+        resources = str(self.open("Security.Roles", role_name(name).lower()).get("Resources"))
+        data, _ = resource_names(name)
+        return f"{data}:RW" not in resources.split(",")
 
     # -- plumbing --------------------------------------------------------------------
 
@@ -259,17 +269,14 @@ class IRISServer:
         return iris.connect(**self._credentials(namespace))
 
 
-def _run(connection: Any, statement: str, params: tuple[Any, ...]) -> list[Any]:
+def run(connection: Any, statement: str, params: tuple[Any, ...] = ()) -> list[Any]:
+    """Execute one statement; its rows, or commit it when it returns none (DDL, GRANT)."""
     cursor = connection.cursor()
     try:
         cursor.execute(statement, params) if params else cursor.execute(statement)
-        return list(cursor.fetchall()) if cursor.description else []
+        if cursor.description:
+            return list(cursor.fetchall())
+        connection.commit()
+        return []
     finally:
         cursor.close()
-
-
-def _directory_key(location: Any) -> str:
-    """A database directory as a comparable key: no ``^`` prefix (``^^/dir/``), one trailing
-    separator, case kept (directories are case-sensitive on Unix)."""
-    text = str(location or "").lstrip("^").rstrip("/\\")
-    return text + "/"
