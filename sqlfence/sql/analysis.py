@@ -318,8 +318,9 @@ def _collect(
         if not flags:
             continue
         if flags & _TABLE:
-            table_nodes.append(node)  # type: ignore[arg-type]
-            events.append(node)
+            if node.arg_key != "indexed":  # SQLite's INDEXED BY names an index, not a table
+                table_nodes.append(node)  # type: ignore[arg-type]
+                events.append(node)
         elif flags & _COLUMN:
             column_nodes.append(node)  # type: ignore[arg-type]
         elif flags & _STAR:

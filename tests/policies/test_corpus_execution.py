@@ -40,6 +40,7 @@ SCHEMA = {
         CREATE TABLE secrets (id INTEGER PRIMARY KEY, name TEXT, value TEXT);
         CREATE VIEW user_names AS SELECT id, name FROM users;
         CREATE VIEW secret_view AS SELECT id, value FROM secrets;
+        CREATE INDEX orders_by_status ON orders (status);
     """,
     "postgres": """
         CREATE TABLE users (id int PRIMARY KEY, name text, email text, password text,
