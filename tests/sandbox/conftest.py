@@ -20,6 +20,13 @@ def leftovers(root: Path) -> list[str]:
     return found
 
 
+def flip_byte(path: Path) -> None:
+    """Damage a snapshot file the smallest way: one bit of its middle byte."""
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    path.write_bytes(bytes(raw))
+
+
 @pytest.fixture
 def root(tmp_path: Path) -> Iterator[Path]:
     """A sandbox root; the test fails if any sandbox file outlives it."""

@@ -19,6 +19,7 @@ import pytest
 
 from sqlfence.sandbox import AgentSandbox, SnapshotCorrupt
 from sqlfence.sandbox.backends.iris import IRISBackend
+from tests.sandbox.conftest import flip_byte
 
 IRIS_URL = os.environ.get("SQLFENCE_IRIS_URL")
 pytestmark = [
@@ -140,9 +141,7 @@ def test_a_flipped_byte_is_refused_and_nothing_changes(server: str, root: Path) 
             conn.execute("DELETE FROM Entities WHERE ID < 3")
             conn.commit()
         data = sb.snapshots.path("ten") / manifest.files[0]
-        raw = bytearray(data.read_bytes())
-        raw[len(raw) // 2] ^= 0x01
-        data.write_bytes(bytes(raw))
+        flip_byte(data)
         with pytest.raises(SnapshotCorrupt):
             sb.restore_snapshot("ten")
         assert _count(sb) == 7

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -11,6 +12,7 @@ import pytest
 import sqlfence
 from sqlfence.sandbox import AgentSandbox, SnapshotCorrupt
 from tests.postgres_server import PostgresServer
+from tests.sandbox.conftest import flip_byte
 
 pytestmark = pytest.mark.postgres
 
@@ -31,7 +33,7 @@ def server(postgres_server: PostgresServer) -> Iterator[str]:
     assert _sandbox_objects(postgres_server.url) == ([], [])
 
 
-def _create(server: str, root: Path, **kwargs: object) -> AgentSandbox:
+def _create(server: str, root: Path, **kwargs: Any) -> AgentSandbox:
     return AgentSandbox.create(
         backend="postgres", runtime="external", server_url=server, root=root, **kwargs
     )
@@ -145,9 +147,7 @@ def test_portable_snapshot_moves_between_sandboxes(server: str, root: Path) -> N
             ).fetchone()[0]
         assert owner == sb.name
         dump = root / "snapshots" / "golden" / "data.pgdump"
-        raw = bytearray(dump.read_bytes())
-        raw[len(raw) // 2] ^= 0x01
-        dump.write_bytes(bytes(raw))
+        flip_byte(dump)
         with pytest.raises(SnapshotCorrupt):
             sb.load_snapshot("golden")
         assert _count(sb) == 50

@@ -9,6 +9,7 @@ import pytest
 
 import sqlfence
 from sqlfence.sandbox import AgentSandbox, SnapshotCorrupt
+from tests.sandbox.conftest import flip_byte
 
 
 def _fill(sb: AgentSandbox, rows: int = 10) -> None:
@@ -177,9 +178,7 @@ def test_flipped_byte_is_refused_and_data_unchanged(root: Path) -> None:
         with sb.get_connection() as conn:
             conn.execute("DELETE FROM entities WHERE id < 4")
         data = sb.snapshots.path("before") / "data.sqlite"
-        raw = bytearray(data.read_bytes())
-        raw[len(raw) // 2] ^= 0x01
-        data.write_bytes(bytes(raw))
+        flip_byte(data)
         with pytest.raises(SnapshotCorrupt, match="SHA-256"):
             sb.restore_snapshot("before")
         assert _count(sb) == 6
