@@ -28,6 +28,9 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/overhead.py
 	$(BIN)/python benchmarks/bird.py
+	$(BIN)/python benchmarks/audit.py
+	$(BIN)/python benchmarks/sandbox.py
+	$(BIN)/python benchmarks/pool.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .sqlfence

@@ -5,15 +5,14 @@
 2. Observer: CPU time per statement (started + finished + fetched) on the query's thread,
    and for all threads together (background writers included), for each configuration.
 
-Usage: ``python benchmarks/audit.py [--events N] [--record]``; ``--record`` writes the
-``audit`` section of BENCHMARKS.md.
+Usage: ``python benchmarks/audit.py [--events N] [--no-write]``; it writes the ``audit``
+section of BENCHMARKS.md unless told not to.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import threading
 import time
@@ -21,9 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from common import machine, table, write_section
 
-from benchmarks.common import machine, table, write_section
 from sqlfence.observe.audit import AuditLog
 from sqlfence.observe.fanout import build_observer
 from sqlfence.observe.observer import Observer, Session
@@ -127,11 +125,11 @@ def _install_sdk() -> None:
 
 
 def main() -> None:
-    """Run both benchmarks, print them, and record them with ``--record``."""
+    """Run both benchmarks, print them, and write them to BENCHMARKS.md."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--statements", type=int, default=20_000)
-    parser.add_argument("--record", action="store_true", help="write BENCHMARKS.md")
+    parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
     args = parser.parse_args()
 
     writer_rows = [
@@ -160,9 +158,10 @@ def main() -> None:
         ["observer (started + finished + fetched)", "query thread us", "all threads us"], rows
     )
     print(hooks)
-    if args.record:
+    if not args.no_write:
         body = (
-            f"Machine: {machine()}\n\n{writer}\n\n{hooks}\n\n"
+            "## Audit writer and observer cost (`benchmarks/audit.py`)\n\n"
+            f"Measured {machine()}.\n\n{writer}\n\n{hooks}\n\n"
             "CPU time per statement: `query thread` is what the statement's own thread spends "
             "in the hooks; `all threads` adds the background audit writer and telemetry "
             "worker (JSON, HMAC, file writes, SDK spans and metrics), which run while the "

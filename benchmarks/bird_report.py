@@ -131,14 +131,14 @@ def source_rows(reports: list[Report]) -> list[list[object]]:
         for outcome in report.outcomes:
             by_source.setdefault(outcome.statement.source, []).append(outcome)
         for source, outcomes in by_source.items():
-            accepted = [o for o in outcomes if o.raw_error is None]
+            part = Report(report.dialect, {}, outcomes)
             rows.append(
                 [
                     f"{report.dialect} {source}",
                     len(outcomes),
-                    len(accepted),
-                    sum(1 for o in accepted if o.allowed is False and not o.by_design),
-                    sum(1 for o in accepted if o.allowed and o.fence_error is not None),
+                    len(part.accepted),
+                    len(part.false_denials),
+                    len(part.broken),
                 ]
             )
     return rows
@@ -297,6 +297,3 @@ def markdown(reports: list[Report], profiles: dict[str, str], seconds: float) ->
 
 def _clip(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-# -- main ----------------------------------------------------------------------------------

@@ -24,8 +24,9 @@ sys.path.insert(0, str(REPO_ROOT))
 BENCHMARKS_MD = REPO_ROOT / "BENCHMARKS.md"
 _HEADER = (
     "# sqlfence benchmarks\n\n"
-    "Written by the scripts in `benchmarks/` (`make bench`); each section is replaced by the\n"
-    "script named in it. Numbers are from one run on the machine described in the section.\n"
+    "Written by the scripts in `benchmarks/` (`make bench` runs them all); each section is\n"
+    "replaced by the script named in it (`pool.py` only when given a Docker image). Numbers\n"
+    "are from one run on the machine described in the section.\n"
 )
 
 

@@ -1,23 +1,24 @@
 """Sandbox timings: create+destroy, and restoring a 10,000-row snapshot, SQLite and PostgreSQL.
 
     .venv/bin/python benchmarks/sandbox.py [--server-url postgresql://admin@host/postgres]
+                                           [--no-write]
 
 Without ``--server-url`` a throwaway PostgreSQL server is started from the local binaries
-(as the tests do). Prints a Markdown table for BENCHMARKS.md; targets from issue 5 beside it.
+(as the tests do). Prints the table and writes the ``sandbox`` section of BENCHMARKS.md,
+with the targets of the sandboxes issue beside the numbers.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import machine, write_section
 
 from sqlfence.sandbox import AgentSandbox
 
@@ -69,6 +70,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--server-url")
     parser.add_argument("--repeat", type=int, default=50)
+    parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
     args = parser.parse_args()
     rows: list[tuple[str, float, float, str]] = []
     with tempfile.TemporaryDirectory() as tmp, postgres(args.server_url) as url:
@@ -118,10 +120,25 @@ def main() -> None:
                     "1 s",
                 )
             )
-    print("| operation | median ms | p95 ms | target |")
-    print("|---|---:|---:|---|")
-    for name, median, p95, target in rows:
-        print(f"| {name} | {median:.1f} | {p95:.1f} | {target} |")
+    lines = ["| operation | median ms | p95 ms | target |", "|---|---:|---:|---|"]
+    lines += [f"| {name} | {mid:.1f} | {p95:.1f} | {target} |" for name, mid, p95, target in rows]
+    body = "\n".join(lines)
+    print(body)
+    if not args.no_write:
+        where = "the server given" if args.server_url else "a PostgreSQL server the script starts"
+        section = "\n".join(
+            [
+                "## Sandboxes (`benchmarks/sandbox.py`)",
+                "",
+                f"Measured {machine()}, against {where} (`fsync=off` as in the tests when "
+                "started here). Median and p95 over repeated runs; targets from the "
+                "sandboxes issue. PostgreSQL create is a `CREATE DATABASE`, a login role with "
+                "its grants and the registry record; its p95 varies with the machine's load.",
+                "",
+                body,
+            ]
+        )
+        print(f"\nwrote {write_section('sandbox', section)}")
 
 
 if __name__ == "__main__":

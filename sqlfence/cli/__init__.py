@@ -11,17 +11,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlfence.errors import Error
+from sqlfence.observe import events
 
 EVENT_TYPES = (
-    "connect",
-    "disconnect",
-    "query",
-    "slow_query",
-    "schema_change",
-    "error",
-    "denial",
-    "fetch",
-    "alert",
+    events.CONNECT,
+    events.DISCONNECT,
+    events.QUERY,
+    events.SLOW_QUERY,
+    events.SCHEMA_CHANGE,
+    events.ERROR,
+    events.DENIAL,
+    events.FETCH,
+    events.ALERT,
 )
 
 

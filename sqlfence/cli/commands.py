@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -79,8 +80,6 @@ def shell(args: argparse.Namespace) -> int:
 
 def demo(args: argparse.Namespace) -> int:
     """Run the scripted agent session."""
-    from pathlib import Path
-
     from sqlfence.cli.demo import run
 
     return run(audit_dir=Path(args.audit) if args.audit else None)
@@ -88,8 +87,6 @@ def demo(args: argparse.Namespace) -> int:
 
 def audit_verify(args: argparse.Namespace) -> int:
     """Verify an audit log's chain; exit 0 only when nothing was changed, removed or reordered."""
-    from pathlib import Path
-
     from sqlfence.observe import verify
 
     if not Path(args.path).exists():
@@ -166,8 +163,11 @@ def policy_learn(args: argparse.Namespace) -> int:
     """Print a policy whose allowlist holds the statement shapes that ran in an audit log."""
     import yaml
 
-    from sqlfence.observe.query import query_events
+    from sqlfence.observe import query_events
 
+    if not Path(args.audit).exists():
+        print(f"sqlfence: no audit log at {args.audit}", file=sys.stderr)
+        return 2
     events = query_events(
         args.audit, agent_id=args.agent, event_type=("query", "slow_query"), status="ok"
     )
@@ -195,21 +195,22 @@ def policy_learn(args: argparse.Namespace) -> int:
     return 0
 
 
-def _filters(args: argparse.Namespace) -> dict[str, object]:
+def _filters(args: argparse.Namespace) -> dict[str, Any]:
+    # Every audit action (query, tail, stats, export) declares these options.
     return {
-        "agent_id": getattr(args, "agent", None),
-        "tenant": getattr(args, "tenant", None),
-        "status": getattr(args, "status", None),
-        "event_type": getattr(args, "type", None),
-        "since": getattr(args, "since", None),
-        "until": getattr(args, "until", None),
+        "agent_id": args.agent,
+        "tenant": args.tenant,
+        "status": args.status,
+        "event_type": args.type,
+        "since": args.since,
+        "until": args.until,
     }
 
 
 def _events(args: argparse.Namespace) -> list[Any]:
     from sqlfence.observe import query_events
 
-    return query_events(args.path, **_filters(args))  # type: ignore[arg-type]
+    return query_events(args.path, **_filters(args))
 
 
 def _event_dict(event: Any) -> dict[str, Any]:

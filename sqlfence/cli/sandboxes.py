@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from contextlib import nullcontext
+from dataclasses import asdict
 from datetime import datetime, timezone
 from typing import Any
 
@@ -24,7 +26,7 @@ def sandbox_list(args: argparse.Namespace) -> int:
     """Every recorded sandbox; owners that are gone are marked (``gc`` removes those)."""
     records = listing(args.root)
     if args.json:
-        print(json.dumps([_record(record) for record in records], indent=2, default=str))
+        print(json.dumps([asdict(record) for record in records], indent=2, default=str))
         return 0
     console = Console()
     if not records:
@@ -136,16 +138,12 @@ def pool_warm(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace, text: str) -> Any:
     if args.json:
-        from contextlib import nullcontext
-
         return nullcontext()
     return Console(stderr=True).status(text)
 
 
 def _progress(args: argparse.Namespace) -> Any:
     if args.json:
-        from contextlib import nullcontext
-
         return nullcontext(None)
     return Progress(
         TextColumn("{task.description}"),
@@ -162,12 +160,6 @@ def _report(args: argparse.Namespace, payload: dict[str, Any]) -> None:
     else:
         for key, value in payload.items():
             print(f"{key}: {value}")
-
-
-def _record(record: object) -> dict[str, object]:
-    from dataclasses import asdict, is_dataclass
-
-    return asdict(record) if is_dataclass(record) and not isinstance(record, type) else {}
 
 
 def _when(timestamp: float) -> str:

@@ -37,15 +37,8 @@ from sqlfence.proxy.connection import GuardedConnection
 
 DEFAULT_AGENT = "mcp-client"
 # The server's own connection runs fixed catalog SQL and EXPLAIN of already-judged
-# statements; the database makes it read-only underneath (see _READ_ONLY_KWARGS).
-_SERVER_POLICY = Policy(
-    read_only=False,
-    statements=("*",),
-    allow_unparsed=True,
-    max_rows=None,
-    builtin_denied_functions=False,
-    allow_system_catalog=True,
-)
+# statements, one at a time; the database makes it read-only underneath (_READ_ONLY_KWARGS).
+_SERVER_POLICY = Policy.unrestricted().model_copy(update={"allow_multiple_statements": False})
 _READ_ONLY_KWARGS: dict[str, dict[str, Any]] = {
     "sqlite": {"mode": "ro"},
     "postgresql": {"options": "-c default_transaction_read_only=on"},
@@ -88,7 +81,11 @@ class AgentSession:
                 load_snapshot=settings.snapshot,
             )
             url = self._sandbox.namespace.url
-            self.agent = self._sandbox.get_connection()
+            try:
+                self.agent = self._sandbox.get_connection()
+            except BaseException:
+                self.close()  # the sandbox goes with the session that could not start
+                raise
         else:
             if settings.url is None:
                 raise ValueError("an MCP server needs a database URL unless sandbox=True")

@@ -39,7 +39,6 @@ from sqlfence import errors
 from sqlfence.errors import ConfigurationError, NotSupportedError
 from sqlfence.integrations.mcp_catalog import column_denied, visible
 from sqlfence.policies.engine import Guard
-from sqlfence.proxy import drivers
 from sqlfence.proxy.connect import wrap
 from sqlfence.proxy.connection import GuardedConnection
 
@@ -236,9 +235,7 @@ class FencedDialect(DefaultDialect):
         fence = {key: cparams.pop(key) for key in FENCE_OPTIONS if key in cparams}
         raw = self._open_driver_connection(cargs, cparams)
         try:
-            driver = drivers.for_dialect(self.fence_dialect)
-            catalog = driver.load_catalog(raw) or None
-            guarded = wrap(raw, dialect=self.fence_dialect, catalog=catalog, **fence)
+            guarded = wrap(raw, dialect=self.fence_dialect, **fence)
         except BaseException:
             raw.close()
             raise

@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlfence.observe import lifecycle
 from sqlfence.observe.events import (
+    CONNECT,
     DETECTED,
+    DISCONNECT,
     FETCH,
     OK,
     QUERY,
@@ -67,15 +69,15 @@ def wanted(event_type: str, status: str, settings: AuditSettings) -> bool:
     if event_type in (QUERY, FETCH):
         return settings.log_queries or status == DETECTED
     if event_type == SCHEMA_CHANGE:
-        return settings.log_schema_changes
-    if event_type in ("connect", "disconnect"):
+        return settings.log_schema_changes or status == DETECTED
+    if event_type in (CONNECT, DISCONNECT):
         return settings.log_connections
     return True
 
 
 def unwanted_kinds(settings: AuditSettings) -> frozenset[tuple[str, str]]:
     """The ``(event_type, status)`` pairs of sqlfence's own events that ``settings`` skip."""
-    types = (QUERY, FETCH, SCHEMA_CHANGE, "connect", "disconnect")
+    types = (QUERY, FETCH, SCHEMA_CHANGE, CONNECT, DISCONNECT)
     return frozenset(
         (event_type, status)
         for event_type in types
@@ -322,15 +324,18 @@ class AuditLog:
                     body = encode_event(failure, chain.seq + 1, chain.prev)
                 lines.append(chain.sign(body))
             if self._worker.dropped > self._reported_drops:
-                lines.append(chain.sign(self._drop_event()))
+                lines.append(self._drop_line())
             self._deliver(lines)
 
     def _append_now(self, events: list[dict[str, Any]]) -> None:
         """Sign and write ``events`` at once, outside the queue (the log's own events)."""
         with self._lock:
-            chain = self._chain
-            lines = [chain.sign(encode_event(event, chain.seq + 1, chain.prev)) for event in events]
-            self._deliver(lines)
+            self._deliver([self._signed(event) for event in events])
+
+    def _signed(self, event: dict[str, Any]) -> bytes:
+        """``event`` as the next signed line of the chain (the caller holds the lock)."""
+        chain = self._chain
+        return chain.sign(encode_event(event, chain.seq + 1, chain.prev))
 
     def _process(self, body: bytes, seq: int, prev: str) -> bytes:
         event: MutableMapping[str, Any] = json.loads(body)
@@ -338,7 +343,7 @@ class AuditLog:
             event = processor(None, "audit", event)
         return encode_event(dict(event), seq, prev)
 
-    def _drop_event(self) -> bytes:
+    def _drop_line(self) -> bytes:
         dropped = self._worker.dropped
         count, self._reported_drops = dropped - self._reported_drops, dropped
         event = plain_event(
@@ -347,7 +352,7 @@ class AuditLog:
             error=f"{count} events dropped: the queue was full",
             details={"dropped": count, "dropped_total": dropped},
         )
-        return encode_event(event, self._chain.seq + 1, self._chain.prev)
+        return self._signed(event)
 
     def _note_drop(self) -> None:
         dropped = self._worker.dropped
@@ -414,8 +419,7 @@ class AuditLog:
                     "retention_days": self.settings.retention_days,
                 },
             )
-            line = self._chain.sign(encode_event(event, self._chain.seq + 1, self._chain.prev))
-            self._file.write([line])
+            self._file.write([self._signed(event)])
 
 
 _registry: dict[tuple[str, str], AuditLog] = {}

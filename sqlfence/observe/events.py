@@ -161,7 +161,7 @@ def plain_event(
 
 def encode_event(event: dict[str, Any], seq: int, prev: str) -> bytes:
     """``event`` with ``seq`` first and ``prev`` last, as compact ASCII JSON."""
-    event["seq"] = seq  # every event dict starts with a "seq" key (see _head)
+    event["seq"] = seq  # every event dict starts with a "seq" key (see event_head)
     event.pop("prev", None)
     event.pop("mac", None)
     event["prev"] = prev

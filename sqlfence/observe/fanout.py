@@ -18,7 +18,9 @@ import logging
 import threading
 from pathlib import Path
 from time import perf_counter, time_ns
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import BaseModel
 
 from sqlfence.observe import lifecycle
 from sqlfence.observe.audit import AuditLog
@@ -123,10 +125,10 @@ class FanoutObserver(Observer):
                     self.audit.submit(event)
                 except Exception as error:
                     self._failed("audit", error)
-
-        # -- statements (the hot path) --------------------------------------------------------
         except Exception as error:  # never into the query
             self._failed("observer", error)
+
+    # -- statements (the hot path) --------------------------------------------------------
 
     def denied(self, session: Session, sql: str, decision: Decision) -> None:
         """Count the denial, record it, and give it an error span."""
@@ -223,11 +225,12 @@ class FanoutObserver(Observer):
 
     def fetched(self, session: Session, token: Any, rows: int, truncated: bool) -> None:
         """Count the rows; record the statement now that its rows are known."""
+        # The union-attr ignores below: stats exist only when there is a monitor.
         try:
             if type(token) is tuple:
                 stats = token[3]
                 if stats is not None:
-                    self._count_rows(stats, rows, truncated)
+                    self.monitor.fetched(stats, rows, truncated)  # type: ignore[union-attr]
                 return
             if type(token) is not StatementRecord:
                 return
@@ -235,7 +238,7 @@ class FanoutObserver(Observer):
             if connection is None:
                 return
             if connection.stats is not None:
-                self._count_rows(connection.stats, rows, truncated)
+                self.monitor.fetched(connection.stats, rows, truncated)  # type: ignore[union-attr]
             with connection.lock:
                 mine = connection.pending is token
                 if mine:
@@ -248,11 +251,6 @@ class FanoutObserver(Observer):
                 self._emit(FetchRecord(token, rows, truncated))
         except Exception as error:  # never into the query
             self._failed("observer", error)
-
-    def _count_rows(self, stats: ConnectionStats, rows: int, truncated: bool) -> None:
-        stats.rows_returned += rows
-        if truncated:
-            stats.truncated += 1
 
     def _flush_pending(self, connection: _Connection) -> None:
         with connection.lock:
@@ -373,6 +371,7 @@ class FanoutObserver(Observer):
 
 # -- building ---------------------------------------------------------------------------
 
+_S = TypeVar("_S", bound=BaseModel)
 _shared_lock = threading.Lock()
 _monitors: dict[MonitorSettings, list[Any]] = {}
 _telemetries: dict[TelemetrySettings, list[Any]] = {}
@@ -408,15 +407,10 @@ def _audit(value: Any, releases: list[Any]) -> AuditLog | None:
         return None
     if isinstance(value, AuditLog):
         return value
-    if value is True:
-        settings = AuditSettings()
-    elif isinstance(value, (str, Path)):
-        settings = AuditSettings(directory=Path(value))
-    elif isinstance(value, dict):
-        settings = AuditSettings.model_validate(value)
-    elif isinstance(value, AuditSettings):
-        settings = value
-    else:
+    if isinstance(value, (str, Path)):
+        value = AuditSettings(directory=Path(value))
+    settings = _settings(value, AuditSettings)
+    if settings is None:
         raise TypeError(
             f"audit= takes a bool, a directory, a dict or AuditSettings, not {type(value).__name__}"
         )
@@ -425,6 +419,18 @@ def _audit(value: Any, releases: list[Any]) -> AuditLog | None:
     log = AuditLog.shared(settings)
     releases.append(log.release)
     return log
+
+
+def _settings(value: Any, settings_type: type[_S]) -> _S | None:
+    """``value`` as ``settings_type``: True for the defaults, a dict of its keys, or the
+    settings themselves. None for anything else (the caller names what it accepts)."""
+    if value is True:
+        return settings_type()
+    if isinstance(value, dict):
+        return settings_type.model_validate(value)
+    if isinstance(value, settings_type):
+        return value
+    return None
 
 
 def _shared_part(
@@ -438,13 +444,8 @@ def _shared_part(
         return None
     if isinstance(value, part_type):
         return value
-    if value is None or value is True:
-        settings = settings_type()
-    elif isinstance(value, dict):
-        settings = settings_type.model_validate(value)
-    elif isinstance(value, settings_type):
-        settings = value
-    else:
+    settings = _settings(True if value is None else value, settings_type)
+    if settings is None:
         raise TypeError(
             f"expected a bool, a dict or {settings_type.__name__}, not {type(value).__name__}"
         )

@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -160,7 +161,7 @@ class FileSink:
         for path in reversed(files):
             torn += _cut_torn_tail(path)
             for line in _lines_backwards(path):
-                link = _link_of(line)
+                link = link_of(line)
                 if link is not None:
                     return Resumed(link[0], link[1], torn)
         return Resumed(0, "", torn) if torn else None
@@ -220,13 +221,12 @@ def _cut_torn_tail(path: Path) -> int:
     return size - keep
 
 
-def _lines_backwards(path: Path, block: int = 65536) -> list[bytes]:
-    """The complete lines of ``path``, newest first (reads only as much as it needs)."""
+def _lines_backwards(path: Path, block: int = 65536) -> Iterator[bytes]:
+    """The complete lines of ``path``, newest first (reads only as far back as is asked)."""
     with path.open("rb") as handle:
         handle.seek(0, os.SEEK_END)
         position = handle.tell()
         tail = b""
-        lines: list[bytes] = []
         while position > 0:
             step = min(block, position)
             position -= step
@@ -234,13 +234,13 @@ def _lines_backwards(path: Path, block: int = 65536) -> list[bytes]:
             tail = handle.read(step) + tail
             parts = tail.split(b"\n")
             tail = parts[0]
-            lines.extend(reversed([p for p in parts[1:] if p]))
-            if lines:
-                return lines
-        return lines + ([tail] if tail else [])
+            yield from reversed([p for p in parts[1:] if p])
+        if tail:
+            yield tail
 
 
-def _link_of(line: bytes) -> tuple[int, str] | None:
+def link_of(line: bytes) -> tuple[int, str] | None:
+    """``(seq, mac)`` of a signed line; None when it has no MAC or no integer ``seq``."""
     split = split_line(line)
     if split is None:
         return None
@@ -254,7 +254,7 @@ def _link_of(line: bytes) -> tuple[int, str] | None:
 def _first_seq(path: Path) -> int | None:
     with path.open("rb") as handle:
         for line in handle:
-            link = _link_of(line)
+            link = link_of(line)
             if link is not None:
                 return link[0]
     return None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sqlfence.observe.alerts import (
@@ -172,7 +172,8 @@ class Monitor:
                 self._last_alert.pop((kind, connection), None)
             self._last_alert.pop((DENIAL_BURST, ("connection", id(stats))), None)
 
-    def _scopes(self, session: Session, *, create: bool) -> Iterable[_Scope]:
+    def _scopes(self, session: Session, *, create: bool) -> list[_Scope]:
+        """The agent's and the sandbox's scope of ``session``, in that order."""
         found = []
         for table, name in ((self._agents, session.agent_id), (self._sandboxes, session.sandbox)):
             if name is None:
@@ -242,12 +243,11 @@ class Monitor:
                 times.popleft()
             count = len(times)
         if count >= threshold:
-            rule = decision.reasons[0].rule if decision.reasons else None
             self.raise_alert(
                 Alert(
                     DENIAL_BURST,
                     f"{count} statements denied within {self.settings.denial_window_s:g} s"
-                    f" (last: {rule or 'denied'})",
+                    f" (last: {decision.rule or 'denied'})",
                     value=count,
                     threshold=threshold,
                     details=_statement_details(decision, sql),
@@ -309,7 +309,7 @@ class Monitor:
         result = stats.to_metrics()
         if stats.session is not None:
             with self._lock:
-                for scope in reversed(list(self._scopes(stats.session, create=False))):
+                for scope in reversed(self._scopes(stats.session, create=False)):
                     result.update(scope.resources)
         return result
 
@@ -439,6 +439,6 @@ def _statement_details(decision: Decision, sql: str) -> dict[str, Any]:
         "fingerprint": facts.fingerprint,
         "query": mask_literals(sql),
     }
-    if decision.reasons:
-        details["rule"] = decision.reasons[0].rule
+    if decision.rule is not None:
+        details["rule"] = decision.rule
     return details

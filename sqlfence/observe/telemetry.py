@@ -164,18 +164,9 @@ class Telemetry:
                     attributes["sqlfence.truncated"] = True
             if error_type is not None:
                 attributes["error.type"] = error_type
-            span = tracer.start_span(
-                _span_name(session, decision),
-                context=record.context,
-                kind=SpanKind.CLIENT,
-                attributes=attributes,
-                start_time=record.ts_ns,
-                record_exception=False,
-                set_status_on_exception=False,
-            )
-            if error is not None:
-                span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
-            span.end(end_time=record.ts_ns + int(record.duration * 1e9))
+            failure = None if error is None else f"{type(error).__name__}: {error}"
+            end_ns = record.ts_ns + int(record.duration * 1e9)
+            span = _client_span(tracer, record, attributes, end_ns, failure)
             if self.settings.exemplars:
                 metric_context = trace.set_span_in_context(span, record.context)
         if self._instruments is not None:
@@ -194,18 +185,9 @@ class Telemetry:
         if self._tracer is not None:
             attributes = dict(self._span_attributes(session, decision, False))
             attributes["error.type"] = "PolicyViolation"
-            span = self._tracer.start_span(
-                _span_name(session, decision),
-                context=record.context,
-                kind=SpanKind.CLIENT,
-                attributes=attributes,
-                start_time=record.ts_ns,
-                record_exception=False,
-                set_status_on_exception=False,
-            )
             reasons = "; ".join(str(reason) for reason in decision.reasons)
-            span.set_status(Status(StatusCode.ERROR, f"denied: {reasons}" if reasons else "denied"))
-            span.end(end_time=record.ts_ns)
+            failure = f"denied: {reasons}" if reasons else "denied"
+            _client_span(self._tracer, record, attributes, record.ts_ns, failure)
         if self._instruments is not None:
             self._count_decision(session, decision)
 
@@ -268,6 +250,30 @@ class Telemetry:
         attributes = _common_attributes(session, decision)
         _remember(self._metric_attrs, key, (decision, attributes))
         return attributes
+
+
+def _client_span(
+    tracer: trace.Tracer,
+    record: StatementRecord | DenialRecord,
+    attributes: dict[str, Any],
+    end_ns: int,
+    failure: str | None,
+) -> trace.Span:
+    """The statement's ended CLIENT span, with error status ``failure`` when there is one."""
+    decision = record.decision
+    span = tracer.start_span(
+        _span_name(record.session, decision),
+        context=record.context,
+        kind=SpanKind.CLIENT,
+        attributes=attributes,
+        start_time=record.ts_ns,
+        record_exception=False,
+        set_status_on_exception=False,
+    )
+    if failure is not None:
+        span.set_status(Status(StatusCode.ERROR, failure))
+    span.end(end_time=end_ns)
+    return span
 
 
 def _is_real(provider: Any) -> bool:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlfence.observe.filesink import chain_files, chain_of, chain_prefixes
+from sqlfence.observe.filesink import chain_files, chain_of, chain_prefixes, link_of
 from sqlfence.observe.integrity import GENESIS, Signer, read_key_file, split_line
 from sqlfence.observe.settings import AUDIT_KEY_ENV
 
@@ -256,15 +256,9 @@ class _ChainChecker:
             for later_number, raw in _numbered_lines(self.paths[later_index]):
                 if later_index == index and later_number <= number:
                     continue
-                split = split_line(raw)
-                if split is None:
-                    continue
-                try:
-                    seq = json.loads(split[0]).get("seq")
-                except ValueError:
-                    continue
-                if isinstance(seq, int):
-                    yield seq
+                link = link_of(raw)
+                if link is not None:
+                    yield link[0]
 
 
 def _purge_marks(paths: list[Path]) -> set[int]:

@@ -8,7 +8,7 @@ dictionary lookup.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlglot.dialects.dialect import Dialect
 
@@ -100,30 +100,21 @@ class Guard:
         decision = self._cache.get(sql)
         if decision is None:
             decision = self._decide(sql)
+            if self._cache_size <= 0:
+                return decision  # caching switched off
             if len(self._cache) >= self._cache_size:
                 self._cache.pop(next(iter(self._cache)), None)
             self._cache[sql] = decision
             if decision.rewritten and decision.allowed:
                 # The guard wrote that text itself: judged again, it stands as it is (its
                 # added LIMIT and LEAST are the guard's, not the agent's).
-                self._cache.setdefault(
-                    decision.sql,
-                    Decision(
-                        True,
-                        decision.sql,
-                        decision.facts,
-                        decision.reasons,
-                        decision.detected,
-                        False,
-                        decision.max_rows,
-                    ),
-                )
+                self._cache.setdefault(decision.sql, replace(decision, rewritten=False))
         return decision
 
     @property
     def policy_has_table_rules(self) -> bool:
         """True when the policy allows or denies tables (so arrows must be resolved)."""
-        return bool(self.patterns.denied_tables) or self.patterns.allowed_tables is not None
+        return self.patterns.has_table_rules
 
     def with_catalog(
         self,
@@ -165,7 +156,7 @@ class Guard:
             ctx = Context(sql, facts, policy, self.patterns)
             return Decision(False, sql, facts, tuple(statement_length(ctx)))
         analysis = self.analyze(sql)
-        ctx = Context(sql, analysis.facts, policy, self.patterns, self.policy_has_table_rules)
+        ctx = Context(sql, analysis.facts, policy, self.patterns)
         reasons = tuple(violation for rule in self._rules for violation in rule(ctx))
         detected = bool(reasons) and policy.mode == "detect"
         allowed = not reasons or detected
@@ -184,20 +175,15 @@ class Guard:
             max_rows=policy.max_rows,
         )
 
-    def _function_names(self, name: str) -> frozenset[str]:
-        return policy_names(name, self.dialect)
-
     def _compile(self, policy: Policy) -> Patterns:
         qualify = self.namer.qualify
-        names = self._function_names
+
+        def names(name: str) -> frozenset[str]:
+            return policy_names(name, self.dialect)
+
         denied_functions = {n for name in policy.denied_functions for n in names(name)}
         if policy.builtin_denied_functions:
             denied_functions |= builtin_denied(self.dialect_name)
-        allowed = (
-            None
-            if policy.allowed_tables is None
-            else tuple(qualify(name) for name in policy.allowed_tables)
-        )
         # A deny-list name without a schema is denied in every schema; an allow-list name
         # without one means the session's default schema only (both fail closed).
         denied = tuple(
@@ -205,9 +191,9 @@ class Guard:
             for name in policy.denied_tables
         )
         return Patterns(
-            allowed_tables=allowed,
-            denied_tables=denied,
-            allowed_set=None if allowed is None else TableSet(allowed),
+            allowed_set=None
+            if policy.allowed_tables is None
+            else TableSet(tuple(qualify(name) for name in policy.allowed_tables)),
             denied_set=TableSet(denied),
             denied_columns=tuple(_column_pattern(qualify, name) for name in policy.denied_columns),
             denied_functions=frozenset(denied_functions),

@@ -7,13 +7,13 @@ its policy, in the manner of sqlglot's optimizer rules.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
 from sqlfence.policies.model import Policy
 from sqlfence.policies.tables import (
-    _CATALOG_FUNCTIONS,
     TableSet,
+    is_catalog_function,
     is_catalog_table,
     table_matches,
 )
@@ -39,8 +39,6 @@ class Violation:
 class Patterns:
     """The policy's names, normalised and qualified the way the dialect compares them."""
 
-    allowed_tables: tuple[tuple[str, ...], ...] | None
-    denied_tables: tuple[tuple[str, ...], ...]
     allowed_set: TableSet | None
     denied_set: TableSet
     denied_columns: tuple[tuple[tuple[str, ...], str], ...]
@@ -53,22 +51,39 @@ class Patterns:
     # view -> every table it reads, directly or through other views (from the catalog)
     views: Mapping[str, frozenset[str]]
 
+    @property
+    def allowed_tables(self) -> tuple[tuple[str, ...], ...] | None:
+        """The allow list's qualified patterns; None when any table is allowed."""
+        return None if self.allowed_set is None else self.allowed_set.patterns
+
+    @property
+    def denied_tables(self) -> tuple[tuple[str, ...], ...]:
+        """The deny list's qualified patterns."""
+        return self.denied_set.patterns
+
+    @property
+    def has_table_rules(self) -> bool:
+        """True when the policy allows or denies tables (so every table must be known)."""
+        return bool(self.denied_set) or self.allowed_set is not None
+
 
 @dataclass(frozen=True)
 class Context:
+    """What a rule judges: the text, its facts, the policy and the policy's compiled names."""
+
     sql: str
     facts: StatementFacts
     policy: Policy
     patterns: Patterns
-    has_table_rules: bool = field(default=False)
 
 
 Rule = Callable[[Context], Iterator[Violation]]
 
 
-def _violation(ctx: Context, rule: str, key: str, message: str) -> Violation:
+def _violation(ctx: Context, rule: str, message: str, *, key: str | None = None) -> Violation:
+    """A violation of ``rule``, located at the policy ``key`` behind it (default: the rule's)."""
     # Only a key the policy sets has a line to point at; a default is nobody's line.
-    return Violation(rule, message, ctx.patterns.origins.get(key))
+    return Violation(rule, message, ctx.patterns.origins.get(key or rule))
 
 
 def statement_length(ctx: Context) -> Iterator[Violation]:
@@ -78,7 +93,6 @@ def statement_length(ctx: Context) -> Iterator[Violation]:
         yield _violation(
             ctx,
             "max_statement_length",
-            "max_statement_length",
             f"statement is {len(ctx.sql)} characters, over the limit of {limit}",
         )
 
@@ -86,14 +100,16 @@ def statement_length(ctx: Context) -> Iterator[Violation]:
 def unparsed(ctx: Context) -> Iterator[Violation]:
     """Fail closed on what the parser did not understand."""
     if ctx.facts.unparsed and not ctx.policy.allow_unparsed:
-        yield _violation(ctx, "unparsed", "allow_unparsed", f"not understood: {ctx.facts.unparsed}")
+        yield _violation(
+            ctx, "unparsed", f"not understood: {ctx.facts.unparsed}", key="allow_unparsed"
+        )
 
 
 def executable_comment(ctx: Context) -> Iterator[Violation]:
     """MySQL runs ``/*! ... */`` as code while parsers read it as a comment."""
     if "/*!" in ctx.sql and not ctx.policy.allow_unparsed:
         yield _violation(
-            ctx, "unparsed", "allow_unparsed", "executable comment /*! ... */ is not allowed"
+            ctx, "unparsed", "executable comment /*! ... */ is not allowed", key="allow_unparsed"
         )
 
 
@@ -104,8 +120,8 @@ def statement_count(ctx: Context) -> Iterator[Violation]:
         yield _violation(
             ctx,
             "multiple_statements",
-            "allow_multiple_statements",
             f"{count} statements in one call; only one is allowed",
+            key="allow_multiple_statements",
         )
 
 
@@ -116,7 +132,6 @@ def statement_kind(ctx: Context) -> Iterator[Violation]:
             allowed = ", ".join(ctx.policy.statements)
             yield _violation(
                 ctx,
-                "statements",
                 "statements",
                 f"{operation.upper()} statements are not allowed (allowed: {allowed})",
             )
@@ -136,9 +151,9 @@ def read_only(ctx: Context) -> Iterator[Violation]:
             what = f"{facts.operation.upper()} writes"
         if facts.written:
             what += " (" + ", ".join(sorted(facts.written)) + ")"
-        yield _violation(ctx, "read_only", "read_only", f"read-only policy: {what}")
+        yield _violation(ctx, "read_only", f"read-only policy: {what}")
     elif facts.locks:
-        yield _violation(ctx, "read_only", "read_only", "read-only policy: locking clause")
+        yield _violation(ctx, "read_only", "read-only policy: locking clause")
 
 
 def tables(ctx: Context) -> Iterator[Violation]:
@@ -147,9 +162,7 @@ def tables(ctx: Context) -> Iterator[Violation]:
     denied, allowed = patterns.denied_set, patterns.allowed_set
     for table in sorted(ctx.facts.tables):
         if denied and denied.matches(table, loose=True):
-            yield _violation(
-                ctx, "denied_tables", "denied_tables", f"table {table} is on the deny list"
-            )
+            yield _violation(ctx, "denied_tables", f"table {table} is on the deny list")
             continue
         hidden = next(
             (base for base in sorted(patterns.views.get(table, ())) if denied.matches(base, True)),
@@ -157,22 +170,18 @@ def tables(ctx: Context) -> Iterator[Violation]:
         )
         if hidden is not None:
             yield _violation(
-                ctx,
-                "denied_tables",
-                "denied_tables",
-                f"view {table} reads {hidden}, which is on the deny list",
+                ctx, "denied_tables", f"view {table} reads {hidden}, which is on the deny list"
             )
         elif allowed is not None and not allowed.matches(table, loose=False):
-            yield _violation(
-                ctx, "allowed_tables", "allowed_tables", f"table {table} is not on the allow list"
-            )
-    if ctx.facts.unresolved and ctx.has_table_rules:
+            yield _violation(ctx, "allowed_tables", f"table {table} is not on the allow list")
+    if ctx.facts.unresolved and patterns.has_table_rules:
+        key = "allowed_tables" if allowed is not None else "denied_tables"
         for what in ctx.facts.unresolved:
             yield _violation(
                 ctx,
                 "unresolved_table",
-                "allowed_tables" if patterns.allowed_tables is not None else "denied_tables",
                 f"cannot tell which table an implicit join reads ({what})",
+                key=key,
             )
 
 
@@ -181,36 +190,30 @@ def system_catalog(ctx: Context) -> Iterator[Violation]:
 
     Writing it (``UPDATE pg_settings`` is ``set_config``) is never allowed.
     """
-    allowed = ctx.patterns.allowed_set
+    dialect, allowed = ctx.patterns.dialect, ctx.patterns.allowed_set
     for table in sorted(ctx.facts.written):
-        if is_catalog_table(ctx.patterns.dialect, table):
-            yield _violation(
+        if is_catalog_table(dialect, table):
+            yield _catalog_violation(
                 ctx,
-                "system_catalog",
-                "allow_system_catalog",
                 f"{table} is the system catalog and is never written (use the database's own "
                 "tools to change settings)",
             )
     if ctx.policy.allow_system_catalog:
         return
     for table in sorted(ctx.facts.tables):
-        if is_catalog_table(ctx.patterns.dialect, table) and not (
-            allowed is not None and allowed.names(table)
-        ):
-            yield _violation(
-                ctx,
-                "system_catalog",
-                "allow_system_catalog",
-                f"{table} is the system catalog; set allow_system_catalog to read it",
+        if is_catalog_table(dialect, table) and not (allowed is not None and allowed.names(table)):
+            yield _catalog_violation(
+                ctx, f"{table} is the system catalog; set allow_system_catalog to read it"
             )
     for name in sorted(ctx.facts.functions):
-        if name.startswith(_CATALOG_FUNCTIONS.get(ctx.patterns.dialect, ())):
-            yield _violation(
-                ctx,
-                "system_catalog",
-                "allow_system_catalog",
-                f"{name}() reads the system catalog; set allow_system_catalog to call it",
+        if is_catalog_function(dialect, name):
+            yield _catalog_violation(
+                ctx, f"{name}() reads the system catalog; set allow_system_catalog to call it"
             )
+
+
+def _catalog_violation(ctx: Context, message: str) -> Violation:
+    return _violation(ctx, "system_catalog", message, key="allow_system_catalog")
 
 
 def columns(ctx: Context) -> Iterator[Violation]:
@@ -225,37 +228,37 @@ def columns(ctx: Context) -> Iterator[Violation]:
                 (o for o in owners if table_matches(table_pattern, tuple(o.split(".")), True)), None
             )
             if hit is not None:
-                yield _violation(
-                    ctx, "denied_columns", "denied_columns", f"column {hit}.{column} is denied"
-                )
+                yield _violation(ctx, "denied_columns", f"column {hit}.{column} is denied")
         for table in sorted(facts.star_tables):
             if table_matches(table_pattern, tuple(table.split(".")), True):
                 yield _violation(
                     ctx,
-                    "denied_columns",
                     "denied_columns",
                     f"* on {table} would read denied column {column_pattern}; name the columns",
                 )
 
 
 def functions(ctx: Context) -> Iterator[Violation]:
-    """Built-in and policy deny lists, and the function allow list when set."""
+    """Built-in and policy deny lists, and the function allow list when set (which does not
+    look at the arithmetic of a row bound: ``LIMIT LEAST(?, 50)`` is the fence's own)."""
     patterns = ctx.patterns
     rule = patterns.denied_rule
-    for name in sorted(ctx.facts.functions):
+    facts = ctx.facts
+    for name in sorted(facts.functions | facts.bound_functions):
         if name in patterns.denied_functions or (rule is not None and rule(name)):
             key = (
                 "denied_functions"
                 if name in ctx.policy.denied_functions
-                else ("builtin_denied_functions")
+                else "builtin_denied_functions"
             )
-            yield _violation(ctx, "denied_functions", key, f"function {name}() is denied")
-        elif patterns.allowed_functions is not None and name not in patterns.allowed_functions:
+            yield _violation(ctx, "denied_functions", f"function {name}() is denied", key=key)
+        elif (
+            patterns.allowed_functions is not None
+            and name not in patterns.allowed_functions
+            and name in facts.functions
+        ):
             yield _violation(
-                ctx,
-                "allowed_functions",
-                "allowed_functions",
-                f"function {name}() is not on the allow list",
+                ctx, "allowed_functions", f"function {name}() is not on the allow list"
             )
 
 
@@ -264,7 +267,6 @@ def allowlist(ctx: Context) -> Iterator[Violation]:
     if ctx.patterns.allowlist and ctx.facts.fingerprint not in ctx.patterns.allowlist:
         yield _violation(
             ctx,
-            "allowlist",
             "allowlist",
             f"statement shape {ctx.facts.fingerprint or '(none)'} is not on the allowlist",
         )
@@ -289,7 +291,7 @@ def rules_for(policy: Policy, patterns: Patterns) -> tuple[Rule, ...]:
     idle: set[Rule] = set()
     if not policy.read_only:
         idle.add(read_only)
-    if not patterns.denied_tables and patterns.allowed_tables is None:
+    if not patterns.has_table_rules:
         idle.add(tables)
     if not patterns.denied_columns:
         idle.add(columns)

@@ -104,9 +104,14 @@ def is_catalog_table(dialect: str, table: str) -> bool:
     return False
 
 
+def is_catalog_function(dialect: str, name: str) -> bool:
+    """True for functions that read the system catalog in a dialect (canonical name)."""
+    return name.startswith(_CATALOG_FUNCTIONS.get(dialect, ()))
+
+
 def table_matches(pattern: tuple[str, ...], parts: tuple[str, ...], loose: bool) -> bool:
     """Does a qualified table match a pattern? ``loose`` (deny lists) ignores a catalog part."""
-    if len(pattern) == 2 and pattern == ("*", "*"):
+    if pattern == ("*", "*"):
         return True
     if len(parts) > len(pattern) and loose:
         parts = parts[-len(pattern) :]

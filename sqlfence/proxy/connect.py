@@ -11,8 +11,7 @@ from typing import Any
 from sqlfence.errors import ConfigurationError, DefaultPolicyWarning
 from sqlfence.observe.observer import Observer, Session
 from sqlfence.policies.engine import Guard
-from sqlfence.policies.loader import PolicySource, load_policy
-from sqlfence.policies.model import Policy
+from sqlfence.policies.loader import PolicySource
 from sqlfence.proxy import drivers
 from sqlfence.proxy.connection import GuardedConnection
 
@@ -61,11 +60,7 @@ def connect(
             f"{error} (sqlfence's own options are: {known}; the rest go to the driver)"
         ) from None
     try:
-        if guard.policy_has_table_rules:
-            found = driver.load_catalog(raw) if catalog is None else None
-            views = driver.load_views(raw)
-            if found or views:
-                guard = guard.with_catalog(found or None, views)
+        guard = _learn_schema(driver, raw, guard, catalog)
         before = driver.harden(raw, guard, opened=True)
     except BaseException:
         raw.close()
@@ -100,10 +95,7 @@ def wrap(
     if module is not None:
         driver = _adopt(driver, module)
     guard = _guard(policy, driver, agent_id, tenant, catalog)
-    if guard.policy_has_table_rules:
-        views = driver.load_views(connection)
-        if views:
-            guard = guard.with_catalog(views=views)
+    guard = _learn_schema(driver, connection, guard, catalog)
     before = driver.harden(connection, guard, opened=False)
     session = _session(driver.session(None, connection), agent_id, tenant, None)
     chosen, owned = _observer(observer, audit, monitoring, telemetry)
@@ -121,13 +113,12 @@ def _guard(
 ) -> Guard:
     if policy is None:
         warnings.warn(_DEFAULT_WARNING, DefaultPolicyWarning, stacklevel=3)
-    resolved = (
-        policy if isinstance(policy, Policy) else load_policy(policy).resolve(agent_id, tenant)
-    )
     return Guard(
-        resolved,
+        policy,
         dialect=driver.dialect or "sqlite",
         default_schema=driver.default_schema,
+        agent_id=agent_id,
+        tenant=tenant,
         catalog=catalog,
     )
 
@@ -136,6 +127,18 @@ def _session(
     session: Session, agent_id: str | None, tenant: str | None, sandbox: str | None
 ) -> Session:
     return replace(session, agent_id=agent_id, tenant=tenant, sandbox=sandbox)
+
+
+def _learn_schema(
+    driver: drivers.Driver, raw: Any, guard: Guard, catalog: Mapping[str, str] | None
+) -> Guard:
+    """Under table rules, the guard learns what the database knows: IRIS reference columns
+    (for ``->``, unless a ``catalog`` was given) and which tables each view reads."""
+    if not guard.policy_has_table_rules:
+        return guard
+    found = driver.load_catalog(raw) if catalog is None else None
+    views = driver.load_views(raw)
+    return guard.with_catalog(found or None, views) if found or views else guard
 
 
 def _observer(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable
+from fnmatch import fnmatchcase
 from typing import Any
 
 from sqlfence.errors import ConfigurationError, Error, PolicyViolation
@@ -19,6 +20,12 @@ from sqlfence.policies.tables import table_matches
 from sqlfence.proxy.drivers import ConnectionURL, Driver
 
 _WRITES = {sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE}
+# Engine actions that are statement kinds of their own, allowed only when the policy names them.
+_STATEMENT_ACTIONS = {
+    sqlite3.SQLITE_ATTACH: "attach",
+    sqlite3.SQLITE_DETACH: "detach",
+    sqlite3.SQLITE_PRAGMA: "pragma",
+}
 _PROGRESS_STEPS = 1000  # virtual machine instructions between deadline checks
 
 
@@ -100,10 +107,7 @@ class _Authorizer:
 
     def __init__(self, guard: Guard) -> None:
         self._guard = guard
-        policy = guard.policy
         self._denied_functions = guard.denied_functions
-        self._statements = set(policy.statements)
-        self._any = "*" in self._statements
 
     def __call__(
         self, action: int, arg1: str | None, arg2: str | None, db: str | None, source: str | None
@@ -113,14 +117,9 @@ class _Authorizer:
         if action == sqlite3.SQLITE_FUNCTION:
             name = (arg2 or "").lower()
             return sqlite3.SQLITE_DENY if name in self._denied_functions else sqlite3.SQLITE_OK
-        if action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH):
-            kind = "attach" if action == sqlite3.SQLITE_ATTACH else "detach"
-            return (
-                sqlite3.SQLITE_OK if self._any or kind in self._statements else sqlite3.SQLITE_DENY
-            )
-        if action == sqlite3.SQLITE_PRAGMA:
-            allowed = self._any or "pragma" in self._statements
-            return sqlite3.SQLITE_OK if allowed else sqlite3.SQLITE_DENY
+        kind = _STATEMENT_ACTIONS.get(action)
+        if kind is not None and not self._guard.policy.allows_statement(kind):
+            return sqlite3.SQLITE_DENY
         return sqlite3.SQLITE_OK
 
     def _table(
@@ -146,17 +145,11 @@ class _Authorizer:
             return sqlite3.SQLITE_DENY
         if column and (read or source is None):
             for table_pattern, column_pattern in patterns.denied_columns:
-                if table_matches(table_pattern, parts, loose=True) and _fnmatch(
+                if table_matches(table_pattern, parts, loose=True) and fnmatchcase(
                     column.lower(), column_pattern
                 ):
                     return sqlite3.SQLITE_DENY
         return sqlite3.SQLITE_OK
-
-
-def _fnmatch(name: str, pattern: str) -> bool:
-    from fnmatch import fnmatchcase
-
-    return fnmatchcase(name, pattern)
 
 
 DRIVER = SQLiteDriver()

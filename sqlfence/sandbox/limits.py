@@ -66,8 +66,7 @@ def build_policy(access_policy: Policy | Mapping[str, Any] | None, limits: Limit
         policy = access_policy
     else:
         given = dict(access_policy or {})
-        read_only = bool(given.get("read_only", False))
-        given.setdefault("read_only", read_only)
+        read_only = bool(given.setdefault("read_only", False))
         given.setdefault("statements", READER_STATEMENTS if read_only else WRITER_STATEMENTS)
         policy = validate(given, {})  # a PolicyError naming the bad key
     if policy.statement_timeout_ms is None and limits.statement_timeout_ms is not None:

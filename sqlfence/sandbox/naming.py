@@ -15,6 +15,7 @@ MAX_LENGTH = 63
 PREFIXES = ("AGENT_", "TENANT_")
 _HASH_LENGTH = 8
 _NOT_ALLOWED = re.compile(r"[^A-Z0-9_]+")
+_VALID = re.compile(rf"[A-Za-z][A-Za-z0-9_]{{0,{MAX_LENGTH - 1}}}")
 
 
 def sanitise(text: str) -> str:
@@ -68,7 +69,7 @@ def derived(name: str, suffix: str) -> str:
 
 def is_valid(name: str) -> bool:
     """True when ``name`` is a letter followed by letters, digits, underscores, <= 63 chars."""
-    return bool(re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,62}", name))
+    return _VALID.fullmatch(name) is not None
 
 
 def is_sandbox_name(name: str) -> bool:

@@ -17,7 +17,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlfence.errors import ConfigurationError, OperationalError
+from sqlfence.errors import ConfigurationError, OperationalError, SandboxError
 from sqlfence.sandbox.runtimes.base import Runtime
 from sqlfence.sandbox.sandbox import AgentSandbox
 
@@ -186,6 +186,11 @@ class SandboxPool:
             self._leased.add(sandbox)
         return sandbox
 
+    def _count(self, key: str) -> None:
+        """Add one to a counter from a thread that does not hold the pool's lock."""
+        with self._cond:
+            self._metrics[key] += 1
+
     def _ready(self, sandbox: AgentSandbox) -> bool:
         return sandbox.healthy(probe=self.check_on_acquire)
 
@@ -197,7 +202,7 @@ class SandboxPool:
             sandbox = AgentSandbox.create(agent_id=POOL_AGENT, **self._options)
         except Exception as error:
             self._last_error = str(error)
-            self._metrics["create_failures"] += 1
+            self._count("create_failures")
             raise
         try:
             if self._snapshot is not None:
@@ -206,7 +211,7 @@ class SandboxPool:
         except BaseException:
             sandbox.destroy()
             raise
-        self._metrics["created"] += 1
+        self._count("created")
         self._replenish_s.append(time.perf_counter() - started)
         return sandbox
 
@@ -222,16 +227,16 @@ class SandboxPool:
             sandbox.assign(POOL_AGENT, None)
         except Exception as error:
             self._last_error = str(error)
-            self._metrics["reset_failures"] += 1
+            self._count("reset_failures")
             return False
-        self._metrics["resets"] += 1
+        self._count("resets")
         self._reset_s.append(time.perf_counter() - started)
         return True
 
     def _discard(self, sandbox: AgentSandbox) -> None:
         with contextlib.suppress(Exception):
             sandbox.destroy()
-        self._metrics["destroyed"] += 1
+        self._count("destroyed")
 
     def _discard_later(self, sandbox: AgentSandbox) -> None:
         # Called with the lock held: destroying can be slow, so a thread does it.
@@ -267,12 +272,10 @@ class SandboxPool:
             with self._cond:
                 self._creating -= 1
         with self._cond:
-            if self._closed:
-                keep = False
-            else:
+            keep = not self._closed
+            if keep:
                 self._idle.append(sandbox)
                 self._cond.notify_all()
-                keep = True
         if not keep:
             self._discard(sandbox)
 
@@ -343,8 +346,6 @@ class SandboxPool:
 
     def _check_open(self) -> None:
         if self._closed:
-            from sqlfence.errors import SandboxError
-
             raise SandboxError("the sandbox pool is closed")
 
     def __enter__(self) -> SandboxPool:

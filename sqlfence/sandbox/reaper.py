@@ -11,7 +11,8 @@ from pathlib import Path
 
 from sqlfence.sandbox.registry import Record, Registry
 from sqlfence.sandbox.registry import reap as _reap
-from sqlfence.sandbox.runtimes.base import backend_for
+from sqlfence.sandbox.runtimes.base import drop_recorded
+from sqlfence.sandbox.sandbox import OWN_SNAPSHOTS, resolve_root
 from sqlfence.sandbox.snapshots import SnapshotStore
 
 
@@ -21,24 +22,15 @@ def reap(root: str | Path | None = None, everything: bool = False) -> list[str]:
     ``everything`` also drops sandboxes of live processes. Returns the names removed;
     a sandbox whose server cannot be reached stays recorded for the next run.
     """
-    from sqlfence.sandbox.sandbox import DEFAULT_ROOT, OWN_SNAPSHOTS
-
-    home = Path(root if root is not None else DEFAULT_ROOT).resolve()
+    home = resolve_root(root)
 
     def drop(record: Record) -> None:
         if record.runtime == "docker":
             from sqlfence.sandbox.runtimes import docker
 
             docker.drop_record(home, record.name, record.backend, record.clones)
-            SnapshotStore(home / OWN_SNAPSHOTS / record.name).clear()
-            return
-        backend = backend_for(record.backend, home, record.server)
-        try:
-            for clone in record.clones:
-                backend.drop_clone(clone)
-            backend.drop(record.name)
-        finally:
-            backend.close()
+        else:
+            drop_recorded(record.backend, home, record.server, record.name, record.clones)
         SnapshotStore(home / OWN_SNAPSHOTS / record.name).clear()
 
     registry = Registry(home)
@@ -68,6 +60,4 @@ def _has_engine() -> bool:
 
 def listing(root: str | Path | None = None) -> list[Record]:
     """Every recorded sandbox under ``root`` (what ``sqlfence sandbox list`` shows)."""
-    from sqlfence.sandbox.sandbox import DEFAULT_ROOT
-
-    return Registry(Path(root if root is not None else DEFAULT_ROOT).resolve()).records()
+    return Registry(resolve_root(root)).records()

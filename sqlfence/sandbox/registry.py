@@ -43,12 +43,8 @@ class Owner:
         """False only when this host can tell the owner is gone (other hosts count as alive)."""
         if self.pid == 0 or self.host != socket.gethostname():
             return True
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
+        if not _pid_alive(self.pid):
             return False
-        except PermissionError:
-            pass  # exists, owned by someone else
         started = process_start(self.pid)
         return self.started is None or started is None or started == self.started
 
@@ -165,7 +161,7 @@ def _pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass  # exists, owned by someone else
     return True
 
 

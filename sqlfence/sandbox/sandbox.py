@@ -10,15 +10,18 @@ import secrets
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 from sqlfence.errors import ConfigurationError, QuotaExceeded, SandboxError
+from sqlfence.observe.monitor import RESOURCES
 from sqlfence.policies.engine import Decision
 from sqlfence.policies.model import Policy
+from sqlfence.proxy.connect import connect
 from sqlfence.proxy.connection import GuardedConnection
-from sqlfence.sandbox import lifecycle, naming
+from sqlfence.sandbox import lifecycle, naming, snapshotting
 from sqlfence.sandbox.backends.base import Backend, Namespace
 from sqlfence.sandbox.limits import Limits, build_limits, build_policy
 from sqlfence.sandbox.registry import Owner, Record, Registry
@@ -29,6 +32,11 @@ from sqlfence.sandbox.snapshots import Manifest, SnapshotStore
 DEFAULT_ROOT = Path(".sqlfence")
 SNAPSHOTS = "snapshots"  # shared: golden datasets, load_snapshot(name)
 OWN_SNAPSHOTS = "sandbox-snapshots"  # private to one sandbox, removed with it
+
+
+def resolve_root(root: str | Path | None) -> Path:
+    """The absolute sandbox root: ``root``, or ``.sqlfence`` in the working directory."""
+    return Path(root if root is not None else DEFAULT_ROOT).resolve()
 
 
 class AgentSandbox:
@@ -106,18 +114,19 @@ class AgentSandbox:
         """
         settings = build_limits(limits)
         policy = build_policy(access_policy, settings)
-        home = Path(root) if root is not None else DEFAULT_ROOT
+        home = resolve_root(root)
         chosen = runtime_for(runtime, backend, server_url, placement=placement, image=image)
-        database = chosen.backend(backend, home.resolve())
+        database = chosen.backend(backend, home)
         now = datetime.now(timezone.utc)
         name = naming.namespace_name(agent_id, tenant, now, token=secrets.token_hex(3))
         if ttl is not None and not isinstance(ttl, (int, float, timedelta)):
             raise ConfigurationError(f"ttl must be seconds or a timedelta, not {ttl!r}")
         seconds = ttl.total_seconds() if isinstance(ttl, timedelta) else ttl
         created = now.timestamp()
+        expires_at = None if seconds is None else created + seconds
         labels: dict[str, Any] = {"sqlfence": "sandbox", "agent_id": agent_id, "tenant": tenant}
-        if seconds is not None:
-            labels["expires_at"] = created + seconds
+        if expires_at is not None:
+            labels["expires_at"] = expires_at
         record = Record(
             name=name,
             backend=database.name,
@@ -125,13 +134,13 @@ class AgentSandbox:
             tenant=tenant,
             owner=Owner.current(),
             created_at=created,
-            expires_at=None if seconds is None else created + seconds,
+            expires_at=expires_at,
             location="",
             server=server_url if database.name != "sqlite" else None,
             labels=labels,
             runtime=chosen.name,
         )
-        registry = Registry(home.resolve())
+        registry = Registry(home)
         registry.put(record)  # first, so a crash from here on is found by the reaper
         try:
             namespace = database.create(name, settings, policy, labels)
@@ -140,7 +149,7 @@ class AgentSandbox:
             registry.remove(name)
             database.close()
             raise
-        record = _replace(record, location=namespace.location)
+        record = replace(record, location=namespace.location)
         registry.put(record)
         if audit is None and audit_log and audit_log.get("enabled", True):
             audit = dict(audit_log)
@@ -176,9 +185,7 @@ class AgentSandbox:
         if self._record.runtime == "docker":
             raise ConfigurationError("a docker sandbox cannot outlive the process that runs it")
         lifecycle.untrack(self)
-        with self._lock:
-            self._record = _replace(self._record, owner=Owner.detached())
-            self._registry.put(self._record)
+        self._update_record(owner=Owner.detached())
         self._emit("detached")
 
     @classmethod
@@ -190,7 +197,7 @@ class AgentSandbox:
         role password stays with the process that made it). ``options`` are ``access_policy``,
         ``limits``, ``monitoring`` and ``audit`` for the connections. Raises SandboxError.
         """
-        home = (Path(root) if root is not None else DEFAULT_ROOT).resolve()
+        home = resolve_root(root)
         registry = Registry(home)
         record = registry.get(name)
         if record is None:
@@ -248,8 +255,6 @@ class AgentSandbox:
         Raises SandboxError when the sandbox is paused, expired or destroyed, and
         QuotaExceeded when ``max_connections`` fence connections are already open.
         """
-        from sqlfence.proxy.connect import connect
-
         if not self.namespace.url:
             raise SandboxError(
                 f"sandbox {self.name} was opened by name: its role's password stays with the "
@@ -375,9 +380,7 @@ class AgentSandbox:
 
     def assign(self, agent_id: str, tenant: str | None = None) -> None:
         """Hand this sandbox to another agent (a pool does, after resetting it)."""
-        with self._lock:
-            self._record = _replace(self._record, agent_id=agent_id, tenant=tenant)
-            self._registry.put(self._record)
+        self._update_record(agent_id=agent_id, tenant=tenant)
         self._emit("assigned")
 
     def close_connections(self) -> None:
@@ -434,14 +437,11 @@ class AgentSandbox:
         On PostgreSQL an own snapshot is an in-server ``TEMPLATE`` clone (the database
         needs every session to it closed, so open connections of this sandbox are dropped).
         """
-        from sqlfence.sandbox import snapshotting
-
         self._check_usable(allow_paused=True)
         store = self.shared_snapshots if shared else self.snapshots
         manifest = snapshotting.take(self, store, name, in_server=not shared)
         if manifest.clone:
-            self._record = _replace(self._record, clones=(*self._record.clones, manifest.clone))
-            self._registry.put(self._record)
+            self._update_record(clones=(*self._record.clones, manifest.clone))
         self._emit("snapshot_created", snapshot=name, shared=shared, tables=manifest.tables)
         return manifest
 
@@ -469,14 +469,10 @@ class AgentSandbox:
         manifest = self.snapshots.delete(name)
         if manifest is not None and manifest.clone:
             self._backend.drop_clone(manifest.clone)
-            clones = tuple(c for c in self._record.clones if c != manifest.clone)
-            self._record = _replace(self._record, clones=clones)
-            self._registry.put(self._record)
+            self._update_record(clones=tuple(c for c in self._record.clones if c != manifest.clone))
         self._emit("snapshot_deleted", snapshot=name)
 
     def _restore(self, store: SnapshotStore, name: str, event: str) -> Manifest:
-        from sqlfence.sandbox import snapshotting
-
         self._check_usable(allow_paused=True)
         try:
             manifest = snapshotting.restore(self, store, name)
@@ -532,6 +528,12 @@ class AgentSandbox:
         if failure is not None:
             raise SandboxError(f"sandbox {self.name}: {failure}; refused")
 
+    def _update_record(self, **changes: Any) -> None:
+        # The registry file too: other processes (open, gc) read it.
+        with self._lock:
+            self._record = replace(self._record, **changes)
+            self._registry.put(self._record)
+
     def _forget(self, connection: GuardedConnection) -> None:
         with self._lock:
             if connection in self._connections:
@@ -548,26 +550,16 @@ class AgentSandbox:
 
 
 RESOURCE_INTERVAL_S = 5.0
-_RESOURCE_ALERTS = (
-    "alert_on_cpu_percent",
-    "alert_on_memory_mb",
-    "alert_on_memory_percent",
-    "alert_on_disk_mb",
-    "alert_on_disk_percent",
-)
+# The monitor's threshold fields for resource readings (alert_on_cpu_percent, ...).
+_RESOURCE_ALERTS = tuple(dict.fromkeys(threshold for _, threshold in RESOURCES.values()))
 
 
 def _watches_resources(monitoring: Any) -> bool:
     """True when the monitoring settings alert on a resource reading."""
     if isinstance(monitoring, Mapping):
         return any(monitoring.get(key) is not None for key in _RESOURCE_ALERTS)
-    return any(getattr(monitoring, key, None) is not None for key in _RESOURCE_ALERTS)
-
-
-def _replace(record: Record, **changes: Any) -> Record:
-    from dataclasses import replace
-
-    return replace(record, **changes)
+    settings = getattr(monitoring, "settings", monitoring)  # a Monitor, or its settings
+    return any(getattr(settings, key, None) is not None for key in _RESOURCE_ALERTS)
 
 
 def _add_numbers(total: dict[str, float], metrics: Mapping[str, Any]) -> None:

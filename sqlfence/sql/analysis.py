@@ -95,6 +95,9 @@ class StatementFacts:
     columns: frozenset[tuple[str | None, str]] = frozenset()
     star_tables: frozenset[str] = frozenset()
     functions: frozenset[str] = frozenset()
+    # Arithmetic functions used only to bound a row count (LIMIT/FETCH/TOP), as the fence's
+    # own row limit does: deny lists see them, a function allow list does not.
+    bound_functions: frozenset[str] = frozenset()
     writes: bool = False
     is_ddl: bool = False
     into: bool = False
@@ -240,6 +243,7 @@ class _Builder:
     columns: set[tuple[str | None, str]] = field(default_factory=set)
     star_tables: set[str] = field(default_factory=set)
     functions: set[str] = field(default_factory=set)
+    bound_functions: set[str] = field(default_factory=set)
     unresolved: list[str] = field(default_factory=list)
     extra: dict[str, object] = field(default_factory=dict)
     tables_seen: set[int] = field(default_factory=set)
@@ -255,6 +259,8 @@ _TABLE, _COLUMN, _STAR, _FUNC, _COLUMN_LIST, _WRITE, _DDL, _INTO, _COMMAND, _LOC
 )
 _STATEMENT, _WITH = 1 << 10, 1 << 11
 # sqlglot models these as functions; to a policy they are syntax, not functions to allow.
+# What a row bound may compute with (the fence's own bound of a LIMIT parameter uses them).
+ROW_BOUND_FUNCTIONS = frozenset({"least", "greatest", "coalesce", "nullif", "min", "max"})
 _SYNTAX_FUNCS = (exp.Connector, exp.Xor, exp.Case, exp.If, exp.Cast, exp.TryCast, exp.Exists)
 _FLAGS: dict[type[exp.Expr], int] = {}
 _LEAVES = frozenset({exp.Identifier, exp.Literal})  # nothing below them to collect
@@ -326,7 +332,11 @@ def _collect(
         elif flags & _STAR:
             stars.append(node)
         elif flags & _FUNC:
-            out.functions.add(function_name(node))  # type: ignore[arg-type]
+            name = function_name(node)  # type: ignore[arg-type]
+            if name in ROW_BOUND_FUNCTIONS and _in_row_bound(node):
+                out.bound_functions.add(name)
+            else:
+                out.functions.add(name)
         if flags & _COLUMN_LIST:
             extra_nodes.append(node)
         if flags & _WRITE:
@@ -370,6 +380,7 @@ def _collect(
         columns=frozenset(out.columns),
         star_tables=frozenset(out.star_tables),
         functions=frozenset(out.functions),
+        bound_functions=frozenset(out.bound_functions - out.functions),
         writes=out.writes,
         is_ddl=out.is_ddl,
         into=out.into,
@@ -544,6 +555,16 @@ def _is_cte_reference(table: exp.Table, namer: Namer) -> bool:
     return False
 
 
+def _in_row_bound(node: exp.Expr) -> bool:
+    """Whether ``node`` sits in a LIMIT, FETCH or TOP clause."""
+    parent = node.parent
+    while parent is not None:
+        if isinstance(parent, (exp.Limit, exp.Fetch)):
+            return True
+        parent = parent.parent
+    return False
+
+
 def _merge(parts: list[StatementFacts]) -> StatementFacts:
     return StatementFacts(
         operation=parts[0].operation,
@@ -553,6 +574,7 @@ def _merge(parts: list[StatementFacts]) -> StatementFacts:
         columns=frozenset().union(*(p.columns for p in parts)),
         star_tables=frozenset().union(*(p.star_tables for p in parts)),
         functions=frozenset().union(*(p.functions for p in parts)),
+        bound_functions=frozenset().union(*(p.bound_functions for p in parts)),
         writes=any(p.writes for p in parts),
         is_ddl=any(p.is_ddl for p in parts),
         into=any(p.into for p in parts),

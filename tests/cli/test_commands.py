@@ -152,3 +152,10 @@ def test_shell_reads_statements_from_standard_input(tmp_path: Path) -> None:
     out = done.stdout
     assert "one\n---\n1  \n(1 row)" in out
     assert out.count("table main.secrets is on the deny list") == 2
+
+
+def test_policy_learn_from_a_missing_log_is_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["policy", "learn", str(tmp_path / "nowhere")]) == 2
+    assert "no audit log at" in capsys.readouterr().err

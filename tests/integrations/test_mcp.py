@@ -144,13 +144,14 @@ def test_streamable_http_transport(tmp_path: Path, database: Path) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(POLICY)
+    params = _server(tmp_path, "--transport", "http", "--port", str(port), f"sqlite:///{database}")
+    # Nothing reads the server's output: a pipe left unread could fill and stall it.
     server = subprocess.Popen(
-        [sys.executable, "-m", "sqlfence.integrations.mcp", "--policy", str(policy),
-         "--transport", "http", "--port", str(port), f"sqlite:///{database}"],
-        cwd=str(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        [params.command, *params.args],
+        cwd=params.cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from sqlfence.observe.filesink import chain_files
 from sqlfence.observe.observer import Session
 from sqlfence.policies.engine import Decision
 from sqlfence.policies.rules import Violation
@@ -78,6 +80,17 @@ DETECTED = make_decision(
 )
 
 
+# The design report's ``audit_log`` keys, as it gives them.
+DESIGN_REPORT_AUDIT_LOG: dict[str, Any] = {
+    "enabled": True,
+    "log_queries": True,
+    "log_connections": True,
+    "log_schema_changes": True,
+    "export_format": "json",
+    "retention_days": 90,
+}
+
+
 def make_session(agent_id: str = "agent-1", tenant: str | None = "acme", **kw: object) -> Session:
     """A sqlite session for ``agent_id``."""
     return Session(system="sqlite", agent_id=agent_id, tenant=tenant, namespace="main", **kw)  # type: ignore[arg-type]
@@ -90,10 +103,19 @@ def session() -> Session:
 
 
 @pytest.fixture
-def audit_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def audit_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty audit directory; the key comes from the environment."""
     monkeypatch.setenv("SQLFENCE_AUDIT_KEY", "test-key")
     return tmp_path / "audit"
+
+
+def audit_events(directory: Path, prefix: str = "audit") -> list[dict[str, Any]]:
+    """Every event of chain ``prefix`` in ``directory``, decoded, in log order."""
+    return [
+        json.loads(line)
+        for path in chain_files(directory, prefix)
+        for line in path.read_text().splitlines()
+    ]
 
 
 @dataclass
@@ -139,7 +161,7 @@ def otel() -> Iterator[OTel]:
 def execute(
     observer: Any,
     session: Session,
-    decision: make_decision = SELECT,
+    decision: Decision = SELECT,
     *,
     sql: str | None = None,
     params: Any = (1,),

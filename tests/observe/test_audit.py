@@ -22,15 +22,7 @@ from sqlfence.observe.filesink import chain_files
 from sqlfence.observe.records import DenialRecord, StatementRecord
 from sqlfence.observe.settings import AuditSettings
 from sqlfence.observe.verify import verify
-from tests.observe.conftest import DENIED, INSERT, SELECT, make_session
-
-
-def _lines(directory: Path, prefix: str = "audit") -> list[dict[str, Any]]:
-    return [
-        json.loads(line)
-        for path in chain_files(directory, prefix)
-        for line in path.read_text().splitlines()
-    ]
+from tests.observe.conftest import DENIED, INSERT, SELECT, audit_events, make_session
 
 
 def _statement(sql: str = SELECT.sql, decision: Any = SELECT, rows: int | None = 3) -> Any:
@@ -46,7 +38,7 @@ def test_events_are_written_signed_and_verifiable(audit_dir: Path) -> None:
         log.submit(_statement())
         log.submit(DenialRecord(make_session(), DENIED.sql, DENIED, None))
         log.emit("sandbox.create", agent_id="agent-1", sandbox="sb1", details={"ttl": 60})
-    events = _lines(audit_dir)
+    events = audit_events(audit_dir)
     assert [e["event_type"] for e in events] == [
         "audit.open",
         "query",
@@ -71,7 +63,7 @@ def test_the_chain_continues_after_a_restart(audit_dir: Path) -> None:
     for _ in range(3):
         with AuditLog(AuditSettings(directory=audit_dir)) as log:
             log.submit(_statement())
-    seqs = [e["seq"] for e in _lines(audit_dir)]
+    seqs = [e["seq"] for e in audit_events(audit_dir)]
     assert seqs == list(range(1, 10))
     assert verify(audit_dir).ok
 
@@ -85,7 +77,7 @@ def test_a_torn_last_line_is_cut_and_recorded(audit_dir: Path) -> None:
         handle.write(b'{"seq":4,"timestamp":"2025-')
     with AuditLog(AuditSettings(directory=audit_dir)):
         pass
-    opened = [e for e in _lines(audit_dir) if e["event_type"] == "audit.open"]
+    opened = [e for e in audit_events(audit_dir) if e["event_type"] == "audit.open"]
     assert opened[-1]["details"]["torn_bytes_cut"] == len(b'{"seq":4,"timestamp":"2025-')
     assert verify(audit_dir).ok
 
@@ -98,7 +90,7 @@ def test_size_rotation_keeps_one_verifiable_chain(audit_dir: Path) -> None:
             log.submit(_statement(sql=f"SELECT * FROM orders WHERE id = {i}"))
     files = chain_files(audit_dir, "audit")
     assert len(files) > 5
-    assert [e["seq"] for e in _lines(audit_dir)] == list(range(1, 63))
+    assert [e["seq"] for e in audit_events(audit_dir)] == list(range(1, 63))
     result = verify(audit_dir)
     assert result.ok, result
     assert result.files_checked == len(files)
@@ -139,7 +131,7 @@ def test_retention_purges_old_files_and_records_it(audit_dir: Path) -> None:
         pass
     remaining = chain_files(audit_dir, "audit")
     assert not any(path.exists() for path in files[:3])
-    purges = [e for e in _lines(audit_dir) if e["event_type"] == "audit.purge"]
+    purges = [e for e in audit_events(audit_dir) if e["event_type"] == "audit.purge"]
     assert purges[0]["details"]["files"] == [p.name for p in files[:3]]
     assert verify(audit_dir).ok
     remaining[0].unlink()
@@ -192,7 +184,7 @@ def test_a_failing_sink_is_counted_and_the_file_still_written(audit_dir: Path) -
         log.submit(_statement())
         log.flush()
         assert sum(log.stats()["sink_failures"].values()) >= 2
-    assert [e["event_type"] for e in _lines(audit_dir)][1] == "query"
+    assert [e["event_type"] for e in audit_events(audit_dir)][1] == "query"
 
 
 def test_a_full_queue_blocks_producers_instead_of_dropping(audit_dir: Path) -> None:
@@ -212,7 +204,7 @@ def test_a_full_queue_blocks_producers_instead_of_dropping(audit_dir: Path) -> N
         for thread in threads:
             thread.join()
         assert log.stats()["dropped"] == 0
-    assert sum(e["event_type"] == "query" for e in _lines(audit_dir)) == 200
+    assert sum(e["event_type"] == "query" for e in audit_events(audit_dir)) == 200
     assert verify(audit_dir).ok
 
 
@@ -238,7 +230,7 @@ def test_a_put_timeout_drops_are_counted_and_recorded(audit_dir: Path) -> None:
     log.submit(_statement())
     log.close()
     assert dropped > 0
-    drops = [e for e in _lines(audit_dir) if e["event_type"] == "audit.dropped"]
+    drops = [e for e in audit_events(audit_dir) if e["event_type"] == "audit.dropped"]
     assert sum(e["details"]["dropped"] for e in drops) == dropped
     assert verify(audit_dir).ok
 
@@ -260,7 +252,7 @@ def test_a_failing_disk_is_retried_not_dropped(
         log.submit(_statement())
         log.flush()
         assert log.stats()["sink_failures"]["file"] == 2
-    assert [e["seq"] for e in _lines(audit_dir)] == [1, 2, 3]
+    assert [e["seq"] for e in audit_events(audit_dir)] == [1, 2, 3]
 
 
 def test_settings_choose_what_is_recorded(audit_dir: Path) -> None:
@@ -281,7 +273,7 @@ def test_settings_choose_what_is_recorded(audit_dir: Path) -> None:
         insert = _statement(INSERT.sql, INSERT, rows=None)
         insert.rowcount = 1
         log.submit(insert)
-    events = _lines(audit_dir)
+    events = audit_events(audit_dir)
     assert [e["event_type"] for e in events] == ["audit.open", "error", "audit.close"]
     error = events[1]
     assert "secret" not in json.dumps(error)
@@ -300,7 +292,7 @@ def test_processors_shape_events_before_signing(audit_dir: Path) -> None:
 
     with AuditLog(AuditSettings(directory=audit_dir), processors=(add_host,)) as log:
         log.submit(_statement())
-    assert _lines(audit_dir)[1]["deployment"] == "eu-1"
+    assert audit_events(audit_dir)[1]["deployment"] == "eu-1"
     assert verify(audit_dir).ok
 
 
@@ -351,7 +343,57 @@ for i in range(500):
     subprocess.run(
         [sys.executable, "-c", script], check=True, env=env, cwd=Path(__file__).parents[2]
     )
-    events = _lines(tmp_path / "audit")
+    events = audit_events(tmp_path / "audit")
     assert sum(e["event_type"] == "query" for e in events) == 500
     assert events[-1]["event_type"] == "audit.close"
     assert verify(tmp_path / "audit", key="exit-key").ok
+
+
+@pytest.mark.parametrize(
+    ("event_type", "status", "off", "recorded"),
+    [
+        ("query", "ok", "log_queries", False),
+        ("query", "detected", "log_queries", True),
+        ("fetch", "detected", "log_queries", True),
+        ("schema_change", "ok", "log_schema_changes", False),
+        ("schema_change", "detected", "log_schema_changes", True),
+        ("connect", "ok", "log_connections", False),
+        ("query", "denied", "log_queries", True),
+        ("query", "error", "log_queries", True),
+    ],
+)
+def test_log_switches_never_drop_what_must_be_recorded(
+    event_type: str, status: str, off: str, recorded: bool
+) -> None:
+    """``log_*`` switch off routine events only: denials, errors and detections stay."""
+    from sqlfence.observe.audit import wanted
+
+    assert wanted(event_type, status, AuditSettings(**{off: False})) is recorded
+
+
+@pytest.mark.parametrize("block", [7, 64, 65536])
+def test_lines_are_read_back_newest_first_across_blocks(tmp_path: Path, block: int) -> None:
+    """However the file falls into blocks, every complete line comes back, newest first."""
+    path = tmp_path / "lines.jsonl"
+    lines = [f'{{"n": {i}, "pad": "{"x" * (i % 13)}"}}'.encode() for i in range(40)]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    assert list(filesink._lines_backwards(path, block)) == lines[::-1]
+
+
+def test_the_chain_end_is_found_behind_unsigned_lines(audit_dir: Path) -> None:
+    """Lines without a MAC after the last signed one do not hide it from a restart."""
+    with AuditLog(AuditSettings(directory=audit_dir)) as log:
+        log.submit(_statement())
+    path = chain_files(audit_dir, "audit")[-1]
+    last_seq = audit_events(audit_dir)[-1]["seq"]
+    with path.open("ab") as handle:
+        handle.write(b'{"note": "appended by hand"}\n' * 3)
+    sink = filesink.FileSink(
+        audit_dir, "audit", max_bytes=1 << 20, rotate_daily=False, durable=False
+    )
+    try:
+        resumed = sink.resume()
+    finally:
+        sink.close()
+    assert resumed is not None
+    assert resumed.seq == last_seq

@@ -3,7 +3,6 @@ arguments, recording each statement exactly once, and never failing a query."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import threading
 from pathlib import Path
@@ -23,26 +22,20 @@ from sqlfence.observe.verify import verify
 from tests.observe.conftest import (
     CREATE,
     DENIED,
+    DESIGN_REPORT_AUDIT_LOG,
     DETECTED,
     INSERT,
     SELECT,
+    audit_events,
     execute,
     make_decision,
     make_session,
 )
 
 
-def _events(directory: Path) -> list[dict[str, Any]]:
-    return [
-        json.loads(line)
-        for path in chain_files(directory, "audit")
-        for line in path.read_text().splitlines()
-    ]
-
-
 def _statements(directory: Path) -> list[dict[str, Any]]:
     kinds = {"query", "denial", "error", "slow_query", "schema_change"}
-    return [e for e in _events(directory) if e["event_type"] in kinds]
+    return [e for e in audit_events(directory) if e["event_type"] in kinds]
 
 
 # -- building ---------------------------------------------------------------------------
@@ -104,15 +97,7 @@ def test_unknown_or_invalid_keys_are_errors(kwargs: dict[str, Any], message: str
 def test_design_report_keywords_are_accepted(audit_dir: Path) -> None:
     """The design report's monitoring and audit_log keys work as given there."""
     observer = build_observer(
-        audit={
-            "enabled": True,
-            "log_queries": True,
-            "log_connections": True,
-            "log_schema_changes": True,
-            "export_format": "json",
-            "retention_days": 90,
-            "directory": str(audit_dir),
-        },
+        audit={**DESIGN_REPORT_AUDIT_LOG, "directory": str(audit_dir)},
         monitoring={
             "enabled": True,
             "alert_on_slow_query_ms": 1000,
@@ -179,7 +164,7 @@ def test_a_read_is_recorded_once_with_its_rows(observer: Any, audit_dir: Path) -
     (event,) = _statements(audit_dir)
     assert event["event_type"] == "query"
     assert (event["rows_returned"], event["truncated"]) == (7, True)
-    assert [e["event_type"] for e in _events(audit_dir)] == [
+    assert [e["event_type"] for e in audit_events(audit_dir)] == [
         "audit.open",
         "connect",
         "query",
@@ -197,7 +182,7 @@ def test_a_write_is_recorded_at_once_and_its_rows_follow(observer: Any, audit_di
     assert [e["event_type"] for e in _statements(audit_dir)] == ["query"]
     observer.fetched(session, token, 2, False)
     observer.close()
-    events = _events(audit_dir)
+    events = audit_events(audit_dir)
     write = next(e for e in events if e["event_type"] == "query")
     fetch = next(e for e in events if e["event_type"] == "fetch")
     assert write["rows_affected"] == 1
@@ -224,8 +209,10 @@ def test_an_unfinished_result_is_recorded_when_the_connection_moves_on(
     first = _statements(audit_dir)[0]
     assert first["query"] == "SELECT 1"
     assert "rows_returned" not in first
-    assert sum(e.get("query") == "SELECT 1" for e in _events(audit_dir)) == 1
+    assert sum(e.get("query") == "SELECT 1" for e in audit_events(audit_dir)) == 1
     observer.fetched(session, token, 5, False)  # too late: a follow-up, never a duplicate
+    late = [e for e in audit_events(audit_dir) if e.get("query") == "SELECT 1"]
+    assert [e["event_type"] for e in late].count("query") == 1, late
 
 
 def test_statement_kinds_and_statuses(observer: Any, audit_dir: Path) -> None:
@@ -340,10 +327,10 @@ THREADS = 8
 PER_THREAD = 10_000
 
 
-def _agent_workload(number: int, audit_dir: Path, errors: list[BaseException]) -> None:
+def _agent_workload(number: int, audit: AuditSettings, errors: list[BaseException]) -> None:
     """What one connection does: allowed, denied and failing statements mixed."""
     try:
-        observer = build_observer(audit=audit_dir, telemetry=False)
+        observer = build_observer(audit=audit, telemetry=False)
         session = make_session(agent_id=f"agent-{number}")
         observer.connected(session)
         for i in range(PER_THREAD):
@@ -403,7 +390,7 @@ def busy_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_every_statement_of_eight_threads_is_logged_exactly_once(busy_log: Path) -> None:
     """80,000 mixed statements from 8 threads: each logged once, seq gap-free, chain verified."""
-    events = _events(busy_log)
+    events = audit_events(busy_log)
     markers = _markers(events)
     assert len(markers) == THREADS * PER_THREAD
     assert set(markers) == {f"{n}:{i}" for n in range(THREADS) for i in range(PER_THREAD)}

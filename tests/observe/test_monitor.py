@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -9,9 +10,11 @@ from typing import Any
 import pytest
 
 from sqlfence.observe.alerts import Alert
+from sqlfence.observe.fanout import build_observer
+from sqlfence.observe.filesink import chain_files
 from sqlfence.observe.monitor import Monitor
 from sqlfence.observe.settings import MonitorSettings
-from tests.observe.conftest import DENIED, INSERT, SELECT, make_session
+from tests.observe.conftest import DENIED, INSERT, SELECT, execute, make_session
 
 
 def _monitor(**settings: Any) -> tuple[Monitor, list[Alert]]:
@@ -178,12 +181,6 @@ def test_a_failing_callback_is_counted(caplog: pytest.LogCaptureFixture) -> None
 
 def test_alerts_are_recorded_in_the_audit_log(audit_dir: Path) -> None:
     """An alert raised by a statement is also an audit event."""
-    import json
-
-    from sqlfence.observe.fanout import build_observer
-    from sqlfence.observe.filesink import chain_files
-    from tests.observe.conftest import execute
-
     observer = build_observer(audit=audit_dir, monitoring={"alert_on_denials": 2}, telemetry=False)
     session = make_session()
     execute(observer, session, DENIED)

@@ -9,6 +9,7 @@ import pytest
 
 from sqlfence.observe.records import DenialRecord, FetchRecord, StatementRecord, snapshot_params
 from sqlfence.observe.settings import AuditSettings
+from sqlfence.policies.engine import Decision
 from tests.observe.conftest import CREATE, DENIED, DETECTED, SELECT, make_decision, make_session
 
 DESIGN_REPORT_KEYS = [
@@ -24,7 +25,7 @@ DESIGN_REPORT_KEYS = [
 ]
 
 
-def _record(decision: make_decision = SELECT, **fields: object) -> StatementRecord:
+def _record(decision: Decision = SELECT, **fields: object) -> StatementRecord:
     record = StatementRecord(
         make_session(), decision.sql, decision, 0.0, 1_700_000_000_123_456_789, 7
     )
@@ -62,7 +63,7 @@ def test_statement_events_start_with_the_design_report_schema() -> None:
         ({"error": ValueError("x")}, CREATE, ("error", "error")),
     ],
 )
-def test_statement_kinds(fields: dict, decision: make_decision, kind: tuple[str, str]) -> None:
+def test_statement_kinds(fields: dict, decision: Decision, kind: tuple[str, str]) -> None:
     """Errors first, then DDL, then slow queries decide a statement's event type."""
     record = _record(decision, **fields)
     assert record.kind() == kind

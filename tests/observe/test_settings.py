@@ -8,6 +8,7 @@ import pydantic
 import pytest
 
 from sqlfence.observe.settings import AuditSettings, MonitorSettings, TelemetrySettings
+from tests.observe.conftest import DESIGN_REPORT_AUDIT_LOG
 
 
 @pytest.mark.parametrize("model", [AuditSettings, MonitorSettings, TelemetrySettings])
@@ -28,16 +29,7 @@ def test_settings_are_frozen_and_hashable(model: type[pydantic.BaseModel]) -> No
 
 def test_audit_defaults_and_design_report_keys() -> None:
     """The default directory is .sqlfence/audit; the design report's audit_log keys load."""
-    settings = AuditSettings.model_validate(
-        {
-            "enabled": True,
-            "log_queries": True,
-            "log_connections": True,
-            "log_schema_changes": True,
-            "export_format": "json",
-            "retention_days": 90,
-        }
-    )
+    settings = AuditSettings.model_validate(DESIGN_REPORT_AUDIT_LOG)
     assert settings.directory == Path(".sqlfence/audit")
     assert settings.resolved_key_file == Path(".sqlfence/audit/audit.key")
     assert settings.sinks == ("file",)

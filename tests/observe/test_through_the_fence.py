@@ -3,15 +3,14 @@ session leaves in the audit log and in get_metrics()."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from pathlib import Path
 
 import pytest
 
 import sqlfence
-from sqlfence.observe.filesink import chain_files
 from sqlfence.observe.verify import verify
+from tests.observe.conftest import audit_events
 
 
 @pytest.mark.filterwarnings("ignore::sqlfence.DefaultPolicyWarning")
@@ -41,11 +40,7 @@ def test_an_agent_session_is_audited_end_to_end(tmp_path: Path, audit_dir: Path)
     assert metrics["errors"] == 1
     assert metrics["denied"] == 1
     assert metrics["rows_returned"] == 3
-    events = [
-        json.loads(line)
-        for path in chain_files(audit_dir, "audit")
-        for line in path.read_text().splitlines()
-    ]
+    events = audit_events(audit_dir)
     kinds = [e["event_type"] for e in events]
     assert kinds == [
         "audit.open",

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from sqlfence import Guard
@@ -123,6 +124,11 @@ def policy_mapping(file: str, name: str, dialect: str) -> dict[str, Any]:
     return spec
 
 
+def fresh_guard(case: Case) -> Guard:
+    """A new Guard for ``case`` with nothing cached (to judge a guard's own output again)."""
+    return Guard(policy_mapping(case.file, case.policy_name, case.dialect), dialect=case.dialect)
+
+
 @functools.cache
 def guard_for(file: str, name: str, dialect: str) -> Guard:
     """One Guard per (file, policy, dialect), built the way ``connect`` builds it."""
@@ -201,6 +207,16 @@ def load_corpus() -> tuple[Case, ...]:
         seen[case.id] = count
         unique.append(case if count == 1 else replace(case, id=f"{case.id} #{count}"))
     return tuple(unique)
+
+
+def params(check: str, cases: Iterable[Case]) -> list[Any]:
+    """pytest params of ``cases``, each marked strict xfail where ``check`` is known to fail."""
+    marked = []
+    for case in cases:
+        reason = case.xfail.get(check)
+        marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+        marked.append(pytest.param(case, id=case.id, marks=marks))
+    return marked
 
 
 def policies_of(file: str) -> Mapping[str, Any]:

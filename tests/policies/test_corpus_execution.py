@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 import sqlfence
-from tests.policies import Case, load_corpus
+from tests.policies import Case, load_corpus, params
 
 # Files a leaked COPY, ATTACH, VACUUM INTO, lo_export or writefile of the corpus would create.
 LEAK_FILES = "/tmp/sqlfence-corpus-*"
@@ -101,15 +101,8 @@ def _rows() -> dict[str, list[tuple[Any, ...]]]:
 CORPUS = load_corpus()
 
 
-def _params(dialect: str) -> list[object]:
-    params = []
-    for case in CORPUS:
-        if case.dialect != dialect:
-            continue
-        reason = case.xfail.get("execution")
-        marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-        params.append(pytest.param(case, id=case.id, marks=marks))
-    return params
+def _params(dialect: str) -> list[Any]:
+    return params("execution", (case for case in CORPUS if case.dialect == dialect))
 
 
 class Database:

@@ -52,4 +52,6 @@ def test_iris_rewrites_are_stable() -> None:
     for sql in ["SELECT Name FROM Sample.Person", "SELECT TOP 500 Name FROM Sample.Person"]:
         once = guard.decide(sql)
         assert once.rewritten
-        assert not guard.decide(once.sql).rewritten
+        again = Guard({"max_rows": 10}, dialect="iris").decide(once.sql)  # nothing cached
+        assert again.allowed
+        assert not again.rewritten

@@ -278,8 +278,8 @@ def test_no_driver_side_doors(conn: sqlfence.GuardedConnection) -> None:
 
 
 def test_callproc_is_judged(backend: Backend) -> None:
-    """callproc is decided as CALL name(...) and refused where the driver has none."""
+    """callproc is judged as CALL name(...) before the driver sees it."""
     connection = backend.connect({"read_only": True})
-    with pytest.raises(sqlfence.Error):
+    with pytest.raises(sqlfence.PolicyViolation, match="CALL"):
         connection.cursor().callproc("anything", (1,))
     connection.close()

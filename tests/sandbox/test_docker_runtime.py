@@ -7,9 +7,6 @@ test checks that no container of its sandbox root outlives it.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -23,6 +20,7 @@ from sqlfence.errors import OperationalError, SandboxError
 from sqlfence.sandbox import AgentSandbox, SandboxPool, listing, reap
 from sqlfence.sandbox.runtimes import docker as runtime
 from tests.conftest import missing
+from tests.sandbox.conftest import signal_when_ready
 
 pytestmark = pytest.mark.docker
 
@@ -207,18 +205,7 @@ _CHILD = textwrap.dedent(
 
 def test_sigkilled_pool_owner_leaves_nothing_after_reap(image: str, home: Path) -> None:
     """Containers and namespaces of a SIGKILLed process holding pools all go on reap()."""
-    child = subprocess.Popen(
-        [sys.executable, "-c", _CHILD, str(home), image],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=Path(__file__).parents[2],
-    )
-    try:
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == "ready"
-    finally:
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait()
+    signal_when_ready(_CHILD, str(home), image)
     assert len(runtime.containers(home)) == 3  # two dedicated, one shared server
     assert len(listing(home)) >= 4  # the shared pool may be replenishing its leased one
     reap(home)

@@ -58,6 +58,7 @@ def test_file_round_trip_is_reproducible(tmp_path: Path) -> None:
     ],
 )
 def test_a_damaged_line_is_refused_with_its_place(line: str, problem: str) -> None:
+    """A line that is not a node is SnapshotCorrupt naming its place and what is wrong."""
     with pytest.raises(SnapshotCorrupt, match=r"globals\.jsonl\.gz:7: not a global node"):
         iris_globals.decode(line, "globals.jsonl.gz:7")
     with pytest.raises(SnapshotCorrupt, match=problem):
@@ -79,6 +80,7 @@ def test_a_damaged_file_is_refused_before_anything_is_loaded(tmp_path: Path) -> 
 
 
 def test_unknown_subscript_types_are_not_written() -> None:
+    """A subscript the format cannot tag back is refused when writing, not lost."""
     with pytest.raises(TypeError, match="subscript of type list"):
         iris_globals.encode(("G", ([1],), b""))  # type: ignore[arg-type]
 
@@ -99,6 +101,7 @@ def test_security_names_fit_and_stay_distinct() -> None:
     ("read_only", "data"), [(False, "RW"), (True, "R")], ids=["writable", "read-only"]
 )
 def test_the_role_holds_its_own_databases_and_sql_only(read_only: bool, data: str) -> None:
+    """The role holds its two database resources and SQL only; read-only means R on its data."""
     name = "AGENT_A1"
     assert iris_admin.role_resources(name, read_only) == (
         f"%DB_{name}_DATA:{data},%DB_{name}_CODE:RW,%Service_SQL:U"
@@ -109,4 +112,5 @@ def test_the_role_holds_its_own_databases_and_sql_only(read_only: bool, data: st
     ("status", "ok"), [(1, True), ("1", True), (b"1", True), (0, False), (b"0 \x01error", False)]
 )
 def test_status_values(status: object, ok: bool) -> None:
+    """Only the Native API's forms of 1 are an OK %Status."""
     assert iris_admin.is_ok(status) is ok

@@ -125,6 +125,7 @@ def test_read_only_is_enforced_by_the_database(server: str, root: Path) -> None:
 
 
 def test_pause_refuses_new_logins(server: str, root: Path) -> None:
+    """A paused sandbox's user cannot log in; after resume it can."""
     with _create(server, root, agent_id="a1") as sb:
         sb.pause()
         with pytest.raises(iris.dbapi.Error):  # the disabled user's login is refused
@@ -134,6 +135,7 @@ def test_pause_refuses_new_logins(server: str, root: Path) -> None:
 
 
 def test_a_flipped_byte_is_refused_and_nothing_changes(server: str, root: Path) -> None:
+    """A globals file with one flipped byte is refused; the sandbox keeps its rows."""
     with _create(server, root, agent_id="a1") as sb:
         _fill(sb)
         manifest = sb.create_snapshot("ten")

@@ -12,7 +12,7 @@ import pytest
 import sqlfence
 from sqlfence.sandbox import AgentSandbox, SnapshotCorrupt
 from tests.postgres_server import PostgresServer
-from tests.sandbox.conftest import flip_byte
+from tests.sandbox.conftest import count_rows, flip_byte
 
 pytestmark = pytest.mark.postgres
 
@@ -47,16 +47,11 @@ def _fill(sb: AgentSandbox, rows: int = 10) -> None:
         )
 
 
-def _count(sb: AgentSandbox) -> int:
-    with sb.get_connection() as conn:
-        return int(conn.execute("SELECT count(*) FROM entities").fetchone()[0])
-
-
 def test_create_use_destroy(server: str, root: Path) -> None:
     """A sandbox is a database of its own, used through its own role, dropped on exit."""
     with _create(server, root, agent_id="a1", tenant="acme") as sb:
         _fill(sb)
-        assert _count(sb) == 10
+        assert count_rows(sb) == 10
         with sb.get_connection() as conn:
             assert conn.execute("SELECT current_user").fetchone()[0] == sb.name
         assert sb.name in _sandbox_objects(server)[0]
@@ -109,7 +104,7 @@ def test_snapshot_modify_restore_in_server(server: str, root: Path) -> None:
         with sb.get_connection() as conn:
             conn.execute("DELETE FROM entities")
         sb.restore_snapshot("before")
-        assert _count(sb) == 10
+        assert count_rows(sb) == 10
         with sb.get_connection() as conn:
             conn.execute("INSERT INTO entities VALUES (100, 'after restore')")
 
@@ -127,7 +122,7 @@ def test_corrupt_in_server_snapshot_is_refused(server: str, root: Path) -> None:
             conn.execute("DELETE FROM entities WHERE id < 5")
         with pytest.raises(SnapshotCorrupt, match="digest"):
             sb.restore_snapshot("before")
-        assert _count(sb) == 5
+        assert count_rows(sb) == 5
 
 
 def test_portable_snapshot_moves_between_sandboxes(server: str, root: Path) -> None:
@@ -136,7 +131,7 @@ def test_portable_snapshot_moves_between_sandboxes(server: str, root: Path) -> N
         _fill(sb, rows=50)
         sb.create_snapshot("golden", shared=True)
     with _create(server, root, agent_id="user", load_snapshot="golden") as sb:
-        assert _count(sb) == 50
+        assert count_rows(sb) == 50
         # The agent reads its own catalog only when its policy allows it.
         with sb.get_connection() as conn, pytest.raises(sqlfence.PolicyViolation):
             conn.execute("SELECT tableowner FROM pg_tables")
@@ -150,7 +145,7 @@ def test_portable_snapshot_moves_between_sandboxes(server: str, root: Path) -> N
         flip_byte(dump)
         with pytest.raises(SnapshotCorrupt):
             sb.load_snapshot("golden")
-        assert _count(sb) == 50
+        assert count_rows(sb) == 50
 
 
 def test_foreign_snapshot_is_refused(server: str, root: Path) -> None:

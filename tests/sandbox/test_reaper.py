@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import pytest
 from sqlfence.sandbox import AgentSandbox, Owner, Registry, listing, reap
 from sqlfence.sandbox.backends.postgres import PostgresBackend
 from tests.postgres_server import PostgresServer
+from tests.sandbox.conftest import signal_when_ready
 
 _CHILD = textwrap.dedent(
     """
@@ -39,21 +39,6 @@ def _dead_owner() -> Owner:
     done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)  # fmt: skip
     return replace(Owner.current(), pid=int(done.stdout))
-
-
-def _kill_child(root: Path, backend: str, server: str) -> None:
-    child = subprocess.Popen(
-        [sys.executable, "-c", _CHILD, str(root), backend, server],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=Path(__file__).parents[2],
-    )
-    try:
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == "ready"
-    finally:
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait()
 
 
 def test_reap_leaves_live_sandboxes_alone(root: Path) -> None:
@@ -99,7 +84,7 @@ def test_reused_pid_does_not_keep_a_sandbox(root: Path) -> None:
 
 def test_sigkilled_child_leaves_nothing_sqlite(root: Path) -> None:
     """SQLite sandboxes of a SIGKILLed process are all removed by reap()."""
-    _kill_child(root, "sqlite", "")
+    signal_when_ready(_CHILD, str(root), "sqlite", "")
     assert len(listing(root)) == 3
     assert len(reap(root)) == 3
     assert listing(root) == []
@@ -110,7 +95,7 @@ def test_sigkilled_child_leaves_nothing_postgres(
     postgres_server: PostgresServer, root: Path
 ) -> None:
     """Databases, roles and clones of a SIGKILLed process are all removed by reap()."""
-    _kill_child(root, "postgres", postgres_server.url)
+    signal_when_ready(_CHILD, str(root), "postgres", postgres_server.url)
     backend = PostgresBackend(postgres_server.url)
     try:
         assert len(backend.names()) == 3
@@ -157,14 +142,5 @@ def test_200_cycles_postgres(postgres_server: PostgresServer, root: Path) -> Non
 
 def test_sigterm_cleans_up_without_the_reaper(root: Path) -> None:
     """A SIGTERMed process destroys its own sandboxes on the way out (no gc needed)."""
-    child = subprocess.Popen(
-        [sys.executable, "-c", _CHILD, str(root), "sqlite", ""],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=Path(__file__).parents[2],
-    )
-    assert child.stdout is not None
-    assert child.stdout.readline().strip() == "ready"
-    child.send_signal(signal.SIGTERM)
-    child.wait()
+    signal_when_ready(_CHILD, str(root), "sqlite", "", signum=signal.SIGTERM)
     assert listing(root) == []

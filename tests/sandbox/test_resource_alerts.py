@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from sqlfence.observe.alerts import Alert
+from sqlfence.observe.monitor import Monitor
+from sqlfence.observe.settings import MonitorSettings
 from sqlfence.sandbox import AgentSandbox
 
 
-def test_disk_reading_raises_an_alert(tmp_path: Path) -> None:
+def test_disk_reading_raises_an_alert(root: Path) -> None:
     """get_metrics() reports the namespace size; over alert_on_disk_mb an alert is delivered."""
     alerts: list[Alert] = []
     monitoring = {"alert_on_disk_mb": 0.001, "callbacks": [alerts.append]}
     with AgentSandbox.create(
-        agent_id="big", root=tmp_path, monitoring=monitoring, access_policy={"read_only": False}
+        agent_id="big", root=root, monitoring=monitoring, access_policy={"read_only": False}
     ) as sb:
         conn = sb.get_connection()
         conn.execute("CREATE TABLE t (a TEXT)")
@@ -30,13 +35,20 @@ def test_disk_reading_raises_an_alert(tmp_path: Path) -> None:
     assert "disk" in alerts[0].message
 
 
-def test_resource_alerts_fire_without_polling(tmp_path: Path) -> None:
-    """With a resource alert rule, a timer reports readings: no get_metrics() call needed."""
+@pytest.mark.parametrize("form", ["dict", "settings", "monitor"])
+def test_resource_alerts_fire_without_polling(root: Path, form: str) -> None:
+    """With a resource alert rule, a timer reports readings: no get_metrics() call needed,
+    however the monitoring is given (keys, MonitorSettings or a Monitor)."""
     alerts: list[Alert] = []
-    monitoring = {"alert_on_disk_mb": 0.001, "callbacks": [alerts.append]}
+    keys = {"alert_on_disk_mb": 0.001, "callbacks": [alerts.append]}
+    monitoring: Any = keys
+    if form != "dict":
+        monitoring = MonitorSettings(**keys)
+    if form == "monitor":
+        monitoring = Monitor(monitoring)
     with AgentSandbox.create(
         agent_id="timed",
-        root=tmp_path,
+        root=root,
         monitoring=monitoring,
         access_policy={"read_only": False},
         limits={"quota_check_interval_s": 0.05},

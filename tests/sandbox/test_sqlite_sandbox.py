@@ -9,7 +9,7 @@ import pytest
 
 import sqlfence
 from sqlfence.sandbox import AgentSandbox, SnapshotCorrupt
-from tests.sandbox.conftest import flip_byte
+from tests.sandbox.conftest import count_rows, flip_byte
 
 
 def _fill(sb: AgentSandbox, rows: int = 10) -> None:
@@ -21,16 +21,11 @@ def _fill(sb: AgentSandbox, rows: int = 10) -> None:
         )
 
 
-def _count(sb: AgentSandbox) -> int:
-    with sb.get_connection() as conn:
-        return int(conn.execute("SELECT count(*) FROM entities").fetchone()[0])
-
-
 def test_create_use_destroy(root: Path) -> None:
     """A sandbox is a file the agent can build tables in, and nothing is left after exit."""
     with AgentSandbox.create(agent_id="a1", root=root) as sb:
         _fill(sb)
-        assert _count(sb) == 10
+        assert count_rows(sb) == 10
         assert Path(sb.namespace.location).is_file()
         assert sb.name.startswith("AGENT_A1_")
     assert not Path(sb.namespace.location).exists()
@@ -162,9 +157,9 @@ def test_snapshot_modify_restore(root: Path) -> None:
         assert manifest.tables == {"entities": 10, "secrets": 0}
         with sb.get_connection() as conn:
             conn.execute("DELETE FROM entities")
-        assert _count(sb) == 0
+        assert count_rows(sb) == 0
         sb.restore_snapshot("before")
-        assert _count(sb) == 10
+        assert count_rows(sb) == 10
         assert [m.name for m in sb.list_snapshots()] == ["before"]
         sb.delete_snapshot("before")
         assert sb.list_snapshots() == []
@@ -181,7 +176,7 @@ def test_flipped_byte_is_refused_and_data_unchanged(root: Path) -> None:
         flip_byte(data)
         with pytest.raises(SnapshotCorrupt, match="SHA-256"):
             sb.restore_snapshot("before")
-        assert _count(sb) == 6
+        assert count_rows(sb) == 6
 
 
 def test_tampered_manifest_is_refused(root: Path) -> None:
@@ -210,7 +205,7 @@ def test_shared_snapshot_is_a_golden_dataset(root: Path) -> None:
         _fill(sb, rows=25)
         sb.create_snapshot("golden", shared=True)
     with AgentSandbox.create(agent_id="user", root=root, load_snapshot="golden") as sb:
-        assert _count(sb) == 25
+        assert count_rows(sb) == 25
     assert (root / "snapshots" / "golden" / "manifest.json").is_file()
 
 

@@ -7,15 +7,14 @@ from typing import Any
 
 import pytest
 import sqlglot
+import yaml
 from sqlglot.dialects.dialect import Dialect
 
 from sqlfence.sql.analysis import analyze
 from sqlfence.sql.names import Namer
 from sqlfence.sql.rewrite import limit_rows, literal_count
 
-CASES = yaml_cases = __import__("yaml").safe_load(
-    (Path(__file__).parent / "data" / "rewrite.yaml").read_text()
-)
+CASES = yaml.safe_load((Path(__file__).parent / "data" / "rewrite.yaml").read_text())
 
 
 def _rewrite(sql: str, dialect_name: str, max_rows: int = 100) -> str | None:

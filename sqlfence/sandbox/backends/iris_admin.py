@@ -136,14 +136,14 @@ class IRISServer:
 
     def grant_access(self, name: str, password: str, read_only: bool) -> None:
         """Protect ``name``'s databases with resources of their own; make its role and user."""
+        description = _DESCRIPTION.format(name=name)
+        role = role_name(name)
         data, code = resource_names(name)
         globals_dir, routines_dir = self.directories(name)
         for resource, directory in ((data, globals_dir), (code, routines_dir)):
             if not self.call("Security.Resources", "Exists", resource):
                 self.check(
-                    self.call(
-                        "Security.Resources", "Create", resource, _DESCRIPTION.format(name=name)
-                    ),
+                    self.call("Security.Resources", "Create", resource, description),
                     f"creating resource {resource}",
                 )
             database = self.open("SYS.Database", directory)
@@ -151,29 +151,24 @@ class IRISServer:
             self.save(database, f"protecting {directory} with {resource}")
         self.check(
             self.call(
-                "Security.Roles",
-                "Create",
-                role_name(name),
-                _DESCRIPTION.format(name=name),
-                role_resources(name, read_only),
-                "",
+                "Security.Roles", "Create", role, description, role_resources(name, read_only), ""
             ),
-            f"creating role {role_name(name)}",
+            f"creating role {role}",
         )
         self.check(
             self.call(
                 "Security.Users",
                 "Create",
                 name,
-                role_name(name),  # its own role, nothing else
+                role,  # its own role, nothing else
                 password,
-                _DESCRIPTION.format(name=name),
+                description,
                 name,  # default namespace
                 "",  # routine
                 "",  # expiration date
                 0,  # change password at next login
                 1,  # enabled
-                _DESCRIPTION.format(name=name),
+                description,
             ),
             f"creating user {name}",
         )

@@ -61,8 +61,8 @@ def decode(line: str, where: str) -> Node:
 
 
 def write_nodes(path: Path, nodes: Iterable[Node]) -> int:
-    """Write ``nodes`` to ``path`` (gzip without name or time: reproducible bytes); returns how
-    many."""
+    """Write ``nodes`` to ``path``; return how many. No name or time in the gzip header, so
+    the same nodes always give the same bytes (and the same checksum)."""
     count = 0
     with path.open("wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as out:
         for node in nodes:

@@ -7,7 +7,7 @@ then hands back the same backends with the URL of what it started.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -72,3 +72,19 @@ def backend_for(kind: str, root: Path, server_url: str | None) -> Backend:
 
         return IRISBackend(server_url)
     raise ConfigurationError(f"unknown sandbox backend {kind!r} (sqlite, postgres, iris)")
+
+
+def drop_recorded(
+    kind: str, root: Path, server_url: str | None, name: str, clones: Iterable[str]
+) -> None:
+    """Drop namespace ``name`` and its ``clones`` through a backend made for it, then close it.
+
+    What the reaper does with a record whose owning process is gone.
+    """
+    backend = backend_for(kind, root, server_url)
+    try:
+        for clone in clones:
+            backend.drop_clone(clone)
+        backend.drop(name)
+    finally:
+        backend.close()

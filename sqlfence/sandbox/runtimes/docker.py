@@ -29,7 +29,7 @@ from sqlfence.policies.model import Policy
 from sqlfence.sandbox.backends.base import Backend, Contents, Namespace
 from sqlfence.sandbox.limits import Limits
 from sqlfence.sandbox.registry import Owner
-from sqlfence.sandbox.runtimes.base import backend_for
+from sqlfence.sandbox.runtimes.base import backend_for, drop_recorded
 from sqlfence.sandbox.runtimes.docker_specs import (
     SPECS,
     EngineSpec,
@@ -372,11 +372,11 @@ class ContainerBackend:
         self.spec = spec
         self.image = image
         self.root = root
-        self.name = "postgres" if spec.kind == "postgresql" else spec.kind
+        self.name = spec.kind  # SPECS maps "postgresql" to the "postgres" spec
         self.clones = spec.kind != "iris"
         self.placement = runtime.placement
         self.server: Server | None = None
-        self._inner: Any = None
+        self._inner: Backend | None = None
         self._failure: str | None = None
         self._sticky = False
         self._listeners: list[Callable[[str], None]] = []
@@ -402,8 +402,7 @@ class ContainerBackend:
             self.server = shared_server(self.runtime, self.spec, self.image, self.root)
         WATCHER.watch(self.server.id, self._on_event)
         self._inner = backend_for(self.spec.kind, self.root, self.server.admin_url)
-        namespace: Namespace = self._inner.create(name, limits, policy, labels)
-        return namespace
+        return self._inner.create(name, limits, policy, labels)
 
     def drop(self, name: str) -> None:
         """Dedicated: remove the container. Shared: drop the namespace in the server."""
@@ -418,11 +417,11 @@ class ContainerBackend:
 
     def names(self) -> list[str]:
         """Sandbox namespaces on this backend's server."""
-        return list(self._backend().names())
+        return self._backend().names()
 
     def size_bytes(self, name: str) -> int:
         """The namespace's size on disk."""
-        return int(self._backend().size_bytes(name))
+        return self._backend().size_bytes(name)
 
     def set_paused(self, name: str, paused: bool) -> None:
         """Dedicated: freeze or thaw the container. Shared: refuse new connections."""
@@ -433,12 +432,11 @@ class ContainerBackend:
 
     def contents(self, name: str) -> Contents:
         """Tables, row counts and schema digest."""
-        contents: Contents = self._backend().contents(name)
-        return contents
+        return self._backend().contents(name)
 
     def export_files(self, name: str, directory: Path) -> list[str]:
         """Portable snapshot files."""
-        return list(self._backend().export_files(name, directory))
+        return self._backend().export_files(name, directory)
 
     def import_files(self, name: str, directory: Path, files: list[str]) -> None:
         """Load portable snapshot files."""
@@ -446,7 +444,7 @@ class ContainerBackend:
 
     def clone(self, name: str, clone: str) -> str:
         """In-server clone."""
-        return str(self._backend().clone(name, clone))
+        return self._backend().clone(name, clone)
 
     def restore_clone(self, name: str, clone: str, digest: str) -> None:
         """Restore an in-server clone."""
@@ -507,7 +505,7 @@ class ContainerBackend:
         for listener in list(self._listeners):
             listener(self._failure)
 
-    def _backend(self) -> Any:
+    def _backend(self) -> Backend:
         if self._inner is None:
             raise SandboxError("the container backend has no server yet")
         return self._inner
@@ -557,15 +555,8 @@ def drop_record(root: Path, name: str, kind: str, clones: tuple[str, ...]) -> No
             remove_container(container)
         elif labels.get("sqlfence.placement") == "shared":
             url = admin_url_of(container)
-            if url is None:
-                continue
-            backend = backend_for(kind, root, url)
-            try:
-                for clone in clones:
-                    backend.drop_clone(clone)
-                backend.drop(name)
-            finally:
-                backend.close()
+            if url is not None:
+                drop_recorded(kind, root, url, name, clones)
 
 
 def reap_containers(root: Path, now: float | None = None, everything: bool = False) -> list[str]:

@@ -128,6 +128,3 @@ def memory_used(stats: dict[str, Any]) -> int:
     detail = memory.get("stats", {})
     cache = detail.get("inactive_file", detail.get("total_inactive_file", 0))
     return int(max(0, memory.get("usage", 0) - cache))
-
-
-# -- the process-wide event watcher -------------------------------------------------------
