@@ -257,7 +257,7 @@ class _Builder:
 _TABLE, _COLUMN, _STAR, _FUNC, _COLUMN_LIST, _WRITE, _DDL, _INTO, _COMMAND, _LOCK = (
     1 << bit for bit in range(10)
 )
-_STATEMENT, _WITH = 1 << 10, 1 << 11
+_STATEMENT, _WITH, _BOUND = 1 << 10, 1 << 11, 1 << 12
 # sqlglot models these as functions; to a policy they are syntax, not functions to allow.
 # What a row bound may compute with (the fence's own bound of a LIMIT parameter uses them).
 ROW_BOUND_FUNCTIONS = frozenset({"least", "greatest", "coalesce", "nullif", "min", "max"})
@@ -289,6 +289,8 @@ def _flags_of(cls: type[exp.Expr]) -> int:
             flags |= _COMMAND
     if cls is exp.Lock:
         flags |= _LOCK
+    if cls is exp.Limit or cls is exp.Fetch:
+        flags |= _BOUND
     if issubclass(cls, _STATEMENT_NODES):
         flags |= _STATEMENT
     if cls is exp.With:
@@ -308,7 +310,8 @@ def _collect(
     column_nodes: list[exp.Column] = []
     stars: list[exp.Expr] = []
     extra_nodes: list[exp.Expr] = []  # INSERT column lists, JOIN ... USING
-    has_with = False
+    has_with = has_bound = False
+    bound_candidates: list[tuple[str, exp.Expr]] = []  # row-bound function names, and where
     stack = [tree]
     push = stack.append
     while stack:
@@ -333,10 +336,9 @@ def _collect(
             stars.append(node)
         elif flags & _FUNC:
             name = function_name(node)  # type: ignore[arg-type]
-            if name in ROW_BOUND_FUNCTIONS and _in_row_bound(node):
-                out.bound_functions.add(name)
-            else:
-                out.functions.add(name)
+            out.functions.add(name)
+            if name in ROW_BOUND_FUNCTIONS:
+                bound_candidates.append((name, node))
         if flags & _COLUMN_LIST:
             extra_nodes.append(node)
         if flags & _WRITE:
@@ -359,6 +361,10 @@ def _collect(
                 out.unparsed = _malformed_select(node, namer.dialect_name)
         if flags & _WITH:
             has_with = True
+        if flags & _BOUND:
+            has_bound = True
+    if has_bound and bound_candidates:
+        _split_row_bound(bound_candidates, out)
     aliases, owners = _add_tables(table_nodes, namer, has_with, columns, out)
     if columns:
         for column in column_nodes:
@@ -380,7 +386,7 @@ def _collect(
         columns=frozenset(out.columns),
         star_tables=frozenset(out.star_tables),
         functions=frozenset(out.functions),
-        bound_functions=frozenset(out.bound_functions - out.functions),
+        bound_functions=frozenset(out.bound_functions),
         writes=out.writes,
         is_ddl=out.is_ddl,
         into=out.into,
@@ -553,6 +559,16 @@ def _is_cte_reference(table: exp.Table, namer: Namer) -> bool:
                 return True
         child, node = node, node.parent
     return False
+
+
+def _split_row_bound(candidates: list[tuple[str, exp.Expr]], out: _Builder) -> None:
+    """Move the names used only in LIMIT/FETCH/TOP clauses to ``bound_functions``."""
+    inside: set[str] = set()
+    outside: set[str] = set()
+    for name, node in candidates:
+        (inside if _in_row_bound(node) else outside).add(name)
+    out.bound_functions = inside - outside
+    out.functions -= out.bound_functions
 
 
 def _in_row_bound(node: exp.Expr) -> bool:
