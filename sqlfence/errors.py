@@ -94,6 +94,7 @@ __all__ = [
     "DataError",
     "DatabaseError",
     "DefaultPolicyWarning",
+    "PrivilegeWarning",
     "Error",
     "IntegrityError",
     "InterfaceError",
@@ -111,3 +112,8 @@ __all__ = [
 
 class DefaultPolicyWarning(UserWarning):
     """A connection was opened without a policy and got the safe default."""
+
+
+class PrivilegeWarning(UserWarning):
+    """The database login can do more than SQL: a superuser, or one that runs programs or
+    reads and writes files on the server. A fence cannot make such a session safe."""

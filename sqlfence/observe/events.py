@@ -191,6 +191,8 @@ def event_head(
 
 
 def add_session(event: dict[str, Any], session: Session) -> None:
+    if session.privileges:
+        event["privileges"] = list(session.privileges)
     if session.namespace is not None:
         event["namespace"] = session.namespace
     if session.sandbox is not None:

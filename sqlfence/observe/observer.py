@@ -27,6 +27,8 @@ class Session:
     server_address: str | None = None
     server_port: int | None = None
     sandbox: str | None = None
+    # What the login may do beyond SQL (superuser, pg_execute_server_program...): recorded.
+    privileges: tuple[str, ...] = ()
     connection_id: int = field(default_factory=lambda: next(_connection_ids))
 
 

@@ -17,9 +17,11 @@ from sqlfence.policies.loader import PolicySource, load_policy
 from sqlfence.policies.model import Policy
 from sqlfence.policies.rules import Context, Patterns, Violation, rules_for, statement_length
 from sqlfence.policies.tables import TableSet
-from sqlfence.sql.analysis import Analysis, FactHook, StatementFacts, analyze
+from sqlfence.sql import postgres_grammar
+from sqlfence.sql.analysis import Analysis, FactHook, StatementFacts, analyze, statement_kind
 from sqlfence.sql.functions import builtin_denied, builtin_denied_rule, policy_names
 from sqlfence.sql.names import Namer
+from sqlfence.sql.postgres_grammar import EngineReading
 from sqlfence.sql.rewrite import limit_rows
 
 
@@ -92,6 +94,9 @@ class Guard:
         self.patterns = self._compile(self.policy)
         self._rules = rules_for(self.policy, self.patterns)
         self._finish = _FINISHERS.get(self.dialect_name)
+        self._engine = _ENGINE_READERS.get(self.dialect_name)
+        if self._engine is not None:
+            postgres_grammar.require()
         self._cache: dict[str, Decision] = {}
         self._cache_size = cache_size
 
@@ -165,8 +170,16 @@ class Guard:
             facts = StatementFacts(operation="unparsed", unparsed="too long to parse")
             ctx = Context(sql, facts, policy, self.patterns)
             return Decision(False, sql, facts, tuple(statement_length(ctx)))
+        refused = input_refused(sql)
+        if refused is not None:  # denied in every mode: no driver may see such text
+            facts = StatementFacts(operation="unparsed", unparsed=refused)
+            return Decision(False, sql, facts, (Violation("input", f"not accepted: {refused}"),))
         analysis = self.analyze(sql)
-        ctx = Context(sql, analysis.facts, policy, self.patterns)
+        engine: EngineReading | None = None
+        if self._engine is not None and not (analysis.facts.unparsed and policy.allow_unparsed):
+            engine = self._engine(sql, self.namer.default_schema)
+        kinds = tuple(statement_kind(tree) for tree in analysis.trees)
+        ctx = Context(sql, analysis.facts, policy, self.patterns, engine, kinds)
         reasons = tuple(violation for rule in self._rules for violation in rule(ctx))
         detected = bool(reasons) and policy.mode == "detect"
         allowed = not reasons or detected
@@ -220,6 +233,26 @@ class Guard:
         )
 
 
+def input_refused(sql: str) -> str | None:
+    """Why no database should be sent ``sql`` (a NUL, a lone surrogate); None when fine."""
+    nul = sql.find("\x00")
+    if nul >= 0:
+        return (
+            f"a NUL character at offset {nul} (drivers cut the text there, so the database "
+            "would not run what was judged)"
+        )
+    if not sql.isascii():
+        try:
+            sql.encode("utf-8")
+        except UnicodeEncodeError as error:
+            return f"a character at offset {error.start} cannot be encoded ({error.reason})"
+    return None
+
+
+# Dialects whose own grammar is available as a library: the fence compares its reading.
+_ENGINE_READERS: dict[str, Callable[[str, str | None], EngineReading]] = {
+    "postgres": postgres_grammar.read
+}
 _DEFAULT_SCHEMAS = {"postgres": "public", "sqlite": "main", "iris": "SQLUser"}
 _DIALECTS: dict[str, Dialect] = {}
 

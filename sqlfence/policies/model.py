@@ -99,6 +99,11 @@ class Policy(BaseModel):
     allow_unparsed: bool = Field(
         False, description="allow statements the parser does not understand (fail open!)"
     )
+    privileged_sessions: Literal["warn", "refuse"] = Field(
+        "warn",
+        description="a login that is a superuser or may run programs or read/write server "
+        "files (PostgreSQL): warn and audit it, or refuse the connection",
+    )
     allowlist: tuple[str, ...] = Field(
         (), description="when set, only statements with these fingerprints are allowed"
     )

@@ -18,6 +18,8 @@ from sqlfence.policies.tables import (
     table_matches,
 )
 from sqlfence.sql.analysis import StatementFacts
+from sqlfence.sql.functions import canonical
+from sqlfence.sql.postgres_grammar import EngineReading
 
 _READ_OPERATIONS = frozenset({"select"})
 _NOT_STATEMENTS = frozenset({"unparsed", "empty"})  # the unparsed rule has said why
@@ -75,6 +77,16 @@ class Context:
     facts: StatementFacts
     policy: Policy
     patterns: Patterns
+    # The database's own reading of the text, where its grammar is a library (PostgreSQL),
+    # and the fence's statement kinds, one per statement, to compare with it.
+    engine: EngineReading | None = None
+    kinds: tuple[str, ...] = ()
+
+    def engine_functions(self) -> frozenset[str]:
+        """Functions the database's grammar sees that the fence's facts do not name."""
+        if self.engine is None:
+            return frozenset()
+        return frozenset(canonical(name) for name in self.engine.functions) - self.facts.functions
 
 
 Rule = Callable[[Context], Iterator[Violation]]
@@ -103,6 +115,48 @@ def unparsed(ctx: Context) -> Iterator[Violation]:
         yield _violation(
             ctx, "unparsed", f"not understood: {ctx.facts.unparsed}", key="allow_unparsed"
         )
+
+
+_AGREED_KINDS = frozenset({"select", "insert", "update", "delete", "merge"})
+
+
+def engine_reading(ctx: Context) -> Iterator[Violation]:
+    """The database must read the text as the fence did: statements, kinds and tables.
+
+    The engine's reading is the truth: a text the two read differently is denied, whichever
+    reading would have been allowed.
+    """
+    engine = ctx.engine
+    if engine is None:
+        return
+    if engine.error is not None:
+        yield _engine_violation(ctx, f"PostgreSQL's grammar rejects it: {engine.error}")
+        return
+    if engine.statement_count != len(ctx.kinds):
+        yield _engine_violation(
+            ctx,
+            f"PostgreSQL reads {engine.statement_count} statement(s) here, "
+            f"the fence {len(ctx.kinds)}",
+        )
+        return
+    for theirs, ours in zip(engine.kinds, ctx.kinds, strict=True):
+        if theirs != ours and (theirs in _AGREED_KINDS or ours in _AGREED_KINDS):
+            yield _engine_violation(
+                ctx, f"PostgreSQL reads a {theirs} statement where the fence read a {ours}"
+            )
+            return
+    tables = ctx.facts.tables
+    for table in sorted(engine.tables - tables):
+        yield _engine_violation(ctx, f"PostgreSQL reads table {table}, which the fence did not")
+    if all(kind in _AGREED_KINDS for kind in engine.kinds):
+        for table in sorted(tables - engine.tables):
+            yield _engine_violation(
+                ctx, f"the fence read table {table}, which PostgreSQL does not read"
+            )
+
+
+def _engine_violation(ctx: Context, message: str) -> Violation:
+    return Violation("engine_reading", message)
 
 
 def executable_comment(ctx: Context) -> Iterator[Violation]:
@@ -205,7 +259,7 @@ def system_catalog(ctx: Context) -> Iterator[Violation]:
             yield _catalog_violation(
                 ctx, f"{table} is the system catalog; set allow_system_catalog to read it"
             )
-    for name in sorted(ctx.facts.functions):
+    for name in sorted(ctx.facts.functions | ctx.engine_functions()):
         if is_catalog_function(dialect, name):
             yield _catalog_violation(
                 ctx, f"{name}() reads the system catalog; set allow_system_catalog to call it"
@@ -219,7 +273,16 @@ def _catalog_violation(ctx: Context, message: str) -> Violation:
 def columns(ctx: Context) -> Iterator[Violation]:
     """Denied columns are never named, and never read through ``*`` of their table."""
     facts = ctx.facts
+    named = {column for _owner, column in facts.columns}
+    unseen = sorted(ctx.engine.columns - named) if ctx.engine is not None else ()
     for table_pattern, column_pattern in ctx.patterns.denied_columns:
+        for column in unseen:
+            if fnmatchcase(column, column_pattern):
+                yield _violation(
+                    ctx,
+                    "denied_columns",
+                    f"PostgreSQL reads a column {column}, which the fence did not see",
+                )
         for owner, column in sorted(facts.columns, key=str):
             if not fnmatchcase(column, column_pattern):
                 continue
@@ -244,7 +307,7 @@ def functions(ctx: Context) -> Iterator[Violation]:
     patterns = ctx.patterns
     rule = patterns.denied_rule
     facts = ctx.facts
-    for name in sorted(facts.functions | facts.bound_functions):
+    for name in sorted(facts.functions | facts.bound_functions | ctx.engine_functions()):
         if name in patterns.denied_functions or (rule is not None and rule(name)):
             key = (
                 "denied_functions"
@@ -274,6 +337,7 @@ def allowlist(ctx: Context) -> Iterator[Violation]:
 
 RULES: tuple[Rule, ...] = (
     unparsed,
+    engine_reading,
     executable_comment,
     statement_count,
     statement_kind,

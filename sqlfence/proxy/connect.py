@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from sqlfence.errors import ConfigurationError, DefaultPolicyWarning
+from sqlfence.errors import ConfigurationError, DefaultPolicyWarning, PrivilegeWarning
 from sqlfence.observe.observer import Observer, Session
 from sqlfence.policies.engine import Guard
 from sqlfence.policies.loader import PolicySource
@@ -62,10 +62,11 @@ def connect(
     try:
         guard = _learn_schema(driver, raw, guard, catalog)
         before = driver.harden(raw, guard, opened=True)
+        privileges = _check_privileges(driver, raw, guard)
     except BaseException:
         raw.close()
         raise
-    session = _session(driver.session(parsed, raw), agent_id, tenant, sandbox)
+    session = _session(driver.session(parsed, raw), agent_id, tenant, sandbox, privileges)
     chosen, owned = _observer(observer, audit, monitoring, telemetry)
     return GuardedConnection(raw, driver, guard, chosen, session, before, owns_observer=owned)
 
@@ -97,7 +98,8 @@ def wrap(
     guard = _guard(policy, driver, agent_id, tenant, catalog)
     guard = _learn_schema(driver, connection, guard, catalog)
     before = driver.harden(connection, guard, opened=False)
-    session = _session(driver.session(None, connection), agent_id, tenant, None)
+    privileges = _check_privileges(driver, connection, guard)
+    session = _session(driver.session(None, connection), agent_id, tenant, None, privileges)
     chosen, owned = _observer(observer, audit, monitoring, telemetry)
     return GuardedConnection(
         connection, driver, guard, chosen, session, before, owns_observer=owned
@@ -124,9 +126,35 @@ def _guard(
 
 
 def _session(
-    session: Session, agent_id: str | None, tenant: str | None, sandbox: str | None
+    session: Session,
+    agent_id: str | None,
+    tenant: str | None,
+    sandbox: str | None,
+    privileges: tuple[str, ...] = (),
 ) -> Session:
-    return replace(session, agent_id=agent_id, tenant=tenant, sandbox=sandbox)
+    return replace(
+        session, agent_id=agent_id, tenant=tenant, sandbox=sandbox, privileges=privileges
+    )
+
+
+def _check_privileges(driver: drivers.Driver, raw: Any, guard: Guard) -> tuple[str, ...]:
+    """Warn about (or refuse) a login that can do more than SQL; returns what it can do."""
+    privileges = driver.privileges(raw)
+    if not privileges:
+        return ()
+    what = ", ".join(privileges)
+    if guard.policy.privileged_sessions == "refuse":
+        raise ConfigurationError(
+            f"the database login has privileges beyond SQL ({what}) and the policy refuses "
+            "such sessions (privileged_sessions: refuse); connect as a role without them"
+        )
+    warnings.warn(
+        f"sqlfence: the database login has privileges beyond SQL ({what}); the fence judges "
+        "SQL, but a role without them is the layer that holds if anything gets past it",
+        PrivilegeWarning,
+        stacklevel=3,
+    )
+    return privileges
 
 
 def _learn_schema(

@@ -114,7 +114,7 @@ class GuardedConnection:
         """A new guarded cursor."""
         self._check_open()
         try:
-            raw = self._raw.cursor()
+            raw = self._driver.open_cursor(self._raw)
         except self._driver_error as error:
             raise self._driver.translate(error) from error
         self._driver.prepare_cursor(raw, self._guard)

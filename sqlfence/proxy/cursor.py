@@ -7,14 +7,26 @@ and the driver call.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlfence.errors import InterfaceError, NotSupportedError
+from sqlfence.errors import DataError, InterfaceError, NotSupportedError, ProgrammingError
 
 if TYPE_CHECKING:
     from sqlfence.policies.engine import Decision
     from sqlfence.proxy.connection import GuardedConnection
+
+
+_PARAMETER_TYPES = (tuple, list, dict)
+_VALUE_ERRORS = (UnicodeError, OverflowError)
+
+
+def _check_parameters(parameters: object) -> None:
+    """PEP 249 parameters are a sequence or a mapping; anything else is the caller's error."""
+    if isinstance(parameters, (str, bytes)) or not isinstance(parameters, (Sequence, Mapping)):
+        raise ProgrammingError(
+            f"parameters must be a sequence or a mapping, not {type(parameters).__name__}"
+        )
 
 
 class GuardedCursor:
@@ -69,6 +81,8 @@ class GuardedCursor:
 
     def execute(self, operation: str, parameters: Any = None) -> GuardedCursor:
         """Decide, then run ``operation``. Raises PolicyViolation when denied."""
+        if parameters is not None and type(parameters) not in _PARAMETER_TYPES:
+            _check_parameters(parameters)
         decision, token = self._start(operation, parameters)
         try:
             if parameters is None:
@@ -77,16 +91,27 @@ class GuardedCursor:
                 self._raw.execute(decision.sql, parameters)
         except self._connection._driver_error as error:
             raise self._failed(token, error) from error
+        except _VALUE_ERRORS as error:  # a value the driver cannot send: the caller's data
+            raise self._bad_value(token, error) from error
         self._ran(decision, token)
         return self
 
     def executemany(self, operation: str, seq_of_parameters: Sequence[Any]) -> GuardedCursor:
         """Decide once, then run ``operation`` for every parameter set."""
+        if isinstance(seq_of_parameters, (str, bytes)) or not hasattr(
+            seq_of_parameters, "__iter__"
+        ):
+            raise ProgrammingError(
+                "executemany() takes a sequence of parameter sets, not "
+                f"{type(seq_of_parameters).__name__}"
+            )
         decision, token = self._start(operation, seq_of_parameters)
         try:
             self._raw.executemany(decision.sql, seq_of_parameters)
         except self._connection._driver_error as error:
             raise self._failed(token, error) from error
+        except _VALUE_ERRORS as error:
+            raise self._bad_value(token, error) from error
         self._ran(decision, token)
         return self
 
@@ -112,6 +137,10 @@ class GuardedCursor:
             self._finish()
         if self._closed:
             raise InterfaceError("cursor is closed")
+        if type(operation) is not str and not isinstance(operation, str):
+            raise ProgrammingError(
+                f"the SQL operation must be a str, not {type(operation).__name__}"
+            )
         connection = self._connection
         decision = connection._decide(operation)
         self._decision = decision
@@ -129,6 +158,13 @@ class GuardedCursor:
         connection = self._connection
         connection._observer.finished(connection._session, token, -1, error)
         return connection._driver.translate(error)
+
+    def _bad_value(self, token: Any, error: Exception) -> DataError:
+        """Record a parameter the driver could not send; the DataError to raise instead."""
+        connection = self._connection
+        connection._observer.finished(connection._session, token, -1, error)
+        what = "cannot be encoded" if isinstance(error, UnicodeError) else "is out of range"
+        return DataError(f"a parameter value {what} for the database: {error}")
 
     def _ran(self, decision: Decision, token: Any) -> None:
         """Record success; the result set (if any) is now open for fetching."""

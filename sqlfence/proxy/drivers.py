@@ -153,8 +153,16 @@ class Driver:
         """Qualified view -> the tables and views it reads directly (the database's catalog)."""
         return {}
 
+    def open_cursor(self, raw: Any) -> Any:
+        """A driver cursor for the fence (PostgreSQL: one that sends one statement a call)."""
+        return raw.cursor()
+
     def prepare_cursor(self, cursor: Any, guard: Guard) -> None:
         """Per-cursor hardening (IRIS query timeouts)."""
+
+    def privileges(self, raw: Any) -> tuple[str, ...]:
+        """What the login may do beyond SQL (superuser, running programs, server files)."""
+        return ()
 
     def session(self, url: ConnectionURL | None, raw: Any) -> Session:
         """The correlation fields for events of this connection."""

@@ -6,11 +6,14 @@ are set as session options at connect time, before the agent's first statement.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
+from sqlfence.errors import ConfigurationError
 from sqlfence.policies.engine import Guard
 from sqlfence.proxy.drivers import ConnectionURL, Driver
+from sqlfence.sql.postgres_grammar import with_placeholders
 
 
 class PostgresDriver(Driver):
@@ -41,6 +44,31 @@ class PostgresDriver(Driver):
             extra = " ".join(f"-c {name}={value}" for name, value in settings.items())
             params["options"] = f"{params.get('options', '')} {extra}".strip()
         return self.module.connect(**params)
+
+    def open_cursor(self, raw: Any) -> Any:
+        """A psycopg cursor that always uses the extended query protocol.
+
+        psycopg sends a statement without parameters with the simple protocol, which runs
+        every ``;``-separated command in the text; the extended protocol makes the server
+        itself refuse a second command, whatever the fence read.
+        """
+        factory = getattr(raw, "cursor_factory", None)
+        if not isinstance(factory, type):
+            return raw.cursor()  # not a psycopg 3 connection: its own cursor
+        return _one_statement(factory)(raw, row_factory=raw.row_factory)
+
+    def privileges(self, raw: Any) -> tuple[str, ...]:
+        """``superuser`` or the predefined roles that reach outside SQL, held by the login."""
+        with raw.cursor() as cursor:
+            cursor.execute(_PRIVILEGES_QUERY)
+            row = cursor.fetchone()
+        if not getattr(raw, "autocommit", False):
+            raw.rollback()
+        if row is None:
+            return ()
+        if row[0]:
+            return ("superuser",)
+        return tuple(role for role, held in zip(_SERVER_ROLES, row[1:], strict=True) if held)
 
     def load_views(self, raw: Any) -> dict[str, set[str]]:
         """Views and what they read, from pg_depend: a view over a denied table is denied."""
@@ -80,6 +108,41 @@ WHERE d.classid = 'pg_rewrite'::regclass
   AND t.oid <> v.oid
   AND vn.nspname NOT IN ('pg_catalog', 'information_schema')
 """
+
+
+_SERVER_ROLES = ("pg_execute_server_program", "pg_read_server_files", "pg_write_server_files")
+_PRIVILEGES_QUERY = (
+    "SELECT rolsuper, "
+    + ", ".join(f"pg_has_role(session_user, '{role}', 'MEMBER')" for role in _SERVER_ROLES)
+    + " FROM pg_roles WHERE rolname = session_user"
+)
+_ONE_STATEMENT: dict[Any, type] = {}
+
+
+def _one_statement(base: Any) -> type:
+    """``base`` (a psycopg cursor class) sending every statement with the extended protocol."""
+    made = _ONE_STATEMENT.get(base)
+    if made is not None:
+        return made
+    send = getattr(base, "_execute_send", None)
+    if send is None or "force_extended" not in inspect.signature(send).parameters:
+        raise ConfigurationError(
+            "this psycopg version cannot be made to send one statement per call; "
+            "install psycopg>=3.1,<4"
+        )
+
+    def _execute_send(self: Any, query: Any, *, force_extended: bool = False, **kw: Any) -> None:
+        send(self, query, force_extended=True, **kw)
+
+    def execute(self: Any, query: Any, params: Any = None, **kw: Any) -> Any:
+        if params is None and isinstance(query, str) and with_placeholders(query) is not None:
+            params = ()  # the fence read %s as a placeholder: psycopg must bind (and count) it
+        return base.execute(self, query, params, **kw)
+
+    methods: dict[str, Any] = {"_execute_send": _execute_send, "execute": execute}
+    made = type(f"OneStatement{base.__name__}", (base,), methods)
+    _ONE_STATEMENT[base] = made
+    return made
 
 
 def _session_settings(guard: Guard) -> dict[str, str]:

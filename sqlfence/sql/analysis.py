@@ -16,7 +16,7 @@ from typing import Any
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import SqlglotError
-from sqlglot.tokenizer_core import Token
+from sqlglot.tokenizer_core import Token, TokenType
 
 from sqlfence.sql.fingerprint import fingerprint, fingerprint_tokens
 from sqlfence.sql.functions import function_name
@@ -80,6 +80,10 @@ _STATEMENT_NODES = (
     *_DDL_NODES,
 )
 _SUMMARY_MAX = 255
+_QUOTED_TOKENS = frozenset(
+    {TokenType.STRING, TokenType.IDENTIFIER, TokenType.NATIONAL_STRING, TokenType.HEX_STRING,
+     TokenType.BIT_STRING, TokenType.BYTE_STRING, TokenType.RAW_STRING}
+)  # fmt: skip
 # Roots that are expressions, not statements: sqlglot accepts "x + 1" on its own, a database won't.
 _NOT_STATEMENTS = (exp.Condition, exp.Identifier, exp.Table, exp.Alias, exp.Tuple, exp.Star)
 
@@ -186,6 +190,15 @@ def analyze(
         tokens, parsed = parse(sql, dialect)
     except Exception as error:  # fail closed: sqlglot also raises TypeError, RecursionError
         return _not_understood(sql, dialect, "cannot parse", error)
+    if "$" in sql and namer.dialect_name == "sqlite":
+        variable = _sqlite_variable(tokens)
+        if variable is not None:
+            facts = StatementFacts(
+                operation="unparsed",
+                unparsed=f"SQLite reads {variable!r} as a parameter (Tcl-style $name), "
+                "which the fence reads as a name: use ?, ?NNN or :name",
+            )
+            return Analysis(sql, dialect, (), (), facts)
     # A comment after the last ";" comes back as an empty Semicolon tree: not a statement.
     trees = tuple(t for t in parsed if t is not None and not isinstance(t, exp.Semicolon))
     if not trees:
@@ -207,6 +220,15 @@ def analyze(
     if not tokens:
         object.__setattr__(facts, "source", (sql, dialect))
     return Analysis(sql, dialect, tokens, trees, facts)
+
+
+def _sqlite_variable(tokens: tuple[Token, ...]) -> str | None:
+    """The first unquoted word starting with ``$``: a parameter to SQLite (``$a``,
+    ``$a(...)``, ``$a::b``), whose extent sqlglot cannot know."""
+    for token in tokens:
+        if token.text.startswith("$") and token.token_type not in _QUOTED_TOKENS:
+            return token.text
+    return None
 
 
 def _not_understood(sql: str, dialect: Dialect, what: str, error: Exception) -> Analysis:
@@ -431,7 +453,9 @@ def _add_tables(
     for node in nodes:
         if not isinstance(node.this, exp.Identifier):
             continue  # a table-valued function: its name is among the functions
-        if has_with and _is_cte_reference(node, namer):
+        target = out.writes and _is_write_target(node)
+        # The target of a write is always a table, whatever CTE shares its name.
+        if has_with and not target and _is_cte_reference(node, namer):
             continue
         name = namer.table(node)
         out.tables.add(name)
@@ -440,7 +464,7 @@ def _add_tables(
         key = namer.normalize(alias) if alias else namer.identifier(node.this)
         if key:
             aliases.setdefault(key, set()).add(name)
-        if out.writes and _is_write_target(node):
+        if target:
             out.written.add(name)
         if columns:
             alias_node = node.args.get("alias")
@@ -462,6 +486,11 @@ def _summary(events: list[exp.Expr | str], real: set[int]) -> str:
         if len(words) >= 32:
             break
     return " ".join(words)[:_SUMMARY_MAX]
+
+
+def statement_kind(tree: exp.Expr) -> str:
+    """The kind of a parsed statement (``select``, ``delete``, ``command``...)."""
+    return _operation(tree)
 
 
 def _operation(tree: exp.Expr) -> str:
@@ -536,7 +565,11 @@ def _is_write_target(table: exp.Table) -> bool:
 
 
 def _is_cte_reference(table: exp.Table, namer: Namer) -> bool:
-    """True when an unqualified table name resolves to a CTE visible at that point."""
+    """True when an unqualified table name resolves to a CTE visible at that point.
+
+    Names compare as the database compares them: a quoted CTE name keeps its case, so
+    ``WITH "Secrets" AS (...)`` does not hide the table ``secrets``.
+    """
     if table.args.get("db") is not None or table.args.get("catalog") is not None:
         return False
     name = namer.identifier(table.this)
@@ -546,19 +579,26 @@ def _is_cte_reference(table: exp.Table, namer: Namer) -> bool:
         if isinstance(node, exp.With):
             ctes = node.expressions
             position = next((i for i, cte in enumerate(ctes) if cte is child), len(ctes))
-            visible = ctes[: position + 1] if node.args.get("recursive") else ctes[:position]
-            if any(namer.normalize(cte.alias) == name for cte in visible):
+            # WITH RECURSIVE: every CTE of the list sees every other (PostgreSQL, SQLite).
+            visible = ctes if node.args.get("recursive") else ctes[:position]
+            if any(_cte_name(cte, namer) == name for cte in visible):
                 return True
         else:
             with_ = node.args.get("with_")
             if (
                 isinstance(with_, exp.With)
                 and with_ is not child
-                and any(namer.normalize(cte.alias) == name for cte in with_.expressions)
+                and any(_cte_name(cte, namer) == name for cte in with_.expressions)
             ):
                 return True
         child, node = node, node.parent
     return False
+
+
+def _cte_name(cte: exp.Expr, namer: Namer) -> str | None:
+    """A CTE's name as the database compares it (quoted names keep their case)."""
+    alias = cte.args.get("alias")
+    return namer.identifier(alias.this if isinstance(alias, exp.TableAlias) else alias)
 
 
 def _split_row_bound(candidates: list[tuple[str, exp.Expr]], out: _Builder) -> None:

@@ -27,6 +27,9 @@ class Namer:
         self.dialect_name = type(dialect).__name__.lower()
         # PostgreSQL searches pg_catalog before the search path: pg_authid is pg_catalog's.
         self._catalog_first = self.dialect_name == "postgres"
+        # PostgreSQL's catalog part can only be the current database (anything else is an
+        # error), so `db.public.t` is `public.t`: the same name for views and policies.
+        self._drop_catalog = self.dialect_name == "postgres"
 
     def normalize(self, name: str, quoted: bool = False) -> str:
         """The identifier as the database compares it."""
@@ -58,7 +61,7 @@ class Namer:
         else:
             schema = self.default_schema
         catalog = args.get("catalog")
-        if catalog is not None:
+        if catalog is not None and not self._drop_catalog:
             return ".".join(p for p in (self.identifier(catalog), schema, name) if p)
         return f"{schema}.{name}" if schema else name
 

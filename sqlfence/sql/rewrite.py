@@ -8,8 +8,10 @@ Only the remaining cases (IRIS ``TOP``, parameter and expression limits, ``LIMIT
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sqlglot import exp
-from sqlglot.tokenizer_core import TokenType
+from sqlglot.tokenizer_core import Token, TokenType
 
 from sqlfence.sql.analysis import Analysis
 
@@ -53,6 +55,17 @@ def limit_rows(analysis: Analysis, max_rows: int) -> str | None:
     if bound is not None and bound <= max_rows:
         return None
     ceiling = exp.Literal.number(max_rows)
+    if splice and target is root:
+        # Replace the count's own text, so the caller's placeholders keep their order
+        # (regenerating would move `OFFSET %s LIMIT %s` or SQLite's `LIMIT ?, ?` around).
+        if literal_count(count) is not None or _means_unlimited(count):
+            spliced = _splice_count(analysis, lambda _text: str(max_rows))
+        else:
+            spliced = _splice_count(analysis, lambda text: _bounded_text(text, max_rows, analysis))
+        if spliced is not None:
+            return spliced
+    if _positional_parameters(analysis) > 1:
+        return None  # a regenerated text could bind them to other clauses: the cursor caps
     if literal_count(count) is not None or _means_unlimited(count):
         if splice and isinstance(count, exp.Literal):
             spliced = _splice_literal(analysis.sql, count, str(max_rows))
@@ -154,6 +167,77 @@ def _bounded(count: exp.Expr, max_rows: int, analysis: Analysis) -> exp.Expr:
         this=exp.Nullif(this=floor, expression=exp.Literal.number(-1)),
         expressions=[ceiling.copy()],
     )
+
+
+_COUNT_ENDS = frozenset(
+    {TokenType.OFFSET, TokenType.COMMA, TokenType.FETCH, TokenType.FOR, TokenType.SEMICOLON}
+)
+_POSITIONAL = frozenset({TokenType.PLACEHOLDER, TokenType.PARAMETER, TokenType.MOD})
+
+
+def _splice_count(analysis: Analysis, bounded: Callable[[str], str]) -> str | None:
+    """The text with the root query's LIMIT count replaced by ``bounded(count text)``.
+
+    The count is the text after the last LIMIT outside parentheses, up to OFFSET, ``,``
+    (then SQLite's ``LIMIT offset, count`` puts the count after it), FOR, ``;`` or the end.
+    None when the tokens do not show such a clause.
+    """
+    tokens = analysis.tokens
+    depth = 0
+    limit_at = None
+    for index in range(len(tokens) - 1, -1, -1):
+        kind = tokens[index].token_type
+        if kind is TokenType.R_PAREN:
+            depth += 1
+        elif kind is TokenType.L_PAREN:
+            depth -= 1
+        elif kind is TokenType.LIMIT and depth == 0:
+            limit_at = index
+            break
+    if limit_at is None:
+        return None
+    span = _clause(tokens, limit_at + 1)
+    if span is None:
+        return None
+    start, end = span
+    if end + 1 < len(tokens) and tokens[end + 1].token_type is TokenType.COMMA:
+        span = _clause(tokens, end + 2)  # LIMIT offset, count
+        if span is None:
+            return None
+        start, end = span
+    sql = analysis.sql
+    first, last = tokens[start].start, tokens[end].end
+    return f"{sql[:first]}{bounded(sql[first : last + 1])}{sql[last + 1 :]}"
+
+
+def _clause(tokens: tuple[Token, ...], start: int) -> tuple[int, int] | None:
+    """The token range of one expression from ``start`` to the next clause at depth 0."""
+    depth = 0
+    end = None
+    for index in range(start, len(tokens)):
+        kind = tokens[index].token_type
+        if kind is TokenType.L_PAREN:
+            depth += 1
+        elif kind is TokenType.R_PAREN:
+            depth -= 1
+            if depth < 0:
+                break
+        elif depth == 0 and kind in _COUNT_ENDS:
+            break
+        end = index
+    return None if end is None else (start, end)
+
+
+def _bounded_text(count: str, max_rows: int, analysis: Analysis) -> str:
+    """``_bounded`` for the count's source text (kept as written, placeholders included)."""
+    if _name(analysis) != "sqlite":
+        return f"LEAST({count}, {max_rows})"
+    return f"COALESCE(NULLIF(MAX(-1, MIN(CAST({count} AS INTEGER), {max_rows})), -1), {max_rows})"
+
+
+def _positional_parameters(analysis: Analysis) -> int:
+    """How many parameters the text may bind by position (an upper bound)."""
+    return sum(1 for token in analysis.tokens if token.token_type in _POSITIONAL)
 
 
 def _splice_end(analysis: Analysis, max_rows: int) -> str:

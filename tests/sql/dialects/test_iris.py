@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -596,26 +595,3 @@ def test_sqlglot_failures_surface_as_parse_errors(sql: str) -> None:
     """Inputs on which sqlglot fails with other exceptions raise ParseError."""
     with pytest.raises(ParseError):
         sqlglot.parse(sql, read="iris")
-
-
-def _best_time(dialect: str, sql: str) -> float:
-    runs = []
-    for _ in range(7):
-        start = time.perf_counter()
-        for _ in range(200):
-            sqlglot.parse(sql, read=dialect)
-        runs.append(time.perf_counter() - start)
-    return min(runs)
-
-
-@pytest.mark.parametrize(
-    "sql",
-    [
-        "SELECT e.Name, COUNT(*) AS n FROM Sample.Employee e JOIN Sample.Company c "
-        "ON c.ID = e.Company WHERE e.Age > 30 GROUP BY e.Name ORDER BY n DESC",
-        "SELECT TOP 10 Name, UPPER(Home_City) FROM Sample.Person WHERE Age > ? ORDER BY Age",
-    ],
-)
-def test_parsing_is_about_as_fast_as_a_builtin_dialect(sql: str) -> None:
-    """Parsing IRIS SQL costs about what sqlglot's T-SQL dialect costs for the same text."""
-    assert _best_time("iris", sql) < 1.6 * _best_time("tsql", sql)

@@ -1,0 +1,214 @@
+"""PostgreSQL's own reading of a statement, from its grammar as a library (pglast).
+
+The fence judges sqlglot's reading of a text; the server runs its own. Wherever the two could
+differ (dollar-quote tags, Unicode in identifiers, comments), this module gives the server's
+reading so the Guard can deny a text the two read differently. pglast wraps libpg_query, the
+server's lexer and grammar; its JSON output is walked here (cheaper than its Python AST).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from sqlfence.errors import ConfigurationError
+
+# Statement node -> the fence's operation name (the kinds whose tables the fence must agree on).
+_KINDS = {
+    "SelectStmt": "select",
+    "InsertStmt": "insert",
+    "UpdateStmt": "update",
+    "DeleteStmt": "delete",
+    "MergeStmt": "merge",
+}
+_WRITE_STATEMENTS = frozenset({"InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt"})
+# A dollar-quote tag holding a character sqlglot and PostgreSQL classify differently: the
+# server takes every non-ASCII character as part of a tag, sqlglot asks Python's isspace()
+# and isdigit(). Such a tag is refused outright: no agent writes one.
+_ODD_DOLLAR_TAG = re.compile(r"\$[A-Za-z0-9_]*[^\x00-\x7f]")
+# psycopg's placeholders, found as psycopg finds them: anywhere in the text, quotes or not.
+_PLACEHOLDER = re.compile(r"%(?:\(([^)]+)\))?(.)", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class EngineReading:
+    """What PostgreSQL's grammar reads in a text: statements, relations, functions, columns."""
+
+    kinds: tuple[str, ...] = ()
+    tables: frozenset[str] = frozenset()
+    functions: frozenset[str] = frozenset()
+    columns: frozenset[str] = frozenset()
+    error: str | None = None
+
+    @property
+    def statement_count(self) -> int:
+        """How many statements the server would run."""
+        return len(self.kinds)
+
+
+def _parser() -> Any:
+    try:
+        from pglast import parser
+    except ImportError as error:
+        raise ConfigurationError(
+            "PostgreSQL statements are checked against PostgreSQL's own grammar (pglast): "
+            "pip install 'sqlfence[postgres]'"
+        ) from error
+    return parser
+
+
+def require() -> None:
+    """Raise ConfigurationError (naming the extra) when pglast is not installed."""
+    _parser()
+
+
+def with_placeholders(sql: str) -> str | None:
+    """The text psycopg sends for ``sql`` with parameters (``%s`` -> ``$1``, ``%%`` -> ``%``).
+
+    None when ``sql`` has no placeholder, or one psycopg would refuse: then the text is sent
+    as it is (without parameters) or not at all.
+    """
+    if "%" not in sql:
+        return None
+    numbers: dict[str, int] = {}
+    count = 0
+    invalid = False
+
+    def replace(match: re.Match[str]) -> str:
+        nonlocal count, invalid
+        name, kind = match.group(1), match.group(2)
+        if kind == "%" and name is None:
+            return "%"
+        if kind not in "sbt":
+            invalid = True
+            return match.group(0)
+        if name is None:
+            count += 1
+            return f"${count}"
+        if name not in numbers:
+            numbers[name] = len(numbers) + 1
+        return f"${numbers[name]}"
+
+    converted = _PLACEHOLDER.sub(replace, sql)
+    if invalid or (count and numbers) or not (count or numbers):
+        return None
+    return converted
+
+
+def read(sql: str, default_schema: str | None) -> EngineReading:
+    """PostgreSQL's reading of ``sql``; ``error`` says why when its grammar rejects the text.
+
+    A text with psycopg placeholders is read as psycopg sends it (the fence's cursor always
+    passes parameters for such a text, so the server never sees the raw ``%s``).
+    """
+    if not sql.isascii() and _ODD_DOLLAR_TAG.search(sql):
+        return EngineReading(
+            error="a $tag$ with a non-ASCII character (the fence and PostgreSQL read such "
+            "dollar quotes differently)"
+        )
+    parser = _parser()
+    sent = with_placeholders(sql) or sql
+    try:
+        tree = json.loads(parser.parse_sql_json(sent))
+    except parser.ParseError as error:
+        message, *where = error.args
+        at = f" at character {where[0] + 1}" if where and isinstance(where[0], int) else ""
+        return EngineReading(error=f"{message}{at}")
+    except Exception as error:  # fail closed: whatever else the library raises
+        return EngineReading(error=f"{type(error).__name__}: {error}")
+    walk = _Walk(default_schema or "public")
+    kinds = []
+    for entry in tree.get("stmts", ()):
+        statement = entry.get("stmt") or {}
+        name = next(iter(statement), "")
+        kinds.append(_KINDS.get(name, name))
+        walk.run(statement)
+    return EngineReading(
+        kinds=tuple(kinds),
+        tables=frozenset(walk.tables),
+        functions=frozenset(walk.functions),
+        columns=frozenset(walk.columns),
+    )
+
+
+class _Walk:
+    """One pass over pglast's JSON tree, resolving CTE names the way the server does."""
+
+    def __init__(self, default_schema: str) -> None:
+        self.default_schema = default_schema
+        self.tables: set[str] = set()
+        self.functions: set[str] = set()
+        self.columns: set[str] = set()
+
+    def run(self, root: Any) -> None:
+        stack: list[tuple[Any, frozenset[str]]] = [(root, frozenset())]
+        push = stack.append
+        while stack:
+            value, scope = stack.pop()
+            if isinstance(value, list):
+                for item in value:
+                    if isinstance(item, (dict, list)):
+                        push((item, scope))
+                continue
+            if not isinstance(value, dict):
+                continue
+            if "relname" in value and "relpersistence" in value:  # a RangeVar
+                self._relation(value, scope)
+                continue
+            if len(value) == 1:
+                kind, body = next(iter(value.items()))
+                if kind in _WRITE_STATEMENTS and isinstance(body, dict):
+                    # The target of a write is always a table, whatever CTE shares its name.
+                    target = body.get("relation")
+                    if isinstance(target, dict):
+                        self._relation(target, frozenset())
+                    rest = {k: v for k, v in body.items() if k != "relation"}
+                    push((rest, scope))
+                    continue
+                if kind == "FuncCall" and isinstance(body, dict):
+                    self._function(body)
+                elif kind == "ColumnRef" and isinstance(body, dict):
+                    self._column(body)
+            with_ = value.get("withClause")
+            if isinstance(with_, dict):
+                scope = self._with(with_, scope, push)
+            for key, child in value.items():
+                if key != "withClause" and isinstance(child, (dict, list)):
+                    push((child, scope))
+
+    def _with(self, clause: dict[str, Any], scope: frozenset[str], push: Any) -> frozenset[str]:
+        """Push each CTE body with the names it sees; return the scope of the statement."""
+        ctes = [item.get("CommonTableExpr", {}) for item in clause.get("ctes", ())]
+        names = [cte.get("ctename", "") for cte in ctes]
+        inner = scope | frozenset(names)
+        recursive = bool(clause.get("recursive"))
+        for position, cte in enumerate(ctes):
+            # Without RECURSIVE a CTE sees only the ones before it; with it, all of them.
+            sees = inner if recursive else scope | frozenset(names[:position])
+            push((cte.get("ctequery"), sees))
+        return inner
+
+    def _relation(self, node: dict[str, Any], scope: frozenset[str]) -> None:
+        name = node.get("relname", "")
+        schema = node.get("schemaname")
+        if schema is None:
+            if name in scope:
+                return  # a CTE reference
+            schema = "pg_catalog" if name.startswith("pg_") else self.default_schema
+        self.tables.add(f"{schema}.{name}")
+
+    def _function(self, node: dict[str, Any]) -> None:
+        parts = node.get("funcname") or ()
+        if parts:
+            last = parts[-1].get("String", {}).get("sval")
+            if isinstance(last, str):
+                self.functions.add(last)
+
+    def _column(self, node: dict[str, Any]) -> None:
+        fields = node.get("fields") or ()
+        if fields:
+            last = fields[-1].get("String", {}).get("sval")
+            if isinstance(last, str):
+                self.columns.add(last)
