@@ -41,7 +41,7 @@ class GuardedConnection:
         guard: Guard,
         observer: Observer,
         session: Session,
-        before_statement: Callable[[], None] | None = None,
+        before_statement: Callable[[Decision], None] | None = None,
         owns_observer: bool = True,
     ) -> None:
         self._raw = raw

@@ -150,7 +150,7 @@ class GuardedCursor:
             connection._gate(decision)
         token = connection._observer.started(connection._session, operation, decision, parameters)
         if connection._before is not None:
-            connection._before()
+            connection._before(decision)
         return decision, token
 
     def _failed(self, token: Any, error: BaseException) -> Exception:

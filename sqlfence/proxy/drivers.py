@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from sqlfence import errors
 from sqlfence.errors import ConfigurationError
 from sqlfence.observe.observer import Session
-from sqlfence.policies.engine import Guard
+from sqlfence.policies.engine import Decision, Guard
 
 # Most specific first: a driver's IntegrityError is also its DatabaseError.
 _PEP249_NAMES = (
@@ -138,7 +138,7 @@ class Driver:
         """Open a raw connection (session options that harden it may be applied here)."""
         raise ConfigurationError(f"sqlfence cannot open {self.name} URLs; use sqlfence.wrap()")
 
-    def harden(self, raw: Any, guard: Guard, opened: bool) -> Callable[[], None] | None:
+    def harden(self, raw: Any, guard: Guard, opened: bool) -> Callable[[Decision], None] | None:
         """Apply the policy's second layer; ``opened`` is False for a ``wrap``ped connection.
 
         Returns a hook to call before each statement (SQLite arms its deadline), or None.

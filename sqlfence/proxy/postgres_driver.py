@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlfence.errors import ConfigurationError
-from sqlfence.policies.engine import Guard
+from sqlfence.policies.engine import Decision, Guard
 from sqlfence.proxy.drivers import ConnectionURL, Driver
 from sqlfence.sql.postgres_grammar import with_placeholders
 
@@ -81,7 +81,7 @@ class PostgresDriver(Driver):
             raw.rollback()  # leave no transaction open behind the agent's first statement
         return views
 
-    def harden(self, raw: Any, guard: Guard, opened: bool) -> Callable[[], None] | None:
+    def harden(self, raw: Any, guard: Guard, opened: bool) -> Callable[[Decision], None] | None:
         if opened:
             return None  # the session options were given at connect time
         settings = _session_settings(guard)

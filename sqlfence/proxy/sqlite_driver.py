@@ -8,6 +8,7 @@ checks every table, column and function the engine touches against the policy.
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from fnmatch import fnmatchcase
@@ -15,9 +16,10 @@ from typing import Any
 
 from sqlfence.errors import ConfigurationError, Error, PolicyViolation
 from sqlfence.observe.observer import Session
-from sqlfence.policies.engine import Guard
-from sqlfence.policies.tables import table_matches
+from sqlfence.policies.engine import Decision, Guard
+from sqlfence.policies.tables import is_catalog_table, table_matches
 from sqlfence.proxy.drivers import ConnectionURL, Driver
+from sqlfence.sql.analysis import StatementFacts
 
 _WRITES = {sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE}
 # Engine actions that are statement kinds of their own, allowed only when the policy names them.
@@ -60,18 +62,24 @@ class SQLiteDriver(Driver):
         namespace = (url.database or ":memory:") if url is not None else None
         return Session(system=self.system, namespace=namespace)
 
-    def harden(self, raw: Any, guard: Guard, opened: bool) -> Callable[[], None] | None:
+    def harden(self, raw: Any, guard: Guard, opened: bool) -> Callable[[Decision], None] | None:
         policy = guard.policy
         enforce = policy.mode == "enforce"  # detect mode records violations, so lets them run
         if policy.read_only and enforce:
             raw.execute("PRAGMA query_only = ON")
+        authorizer = None
         if hasattr(raw, "set_authorizer") and enforce:
-            raw.set_authorizer(_Authorizer(guard))
-        if policy.statement_timeout_ms is None:
-            return None
-        deadline = _Deadline(policy.statement_timeout_ms / 1000)
-        raw.set_progress_handler(deadline.expired, _PROGRESS_STEPS)
-        return deadline.arm
+            authorizer = _Authorizer(guard)
+            raw.set_authorizer(authorizer)
+        deadline = None
+        if policy.statement_timeout_ms is not None:
+            deadline = _Deadline(policy.statement_timeout_ms / 1000)
+            raw.set_progress_handler(deadline.expired, _PROGRESS_STEPS)
+        if authorizer is None:
+            return None if deadline is None else deadline.arm_for
+        if deadline is None:
+            return authorizer.expect
+        return _Both(authorizer, deadline)
 
     def translate(self, error: BaseException) -> Error:
         message = str(error)
@@ -95,19 +103,50 @@ class _Deadline:
         self._seconds = seconds
         self._at = float("inf")
 
-    def arm(self) -> None:
+    def arm_for(self, decision: Decision) -> None:
         self._at = time.monotonic() + self._seconds
 
     def expired(self) -> int:
         return 1 if time.monotonic() > self._at else 0
 
 
+class _Both:
+    """Before a statement: tell the authorizer what was judged, arm the deadline."""
+
+    __slots__ = ("_authorizer", "_deadline")
+
+    def __init__(self, authorizer: _Authorizer, deadline: _Deadline) -> None:
+        self._authorizer = authorizer
+        self._deadline = deadline
+
+    def __call__(self, decision: Decision) -> None:
+        self._authorizer.expect(decision)
+        self._deadline.arm_for(decision)
+
+
+# SQLite's own bookkeeping: written by DDL, AUTOINCREMENT and the first use of a virtual
+# table, read by rowid; never the statement's own doing (SQLite refuses direct writes).
+_BOOKKEEPING = frozenset({"sqlite_master", "sqlite_temp_master", "sqlite_sequence"})
+
+
 class _Authorizer:
-    """Engine-side check: denied tables, columns and functions, allow lists, ATTACH/PRAGMA."""
+    """Engine-side check, run by SQLite as it prepares a statement: the database's reading.
+
+    Denied tables, columns and functions, allow lists, the system catalog, ATTACH/PRAGMA;
+    and agreement: a table the statement itself touches must be one the fence judged, so
+    whatever the fence misread, SQLite refuses it before anything runs.
+    """
 
     def __init__(self, guard: Guard) -> None:
         self._guard = guard
         self._denied_functions = guard.denied_functions
+        self._catalog_allowed = guard.policy.allow_system_catalog
+        self._allow_unparsed = guard.policy.allow_unparsed
+        self._judged = threading.local()
+
+    def expect(self, decision: Decision) -> None:
+        """The decision on the statement about to be prepared on this thread."""
+        self._judged.facts = decision.facts
 
     def __call__(
         self, action: int, arg1: str | None, arg2: str | None, db: str | None, source: str | None
@@ -128,6 +167,20 @@ class _Authorizer:
         if not table:
             return sqlite3.SQLITE_OK
         parts = ((db or "main").lower(), table.lower())
+        if parts[1] in _BOOKKEEPING and (not read or column == "ROWID"):
+            return sqlite3.SQLITE_OK
+        facts: StatementFacts | None = getattr(self._judged, "facts", None)
+        if source is None and not _judged(facts, parts[1], self._allow_unparsed):
+            return sqlite3.SQLITE_DENY
+        if facts is not None and parts[1] in facts.functions:
+            return sqlite3.SQLITE_OK  # a table-valued function the fence judged as a function
+        if (
+            read
+            and not self._catalog_allowed
+            and is_catalog_table("sqlite", ".".join(parts))
+            and not self._named_in_allow_list(parts)
+        ):
+            return sqlite3.SQLITE_DENY
         patterns = self._guard.patterns
         # A view hiding a denied table is still a read of that table; trigger bodies are
         # the schema owner's code, so only the statement's own writes are judged.
@@ -150,6 +203,19 @@ class _Authorizer:
                 ):
                     return sqlite3.SQLITE_DENY
         return sqlite3.SQLITE_OK
+
+    def _named_in_allow_list(self, parts: tuple[str, str]) -> bool:
+        allowed = self._guard.patterns.allowed_set
+        return allowed is not None and allowed.names(".".join(parts))
+
+
+def _judged(facts: StatementFacts | None, table: str, allow_unparsed: bool) -> bool:
+    """Whether the fence's facts name ``table`` (a table, view or table-valued function)."""
+    if facts is None or (facts.unparsed and allow_unparsed):
+        return True  # nothing judged here (the fence's own statements) or explicitly unparsed
+    if table in facts.functions:
+        return True
+    return any(name.rpartition(".")[2].lower() == table for name in facts.tables)
 
 
 DRIVER = SQLiteDriver()

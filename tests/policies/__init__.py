@@ -51,6 +51,8 @@ RULES = frozenset(
         "max_statement_length",
         "unresolved_table",
         "system_catalog",
+        "engine_reading",
+        "input",
     }
 )
 CHECKS = frozenset({"decide", "stable", "execution"})

@@ -17,6 +17,7 @@ import sqlite3
 import subprocess
 import uuid
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 import pytest
 
@@ -143,6 +144,12 @@ PG_ALLOWED: dict[str, str] = {
     "normal_rand": "SELECT * FROM normal_rand(3, 0, 1)",
 }
 PG_EXTENSION_ALLOWED = ("gen_random_uuid", "digest", "similarity", "levenshtein", "normal_rand")
+# Extensions whose functions all stay allowed (tablefunc: all but the PG_EXTENSIONS pattern).
+PG_HARMLESS = (
+    "pgcrypto", "pg_trgm", "fuzzystrmatch", "uuid-ossp", "hstore", "citext", "ltree", "intarray",
+    "cube", "earthdistance", "isn", "seg", "unaccent", "btree_gin", "btree_gist", "tablefunc",
+)  # fmt: skip
+_IN_PG_CATALOG = "pronamespace = 'pg_catalog'::regnamespace"
 
 # SQLite families: name -> pattern over pragma_function_list and pragma_module_list names.
 SQLITE_FAMILIES: dict[str, str] = {
@@ -159,6 +166,7 @@ SQLITE_EXTENSION_NAMES = (
     "load_extension", "readfile", "writefile", "edit", "fsdir", "lsdir", "zipfile",
     "sqlar_compress", "sqlar_uncompress", "eval", "sha3_query", "fileio_read", "fileio_write",
     "define", "sqlite_dbpage", "sqlite_dbdata", "fts3_tokenizer", "usleep", "completion",
+    "shell_putsnl",
 )  # fmt: skip
 # Extension functions and modules reviewed as harmless: FTS and R*Tree auxiliaries over their own
 # tables, arithmetic, hashing, regular expressions, build information, JSON and series modules.
@@ -210,15 +218,19 @@ def _undenied(names: set[str], dialect: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def pg_catalog_functions(postgres_server: PostgresServer) -> set[str]:
-    """The names of pg_catalog's functions on the test server."""
+def pg_conn(postgres_server: PostgresServer) -> Iterator[Any]:
+    """A connection to the test server's postgres database."""
     import psycopg
 
     with psycopg.connect(postgres_server.url, autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT DISTINCT proname FROM pg_proc WHERE pronamespace = 'pg_catalog'::regnamespace"
-        ).fetchall()
-    return {row[0] for row in rows}
+        yield conn
+
+
+@pytest.fixture(scope="module")
+def pg_catalog_functions(pg_conn: Any) -> set[str]:
+    """The names of pg_catalog's functions on the test server."""
+    rows = pg_conn.execute(f"SELECT DISTINCT proname FROM pg_proc WHERE {_IN_PG_CATALOG}")
+    return {row[0] for row in rows.fetchall()}
 
 
 @pytest.fixture(scope="module")
@@ -234,7 +246,7 @@ def pg_extension_functions(postgres_server: PostgresServer) -> Iterator[dict[str
         with psycopg.connect(f"{base}/{name}", autocommit=True) as conn:
             rows = conn.execute("SELECT name FROM pg_available_extensions").fetchall()
             offered = {row[0] for row in rows}
-            for extension in sorted(set(PG_EXTENSIONS) & offered):
+            for extension in sorted((set(PG_EXTENSIONS) | set(PG_HARMLESS)) & offered):
                 conn.execute(f'CREATE EXTENSION IF NOT EXISTS "{extension}" CASCADE')
             rows = conn.execute(
                 "SELECT e.extname, p.proname FROM pg_extension e"
@@ -253,29 +265,15 @@ def pg_extension_functions(postgres_server: PostgresServer) -> Iterator[dict[str
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("family", sorted(PG_FAMILIES))
-def test_postgres_family_is_denied(family: str, pg_catalog_functions: set[str]) -> None:
+def test_postgres_family_is_denied(family: str, pg_conn: Any) -> None:
     """Every pg_proc function of a documented family is on the built-in deny list."""
-    members = _matching(pg_catalog_functions, {family: PG_FAMILIES[family]})[family]
+    rows = pg_conn.execute(
+        f"SELECT DISTINCT proname FROM pg_proc WHERE {_IN_PG_CATALOG} AND proname ~ %s",
+        (PG_FAMILIES[family],),
+    ).fetchall()
+    members = {row[0] for row in rows}
     assert members, f"the {family} pattern matches no function of pg_proc: it is stale"
     assert _undenied(members, "postgres") == []
-
-
-@pytest.mark.postgres
-def test_postgres_family_patterns_in_sql_agree(postgres_server: PostgresServer) -> None:
-    """PostgreSQL's regex engine selects the same family members as Python's does."""
-    import psycopg
-
-    with psycopg.connect(postgres_server.url, autocommit=True) as conn:
-        for family, pattern in PG_FAMILIES.items():
-            rows = conn.execute(
-                "SELECT DISTINCT proname FROM pg_proc"
-                " WHERE pronamespace = 'pg_catalog'::regnamespace AND proname ~ %s",
-                (pattern,),
-            ).fetchall()
-            in_sql = {row[0] for row in rows}
-            names = {row[0] for row in conn.execute("SELECT proname FROM pg_proc").fetchall()}
-            assert in_sql <= names
-            assert _undenied(in_sql, "postgres") == [], family
 
 
 @pytest.mark.postgres
@@ -283,7 +281,7 @@ def test_postgres_family_patterns_in_sql_agree(postgres_server: PostgresServer) 
 def test_postgres_extension_functions_are_denied(
     extension: str, pg_extension_functions: dict[str, set[str]]
 ) -> None:
-    """Every function of a listed contrib extension the server offers is denied (or its family)."""
+    """Every function of a listed contrib extension (or of its pattern) is denied."""
     if extension not in pg_extension_functions:
         pytest.skip(f"the server does not offer {extension}")
     pattern = PG_EXTENSIONS[extension]
@@ -293,14 +291,26 @@ def test_postgres_extension_functions_are_denied(
 
 
 @pytest.mark.postgres
-def test_postgres_allowed_exist(
-    pg_catalog_functions: set[str], pg_extension_functions: dict[str, set[str]]
-) -> None:
-    """The must-stay-allowed sample names real functions of the server or its extensions."""
-    offered = pg_catalog_functions.union(*pg_extension_functions.values())
+def test_postgres_allowed_exist(pg_catalog_functions: set[str]) -> None:
+    """The must-stay-allowed sample names real functions of pg_catalog (not typos)."""
     core = set(PG_ALLOWED) - set(PG_EXTENSION_ALLOWED) - {"coalesce"}  # coalesce is syntax
     assert sorted(core - pg_catalog_functions) == []
-    assert set(PG_EXTENSION_ALLOWED) & offered or not pg_extension_functions
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("extension", sorted(PG_HARMLESS))
+def test_postgres_harmless_extensions_stay_allowed(
+    extension: str, pg_extension_functions: dict[str, set[str]]
+) -> None:
+    """No function of an extension agents use for hashing, fuzzy text or types is denied."""
+    if extension not in pg_extension_functions:
+        pytest.skip(f"the server does not offer {extension}")
+    functions = pg_extension_functions[extension]
+    denied = builtin_denied("postgres")
+    pattern = PG_EXTENSIONS.get(extension)
+    allowed = {n for n in functions if pattern is None or not re.search(pattern, n)}
+    assert allowed
+    assert sorted(n for n in allowed if canonical(n) in denied) == []
 
 
 def test_postgres_extension_names_are_denied() -> None:
@@ -311,7 +321,7 @@ def test_postgres_extension_names_are_denied() -> None:
 @pytest.mark.parametrize("name", sorted(PG_ALLOWED))
 def test_postgres_analytics_stay_allowed(name: str) -> None:
     """Read-only functions agents use stay allowed and outside every family."""
-    assert [f for f, p in {**PG_FAMILIES, **PG_EXTENSIONS}.items() if p and re.search(p, name)] == []
+    assert [f for f, p in PG_FAMILIES.items() if re.search(p, name)] == []
     assert canonical(name) not in builtin_denied("postgres")
     decision = Guard({"read_only": True}, dialect="postgres").decide(PG_ALLOWED[name])
     assert decision.allowed, decision.explain()
@@ -333,23 +343,23 @@ def test_postgres_catalog_readers_are_catalog_functions(pg_catalog_functions: se
 
 # SQLite -----------------------------------------------------------------------------------
 
-_SQLITE_LIST = (
-    "SELECT name, builtin FROM pragma_function_list"
-    " UNION SELECT name, 1 FROM pragma_module_list WHERE name IN ({builtin_modules})"
-    " UNION SELECT name, 0 FROM pragma_module_list WHERE name NOT IN ({builtin_modules})"
+# name -> whether it needs review: an extension's function (builtin = 0), or any module (a
+# module called as a table-valued function is a function to the fence).
+_SQLITE_QUERY = (
+    "SELECT name, builtin = 0 FROM pragma_function_list"
+    " UNION ALL SELECT name, 1 FROM pragma_module_list"
 )
-# Modules compiled into SQLite itself (the rest of pragma_module_list are extensions').
-_BUILTIN_MODULES = (
-    "dbstat", "fts3", "fts3tokenize", "fts4", "fts4aux", "fts5", "fts5vocab", "geopoly",
-    "json_each", "json_tree", "pragma_module_list", "rtree", "rtree_i32", "sqlite_dbpage",
-    "sqlite_stmt", "carray", "bytecode", "tables_used",
-)  # fmt: skip
-_QUERY = _SQLITE_LIST.format(builtin_modules=", ".join(f"'{m}'" for m in _BUILTIN_MODULES))
 
 
 def _python_sqlite() -> dict[str, bool]:
-    with sqlite3.connect(":memory:") as conn:
-        return {name: not builtin for name, builtin in conn.execute(_QUERY)}
+    found: dict[str, bool] = {}
+    conn = sqlite3.connect(":memory:")
+    try:
+        for name, review in conn.execute(_SQLITE_QUERY):
+            found[name] = found.get(name, False) or bool(review)
+    finally:
+        conn.close()
+    return found
 
 
 def _shell_sqlite() -> dict[str, bool]:
@@ -357,7 +367,7 @@ def _shell_sqlite() -> dict[str, bool]:
     if shell is None:
         pytest.skip("the sqlite3 shell is not installed (its extension names are fixed below)")
     out = subprocess.run(
-        [shell, "-batch", "-noheader", "-list", ":memory:", _QUERY],
+        [shell, "-batch", "-noheader", "-list", ":memory:", _SQLITE_QUERY],
         capture_output=True,
         text=True,
         check=True,
@@ -365,14 +375,14 @@ def _shell_sqlite() -> dict[str, bool]:
     ).stdout
     found: dict[str, bool] = {}
     for line in out.splitlines():
-        name, _, builtin = line.partition("|")
-        found[name] = found.get(name, False) or builtin == "0"
+        name, _, review = line.partition("|")
+        found[name] = found.get(name, False) or review == "1"
     return found
 
 
 @pytest.fixture(scope="module", params=["python", "shell"])
 def sqlite_functions(request: pytest.FixtureRequest) -> dict[str, bool]:
-    """Function and module names of an SQLite build: name -> is an extension's."""
+    """Function and module names of an SQLite build: name -> whether it needs review."""
     return _python_sqlite() if request.param == "python" else _shell_sqlite()
 
 
@@ -388,8 +398,8 @@ def test_sqlite_extensions_are_denied_or_reviewed(sqlite_functions: dict[str, bo
     denied = builtin_denied("sqlite")
     unreviewed = sorted(
         name
-        for name, extension in sqlite_functions.items()
-        if extension
+        for name, review in sqlite_functions.items()
+        if review
         and canonical(name) not in denied
         and name not in SQLITE_REVIEWED
         and name not in SQLITE_CATALOG_MODULES
@@ -399,9 +409,8 @@ def test_sqlite_extensions_are_denied_or_reviewed(sqlite_functions: dict[str, bo
 
 
 def test_sqlite_families_are_not_empty() -> None:
-    """Each SQLite family pattern matches at least one of its fixed extension names or
-    a function of the Python module's SQLite (a pattern matching nothing is stale)."""
-    names = set(SQLITE_EXTENSION_NAMES) | set(_python_sqlite()) | set(builtin_denied("sqlite"))
+    """Each SQLite family matches a fixed extension name or a function of Python's SQLite."""
+    names = set(SQLITE_EXTENSION_NAMES) | set(_python_sqlite())
     assert [f for f, members in _matching(names, SQLITE_FAMILIES).items() if not members] == []
 
 
