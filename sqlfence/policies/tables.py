@@ -55,7 +55,8 @@ _CATALOG_SCHEMAS = {
     "iris": frozenset({"information_schema"}),
 }
 _CATALOG_FUNCTIONS: dict[str, tuple[str, ...]] = {
-    "sqlite": ("pragma_",),
+    # pragma_* and the catalog's virtual tables called as table-valued functions
+    "sqlite": ("pragma_", "dbstat", "sqlite_stmt", "sqlite_dbpage", "sqlite_schema"),
     # definitions, names and privileges of every object, denied ones included
     "postgres": (
         "pg_get_",
@@ -63,16 +64,14 @@ _CATALOG_FUNCTIONS: dict[str, tuple[str, ...]] = {
         "obj_description",
         "col_description",
         "shobj_description",
-        "pg_table_is_visible",
-        "has_table_privilege",
-        "has_column_privilege",
-        "has_schema_privilege",
-        "has_database_privilege",
-        "has_function_privilege",
+        "has_",  # has_table_privilege, has_any_column_privilege, ... every privilege check
+        "pg_has_role",
         "pg_describe_object",
         "pg_identify_object",
     ),
 }
+# pg_table_is_visible, pg_type_is_visible, ...: whether a named object exists on the path
+_CATALOG_FUNCTION_SUFFIXES: dict[str, tuple[str, ...]] = {"postgres": ("_is_visible",)}
 
 
 _CATALOG_MARKS = (
@@ -106,7 +105,9 @@ def is_catalog_table(dialect: str, table: str) -> bool:
 
 def is_catalog_function(dialect: str, name: str) -> bool:
     """True for functions that read the system catalog in a dialect (canonical name)."""
-    return name.startswith(_CATALOG_FUNCTIONS.get(dialect, ()))
+    return name.startswith(_CATALOG_FUNCTIONS.get(dialect, ())) or name.endswith(
+        _CATALOG_FUNCTION_SUFFIXES.get(dialect, ())
+    )
 
 
 def table_matches(pattern: tuple[str, ...], parts: tuple[str, ...], loose: bool) -> bool:

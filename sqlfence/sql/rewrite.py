@@ -241,14 +241,33 @@ def _positional_parameters(analysis: Analysis) -> int:
 
 
 def _splice_end(analysis: Analysis, max_rows: int) -> str:
-    """Insert `` LIMIT n`` after the statement's last token, before any terminator or comment."""
+    """Insert `` LIMIT n`` after the statement's last token, before any terminator or comment;
+    before a locking clause (PostgreSQL wants ``LIMIT`` ahead of ``FOR UPDATE``)."""
     end = 0
     for token in reversed(analysis.tokens):
         if token.token_type is not TokenType.SEMICOLON:
             end = token.end + 1
             break
+    if analysis.trees and analysis.trees[0].args.get("locks"):
+        end = _locking_clause_start(analysis.tokens, end)
     sql = analysis.sql
     return f"{sql[:end]} LIMIT {max_rows}{sql[end:]}"
+
+
+def _locking_clause_start(tokens: tuple[Token, ...], end: int) -> int:
+    """Where the first ``FOR`` outside parentheses starts (the text before its whitespace)."""
+    depth = 0
+    previous_end = 0
+    for token in tokens:
+        kind = token.token_type
+        if kind is TokenType.L_PAREN:
+            depth += 1
+        elif kind is TokenType.R_PAREN:
+            depth -= 1
+        elif kind is TokenType.FOR and depth == 0:
+            return previous_end
+        previous_end = token.end + 1
+    return end
 
 
 def _splice_literal(sql: str, literal: exp.Literal, text: str) -> str | None:

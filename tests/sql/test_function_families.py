@@ -328,11 +328,6 @@ def test_postgres_analytics_stay_allowed(name: str) -> None:
 
 
 @pytest.mark.postgres
-@pytest.mark.xfail(
-    strict=True,
-    reason="catalog readers the system_catalog rule lacks (has_*_privilege, pg_has_role, "
-    "*_is_visible); sqlfence/policies/tables.py is owned elsewhere",
-)
 def test_postgres_catalog_readers_are_catalog_functions(pg_catalog_functions: set[str]) -> None:
     """pg_proc's privilege and visibility probes are the system_catalog rule's functions."""
     pattern = r"^(has_\w+_privilege|pg_has_role|\w+_is_visible)$"
@@ -428,11 +423,6 @@ def test_sqlite_analytics_stay_allowed(name: str) -> None:
     assert decision.allowed, decision.explain()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dbstat('main') and sqlite_stmt() as table-valued functions pass the system_catalog "
-    "rule, which knows only pragma_*; sqlfence/policies/tables.py is owned elsewhere",
-)
 def test_sqlite_catalog_modules_are_catalog_functions() -> None:
     """dbstat and sqlite_stmt called as table-valued functions are catalog readers."""
     assert [n for n in SQLITE_CATALOG_MODULES if not is_catalog_function("sqlite", n)] == []
