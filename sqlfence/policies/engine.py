@@ -177,7 +177,7 @@ class Guard:
         analysis = self.analyze(sql)
         engine: EngineReading | None = None
         if self._engine is not None and not (analysis.facts.unparsed and policy.allow_unparsed):
-            engine = self._engine(sql, self.namer.default_schema)
+            engine = self._engine(sql, self.namer.default_schema, bool(policy.denied_columns))
         kinds = tuple(statement_kind(tree) for tree in analysis.trees)
         ctx = Context(sql, analysis.facts, policy, self.patterns, engine, kinds)
         reasons = tuple(violation for rule in self._rules for violation in rule(ctx))
@@ -250,7 +250,7 @@ def input_refused(sql: str) -> str | None:
 
 
 # Dialects whose own grammar is available as a library: the fence compares its reading.
-_ENGINE_READERS: dict[str, Callable[[str, str | None], EngineReading]] = {
+_ENGINE_READERS: dict[str, Callable[[str, str | None, bool], EngineReading]] = {
     "postgres": postgres_grammar.read
 }
 _DEFAULT_SCHEMAS = {"postgres": "public", "sqlite": "main", "iris": "SQLUser"}

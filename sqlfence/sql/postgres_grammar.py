@@ -28,6 +28,18 @@ _WRITE_STATEMENTS = frozenset({"InsertStmt", "UpdateStmt", "DeleteStmt", "MergeS
 # server takes every non-ASCII character as part of a tag, sqlglot asks Python's isspace()
 # and isdigit(). Such a tag is refused outright: no agent writes one.
 _ODD_DOLLAR_TAG = re.compile(r"\$[A-Za-z0-9_]*[^\x00-\x7f]")
+# Patterns over pglast's JSON text, cheaper than decoding it. They cannot match inside a
+# JSON string value: there every '"' is escaped, and each pattern starts with '{"' or '"x":{'.
+_S = r'((?:[^"\\]|\\.)*)'
+_STATEMENT = re.compile(r'\{"stmt":\{"(\w+)"')  # RawStmt is the only node with a "stmt" field
+# A RangeVar's fields come in order (catalogname, schemaname, relname): a relname right after
+# "{" is unqualified; a qualified one follows its schemaname.
+_RELNAME = re.compile(r'"relname":"' + _S + '"')
+_QUALIFIED = re.compile(r'"schemaname":"' + _S + r'","relname":"' + _S + '"')
+_NAME_LIST = r'((?:\{"String":\{"sval":"(?:[^"\\]|\\.)*"\}\},?)+)'
+_FUNC_CALL = re.compile(r'"FuncCall":\{"funcname":\[' + _NAME_LIST + r"\]")
+_COLUMN_REF = re.compile(r'"ColumnRef":\{"fields":\[' + _NAME_LIST + r"\]")
+_SVAL = re.compile(r'"sval":"' + _S + '"')
 # psycopg's placeholders, found as psycopg finds them: anywhere in the text, quotes or not.
 _PLACEHOLDER = re.compile(r"%(?:\(([^)]+)\))?(.)", re.DOTALL)
 
@@ -97,7 +109,7 @@ def with_placeholders(sql: str) -> str | None:
     return converted
 
 
-def read(sql: str, default_schema: str | None) -> EngineReading:
+def read(sql: str, default_schema: str | None, columns: bool = True) -> EngineReading:
     """PostgreSQL's reading of ``sql``; ``error`` says why when its grammar rejects the text.
 
     A text with psycopg placeholders is read as psycopg sends it (the fence's cursor always
@@ -111,36 +123,66 @@ def read(sql: str, default_schema: str | None) -> EngineReading:
     parser = _parser()
     sent = with_placeholders(sql) or sql
     try:
-        tree = json.loads(parser.parse_sql_json(sent))
+        text = parser.parse_sql_json(sent)
     except parser.ParseError as error:
         message, *where = error.args
         at = f" at character {where[0] + 1}" if where and isinstance(where[0], int) else ""
         return EngineReading(error=f"{message}{at}")
     except Exception as error:  # fail closed: whatever else the library raises
         return EngineReading(error=f"{type(error).__name__}: {error}")
-    walk = _Walk(default_schema or "public")
-    kinds = []
-    for entry in tree.get("stmts", ()):
-        statement = entry.get("stmt") or {}
-        name = next(iter(statement), "")
-        kinds.append(_KINDS.get(name, name))
-        walk.run(statement)
+    schema = default_schema or "public"
+    if '"ctename"' in text:  # CTE names need scopes: walk the decoded tree
+        walk = _Walk(schema)
+        walk.run(json.loads(text))
+        tables = frozenset(walk.tables)
+    else:  # no CTE: every relation named is a table
+        tables = frozenset(_relations(text, schema))
     return EngineReading(
-        kinds=tuple(kinds),
-        tables=frozenset(walk.tables),
-        functions=frozenset(walk.functions),
-        columns=frozenset(walk.columns),
+        kinds=tuple(_KINDS.get(kind, kind) for kind in _STATEMENT.findall(text)),
+        tables=tables,
+        functions=frozenset(_last_names(_FUNC_CALL, text)),
+        columns=frozenset(_last_names(_COLUMN_REF, text)) if columns else frozenset(),
     )
 
 
+def _relations(text: str, default_schema: str) -> set[str]:
+    """Every RangeVar of pglast's JSON text, qualified."""
+    found = {
+        _qualified(_unescape(name), None, default_schema)
+        for match in _RELNAME.finditer(text)
+        if text[match.start() - 1] == "{"
+        for name in (match.group(1),)
+    }
+    if '"schemaname"' in text:
+        found.update(
+            _qualified(_unescape(name), _unescape(schema), default_schema)
+            for schema, name in _QUALIFIED.findall(text)
+        )
+    return found
+
+
+def _last_names(pattern: re.Pattern[str], text: str) -> list[str]:
+    """The last name of each dotted name list the pattern finds (``pg_catalog.lower``)."""
+    return [_unescape(_SVAL.findall(names)[-1]) for names in pattern.findall(text)]
+
+
+def _unescape(value: str) -> str:
+    return value if "\\" not in value else str(json.loads(f'"{value}"'))
+
+
+def _qualified(name: str, schema: str | None, default_schema: str) -> str:
+    """``schema.name`` as the fence names tables (``pg_*`` is pg_catalog's unless qualified)."""
+    if schema is None:
+        schema = "pg_catalog" if name.startswith("pg_") else default_schema
+    return f"{schema}.{name}"
+
+
 class _Walk:
-    """One pass over pglast's JSON tree, resolving CTE names the way the server does."""
+    """One pass over pglast's decoded tree: its tables, CTE names resolved as the server does."""
 
     def __init__(self, default_schema: str) -> None:
         self.default_schema = default_schema
         self.tables: set[str] = set()
-        self.functions: set[str] = set()
-        self.columns: set[str] = set()
 
     def run(self, root: Any) -> None:
         stack: list[tuple[Any, frozenset[str]]] = [(root, frozenset())]
@@ -167,10 +209,6 @@ class _Walk:
                     rest = {k: v for k, v in body.items() if k != "relation"}
                     push((rest, scope))
                     continue
-                if kind == "FuncCall" and isinstance(body, dict):
-                    self._function(body)
-                elif kind == "ColumnRef" and isinstance(body, dict):
-                    self._column(body)
             with_ = value.get("withClause")
             if isinstance(with_, dict):
                 scope = self._with(with_, scope, push)
@@ -193,22 +231,6 @@ class _Walk:
     def _relation(self, node: dict[str, Any], scope: frozenset[str]) -> None:
         name = node.get("relname", "")
         schema = node.get("schemaname")
-        if schema is None:
-            if name in scope:
-                return  # a CTE reference
-            schema = "pg_catalog" if name.startswith("pg_") else self.default_schema
-        self.tables.add(f"{schema}.{name}")
-
-    def _function(self, node: dict[str, Any]) -> None:
-        parts = node.get("funcname") or ()
-        if parts:
-            last = parts[-1].get("String", {}).get("sval")
-            if isinstance(last, str):
-                self.functions.add(last)
-
-    def _column(self, node: dict[str, Any]) -> None:
-        fields = node.get("fields") or ()
-        if fields:
-            last = fields[-1].get("String", {}).get("sval")
-            if isinstance(last, str):
-                self.columns.add(last)
+        if schema is None and name in scope:
+            return  # a CTE reference
+        self.tables.add(_qualified(name, schema, self.default_schema))
