@@ -48,7 +48,7 @@ from pathlib import Path
 import sqlglot
 from bird_report import (
     MAX_ROWS,
-    TARGET_RATIO,
+    TARGET_RATIOS,
     TIMEOUT_MS,
     Outcome,
     Report,
@@ -485,7 +485,7 @@ def run_dialect(
     measure_latency(report, policies, repeats)
     text = None
     ratio = median(report.decide_ns) / median(report.parse_ns) if report.decide_ns else 0.0
-    if profile or ratio > TARGET_RATIO:
+    if profile or ratio > TARGET_RATIOS[target.dialect]:
         breakdown(report, policies)
         text = profile_decide(report, policies)
     return report, text
