@@ -158,8 +158,20 @@ class _Authorizer:
             return sqlite3.SQLITE_DENY if name in self._denied_functions else sqlite3.SQLITE_OK
         kind = _STATEMENT_ACTIONS.get(action)
         if kind is not None and not self._guard.policy.allows_statement(kind):
+            if action == sqlite3.SQLITE_PRAGMA and self._pragma_function(arg1):
+                return sqlite3.SQLITE_OK  # pragma_x(...) in a query the fence judged
             return sqlite3.SQLITE_DENY
         return sqlite3.SQLITE_OK
+
+    def _pragma_function(self, pragma: str | None) -> bool:
+        """Whether ``pragma`` is a ``pragma_<name>`` table-valued function the fence judged
+        (and allowed: only under allow_system_catalog); SQLite reports it as a PRAGMA."""
+        facts: StatementFacts | None = getattr(self._judged, "facts", None)
+        return (
+            facts is not None
+            and self._catalog_allowed
+            and f"pragma_{(pragma or '').lower()}" in facts.functions
+        )
 
     def _table(
         self, table: str | None, column: str | None, db: str | None, source: str | None, read: bool
@@ -170,7 +182,17 @@ class _Authorizer:
         if parts[1] in _BOOKKEEPING and (not read or column == "ROWID"):
             return sqlite3.SQLITE_OK
         facts: StatementFacts | None = getattr(self._judged, "facts", None)
-        if source is None and not _judged(facts, parts[1], self._allow_unparsed):
+        if db is None and not column and facts is not None and parts[1] in facts.ctes:
+            return sqlite3.SQLITE_OK  # count(*) of one of the statement's own CTEs
+        if (
+            source is None
+            # SQLite reports a read of no column of no database for a CTE or a view's base
+            # table read by count(*): nothing to agree on (deny and allow lists still judge it)
+            and not (db is None and not column)
+            # the catalog's own virtual tables (dbstat) read the schema where it is allowed
+            and not (self._catalog_allowed and is_catalog_table("sqlite", ".".join(parts)))
+            and not _judged(facts, parts[1], self._allow_unparsed)
+        ):
             return sqlite3.SQLITE_DENY
         if facts is not None and parts[1] in facts.functions:
             return sqlite3.SQLITE_OK  # a table-valued function the fence judged as a function

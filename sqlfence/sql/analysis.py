@@ -109,6 +109,8 @@ class StatementFacts:
     statement_count: int = 1
     summary: str = ""
     unparsed: str | None = None
+    # Names the statement defines as CTEs (normalised): the engine may report reads of them.
+    ctes: frozenset[str] = frozenset()
     # Names that could not be resolved to a table without the catalog (IRIS ``->``).
     unresolved: tuple[str, ...] = ()
     extra: Mapping[str, object] = field(default_factory=dict)
@@ -267,6 +269,7 @@ class _Builder:
     functions: set[str] = field(default_factory=set)
     bound_functions: set[str] = field(default_factory=set)
     unresolved: list[str] = field(default_factory=list)
+    ctes: set[str] = field(default_factory=set)
     extra: dict[str, object] = field(default_factory=dict)
     tables_seen: set[int] = field(default_factory=set)
     writes: bool = False
@@ -383,6 +386,10 @@ def _collect(
                 out.unparsed = _malformed_select(node, namer.dialect_name)
         if flags & _WITH:
             has_with = True
+            for cte in node.expressions:
+                cte_name = _cte_name(cte, namer)
+                if cte_name:
+                    out.ctes.add(cte_name)
         if flags & _BOUND:
             has_bound = True
     if has_bound and bound_candidates:
@@ -416,6 +423,7 @@ def _collect(
         summary=_summary(events, out.tables_seen) or operations[0].upper(),
         unparsed=out.unparsed,
         unresolved=tuple(out.unresolved),
+        ctes=frozenset(out.ctes),
         extra=out.extra,
     )
 
@@ -638,5 +646,6 @@ def _merge(parts: list[StatementFacts]) -> StatementFacts:
         summary="; ".join(p.summary for p in parts)[:_SUMMARY_MAX],
         unparsed=next((p.unparsed for p in parts if p.unparsed), None),
         unresolved=tuple(u for p in parts for u in p.unresolved),
+        ctes=frozenset().union(*(p.ctes for p in parts)),
         extra={k: v for p in parts for k, v in p.extra.items()},
     )

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import string
+
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect, NormalizationStrategy
+
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+_ASCII_UPPER = str.maketrans(string.ascii_lowercase, string.ascii_uppercase)
 
 
 class Namer:
@@ -32,13 +37,17 @@ class Namer:
         self._drop_catalog = self.dialect_name == "postgres"
 
     def normalize(self, name: str, quoted: bool = False) -> str:
-        """The identifier as the database compares it."""
+        """The identifier as the database compares it.
+
+        Databases fold ASCII letters only (PostgreSQL and SQLite in UTF-8): Python's own
+        lower() would also fold the Kelvin sign to ``k`` and so read another table's name.
+        """
         if quoted and not self._always:
             return name
         if self._lower:
-            return name.lower()
+            return name.lower() if name.isascii() else name.translate(_ASCII_LOWER)
         if self._upper:
-            return name.upper()
+            return name.upper() if name.isascii() else name.translate(_ASCII_UPPER)
         return name
 
     def identifier(self, node: exp.Expr | None) -> str | None:

@@ -115,13 +115,13 @@ def read(sql: str, default_schema: str | None, columns: bool = True) -> EngineRe
     A text with psycopg placeholders is read as psycopg sends it (the fence's cursor always
     passes parameters for such a text, so the server never sees the raw ``%s``).
     """
-    if not sql.isascii() and _ODD_DOLLAR_TAG.search(sql):
+    parser = _parser()
+    sent = with_placeholders(sql) or sql
+    if not sent.isascii() and _ODD_DOLLAR_TAG.search(sent) and _odd_dollar_quote(parser, sent):
         return EngineReading(
             error="a $tag$ with a non-ASCII character (the fence and PostgreSQL read such "
             "dollar quotes differently)"
         )
-    parser = _parser()
-    sent = with_placeholders(sql) or sql
     try:
         text = parser.parse_sql_json(sent)
     except parser.ParseError as error:
@@ -159,6 +159,20 @@ def _relations(text: str, default_schema: str) -> set[str]:
             for schema, name in _QUALIFIED.findall(text)
         )
     return found
+
+
+def _odd_dollar_quote(parser: Any, sql: str) -> bool:
+    """Whether PostgreSQL's own lexer reads a dollar quote whose tag is not plain ASCII."""
+    try:
+        tokens = parser.scan(sql)
+    except Exception:
+        return True  # the lexer refuses the text: let that count as odd (the parse says why)
+    for token in tokens:
+        if token.name == "SCONST" and sql.startswith("$", token.start):
+            tag_end = sql.find("$", token.start + 1)
+            if tag_end < 0 or not sql[token.start : tag_end].isascii():
+                return True
+    return False
 
 
 def _last_names(pattern: re.Pattern[str], text: str) -> list[str]:
