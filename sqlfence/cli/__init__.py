@@ -30,8 +30,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["mcp"]:
-        from sqlfence.integrations.mcp import main as mcp_main
-
+        try:
+            from sqlfence.integrations.mcp import main as mcp_main
+        except ImportError as error:
+            if error.name is None or not error.name.startswith("mcp"):
+                raise
+            print(
+                "sqlfence mcp: the MCP server needs the mcp extra: pip install 'sqlfence[mcp]'",
+                file=sys.stderr,
+            )
+            return 2
         mcp_main(arguments[1:])
         return 0
     parser = _parser()

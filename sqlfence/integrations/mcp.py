@@ -2,33 +2,43 @@
 
 Built on the official ``mcp`` SDK (``MCPServer``). Each MCP session gets its own fence
 connection (or, with ``sandbox=True``, its own SQLite sandbox, optionally filled from a golden
-snapshot), opened on its first tool call with the client's identity as ``agent_id``: the
-configured ``agent_id``, else the ``clientInfo.name`` of the client's initialize request.
+snapshot), opened on its first tool call. The identity, and so the policy section, is the
+operator's: the configured ``agent_id`` (default ``mcp-client``) and ``tenant``. What the
+client says about itself (``clientInfo.name``) is only recorded, as ``client_name``.
 
-Every call is audited under that agent id: ``query`` through the agent's own fence connection,
-the catalog reads of ``list_tables`` / ``describe_table`` and the ``EXPLAIN`` of ``explain``
-through a second, read-only fence connection that runs only the server's fixed SQL (the
-agent's statement inside ``EXPLAIN`` is first judged by the agent's policy). Catalog results
-are filtered by the agent's policy: a table it may not read is not listed and cannot be
-described. A denial comes back as a tool error carrying the policy's reason.
+Each tool call is one transaction: committed when it succeeds, rolled back when it fails.
+Every call is audited under the identity: ``query`` through the agent's own fence connection,
+denials of ``describe_table`` and ``explain`` too; the catalog reads and the ``EXPLAIN`` run
+through a second, read-only fence connection that runs only the server's fixed SQL. Catalog
+results are filtered by the policy: a table it may not read is not listed, and describing it
+answers as for a table that does not exist. Results are sized for a context window (rows,
+bytes per result, bytes per cell), with ``truncated_by`` naming the limits that cut.
 
-Run it: ``python -m sqlfence.integrations.mcp --policy P URL`` (``--help`` for the options).
+Run it: ``sqlfence mcp --policy P URL`` (``--help`` for the options). Configuration is checked
+before serving: a problem exits with status 2 and one line naming it.
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
+import sys
 import threading
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ToolAnnotations
+from sqlglot import exp
 
-from sqlfence.errors import Error, PolicyViolation
+from sqlfence import __version__
+from sqlfence.errors import ConfigurationError, Error, PolicyViolation
 from sqlfence.integrations import mcp_catalog
 from sqlfence.policies.loader import PolicySource, load_policy
 from sqlfence.policies.model import Policy
@@ -36,6 +46,9 @@ from sqlfence.proxy.connect import connect
 from sqlfence.proxy.connection import GuardedConnection
 
 DEFAULT_AGENT = "mcp-client"
+DEFAULT_TIMEOUT_MS = 30_000  # unless the policy sets statement_timeout_ms
+DEFAULT_RESULT_BYTES = 64 * 1024
+DEFAULT_CELL_BYTES = 4 * 1024
 # The server's own connection runs fixed catalog SQL and EXPLAIN of already-judged
 # statements, one at a time; the database makes it read-only underneath (_READ_ONLY_KWARGS).
 _SERVER_POLICY = Policy.unrestricted().model_copy(update={"allow_multiple_statements": False})
@@ -58,16 +71,45 @@ class MCPSettings:
     snapshot: str | Path | None = None
     sandbox_root: str | Path | None = None
     max_rows: int = 200
+    max_result_bytes: int = DEFAULT_RESULT_BYTES
+    max_cell_bytes: int = DEFAULT_CELL_BYTES
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def identity(self) -> str:
+        """The agent id every call is recorded and judged as (the operator's, never the
+        client's)."""
+        return self.agent_id or DEFAULT_AGENT
+
+    def check(self) -> Policy:
+        """Everything checkable before serving; raises sqlfence.Error or OSError naming the
+        problem. Returns the identity's policy."""
+        if self.max_rows < 1 or self.max_result_bytes < 1 or self.max_cell_bytes < 1:
+            raise ConfigurationError("max_rows, max_result_bytes and max_cell_bytes must be >= 1")
+        policy = _policy_for(self, self.identity)
+        if self.snapshot is not None and not _snapshot_exists(self.snapshot, self.sandbox_root):
+            raise ConfigurationError(
+                f"snapshot not found: {self.snapshot} (a shared snapshot name under the "
+                "sandbox root, or a snapshot directory)"
+            )
+        if self.sandbox:
+            return policy
+        if self.url is None:
+            raise ConfigurationError("an MCP server needs a database URL unless sandbox=True")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PrivilegeWarning and the like: said at first use
+            connect(self.url, policy=policy, telemetry=False).close()  # reachable, policy fits
+        return policy
 
 
 class AgentSession:
     """One MCP session's fence connections (and sandbox), closed when the session ends."""
 
-    def __init__(self, settings: MCPSettings, agent_id: str) -> None:
+    def __init__(self, settings: MCPSettings, agent_id: str, client_name: str | None) -> None:
         self.agent_id = agent_id
         self._sandbox: Any = None
         policy = _policy_for(settings, agent_id)
+        self.policy = policy
         if settings.sandbox:
             from sqlfence.sandbox import AgentSandbox
 
@@ -82,7 +124,7 @@ class AgentSession:
             )
             url = self._sandbox.namespace.url
             try:
-                self.agent = self._sandbox.get_connection()
+                self.agent = self._sandbox.get_connection(client_name=client_name)
             except BaseException:
                 self.close()  # the sandbox goes with the session that could not start
                 raise
@@ -91,7 +133,12 @@ class AgentSession:
                 raise ValueError("an MCP server needs a database URL unless sandbox=True")
             url = settings.url
             self.agent = connect(
-                url, policy=policy, agent_id=agent_id, tenant=settings.tenant, audit=settings.audit
+                url,
+                policy=policy,
+                agent_id=agent_id,
+                tenant=settings.tenant,
+                audit=settings.audit,
+                client_name=client_name,
             )
         system = self.agent.session.system
         try:
@@ -101,6 +148,7 @@ class AgentSession:
                 agent_id=agent_id,
                 tenant=settings.tenant,
                 audit=settings.audit,
+                client_name=client_name,
                 **_READ_ONLY_KWARGS.get(system, {}),
             )
         except BaseException:
@@ -126,26 +174,34 @@ class FenceTools:
         self._sessions: dict[str, AgentSession] = {}
         self._lock = threading.Lock()
 
-    def query(self, sql: str, ctx: Context) -> dict[str, Any]:
-        """Run one SQL statement under the policy; rows come back as JSON, capped."""
+    def query(self, sql: str, ctx: Context) -> str:
+        """Run one SQL statement under the policy, as one transaction (committed when it
+        succeeds, rolled back when it fails); rows come back as compact JSON, capped."""
         session = self._session(ctx)
-        cursor = _run(session.agent, sql)
-        try:
-            columns = [d[0] for d in cursor.description or ()]
-            cap = self.settings.max_rows
-            rows = cursor.fetchmany(cap + 1) if columns else []
-            truncated = len(rows) > cap or cursor.truncated
-            rows = rows[:cap]
-            return {
-                "columns": columns,
-                "rows": [[_jsonable(value) for value in row] for row in rows],
-                "row_count": len(rows) if columns else cursor.rowcount,
-                "truncated": truncated,
-            }
-        finally:
-            cursor.close()
+        settings = self.settings
+        with _transaction(session.agent):
+            cursor = _run(session.agent, sql)
+            try:
+                columns = [d[0] for d in cursor.description or ()]
+                cap = settings.max_rows
+                fetched = cursor.fetchmany(cap + 1) if columns else []
+                cut: list[str] = []
+                if len(fetched) > cap or cursor.truncated:
+                    cut.append("max_rows")
+                rows = _sized(fetched[:cap], settings, cut)
+                return _json(
+                    {
+                        "columns": columns,
+                        "rows": rows,
+                        "row_count": len(rows) if columns else cursor.rowcount,
+                        "truncated": bool(cut),
+                        "truncated_by": cut,
+                    }
+                )
+            finally:
+                cursor.close()
 
-    def list_tables(self, ctx: Context) -> dict[str, Any]:
+    def list_tables(self, ctx: Context) -> str:
         """The tables and views the policy lets this agent read."""
         session = self._session(ctx)
         guard = session.agent.guard
@@ -158,43 +214,51 @@ class FenceTools:
             for schema, name in rows
             if mcp_catalog.visible(guard, schema, name)
         ]
-        return {"tables": names}
+        return _json({"tables": names})
 
-    def describe_table(self, table: str, ctx: Context) -> dict[str, Any]:
+    def describe_table(self, table: str, ctx: Context) -> str:
         """Columns of one table the policy lets this agent read (denied columns left out)."""
         session = self._session(ctx)
         guard = session.agent.guard
         schema, _, name = table.rpartition(".")
         schema = schema or guard.namer.default_schema or ""
+        # A denied table answers as a missing one (no existence oracle); the audit log has why.
+        unknown = ToolError(f"no table {table} that this agent may read")
+        reference = exp.table_(name, db=schema or None, quoted=True).sql(dialect=guard.dialect)
+        try:
+            session.agent.check(f"SELECT 1 FROM {reference}")  # a denial is audited
+        except PolicyViolation:
+            raise unknown from None
         if not mcp_catalog.visible(guard, schema or None, name):
-            raise ToolError(f"denied: table {table} is not readable under this agent's policy")
+            raise unknown
         sql = mcp_catalog.DESCRIBE_TABLE.get(session.system)
         if sql is None:
             raise ToolError(f"describe_table is not available for {session.system}")
         params: tuple[str, ...] = (name,) if session.system == "sqlite" else (schema, name)
         rows = _fetch(session.server, sql, params)
         if not rows:
-            raise ToolError(f"no such table: {table}")
+            raise unknown
         columns = [
             {"name": column, "type": str(kind), "not_null": bool(not_null), "primary_key": bool(pk)}
             for column, kind, not_null, pk in rows
             if not mcp_catalog.column_denied(guard, schema or None, name, column)
         ]
-        return {"table": table, "columns": columns}
+        return _json({"table": table, "columns": columns})
 
-    def explain(self, sql: str, ctx: Context) -> dict[str, Any]:
-        """The database's query plan for a statement the policy would allow."""
+    def explain(self, sql: str, ctx: Context) -> str:
+        """The database's query plan for a statement the policy would allow (not run)."""
         session = self._session(ctx)
         prefix = mcp_catalog.EXPLAIN.get(session.system)
         if prefix is None:
             raise ToolError(f"explain is not available for {session.system}")
-        decision = session.agent.decide(sql)
-        if not decision.allowed:
-            raise ToolError(decision.explain())
+        try:
+            decision = session.agent.check(sql)  # a denial is audited
+        except PolicyViolation as violation:
+            raise ToolError(str(violation)) from None
         if decision.facts.statement_count != 1:
             raise ToolError("explain takes exactly one statement")
         plan = _fetch(session.server, prefix + decision.sql.strip().rstrip(";"))
-        return {"plan": [[_jsonable(value) for value in row] for row in plan]}
+        return _json({"plan": [[_jsonable(value) for value in row] for row in plan]})
 
     def _session(self, ctx: Context) -> AgentSession:
         # Handshake-era connections (streamable HTTP with an Mcp-Session-Id) get their own
@@ -203,12 +267,12 @@ class FenceTools:
         # the server stops.
         connection = _sdk_connection(ctx)
         session_id = getattr(connection, "session_id", None)
-        agent_id = self._agent_id(ctx)
+        agent_id = self.settings.identity
         key = f"session:{session_id}" if session_id else f"agent:{agent_id}"
         with self._lock:
             session = self._sessions.get(key)
             if session is None:
-                session = AgentSession(self.settings, agent_id)
+                session = AgentSession(self.settings, agent_id, _client_name(ctx))
                 self._sessions[key] = session
                 stack = getattr(connection, "exit_stack", None)
                 if session_id and stack is not None:
@@ -221,33 +285,78 @@ class FenceTools:
         if session is not None:
             session.close()
 
-    def _agent_id(self, ctx: Context) -> str:
-        if self.settings.agent_id:
-            return self.settings.agent_id
-        params = ctx.session.client_params
-        info = params.client_info if params is not None else None
-        return info.name if info is not None and info.name else DEFAULT_AGENT
-
     def close(self) -> None:
         """End every session still open (the server is stopping)."""
         for key in list(self._sessions):
             self._end(key)
 
 
-def build_server(settings: MCPSettings) -> tuple[MCPServer, FenceTools]:
-    """The MCP server and its tools (close the tools when the server stops)."""
+def build_server(
+    settings: MCPSettings, policy: Policy | None = None
+) -> tuple[MCPServer, FenceTools]:
+    """The MCP server and its tools (close the tools when the server stops).
+
+    ``policy`` is the identity's resolved policy (``settings.check()``); it sets the tools'
+    annotations and descriptions.
+    """
+    if policy is None:
+        policy = _policy_for(settings, settings.identity)
     tools = FenceTools(settings)
+    limits = (
+        f"at most {settings.max_rows} rows, {settings.max_result_bytes} bytes per result and "
+        f"{settings.max_cell_bytes} bytes per value; a statement times out after "
+        f"{policy.statement_timeout_ms} ms"
+    )
+    writes = "read-only" if policy.read_only else "may write, as the policy allows"
     server: MCPServer = MCPServer(
         name="sqlfence",
+        version=__version__,
         instructions=(
             "SQL access through sqlfence: every statement is checked against a policy, "
             "row-limited and audited. Use list_tables and describe_table first."
         ),
     )
-    server.add_tool(tools.query, name="query", structured_output=False)
-    server.add_tool(tools.list_tables, name="list_tables", structured_output=False)
-    server.add_tool(tools.describe_table, name="describe_table", structured_output=False)
-    server.add_tool(tools.explain, name="explain", structured_output=False)
+    read = ToolAnnotations(readOnlyHint=True, destructiveHint=False, openWorldHint=False)
+    server.add_tool(
+        tools.query,
+        name="query",
+        description=(
+            "Run one SQL statement and get its rows as JSON. Each call is one transaction: "
+            f"committed when it succeeds, rolled back when it fails. This identity is {writes}. "
+            f"Results: {limits}; `truncated_by` names the limits that cut."
+        ),
+        annotations=ToolAnnotations(
+            readOnlyHint=policy.read_only,
+            destructiveHint=not policy.read_only,
+            idempotentHint=policy.read_only,
+            openWorldHint=False,
+        ),
+        structured_output=False,
+    )
+    server.add_tool(
+        tools.list_tables,
+        name="list_tables",
+        description="The tables and views this identity's policy lets it read.",
+        annotations=read,
+        structured_output=False,
+    )
+    server.add_tool(
+        tools.describe_table,
+        name="describe_table",
+        description=(
+            "The columns of one table this identity may read ('table' or 'schema.table'); "
+            "denied columns are left out."
+        ),
+        annotations=read,
+        structured_output=False,
+    )
+    server.add_tool(
+        tools.explain,
+        name="explain",
+        description="The database's query plan for one statement the policy allows (not run).",
+        annotations=read,
+        structured_output=False,
+    )
     return server, tools
 
 
@@ -265,14 +374,22 @@ def serve(
     tenant: str | None = None,
     sandbox_root: str | Path | None = None,
     max_rows: int = 200,
+    max_result_bytes: int = DEFAULT_RESULT_BYTES,
+    max_cell_bytes: int = DEFAULT_CELL_BYTES,
 ) -> None:
     """Run the MCP server until the client disconnects (stdio) or it is interrupted (http).
 
     ``transport="http"`` serves streamable HTTP at ``http://host:port/mcp``; the host
-    defaults to 127.0.0.1. Raises ValueError without a URL unless ``sandbox`` is set.
+    defaults to 127.0.0.1. The configuration is checked first: ConfigurationError,
+    PolicyError or OperationalError name what is wrong before anything is served.
     """
-    if url is None and not sandbox:
-        raise ValueError("an MCP server needs a database URL unless sandbox=True")
+    if transport not in ("stdio", "http"):
+        raise ConfigurationError(f"unknown transport {transport!r} (stdio or http)")
+    if transport == "http" and not _loopback(host):
+        raise ConfigurationError(
+            f"refusing to serve on {host}: the HTTP transport has no authentication yet, so "
+            "it binds loopback addresses only (127.0.0.1, ::1, localhost)"
+        )
     settings = MCPSettings(
         url=url,
         policy=policy,
@@ -283,58 +400,163 @@ def serve(
         snapshot=snapshot,
         sandbox_root=sandbox_root,
         max_rows=max_rows,
+        max_result_bytes=max_result_bytes,
+        max_cell_bytes=max_cell_bytes,
     )
-    server, tools = build_server(settings)
+    resolved = settings.check()
+    server, tools = build_server(settings, resolved)
     try:
         if transport == "stdio":
             server.run("stdio")
-        elif transport == "http":
-            server.run("streamable-http", host=host, port=port)
         else:
-            raise ValueError(f"unknown transport {transport!r} (stdio or http)")
+            server.run("streamable-http", host=host, port=port)
     finally:
         tools.close()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m sqlfence.integrations.mcp [--policy P] [--sandbox] URL``."""
+    """``sqlfence mcp [--policy P] [--sandbox] URL``; a configuration problem exits 2."""
     parser = argparse.ArgumentParser(prog="sqlfence mcp", description=__doc__.splitlines()[0])
     parser.add_argument("url", nargs="?", help="database URL (not needed with --sandbox)")
     parser.add_argument("--policy", help="policy file (YAML)")
     parser.add_argument("--transport", choices=("stdio", "http"), default="stdio")
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--host", default="127.0.0.1", help="HTTP: loopback addresses only")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--sandbox", action="store_true", help="a SQLite sandbox per session")
     parser.add_argument("--snapshot", help="golden snapshot each sandbox starts from")
     parser.add_argument("--sandbox-root", help="where sandboxes live (default .sqlfence)")
     parser.add_argument("--audit", help="audit log directory")
-    parser.add_argument("--agent-id", help="record calls as this agent (default: clientInfo)")
+    parser.add_argument(
+        "--agent-id",
+        help=f"the identity calls are judged and recorded as (default {DEFAULT_AGENT}); "
+        "the policy section is chosen by it, never by what the client says",
+    )
     parser.add_argument("--tenant")
-    parser.add_argument("--max-rows", type=int, default=200, help="rows per query result")
+    parser.add_argument("--max-rows", type=_positive, default=200, help="rows per query result")
+    parser.add_argument(
+        "--max-result-bytes", type=_positive, default=DEFAULT_RESULT_BYTES, help="per result"
+    )
+    parser.add_argument(
+        "--max-cell-bytes", type=_positive, default=DEFAULT_CELL_BYTES, help="per value"
+    )
     args = parser.parse_args(argv)
     if args.url is None and not args.sandbox:
         parser.error("a database URL is required unless --sandbox is given")
-    serve(
-        args.url,
-        args.policy,
-        args.transport,
-        args.host,
-        args.port,
-        sandbox=args.sandbox,
-        snapshot=args.snapshot,
-        audit=args.audit,
-        agent_id=args.agent_id,
-        tenant=args.tenant,
-        sandbox_root=args.sandbox_root,
-        max_rows=args.max_rows,
-    )
+    try:
+        serve(
+            args.url,
+            args.policy,
+            args.transport,
+            args.host,
+            args.port,
+            sandbox=args.sandbox,
+            snapshot=args.snapshot,
+            audit=args.audit,
+            agent_id=args.agent_id,
+            tenant=args.tenant,
+            sandbox_root=args.sandbox_root,
+            max_rows=args.max_rows,
+            max_result_bytes=args.max_result_bytes,
+            max_cell_bytes=args.max_cell_bytes,
+        )
+    except (Error, OSError) as error:
+        print(f"sqlfence mcp: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _snapshot_exists(snapshot: str | Path, root: str | Path | None) -> bool:
+    """Whether ``snapshot`` names a shared snapshot under the root, or a directory, with a
+    manifest (what ``AgentSandbox.load_snapshot`` accepts)."""
+    from sqlfence.sandbox.sandbox import SNAPSHOTS, resolve_root
+    from sqlfence.sandbox.snapshots import SnapshotStore
+
+    if isinstance(snapshot, Path) or "/" in str(snapshot):
+        where = Path(snapshot)
+        return where.name in SnapshotStore(where.parent).names()
+    return str(snapshot) in SnapshotStore(resolve_root(root) / SNAPSHOTS).names()
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _policy_for(settings: MCPSettings, agent_id: str) -> Policy:
+    """The identity's policy, with a statement timeout unless the policy sets one."""
     policy = settings.policy
-    if isinstance(policy, Policy):
-        return policy
-    return load_policy(policy).resolve(agent_id, settings.tenant)
+    if not isinstance(policy, Policy):
+        policy = load_policy(policy).resolve(agent_id, settings.tenant)
+    if policy.statement_timeout_ms is None:
+        policy = policy.model_copy(update={"statement_timeout_ms": DEFAULT_TIMEOUT_MS})
+    return policy
+
+
+@contextmanager
+def _transaction(connection: GuardedConnection) -> Iterator[None]:
+    """One tool call, one transaction: committed on success, rolled back on any failure."""
+    try:
+        yield
+    except BaseException:
+        with suppress(Error):  # a connection that is gone committed nothing either
+            connection.rollback()
+        raise
+    try:
+        connection.commit()
+    except Error as error:
+        raise ToolError(f"{type(error).__name__}: {error}") from error
+
+
+def _sized(rows: list[Any], settings: MCPSettings, cut: list[str]) -> list[list[Any]]:
+    """Rows as JSON values within the per-value and per-result byte budgets (``cut`` says
+    which limit cut)."""
+    budget = settings.max_result_bytes
+    cell_limit = settings.max_cell_bytes
+    sized: list[list[Any]] = []
+    used = 2  # the enclosing []
+    for row in rows:
+        values = []
+        for raw in row:
+            value = _jsonable(raw)
+            if isinstance(value, str) and len(value) > cell_limit // 4:
+                encoded = value.encode("utf-8")
+                if len(encoded) > cell_limit:
+                    value = encoded[:cell_limit].decode("utf-8", "ignore")
+                    if "max_cell_bytes" not in cut:
+                        cut.append("max_cell_bytes")
+            values.append(value)
+        size = len(_json(values).encode("utf-8")) + 1
+        if used + size > budget:
+            cut.append("max_result_bytes")
+            break
+        used += size
+        sized.append(values)
+    return sized
+
+
+def _json(value: Any) -> str:
+    """Compact JSON, the form a context window pays least for."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _client_name(ctx: Context) -> str | None:
+    """What the client calls itself (``clientInfo.name``): recorded only."""
+    params = ctx.session.client_params
+    info = params.client_info if params is not None else None
+    return info.name if info is not None and info.name else None
 
 
 def _run(connection: GuardedConnection, sql: str, params: Any = None) -> Any:

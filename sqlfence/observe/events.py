@@ -193,6 +193,8 @@ def event_head(
 def add_session(event: dict[str, Any], session: Session) -> None:
     if session.privileges:
         event["privileges"] = list(session.privileges)
+    if session.client_name is not None:
+        event["client_name"] = session.client_name
     if session.namespace is not None:
         event["namespace"] = session.namespace
     if session.sandbox is not None:

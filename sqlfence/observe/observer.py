@@ -29,6 +29,8 @@ class Session:
     sandbox: str | None = None
     # What the login may do beyond SQL (superuser, pg_execute_server_program...): recorded.
     privileges: tuple[str, ...] = ()
+    # The name a client gave for itself (MCP clientInfo): recorded, never trusted.
+    client_name: str | None = None
     connection_id: int = field(default_factory=lambda: next(_connection_ids))
 
 

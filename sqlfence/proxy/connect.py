@@ -33,6 +33,7 @@ def connect(
     observer: Observer | None = None,
     catalog: Mapping[str, str] | None = None,
     sandbox: str | None = None,
+    client_name: str | None = None,
     **driver_kwargs: Any,
 ) -> GuardedConnection:
     """Open a guarded connection to ``url`` (sqlite://, postgresql://, iris://).
@@ -43,7 +44,8 @@ def connect(
     ``telemetry`` (True by default) takes False, a dict or ``TelemetrySettings`` (its own
     providers, say); remaining keyword arguments go to the driver's own ``connect``.
     ``sandbox`` names the sandbox the connection belongs to, for the correlation fields of its
-    events. Raises
+    events; ``client_name`` is the name a client gave for itself (recorded, never used to
+    choose a policy). Raises
     ConfigurationError for an unknown scheme or a missing driver, PolicyError for a malformed
     policy, and the driver's connection errors as sqlfence.OperationalError.
     """
@@ -55,7 +57,10 @@ def connect(
     except driver.error_class as error:
         raise driver.translate(error) from error
     except TypeError as error:  # a keyword the driver does not take
-        known = "policy, agent_id, tenant, audit, monitoring, telemetry, observer, catalog, sandbox"
+        known = (
+            "policy, agent_id, tenant, audit, monitoring, telemetry, observer, catalog, "
+            "sandbox, client_name"
+        )
         raise ConfigurationError(
             f"{error} (sqlfence's own options are: {known}; the rest go to the driver)"
         ) from None
@@ -67,6 +72,8 @@ def connect(
         raw.close()
         raise
     session = _session(driver.session(parsed, raw), agent_id, tenant, sandbox, privileges)
+    if client_name is not None:
+        session = replace(session, client_name=client_name)
     chosen, owned = _observer(observer, audit, monitoring, telemetry)
     return GuardedConnection(raw, driver, guard, chosen, session, before, owns_observer=owned)
 

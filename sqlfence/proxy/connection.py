@@ -100,6 +100,14 @@ class GuardedConnection:
         """What the fence would do with ``sql`` on this connection, without running it."""
         return self._decide(sql)
 
+    def check(self, sql: str) -> Decision:
+        """Judge ``sql`` as ``execute`` would, without running it; a denial is recorded (audit,
+        metrics) and raised as PolicyViolation, an allowed decision is returned."""
+        decision = self._decide(sql)
+        if not decision.allowed:
+            self._deny(sql, decision)
+        return decision
+
     def _deny(self, sql: str, decision: Decision) -> None:
         self._observer.denied(self._session, sql, decision)
         raise PolicyViolation(decision.explain(), decision)

@@ -81,8 +81,8 @@ def _audit_events(audit: Path) -> list[dict[str, Any]]:
 
 
 def test_tools_allowed_and_denied_calls_over_stdio(tmp_path: Path, database: Path) -> None:
-    """Tools are listed, an allowed query is answered capped, a denial is a tool error, both
-    are audited under the client's name."""
+    """Tools are listed, an allowed query is answered capped, a denial is a tool error, all
+    are audited under the operator's identity with the client's name beside it."""
     audit = tmp_path / "audit"
     params = _server(tmp_path, "--audit", str(audit), f"sqlite:///{database}")
     calls = [
@@ -112,7 +112,8 @@ def test_tools_allowed_and_denied_calls_over_stdio(tmp_path: Path, database: Pat
     assert not results["explain"][0].is_error
 
     events = _audit_events(audit)
-    mine = [e for e in events if e.get("agent_id") == "test-agent"]
+    mine = [e for e in events if e.get("agent_id") == "mcp-client"]
+    assert {e.get("client_name") for e in mine} == {"test-agent"}
     queries = {(e["event_type"], e["status"], e["query"]) for e in mine if e["query"]}
     assert ("denial", "denied", "SELECT value FROM secrets") in queries
     assert ("query", "ok", "SELECT id, name FROM people ORDER BY id") in queries
