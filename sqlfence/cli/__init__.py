@@ -31,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["mcp"]:
         try:
-            from sqlfence.integrations.mcp import main as mcp_main
+            from sqlfence.integrations.mcp_serve import main as mcp_main
         except ImportError as error:
             if error.name is None or not error.name.startswith("mcp"):
                 raise

@@ -20,26 +20,31 @@ before serving: a problem exits with status 2 and one line naming it.
 
 from __future__ import annotations
 
-import argparse
-import ipaddress
 import json
-import sys
 import threading
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
+from pydantic import AnyHttpUrl
 from sqlglot import exp
 
 from sqlfence import __version__
 from sqlfence.errors import ConfigurationError, Error, PolicyViolation
 from sqlfence.integrations import mcp_catalog
+from sqlfence.integrations.mcp_tokens import (
+    FileTokenVerifier,
+    TokenFile,
+    TokenIdentity,
+    authenticated,
+)
 from sqlfence.policies.loader import PolicySource, load_policy
 from sqlfence.policies.model import Policy
 from sqlfence.proxy.connect import connect
@@ -49,6 +54,8 @@ DEFAULT_AGENT = "mcp-client"
 DEFAULT_TIMEOUT_MS = 30_000  # unless the policy sets statement_timeout_ms
 DEFAULT_RESULT_BYTES = 64 * 1024
 DEFAULT_CELL_BYTES = 4 * 1024
+DEFAULT_MAX_SESSIONS = 100  # HTTP sessions at once; abandoned ones end after the idle timeout
+DEFAULT_IDLE_TIMEOUT_S = 300
 # The server's own connection runs fixed catalog SQL and EXPLAIN of already-judged
 # statements, one at a time; the database makes it read-only underneath (_READ_ONLY_KWARGS).
 _SERVER_POLICY = Policy.unrestricted().model_copy(update={"allow_multiple_statements": False})
@@ -73,6 +80,9 @@ class MCPSettings:
     max_rows: int = 200
     max_result_bytes: int = DEFAULT_RESULT_BYTES
     max_cell_bytes: int = DEFAULT_CELL_BYTES
+    # HTTP: bearer tokens (a tokens file of hashes -> identities) and the server's own URL
+    tokens: TokenFile | None = None
+    public_url: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -81,41 +91,56 @@ class MCPSettings:
         client's)."""
         return self.agent_id or DEFAULT_AGENT
 
-    def check(self) -> Policy:
+    def identities(self) -> list[TokenIdentity]:
+        """Every identity this server may serve: the tokens file's, or the configured one."""
+        if self.tokens is not None:
+            return self.tokens.identities()
+        return [TokenIdentity(self.identity, self.tenant)]
+
+    def check(self) -> list[Policy]:
         """Everything checkable before serving; raises sqlfence.Error or OSError naming the
-        problem. Returns the identity's policy."""
+        problem. Returns the policy of each identity."""
         if self.max_rows < 1 or self.max_result_bytes < 1 or self.max_cell_bytes < 1:
             raise ConfigurationError("max_rows, max_result_bytes and max_cell_bytes must be >= 1")
-        policy = _policy_for(self, self.identity)
+        if self.tokens is not None and self.agent_id is not None:
+            raise ConfigurationError(
+                "--agent-id and --tokens exclude each other: with tokens, each token's entry "
+                "names its identity"
+            )
+        policies = [_policy_for(self, who.agent_id, who.tenant) for who in self.identities()]
+        if not policies:
+            raise ConfigurationError(f"tokens file {self.tokens.path} has no tokens")  # type: ignore[union-attr]
+        policy = policies[0]
         if self.snapshot is not None and not _snapshot_exists(self.snapshot, self.sandbox_root):
             raise ConfigurationError(
                 f"snapshot not found: {self.snapshot} (a shared snapshot name under the "
                 "sandbox root, or a snapshot directory)"
             )
         if self.sandbox:
-            return policy
+            return policies
         if self.url is None:
             raise ConfigurationError("an MCP server needs a database URL unless sandbox=True")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # PrivilegeWarning and the like: said at first use
             connect(self.url, policy=policy, telemetry=False).close()  # reachable, policy fits
-        return policy
+        return policies
 
 
 class AgentSession:
     """One MCP session's fence connections (and sandbox), closed when the session ends."""
 
-    def __init__(self, settings: MCPSettings, agent_id: str, client_name: str | None) -> None:
+    def __init__(self, settings: MCPSettings, who: TokenIdentity, client_name: str | None) -> None:
+        agent_id, tenant = who.agent_id, who.tenant
         self.agent_id = agent_id
         self._sandbox: Any = None
-        policy = _policy_for(settings, agent_id)
+        policy = _policy_for(settings, agent_id, tenant)
         self.policy = policy
         if settings.sandbox:
             from sqlfence.sandbox import AgentSandbox
 
             self._sandbox = AgentSandbox.create(
                 agent_id=agent_id,
-                tenant=settings.tenant,
+                tenant=tenant,
                 backend="sqlite",
                 access_policy=policy,
                 audit=settings.audit,
@@ -136,7 +161,7 @@ class AgentSession:
                 url,
                 policy=policy,
                 agent_id=agent_id,
-                tenant=settings.tenant,
+                tenant=tenant,
                 audit=settings.audit,
                 client_name=client_name,
             )
@@ -146,7 +171,7 @@ class AgentSession:
                 url,
                 policy=_SERVER_POLICY,
                 agent_id=agent_id,
-                tenant=settings.tenant,
+                tenant=tenant,
                 audit=settings.audit,
                 client_name=client_name,
                 **_READ_ONLY_KWARGS.get(system, {}),
@@ -267,17 +292,28 @@ class FenceTools:
         # the server stops.
         connection = _sdk_connection(ctx)
         session_id = getattr(connection, "session_id", None)
-        agent_id = self.settings.identity
-        key = f"session:{session_id}" if session_id else f"agent:{agent_id}"
+        who = self._identity()
+        key = f"session:{session_id}" if session_id else f"agent:{who.agent_id}:{who.tenant}"
         with self._lock:
             session = self._sessions.get(key)
+            if session is not None and session.agent_id != who.agent_id:
+                raise ToolError("this MCP session belongs to another identity")
             if session is None:
-                session = AgentSession(self.settings, agent_id, _client_name(ctx))
+                session = AgentSession(self.settings, who, _client_name(ctx))
                 self._sessions[key] = session
                 stack = getattr(connection, "exit_stack", None)
                 if session_id and stack is not None:
                     stack.callback(self._end, key)
         return session
+
+    def _identity(self) -> TokenIdentity:
+        """The operator's: the token's identity over HTTP with tokens, else the configured."""
+        if self.settings.tokens is None:
+            return TokenIdentity(self.settings.identity, self.settings.tenant)
+        who = authenticated()
+        if who is None:  # the SDK answers 401 before a tool runs; never serve without one
+            raise ToolError("not authenticated")
+        return who
 
     def _end(self, key: str) -> None:
         with self._lock:
@@ -292,22 +328,41 @@ class FenceTools:
 
 
 def build_server(
-    settings: MCPSettings, policy: Policy | None = None
+    settings: MCPSettings, policies: Sequence[Policy] | None = None
 ) -> tuple[MCPServer, FenceTools]:
     """The MCP server and its tools (close the tools when the server stops).
 
-    ``policy`` is the identity's resolved policy (``settings.check()``); it sets the tools'
-    annotations and descriptions.
+    ``policies`` are the identities' resolved policies (``settings.check()``); they set the
+    tools' annotations and descriptions (read-only only when every identity is).
     """
-    if policy is None:
-        policy = _policy_for(settings, settings.identity)
+    if policies is None:
+        policies = [
+            _policy_for(settings, who.agent_id, who.tenant) for who in settings.identities()
+        ]
     tools = FenceTools(settings)
+    read_only = all(policy.read_only for policy in policies)
+    timeouts = sorted(
+        {policy.statement_timeout_ms for policy in policies if policy.statement_timeout_ms}
+    )
     limits = (
         f"at most {settings.max_rows} rows, {settings.max_result_bytes} bytes per result and "
         f"{settings.max_cell_bytes} bytes per value; a statement times out after "
-        f"{policy.statement_timeout_ms} ms"
+        f"{timeouts[-1] if timeouts else DEFAULT_TIMEOUT_MS} ms"
     )
-    writes = "read-only" if policy.read_only else "may write, as the policy allows"
+    writes = "read-only" if read_only else "may write, as the policy allows"
+    auth: dict[str, Any] = {}
+    if settings.tokens is not None:
+        url = settings.public_url or "http://127.0.0.1:8000/mcp"
+        auth = {
+            "token_verifier": FileTokenVerifier(settings.tokens),
+            "auth": AuthSettings(
+                # Tokens are issued out of band (`sqlfence mcp token create`); the server is
+                # its own authority in the Protected Resource Metadata it publishes.
+                issuer_url=AnyHttpUrl(url.rsplit("/", 1)[0]),
+                resource_server_url=AnyHttpUrl(url),
+                validate_token_resource=False,
+            ),
+        }
     server: MCPServer = MCPServer(
         name="sqlfence",
         version=__version__,
@@ -315,6 +370,7 @@ def build_server(
             "SQL access through sqlfence: every statement is checked against a policy, "
             "row-limited and audited. Use list_tables and describe_table first."
         ),
+        **auth,
     )
     read = ToolAnnotations(readOnlyHint=True, destructiveHint=False, openWorldHint=False)
     server.add_tool(
@@ -326,9 +382,9 @@ def build_server(
             f"Results: {limits}; `truncated_by` names the limits that cut."
         ),
         annotations=ToolAnnotations(
-            readOnlyHint=policy.read_only,
-            destructiveHint=not policy.read_only,
-            idempotentHint=policy.read_only,
+            readOnlyHint=read_only,
+            destructiveHint=not read_only,
+            idempotentHint=read_only,
             openWorldHint=False,
         ),
         structured_output=False,
@@ -360,110 +416,6 @@ def build_server(
     return server, tools
 
 
-def serve(
-    url: str | None,
-    policy: PolicySource = None,
-    transport: Literal["stdio", "http"] = "stdio",
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    *,
-    sandbox: bool = False,
-    snapshot: str | Path | None = None,
-    audit: Any = None,
-    agent_id: str | None = None,
-    tenant: str | None = None,
-    sandbox_root: str | Path | None = None,
-    max_rows: int = 200,
-    max_result_bytes: int = DEFAULT_RESULT_BYTES,
-    max_cell_bytes: int = DEFAULT_CELL_BYTES,
-) -> None:
-    """Run the MCP server until the client disconnects (stdio) or it is interrupted (http).
-
-    ``transport="http"`` serves streamable HTTP at ``http://host:port/mcp``; the host
-    defaults to 127.0.0.1. The configuration is checked first: ConfigurationError,
-    PolicyError or OperationalError name what is wrong before anything is served.
-    """
-    if transport not in ("stdio", "http"):
-        raise ConfigurationError(f"unknown transport {transport!r} (stdio or http)")
-    if transport == "http" and not _loopback(host):
-        raise ConfigurationError(
-            f"refusing to serve on {host}: the HTTP transport has no authentication yet, so "
-            "it binds loopback addresses only (127.0.0.1, ::1, localhost)"
-        )
-    settings = MCPSettings(
-        url=url,
-        policy=policy,
-        agent_id=agent_id,
-        tenant=tenant,
-        audit=audit,
-        sandbox=sandbox,
-        snapshot=snapshot,
-        sandbox_root=sandbox_root,
-        max_rows=max_rows,
-        max_result_bytes=max_result_bytes,
-        max_cell_bytes=max_cell_bytes,
-    )
-    resolved = settings.check()
-    server, tools = build_server(settings, resolved)
-    try:
-        if transport == "stdio":
-            server.run("stdio")
-        else:
-            server.run("streamable-http", host=host, port=port)
-    finally:
-        tools.close()
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """``sqlfence mcp [--policy P] [--sandbox] URL``; a configuration problem exits 2."""
-    parser = argparse.ArgumentParser(prog="sqlfence mcp", description=__doc__.splitlines()[0])
-    parser.add_argument("url", nargs="?", help="database URL (not needed with --sandbox)")
-    parser.add_argument("--policy", help="policy file (YAML)")
-    parser.add_argument("--transport", choices=("stdio", "http"), default="stdio")
-    parser.add_argument("--host", default="127.0.0.1", help="HTTP: loopback addresses only")
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--sandbox", action="store_true", help="a SQLite sandbox per session")
-    parser.add_argument("--snapshot", help="golden snapshot each sandbox starts from")
-    parser.add_argument("--sandbox-root", help="where sandboxes live (default .sqlfence)")
-    parser.add_argument("--audit", help="audit log directory")
-    parser.add_argument(
-        "--agent-id",
-        help=f"the identity calls are judged and recorded as (default {DEFAULT_AGENT}); "
-        "the policy section is chosen by it, never by what the client says",
-    )
-    parser.add_argument("--tenant")
-    parser.add_argument("--max-rows", type=_positive, default=200, help="rows per query result")
-    parser.add_argument(
-        "--max-result-bytes", type=_positive, default=DEFAULT_RESULT_BYTES, help="per result"
-    )
-    parser.add_argument(
-        "--max-cell-bytes", type=_positive, default=DEFAULT_CELL_BYTES, help="per value"
-    )
-    args = parser.parse_args(argv)
-    if args.url is None and not args.sandbox:
-        parser.error("a database URL is required unless --sandbox is given")
-    try:
-        serve(
-            args.url,
-            args.policy,
-            args.transport,
-            args.host,
-            args.port,
-            sandbox=args.sandbox,
-            snapshot=args.snapshot,
-            audit=args.audit,
-            agent_id=args.agent_id,
-            tenant=args.tenant,
-            sandbox_root=args.sandbox_root,
-            max_rows=args.max_rows,
-            max_result_bytes=args.max_result_bytes,
-            max_cell_bytes=args.max_cell_bytes,
-        )
-    except (Error, OSError) as error:
-        print(f"sqlfence mcp: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
-
-
 def _snapshot_exists(snapshot: str | Path, root: str | Path | None) -> bool:
     """Whether ``snapshot`` names a shared snapshot under the root, or a directory, with a
     manifest (what ``AgentSandbox.load_snapshot`` accepts)."""
@@ -476,30 +428,11 @@ def _snapshot_exists(snapshot: str | Path, root: str | Path | None) -> bool:
     return str(snapshot) in SnapshotStore(resolve_root(root) / SNAPSHOTS).names()
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def _policy_for(settings: MCPSettings, agent_id: str) -> Policy:
+def _policy_for(settings: MCPSettings, agent_id: str, tenant: str | None) -> Policy:
     """The identity's policy, with a statement timeout unless the policy sets one."""
     policy = settings.policy
     if not isinstance(policy, Policy):
-        policy = load_policy(policy).resolve(agent_id, settings.tenant)
+        policy = load_policy(policy).resolve(agent_id, tenant)
     if policy.statement_timeout_ms is None:
         policy = policy.model_copy(update={"statement_timeout_ms": DEFAULT_TIMEOUT_MS})
     return policy
@@ -595,4 +528,6 @@ def _jsonable(value: Any) -> Any:
 
 
 if __name__ == "__main__":
+    from sqlfence.integrations.mcp_serve import main
+
     main()

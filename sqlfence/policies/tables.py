@@ -68,6 +68,23 @@ _CATALOG_FUNCTIONS: dict[str, tuple[str, ...]] = {
         "pg_has_role",
         "pg_describe_object",
         "pg_identify_object",
+        # take a table's name and tell whether it exists, its size or its file
+        "pg_relation_",
+        "pg_total_relation_size",
+        "pg_table_size",
+        "pg_indexes_size",
+        "pg_filenode_relation",
+        "pg_partition_",
+        # casts that look a name up in the catalog ('secrets'::regclass)
+        "regclass",
+        "regproc",
+        "regoper",
+        "regtype",
+        "regrole",
+        "regnamespace",
+        "regconfig",
+        "regdictionary",
+        "regcollation",
     ),
 }
 # pg_table_is_visible, pg_type_is_visible, ...: whether a named object exists on the path

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 _PARAMETER_TYPES = (tuple, list, dict)
-_VALUE_ERRORS = (UnicodeError, OverflowError)
+_VALUE_ERRORS = (UnicodeError, OverflowError, TypeError)
 
 
 def _check_parameters(parameters: object) -> None:
@@ -159,10 +159,12 @@ class GuardedCursor:
         connection._observer.finished(connection._session, token, -1, error)
         return connection._driver.translate(error)
 
-    def _bad_value(self, token: Any, error: Exception) -> DataError:
+    def _bad_value(self, token: Any, error: Exception) -> DataError | ProgrammingError:
         """Record a parameter the driver could not send; the DataError to raise instead."""
         connection = self._connection
         connection._observer.finished(connection._session, token, -1, error)
+        if isinstance(error, TypeError):  # psycopg: a mapping for %s, a sequence for %(x)s
+            return ProgrammingError(f"the parameters do not fit the statement: {error}")
         what = "cannot be encoded" if isinstance(error, UnicodeError) else "is out of range"
         return DataError(f"a parameter value {what} for the database: {error}")
 

@@ -13,7 +13,6 @@ from typing import Any
 from sqlfence.errors import ConfigurationError
 from sqlfence.policies.engine import Decision, Guard
 from sqlfence.proxy.drivers import ConnectionURL, Driver
-from sqlfence.sql.postgres_grammar import with_placeholders
 
 
 class PostgresDriver(Driver):
@@ -134,12 +133,7 @@ def _one_statement(base: Any) -> type:
     def _execute_send(self: Any, query: Any, *, force_extended: bool = False, **kw: Any) -> None:
         send(self, query, force_extended=True, **kw)
 
-    def execute(self: Any, query: Any, params: Any = None, **kw: Any) -> Any:
-        if params is None and isinstance(query, str) and with_placeholders(query) is not None:
-            params = ()  # the fence read %s as a placeholder: psycopg must bind (and count) it
-        return base.execute(self, query, params, **kw)
-
-    methods: dict[str, Any] = {"_execute_send": _execute_send, "execute": execute}
+    methods: dict[str, Any] = {"_execute_send": _execute_send}
     made = type(f"OneStatement{base.__name__}", (base,), methods)
     _ONE_STATEMENT[base] = made
     return made

@@ -19,7 +19,8 @@ from sqlfence.observe.observer import Session
 from sqlfence.policies.engine import Decision, Guard
 from sqlfence.policies.tables import is_catalog_table, table_matches
 from sqlfence.proxy.drivers import ConnectionURL, Driver
-from sqlfence.sql.analysis import StatementFacts
+from sqlfence.sql.analysis import ROW_BOUND_FUNCTIONS, StatementFacts
+from sqlfence.sql.functions import canonical
 
 _WRITES = {sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE}
 # Engine actions that are statement kinds of their own, allowed only when the policy names them.
@@ -124,6 +125,7 @@ class _Both:
         self._deadline.arm_for(decision)
 
 
+_OPERATOR_FUNCTIONS = frozenset({"like", "glob", "regexp", "match", "->", "->>"})
 # SQLite's own bookkeeping: written by DDL, AUTOINCREMENT and the first use of a virtual
 # table, read by rowid; never the statement's own doing (SQLite refuses direct writes).
 _BOOKKEEPING = frozenset({"sqlite_master", "sqlite_temp_master", "sqlite_sequence"})
@@ -140,6 +142,12 @@ class _Authorizer:
     def __init__(self, guard: Guard) -> None:
         self._guard = guard
         self._denied_functions = guard.denied_functions
+        allowed = guard.patterns.allowed_functions
+        # SQLite runs LIKE, GLOB, REGEXP, MATCH and JSON arrows as functions, which sqlglot
+        # reads as operators; the fence's own row bound calls min/max/coalesce/nullif.
+        self._allowed_functions = (
+            None if allowed is None else allowed | _OPERATOR_FUNCTIONS | ROW_BOUND_FUNCTIONS
+        )
         self._catalog_allowed = guard.policy.allow_system_catalog
         self._allow_unparsed = guard.policy.allow_unparsed
         self._judged = threading.local()
@@ -154,12 +162,21 @@ class _Authorizer:
         if action == sqlite3.SQLITE_READ or action in _WRITES:
             return self._table(arg1, arg2, db, source, action == sqlite3.SQLITE_READ)
         if action == sqlite3.SQLITE_FUNCTION:
-            name = (arg2 or "").lower()
-            return sqlite3.SQLITE_DENY if name in self._denied_functions else sqlite3.SQLITE_OK
+            return self._function(arg2 or "")
         kind = _STATEMENT_ACTIONS.get(action)
         if kind is not None and not self._guard.policy.allows_statement(kind):
             if action == sqlite3.SQLITE_PRAGMA and self._pragma_function(arg1):
                 return sqlite3.SQLITE_OK  # pragma_x(...) in a query the fence judged
+            return sqlite3.SQLITE_DENY
+        return sqlite3.SQLITE_OK
+
+    def _function(self, called: str) -> int:
+        """SQLite's own name for a function, judged by the fence's canonical names."""
+        name = canonical(called)
+        if name in self._denied_functions or called.lower() in self._denied_functions:
+            return sqlite3.SQLITE_DENY
+        allowed = self._allowed_functions
+        if allowed is not None and name not in allowed and called.lower() not in allowed:
             return sqlite3.SQLITE_DENY
         return sqlite3.SQLITE_OK
 

@@ -80,6 +80,8 @@ _STATEMENT_NODES = (
     *_DDL_NODES,
 )
 _SUMMARY_MAX = 255
+_SIGILS = frozenset({TokenType.COLON, TokenType.PARAMETER})  # SQLite's :name and @name
+_SUFFIXES = frozenset({TokenType.L_PAREN, TokenType.DCOLON})
 _QUOTED_TOKENS = frozenset(
     {TokenType.STRING, TokenType.IDENTIFIER, TokenType.NATIONAL_STRING, TokenType.HEX_STRING,
      TokenType.BIT_STRING, TokenType.BYTE_STRING, TokenType.RAW_STRING}
@@ -192,13 +194,22 @@ def analyze(
         tokens, parsed = parse(sql, dialect)
     except Exception as error:  # fail closed: sqlglot also raises TypeError, RecursionError
         return _not_understood(sql, dialect, "cannot parse", error)
-    if "$" in sql and namer.dialect_name == "sqlite":
+    if namer.dialect_name == "sqlite" and not sql.isascii():
+        odd = _odd_space(sql, tokens)
+        if odd is not None:
+            facts = StatementFacts(
+                operation="unparsed",
+                unparsed=f"U+{ord(odd):04X} between words: SQLite reads every non-ASCII "
+                "character as part of a name, the fence as a space",
+            )
+            return Analysis(sql, dialect, (), (), facts)
+    if namer.dialect_name == "sqlite" and ("$" in sql or ":" in sql or "@" in sql):
         variable = _sqlite_variable(tokens)
         if variable is not None:
             facts = StatementFacts(
                 operation="unparsed",
-                unparsed=f"SQLite reads {variable!r} as a parameter (Tcl-style $name), "
-                "which the fence reads as a name: use ?, ?NNN or :name",
+                unparsed=f"SQLite reads {variable!r} as the start of one Tcl-style parameter, "
+                "which the fence reads otherwise: use ? or a plain :name",
             )
             return Analysis(sql, dialect, (), (), facts)
     # A comment after the last ";" comes back as an empty Semicolon tree: not a statement.
@@ -224,12 +235,46 @@ def analyze(
     return Analysis(sql, dialect, tokens, trees, facts)
 
 
+def _odd_space(sql: str, tokens: tuple[Token, ...]) -> str | None:
+    """A non-ASCII character sqlglot skipped as whitespace between tokens (outside comments).
+
+    SQLite's tokenizer takes every character at or above U+0080 as part of an identifier
+    (or of a parameter name), so text sqlglot splits there is one word to SQLite.
+    """
+    previous = -1
+    for token in (*tokens, None):
+        start = token.start if token is not None else len(sql)
+        gap = sql[previous + 1 : start]
+        if gap and not gap.isascii() and "--" not in gap and "/*" not in gap:
+            for character in gap:
+                if not character.isascii():
+                    return character
+        if token is not None:
+            previous = token.end
+    return None
+
+
 def _sqlite_variable(tokens: tuple[Token, ...]) -> str | None:
-    """The first unquoted word starting with ``$``: a parameter to SQLite (``$a``,
-    ``$a(...)``, ``$a::b``), whose extent sqlglot cannot know."""
-    for token in tokens:
+    """A parameter whose extent SQLite and sqlglot read differently, or None.
+
+    SQLite's named parameters take Tcl-style suffixes: ``$a``, ``:a``, ``@a`` followed right
+    away by ``::b`` or ``(...)`` are one parameter to SQLite, however much text the
+    parentheses hold, while sqlglot reads a cast or a call. ``$a`` in any form is refused
+    (sqlglot reads it as a name).
+    """
+    for index, token in enumerate(tokens):
         if token.text.startswith("$") and token.token_type not in _QUOTED_TOKENS:
             return token.text
+        if token.token_type not in _SIGILS or index + 2 >= len(tokens):
+            continue
+        name, after = tokens[index + 1], tokens[index + 2]
+        if (
+            name.start == token.end + 1
+            and after.start == name.end + 1
+            and name.token_type not in _QUOTED_TOKENS
+            and after.token_type in _SUFFIXES
+        ):
+            return f"{token.text}{name.text}{after.text}"
     return None
 
 
@@ -282,7 +327,7 @@ class _Builder:
 _TABLE, _COLUMN, _STAR, _FUNC, _COLUMN_LIST, _WRITE, _DDL, _INTO, _COMMAND, _LOCK = (
     1 << bit for bit in range(10)
 )
-_STATEMENT, _WITH, _BOUND = 1 << 10, 1 << 11, 1 << 12
+_STATEMENT, _WITH, _BOUND, _OID = 1 << 10, 1 << 11, 1 << 12, 1 << 13
 # sqlglot models these as functions; to a policy they are syntax, not functions to allow.
 # What a row bound may compute with (the fence's own bound of a LIMIT parameter uses them).
 ROW_BOUND_FUNCTIONS = frozenset({"least", "greatest", "coalesce", "nullif", "min", "max"})
@@ -314,6 +359,8 @@ def _flags_of(cls: type[exp.Expr]) -> int:
             flags |= _COMMAND
     if cls is exp.Lock:
         flags |= _LOCK
+    if cls is exp.ObjectIdentifier:
+        flags |= _OID
     if cls is exp.Limit or cls is exp.Fetch:
         flags |= _BOUND
     if issubclass(cls, _STATEMENT_NODES):
@@ -392,6 +439,10 @@ def _collect(
                     out.ctes.add(cte_name)
         if flags & _BOUND:
             has_bound = True
+        if flags & _OID and node.name.lower().startswith("reg"):
+            # PostgreSQL's 'secrets'::regclass looks a name up in the catalog, as to_regclass
+            # does: judged as a call of its own (the catalog rule knows these names).
+            out.functions.add(node.name.lower())
     if has_bound and bound_candidates:
         _split_row_bound(bound_candidates, out)
     aliases, owners = _add_tables(table_nodes, namer, has_with, columns, out)
@@ -587,8 +638,12 @@ def _is_cte_reference(table: exp.Table, namer: Namer) -> bool:
         if isinstance(node, exp.With):
             ctes = node.expressions
             position = next((i for i, cte in enumerate(ctes) if cte is child), len(ctes))
-            # WITH RECURSIVE: every CTE of the list sees every other (PostgreSQL, SQLite).
-            visible = ctes if node.args.get("recursive") else ctes[:position]
+            # WITH RECURSIVE: every CTE of the list sees every other; SQLite does so always
+            # (its RECURSIVE is optional); PostgreSQL without it: only the ones before.
+            if node.args.get("recursive") or namer.dialect_name == "sqlite":
+                visible = ctes
+            else:
+                visible = ctes[:position]
             if any(_cte_name(cte, namer) == name for cte in visible):
                 return True
         else:

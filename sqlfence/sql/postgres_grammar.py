@@ -112,11 +112,34 @@ def with_placeholders(sql: str) -> str | None:
 def read(sql: str, default_schema: str | None, columns: bool = True) -> EngineReading:
     """PostgreSQL's reading of ``sql``; ``error`` says why when its grammar rejects the text.
 
-    A text with psycopg placeholders is read as psycopg sends it (the fence's cursor always
-    passes parameters for such a text, so the server never sees the raw ``%s``).
+    psycopg sends the text as it is without parameters, and with ``%s`` made ``$1`` (and
+    ``%%`` made ``%``) with them. A text that holds placeholders is read both ways: each
+    form the grammar accepts must read the same (the other one the server would refuse).
     """
+    converted = with_placeholders(sql)
+    if converted is None:
+        return _read(sql, default_schema, columns)
+    raw, sent = _read(sql, default_schema, columns), _read(converted, default_schema, columns)
+    if sent.error is not None:
+        return raw
+    if raw.error is not None or _same(raw, sent):
+        return sent
+    return EngineReading(
+        error="PostgreSQL reads it differently with parameters than without (its % signs)"
+    )
+
+
+def _same(one: EngineReading, other: EngineReading) -> bool:
+    return (one.kinds, one.tables, one.functions, one.columns) == (
+        other.kinds,
+        other.tables,
+        other.functions,
+        other.columns,
+    )
+
+
+def _read(sent: str, default_schema: str | None, columns: bool) -> EngineReading:
     parser = _parser()
-    sent = with_placeholders(sql) or sql
     if not sent.isascii() and _ODD_DOLLAR_TAG.search(sent) and _odd_dollar_quote(parser, sent):
         return EngineReading(
             error="a $tag$ with a non-ASCII character (the fence and PostgreSQL read such "

@@ -8,6 +8,7 @@ Only the remaining cases (IRIS ``TOP``, parameter and expression limits, ``LIMIT
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from sqlglot import exp
@@ -51,17 +52,34 @@ def limit_rows(analysis: Analysis, max_rows: int) -> str | None:
     count = limit.args.get("count") if isinstance(limit, exp.Fetch) else limit.expression
     if count is None and isinstance(limit, exp.Fetch):
         return None  # FETCH FIRST ROW ONLY: one row
-    bound = row_bound(count, clamped=_name(analysis) != "sqlite")
+    sqlite = _name(analysis) == "sqlite"
+    bound = row_bound(count, clamped=not sqlite)
     if bound is not None and bound <= max_rows:
         return None
+    literal = literal_count(count)
+    if literal is not None and literal > _BIGINT_MAX:
+        return None  # the database refuses such a count itself; the cursor caps regardless
+    if sqlite and literal is None:
+        # A parameter or expression count stays as written: SQLite's own reading of odd
+        # values ('7abc', 5.9, NULL: an error) is kept, and the cursor caps the rows (SQLite
+        # steps no further than the rows fetched).
+        return None
     ceiling = exp.Literal.number(max_rows)
+    fetch = isinstance(limit, exp.Fetch)
     if splice and target is root:
         # Replace the count's own text, so the caller's placeholders keep their order
         # (regenerating would move `OFFSET %s LIMIT %s` or SQLite's `LIMIT ?, ?` around).
-        if literal_count(count) is not None or _means_unlimited(count):
-            spliced = _splice_count(analysis, lambda _text: str(max_rows))
+        if literal is not None or _means_unlimited(count):
+            spliced = _splice_count(analysis, lambda _text: str(max_rows), fetch)
         else:
-            spliced = _splice_count(analysis, lambda text: _bounded_text(text, max_rows, analysis))
+            spliced = _splice_count(
+                analysis,
+                # FETCH takes a parenthesised expression (PostgreSQL's grammar: c_expr)
+                lambda text: f"({_bounded_text(text, max_rows, analysis)})"
+                if fetch
+                else _bounded_text(text, max_rows, analysis),
+                fetch,
+            )
         if spliced is not None:
             return spliced
     if _positional_parameters(analysis) > 1:
@@ -154,13 +172,19 @@ def _bounded(count: exp.Expr, max_rows: int, analysis: Analysis) -> exp.Expr:
     """A parameter or expression limit held at ``max_rows``, keeping parameter order.
 
     PostgreSQL: ``LEAST(count, n)``. SQLite reads a negative limit as "no limit" and compares
-    text above numbers, so there: ``COALESCE(NULLIF(MAX(-1, MIN(CAST(count AS INTEGER), n)),
-    -1), n)``, where -1 (or less) gives ``n`` rows, as the caller asked for every row.
+    text above numbers, so there: ``COALESCE(NULLIF(MAX(-1, MIN(CAST(CAST(count AS NUMERIC)
+    AS INTEGER), n)), -1), n)``, where -1 (or less) gives ``n`` rows, as the caller asked for
+    every row.
     """
     ceiling = exp.Literal.number(max_rows)
     if _name(analysis) != "sqlite":
-        return exp.Least(this=count.copy(), expressions=[ceiling])
-    as_integer = exp.Cast(this=count.copy(), to=exp.DataType.build("INTEGER"))
+        bound = count.copy()
+        if isinstance(bound, (exp.Placeholder, exp.Parameter)):
+            bound = exp.Cast(this=bound, to=exp.DataType.build("BIGINT"))
+        return exp.Least(this=bound, expressions=[ceiling])
+    # NUMERIC first: SQLite reads LIMIT '1e1' as 10, CAST('1e1' AS INTEGER) as 1.
+    as_number = exp.Cast(this=count.copy(), to=exp.DataType.build("NUMERIC"))
+    as_integer = exp.Cast(this=as_number, to=exp.DataType.build("INTEGER"))
     least = exp.Least(this=as_integer, expressions=[ceiling])
     floor = exp.Greatest(this=exp.Literal.number(-1), expressions=[least])
     return exp.Coalesce(
@@ -170,19 +194,28 @@ def _bounded(count: exp.Expr, max_rows: int, analysis: Analysis) -> exp.Expr:
 
 
 _COUNT_ENDS = frozenset(
-    {TokenType.OFFSET, TokenType.COMMA, TokenType.FETCH, TokenType.FOR, TokenType.SEMICOLON}
-)
+    {
+        TokenType.OFFSET, TokenType.COMMA, TokenType.FETCH, TokenType.FOR, TokenType.SEMICOLON,
+        TokenType.ROW, TokenType.ROWS,
+    }
+)  # fmt: skip
+_FETCH_WORDS = frozenset({TokenType.FIRST, TokenType.NEXT})
+_BIGINT_MAX = 2**63 - 1
 _POSITIONAL = frozenset({TokenType.PLACEHOLDER, TokenType.PARAMETER, TokenType.MOD})
 
 
-def _splice_count(analysis: Analysis, bounded: Callable[[str], str]) -> str | None:
-    """The text with the root query's LIMIT count replaced by ``bounded(count text)``.
+def _splice_count(
+    analysis: Analysis, bounded: Callable[[str], str], fetch: bool = False
+) -> str | None:
+    """The text with the root query's LIMIT (or FETCH) count replaced by ``bounded(text)``.
 
     The count is the text after the last LIMIT outside parentheses, up to OFFSET, ``,``
-    (then SQLite's ``LIMIT offset, count`` puts the count after it), FOR, ``;`` or the end.
-    None when the tokens do not show such a clause.
+    (then SQLite's ``LIMIT offset, count`` puts the count after it), FOR, ``;`` or the end;
+    for FETCH, the text between FIRST/NEXT and ROW/ROWS. None when the tokens do not show
+    such a clause.
     """
     tokens = analysis.tokens
+    keyword = TokenType.FETCH if fetch else TokenType.LIMIT
     depth = 0
     limit_at = None
     for index in range(len(tokens) - 1, -1, -1):
@@ -191,11 +224,15 @@ def _splice_count(analysis: Analysis, bounded: Callable[[str], str]) -> str | No
             depth += 1
         elif kind is TokenType.L_PAREN:
             depth -= 1
-        elif kind is TokenType.LIMIT and depth == 0:
+        elif kind is keyword and depth == 0:
             limit_at = index
             break
     if limit_at is None:
         return None
+    if fetch:
+        if limit_at + 1 >= len(tokens) or tokens[limit_at + 1].token_type not in _FETCH_WORDS:
+            return None
+        limit_at += 1  # past FIRST / NEXT
     span = _clause(tokens, limit_at + 1)
     if span is None:
         return None
@@ -231,8 +268,16 @@ def _clause(tokens: tuple[Token, ...], start: int) -> tuple[int, int] | None:
 def _bounded_text(count: str, max_rows: int, analysis: Analysis) -> str:
     """``_bounded`` for the count's source text (kept as written, placeholders included)."""
     if _name(analysis) != "sqlite":
+        if _BARE_PARAMETER.match(count):
+            count = f"CAST({count} AS BIGINT)"
         return f"LEAST({count}, {max_rows})"
-    return f"COALESCE(NULLIF(MAX(-1, MIN(CAST({count} AS INTEGER), {max_rows})), -1), {max_rows})"
+    number = f"CAST(CAST({count} AS NUMERIC) AS INTEGER)"
+    return f"COALESCE(NULLIF(MAX(-1, MIN({number}, {max_rows})), -1), {max_rows})"
+
+
+# A bare PostgreSQL parameter gets the type LIMIT gives it, bigint: inside LEAST alone it
+# would be typed integer, and '5000000000' would fail where the caller's LIMIT works.
+_BARE_PARAMETER = re.compile(r"\s*(%s|%\(\w+\)s|\$\d+)\s*$")
 
 
 def _positional_parameters(analysis: Analysis) -> int:

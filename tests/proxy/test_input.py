@@ -119,13 +119,9 @@ def test_out_of_range_parameter_is_a_data_error(conn: sqlfence.GuardedConnection
 
 
 def test_out_of_range_limit_parameter(conn: sqlfence.GuardedConnection) -> None:
-    """A huge LIMIT parameter: SQLite cannot bind it (DataError); PostgreSQL's bound holds."""
-    sql = f"SELECT a FROM t LIMIT {_marks(conn, 1)}"
-    if conn.guard.dialect_name == "sqlite":
-        with pytest.raises(sqlfence.DataError, match="out of range"):
-            conn.execute(sql, (10**30,))
-    else:
-        assert conn.execute(sql, (10**30,)).fetchall() == []
+    """A LIMIT parameter too large for the database is its DataError, as without the fence."""
+    with pytest.raises(sqlfence.DataError):
+        conn.execute(f"SELECT a FROM t LIMIT {_marks(conn, 1)}", (10**30,))
 
 
 def test_the_connection_stays_usable_after_bad_input(conn: sqlfence.GuardedConnection) -> None:
@@ -160,15 +156,17 @@ def test_postgres_refuses_a_second_statement_itself(pg_url: str) -> None:
 
 @pytest.mark.postgres
 def test_postgres_placeholder_without_parameters(pg_url: str) -> None:
-    """A %s the fence read as a placeholder is bound, so a missing parameter is an error."""
+    """Without parameters the text is sent as it is (a %s in a LIKE pattern is text)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", sqlfence.PrivilegeWarning)
         conn = sqlfence.connect(pg_url, policy=WRITER)
     with conn:
-        with pytest.raises(sqlfence.ProgrammingError, match="0 parameters"):
-            conn.execute("SELECT %s::int")
+        with pytest.raises(sqlfence.ProgrammingError):
+            conn.execute("SELECT %s::int")  # sent as it is: the server's syntax error
         conn.rollback()
         assert conn.execute("SELECT 'A%' LIKE 'A%'").fetchone() == (True,)
+        assert conn.execute("SELECT 'smith' LIKE '%smith'").fetchone() == (True,)
+        assert conn.execute("SELECT format('%s', 'x')").fetchone() == ("x",)
         assert conn.execute("SELECT %s::int * 2", (21,)).fetchone() == (42,)
 
 
@@ -254,3 +252,30 @@ def test_sqlite_engine_refuses_catalog_reads(tmp_path: Path) -> None:
         with pytest.raises(sqlite3.DatabaseError):
             raw.execute(sql).fetchall()
     raw.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    ("sql", "parameters"),
+    [("SELECT %s", {"a": 1}), ("SELECT %(a)s", (1,))],
+)
+def test_parameters_of_the_wrong_shape(pg_url: str, sql: str, parameters: Any) -> None:
+    """A mapping for %s or a sequence for %(name)s is a ProgrammingError, not a TypeError."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sqlfence.PrivilegeWarning)
+        conn = sqlfence.connect(pg_url, policy=WRITER)
+    with conn, pytest.raises(sqlfence.ProgrammingError, match="do not fit"):
+        conn.execute(sql, parameters)
+
+
+@pytest.mark.parametrize("space", ["\u00a0", "\u2003", "\u3000", "\u2028", "\x85"])
+def test_sqlite_odd_space_is_denied(tmp_path: Path, space: str) -> None:
+    """A non-ASCII space between words is one word to SQLite: denied, whatever it hides."""
+    url = f"sqlite:///{tmp_path / 'space.db'}"
+    with sqlfence.connect(url, policy={"max_rows": 10}) as conn:
+        hidden = f"SELECT 1 WHERE 1 > :a{space}::b(') UNION ALL SELECT sqlite_version() --')"
+        with pytest.raises(sqlfence.PolicyViolation, match="non-ASCII"):
+            conn.execute(hidden, {f"a{space}::b(')": 0})
+        assert conn.execute("SELECT 'caf\u00e9 \u00a0 ok' -- \u00a0").fetchone() == (
+            "caf\u00e9 \u00a0 ok",
+        )

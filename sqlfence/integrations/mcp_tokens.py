@@ -1,0 +1,170 @@
+"""Bearer tokens for the MCP server's HTTP transport: a file of hashes mapped to identities.
+
+The tokens file is YAML, one entry per token, holding only the SHA-256 of the token beside
+the identity it stands for; a token itself is printed once, when it is made, and never
+written anywhere. The server reads the file again whenever it changes, so tokens are added,
+rotated and revoked by editing it, without a restart.
+
+```yaml
+tokens:
+  - sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+    agent_id: analyst
+    tenant: acme
+```
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import threading
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sqlfence.errors import ConfigurationError
+
+_PREFIX = "sqf_"  # recognisable in a leaked log line or a secret scanner's rules
+
+
+@dataclass(frozen=True)
+class TokenIdentity:
+    """Who a token stands for: the agent id (and tenant) that chooses the policy section."""
+
+    agent_id: str
+    tenant: str | None = None
+
+
+def digest(token: str) -> str:
+    """The hex SHA-256 a tokens file keeps for ``token``."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def create_token(path: str | Path, agent_id: str, tenant: str | None = None) -> str:
+    """Add a new token for ``agent_id`` to the tokens file (made 0600 if new); returns the
+    token, which is not stored anywhere: show it once."""
+    if not agent_id:
+        raise ConfigurationError("a token needs an agent id")
+    token = _PREFIX + secrets.token_urlsafe(32)
+    where = Path(path)
+    entries = _entries(where) if where.exists() else []
+    entry: dict[str, Any] = {"sha256": digest(token), "agent_id": agent_id}
+    if tenant:
+        entry["tenant"] = tenant
+    entries.append(entry)
+    text = yaml.safe_dump({"tokens": entries}, sort_keys=False)
+    temporary = where.with_name(f".{where.name}.{os.getpid()}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(temporary, where)
+    return token
+
+
+class TokenFile:
+    """The identities of a tokens file, read again whenever the file changes. Thread-safe."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int] | None = None
+        self._by_digest: dict[str, TokenIdentity] = {}
+        self.reload()  # a missing or malformed file is a ConfigurationError at start
+
+    def reload(self) -> None:
+        """Read the file now; raises ConfigurationError naming what is wrong."""
+        try:
+            stat = self.path.stat()
+        except OSError as error:
+            raise ConfigurationError(f"tokens file {self.path}: {error.strerror}") from None
+        identities = {}
+        for number, entry in enumerate(_entries(self.path), start=1):
+            hashed, agent = entry.get("sha256"), entry.get("agent_id")
+            if not isinstance(hashed, str) or len(hashed) != 64 or not isinstance(agent, str):
+                raise ConfigurationError(
+                    f"tokens file {self.path}: entry {number} needs sha256 (64 hex digits) "
+                    "and agent_id"
+                )
+            tenant = entry.get("tenant")
+            identities[hashed.lower()] = TokenIdentity(agent, str(tenant) if tenant else None)
+        with self._lock:
+            self._by_digest = identities
+            self._stamp = (stat.st_mtime_ns, stat.st_size)
+
+    def identity(self, token: str) -> TokenIdentity | None:
+        """The identity ``token`` stands for, or None. A changed file is read first; a file
+        that became unreadable keeps the identities last read (and says nothing new)."""
+        self._refresh()
+        wanted = digest(token)
+        with self._lock:
+            candidates = list(self._by_digest.items())
+        found = None
+        for hashed, identity in candidates:  # constant time in the token: compare every entry
+            if hmac.compare_digest(hashed, wanted):
+                found = identity
+        return found
+
+    def identities(self) -> list[TokenIdentity]:
+        """Every identity the file names (to describe the tools for all of them)."""
+        self._refresh()
+        with self._lock:
+            return list(self._by_digest.values())
+
+    def _refresh(self) -> None:
+        try:
+            stat = self.path.stat()
+        except OSError:
+            return
+        if (stat.st_mtime_ns, stat.st_size) != self._stamp:
+            with suppress(ConfigurationError):  # a half-written edit: keep the last identities
+                self.reload()
+
+
+def _entries(path: Path) -> list[dict[str, Any]]:
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigurationError(f"tokens file {path}: {error}") from None
+    entries = loaded.get("tokens", []) if isinstance(loaded, dict) else None
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ConfigurationError(f"tokens file {path}: expected 'tokens:' with a list of entries")
+    return entries
+
+
+class FileTokenVerifier:
+    """The MCP SDK's token verifier over a tokens file: a known token's identity becomes the
+    access token's ``client_id`` (and ``tenant`` claim)."""
+
+    def __init__(self, tokens: TokenFile) -> None:
+        self.tokens = tokens
+
+    async def verify_token(self, token: str) -> Any:
+        """An ``AccessToken`` for a known token, None for any other (the SDK answers 401)."""
+        from mcp.server.auth.provider import AccessToken
+
+        identity = self.tokens.identity(token)
+        if identity is None:
+            return None
+        return AccessToken(
+            token=token,
+            client_id=identity.agent_id,
+            scopes=[],
+            subject=identity.agent_id,
+            claims={"tenant": identity.tenant} if identity.tenant else None,
+        )
+
+
+def authenticated() -> TokenIdentity | None:
+    """The identity of the HTTP request being served, when it carried a valid token."""
+    from mcp.server.auth.middleware.auth_context import get_access_token
+
+    access = get_access_token()
+    if access is None:
+        return None
+    tenant = (access.claims or {}).get("tenant")
+    return TokenIdentity(access.client_id, str(tenant) if tenant else None)
