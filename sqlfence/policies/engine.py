@@ -78,6 +78,7 @@ class Guard:
         tenant: str | None = None,
         catalog: Mapping[str, str] | None = None,
         views: Mapping[str, Collection[str]] | None = None,
+        view_columns: Mapping[str, Collection[tuple[str, str]]] | None = None,
         cache_size: int = 4096,
     ) -> None:
         self.policy = (
@@ -90,6 +91,9 @@ class Guard:
         self.namer = Namer(self.dialect, default_schema)
         self.catalog = dict(catalog or {})
         self.views = {view: frozenset(bases) for view, bases in (views or {}).items()}
+        self.view_columns = {
+            view: frozenset(columns) for view, columns in (view_columns or {}).items()
+        }
         self._hooks = _hooks_for(self.dialect_name, self.catalog, default_schema)
         self.patterns = self._compile(self.policy)
         self._rules = rules_for(self.policy, self.patterns)
@@ -135,19 +139,24 @@ class Guard:
         self,
         catalog: Mapping[str, str] | None = None,
         views: Mapping[str, Collection[str]] | None = None,
+        view_columns: Mapping[str, Collection[tuple[str, str]]] | None = None,
+        default_schema: str | None = None,
     ) -> Guard:
         """The same guard knowing more of the database.
 
         ``catalog`` maps reference columns to tables (``Schema.Table.Column -> Schema.Table``,
-        for IRIS arrows); ``views`` maps qualified views to the tables they read, so a view
-        over a denied table is denied too.
+        for IRIS arrows); ``views`` maps qualified relations to the tables they read (views,
+        rules, inheritance children), so reading one over a denied table or the system
+        catalog is denied too; ``view_columns`` maps views to the ``(table, column)`` pairs
+        they read, for denied columns; ``default_schema`` is where unqualified names live.
         """
         return Guard(
             self.policy,
             dialect=self.dialect,
-            default_schema=self.namer.default_schema,
+            default_schema=default_schema or self.namer.default_schema,
             catalog=self.catalog if catalog is None else catalog,
             views=self.views if views is None else views,
+            view_columns=self.view_columns if view_columns is None else view_columns,
             cache_size=self._cache_size,
         )
 
@@ -238,7 +247,14 @@ class Guard:
             allowlist=frozenset(policy.allowlist),
             origins=dict(policy.origins),
             dialect=self.dialect_name,
-            views=_closure(self.views),
+            views=(closed := _closure(self.views)),
+            view_columns={
+                view: frozenset().union(
+                    self.view_columns.get(view, frozenset()),
+                    *(self.view_columns.get(base, frozenset()) for base in closed.get(view, ())),
+                )
+                for view in self.view_columns.keys() | closed.keys()
+            },
         )
 
 

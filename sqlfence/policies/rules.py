@@ -7,7 +7,7 @@ its policy, in the manner of sqlglot's optimizer rules.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
 from sqlfence.policies.model import Policy
@@ -52,6 +52,8 @@ class Patterns:
     dialect: str
     # view -> every table it reads, directly or through other views (from the catalog)
     views: Mapping[str, frozenset[str]]
+    # view -> every (table, column) it reads, directly or through other views
+    view_columns: Mapping[str, frozenset[tuple[str, str]]] = field(default_factory=dict)
 
     @property
     def allowed_tables(self) -> tuple[tuple[str, ...], ...] | None:
@@ -224,10 +226,17 @@ def tables(ctx: Context) -> Iterator[Violation]:
         )
         if hidden is not None:
             yield _violation(
-                ctx, "denied_tables", f"view {table} reads {hidden}, which is on the deny list"
+                ctx, "denied_tables", f"{table} reads {hidden}, which is on the deny list"
             )
         elif allowed is not None and not allowed.matches(table, loose=False):
             yield _violation(ctx, "allowed_tables", f"table {table} is not on the allow list")
+    for type_name in sorted(ctx.facts.types):
+        if denied and denied.matches(type_name, loose=True):
+            yield _violation(
+                ctx,
+                "denied_tables",
+                f"the row type of table {type_name} is on the deny list (it names its columns)",
+            )
     if ctx.facts.unresolved and patterns.has_table_rules:
         key = "allowed_tables" if allowed is not None else "denied_tables"
         for what in ctx.facts.unresolved:
@@ -255,9 +264,20 @@ def system_catalog(ctx: Context) -> Iterator[Violation]:
     if ctx.policy.allow_system_catalog:
         return
     for table in sorted(ctx.facts.tables):
-        if is_catalog_table(dialect, table) and not (allowed is not None and allowed.names(table)):
+        if allowed is not None and allowed.names(table):
+            continue
+        if is_catalog_table(dialect, table):
             yield _catalog_violation(
                 ctx, f"{table} is the system catalog; set allow_system_catalog to read it"
+            )
+            continue
+        base = next(
+            (b for b in sorted(ctx.patterns.views.get(table, ())) if is_catalog_table(dialect, b)),
+            None,
+        )
+        if base is not None:
+            yield _catalog_violation(
+                ctx, f"{table} reads {base}, the system catalog; set allow_system_catalog"
             )
     for name in sorted(ctx.facts.functions | ctx.engine_functions()):
         if is_catalog_function(dialect, name):
@@ -292,6 +312,20 @@ def columns(ctx: Context) -> Iterator[Violation]:
             )
             if hit is not None:
                 yield _violation(ctx, "denied_columns", f"column {hit}.{column} is denied")
+        for table in sorted(facts.tables):
+            through = next(
+                (
+                    f"{base}.{column}"
+                    for base, column in sorted(ctx.patterns.view_columns.get(table, ()))
+                    if fnmatchcase(column, column_pattern)
+                    and table_matches(table_pattern, tuple(base.split(".")), True)
+                ),
+                None,
+            )
+            if through is not None:
+                yield _violation(
+                    ctx, "denied_columns", f"{table} reads column {through}, which is denied"
+                )
         for table in sorted(facts.star_tables):
             if table_matches(table_pattern, tuple(table.split(".")), True):
                 yield _violation(

@@ -75,6 +75,28 @@ _CATALOG_FUNCTIONS: dict[str, tuple[str, ...]] = {
         "pg_indexes_size",
         "pg_filenode_relation",
         "pg_partition_",
+        # functions that take an object's name or oid and tell about it: sequences, heap
+        # tuples, indexes, updatability, row security, statistics, cursors, prepared
+        # statements, extensions and tablespaces on the server, settings' flags, types
+        "pg_sequence_",
+        "currtid",
+        "pg_index_",
+        "pg_indexam_",
+        "pg_column_is_updatable",
+        "pg_relation_is_updatable",
+        "row_security_active",
+        "pg_stat_have_stats",
+        "pg_cursor",
+        "pg_prepared_statement",
+        "pg_prepared_xact",
+        "pg_available_extension",
+        "pg_extension_update_paths",
+        "pg_tablespace_",
+        "pg_database_size",
+        "pg_settings_get_flags",
+        "ts_debug",
+        "format_type",
+        "pg_options_to_table",
         # casts that look a name up in the catalog ('secrets'::regclass)
         "regclass",
         "regproc",

@@ -167,13 +167,23 @@ def _check_privileges(driver: drivers.Driver, raw: Any, guard: Guard) -> tuple[s
 def _learn_schema(
     driver: drivers.Driver, raw: Any, guard: Guard, catalog: Mapping[str, str] | None
 ) -> Guard:
-    """Under table rules, the guard learns what the database knows: IRIS reference columns
-    (for ``->``, unless a ``catalog`` was given) and which tables each view reads."""
-    if not guard.policy_has_table_rules:
-        return guard
-    found = driver.load_catalog(raw) if catalog is None else None
+    """The guard learns what the database knows: the schema unqualified names live in (pinned
+    there), and, where table, column or catalog rules need it, IRIS reference columns (for
+    ``->``, unless a ``catalog`` was given), what each view, rule or parent table reads, and
+    the columns each view reads."""
+    policy = guard.policy
+    schema = driver.pin_schema(raw)
+    moved = schema is not None and schema != guard.namer.default_schema
+    if not (
+        guard.policy_has_table_rules or policy.denied_columns or not policy.allow_system_catalog
+    ):
+        return guard.with_catalog(default_schema=schema) if moved else guard
+    found = driver.load_catalog(raw) if catalog is None and guard.policy_has_table_rules else None
     views = driver.load_views(raw)
-    return guard.with_catalog(found or None, views) if found or views else guard
+    columns = driver.load_view_columns(raw) if policy.denied_columns else {}
+    if found or views or columns or moved:
+        return guard.with_catalog(found or None, views, columns, default_schema=schema)
+    return guard
 
 
 def _observer(

@@ -150,8 +150,18 @@ class Driver:
         return {}
 
     def load_views(self, raw: Any) -> dict[str, set[str]]:
-        """Qualified view -> the tables and views it reads directly (the database's catalog)."""
+        """Qualified relation -> the tables and views it reads directly (the database's
+        catalog: views, rules, inheritance children)."""
         return {}
+
+    def load_view_columns(self, raw: Any) -> dict[str, set[tuple[str, str]]]:
+        """Qualified view -> the (table, column) pairs it reads directly."""
+        return {}
+
+    def pin_schema(self, raw: Any) -> str | None:
+        """Make the session resolve unqualified names in one schema; returns it (or None
+        when the dialect's default holds)."""
+        return None
 
     def open_cursor(self, raw: Any) -> Any:
         """A driver cursor for the fence (PostgreSQL: one that sends one statement a call)."""

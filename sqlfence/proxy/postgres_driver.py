@@ -13,6 +13,7 @@ from typing import Any
 from sqlfence.errors import ConfigurationError
 from sqlfence.policies.engine import Decision, Guard
 from sqlfence.proxy.drivers import ConnectionURL, Driver
+from sqlfence.sql import postgres_grammar
 
 
 class PostgresDriver(Driver):
@@ -70,15 +71,37 @@ class PostgresDriver(Driver):
         return tuple(role for role, held in zip(_SERVER_ROLES, row[1:], strict=True) if held)
 
     def load_views(self, raw: Any) -> dict[str, set[str]]:
-        """Views and what they read, from pg_depend: a view over a denied table is denied."""
+        """What reading a relation reads besides it, from pg_depend and pg_inherits: a view's
+        or a rule's tables, a parent's inheritance children and partitions."""
         views: dict[str, set[str]] = {}
-        with raw.cursor() as cursor:
-            cursor.execute(_VIEWS_QUERY)
-            for view_schema, view, schema, table in cursor.fetchall():
-                views.setdefault(f"{view_schema}.{view}", set()).add(f"{schema}.{table}")
-        if not getattr(raw, "autocommit", False):
-            raw.rollback()  # leave no transaction open behind the agent's first statement
+        for view_schema, view, schema, table in _catalog_rows(raw, _VIEWS_QUERY):
+            views.setdefault(f"{view_schema}.{view}", set()).add(f"{schema}.{table}")
+        # pg_depend records nothing on the system catalog (it is pinned): a view's own
+        # definition, read by PostgreSQL's grammar, says which catalog tables it reads.
+        for view_schema, view, definition, path in _catalog_rows(raw, _VIEW_TEXT_QUERY):
+            reading = postgres_grammar.read(definition or "", path or "public", False)
+            if reading.error is None:
+                views.setdefault(f"{view_schema}.{view}", set()).update(reading.tables)
         return views
+
+    def load_view_columns(self, raw: Any) -> dict[str, set[tuple[str, str]]]:
+        """The (table, column) pairs each view reads, from pg_depend's column entries."""
+        columns: dict[str, set[tuple[str, str]]] = {}
+        for view_schema, view, schema, table, column in _catalog_rows(raw, _VIEW_COLUMNS_QUERY):
+            columns.setdefault(f"{view_schema}.{view}", set()).add((f"{schema}.{table}", column))
+        return columns
+
+    def pin_schema(self, raw: Any) -> str | None:
+        """Pin ``search_path`` to its first existing schema, so that an unqualified name
+        means exactly what the fence qualifies it with (another schema of a longer path, or
+        one named after the login, cannot stand in for it)."""
+        rows = _catalog_rows(raw, "SELECT (current_schemas(false))[1]")
+        schema = rows[0][0] if rows and rows[0][0] else self.default_schema
+        with raw.cursor() as cursor:
+            cursor.execute("SELECT set_config('search_path', quote_ident(%s), false)", (schema,))
+        if not getattr(raw, "autocommit", False):
+            raw.commit()
+        return str(schema)
 
     def harden(self, raw: Any, guard: Guard, opened: bool) -> Callable[[Decision], None] | None:
         if opened:
@@ -93,6 +116,8 @@ class PostgresDriver(Driver):
         return None
 
 
+# Views' and rules' (also DO ALSO rules on tables) dependencies, and inheritance children
+# and partitions, which a read or write of their parent reaches.
 _VIEWS_QUERY = """
 SELECT DISTINCT vn.nspname, v.relname, tn.nspname, t.relname
 FROM pg_depend d
@@ -103,10 +128,49 @@ JOIN pg_class t ON t.oid = d.refobjid
 JOIN pg_namespace tn ON tn.oid = t.relnamespace
 WHERE d.classid = 'pg_rewrite'::regclass
   AND d.refclassid = 'pg_class'::regclass
-  AND v.relkind IN ('v', 'm')
+  AND t.oid <> v.oid
+  AND vn.nspname NOT IN ('pg_catalog', 'information_schema')
+UNION
+SELECT pn.nspname, p.relname, cn.nspname, c.relname
+FROM pg_inherits i
+JOIN pg_class p ON p.oid = i.inhparent
+JOIN pg_namespace pn ON pn.oid = p.relnamespace
+JOIN pg_class c ON c.oid = i.inhrelid
+JOIN pg_namespace cn ON cn.oid = c.relnamespace
+"""
+_VIEW_TEXT_QUERY = """
+SELECT n.nspname, c.relname, pg_get_viewdef(c.oid), (current_schemas(false))[1]
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('v', 'm')
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg_toast%'
+"""
+_VIEW_COLUMNS_QUERY = """
+SELECT DISTINCT vn.nspname, v.relname, tn.nspname, t.relname, a.attname
+FROM pg_depend d
+JOIN pg_rewrite r ON r.oid = d.objid
+JOIN pg_class v ON v.oid = r.ev_class
+JOIN pg_namespace vn ON vn.oid = v.relnamespace
+JOIN pg_class t ON t.oid = d.refobjid
+JOIN pg_namespace tn ON tn.oid = t.relnamespace
+JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid
+WHERE d.classid = 'pg_rewrite'::regclass
+  AND d.refclassid = 'pg_class'::regclass
+  AND d.refobjsubid > 0
   AND t.oid <> v.oid
   AND vn.nspname NOT IN ('pg_catalog', 'information_schema')
 """
+
+
+def _catalog_rows(raw: Any, sql: str) -> list[Any]:
+    """Rows of the fence's own catalog query, leaving no transaction open behind it."""
+    with raw.cursor() as cursor:
+        cursor.execute(sql)
+        rows = list(cursor.fetchall())
+    if not getattr(raw, "autocommit", False):
+        raw.rollback()
+    return rows
 
 
 _SERVER_ROLES = ("pg_execute_server_program", "pg_read_server_files", "pg_write_server_files")

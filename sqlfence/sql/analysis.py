@@ -113,6 +113,8 @@ class StatementFacts:
     unparsed: str | None = None
     # Names the statement defines as CTEs (normalised): the engine may report reads of them.
     ctes: frozenset[str] = frozenset()
+    # User-defined types cast to (qualified): a table's row type names the table.
+    types: frozenset[str] = frozenset()
     # Names that could not be resolved to a table without the catalog (IRIS ``->``).
     unresolved: tuple[str, ...] = ()
     extra: Mapping[str, object] = field(default_factory=dict)
@@ -315,6 +317,7 @@ class _Builder:
     bound_functions: set[str] = field(default_factory=set)
     unresolved: list[str] = field(default_factory=list)
     ctes: set[str] = field(default_factory=set)
+    types: set[str] = field(default_factory=set)
     extra: dict[str, object] = field(default_factory=dict)
     tables_seen: set[int] = field(default_factory=set)
     writes: bool = False
@@ -359,7 +362,7 @@ def _flags_of(cls: type[exp.Expr]) -> int:
             flags |= _COMMAND
     if cls is exp.Lock:
         flags |= _LOCK
-    if cls is exp.ObjectIdentifier:
+    if cls is exp.ObjectIdentifier or cls is exp.DataType:
         flags |= _OID
     if cls is exp.Limit or cls is exp.Fetch:
         flags |= _BOUND
@@ -439,10 +442,8 @@ def _collect(
                     out.ctes.add(cte_name)
         if flags & _BOUND:
             has_bound = True
-        if flags & _OID and node.name.lower().startswith("reg"):
-            # PostgreSQL's 'secrets'::regclass looks a name up in the catalog, as to_regclass
-            # does: judged as a call of its own (the catalog rule knows these names).
-            out.functions.add(node.name.lower())
+        if flags & _OID:
+            _add_type(node, namer, out)
     if has_bound and bound_candidates:
         _split_row_bound(bound_candidates, out)
     aliases, owners = _add_tables(table_nodes, namer, has_with, columns, out)
@@ -475,8 +476,31 @@ def _collect(
         unparsed=out.unparsed,
         unresolved=tuple(out.unresolved),
         ctes=frozenset(out.ctes),
+        types=frozenset(out.types),
         extra=out.extra,
     )
+
+
+def _add_type(node: exp.Expr, namer: Namer, out: _Builder) -> None:
+    """Casts that name something: ``'secrets'::regclass`` looks a name up in the catalog (as
+    to_regclass does: judged as a call of its own); ``NULL::secrets`` is a table's row type."""
+    if isinstance(node, exp.ObjectIdentifier):
+        if node.name.lower().startswith("reg"):
+            out.functions.add(node.name.lower())
+        return
+    if node.this != exp.DataType.Type.USERDEFINED:
+        return
+    kind = node.args.get("kind")
+    parts = kind.flatten() if isinstance(kind, exp.Dot) else [kind]
+    names = [namer.identifier(part) or "" for part in parts if isinstance(part, exp.Expr)]
+    if not names or not names[-1]:
+        return
+    last = names[-1].lower()
+    if last.startswith("reg"):
+        out.functions.add(last)
+    else:
+        schema = names[-2] if len(names) > 1 else namer.default_schema
+        out.types.add(f"{schema}.{names[-1]}" if schema else names[-1])
 
 
 def _malformed_select(select: exp.Expr, dialect: str) -> str | None:
@@ -702,5 +726,6 @@ def _merge(parts: list[StatementFacts]) -> StatementFacts:
         unparsed=next((p.unparsed for p in parts if p.unparsed), None),
         unresolved=tuple(u for p in parts for u in p.unresolved),
         ctes=frozenset().union(*(p.ctes for p in parts)),
+        types=frozenset().union(*(p.types for p in parts)),
         extra={k: v for p in parts for k, v in p.extra.items()},
     )

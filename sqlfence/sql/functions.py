@@ -173,6 +173,8 @@ _POSTGRES = frozenset(
         "bt_index_check", "bt_index_parent_check", "verify_heapam",
         "pg_old_snapshot_time_mapping", "heap_force_kill", "heap_force_freeze", "pg_prewarm",
         "autoprewarm_start_worker", "autoprewarm_dump_now",
+        # the session's own state behind a SELECT: the random seed, statistics snapshots
+        "setseed", "pg_stat_force_next_flush", "pg_stat_clear_snapshot",
     }
 )  # fmt: skip
 # Catalog readers (pragma_*, and dbstat / sqlite_stmt written as table-valued functions) are the

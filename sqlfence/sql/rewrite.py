@@ -75,9 +75,11 @@ def limit_rows(analysis: Analysis, max_rows: int) -> str | None:
             spliced = _splice_count(
                 analysis,
                 # FETCH takes a parenthesised expression (PostgreSQL's grammar: c_expr)
-                lambda text: f"({_bounded_text(text, max_rows, analysis)})"
-                if fetch
-                else _bounded_text(text, max_rows, analysis),
+                lambda text: (
+                    f"({_bounded_text(text, max_rows, analysis)})"
+                    if fetch
+                    else _bounded_text(text, max_rows, analysis)
+                ),
                 fetch,
             )
         if spliced is not None:
