@@ -80,6 +80,7 @@ _STATEMENT_NODES = (
     *_DDL_NODES,
 )
 _SUMMARY_MAX = 255
+_NUMBERED = re.compile(r"\?\d+")
 _SIGILS = frozenset({TokenType.COLON, TokenType.PARAMETER})  # SQLite's :name and @name
 _SUFFIXES = frozenset({TokenType.L_PAREN, TokenType.DCOLON})
 _QUOTED_TOKENS = frozenset(
@@ -192,8 +193,14 @@ def analyze(
 
     ``columns=False`` skips column facts (and ``*`` tables) when no rule needs them.
     """
+    text = sql
+    if "?" in sql and namer.dialect_name == "sqlite":
+        # SQLite's ?NNN, which sqlglot cannot parse: read as a named parameter of the same
+        # length (:ppp), so every token keeps its place in the caller's text (splices stay
+        # exact, and the caller's text is what is sent).
+        text = _NUMBERED.sub(lambda match: ":" + "p" * (len(match.group(0)) - 1), sql)
     try:
-        tokens, parsed = parse(sql, dialect)
+        tokens, parsed = parse(text, dialect)
     except Exception as error:  # fail closed: sqlglot also raises TypeError, RecursionError
         return _not_understood(sql, dialect, "cannot parse", error)
     if namer.dialect_name == "sqlite" and not sql.isascii():
