@@ -200,6 +200,8 @@ class GuardedCursor:
         """Up to ``size`` rows (default ``arraysize``), never past the row cap."""
         if size is None:
             size = self._raw.arraysize
+        elif type(size) is not int or size < 0:
+            raise ProgrammingError(f"fetchmany() takes a row count >= 0, not {size!r}")
         cap = self._cap
         room = size if cap is None else min(size, cap - self._returned)
         rows = self._fetch(room) if room > 0 else []
