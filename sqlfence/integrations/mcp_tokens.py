@@ -20,7 +20,6 @@ import hmac
 import os
 import secrets
 import threading
-from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,7 +97,7 @@ class TokenFile:
 
     def identity(self, token: str) -> TokenIdentity | None:
         """The identity ``token`` stands for, or None. A changed file is read first; a file
-        that became unreadable keeps the identities last read (and says nothing new)."""
+        that cannot be read or parsed any more admits no token (fail closed) until fixed."""
         self._refresh()
         wanted = digest(token)
         with self._lock:
@@ -119,10 +118,17 @@ class TokenFile:
         try:
             stat = self.path.stat()
         except OSError:
+            with self._lock:  # the file is gone: no token is valid
+                self._by_digest = {}
+                self._stamp = None
             return
         if (stat.st_mtime_ns, stat.st_size) != self._stamp:
-            with suppress(ConfigurationError):  # a half-written edit: keep the last identities
+            try:
                 self.reload()
+            except ConfigurationError:
+                with self._lock:  # a broken edit must not keep a revoked token alive
+                    self._by_digest = {}
+                    self._stamp = (stat.st_mtime_ns, stat.st_size)
 
 
 def _entries(path: Path) -> list[dict[str, Any]]:

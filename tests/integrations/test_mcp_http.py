@@ -1,0 +1,206 @@
+"""The MCP server over streamable HTTP with bearer tokens: 401 without a valid one, the token's
+identity in the audit log, tokens rotated by editing the file, and the token command.
+
+A real server process on 127.0.0.1 and the mcp SDK's own client.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+import yaml
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+
+from sqlfence.integrations.mcp_tokens import TokenFile, create_token, digest
+
+POLICY = """\
+default:
+  read_only: true
+  denied_tables: [secrets]
+agents:
+  loader: {read_only: false}
+"""
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Path:
+    """people and secrets."""
+    path = tmp_path / "http.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT)")
+        db.executemany("INSERT INTO people VALUES (?, ?)", [(1, "Ada"), (2, "Bob")])
+        db.execute("CREATE TABLE secrets (id INTEGER PRIMARY KEY, value TEXT)")
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def served(tmp_path: Path, database: Path) -> Iterator[tuple[str, Path, Path]]:
+    """A server with a tokens file (one token for 'loader'): (url, tokens file, audit dir)."""
+    (tmp_path / "policy.yaml").write_text(POLICY)
+    tokens, audit = tmp_path / "tokens.yaml", tmp_path / "audit"
+    token = create_token(tokens, "loader")
+    (tmp_path / "loader.token").write_text(token)
+    port = _free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable, "-m", "sqlfence.integrations.mcp", "--transport", "http",
+            "--port", str(port), "--policy", "policy.yaml", "--tokens", str(tokens),
+            "--audit", str(audit), f"sqlite:///{database}",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with socket.socket() as attempt:
+                if attempt.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}/mcp", tokens, audit
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+async def _calls(url: str, token: str, calls: list[tuple[str, dict[str, Any]]]) -> list[Any]:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with (
+        create_mcp_http_client(headers=headers) as http,
+        Client(streamable_http_client(url, http_client=http)) as client,
+    ):
+        return [await client.call_tool(name, arguments) for name, arguments in calls]
+
+
+def _post(url: str, token: str | None) -> httpx2.Response:
+    headers = {"Accept": "application/json, text/event-stream"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "probe", "version": "1"},
+        },
+    }
+    return httpx2.post(url, json=body, headers=headers, timeout=10)
+
+
+def _text(result: Any) -> str:
+    return "".join(getattr(part, "text", "") for part in result.content)
+
+
+@pytest.mark.parametrize("token", [None, "sqf_wrong", "sqf_" + "0" * 43])
+def test_without_a_valid_token_the_answer_is_401(
+    served: tuple[str, Path, Path], token: str | None
+) -> None:
+    """No token or a wrong one: 401 with a WWW-Authenticate header naming the resource metadata."""
+    url, _tokens, _audit = served
+    response = _post(url, token)
+    assert response.status_code == 401
+    challenge = response.headers["www-authenticate"]
+    assert challenge.startswith("Bearer")
+    assert "resource_metadata=" in challenge
+    metadata = httpx2.get(url.replace("/mcp", "/.well-known/oauth-protected-resource/mcp"))
+    assert metadata.status_code == 200
+    assert metadata.json()["resource"].rstrip("/") == url
+
+
+def test_the_token_chooses_the_identity(tmp_path: Path, served: tuple[str, Path, Path]) -> None:
+    """A valid token's identity is the policy section and the audited agent id."""
+    url, _tokens, audit = served
+    token = (tmp_path / "loader.token").read_text()
+    [delete] = anyio.run(
+        _calls, url, token, [("query", {"sql": "DELETE FROM people WHERE id = 1"})]
+    )
+    assert not delete.is_error, _text(delete)
+    with sqlite3.connect(tmp_path / "http.db") as db:
+        assert db.execute("SELECT count(*) FROM people").fetchone() == (1,)
+    deadline = time.monotonic() + 10
+    agents: set[str] = set()
+    while time.monotonic() < deadline and "loader" not in agents:
+        agents = {
+            json.loads(line).get("agent_id")
+            for path in audit.rglob("*.jsonl")
+            for line in path.read_text().splitlines()
+            if line.strip()
+        }
+        time.sleep(0.1)
+    assert "loader" in agents
+
+
+def test_tokens_rotate_without_a_restart(tmp_path: Path, served: tuple[str, Path, Path]) -> None:
+    """A token added to the file works at once; one removed from it is refused at once."""
+    url, tokens, _audit = served
+    old = (tmp_path / "loader.token").read_text()
+    new = create_token(tokens, "analyst")
+    assert _post(url, new).status_code == 200
+    kept = [e for e in yaml.safe_load(tokens.read_text())["tokens"] if e["sha256"] != digest(old)]
+    tokens.write_text(yaml.safe_dump({"tokens": kept}))
+    assert _post(url, old).status_code == 401
+    assert _post(url, new).status_code == 200
+    tokens.write_text("tokens: [broken")  # a broken edit admits nobody
+    assert _post(url, new).status_code == 401
+
+
+def test_the_tokens_file_keeps_only_hashes(tmp_path: Path) -> None:
+    """create_token writes the digest, never the token, in a file only its owner can read."""
+    path = tmp_path / "tokens.yaml"
+    token = create_token(path, "analyst", tenant="acme")
+    text = path.read_text()
+    assert token not in text
+    assert digest(token) in text
+    assert path.stat().st_mode & 0o077 == 0
+    identity = TokenFile(path).identity(token)
+    assert identity is not None
+    assert (identity.agent_id, identity.tenant) == ("analyst", "acme")
+    assert TokenFile(path).identity(token + "x") is None
+
+
+def test_the_token_command_prints_the_token_once(tmp_path: Path) -> None:
+    """`sqlfence mcp token create` prints the token on stdout and stores its hash."""
+    done = subprocess.run(
+        [sys.executable, "-m", "sqlfence.cli", "mcp", "token", "create",
+         "--tokens", "t.yaml", "--agent-id", "analyst"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    token = done.stdout.strip()
+    assert token.startswith("sqf_")
+    assert TokenFile(tmp_path / "t.yaml").identity(token) is not None
+    assert token not in done.stderr
+
+
+def test_any_address_needs_tokens(tmp_path: Path, database: Path) -> None:
+    """Binding a non-loopback address with a tokens file is accepted at the check; without one
+    it is refused (exit 2)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "sqlfence.cli", "mcp", "--transport", "http",
+         "--host", "0.0.0.0", f"sqlite:///{database}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "without authentication" in done.stderr
