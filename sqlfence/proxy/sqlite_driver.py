@@ -196,9 +196,11 @@ class _Authorizer:
         if not table:
             return sqlite3.SQLITE_OK
         parts = ((db or "main").lower(), table.lower())
-        if parts[1] in _BOOKKEEPING and (not read or column == "ROWID"):
-            return sqlite3.SQLITE_OK
         facts: StatementFacts | None = getattr(self._judged, "facts", None)
+        if parts[1] in _BOOKKEEPING and (
+            not read or column == "ROWID" or (facts is not None and facts.is_ddl)
+        ):
+            return sqlite3.SQLITE_OK  # DDL reads and writes the schema table itself
         if db is None and not column and facts is not None and parts[1] in facts.ctes:
             return sqlite3.SQLITE_OK  # count(*) of one of the statement's own CTEs
         if (

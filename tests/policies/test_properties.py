@@ -23,6 +23,7 @@ from sqlglot import exp
 
 import sqlfence
 from sqlfence import Decision, Guard
+from sqlfence.observe.observer import NULL_OBSERVER
 from tests.policies import DEFAULT_SCHEMAS, load_corpus
 
 MAX_ROWS = 7
@@ -557,7 +558,8 @@ def _sqlite_database() -> sqlite3.Connection:
 
 
 SQLITE = _sqlite_database()
-FENCED = sqlfence.wrap(_sqlite_database(), dialect="sqlite", policy=ANALYST, telemetry=False)
+# No recording: an observer left open for the session would keep the shared monitor alive.
+FENCED = sqlfence.wrap(_sqlite_database(), dialect="sqlite", policy=ANALYST, observer=NULL_OBSERVER)
 
 
 def _run(sql: str, params: list[Any]) -> list[Any] | Exception:
