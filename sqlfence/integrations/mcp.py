@@ -213,7 +213,13 @@ class FenceTools:
                 cut: list[str] = []
                 if len(fetched) > cap or cursor.truncated:
                     cut.append("max_rows")
-                rows = _sized(fetched[:cap], settings, cut)
+                names = _json(columns).encode("utf-8")
+                if len(names) > settings.max_result_bytes:
+                    raise ToolError(
+                        f"the column names alone take {len(names)} bytes, over "
+                        f"max_result_bytes ({settings.max_result_bytes}): name fewer columns"
+                    )
+                rows = _sized(fetched[:cap], settings, cut, len(names))
                 return _json(
                     {
                         "columns": columns,
@@ -453,10 +459,13 @@ def _transaction(connection: GuardedConnection) -> Iterator[None]:
         raise ToolError(f"{type(error).__name__}: {error}") from error
 
 
-def _sized(rows: list[Any], settings: MCPSettings, cut: list[str]) -> list[list[Any]]:
-    """Rows as JSON values within the per-value and per-result byte budgets (``cut`` says
-    which limit cut)."""
-    budget = settings.max_result_bytes
+def _sized(
+    rows: list[Any], settings: MCPSettings, cut: list[str], used_by_columns: int = 0
+) -> list[list[Any]]:
+    """Rows as JSON values within the per-value and per-result byte budgets, counted as the
+    JSON sent (escapes included; ``used_by_columns`` is what the column names take);
+    ``cut`` says which limit cut."""
+    budget = settings.max_result_bytes - used_by_columns
     cell_limit = settings.max_cell_bytes
     sized: list[list[Any]] = []
     used = 2  # the enclosing []
@@ -464,12 +473,8 @@ def _sized(rows: list[Any], settings: MCPSettings, cut: list[str]) -> list[list[
         values = []
         for raw in row:
             value = _jsonable(raw)
-            if isinstance(value, str) and len(value) > cell_limit // 4:
-                encoded = value.encode("utf-8")
-                if len(encoded) > cell_limit:
-                    value = encoded[:cell_limit].decode("utf-8", "ignore")
-                    if "max_cell_bytes" not in cut:
-                        cut.append("max_cell_bytes")
+            if isinstance(value, str) and len(value) > cell_limit // 6:
+                value = _cut(value, cell_limit, cut)
             values.append(value)
         size = len(_json(values).encode("utf-8")) + 1
         if used + size > budget:
@@ -478,6 +483,22 @@ def _sized(rows: list[Any], settings: MCPSettings, cut: list[str]) -> list[list[
         used += size
         sized.append(values)
     return sized
+
+
+def _cut(value: str, limit: int, cut: list[str]) -> str:
+    """``value`` shortened until its JSON text is at most ``limit`` bytes."""
+    if len(_json(value).encode("utf-8")) <= limit:
+        return value
+    low, high = 0, min(len(value), limit)
+    while low < high:  # the longest prefix whose JSON fits (escapes can take 6 bytes a char)
+        middle = (low + high + 1) // 2
+        if len(_json(value[:middle]).encode("utf-8")) <= limit:
+            low = middle
+        else:
+            high = middle - 1
+    if "max_cell_bytes" not in cut:
+        cut.append("max_cell_bytes")
+    return value[:low]
 
 
 def _json(value: Any) -> str:
@@ -502,11 +523,17 @@ def _run(connection: GuardedConnection, sql: str, params: Any = None) -> Any:
 
 
 def _fetch(connection: GuardedConnection, sql: str, params: Any = None) -> list[Any]:
-    cursor = _run(connection, sql, params)
+    """The server's own read, ended with a rollback either way (a failed EXPLAIN must not
+    leave its connection in an aborted transaction)."""
     try:
-        return list(cursor.fetchall())
+        cursor = _run(connection, sql, params)
+        try:
+            return list(cursor.fetchall())
+        finally:
+            cursor.close()
     finally:
-        cursor.close()
+        with suppress(Error):
+            connection.rollback()
 
 
 def _sdk_connection(ctx: Context) -> Any:

@@ -117,7 +117,8 @@ class GuardedCursor:
 
     def callproc(self, procname: str, parameters: Sequence[Any] = ()) -> Sequence[Any]:
         """Call a stored procedure, judged as ``CALL procname(...)`` by the policy."""
-        marks = ", ".join("?" for _ in parameters)
+        mark = "%s" if self._connection._guard.dialect_name == "postgres" else "?"
+        marks = ", ".join(mark for _ in parameters)
         decision, token = self._start(f"CALL {procname}({marks})", parameters)
         if not hasattr(self._raw, "callproc"):
             name = self._connection._driver.name

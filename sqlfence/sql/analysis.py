@@ -81,6 +81,18 @@ _STATEMENT_NODES = (
 )
 _SUMMARY_MAX = 255
 _NUMBERED = re.compile(r"\?\d+")
+# Functions and types that take a whole row, which PostgreSQL lets a query write as u.f
+# (functional notation); "name" is left out (it is far more often a column).
+_ROW_FUNCTIONS = frozenset(
+    {
+        "row_to_json", "to_json", "to_jsonb", "json_build_array", "jsonb_build_array",
+        "json_build_object", "jsonb_build_object", "concat", "concat_ws", "json_agg",
+        "jsonb_agg", "array_agg", "string_agg", "quote_literal", "quote_nullable", "hstore",
+        "format", "text", "varchar", "bpchar", "char", "json", "jsonb", "xml", "citext",
+        "textanycat", "anytextcat", "to_tsvector", "row", "record_out", "record_send", "md5",
+        "num_nulls", "num_nonnulls", "pg_column_size", "hashtext", "row_to_jsonb",
+    }
+)  # fmt: skip
 _SIGILS = frozenset({TokenType.COLON, TokenType.PARAMETER})  # SQLite's :name and @name
 _SUFFIXES = frozenset({TokenType.L_PAREN, TokenType.DCOLON})
 _QUOTED_TOKENS = frozenset(
@@ -550,10 +562,18 @@ def _add_tables(
         name = namer.table(node)
         out.tables.add(name)
         out.tables_seen.add(id(node))
-        alias = node.alias
-        key = namer.normalize(alias) if alias else namer.identifier(node.this)
+        alias_node = node.args.get("alias")
+        # An alias compares as the database compares it: "U" keeps its case.
+        key = (
+            namer.identifier(alias_node.this)
+            if isinstance(alias_node, exp.TableAlias) and alias_node.this is not None
+            else namer.identifier(node.this)
+        )
         if key:
             aliases.setdefault(key, set()).add(name)
+        joined = _joined_alias(node, namer)
+        if joined:  # (users u JOIN orders o ON ...) AS j: j is every table of the join
+            aliases.setdefault(joined, set()).add(name)
         if target:
             out.written.add(name)
         if columns:
@@ -564,6 +584,18 @@ def _add_tables(
             if select is not None:
                 owners.setdefault(id(select), set()).add(name)
     return aliases, owners
+
+
+def _joined_alias(table: exp.Table, namer: Namer) -> str | None:
+    """The alias of a parenthesised join that ``table`` is part of, if any."""
+    node: exp.Expr | None = table.parent
+    while isinstance(node, (exp.Join, exp.Table)):
+        node = node.parent
+    if isinstance(node, exp.Subquery) and isinstance(node.this, exp.Table):
+        alias = node.args.get("alias")
+        if isinstance(alias, exp.TableAlias) and alias.this is not None:
+            return namer.identifier(alias.this)
+    return None
 
 
 def _summary(events: list[exp.Expr | str], real: set[int]) -> str:
@@ -618,6 +650,9 @@ def _add_column(
     if not owners:
         out.columns.add((None, name))
         return
+    if name in _ROW_FUNCTIONS and namer.dialect_name == "postgres":
+        # PostgreSQL reads u.f as f(u) when u has no column f: row_to_json, a cast to text...
+        out.star_tables |= owners
     for owner in owners:
         out.columns.add((owner, name))
 

@@ -82,31 +82,73 @@ def with_placeholders(sql: str) -> str | None:
     None when ``sql`` has no placeholder, or one psycopg would refuse: then the text is sent
     as it is (without parameters) or not at all.
     """
+    converted = _convert(sql)
+    return None if converted is None else converted[0]
+
+
+def _convert(sql: str) -> tuple[str, list[tuple[int, int]], bool] | None:
+    """``with_placeholders``, with where each ``$n`` stands in the result, and whether every
+    placeholder name is a plain word."""
     if "%" not in sql:
         return None
     numbers: dict[str, int] = {}
     count = 0
     invalid = False
-
-    def replace(match: re.Match[str]) -> str:
-        nonlocal count, invalid
+    plain = True
+    spans: list[tuple[int, int]] = []
+    parts: list[str] = []
+    written = 0
+    last = 0
+    for match in _PLACEHOLDER.finditer(sql):
         name, kind = match.group(1), match.group(2)
         if kind == "%" and name is None:
-            return "%"
-        if kind not in "sbt":
+            replacement = "%"
+        elif kind not in "sbt":
             invalid = True
-            return match.group(0)
-        if name is None:
-            count += 1
-            return f"${count}"
-        if name not in numbers:
-            numbers[name] = len(numbers) + 1
-        return f"${numbers[name]}"
-
-    converted = _PLACEHOLDER.sub(replace, sql)
+            replacement = match.group(0)
+        else:
+            if name is None:
+                count += 1
+                number = count
+            else:
+                plain = plain and bool(_WORD.fullmatch(name))
+                number = numbers.setdefault(name, len(numbers) + 1)
+            replacement = f"${number}"
+        before = sql[last : match.start()]
+        parts.append(before)
+        written += len(before)
+        if replacement.startswith("$"):
+            spans.append((written, written + len(replacement) - 1))
+        parts.append(replacement)
+        written += len(replacement)
+        last = match.end()
+    parts.append(sql[last:])
     if invalid or (count and numbers) or not (count or numbers):
         return None
-    return converted
+    return "".join(parts), spans, plain
+
+
+_WORD = re.compile(r"\w+")
+
+
+def _placeholders_stand_alone(parser: Any, converted: str, spans: list[tuple[int, int]]) -> bool:
+    """Whether PostgreSQL's lexer reads every ``$n`` psycopg writes as a parameter of its own,
+    or inside a quoted string ('... %s ...' in a LIKE pattern: the string keeps its extent),
+    never as part of a comment, a name or a dollar-quote tag."""
+    try:
+        tokens = parser.scan(converted)
+    except Exception:
+        return False
+    for start, end in spans:
+        token = next((t for t in tokens if t.start <= start and end <= t.end), None)
+        if token is None:
+            return False  # in a comment or between tokens: the text around it changed
+        if token.name == "PARAM" and (token.start, token.end) == (start, end):
+            continue
+        if token.name == "SCONST" and converted[token.start] != "$" and token.start < start:
+            continue
+        return False
+    return True
 
 
 def read(sql: str, default_schema: str | None, columns: bool = True) -> EngineReading:
@@ -116,9 +158,15 @@ def read(sql: str, default_schema: str | None, columns: bool = True) -> EngineRe
     ``%%`` made ``%``) with them. A text that holds placeholders is read both ways: each
     form the grammar accepts must read the same (the other one the server would refuse).
     """
-    converted = with_placeholders(sql)
-    if converted is None:
+    conversion = _convert(sql)
+    if conversion is None:
         return _read(sql, default_schema, columns)
+    converted, spans, plain = conversion
+    if not plain or not _placeholders_stand_alone(_parser(), converted, spans):
+        return EngineReading(
+            error="psycopg would put a parameter inside a string, comment or name here "
+            "(or its name is not a plain word): the text PostgreSQL reads is not the one judged"
+        )
     raw, sent = _read(sql, default_schema, columns), _read(converted, default_schema, columns)
     if sent.error is not None:
         return raw

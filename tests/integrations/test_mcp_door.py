@@ -132,7 +132,7 @@ def test_results_are_sized_and_flagged(tmp_path: Path, database: Path) -> None:
     assert answer["truncated"] is True
     assert answer["truncated_by"] == ["max_cell_bytes"]
     assert answer["rows"][0] == [1, None]
-    assert len(answer["rows"][1][1]) == 1000
+    assert len(json.dumps(answer["rows"][1][1])) == 1000  # the value's JSON text, quotes too
     assert "\n" not in text, "compact JSON"
     assert ", " not in text
     assert len(text) < 2000
@@ -223,3 +223,21 @@ def test_misconfiguration_exits_2_with_its_reason(
     assert done.returncode == 2, done.stderr
     assert reason in done.stderr.strip().splitlines()[-1], done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_budgets_count_the_json_sent(tmp_path: Path, database: Path) -> None:
+    """A value of control characters is cut by its escaped JSON size; column names count."""
+    params = _params(
+        tmp_path, "--max-cell-bytes", "600", "--max-result-bytes", "2000", f"sqlite:///{database}"
+    )
+    wide = ", ".join(f'1 AS "{chr(1) * 40}{i}"' for i in range(40))
+    calls = [
+        ("query", {"sql": "SELECT replace(hex(zeroblob(500)), '00', char(1)) AS c"}),
+        ("query", {"sql": f"SELECT {wide}"}),
+    ]
+    _tools, [escaped, named] = anyio.run(_calls, params, calls)
+    value = json.loads(_text(escaped))["rows"][0][0]
+    assert len(json.dumps(value)) <= 600
+    assert len(_text(escaped).encode()) <= 2000
+    assert named.is_error
+    assert "column names alone" in _text(named)
