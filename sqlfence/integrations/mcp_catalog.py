@@ -9,7 +9,7 @@ from __future__ import annotations
 from fnmatch import fnmatchcase
 
 from sqlfence.policies.engine import Guard
-from sqlfence.policies.tables import table_matches
+from sqlfence.policies.tables import is_catalog_table, table_matches
 
 # The catalog SQL the MCP server runs for each database system (fixed text, never the agent's).
 LIST_TABLES = {
@@ -59,6 +59,13 @@ def visible(guard: Guard, schema: str | None, table: str) -> bool:
     name = ".".join(qualified(guard, schema, table))
     patterns = guard.patterns
     if patterns.denied_set and patterns.denied_set.matches(name, loose=True):
+        return False
+    bases = patterns.views.get(name, frozenset())
+    if patterns.denied_set and any(patterns.denied_set.matches(b, loose=True) for b in bases):
+        return False  # a view (or parent table) over a denied table
+    if not guard.policy.allow_system_catalog and any(
+        is_catalog_table(patterns.dialect, b) for b in bases
+    ):
         return False
     allowed = patterns.allowed_set
     return allowed is None or allowed.matches(name, loose=False)

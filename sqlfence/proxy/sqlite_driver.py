@@ -59,6 +59,22 @@ class SQLiteDriver(Driver):
         options.setdefault("check_same_thread", False)
         return self.module.connect(path, **options)
 
+    def load_views(self, raw: Any) -> dict[str, set[str]]:
+        """The tables each view and trigger-free view chain reads, from the views' own SQL
+        (read by the fence's parser), so that a view over a denied table is denied up front
+        as on PostgreSQL (the authorizer refuses it at prepare time in any case)."""
+        from sqlfence.policies.engine import dialect_instance
+        from sqlfence.sql.analysis import analyze
+        from sqlfence.sql.names import Namer
+
+        dialect = dialect_instance("sqlite")
+        namer = Namer(dialect, self.default_schema)
+        views: dict[str, set[str]] = {}
+        for schema, name, sql in _view_definitions(raw):
+            facts = analyze(sql, dialect, Namer(dialect, schema) if schema else namer).facts
+            views[f"{schema}.{name}".lower()] = set(facts.tables)
+        return views
+
     def session(self, url: ConnectionURL | None, raw: Any) -> Session:
         namespace = (url.database or ":memory:") if url is not None else None
         return Session(system=self.system, namespace=namespace)
@@ -248,6 +264,17 @@ class _Authorizer:
     def _named_in_allow_list(self, parts: tuple[str, str]) -> bool:
         allowed = self._guard.patterns.allowed_set
         return allowed is not None and allowed.names(".".join(parts))
+
+
+def _view_definitions(raw: Any) -> list[tuple[str, str, str]]:
+    """(schema, view, its CREATE VIEW text) of every attached database."""
+    found = []
+    for _seq, schema, _file in raw.execute("PRAGMA database_list").fetchall():
+        master = "sqlite_temp_master" if schema == "temp" else f'"{schema}".sqlite_master'
+        for name, sql in raw.execute(f"SELECT name, sql FROM {master} WHERE type = 'view'"):
+            if sql:
+                found.append((schema, name, sql))
+    return found
 
 
 def _judged(facts: StatementFacts | None, table: str, allow_unparsed: bool) -> bool:
