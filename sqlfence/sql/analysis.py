@@ -215,24 +215,11 @@ def analyze(
         tokens, parsed = parse(text, dialect)
     except Exception as error:  # fail closed: sqlglot also raises TypeError, RecursionError
         return _not_understood(sql, dialect, "cannot parse", error)
-    if namer.dialect_name == "sqlite" and not sql.isascii():
-        odd = _odd_space(sql, tokens)
-        if odd is not None:
-            facts = StatementFacts(
-                operation="unparsed",
-                unparsed=f"U+{ord(odd):04X} between words: SQLite reads every non-ASCII "
-                "character as part of a name, the fence as a space",
-            )
-            return Analysis(sql, dialect, (), (), facts)
-    if namer.dialect_name == "sqlite" and ("$" in sql or ":" in sql or "@" in sql):
-        variable = _sqlite_variable(tokens)
-        if variable is not None:
-            facts = StatementFacts(
-                operation="unparsed",
-                unparsed=f"SQLite reads {variable!r} as the start of one Tcl-style parameter, "
-                "which the fence reads otherwise: use ? or a plain :name",
-            )
-            return Analysis(sql, dialect, (), (), facts)
+    refused = _sqlite_misreading(sql, tokens) if namer.dialect_name == "sqlite" else None
+    if refused is not None:
+        return Analysis(
+            sql, dialect, (), (), StatementFacts(operation="unparsed", unparsed=refused)
+        )
     # A comment after the last ";" comes back as an empty Semicolon tree: not a statement.
     trees = tuple(t for t in parsed if t is not None and not isinstance(t, exp.Semicolon))
     if not trees:
@@ -254,6 +241,25 @@ def analyze(
     if not tokens:
         object.__setattr__(facts, "source", (sql, dialect))
     return Analysis(sql, dialect, tokens, trees, facts)
+
+
+def _sqlite_misreading(sql: str, tokens: tuple[Token, ...]) -> str | None:
+    """Why SQLite would read the text otherwise than sqlglot's tokens, or None."""
+    if not sql.isascii():
+        odd = _odd_space(sql, tokens)
+        if odd is not None:
+            return (
+                f"U+{ord(odd):04X} between words: SQLite reads every non-ASCII character as "
+                "part of a name, the fence as a space"
+            )
+    if "$" in sql or ":" in sql or "@" in sql:
+        variable = _sqlite_variable(tokens)
+        if variable is not None:
+            return (
+                f"SQLite reads {variable!r} as the start of one Tcl-style parameter, which "
+                "the fence reads otherwise: use ? or a plain :name"
+            )
+    return None
 
 
 def _odd_space(sql: str, tokens: tuple[Token, ...]) -> str | None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.types import Implementation
 
 from sqlfence.sandbox import AgentSandbox
+from tests.integrations.mcp_helpers import audit_events, free_port, text_of, wait_for_port
 
 POLICY = """\
 read_only: true
@@ -61,23 +61,11 @@ async def _session(
 
 
 def _text(result: Any) -> str:
-    return "".join(getattr(part, "text", "") for part in result.content)
+    return text_of(result)
 
 
 def _audit_events(audit: Path) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + 10
-    events: list[dict[str, Any]] = []
-    while time.monotonic() < deadline:
-        events = [
-            json.loads(line)
-            for path in sorted(audit.rglob("*.jsonl"))
-            for line in path.read_text().splitlines()
-            if line.strip()
-        ]
-        if any(e.get("event_type") == "denial" for e in events):
-            break
-        time.sleep(0.1)
-    return events
+    return audit_events(audit, lambda events: any(e.get("event_type") == "denial" for e in events))
 
 
 def test_tools_allowed_and_denied_calls_over_stdio(tmp_path: Path, database: Path) -> None:
@@ -139,12 +127,9 @@ def test_sandbox_per_session_from_snapshot(tmp_path: Path) -> None:
 
 def test_streamable_http_transport(tmp_path: Path, database: Path) -> None:
     """Over streamable HTTP on 127.0.0.1: an allowed query answers, a denied one is an error."""
-    import socket
     import subprocess
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     params = _server(tmp_path, "--transport", "http", "--port", str(port), f"sqlite:///{database}")
     # Nothing reads the server's output: a pipe left unread could fill and stall it.
     server = subprocess.Popen(
@@ -154,12 +139,7 @@ def test_streamable_http_transport(tmp_path: Path, database: Path) -> None:
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with socket.socket() as attempt:
-                if attempt.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.1)
+        wait_for_port(port)
         calls = [
             ("query", {"sql": "SELECT name FROM people"}),
             ("query", {"sql": "SELECT * FROM secrets"}),

@@ -10,7 +10,6 @@ import json
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,8 @@ import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.types import Implementation
+
+from tests.integrations.mcp_helpers import audit_events, text_of
 
 POLICY = """\
 default:
@@ -62,7 +63,7 @@ async def _calls(
 
 
 def _text(result: Any) -> str:
-    return "".join(getattr(part, "text", "") for part in result.content)
+    return text_of(result)
 
 
 def _names(database: Path) -> list[str]:
@@ -71,19 +72,9 @@ def _names(database: Path) -> list[str]:
 
 
 def _events(audit: Path, wanted: int) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + 10
-    events: list[dict[str, Any]] = []
-    while time.monotonic() < deadline:
-        events = [
-            json.loads(line)
-            for path in sorted(audit.rglob("*.jsonl"))
-            for line in path.read_text().splitlines()
-            if line.strip()
-        ]
-        if sum(e.get("event_type") == "denial" for e in events) >= wanted:
-            break
-        time.sleep(0.1)
-    return events
+    return audit_events(
+        audit, lambda events: sum(e.get("event_type") == "denial" for e in events) >= wanted
+    )
 
 
 def test_a_client_cannot_choose_its_policy_section(tmp_path: Path, database: Path) -> None:

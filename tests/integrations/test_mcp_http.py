@@ -7,7 +7,6 @@ A real server process on 127.0.0.1 and the mcp SDK's own client.
 from __future__ import annotations
 
 import json
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
 from sqlfence.integrations.mcp_tokens import TokenFile, create_token, digest
+from tests.integrations.mcp_helpers import free_port, text_of, wait_for_port
 
 POLICY = """\
 default:
@@ -46,12 +46,6 @@ def database(tmp_path: Path) -> Path:
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def served(tmp_path: Path, database: Path) -> Iterator[tuple[str, Path, Path]]:
     """A server with a tokens file (one token for 'loader'): (url, tokens file, audit dir)."""
@@ -59,7 +53,7 @@ def served(tmp_path: Path, database: Path) -> Iterator[tuple[str, Path, Path]]:
     tokens, audit = tmp_path / "tokens.yaml", tmp_path / "audit"
     token = create_token(tokens, "loader")
     (tmp_path / "loader.token").write_text(token)
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [
             sys.executable, "-m", "sqlfence.integrations.mcp", "--transport", "http",
@@ -71,12 +65,7 @@ def served(tmp_path: Path, database: Path) -> Iterator[tuple[str, Path, Path]]:
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with socket.socket() as attempt:
-                if attempt.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.1)
+        wait_for_port(port)
         yield f"http://127.0.0.1:{port}/mcp", tokens, audit
     finally:
         server.terminate()
@@ -110,7 +99,7 @@ def _post(url: str, token: str | None) -> httpx2.Response:
 
 
 def _text(result: Any) -> str:
-    return "".join(getattr(part, "text", "") for part in result.content)
+    return text_of(result)
 
 
 @pytest.mark.parametrize("token", [None, "sqf_wrong", "sqf_" + "0" * 43])
