@@ -317,7 +317,7 @@ def columns(ctx: Context) -> Iterator[Violation]:
                 (
                     f"{base}.{column}"
                     for base, column in sorted(ctx.patterns.view_columns.get(table, ()))
-                    if fnmatchcase(column, column_pattern)
+                    if (column == "*" or fnmatchcase(column, column_pattern))
                     and table_matches(table_pattern, tuple(base.split(".")), True)
                 ),
                 None,

@@ -89,6 +89,17 @@ class PostgresDriver(Driver):
         columns: dict[str, set[tuple[str, str]]] = {}
         for view_schema, view, schema, table, column in _catalog_rows(raw, _VIEW_COLUMNS_QUERY):
             columns.setdefault(f"{view_schema}.{view}", set()).add((f"{schema}.{table}", column))
+        # A whole-row reference in a view (row_to_json(u)) leaves no column entry: the view's
+        # own definition, read by the fence, names the tables it reads whole ("*").
+        from sqlfence.policies.engine import dialect_instance
+        from sqlfence.sql.analysis import analyze
+        from sqlfence.sql.names import Namer
+
+        dialect = dialect_instance("postgres")
+        for view_schema, view, definition, path in _catalog_rows(raw, _VIEW_TEXT_QUERY):
+            facts = analyze(definition or "", dialect, Namer(dialect, path or "public")).facts
+            for table in facts.star_tables:
+                columns.setdefault(f"{view_schema}.{view}", set()).add((table, "*"))
         return columns
 
     def pin_schema(self, raw: Any) -> str | None:

@@ -114,7 +114,7 @@ def _server_reading(sql: str) -> tuple[int, set[str]]:
 GUARD = Guard(POLICY, dialect="postgres")
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(statements())
 def test_allowed_means_the_server_reads_the_same(sql: str) -> None:
     """An allowed text is one statement to PostgreSQL, reading no table the fence missed."""
@@ -148,7 +148,7 @@ def fuzz_db(postgres_server: Any) -> Iterator[str]:
 
 @pytest.mark.postgres
 @settings(
-    max_examples=250,
+    max_examples=120,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
