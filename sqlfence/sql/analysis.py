@@ -16,8 +16,9 @@ from typing import Any
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import SqlglotError
-from sqlglot.tokenizer_core import Token, TokenType
+from sqlglot.tokenizer_core import Token
 
+from sqlfence.sql import sqlite_lexing
 from sqlfence.sql.fingerprint import fingerprint, fingerprint_tokens
 from sqlfence.sql.functions import function_name
 from sqlfence.sql.names import Namer
@@ -80,7 +81,6 @@ _STATEMENT_NODES = (
     *_DDL_NODES,
 )
 _SUMMARY_MAX = 255
-_NUMBERED = re.compile(r"\?\d+")
 # Functions and types that take a whole row, which PostgreSQL lets a query write as u.f
 # (functional notation); "name" is left out (it is far more often a column).
 _ROW_FUNCTIONS = frozenset(
@@ -92,12 +92,6 @@ _ROW_FUNCTIONS = frozenset(
         "textanycat", "anytextcat", "to_tsvector", "row", "record_out", "record_send", "md5",
         "num_nulls", "num_nonnulls", "pg_column_size", "hashtext", "row_to_jsonb",
     }
-)  # fmt: skip
-_SIGILS = frozenset({TokenType.COLON, TokenType.PARAMETER})  # SQLite's :name and @name
-_SUFFIXES = frozenset({TokenType.L_PAREN, TokenType.DCOLON})
-_QUOTED_TOKENS = frozenset(
-    {TokenType.STRING, TokenType.IDENTIFIER, TokenType.NATIONAL_STRING, TokenType.HEX_STRING,
-     TokenType.BIT_STRING, TokenType.BYTE_STRING, TokenType.RAW_STRING}
 )  # fmt: skip
 # Roots that are expressions, not statements: sqlglot accepts "x + 1" on its own, a database won't.
 _NOT_STATEMENTS = (exp.Condition, exp.Identifier, exp.Table, exp.Alias, exp.Tuple, exp.Star)
@@ -205,17 +199,12 @@ def analyze(
 
     ``columns=False`` skips column facts (and ``*`` tables) when no rule needs them.
     """
-    text = sql
-    if "?" in sql and namer.dialect_name == "sqlite":
-        # SQLite's ?NNN, which sqlglot cannot parse: read as a named parameter of the same
-        # length (:ppp), so every token keeps its place in the caller's text (splices stay
-        # exact, and the caller's text is what is sent).
-        text = _NUMBERED.sub(lambda match: ":" + "p" * (len(match.group(0)) - 1), sql)
+    text = sqlite_lexing.parseable(sql) if namer.dialect_name == "sqlite" else sql
     try:
         tokens, parsed = parse(text, dialect)
     except Exception as error:  # fail closed: sqlglot also raises TypeError, RecursionError
         return _not_understood(sql, dialect, "cannot parse", error)
-    refused = _sqlite_misreading(sql, tokens) if namer.dialect_name == "sqlite" else None
+    refused = sqlite_lexing.misreading(sql, tokens) if namer.dialect_name == "sqlite" else None
     if refused is not None:
         return Analysis(
             sql, dialect, (), (), StatementFacts(operation="unparsed", unparsed=refused)
@@ -241,68 +230,6 @@ def analyze(
     if not tokens:
         object.__setattr__(facts, "source", (sql, dialect))
     return Analysis(sql, dialect, tokens, trees, facts)
-
-
-def _sqlite_misreading(sql: str, tokens: tuple[Token, ...]) -> str | None:
-    """Why SQLite would read the text otherwise than sqlglot's tokens, or None."""
-    if not sql.isascii():
-        odd = _odd_space(sql, tokens)
-        if odd is not None:
-            return (
-                f"U+{ord(odd):04X} between words: SQLite reads every non-ASCII character as "
-                "part of a name, the fence as a space"
-            )
-    if "$" in sql or ":" in sql or "@" in sql:
-        variable = _sqlite_variable(tokens)
-        if variable is not None:
-            return (
-                f"SQLite reads {variable!r} as the start of one Tcl-style parameter, which "
-                "the fence reads otherwise: use ? or a plain :name"
-            )
-    return None
-
-
-def _odd_space(sql: str, tokens: tuple[Token, ...]) -> str | None:
-    """A non-ASCII character sqlglot skipped as whitespace between tokens (outside comments).
-
-    SQLite's tokenizer takes every character at or above U+0080 as part of an identifier
-    (or of a parameter name), so text sqlglot splits there is one word to SQLite.
-    """
-    previous = -1
-    for token in (*tokens, None):
-        start = token.start if token is not None else len(sql)
-        gap = sql[previous + 1 : start]
-        if gap and not gap.isascii() and "--" not in gap and "/*" not in gap:
-            for character in gap:
-                if not character.isascii():
-                    return character
-        if token is not None:
-            previous = token.end
-    return None
-
-
-def _sqlite_variable(tokens: tuple[Token, ...]) -> str | None:
-    """A parameter whose extent SQLite and sqlglot read differently, or None.
-
-    SQLite's named parameters take Tcl-style suffixes: ``$a``, ``:a``, ``@a`` followed right
-    away by ``::b`` or ``(...)`` are one parameter to SQLite, however much text the
-    parentheses hold, while sqlglot reads a cast or a call. ``$a`` in any form is refused
-    (sqlglot reads it as a name).
-    """
-    for index, token in enumerate(tokens):
-        if token.text.startswith("$") and token.token_type not in _QUOTED_TOKENS:
-            return token.text
-        if token.token_type not in _SIGILS or index + 2 >= len(tokens):
-            continue
-        name, after = tokens[index + 1], tokens[index + 2]
-        if (
-            name.start == token.end + 1
-            and after.start == name.end + 1
-            and name.token_type not in _QUOTED_TOKENS
-            and after.token_type in _SUFFIXES
-        ):
-            return f"{token.text}{name.text}{after.text}"
-    return None
 
 
 def _not_understood(sql: str, dialect: Dialect, what: str, error: Exception) -> Analysis:
