@@ -127,10 +127,8 @@ class PostgresDriver(Driver):
         return None
 
 
-# Views' and rules' (also DO ALSO rules on tables) dependencies, and inheritance children
-# and partitions, which a read or write of their parent reaches.
-_VIEWS_QUERY = """
-SELECT DISTINCT vn.nspname, v.relname, tn.nspname, t.relname
+# What a view's or rule's rewrite depends on: relation v (the view or ruled table) on t.
+_REWRITE_DEPENDENCIES = """
 FROM pg_depend d
 JOIN pg_rewrite r ON r.oid = d.objid
 JOIN pg_class v ON v.oid = r.ev_class
@@ -141,6 +139,15 @@ WHERE d.classid = 'pg_rewrite'::regclass
   AND d.refclassid = 'pg_class'::regclass
   AND t.oid <> v.oid
   AND vn.nspname NOT IN ('pg_catalog', 'information_schema')
+"""
+# Views' and rules' (also DO ALSO rules on tables) dependencies, and inheritance children
+# and partitions, which a read or write of their parent reaches.
+_VIEWS_QUERY = (
+    """
+SELECT DISTINCT vn.nspname, v.relname, tn.nspname, t.relname
+"""
+    + _REWRITE_DEPENDENCIES
+    + """
 UNION
 SELECT pn.nspname, p.relname, cn.nspname, c.relname
 FROM pg_inherits i
@@ -149,6 +156,7 @@ JOIN pg_namespace pn ON pn.oid = p.relnamespace
 JOIN pg_class c ON c.oid = i.inhrelid
 JOIN pg_namespace cn ON cn.oid = c.relnamespace
 """
+)
 _VIEW_TEXT_QUERY = """
 SELECT n.nspname, c.relname, pg_get_viewdef(c.oid), (current_schemas(false))[1]
 FROM pg_class c
@@ -157,21 +165,14 @@ WHERE c.relkind IN ('v', 'm')
   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND n.nspname NOT LIKE 'pg_toast%'
 """
-_VIEW_COLUMNS_QUERY = """
-SELECT DISTINCT vn.nspname, v.relname, tn.nspname, t.relname, a.attname
-FROM pg_depend d
-JOIN pg_rewrite r ON r.oid = d.objid
-JOIN pg_class v ON v.oid = r.ev_class
-JOIN pg_namespace vn ON vn.oid = v.relnamespace
-JOIN pg_class t ON t.oid = d.refobjid
-JOIN pg_namespace tn ON tn.oid = t.relnamespace
-JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid
-WHERE d.classid = 'pg_rewrite'::regclass
-  AND d.refclassid = 'pg_class'::regclass
-  AND d.refobjsubid > 0
-  AND t.oid <> v.oid
-  AND vn.nspname NOT IN ('pg_catalog', 'information_schema')
+_VIEW_COLUMNS_QUERY = (
+    """
+SELECT DISTINCT vn.nspname, v.relname, tn.nspname, t.relname,
+       (SELECT a.attname FROM pg_attribute a WHERE a.attrelid = t.oid AND a.attnum = d.refobjsubid)
 """
+    + _REWRITE_DEPENDENCIES
+    + "  AND d.refobjsubid > 0\n"
+)
 
 
 def _catalog_rows(raw: Any, sql: str) -> list[Any]:

@@ -76,19 +76,13 @@ def require() -> None:
     _parser()
 
 
-def with_placeholders(sql: str) -> str | None:
-    """The text psycopg sends for ``sql`` with parameters (``%s`` -> ``$1``, ``%%`` -> ``%``).
+def _convert(sql: str) -> tuple[str, list[tuple[int, int]], bool] | None:
+    """The text psycopg sends for ``sql`` with parameters (``%s`` -> ``$1``, ``%%`` -> ``%``),
+    where each ``$n`` stands in it, and whether every placeholder name is a plain word.
 
     None when ``sql`` has no placeholder, or one psycopg would refuse: then the text is sent
     as it is (without parameters) or not at all.
     """
-    converted = _convert(sql)
-    return None if converted is None else converted[0]
-
-
-def _convert(sql: str) -> tuple[str, list[tuple[int, int]], bool] | None:
-    """``with_placeholders``, with where each ``$n`` stands in the result, and whether every
-    placeholder name is a plain word."""
     if "%" not in sql:
         return None
     numbers: dict[str, int] = {}

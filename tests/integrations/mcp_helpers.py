@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from mcp.client.stdio import StdioServerParameters
 
 
 def text_of(result: Any) -> str:
@@ -50,3 +53,14 @@ def wait_for_port(port: int, timeout: float = 30) -> None:
             if attempt.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.1)
+
+
+def stdio_server(tmp_path: Path, policy: str, *args: str) -> StdioServerParameters:
+    """``sqlfence mcp`` over stdio in ``tmp_path``, with ``policy`` written to policy.yaml."""
+    path = tmp_path / "policy.yaml"
+    path.write_text(policy)
+    return StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "sqlfence.integrations.mcp", "--policy", str(path), *args],
+        cwd=str(tmp_path),
+    )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,13 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.types import Implementation
 
 from sqlfence.sandbox import AgentSandbox
-from tests.integrations.mcp_helpers import audit_events, free_port, text_of, wait_for_port
+from tests.integrations.mcp_helpers import (
+    audit_events,
+    free_port,
+    stdio_server,
+    text_of,
+    wait_for_port,
+)
 
 POLICY = """\
 read_only: true
@@ -40,13 +45,7 @@ def database(tmp_path: Path) -> Path:
 
 
 def _server(tmp_path: Path, *args: str) -> StdioServerParameters:
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(POLICY)
-    return StdioServerParameters(
-        command=sys.executable,
-        args=["-m", "sqlfence.integrations.mcp", "--policy", str(policy), *args],
-        cwd=str(tmp_path),
-    )
+    return stdio_server(tmp_path, POLICY, *args)
 
 
 async def _session(

@@ -19,7 +19,7 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.types import Implementation
 
-from tests.integrations.mcp_helpers import audit_events, text_of
+from tests.integrations.mcp_helpers import audit_events, stdio_server, text_of
 
 POLICY = """\
 default:
@@ -44,13 +44,7 @@ def database(tmp_path: Path) -> Path:
 
 
 def _params(tmp_path: Path, *args: str) -> StdioServerParameters:
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(POLICY)
-    return StdioServerParameters(
-        command=sys.executable,
-        args=["-m", "sqlfence.integrations.mcp", "--policy", str(policy), *args],
-        cwd=str(tmp_path),
-    )
+    return stdio_server(tmp_path, POLICY, *args)
 
 
 async def _calls(
