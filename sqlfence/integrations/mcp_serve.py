@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from mcp.server.auth.middleware.bearer_auth import AuthorizationContext
+from mcp.server.mcpserver import MCPServer
+from mcp.server.streamable_http import StreamableHTTPServerTransport
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 
 from sqlfence.errors import ConfigurationError, Error
@@ -100,16 +105,62 @@ def serve(
                 allowed_hosts=[*_default_hosts(host, port), *allowed_hosts],
                 allowed_origins=list(allowed_origins),
             )
-            server.run(
-                "streamable-http",
-                host=host,
-                port=port,
-                transport_security=security,
-                max_sessions=max_sessions,
-                session_idle_timeout=session_idle_timeout,
-            )
+            _serve_http(server, host, port, security, max_sessions, session_idle_timeout)
     finally:
         tools.close()
+
+
+def _serve_http(
+    server: MCPServer,
+    host: str,
+    port: int,
+    security: TransportSecuritySettings,
+    max_sessions: int,
+    idle_timeout: float,
+) -> None:
+    """Streamable HTTP at ``/mcp`` with sessions that make room for a new client (below)."""
+    import uvicorn
+
+    app = server.streamable_http_app(
+        transport_security=security,
+        max_sessions=max_sessions,
+        session_idle_timeout=idle_timeout,
+        host=host,
+    )
+    server.session_manager.__class__ = RoomMakingSessionManager
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+class RoomMakingSessionManager(StreamableHTTPSessionManager):
+    """At ``max_sessions``, a new session ends the session idle longest instead of being
+    refused with 503 until one times out: a flood of abandoned sessions cannot lock out a
+    fresh client. The caller's own idle sessions go first, so one credential flooding the
+    server displaces itself; a session with a request in flight (an open stream) is never
+    ended, and when every session is busy the new one is still refused.
+    """
+
+    def _admit_session(
+        self, requestor: AuthorizationContext | None
+    ) -> StreamableHTTPServerTransport | None:
+        if self.max_sessions is not None and len(self._server_instances) >= self.max_sessions:
+            self._end_idlest(requestor)
+        return super()._admit_session(requestor)
+
+    def _end_idlest(self, requestor: AuthorizationContext | None) -> None:
+        idle = [
+            (self._session_owners.get(key) != requestor, scope.deadline, key)
+            for key, transport in self._server_instances.items()
+            if (scope := transport.idle_scope) is not None
+            and not scope.cancel_called
+            and scope.deadline != math.inf  # the SDK's mark of a request in flight
+        ]
+        if not idle:
+            return
+        *_, key = min(idle)
+        transport = self._server_instances.pop(key)
+        self._session_owners.pop(key, None)
+        assert transport.idle_scope is not None
+        transport.idle_scope.cancel()  # its server task ends it as an idle timeout would
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -46,19 +47,15 @@ def database(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def served(tmp_path: Path, database: Path) -> Iterator[tuple[str, Path, Path]]:
-    """A server with a tokens file (one token for 'loader'): (url, tokens file, audit dir)."""
+@contextmanager
+def _server(tmp_path: Path, database: Path, *options: str) -> Iterator[str]:
+    """``sqlfence mcp --transport http`` on a free loopback port; yields its URL."""
     (tmp_path / "policy.yaml").write_text(POLICY)
-    tokens, audit = tmp_path / "tokens.yaml", tmp_path / "audit"
-    token = create_token(tokens, "loader")
-    (tmp_path / "loader.token").write_text(token)
     port = free_port()
     server = subprocess.Popen(
         [
             sys.executable, "-m", "sqlfence.integrations.mcp", "--transport", "http",
-            "--port", str(port), "--policy", "policy.yaml", "--tokens", str(tokens),
-            "--audit", str(audit), f"sqlite:///{database}",
+            "--port", str(port), "--policy", "policy.yaml", *options, f"sqlite:///{database}",
         ],
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
@@ -66,10 +63,20 @@ def served(tmp_path: Path, database: Path) -> Iterator[tuple[str, Path, Path]]:
     )  # fmt: skip
     try:
         wait_for_port(port)
-        yield f"http://127.0.0.1:{port}/mcp", tokens, audit
+        yield f"http://127.0.0.1:{port}/mcp"
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+@pytest.fixture
+def served(tmp_path: Path, database: Path) -> Iterator[tuple[str, Path, Path]]:
+    """A server with a tokens file (one token for 'loader'): (url, tokens file, audit dir)."""
+    tokens, audit = tmp_path / "tokens.yaml", tmp_path / "audit"
+    token = create_token(tokens, "loader")
+    (tmp_path / "loader.token").write_text(token)
+    with _server(tmp_path, database, "--tokens", str(tokens), "--audit", str(audit)) as url:
+        yield url, tokens, audit
 
 
 async def _calls(url: str, token: str, calls: list[tuple[str, dict[str, Any]]]) -> list[Any]:
@@ -81,7 +88,7 @@ async def _calls(url: str, token: str, calls: list[tuple[str, dict[str, Any]]]) 
         return [await client.call_tool(name, arguments) for name, arguments in calls]
 
 
-def _post(url: str, token: str | None) -> httpx2.Response:
+def _post(url: str, token: str | None = None) -> httpx2.Response:
     headers = {"Accept": "application/json, text/event-stream"}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
@@ -193,3 +200,32 @@ def test_any_address_needs_tokens(tmp_path: Path, database: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 2
     assert "without authentication" in done.stderr
+
+
+def test_abandoned_sessions_do_not_lock_out_a_fresh_client(tmp_path: Path, database: Path) -> None:
+    """Four times --max-sessions opened and abandoned: a fresh client is still served, and the
+    sessions idle longest were the ones ended to make room."""
+    with _server(tmp_path, database, "--max-sessions", "5") as url:
+        opened = [_post(url) for _ in range(20)]
+        assert {response.status_code for response in opened} == {200}
+        [listing] = anyio.run(_calls_without_token, url, [("list_tables", {})])
+        assert not listing.is_error, _text(listing)
+        assert json.loads(_text(listing))["tables"] == ["people"]
+        assert _session_answers(url, opened[0]) == 404  # the idlest, ended for a newer one
+        assert _session_answers(url, opened[-1]) == 200  # the newest abandoned one lives
+
+
+async def _calls_without_token(url: str, calls: list[tuple[str, dict[str, Any]]]) -> list[Any]:
+    async with Client(streamable_http_client(url)) as client:
+        return [await client.call_tool(name, arguments) for name, arguments in calls]
+
+
+def _session_answers(url: str, opening: httpx2.Response) -> int:
+    """The status a ping on the session ``opening`` created gets now."""
+    headers = {
+        "Accept": "application/json, text/event-stream",
+        "Mcp-Session-Id": opening.headers["mcp-session-id"],
+        "Mcp-Protocol-Version": "2025-06-18",
+    }
+    ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+    return httpx2.post(url, json=ping, headers=headers, timeout=10).status_code
