@@ -23,6 +23,7 @@ from sqlfence.proxy.connect import connect
 from sqlfence.proxy.connection import GuardedConnection
 from sqlfence.sandbox import lifecycle, naming, snapshotting
 from sqlfence.sandbox.backends.base import Backend, Namespace
+from sqlfence.sandbox.credentials import Credentials
 from sqlfence.sandbox.limits import Limits, build_limits, build_policy
 from sqlfence.sandbox.registry import Owner, Record, Registry
 from sqlfence.sandbox.runtimes import runtime_for
@@ -136,7 +137,7 @@ class AgentSandbox:
             created_at=created,
             expires_at=expires_at,
             location="",
-            server=server_url if database.name != "sqlite" else None,
+            server=server_url if database.name != "sqlite" else None,  # kept without password
             labels=labels,
             runtime=chosen.name,
         )
@@ -189,13 +190,23 @@ class AgentSandbox:
         self._emit("detached")
 
     @classmethod
-    def open(cls, name: str, root: str | Path | None = None, **options: Any) -> AgentSandbox:
+    def open(
+        cls,
+        name: str,
+        root: str | Path | None = None,
+        *,
+        credentials: Credentials = None,
+        **options: Any,
+    ) -> AgentSandbox:
         """A handle on an existing sandbox, made by another process (``sqlfence sandbox create``).
 
         Snapshots, restores and ``destroy()`` work on every backend; fence connections need
         the namespace's URL, which only SQLite sandboxes can rebuild (a PostgreSQL sandbox's
-        role password stays with the process that made it). ``options`` are ``access_policy``,
-        ``limits``, ``monitoring`` and ``audit`` for the connections. Raises SandboxError.
+        role password stays with the process that made it). The registry keeps no admin
+        password: it comes from the environment (PGPASSWORD, a password or service file) or
+        ``credentials`` (admin URLs). ``options`` are ``access_policy``, ``limits``,
+        ``monitoring`` and ``audit`` for the connections. Raises SandboxError, and
+        CredentialsMissing when the server wants a password this process was not given.
         """
         home = resolve_root(root)
         registry = Registry(home)
@@ -204,7 +215,9 @@ class AgentSandbox:
             raise SandboxError(f"no sandbox named {name} under {home}")
         settings = build_limits(options.get("limits"))
         policy = build_policy(options.get("access_policy"), settings)
-        database = backend_for(record.backend, home, record.server)
+        given = [credentials] if isinstance(credentials, str) else list(credentials or ())
+        given += registry.recovered.values()
+        database = backend_for(record.backend, home, record.server, given)
         url = f"sqlite:///{record.location}" if record.backend == "sqlite" else ""
         namespace = Namespace(name, record.backend, url=url, location=record.location)
         return cls(
@@ -277,6 +290,7 @@ class AgentSandbox:
                 tenant=self.tenant,
                 audit=self._audit,
                 monitoring=self._monitoring,
+                sandbox=self.name,
                 **driver_kwargs,
             )
             connection._gate = self._gate
