@@ -28,15 +28,28 @@ LIST_TABLES = {
         "ORDER BY TABLE_SCHEMA, TABLE_NAME"
     ),
 }
+# Is {column} of the outer row (c) part of its table's primary key? (information_schema)
+_PRIMARY_KEY = (
+    "SELECT 1 FROM information_schema.table_constraints k "
+    "JOIN information_schema.key_column_usage u ON u.constraint_schema = k.constraint_schema "
+    "AND u.constraint_name = k.constraint_name AND u.table_name = k.table_name "
+    "WHERE k.constraint_type = 'PRIMARY KEY' AND k.table_schema = c.table_schema "
+    "AND k.table_name = c.table_name AND u.column_name = {column}"
+)
 DESCRIBE_TABLE = {
     "sqlite": 'SELECT name, type, "notnull", pk FROM pragma_table_info(?)',
     "postgresql": (
-        "SELECT column_name, data_type, is_nullable = 'NO', NULL FROM information_schema.columns "
-        "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position"
+        "SELECT c.column_name, c.data_type, c.is_nullable = 'NO', EXISTS ("
+        + _PRIMARY_KEY.format(column="c.column_name")
+        + ") FROM information_schema.columns c "
+        "WHERE c.table_schema = %s AND c.table_name = %s ORDER BY c.ordinal_position"
     ),
     "intersystems_iris": (
-        "SELECT COLUMN_NAME, DATA_TYPE, IS_NULLABLE = 'NO', NULL FROM INFORMATION_SCHEMA.COLUMNS "
-        "WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION"
+        "SELECT c.COLUMN_NAME, c.DATA_TYPE, CASE WHEN c.IS_NULLABLE = 'NO' THEN 1 ELSE 0 END, "
+        "CASE WHEN EXISTS ("
+        + _PRIMARY_KEY.format(column="c.COLUMN_NAME")
+        + ") THEN 1 ELSE 0 END FROM INFORMATION_SCHEMA.COLUMNS c "
+        "WHERE c.TABLE_SCHEMA = ? AND c.TABLE_NAME = ? ORDER BY c.ORDINAL_POSITION"
     ),
 }
 EXPLAIN = {

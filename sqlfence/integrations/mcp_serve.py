@@ -1,8 +1,10 @@
-"""Serving the MCP tools: ``serve()`` and the ``sqlfence mcp`` command line.
+"""Serving the MCP tools: ``build_server()``, ``serve()`` and the ``sqlfence mcp`` command line.
 
 Everything checkable is checked before serving; a problem exits with status 2 and one line.
 HTTP without a tokens file binds loopback addresses only; with one, every request carries a
-bearer token whose entry names the identity (``sqlfence mcp token create`` makes one).
+bearer token whose entry names the identity (``sqlfence mcp token create`` makes one). The
+tools and resources a client lists are its identity's: a curated-only identity sees its
+curated tools alone, and ``query`` is marked read-only when its policy is.
 """
 
 from __future__ import annotations
@@ -15,12 +17,27 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import anyio.to_thread
+import sqlglot
 from mcp.server.auth.middleware.bearer_auth import AuthorizationContext
-from mcp.server.mcpserver import MCPServer
+from mcp.server.auth.settings import AuthSettings
+from mcp.server.context import ServerRequestContext
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.streamable_http import StreamableHTTPServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp.types import (
+    CallToolResult,
+    ListResourcesResult,
+    ListToolsResult,
+    PaginatedRequestParams,
+    ToolAnnotations,
+)
+from pydantic import AnyHttpUrl
+from sqlglot import exp
+from sqlglot.errors import SqlglotError
 
+from sqlfence import __version__
 from sqlfence.errors import ConfigurationError, Error
 from sqlfence.integrations.mcp import (
     DEFAULT_AGENT,
@@ -28,11 +45,182 @@ from sqlfence.integrations.mcp import (
     DEFAULT_IDLE_TIMEOUT_S,
     DEFAULT_MAX_SESSIONS,
     DEFAULT_RESULT_BYTES,
+    DEFAULT_TIMEOUT_MS,
     MCPSettings,
-    build_server,
+    policy_for,
 )
-from sqlfence.integrations.mcp_tokens import TokenFile, create_token
+from sqlfence.integrations.mcp_curated import BUILTIN_TOOLS, CuratedTool, load_tools
+from sqlfence.integrations.mcp_results import QueryResult
+from sqlfence.integrations.mcp_tokens import FileTokenVerifier, TokenFile, create_token
+from sqlfence.integrations.mcp_tools import TABLE_URI, FenceTools
 from sqlfence.policies.loader import PolicySource
+from sqlfence.policies.model import Policy
+
+_READ = ToolAnnotations(readOnlyHint=True, destructiveHint=False, openWorldHint=False)
+
+
+class FenceServer(MCPServer):
+    """An ``MCPServer`` whose tool and resource lists are the calling identity's."""
+
+    fence: FenceTools
+
+    async def _handle_list_tools(
+        self, ctx: ServerRequestContext[Any], params: PaginatedRequestParams | None
+    ) -> ListToolsResult:
+        policy = self.fence.caller_policy()
+        tools = []
+        for listed in await self.list_tools():
+            if listed.name in BUILTIN_TOOLS and policy.mcp_tools == "curated":
+                continue
+            if listed.name == "query":
+                tools.append(listed.model_copy(update={"annotations": _query_annotations(policy)}))
+            else:
+                tools.append(listed)
+        return ListToolsResult(tools=tools)
+
+    async def _handle_list_resources(
+        self, ctx: ServerRequestContext[Any], params: PaginatedRequestParams | None
+    ) -> ListResourcesResult:
+        context = Context(request_context=ctx, mcp_server=self)
+        resources = await anyio.to_thread.run_sync(self.fence.table_resources, context)
+        return ListResourcesResult(resources=resources)
+
+
+def build_server(
+    settings: MCPSettings, policies: Sequence[Policy] | None = None
+) -> tuple[FenceServer, FenceTools]:
+    """The MCP server and its tools (close the tools when the server stops).
+
+    ``policies`` are the identities' resolved policies (``settings.check()``); the tool
+    descriptions name the strictest limits among them.
+    """
+    if policies is None:
+        policies = [policy_for(settings, who.agent_id, who.tenant) for who in settings.identities()]
+    tools = FenceTools(settings)
+    server = FenceServer(
+        name="sqlfence",
+        version=__version__,
+        instructions=(
+            "SQL access through sqlfence: every statement is checked against a policy, "
+            "row-limited and audited. Read the table resources (or call list_tables and "
+            "describe_table) first."
+        ),
+        **_auth(settings),
+    )
+    server.fence = tools
+    dialect = settings.dialect
+    limits = _limits(settings, policies)
+    read_only = all(policy.read_only for policy in policies)
+    writes = "read-only" if read_only else "may write, as the policy allows"
+    server.add_tool(
+        tools.query,
+        name="query",
+        description=(
+            f"Run one SQL statement ({dialect} dialect) and get its rows. Each call is one "
+            "transaction: committed when it succeeds, rolled back when it fails. This "
+            f"identity is {writes}. Results: {limits}; `truncated_by` names the limits that cut."
+        ),
+        annotations=_query_annotations(policies[0] if len(policies) == 1 else None, read_only),
+        structured_output=True,
+    )
+    server.add_tool(
+        tools.list_tables,
+        name="list_tables",
+        description="The tables and views this identity's policy lets it read.",
+        annotations=_READ,
+        structured_output=True,
+    )
+    server.add_tool(
+        tools.describe_table,
+        name="describe_table",
+        description=(
+            "The columns of one table this identity may read ('table' or 'schema.table'), "
+            "with types, NOT NULL and primary keys; denied columns are left out."
+        ),
+        annotations=_READ,
+        structured_output=True,
+    )
+    server.add_tool(
+        tools.explain,
+        name="explain",
+        description=(
+            f"The database's query plan for one statement ({dialect} dialect) the policy "
+            "allows (not run)."
+        ),
+        annotations=_READ,
+        structured_output=True,
+    )
+    for curated in settings.curated:
+        server.add_tool(
+            curated.function(tools.curated, Context, CallToolResult, QueryResult),
+            name=curated.name,
+            title=curated.title,
+            description=f"{curated.description.strip()} Results: {limits}.",
+            annotations=_curated_annotations(curated, dialect),
+            structured_output=True,
+        )
+    server.resource(
+        TABLE_URI,
+        name="table",
+        description="The columns of one table this identity may read, as JSON.",
+        mime_type="application/json",
+    )(tools.read_table)
+    return server, tools
+
+
+def _limits(settings: MCPSettings, policies: Sequence[Policy]) -> str:
+    timeouts = sorted(
+        {policy.statement_timeout_ms for policy in policies if policy.statement_timeout_ms}
+    )
+    return (
+        f"at most {settings.max_rows} rows, {settings.max_result_bytes} bytes per result and "
+        f"{settings.max_cell_bytes} bytes per value; a statement times out after "
+        f"{timeouts[-1] if timeouts else DEFAULT_TIMEOUT_MS} ms"
+    )
+
+
+def _query_annotations(policy: Policy | None, read_only: bool | None = None) -> ToolAnnotations:
+    """``query``'s hints: read-only and not destructive exactly when the policy is read-only."""
+    if read_only is None:
+        read_only = policy is not None and policy.read_only
+    return ToolAnnotations(
+        readOnlyHint=read_only,
+        destructiveHint=not read_only,
+        idempotentHint=read_only,
+        openWorldHint=False,
+    )
+
+
+def _curated_annotations(tool: CuratedTool, dialect: str) -> ToolAnnotations:
+    """A curated tool is read-only when its SQL is a query (the fence still judges it)."""
+    try:
+        reads = isinstance(sqlglot.parse_one(tool.sql, read=dialect), exp.Query)
+    except SqlglotError:
+        reads = False
+    return ToolAnnotations(
+        title=tool.title,
+        readOnlyHint=reads,
+        destructiveHint=not reads,
+        idempotentHint=reads,
+        openWorldHint=False,
+    )
+
+
+def _auth(settings: MCPSettings) -> dict[str, Any]:
+    """The SDK's bearer-token settings when the server has a tokens file."""
+    if settings.tokens is None:
+        return {}
+    url = settings.public_url or "http://127.0.0.1:8000/mcp"
+    return {
+        "token_verifier": FileTokenVerifier(settings.tokens),
+        "auth": AuthSettings(
+            # Tokens are issued out of band (`sqlfence mcp token create`); the server is its
+            # own authority in the Protected Resource Metadata it publishes.
+            issuer_url=AnyHttpUrl(url.rsplit("/", 1)[0]),
+            resource_server_url=AnyHttpUrl(url),
+            validate_token_resource=False,
+        ),
+    }
 
 
 def serve(
@@ -56,6 +244,7 @@ def serve(
     allowed_origins: Sequence[str] = (),
     max_sessions: int = DEFAULT_MAX_SESSIONS,
     session_idle_timeout: float = DEFAULT_IDLE_TIMEOUT_S,
+    tools: str | Path | None = None,
 ) -> None:
     """Run the MCP server until the client disconnects (stdio) or it is interrupted (http).
 
@@ -63,7 +252,8 @@ def serve(
     defaults to 127.0.0.1. ``tokens`` (a tokens file, HTTP only) makes every request carry a
     bearer token whose entry names its identity; without it only loopback addresses are
     served. The Host and Origin headers are checked on every bind address (``allowed_hosts``,
-    ``allowed_origins`` add to the defaults). The configuration is checked first:
+    ``allowed_origins`` add to the defaults). ``tools`` is a curated tools file (see
+    ``mcp_curated``). The configuration is checked first:
     ConfigurationError, PolicyError or OperationalError name what is wrong before anything
     is served.
     """
@@ -93,9 +283,10 @@ def serve(
         max_cell_bytes=max_cell_bytes,
         tokens=TokenFile(tokens) if tokens is not None else None,
         public_url=public,
+        curated=load_tools(tools) if tools is not None else (),
     )
     resolved = settings.check()
-    server, tools = build_server(settings, resolved)
+    server, fence = build_server(settings, resolved)
     try:
         if transport == "stdio":
             server.run("stdio")
@@ -107,7 +298,7 @@ def serve(
             )
             _serve_http(server, host, port, security, max_sessions, session_idle_timeout)
     finally:
-        tools.close()
+        fence.close()
 
 
 def _serve_http(
@@ -185,6 +376,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "the policy section is chosen by it, never by what the client says",
     )
     parser.add_argument("--tenant")
+    parser.add_argument("--tools", help="curated tools file (YAML): named tools over SQL")
     parser.add_argument("--max-rows", type=_positive, default=200, help="rows per query result")
     parser.add_argument(
         "--max-result-bytes", type=_positive, default=DEFAULT_RESULT_BYTES, help="per result"
@@ -225,6 +417,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             allowed_origins=args.allowed_origin,
             max_sessions=args.max_sessions,
             session_idle_timeout=args.session_idle_timeout,
+            tools=args.tools,
         )
     except (Error, OSError) as error:
         print(f"sqlfence mcp: {error}", file=sys.stderr)

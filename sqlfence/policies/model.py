@@ -107,6 +107,11 @@ class Policy(BaseModel):
     allowlist: tuple[str, ...] = Field(
         (), description="when set, only statements with these fingerprints are allowed"
     )
+    mcp_tools: Literal["all", "curated"] = Field(
+        "all",
+        description="MCP server: every tool (query, explain, the catalog, curated tools) or "
+        "only the curated tools of its tools file",
+    )
 
     _origins: dict[str, str] = PrivateAttr(default_factory=dict)
 

@@ -8,6 +8,7 @@ processes left behind.
 from __future__ import annotations
 
 from sqlfence.sandbox.backends.base import Backend, Contents, Namespace
+from sqlfence.sandbox.credentials import CredentialsMissing
 from sqlfence.sandbox.limits import Limits
 from sqlfence.sandbox.pool import Lease, PoolTimeout, SandboxPool
 from sqlfence.sandbox.reaper import listing, reap
@@ -19,6 +20,7 @@ __all__ = [
     "AgentSandbox",
     "Backend",
     "Contents",
+    "CredentialsMissing",
     "Lease",
     "Limits",
     "Manifest",

@@ -1,14 +1,16 @@
 """``reap()``: remove sandboxes that expired or whose owning process is gone.
 
-What ``sqlfence sandbox gc`` runs. It needs only the sandbox root: each registry record
-says which backend and server hold the namespace, and containers started by the docker
-runtime are found by their labels (owner process, sandbox root, expiry).
+What ``sqlfence sandbox gc`` runs. It needs the sandbox root and the admin credentials of
+the servers: each registry record says which backend and server address hold the namespace
+(never a password: that comes from the environment or ``credentials``), and containers
+started by the docker runtime are found by their labels (owner process, root, expiry).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from sqlfence.sandbox.credentials import Credentials, CredentialsMissing, urls
 from sqlfence.sandbox.registry import Record, Registry
 from sqlfence.sandbox.registry import reap as _reap
 from sqlfence.sandbox.runtimes.base import drop_recorded
@@ -16,13 +18,20 @@ from sqlfence.sandbox.sandbox import OWN_SNAPSHOTS, resolve_root
 from sqlfence.sandbox.snapshots import SnapshotStore
 
 
-def reap(root: str | Path | None = None, everything: bool = False) -> list[str]:
+def reap(
+    root: str | Path | None = None, everything: bool = False, credentials: Credentials = None
+) -> list[str]:
     """Drop every expired or orphaned sandbox under ``root`` (default ``.sqlfence``).
 
-    ``everything`` also drops sandboxes of live processes. Returns the names removed;
-    a sandbox whose server cannot be reached stays recorded for the next run.
+    ``everything`` also drops sandboxes of live processes. ``credentials`` are admin URLs
+    (with passwords) for servers whose password is not in this process's environment.
+    Returns the names removed; a sandbox whose server cannot be reached stays recorded for
+    the next run. Raises CredentialsMissing, after removing what it could, naming the servers
+    it has no admin password for and how to give one.
     """
     home = resolve_root(root)
+    registry = Registry(home)
+    given = urls(credentials)
 
     def drop(record: Record) -> None:
         if record.runtime == "docker":
@@ -30,11 +39,17 @@ def reap(root: str | Path | None = None, everything: bool = False) -> list[str]:
 
             docker.drop_record(home, record.name, record.backend, record.clones)
         else:
-            drop_recorded(record.backend, home, record.server, record.name, record.clones)
+            recovered = list(registry.recovered.values())  # from records an older version wrote
+            drop_recorded(
+                record.backend, home, record.server, record.name, record.clones, given + recovered
+            )
         SnapshotStore(home / OWN_SNAPSHOTS / record.name).clear()
 
-    registry = Registry(home)
-    removed = _reap(registry, drop, everything=everything)
+    lacking: CredentialsMissing | None = None
+    try:
+        removed = _reap(registry, drop, everything=everything)
+    except CredentialsMissing as error:
+        lacking, removed = error, error.removed
     if _has_engine():
         from sqlfence.sandbox.runtimes import docker
 
@@ -43,6 +58,9 @@ def reap(root: str | Path | None = None, everything: bool = False) -> list[str]:
             for name in docker.reap_containers(home, everything=everything)
             if name not in removed
         ]
+    if lacking is not None:
+        lacking.removed = removed
+        raise lacking
     return removed
 
 

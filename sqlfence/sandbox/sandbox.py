@@ -23,7 +23,7 @@ from sqlfence.proxy.connect import connect
 from sqlfence.proxy.connection import GuardedConnection
 from sqlfence.sandbox import lifecycle, naming, snapshotting
 from sqlfence.sandbox.backends.base import Backend, Namespace
-from sqlfence.sandbox.credentials import Credentials
+from sqlfence.sandbox.credentials import Credentials, urls
 from sqlfence.sandbox.limits import Limits, build_limits, build_policy
 from sqlfence.sandbox.registry import Owner, Record, Registry
 from sqlfence.sandbox.runtimes import runtime_for
@@ -215,8 +215,7 @@ class AgentSandbox:
             raise SandboxError(f"no sandbox named {name} under {home}")
         settings = build_limits(options.get("limits"))
         policy = build_policy(options.get("access_policy"), settings)
-        given = [credentials] if isinstance(credentials, str) else list(credentials or ())
-        given += registry.recovered.values()
+        given = [*urls(credentials), *registry.recovered.values()]
         database = backend_for(record.backend, home, record.server, given)
         url = f"sqlite:///{record.location}" if record.backend == "sqlite" else ""
         namespace = Namespace(name, record.backend, url=url, location=record.location)

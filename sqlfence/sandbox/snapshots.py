@@ -4,6 +4,8 @@
 schema digest, created at, its files or in-server clone) and ``SHA256SUMS`` covers the
 manifest and every data file. ``verify`` reads everything back before anything is restored,
 so a corrupt or foreign snapshot is refused while the sandbox is still untouched.
+Snapshots hold whole databases: their directories are 0700 and their files 0600 from the
+moment they exist (``private_files``); backends write data files the same way.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlfence.errors import SandboxError
+from sqlfence.sandbox import private_files
 
 MANIFEST = "manifest.json"
 SUMS = "SHA256SUMS"
@@ -79,20 +82,22 @@ class SnapshotStore:
         return self.directory / check_name(name)
 
     def staging(self, name: str) -> Path:
-        """A fresh, empty directory to write snapshot ``name``'s files into before ``commit``."""
+        """A fresh, empty 0700 directory for snapshot ``name``'s files until ``commit``."""
         target = self.path(name)
         if target.exists():
             raise SandboxError(f"snapshot {name!r} already exists in {self.directory}")
+        private_files.directory(self.directory)
         staging = self.directory / f".{name}.partial"
         shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        return staging
+        return private_files.directory(staging)
 
     def commit(self, staging: Path, manifest: Manifest) -> Manifest:
         """Write the manifest and checksums, then move the snapshot into place atomically."""
-        (staging / MANIFEST).write_text(json.dumps(asdict(manifest), indent=2, sort_keys=True))
+        text = json.dumps(asdict(manifest), indent=2, sort_keys=True)
+        private_files.write(staging / MANIFEST, text.encode())
         sums = {entry: sha256_file(staging / entry) for entry in [MANIFEST, *manifest.files]}
-        (staging / SUMS).write_text("".join(f"{h}  {entry}\n" for entry, h in sums.items()))
+        lines = "".join(f"{h}  {entry}\n" for entry, h in sums.items())
+        private_files.write(staging / SUMS, lines.encode())
         staging.rename(self.path(manifest.name))
         return manifest
 

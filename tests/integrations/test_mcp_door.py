@@ -189,6 +189,9 @@ def test_annotations_follow_the_policy(tmp_path: Path, database: Path) -> None:
         (["--sandbox", "--snapshot", "nosuch"], "snapshot not found"),
         (["--max-rows", "0", "sqlite:///x.db"], "at least 1"),
         (["--transport", "http", "--host", "0.0.0.0", "sqlite:///x.db"], "loopback"),
+        (["--tools", "nosuch.yaml", "sqlite:///x.db"], "nosuch.yaml"),
+        (["--tools", "unbound.yaml", "sqlite:///x.db"], ":who is not declared"),
+        (["--tools", "mistyped.yaml", "sqlite:///x.db"], "tools.0.parameters.n.type"),
     ],
 )
 def test_misconfiguration_exits_2_with_its_reason(
@@ -196,6 +199,12 @@ def test_misconfiguration_exits_2_with_its_reason(
 ) -> None:
     """Every checkable problem stops the server at start: exit 2, one line, no traceback."""
     (tmp_path / "misspelt.yaml").write_text("read_onyl: true\n")
+    (tmp_path / "unbound.yaml").write_text(
+        "tools: [{name: t, description: d, sql: 'SELECT :who'}]\n"
+    )
+    (tmp_path / "mistyped.yaml").write_text(
+        "tools: [{name: t, description: d, sql: 'SELECT :n', parameters: {n: {type: int}}}]\n"
+    )
     done = subprocess.run(
         [sys.executable, "-m", "sqlfence.cli", "mcp", *args],
         cwd=tmp_path,

@@ -1,16 +1,24 @@
-"""Sandbox fixtures: a sandbox root per test that must be empty of namespaces afterwards."""
+"""Sandbox fixtures: a sandbox root per test that must be empty of namespaces afterwards,
+and a PostgreSQL server that asks for passwords (the session's own one trusts everybody)."""
 
 from __future__ import annotations
 
+import os
+import secrets
 import signal
+import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from sqlfence.sandbox import AgentSandbox, reap
+from tests.conftest import missing
+from tests.postgres_server import PostgresServer, find_bindir
 
 REPOSITORY = Path(__file__).parents[2]
 
@@ -62,3 +70,88 @@ def root(tmp_path: Path) -> Iterator[Path]:
     left = leftovers(home)
     reap(home, everything=True)
     assert left == [], f"sandbox files leaked: {left}"
+
+
+def wide_modes(root: Path) -> list[str]:
+    """Everything under ``root`` (and itself) that is not a 0700 directory or a 0600 file."""
+    wrong = []
+    for path in [root, *root.rglob("*")]:
+        mode = stat.S_IMODE(path.lstat().st_mode)
+        expected = 0o700 if path.is_dir() else 0o600
+        if mode != expected:
+            wrong.append(f"{path.relative_to(root.parent)} {mode:o}")
+    return wrong
+
+
+def files_holding(root: Path, *texts: str) -> list[str]:
+    """Files under ``root`` whose bytes contain one of ``texts``."""
+    needles = [text.encode() for text in texts]
+    return [
+        str(path.relative_to(root))
+        for path in root.rglob("*")
+        if path.is_file() and any(needle in path.read_bytes() for needle in needles)
+    ]
+
+
+@dataclass(frozen=True)
+class PasswordServer:
+    """A PostgreSQL server whose every TCP login needs a password (scram-sha-256)."""
+
+    address: str  # the superuser's admin URL without its password
+    password: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        """The admin URL with the password in it."""
+        return self.address.replace("postgres@", f"postgres:{self.password}@", 1)
+
+
+@pytest.fixture(scope="session")
+def password_server() -> Iterator[PasswordServer]:
+    """A second PostgreSQL server for the session, asking for passwords over TCP."""
+    import psycopg
+    from psycopg import sql
+
+    bindir = find_bindir()
+    if bindir is None:
+        missing("PostgreSQL (initdb, pg_ctl)")
+        raise AssertionError("unreachable")
+    server = PostgresServer(bindir)
+    server.start()
+    try:
+        password = f"admin-{secrets.token_hex(16)}"
+        with psycopg.connect(server.url, autocommit=True) as admin:
+            admin.execute(sql.SQL("ALTER ROLE postgres PASSWORD {}").format(sql.Literal(password)))
+            (server.data / "pg_hba.conf").write_text(
+                "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n"
+            )
+            admin.execute("SELECT pg_reload_conf()")
+        deadline = time.monotonic() + 30
+        while not _asks_for_password(server.url):
+            assert time.monotonic() < deadline, "pg_hba.conf was not reloaded"
+            time.sleep(0.05)
+        yield PasswordServer(server.url, password, server.port)
+    finally:
+        server.stop()
+
+
+def _asks_for_password(url: str) -> bool:
+    import psycopg
+
+    try:
+        psycopg.connect(url, connect_timeout=5).close()
+    except psycopg.OperationalError as error:
+        return bool(error.pgconn is not None and error.pgconn.needs_password)
+    return False
+
+
+@pytest.fixture
+def no_stored_password(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
+    """An environment (this process's, and returned for children) where libpq finds no
+    password: no PGPASSWORD, no password file, no service file."""
+    for name in ("PGPASSWORD", "PGSERVICE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PGPASSFILE", str(tmp_path / "no-pgpass"))
+    monkeypatch.setenv("PGSERVICEFILE", str(tmp_path / "no-pg_service.conf"))
+    return dict(os.environ)

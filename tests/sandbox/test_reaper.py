@@ -144,3 +144,13 @@ def test_sigterm_cleans_up_without_the_reaper(root: Path) -> None:
     """A SIGTERMed process destroys its own sandboxes on the way out (no gc needed)."""
     signal_when_ready(_CHILD, str(root), "sqlite", "", signum=signal.SIGTERM)
     assert listing(root) == []
+
+
+def test_an_older_versions_registry_folder_is_narrowed(root: Path) -> None:
+    """A registry folder made 0755 before is 0700 after the next write; the root is left."""
+    (root / "registry").mkdir(parents=True)
+    for where in (root, root / "registry"):
+        where.chmod(0o755)
+    with AgentSandbox.create(agent_id="a1", root=root):
+        assert (root / "registry").stat().st_mode & 0o777 == 0o700
+        assert root.stat().st_mode & 0o777 == 0o755

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,7 @@ import pytest
 
 import sqlfence
 from sqlfence.sandbox import AgentSandbox, SnapshotCorrupt
-from tests.sandbox.conftest import count_rows, flip_byte
+from tests.sandbox.conftest import count_rows, flip_byte, wide_modes
 
 
 def _fill(sb: AgentSandbox, rows: int = 10) -> None:
@@ -30,6 +31,27 @@ def test_create_use_destroy(root: Path) -> None:
         assert sb.name.startswith("AGENT_A1_")
     assert not Path(sb.namespace.location).exists()
     assert sb.state == "destroyed"
+
+
+def test_every_file_is_private_from_the_start(root: Path) -> None:
+    """Even with umask 0: the root, registry, namespace and snapshot folders are 0700 and
+    every file in them (databases, journals, records, manifests) is 0600."""
+    previous = os.umask(0)
+    try:
+        with AgentSandbox.create(agent_id="a1", root=root) as sb:
+            _fill(sb)
+            sb.create_snapshot("own")
+            sb.create_snapshot("golden", shared=True)
+            conn = sb.get_connection()
+            conn.execute("DELETE FROM entities")  # an open write: its journal exists
+            assert [*(root / "sandboxes").glob("*-journal"), *(root / "sandboxes").glob("*-wal")]
+            assert wide_modes(root) == []
+            conn.rollback()
+            conn.close()
+            sb.restore_snapshot("own")
+            assert wide_modes(root) == []
+    finally:
+        os.umask(previous)
 
 
 def test_destroy_is_idempotent_and_closes_connections(root: Path) -> None:

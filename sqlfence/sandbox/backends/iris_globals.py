@@ -25,6 +25,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from sqlfence.sandbox import private_files
 from sqlfence.sandbox.snapshots import SnapshotCorrupt
 
 FILE = "globals.jsonl.gz"
@@ -64,7 +65,10 @@ def write_nodes(path: Path, nodes: Iterable[Node]) -> int:
     """Write ``nodes`` to ``path``; return how many. No name or time in the gzip header, so
     the same nodes always give the same bytes (and the same checksum)."""
     count = 0
-    with path.open("wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as out:
+    with (
+        private_files.create(path) as raw,
+        gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as out,
+    ):
         for node in nodes:
             out.write(encode(node).encode() + b"\n")
             count += 1

@@ -5,12 +5,18 @@ revoked from PUBLIC), has ``CONNECTION LIMIT`` from ``max_connections``, a role-
 ``statement_timeout``, and ``default_transaction_read_only`` when the policy is read-only.
 In-server snapshots are ``CREATE DATABASE ... TEMPLATE`` clones; portable ones are pg_dump
 archives. A restore is built beside the live database and swapped in only once verified.
+
+pg_dump and pg_restore get the admin password in their own environment (``PGPASSWORD``),
+never on their command line, and write their files 0600. An admin URL without a password
+leaves libpq to find one (PGPASSWORD, a password file, a service file); when the server asks
+for one it cannot find, ``CredentialsMissing`` says how to give it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import secrets
 import shutil
 import subprocess
@@ -21,7 +27,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from sqlfence.errors import ConfigurationError, SandboxError
 from sqlfence.policies.model import Policy
-from sqlfence.sandbox import naming
+from sqlfence.sandbox import credentials, naming, private_files
 from sqlfence.sandbox.backends.base import Contents, Namespace
 from sqlfence.sandbox.limits import Limits
 from sqlfence.sandbox.snapshots import SnapshotCorrupt
@@ -195,8 +201,8 @@ class PostgresBackend:
     def export_files(self, name: str, directory: Path) -> list[str]:
         """A pg_dump custom-format archive: portable to any server of this major version."""
         target = directory / DUMP_FILE
-        self._tool("pg_dump", "--format=custom", "--no-owner", "--no-acl",
-                   f"--file={target}", f"--dbname={self._admin_url(name)}")  # fmt: skip
+        self._tool("pg_dump", name, "--format=custom", "--no-owner", "--no-acl",
+                   f"--file={target}")  # fmt: skip
         return [DUMP_FILE]
 
     def import_files(self, name: str, directory: Path, files: list[str]) -> None:
@@ -213,9 +219,8 @@ class PostgresBackend:
             )
         )
         try:
-            self._tool("pg_restore", "--no-owner", "--no-acl", "--exit-on-error",
-                       f"--role={name}", f"--dbname={self._admin_url(staging)}",
-                       str(directory / DUMP_FILE))  # fmt: skip
+            self._tool("pg_restore", staging, "--no-owner", "--no-acl", "--exit-on-error",
+                       f"--role={name}", str(directory / DUMP_FILE))  # fmt: skip
         except BaseException:
             self._drop_database(staging)
             raise
@@ -312,23 +317,33 @@ class PostgresBackend:
 
     def _connection(self) -> Any:
         if self._admin is None or self._admin.closed:
-            self._admin = self._psycopg.connect(self.server_url, autocommit=True)
+            self._admin = self._connect_admin(self.server_url)
         return self._admin
 
     def _connect(self, database: str) -> Any:
-        return self._psycopg.connect(self._admin_url(database), autocommit=True)
+        return self._connect_admin(self._admin_url(database))
+
+    def _connect_admin(self, url: str) -> Any:
+        try:
+            return self._psycopg.connect(url, autocommit=True)
+        except self._psycopg.OperationalError as error:
+            lacking = _credentials_error(error, url)
+            if lacking is None:
+                raise
+            raise lacking from error
 
     def _url(self, database: str, user: str | None = None, password: str | None = None) -> str:
-        parts = urlsplit(self.server_url)
-        netloc = parts.netloc.rsplit("@", 1)[-1]
+        """A URL of ``database`` as ``user`` (default: the admin, with the admin's password)."""
+        bare, admin_password = credentials.split(self.server_url)
+        parts = urlsplit(bare)
+        userinfo, at, hosts = parts.netloc.rpartition("@")
         if user is not None:
-            credentials = quote(user, safe="") + (
-                f":{quote(password, safe='')}" if password else ""
-            )
-            netloc = f"{credentials}@{netloc}"
-        elif "@" in parts.netloc:
-            netloc = parts.netloc
-        return urlunsplit((parts.scheme, netloc, f"/{quote(database)}", parts.query, ""))
+            userinfo, at = quote(user, safe=""), "@"
+        else:
+            password = admin_password
+        netloc = f"{userinfo}@{hosts}" if at else hosts
+        url = urlunsplit((parts.scheme, netloc, f"/{quote(database)}", parts.query, ""))
+        return url if password is None else credentials.with_password(url, password)
 
     def _admin_url(self, database: str) -> str:
         return self._url(database)
@@ -337,13 +352,40 @@ class PostgresBackend:
         parts = urlsplit(self.server_url)
         return f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}"
 
-    def _tool(self, program: str, *args: str) -> None:
+    def _tool(self, program: str, database: str, *args: str) -> None:
+        """Run ``program`` on ``database`` as the admin: the password goes in its environment."""
         path = shutil.which(program) or _pg_bindir_tool(program)
         if path is None:
             raise ConfigurationError(f"{program} is needed for portable PostgreSQL snapshots")
-        done = subprocess.run([path, *args], capture_output=True, text=True, check=False)
+        target, password = credentials.split(self._admin_url(database))
+        environment = dict(os.environ)
+        if password is not None:
+            environment["PGPASSWORD"] = password
+        done = subprocess.run(
+            [path, f"--dbname={target}", *args],
+            env=environment,
+            umask=private_files.CHILD_UMASK,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if done.returncode != 0:
-            raise SandboxError(f"{program} failed: {done.stderr.strip()}")
+            message = done.stderr.strip()
+            if "no password supplied" in message:
+                raise credentials.missing(self.name, self.server_url) from None
+            raise SandboxError(f"{program} failed: {message}")
+
+
+def _credentials_error(error: Exception, url: str) -> Exception | None:
+    """CredentialsMissing when a connection failed for want of a (right) password, else None."""
+    pgconn = getattr(error, "pgconn", None)
+    if pgconn is None:
+        return None
+    if pgconn.needs_password:  # libpq found no password anywhere it looks
+        return credentials.missing("postgres", url)
+    if pgconn.used_password and "password authentication failed" in str(error):
+        return credentials.missing("postgres", url, refused=True)
+    return None
 
 
 def _pg_bindir_tool(program: str) -> str | None:

@@ -2,7 +2,8 @@
 
 There is no server and no role: isolation is the file, and the fence's own engine-side
 checks (authorizer, ``query_only``) are the second layer. Snapshots are files written with
-SQLite's online backup API, so they are consistent while agents are connected.
+SQLite's online backup API, so they are consistent while agents are connected. Database
+files are made 0600 before SQLite opens them (its journals take the database's mode).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from sqlfence.errors import NotSupportedError, SandboxError
 from sqlfence.policies.model import Policy
-from sqlfence.sandbox import naming
+from sqlfence.sandbox import naming, private_files
 from sqlfence.sandbox.backends.base import Contents, Namespace
 from sqlfence.sandbox.limits import Limits
 
@@ -41,7 +42,7 @@ class SQLiteBackend:
         self, name: str, limits: Limits, policy: Policy, labels: dict[str, Any]
     ) -> Namespace:
         """Create an empty database file. Raises SandboxError when it already exists."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_files.directory(self.directory)
         path = self.path(name)
         try:
             path.touch(mode=0o600, exist_ok=False)
@@ -85,7 +86,8 @@ class SQLiteBackend:
     def export_files(self, name: str, directory: Path) -> list[str]:
         """One consistent copy of the database, made with the online backup API."""
         self._require(name)
-        with _open(self.path(name)) as source, _open(directory / DATA_FILE) as target:
+        target_path = private_files.reserve(directory / DATA_FILE)
+        with _open(self.path(name)) as source, _open(target_path) as target:
             source.backup(target)
         return [DATA_FILE]
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from sqlfence.sandbox import credentials
 from sqlfence.sandbox.backends.base import Backend
 
 
@@ -53,8 +54,15 @@ class ContainerHost(Protocol):
         ...
 
 
-def backend_for(kind: str, root: Path, server_url: str | None) -> Backend:
-    """Build backend ``kind`` for sandboxes under ``root`` (files) or on ``server_url``."""
+def backend_for(
+    kind: str, root: Path, server_url: str | None, given: credentials.Credentials = None
+) -> Backend:
+    """Build backend ``kind`` for sandboxes under ``root`` (files) or on ``server_url``.
+
+    ``server_url`` may be an address without a password (a registry record's): the password
+    then comes from ``given`` admin URLs or the environment (see ``credentials``).
+    Raises ConfigurationError, CredentialsMissing.
+    """
     from sqlfence.errors import ConfigurationError
 
     if kind == "sqlite":
@@ -63,6 +71,7 @@ def backend_for(kind: str, root: Path, server_url: str | None) -> Backend:
         return SQLiteBackend(root / "sandboxes")
     if server_url is None:
         raise ConfigurationError(f"the {kind} backend needs server_url=<admin URL of a server>")
+    server_url = credentials.admin_url(kind, server_url, given)
     if kind in ("postgres", "postgresql"):
         from sqlfence.sandbox.backends.postgres import PostgresBackend
 
@@ -75,13 +84,18 @@ def backend_for(kind: str, root: Path, server_url: str | None) -> Backend:
 
 
 def drop_recorded(
-    kind: str, root: Path, server_url: str | None, name: str, clones: Iterable[str]
+    kind: str,
+    root: Path,
+    server_url: str | None,
+    name: str,
+    clones: Iterable[str],
+    given: credentials.Credentials = None,
 ) -> None:
     """Drop namespace ``name`` and its ``clones`` through a backend made for it, then close it.
 
     What the reaper does with a record whose owning process is gone.
     """
-    backend = backend_for(kind, root, server_url)
+    backend = backend_for(kind, root, server_url, given)
     try:
         for clone in clones:
             backend.drop_clone(clone)
