@@ -32,6 +32,7 @@ from typing import Any
 from sqlfence.errors import ConfigurationError
 from sqlfence.integrations.mcp_curated import CuratedTool, compile_template
 from sqlfence.integrations.mcp_tokens import TokenFile, TokenIdentity
+from sqlfence.observe.audit import AuditLog
 from sqlfence.policies.engine import dialect_instance
 from sqlfence.policies.loader import PolicySource, load_policy
 from sqlfence.policies.model import Policy
@@ -115,6 +116,7 @@ class MCPSettings:
                 "sandbox root, or a snapshot directory)"
             )
         if self.sandbox:
+            _try_sandbox(self, policies[0])
             return policies
         if self.url is None:
             raise ConfigurationError("an MCP server needs a database URL unless sandbox=True")
@@ -142,10 +144,18 @@ def policy_for(settings: MCPSettings, agent_id: str, tenant: str | None) -> Poli
 class AgentSession:
     """One MCP session's fence connections (and sandbox), closed when the session ends.
 
-    ``lock`` serialises the session's calls: each is one transaction on ``agent``.
+    ``lock`` serialises the session's calls: each is one transaction on ``agent``. ``audit``
+    is the server's audit log (an ``AuditLog``), shared by the connections and the sandbox's
+    lifecycle events.
     """
 
-    def __init__(self, settings: MCPSettings, who: TokenIdentity, client_name: str | None) -> None:
+    def __init__(
+        self,
+        settings: MCPSettings,
+        who: TokenIdentity,
+        client_name: str | None,
+        audit: AuditLog | None = None,
+    ) -> None:
         self.agent_id, self.tenant = who.agent_id, who.tenant
         self.client_name = client_name
         self.lock = threading.Lock()
@@ -160,7 +170,7 @@ class AgentSession:
                 tenant=self.tenant,
                 backend="sqlite",
                 access_policy=self.policy,
-                audit=settings.audit,
+                audit=audit,
                 root=settings.sandbox_root,
                 load_snapshot=settings.snapshot,
             )
@@ -180,7 +190,7 @@ class AgentSession:
                 policy=self.policy,
                 agent_id=self.agent_id,
                 tenant=self.tenant,
-                audit=settings.audit,
+                audit=audit,
                 client_name=client_name,
             )
         self.system = self.agent.session.system
@@ -190,7 +200,7 @@ class AgentSession:
                 policy=_SERVER_POLICY,
                 agent_id=self.agent_id,
                 tenant=self.tenant,
-                audit=settings.audit,
+                audit=audit,
                 client_name=client_name,
                 sandbox=self.sandbox,
                 **_READ_ONLY_KWARGS.get(self.system, {}),
@@ -207,6 +217,20 @@ class AgentSession:
                 connection.close()
         if self._sandbox is not None:
             self._sandbox.destroy()
+
+
+def _try_sandbox(settings: MCPSettings, policy: Policy) -> None:
+    """Create and destroy one sandbox as a session would: the root is usable, the snapshot
+    loads. Raises the sandbox layer's error (a sqlfence.Error) or OSError."""
+    from sqlfence.sandbox import AgentSandbox
+
+    AgentSandbox.create(
+        agent_id=settings.identity,
+        backend="sqlite",
+        access_policy=policy,
+        root=settings.sandbox_root,
+        load_snapshot=settings.snapshot,
+    ).destroy()
 
 
 def _snapshot_exists(snapshot: str | Path, root: str | Path | None) -> bool:

@@ -35,6 +35,7 @@ from sqlfence.integrations.mcp_results import (
     tool_result,
 )
 from sqlfence.integrations.mcp_tokens import TokenIdentity, authenticated
+from sqlfence.observe.audit import AuditLog
 from sqlfence.observe.events import DENIED, FAILED, OK, plain_event
 from sqlfence.observe.fanout import build_observer
 from sqlfence.proxy.connection import GuardedConnection
@@ -65,7 +66,7 @@ class FenceTools:
         self._templates: dict[tuple[str, str], Template] = {}
         self._lock = threading.Lock()
         self._observer = build_observer(audit=settings.audit, monitoring=False, telemetry=False)
-        self._audit = getattr(self._observer, "audit", None)
+        self._audit: AuditLog | None = getattr(self._observer, "audit", None)
         self.budget = Budget(settings.max_rows, settings.max_result_bytes, settings.max_cell_bytes)
 
     # -- the tools ------------------------------------------------------------------------
@@ -280,7 +281,7 @@ class FenceTools:
                 raise ToolError("this MCP session belongs to another identity")
             if session is None:
                 try:
-                    session = AgentSession(self.settings, who, _client_name(ctx))
+                    session = AgentSession(self.settings, who, _client_name(ctx), self._audit)
                 except Error as error:
                     raise ToolError(f"{type(error).__name__}: {error}") from error
                 self._sessions[key] = session

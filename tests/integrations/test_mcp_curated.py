@@ -114,7 +114,7 @@ def test_a_bad_tools_file_names_its_problem(tmp_path: Path, text: str, reason: s
     """A tools file that cannot be used is a ConfigurationError naming the file and entry."""
     path = tmp_path / "tools.yaml"
     path.write_text(text)
-    with pytest.raises(ConfigurationError, match="tools.yaml") as raised:
+    with pytest.raises(ConfigurationError, match=r"tools\.yaml") as raised:
         load_tools(path)
     assert reason in str(raised.value)
 
@@ -155,7 +155,7 @@ def test_curated_tools_bind_their_arguments(tmp_path: Path, database: Path) -> N
         ("people_after", {"low": 1}),
         ("people_after", {"low": 0, "count": 3}),
     ]
-    tools, [ada, injected, default_count, three] = anyio.run(
+    _tools, [ada, injected, default_count, three] = anyio.run(
         _calls, _params(tmp_path, database), calls
     )
     assert _rows(ada) == [[1, "Ada"]]
@@ -181,9 +181,7 @@ def test_curated_tools_declare_their_schemas(tmp_path: Path, database: Path) -> 
     assert tools["rename_person"].annotations.destructive_hint is True
 
 
-def test_arguments_are_validated_and_the_template_is_judged(
-    tmp_path: Path, database: Path
-) -> None:
+def test_arguments_are_validated_and_the_template_is_judged(tmp_path: Path, database: Path) -> None:
     """A wrong type or an out-of-range value is refused before SQL; the fence still judges
     the template (a denied table, a write under a read-only policy)."""
     calls = [
