@@ -15,7 +15,14 @@ from sqlglot.dialects.dialect import Dialect
 from sqlfence.errors import ConfigurationError
 from sqlfence.policies.loader import PolicySource, load_policy
 from sqlfence.policies.model import Policy
-from sqlfence.policies.rules import Context, Patterns, Violation, rules_for, statement_length
+from sqlfence.policies.rules import (
+    Context,
+    Patterns,
+    Violation,
+    rules_for,
+    statement_length,
+    statement_tokens,
+)
 from sqlfence.policies.tables import TableSet
 from sqlfence.sql import postgres_grammar
 from sqlfence.sql.analysis import Analysis, FactHook, StatementFacts, analyze, statement_kind
@@ -23,6 +30,7 @@ from sqlfence.sql.functions import builtin_denied, builtin_denied_rule, policy_n
 from sqlfence.sql.names import Namer
 from sqlfence.sql.postgres_grammar import EngineReading
 from sqlfence.sql.rewrite import limit_rows
+from sqlfence.sql.size import token_count
 
 
 @dataclass(frozen=True)
@@ -179,6 +187,11 @@ class Guard:
             facts = StatementFacts(operation="unparsed", unparsed="too long to parse")
             ctx = Context(sql, facts, policy, self.patterns)
             return Decision(False, sql, facts, tuple(statement_length(ctx)))
+        budget = policy.max_statement_tokens
+        if len(sql) > budget and token_count(sql, budget) > budget:  # a token takes a character
+            facts = StatementFacts(operation="unparsed", unparsed="too many tokens to parse")
+            ctx = Context(sql, facts, policy, self.patterns)
+            return Decision(False, sql, facts, tuple(statement_tokens(ctx)))
         refused = input_refused(sql)
         if refused is not None:  # denied in every mode: no driver may see such text
             facts = StatementFacts(operation="unparsed", unparsed=refused)

@@ -90,6 +90,12 @@ class Policy(BaseModel):
     max_statement_length: int = Field(
         100_000, ge=1, description="longest statement text accepted, in characters"
     )
+    max_statement_tokens: int = Field(
+        50_000,
+        ge=1,
+        description="most tokens (words, numbers, strings, symbols) a statement may have: "
+        "judging costs time and memory in proportion, so a bigger one is refused unparsed",
+    )
     statement_timeout_ms: int | None = Field(
         None, ge=1, description="server-side statement timeout set on every session"
     )

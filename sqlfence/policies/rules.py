@@ -20,6 +20,7 @@ from sqlfence.policies.tables import (
 from sqlfence.sql.analysis import StatementFacts
 from sqlfence.sql.functions import canonical
 from sqlfence.sql.postgres_grammar import EngineReading
+from sqlfence.sql.size import token_count
 
 _READ_OPERATIONS = frozenset({"select"})
 _NOT_STATEMENTS = frozenset({"unparsed", "empty"})  # the unparsed rule has said why
@@ -108,6 +109,17 @@ def statement_length(ctx: Context) -> Iterator[Violation]:
             ctx,
             "max_statement_length",
             f"statement is {len(ctx.sql)} characters, over the limit of {limit}",
+        )
+
+
+def statement_tokens(ctx: Context) -> Iterator[Violation]:
+    """Refuse texts with more than ``max_statement_tokens`` tokens before parsing them."""
+    limit = ctx.policy.max_statement_tokens
+    if token_count(ctx.sql, limit) > limit:
+        yield _violation(
+            ctx,
+            "max_statement_tokens",
+            f"statement has more than {limit} tokens (max_statement_tokens): too costly to judge",
         )
 
 

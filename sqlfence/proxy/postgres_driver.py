@@ -1,17 +1,21 @@
 """PostgreSQL through psycopg 3: ``postgresql://user:password@host:port/database?options``.
 
 The second layer is the server's: ``default_transaction_read_only`` and ``statement_timeout``
-are set as session options at connect time, before the agent's first statement.
+are set as session options at connect time, before the agent's first statement. With a
+statement timeout, each ``execute`` also has a client-side deadline (the timeout plus
+``DEADLINE_GRACE_S``): a server that stops answering cannot hold the caller for ever.
 """
 
 from __future__ import annotations
 
 import inspect
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 from sqlfence.errors import ConfigurationError
 from sqlfence.policies.engine import Decision, Guard
+from sqlfence.proxy.deadline import WATCHDOG
 from sqlfence.proxy.drivers import ConnectionURL, Driver
 from sqlfence.sql import postgres_grammar
 
@@ -43,7 +47,11 @@ class PostgresDriver(Driver):
         if settings:
             extra = " ".join(f"-c {name}={value}" for name, value in settings.items())
             params["options"] = f"{params.get('options', '')} {extra}".strip()
-        return self.module.connect(**params)
+        raw = self.module.connect(**params)
+        timeout = guard.policy.statement_timeout_ms
+        if timeout is not None:
+            _DEADLINES[raw] = timeout / 1000 + DEADLINE_GRACE_S
+        return raw
 
     def open_cursor(self, raw: Any) -> Any:
         """A psycopg cursor that always uses the extended query protocol.
@@ -55,7 +63,7 @@ class PostgresDriver(Driver):
         factory = getattr(raw, "cursor_factory", None)
         if not isinstance(factory, type):
             return raw.cursor()  # not a psycopg 3 connection: its own cursor
-        return _one_statement(factory)(raw, row_factory=raw.row_factory)
+        return _one_statement(factory, _DEADLINES.get(raw))(raw, row_factory=raw.row_factory)
 
     def privileges(self, raw: Any) -> tuple[str, ...]:
         """``superuser`` or the predefined roles that reach outside SQL, held by the login."""
@@ -191,12 +199,16 @@ _PRIVILEGES_QUERY = (
     + ", ".join(f"pg_has_role(session_user, '{role}', 'MEMBER')" for role in _SERVER_ROLES)
     + " FROM pg_roles WHERE rolname = session_user"
 )
-_ONE_STATEMENT: dict[Any, type] = {}
+_ONE_STATEMENT: dict[tuple[Any, float | None], type] = {}
+# The client-side deadline of each connection with a statement timeout, in seconds.
+_DEADLINES: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+DEADLINE_GRACE_S = 2.0  # the server's own statement_timeout has this long to answer first
 
 
-def _one_statement(base: Any) -> type:
-    """``base`` (a psycopg cursor class) sending every statement with the extended protocol."""
-    made = _ONE_STATEMENT.get(base)
+def _one_statement(base: Any, deadline: float | None = None) -> type:
+    """``base`` (a psycopg cursor class) sending every statement with the extended protocol,
+    and with ``deadline`` (seconds) watched on each execute."""
+    made = _ONE_STATEMENT.get((base, deadline))
     if made is not None:
         return made
     send = getattr(base, "_execute_send", None)
@@ -210,9 +222,32 @@ def _one_statement(base: Any) -> type:
         send(self, query, force_extended=True, **kw)
 
     methods: dict[str, Any] = {"_execute_send": _execute_send}
+    if deadline is not None:
+        methods["execute"] = _watched(base.execute, deadline)
+        methods["executemany"] = _watched(base.executemany, deadline)
     made = type(f"OneStatement{base.__name__}", (base,), methods)
-    _ONE_STATEMENT[base] = made
+    _ONE_STATEMENT[(base, deadline)] = made
     return made
+
+
+def _watched(run: Callable[..., Any], deadline: float) -> Callable[..., Any]:
+    """``run`` (a cursor method) under the watchdog: past ``deadline`` seconds the
+    connection's socket is shut down and the driver's error says why."""
+
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        connection = self.connection
+        with WATCHDOG.watching(lambda: connection.pgconn.socket, deadline) as expired:
+            try:
+                return run(self, *args, **kwargs)
+            except Exception as error:
+                if not expired.fired:
+                    raise
+                raise type(error)(
+                    f"no answer from the server within {deadline:g} s (statement_timeout_ms "
+                    f"plus {DEADLINE_GRACE_S:g} s): the connection was closed"
+                ) from error
+
+    return method
 
 
 def _session_settings(guard: Guard) -> dict[str, str]:
