@@ -42,7 +42,8 @@ logging.getLogger("sqlfence").addHandler(logging.NullHandler())
 
 # PEP 249 module globals. Connections may be shared between threads, cursors may not
 # (the strictest of the wrapped drivers decides). The fence's SQL uses the driver's own
-# placeholders; ``paramstyle`` states the default driver's (sqlite3, qmark).
+# placeholders: ``paramstyle`` states the default driver's (sqlite3, qmark), and each
+# connection's ``paramstyle`` its own (``pyformat`` on PostgreSQL).
 apilevel = "2.0"
 threadsafety = 1
 paramstyle = "qmark"

@@ -29,6 +29,7 @@ from sqlfence.sql.analysis import Analysis, FactHook, StatementFacts, analyze, s
 from sqlfence.sql.functions import builtin_denied, builtin_denied_rule, policy_names
 from sqlfence.sql.names import Namer
 from sqlfence.sql.postgres_grammar import EngineReading
+from sqlfence.sql.quiet import quiet_sqlglot
 from sqlfence.sql.rewrite import limit_rows
 from sqlfence.sql.size import token_count
 
@@ -116,7 +117,8 @@ class Guard:
         """The decision on ``sql``. Never raises for bad SQL: it is denied with a reason."""
         decision = self._cache.get(sql)
         if decision is None:
-            decision = self._decide(sql)
+            with quiet_sqlglot():
+                decision = self._decide(sql)
             if self._cache_size <= 0:
                 return decision  # caching switched off
             if len(self._cache) >= self._cache_size:

@@ -132,6 +132,16 @@ class GuardedConnection:
         """Shortcut: a new cursor that has executed ``operation`` (guarded like any other)."""
         return self.cursor().execute(operation, parameters)
 
+    def executemany(self, operation: str, seq_of_parameters: Any) -> GuardedCursor:
+        """Shortcut: a new cursor that has run ``operation`` for every parameter set."""
+        return self.cursor().executemany(operation, seq_of_parameters)
+
+    @property
+    def paramstyle(self) -> str:
+        """This connection's placeholder style (PEP 249): ``qmark`` (``?``) on SQLite and
+        IRIS, ``pyformat`` (``%s``, ``%(name)s``) on PostgreSQL."""
+        return self._driver.paramstyle
+
     def commit(self) -> None:
         """Commit the current transaction."""
         self._check_open()

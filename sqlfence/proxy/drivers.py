@@ -82,6 +82,13 @@ class Driver:
     system = "other_sql"
     default_schema: str | None = None
 
+    @property
+    def paramstyle(self) -> str:
+        """The DBAPI module's placeholder style (PEP 249), ``qmark`` when it does not say."""
+        return str(getattr(self.module, "paramstyle", None) or self._default_paramstyle)
+
+    _default_paramstyle = "qmark"
+
     def __init__(self) -> None:
         self._module: ModuleType | None = None
         self._errors: tuple[tuple[type[BaseException], type[errors.Error]], ...] = ()

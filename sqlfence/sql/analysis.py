@@ -22,6 +22,7 @@ from sqlfence.sql import sqlite_lexing
 from sqlfence.sql.fingerprint import fingerprint, fingerprint_tokens
 from sqlfence.sql.functions import function_name
 from sqlfence.sql.names import Namer
+from sqlfence.sql.quiet import quiet_sqlglot
 
 # Statement kinds by root node class. Anything else is named by the node's key.
 _OPERATIONS: dict[type[exp.Expr], str] = {
@@ -201,7 +202,8 @@ def analyze(
     """
     text = sqlite_lexing.parseable(sql) if namer.dialect_name == "sqlite" else sql
     try:
-        tokens, parsed = parse(text, dialect)
+        with quiet_sqlglot():
+            tokens, parsed = parse(text, dialect)
     except Exception as error:  # fail closed: sqlglot also raises TypeError, RecursionError
         return _not_understood(sql, dialect, "cannot parse", error)
     refused = sqlite_lexing.misreading(sql, tokens) if namer.dialect_name == "sqlite" else None

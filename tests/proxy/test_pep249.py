@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pickle
+import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -283,3 +285,21 @@ def test_callproc_is_judged(backend: Backend) -> None:
     with pytest.raises(sqlfence.PolicyViolation, match="CALL"):
         connection.cursor().callproc("anything", (1,))
     connection.close()
+
+
+def test_connection_shortcuts_and_paramstyle(tmp_path: Path, pg_url: str) -> None:
+    """conn.executemany like sqlite3's, and each connection's own placeholder style."""
+    writer = {"read_only": False, "statements": ["select", "insert", "create"]}
+    with sqlfence.connect(f"sqlite:///{tmp_path / 'p.db'}", policy=writer) as lite:
+        assert lite.paramstyle == "qmark"
+        lite.execute("CREATE TABLE t (x INT)")
+        lite.executemany("INSERT INTO t VALUES (?)", [(1,), (2,), (3,)])
+        assert lite.execute("SELECT count(*) FROM t").fetchone() == (3,)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sqlfence.PrivilegeWarning)
+        pg = sqlfence.connect(pg_url, policy=writer)
+    with pg:
+        assert pg.paramstyle == "pyformat"
+        pg.execute("CREATE TABLE t (x INT)")
+        pg.executemany("INSERT INTO t VALUES (%s)", [(1,), (2,)])
+        assert pg.execute("SELECT count(*) FROM t").fetchone() == (2,)
