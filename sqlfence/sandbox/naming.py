@@ -1,4 +1,5 @@
-"""Namespace names: ``AGENT_<ID>_<YYYYMMDD_HHMMSS>_<token>`` and ``TENANT_<T>_AGENT_<ID>_...``.
+"""Namespace names: ``AGENT_<ID>_<YYYYMMDD_HHMMSS>_<token>`` and ``TENANT_<T>_AGENT_<ID>_...``,
+or ``SANDBOX_<token>`` where every login on the server can list the names (PostgreSQL).
 
 Pure functions. A name is what every backend accepts as an identifier: letters, digits and
 underscore, a letter first, at most 63 characters (PostgreSQL's and IRIS's limit). A name
@@ -12,7 +13,8 @@ import re
 from datetime import datetime, timezone
 
 MAX_LENGTH = 63
-PREFIXES = ("AGENT_", "TENANT_")
+PREFIXES = ("AGENT_", "TENANT_", "SANDBOX_")
+PATTERN = "^(AGENT|TENANT|SANDBOX)_"  # the same prefixes, as a regular expression for SQL
 _HASH_LENGTH = 8
 _NOT_ALLOWED = re.compile(r"[^A-Z0-9_]+")
 _VALID = re.compile(rf"[A-Za-z][A-Za-z0-9_]{{0,{MAX_LENGTH - 1}}}")
@@ -51,6 +53,15 @@ def namespace_name(
     if token:
         parts.append(sanitise(token))
     return fit("_".join(parts))
+
+
+def opaque_name(token: str) -> str:
+    """A name that says nothing of who it is for: ``SANDBOX_<token>`` (the registry knows).
+
+    For servers whose every login reads the catalog of names (PostgreSQL's ``pg_database``
+    and ``pg_roles``). ``token`` must be random enough not to be guessed (16 hex digits).
+    """
+    return fit(f"SANDBOX_{sanitise(token)}")
 
 
 def fit(name: str, limit: int = MAX_LENGTH) -> str:

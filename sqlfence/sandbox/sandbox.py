@@ -27,7 +27,7 @@ from sqlfence.sandbox.credentials import Credentials, urls
 from sqlfence.sandbox.limits import Limits, build_limits, build_policy
 from sqlfence.sandbox.registry import Owner, Record, Registry
 from sqlfence.sandbox.runtimes import runtime_for
-from sqlfence.sandbox.runtimes.base import ContainerHost, Runtime, backend_for
+from sqlfence.sandbox.runtimes.base import ContainerHost, Runtime, backend_for, names_are_public
 from sqlfence.sandbox.snapshots import Manifest, SnapshotStore
 
 DEFAULT_ROOT = Path(".sqlfence")
@@ -119,7 +119,10 @@ class AgentSandbox:
         chosen = runtime_for(runtime, backend, server_url, placement=placement, image=image)
         database = chosen.backend(backend, home)
         now = datetime.now(timezone.utc)
-        name = naming.namespace_name(agent_id, tenant, now, token=secrets.token_hex(3))
+        if names_are_public(database):  # the registry alone maps the name to agent and tenant
+            name = naming.opaque_name(secrets.token_hex(8))
+        else:
+            name = naming.namespace_name(agent_id, tenant, now, token=secrets.token_hex(3))
         if ttl is not None and not isinstance(ttl, (int, float, timedelta)):
             raise ConfigurationError(f"ttl must be seconds or a timedelta, not {ttl!r}")
         seconds = ttl.total_seconds() if isinstance(ttl, timedelta) else ttl
@@ -499,7 +502,7 @@ class AgentSandbox:
 
     @property
     def name(self) -> str:
-        """The namespace name (AGENT_... or TENANT_..._AGENT_...)."""
+        """The namespace name (AGENT_..., TENANT_..._AGENT_..., or SANDBOX_... on PostgreSQL)."""
         return self.namespace.name
 
     @property

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 import sqlfence
-from sqlfence.sandbox import AgentSandbox, SnapshotCorrupt
+from sqlfence.sandbox import AgentSandbox, SnapshotCorrupt, naming
 from tests.postgres_server import PostgresServer
 from tests.sandbox.conftest import count_rows, flip_byte
 
@@ -20,9 +20,9 @@ pytestmark = pytest.mark.postgres
 def _sandbox_objects(url: str) -> tuple[list[str], list[str]]:
     with psycopg.connect(url, autocommit=True) as admin:
         databases = admin.execute(
-            "SELECT datname FROM pg_database WHERE datname ~ '^(AGENT|TENANT)_'"
+            "SELECT datname FROM pg_database WHERE datname ~ %s", (naming.PATTERN,)
         ).fetchall()
-        roles = admin.execute("SELECT rolname FROM pg_roles WHERE rolname ~ '^(AGENT|TENANT)_'")
+        roles = admin.execute("SELECT rolname FROM pg_roles WHERE rolname ~ %s", (naming.PATTERN,))
         return [row[0] for row in databases], [row[0] for row in roles.fetchall()]
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from sqlfence.sandbox import AgentSandbox, CredentialsMissing, Registry, listing, reap
+from sqlfence.sandbox import AgentSandbox, CredentialsMissing, Registry, listing, naming, reap
 from sqlfence.sandbox import credentials as creds
 from tests.sandbox.conftest import (
     REPOSITORY,
@@ -63,8 +63,9 @@ def _create(server: PasswordServer, root: Path, agent_id: str) -> AgentSandbox:
 def _sandbox_objects(server: PasswordServer) -> list[str]:
     with psycopg.connect(server.url, autocommit=True) as admin:
         rows = admin.execute(
-            "SELECT datname FROM pg_database WHERE datname ~ '^(AGENT|TENANT)_' UNION ALL "
-            "SELECT rolname FROM pg_roles WHERE rolname ~ '^(AGENT|TENANT)_'"
+            "SELECT datname FROM pg_database WHERE datname ~ %(p)s UNION ALL "
+            "SELECT rolname FROM pg_roles WHERE rolname ~ %(p)s",
+            {"p": naming.PATTERN},
         ).fetchall()
     return [row[0] for row in rows]
 

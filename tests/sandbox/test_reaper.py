@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sqlfence.sandbox import AgentSandbox, Owner, Registry, listing, reap
+from sqlfence.sandbox import AgentSandbox, Owner, Registry, listing, naming, reap
 from sqlfence.sandbox.backends.postgres import PostgresBackend
 from tests.postgres_server import PostgresServer
 from tests.sandbox.conftest import signal_when_ready
@@ -103,7 +103,7 @@ def test_sigkilled_child_leaves_nothing_postgres(
         assert backend.names() == []
         assert backend.roles() == []
         with backend._connection().execute(
-            "SELECT count(*) FROM pg_database WHERE datname ~ '^(AGENT|TENANT)_'"
+            "SELECT count(*) FROM pg_database WHERE datname ~ %s", (naming.PATTERN,)
         ) as cursor:
             assert cursor.fetchone()[0] == 0
     finally:

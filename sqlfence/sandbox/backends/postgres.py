@@ -1,8 +1,13 @@
-"""PostgreSQL: a database per namespace, owned by a login role of its own.
+"""PostgreSQL: a database per namespace, served to a login role of its own.
 
 The second layer is the server's: the role may connect only to its own database (CONNECT is
-revoked from PUBLIC), has ``CONNECTION LIMIT`` from ``max_connections``, a role-level
+revoked from PUBLIC), which the admin owns so the role cannot open it to others; its rights
+are privileges (``postgres_grants``: a read-only role can write nothing even after changing
+its session defaults), with ``CONNECTION LIMIT`` from ``max_connections``, a role-level
 ``statement_timeout``, and ``default_transaction_read_only`` when the policy is read-only.
+Every login can read ``pg_database`` and ``pg_roles``: names and comments there say nothing
+of agents or tenants (the sandbox picks opaque names, see ``shared_catalog``). On a server
+sqlfence runs alone (``managed``), PUBLIC may not connect to ``postgres`` or ``template1``.
 In-server snapshots are ``CREATE DATABASE ... TEMPLATE`` clones; portable ones are pg_dump
 archives. A restore is built beside the live database and swapped in only once verified.
 
@@ -28,11 +33,14 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from sqlfence.errors import ConfigurationError, SandboxError
 from sqlfence.policies.model import Policy
 from sqlfence.sandbox import credentials, naming, private_files
+from sqlfence.sandbox.backends import postgres_grants as grants
 from sqlfence.sandbox.backends.base import Contents, Namespace
 from sqlfence.sandbox.limits import Limits
 from sqlfence.sandbox.snapshots import SnapshotCorrupt
 
 DUMP_FILE = "data.pgdump"
+# What a database's comment may say: everyone can read comments, so no agent id or tenant.
+_COMMENT_KEYS = ("sqlfence", "role", "read_only", "parent")
 _TABLES = """
 SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
@@ -48,14 +56,18 @@ class PostgresBackend:
 
     name = "postgres"
     clones = True
+    shared_catalog = True  # every login reads pg_database and pg_roles: names must be opaque
 
-    def __init__(self, server_url: str) -> None:
+    def __init__(self, server_url: str, managed: bool = False) -> None:
+        """``managed``: the server is sqlfence's alone, so server-wide confinement applies."""
         try:
             import psycopg
         except ImportError as error:  # pragma: no cover - the postgres extra is missing
             raise ConfigurationError("pip install 'sqlfence[postgres]' for PostgreSQL") from error
         self._psycopg = psycopg
         self.server_url = server_url
+        self.managed = managed
+        self._confined = False
         self._admin: Any = None
         self._lock = threading.Lock()
 
@@ -64,15 +76,19 @@ class PostgresBackend:
     def create(
         self, name: str, limits: Limits, policy: Policy, labels: dict[str, Any]
     ) -> Namespace:
-        """Create role ``name`` and database ``name`` owned by it, closed to everyone else."""
+        """Create login role ``name`` and database ``name`` (the admin's), closed to all else."""
         password = secrets.token_urlsafe(24)
         sql = self._psycopg.sql
         role = sql.Identifier(name)
+        read_only = policy.read_only
         statements = [
             sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} CONNECTION LIMIT {}").format(
                 role, sql.Literal(password), sql.Literal(limits.max_connections or -1)
             )
         ]
+        if read_only:
+            owner = sql.Identifier(grants.owner_role(name))
+            statements.append(sql.SQL("CREATE ROLE {} NOLOGIN").format(owner))
         timeout = policy.statement_timeout_ms or limits.statement_timeout_ms
         if timeout:
             statements.append(
@@ -80,16 +96,18 @@ class PostgresBackend:
                     role, sql.Literal(int(timeout))
                 )
             )
-        if policy.read_only:
+        if read_only:  # a clear message for a stray write; the privileges are what refuse it
             statements.append(
                 sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(role)
             )
         statements += [
-            sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), role),
-            *self._closed(name, {**labels, "role": name}),
+            sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)),
+            *self._closed(name, {**labels, "role": name, "read_only": read_only}),
         ]
         try:
+            self._confine_server()
             self._run(*statements)
+            self._run_in(name, grants.inside(sql, name, read_only))
         except self._psycopg.Error as error:
             raise SandboxError(f"could not create PostgreSQL sandbox {name}: {error}") from error
         return Namespace(
@@ -101,7 +119,7 @@ class PostgresBackend:
         )
 
     def drop(self, name: str) -> None:
-        """Drop the database, any half-made restore and clones of it, then the role."""
+        """Drop the database, any half-made restore and clones of it, then its roles."""
         sql = self._psycopg.sql
         for clone in self._clones_of(name):
             self.drop_clone(clone)
@@ -109,7 +127,11 @@ class PostgresBackend:
             self._run(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
             )
-        self._run(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+        self._run(
+            sql.SQL("DROP ROLE IF EXISTS {}, {}").format(
+                sql.Identifier(name), sql.Identifier(grants.owner_role(name))
+            )
+        )
 
     def names(self) -> list[str]:
         """Sandbox databases on the server (clones and half-made restores excluded)."""
@@ -120,8 +142,8 @@ class PostgresBackend:
         return [row[0] for row in rows]
 
     def roles(self) -> list[str]:
-        """Login roles that sqlfence sandboxes own (by name prefix)."""
-        rows = self._query("SELECT rolname FROM pg_roles WHERE rolname ~ '^(AGENT|TENANT)_'")
+        """Roles that sqlfence sandboxes own (by name prefix)."""
+        rows = self._query("SELECT rolname FROM pg_roles WHERE rolname ~ %s", (naming.PATTERN,))
         return sorted(row[0] for row in rows)
 
     def size_bytes(self, name: str) -> int:
@@ -182,8 +204,8 @@ class PostgresBackend:
         sql = self._psycopg.sql
         staging = self._staging(name)
         self._run(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {} OWNER {} STRATEGY FILE_COPY").format(
-                sql.Identifier(staging), sql.Identifier(clone), sql.Identifier(name)
+            sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(
+                sql.Identifier(staging), sql.Identifier(clone)
             )
         )
         if self._digest(staging) != digest:
@@ -206,21 +228,24 @@ class PostgresBackend:
         return [DUMP_FILE]
 
     def import_files(self, name: str, directory: Path, files: list[str]) -> None:
-        """pg_restore into a database beside ``name`` as its role, then swap it in."""
+        """pg_restore into a database beside ``name`` as its role (a read-only sandbox's owner
+        role), then swap it in."""
         if files != [DUMP_FILE]:
             raise SandboxError(
                 f"not a PostgreSQL snapshot: expected [{DUMP_FILE!r}], found {files}"
             )
         sql = self._psycopg.sql
+        read_only = bool(self._labels(name)[0].get("read_only"))
         staging = self._staging(name)
         self._run(
-            sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                sql.Identifier(staging), sql.Identifier(name)
-            )
+            sql.SQL("CREATE DATABASE {}").format(sql.Identifier(staging)),
+            *grants.database(sql, staging, name, read_only),
         )
         try:
+            self._run_in(staging, grants.inside(sql, name, read_only))
             self._tool("pg_restore", staging, "--no-owner", "--no-acl", "--exit-on-error",
-                       f"--role={name}", str(directory / DUMP_FILE))  # fmt: skip
+                       f"--role={grants.loader(name, read_only)}",
+                       str(directory / DUMP_FILE))  # fmt: skip
         except BaseException:
             self._drop_database(staging)
             raise
@@ -235,15 +260,19 @@ class PostgresBackend:
 
     # -- plumbing --------------------------------------------------------------------
 
-    def _swap_in(self, name: str, staging: str) -> None:
-        sql = self._psycopg.sql
+    def _labels(self, name: str) -> tuple[dict[str, Any], bool]:
+        """Sandbox database ``name``'s labels (its comment) and whether it takes connections."""
         rows = self._query(
             "SELECT shobj_description(oid, 'pg_database'), datallowconn FROM pg_database "
             "WHERE datname = %s",
             (name,),
         )
-        labels = json.loads(rows[0][0]) if rows and rows[0][0] else {"sqlfence": "sandbox"}
-        allowed = rows[0][1] if rows else True
+        found = json.loads(rows[0][0]) if rows and rows[0][0] else {}
+        return {"sqlfence": "sandbox", "role": name, **found}, rows[0][1] if rows else True
+
+    def _swap_in(self, name: str, staging: str) -> None:
+        sql = self._psycopg.sql
+        labels, allowed = self._labels(name)
         self._drop_database(name)
         self._run(
             sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
@@ -260,14 +289,28 @@ class PostgresBackend:
         return staging
 
     def _closed(self, database: str, labels: dict[str, Any]) -> list[Any]:
+        """PUBLIC shut out, the sandbox's role (``labels["role"]``) let in, the labels set."""
         sql = self._psycopg.sql
         ident = sql.Identifier(database)
+        role = labels.get("role")
+        access = (
+            grants.database(sql, database, role, bool(labels.get("read_only")))
+            if role
+            else [sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(ident)]
+        )
+        comment = {key: labels[key] for key in _COMMENT_KEYS if key in labels}
         return [
-            sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(ident),
+            *access,
             sql.SQL("COMMENT ON DATABASE {} IS {}").format(
-                ident, sql.Literal(json.dumps(labels, sort_keys=True))
+                ident, sql.Literal(json.dumps(comment, sort_keys=True))
             ),
         ]
+
+    def _confine_server(self) -> None:
+        """On a managed server, once: PUBLIC may not connect to postgres or template1."""
+        if self.managed and not self._confined:
+            self._run(*grants.server(self._psycopg.sql))
+            self._confined = True
 
     def _clones_of(self, name: str) -> list[str]:
         marker = json.dumps({"parent": name})[1:-1]
@@ -310,6 +353,11 @@ class PostgresBackend:
             admin = self._connection()
             for statement in statements:
                 admin.execute(statement)
+
+    def _run_in(self, database: str, statements: list[Any]) -> None:
+        with self._connect(database) as conn:
+            for statement in statements:
+                conn.execute(statement)
 
     def _query(self, query: str, params: tuple[Any, ...] = ()) -> list[Any]:
         with self._lock:

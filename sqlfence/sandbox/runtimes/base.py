@@ -55,13 +55,19 @@ class ContainerHost(Protocol):
 
 
 def backend_for(
-    kind: str, root: Path, server_url: str | None, given: credentials.Credentials = None
+    kind: str,
+    root: Path,
+    server_url: str | None,
+    given: credentials.Credentials = None,
+    *,
+    managed: bool = False,
 ) -> Backend:
     """Build backend ``kind`` for sandboxes under ``root`` (files) or on ``server_url``.
 
     ``server_url`` may be an address without a password (a registry record's): the password
     then comes from ``given`` admin URLs or the environment (see ``credentials``).
-    Raises ConfigurationError, CredentialsMissing.
+    ``managed`` says the server is sqlfence's alone (one it started), so the backend may
+    confine it server-wide. Raises ConfigurationError, CredentialsMissing.
     """
     from sqlfence.errors import ConfigurationError
 
@@ -75,12 +81,18 @@ def backend_for(
     if kind in ("postgres", "postgresql"):
         from sqlfence.sandbox.backends.postgres import PostgresBackend
 
-        return PostgresBackend(server_url)
+        return PostgresBackend(server_url, managed=managed)
     if kind == "iris":
         from sqlfence.sandbox.backends.iris import IRISBackend
 
         return IRISBackend(server_url)
     raise ConfigurationError(f"unknown sandbox backend {kind!r} (sqlite, postgres, iris)")
+
+
+def names_are_public(backend: Backend) -> bool:
+    """True when every login on the backend's server can list its namespaces and roles
+    (``shared_catalog``, PostgreSQL): sandbox names there must not say whose they are."""
+    return bool(getattr(backend, "shared_catalog", False))
 
 
 def drop_recorded(

@@ -374,6 +374,7 @@ class ContainerBackend:
         self.root = root
         self.name = spec.kind  # SPECS maps "postgresql" to the "postgres" spec
         self.clones = spec.kind != "iris"
+        self.shared_catalog = spec.kind == "postgres"  # as PostgresBackend's
         self.placement = runtime.placement
         self.server: Server | None = None
         self._inner: Backend | None = None
@@ -401,7 +402,7 @@ class ContainerBackend:
         else:
             self.server = shared_server(self.runtime, self.spec, self.image, self.root)
         WATCHER.watch(self.server.id, self._on_event)
-        self._inner = backend_for(self.spec.kind, self.root, self.server.admin_url)
+        self._inner = backend_for(self.spec.kind, self.root, self.server.admin_url, managed=True)
         return self._inner.create(name, limits, policy, labels)
 
     def drop(self, name: str) -> None:

@@ -10,20 +10,26 @@ from sqlfence.sandbox.runtimes.base import backend_for
 
 
 class ExternalRuntime:
-    """A PostgreSQL or IRIS server that sqlfence does not start or stop."""
+    """A PostgreSQL or IRIS server that sqlfence does not start or stop.
+
+    ``managed=True`` says the server serves sqlfence's sandboxes only, so it may be confined
+    server-wide as the servers sqlfence starts are (PostgreSQL: PUBLIC loses CONNECT on
+    ``postgres`` and ``template1``); the default leaves server-wide settings alone.
+    """
 
     name = "external"
 
-    def __init__(self, server_url: str | None) -> None:
+    def __init__(self, server_url: str | None, managed: bool = False) -> None:
         if not server_url:
             raise ConfigurationError("runtime='external' needs server_url=<admin URL>")
         self.server_url = server_url
+        self.managed = managed
 
     def backend(self, kind: str, root: Path) -> Backend:
         """The backend of ``kind`` on this server."""
         if kind == "sqlite":
             raise ConfigurationError("SQLite has no server: use runtime='embedded'")
-        return backend_for(kind, root, self.server_url)
+        return backend_for(kind, root, self.server_url, managed=self.managed)
 
     def stop(self) -> None:
         """The server is not ours to stop."""
