@@ -88,6 +88,7 @@ class Guard:
         catalog: Mapping[str, str] | None = None,
         views: Mapping[str, Collection[str]] | None = None,
         view_columns: Mapping[str, Collection[tuple[str, str]]] | None = None,
+        table_columns: Mapping[str, Collection[str]] | None = None,
         cache_size: int = 4096,
     ) -> None:
         self.policy = (
@@ -102,6 +103,10 @@ class Guard:
         self.views = {view: frozenset(bases) for view, bases in (views or {}).items()}
         self.view_columns = {
             view: frozenset(columns) for view, columns in (view_columns or {}).items()
+        }
+        self.table_columns = {
+            table: frozenset(column.lower() for column in columns)
+            for table, columns in (table_columns or {}).items()
         }
         self._hooks = _hooks_for(self.dialect_name, self.catalog, default_schema)
         self.patterns = self._compile(self.policy)
@@ -151,6 +156,7 @@ class Guard:
         views: Mapping[str, Collection[str]] | None = None,
         view_columns: Mapping[str, Collection[tuple[str, str]]] | None = None,
         default_schema: str | None = None,
+        table_columns: Mapping[str, Collection[str]] | None = None,
     ) -> Guard:
         """The same guard knowing more of the database.
 
@@ -158,7 +164,9 @@ class Guard:
         for IRIS arrows); ``views`` maps qualified relations to the tables they read (views,
         rules, inheritance children), so reading one over a denied table or the system
         catalog is denied too; ``view_columns`` maps views to the ``(table, column)`` pairs
-        they read, for denied columns; ``default_schema`` is where unqualified names live.
+        they read, for denied columns; ``default_schema`` is where unqualified names live;
+        ``table_columns`` maps tables and views to their columns, so that ``*`` on a table
+        without a denied column is not refused (a table it does not know still is).
         """
         return Guard(
             self.policy,
@@ -167,6 +175,7 @@ class Guard:
             catalog=self.catalog if catalog is None else catalog,
             views=self.views if views is None else views,
             view_columns=self.view_columns if view_columns is None else view_columns,
+            table_columns=self.table_columns if table_columns is None else table_columns,
             cache_size=self._cache_size,
         )
 
@@ -270,6 +279,7 @@ class Guard:
                 )
                 for view in self.view_columns.keys() | closed.keys()
             },
+            table_columns=self.table_columns,
         )
 
 

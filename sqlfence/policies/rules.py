@@ -55,6 +55,8 @@ class Patterns:
     views: Mapping[str, frozenset[str]]
     # view -> every (table, column) it reads, directly or through other views
     view_columns: Mapping[str, frozenset[tuple[str, str]]] = field(default_factory=dict)
+    # table or view -> its columns, lower-cased (from the catalog; a table not here is unknown)
+    table_columns: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     @property
     def allowed_tables(self) -> tuple[tuple[str, ...], ...] | None:
@@ -339,6 +341,9 @@ def columns(ctx: Context) -> Iterator[Violation]:
                     ctx, "denied_columns", f"{table} reads column {through}, which is denied"
                 )
         for table in sorted(facts.star_tables):
+            known = ctx.patterns.table_columns.get(table)
+            if known is not None and not any(fnmatchcase(c, column_pattern) for c in known):
+                continue  # the catalog says it has no such column
             if table_matches(table_pattern, tuple(table.split(".")), True):
                 yield _violation(
                     ctx,

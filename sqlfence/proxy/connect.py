@@ -169,8 +169,8 @@ def _learn_schema(
 ) -> Guard:
     """The guard learns what the database knows: the schema unqualified names live in (pinned
     there), and, where table, column or catalog rules need it, IRIS reference columns (for
-    ``->``, unless a ``catalog`` was given), what each view, rule or parent table reads, and
-    the columns each view reads."""
+    ``->``, unless a ``catalog`` was given), what each view, rule or parent table reads, the
+    columns each view reads, and each table's columns (for ``*`` under denied columns)."""
     policy = guard.policy
     schema = driver.pin_schema(raw)
     moved = schema is not None and schema != guard.namer.default_schema
@@ -181,8 +181,11 @@ def _learn_schema(
     found = driver.load_catalog(raw) if catalog is None and guard.policy_has_table_rules else None
     views = driver.load_views(raw)
     columns = driver.load_view_columns(raw) if policy.denied_columns else {}
-    if found or views or columns or moved:
-        return guard.with_catalog(found or None, views, columns, default_schema=schema)
+    tables = driver.load_table_columns(raw) if policy.denied_columns else {}
+    if found or views or columns or moved or tables:
+        return guard.with_catalog(
+            found or None, views, columns, default_schema=schema, table_columns=tables
+        )
     return guard
 
 

@@ -165,6 +165,10 @@ class Driver:
         """Qualified view -> the (table, column) pairs it reads directly."""
         return {}
 
+    def load_table_columns(self, raw: Any) -> dict[str, set[str]]:
+        """Qualified table or view -> its columns (what ``*`` reads there)."""
+        return {}
+
     def pin_schema(self, raw: Any) -> str | None:
         """Make the session resolve unqualified names in one schema; returns it (or None
         when the dialect's default holds)."""

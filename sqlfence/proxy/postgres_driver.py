@@ -110,6 +110,13 @@ class PostgresDriver(Driver):
                 columns.setdefault(f"{view_schema}.{view}", set()).add((table, "*"))
         return columns
 
+    def load_table_columns(self, raw: Any) -> dict[str, set[str]]:
+        """Every table's and view's columns outside the system schemas."""
+        columns: dict[str, set[str]] = {}
+        for schema, table, column in _catalog_rows(raw, _TABLE_COLUMNS_QUERY):
+            columns.setdefault(f"{schema}.{table}", set()).add(column)
+        return columns
+
     def pin_schema(self, raw: Any) -> str | None:
         """Pin ``search_path`` to its first existing schema, so that an unqualified name
         means exactly what the fence qualifies it with (another schema of a longer path, or
@@ -170,6 +177,16 @@ SELECT n.nspname, c.relname, pg_get_viewdef(c.oid), (current_schemas(false))[1]
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('v', 'm')
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg_toast%'
+"""
+_TABLE_COLUMNS_QUERY = """
+SELECT n.nspname, c.relname, a.attname
+FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE a.attnum > 0 AND NOT a.attisdropped
+  AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND n.nspname NOT LIKE 'pg_toast%'
 """

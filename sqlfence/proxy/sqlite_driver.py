@@ -12,9 +12,10 @@ import threading
 import time
 from collections.abc import Callable
 from fnmatch import fnmatchcase
+from pathlib import Path
 from typing import Any
 
-from sqlfence.errors import ConfigurationError, Error, PolicyViolation
+from sqlfence.errors import ConfigurationError, Error, OperationalError, PolicyViolation
 from sqlfence.observe.observer import Session
 from sqlfence.policies.engine import Decision, Guard
 from sqlfence.policies.tables import is_catalog_table, table_matches
@@ -51,6 +52,17 @@ class SQLiteDriver(Driver):
             )
         options: dict[str, Any] = dict(url.options)
         options.update(kwargs)
+        if (
+            "mode" not in options
+            and path != ":memory:"
+            and not path.startswith("file:")
+            and not Path(path).exists()
+        ):
+            # A misspelt path must not hand the agent a new, empty database.
+            raise OperationalError(
+                f"no SQLite database at {path}: to create one, add ?mode=rwc to the URL "
+                "(or pass mode='rwc')"
+            )
         if "mode" in options and not path.startswith("file:"):
             path = f"file:{path}?mode={options.pop('mode')}"
             options["uri"] = True
@@ -74,6 +86,17 @@ class SQLiteDriver(Driver):
             facts = analyze(sql, dialect, Namer(dialect, schema) if schema else namer).facts
             views[f"{schema}.{name}".lower()] = set(facts.tables)
         return views
+
+    def load_table_columns(self, raw: Any) -> dict[str, set[str]]:
+        """Every table's and view's columns, in every attached database."""
+        columns: dict[str, set[str]] = {}
+        for _seq, schema, _file in raw.execute("PRAGMA database_list").fetchall():
+            master = "sqlite_temp_master" if schema == "temp" else f'"{schema}".sqlite_master'
+            names = raw.execute(f"SELECT name FROM {master} WHERE type IN ('table', 'view')")
+            for (name,) in names.fetchall():
+                info = raw.execute("SELECT name FROM pragma_table_info(?, ?)", (name, schema))
+                columns[f"{schema}.{name}".lower()] = {row[0] for row in info.fetchall()}
+        return columns
 
     def session(self, url: ConnectionURL | None, raw: Any) -> Session:
         namespace = (url.database or ":memory:") if url is not None else None
