@@ -12,10 +12,12 @@ import yaml
 from pydantic import ValidationError
 
 from sqlfence.errors import PolicyError
+from sqlfence.policies import bounded_yaml
 from sqlfence.policies.model import Policy, PolicySet
 
 PolicySource = Union[Policy, PolicySet, Mapping[str, Any], str, "os.PathLike[str]", None]
 _SECTION_KEYS = frozenset({"default", "tenants", "agents"})
+_MAX_PROBLEMS = 10  # per message and per section: a hostile file can have thousands
 
 
 def load_policy(source: PolicySource) -> PolicySet:
@@ -58,12 +60,7 @@ def _read(source: str | os.PathLike[str]) -> tuple[str, str]:
     if isinstance(source, str) and _looks_like_yaml(source):
         return source, "<policy text>"
     path = Path(source)
-    try:
-        return path.read_text(encoding="utf-8"), path.name
-    except FileNotFoundError:
-        raise PolicyError(f"policy file {path} does not exist") from None
-    except OSError as error:
-        raise PolicyError(f"policy file {path} cannot be read: {error.strerror}") from None
+    return bounded_yaml.read_file(path), path.name
 
 
 def _looks_like_yaml(text: str) -> bool:
@@ -78,18 +75,12 @@ def _looks_like_yaml(text: str) -> bool:
 
 
 def _parse_yaml(text: str, name: str) -> tuple[Any, dict[tuple[str, ...], str]]:
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"{name}:{mark.line + 1}" if mark is not None else name
-        problem = getattr(error, "problem", None) or str(error)
-        raise PolicyError(f"{where}: invalid YAML: {problem}") from None
-    if node is None:
+    document = bounded_yaml.compose(text, name)
+    if document.node is None:
         return {}, {}
     lines: dict[tuple[str, ...], str] = {}
-    _index(node, (), name, lines)
-    data = yaml.safe_load(text)
+    _index(document.node, (), name, lines)  # before construct() flattens merge keys
+    data = document.construct()
     if not isinstance(data, Mapping):
         raise PolicyError(f"{name}:1: a policy file must be a mapping of keys to values")
     return data, lines
@@ -133,7 +124,7 @@ def _from_mapping(
     tenants = _sections(data.get("tenants") or {}, ("tenants",), lines, name, problems, True)
     agents = _sections(data.get("agents") or {}, ("agents",), lines, name, problems, False)
     if problems:
-        raise PolicyError("; ".join(problems))
+        raise PolicyError(_joined(problems))
     return PolicySet(default, tenants, agents, origins=lines)
 
 
@@ -182,7 +173,8 @@ def _section(
 
 def _describe(error: ValidationError, origins: Mapping[str, str]) -> str:
     problems = []
-    for item in error.errors():
+    items = error.errors()
+    for item in items[:_MAX_PROBLEMS]:
         loc = item.get("loc", ())
         key = str(loc[0]) if loc else ""
         where = origins.get(key) or origins.get("") or "policy"
@@ -195,4 +187,11 @@ def _describe(error: ValidationError, origins: Mapping[str, str]) -> str:
             message = f"unknown key {key!r} ({hint})"
             field = key
         problems.append(f"{where}: {field}: {message}")
-    return "; ".join(problems)
+    return _joined(problems, len(items))
+
+
+def _joined(problems: list[str], total: int | None = None) -> str:
+    """The first problems, and how many more there are."""
+    more = (len(problems) if total is None else total) - _MAX_PROBLEMS
+    shown = "; ".join(problems[:_MAX_PROBLEMS])
+    return f"{shown}; and {more:,} more" if more > 0 else shown
