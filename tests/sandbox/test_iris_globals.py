@@ -1,28 +1,52 @@
 """The IRIS snapshot file format and the names of a sandbox's IRIS security objects.
 
-Pure functions, no server: the walk and load against a real IRIS are in test_iris_live.py.
+Pure functions and the driver's offline pieces (``iris.IRISList``, the encoding the Native
+API ships values in), no server: the walk and load against a real IRIS are in
+test_iris_live.py.
 """
 
 from __future__ import annotations
 
+import base64
 import gzip
+import json
 from decimal import Decimal
 from pathlib import Path
 
+import iris
 import pytest
 
 from sqlfence.sandbox import SnapshotCorrupt, naming
 from sqlfence.sandbox.backends import iris_admin, iris_globals
-from sqlfence.sandbox.backends.iris_globals import Node
+from sqlfence.sandbox.backends.iris_globals import Node, Value
 
 NODES: list[Node] = [
-    ("Ebnm.EKUy.1", (), b"10"),
-    ("Ebnm.EKUy.1", (1,), b"\x07\x01Alice\x03\x04\x1e"),  # $LIST bytes stay bytes
-    ("Ebnm.EKUy.1", (-12,), b""),
-    ("Ebnm.EKUy.2", (" ALICE", 1), b""),
-    ("oddDEF", ("User.Person", "a", "Name", 27), "Name \u00e9\u4e2d".encode()),
-    ("G", (1.5, Decimal("2.50"), b"\x00\xff"), b"x"),
-    ("G", ("", "[1]", '{"f": "1"}'), b"look-alikes are strings"),
+    ("Ebnm.EKUy.1", (), 10),
+    ("Ebnm.EKUy.1", (1,), "\x07\x01Alice\x03\x04\x1e"),  # a $LIST, as get() gives it
+    ("Ebnm.EKUy.1", (-12,), ""),
+    ("Ebnm.EKUy.2", (" ALICE", 1), ""),
+    ("oddDEF", ("User.Person", "a", "Name", 27), "Name \u00e9\u4e2d"),  # a wide string
+    ("G", (1.5, Decimal("2.50"), b"\x00\xff"), 0.1),  # a $DOUBLE
+    ("G", (2,), Decimal("2.50")),
+    ("G", (3,), b"\x00\xffraw"),
+    ("G", (4,), "\ud800 lone surrogate"),
+    ("G", ("", "[1]", '{"f": "1"}'), '{"s": "look-alikes are strings"}'),
+]
+# What the Native API's get() returns, one of each IRIS type: wide and 8-bit strings (a $LIST
+# is an 8-bit string), integers, $DOUBLE, decimals.
+TYPED: list[Value] = [
+    "\u4e2d\u6587 wide",
+    "caf\u00e9",
+    "\x07\x01Alice\x03\x04\x1e",
+    "",
+    "12",
+    12,
+    -7,
+    1.5,
+    0.1,
+    float("inf"),
+    Decimal("2.50"),
+    Decimal("1E+3"),
 ]
 
 
@@ -34,6 +58,49 @@ def test_a_node_survives_a_line(node: Node) -> None:
     back = iris_globals.decode(line, "here")
     assert back == node
     assert [type(s) for s in back[1]] == [type(s) for s in node[1]]
+    assert type(back[2]) is type(node[2])
+
+
+def _wire(value: Value) -> bytes:
+    """The bytes the driver ships ``value`` in (the list-item encoding set() and get() use)."""
+    item = iris.IRISList()
+    item.add(value)
+    return bytes(item.getBuffer())
+
+
+@pytest.mark.parametrize("value", TYPED, ids=[repr(v) for v in TYPED])
+def test_a_value_goes_back_to_iris_as_the_same_type(value: Value) -> None:
+    """A value read through the driver and saved comes back in the same IRIS encoding."""
+    read = iris.IRISList(_wire(value)).get(1)  # what the driver decodes
+    back = iris_globals.decode(iris_globals.encode(("G", (), read)), "here")[2]
+    assert _wire(back) == _wire(value)
+
+
+@pytest.mark.parametrize("value", ["\u4e2d\u6587 wide", 1.5, 12], ids=["wide", "double", "int"])
+def test_raw_bytes_are_not_a_faithful_form(value: Value) -> None:
+    """Why values keep their type: getBytes() then set(bytes) changes wide strings and numbers."""
+    raw = iris.IRISList(_wire(value)).getBytes(1)
+    assert _wire(raw) != _wire(value)
+
+
+def test_snapshots_written_with_raw_values_still_load(tmp_path: Path) -> None:
+    """A file of the older format (every value base64 bytes) loads as those bytes."""
+    path = tmp_path / iris_globals.FILE
+    lines = [
+        json.dumps(["Ebnm.EKUy.1", [1], base64.b64encode(b"\x07\x01Alice").decode()]),
+        json.dumps(["oddDEF", ["User.Person", {"f": "1.5"}], base64.b64encode(b"").decode()]),
+    ]
+    path.write_bytes(gzip.compress("\n".join(lines).encode()))
+    assert iris_globals.read_nodes(path) == [
+        ("Ebnm.EKUy.1", (1,), b"\x07\x01Alice"),
+        ("oddDEF", ("User.Person", 1.5), b""),
+    ]
+
+
+def test_the_file_is_ascii_whatever_the_strings() -> None:
+    """Wide characters and lone surrogates are escaped: every line encodes as ASCII."""
+    for node in NODES:
+        iris_globals.encode(node).encode("ascii")
 
 
 def test_file_round_trip_is_reproducible(tmp_path: Path) -> None:
@@ -53,6 +120,8 @@ def test_file_round_trip_is_reproducible(tmp_path: Path) -> None:
         ('["", [], ""]', "expected"),
         ('["G", [true], ""]', "boolean"),
         ('["G", [{"x": 1}], ""]', "unknown subscript"),
+        ('["G", [], {"s": 1}]', "unknown subscript or value"),
+        ('["G", [], [1]]', "unknown subscript or value"),
         ('["G", [], "***"]', "base64"),
         ('["G", [{"d": "abc"}], ""]', "ConversionSyntax|InvalidOperation|class"),
     ],
@@ -83,6 +152,8 @@ def test_unknown_subscript_types_are_not_written() -> None:
     """A subscript the format cannot tag back is refused when writing, not lost."""
     with pytest.raises(TypeError, match="subscript of type list"):
         iris_globals.encode(("G", ([1],), b""))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="value of type NoneType"):
+        iris_globals.encode(("G", (), None))  # type: ignore[arg-type]
 
 
 def test_security_names_fit_and_stay_distinct() -> None:
