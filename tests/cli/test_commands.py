@@ -138,7 +138,7 @@ def test_shell_reads_statements_from_standard_input(tmp_path: Path) -> None:
             "-m",
             "sqlfence.cli",
             "shell",
-            f"sqlite:///{tmp_path / 's.db'}",
+            f"sqlite:///{tmp_path / 's.db'}?mode=rwc",
             "-p",
             str(policy),
             "--agent",

@@ -185,7 +185,7 @@ def test_annotations_follow_the_policy(tmp_path: Path, database: Path) -> None:
         (["--policy", "{bad}", "sqlite:///x.db"], "policy"),
         (["--policy", "misspelt.yaml", "sqlite:///x.db"], "read_onyl"),
         (["nosuch://host/db"], "unknown URL scheme"),
-        (["sqlite:////nonexistent-dir/sub/x.db"], "unable to open"),
+        (["sqlite:////nonexistent-dir/sub/x.db"], "no SQLite database"),
         (["--sandbox", "--snapshot", "nosuch"], "snapshot not found"),
         (["--max-rows", "0", "sqlite:///x.db"], "at least 1"),
         (["--transport", "http", "--host", "0.0.0.0", "sqlite:///x.db"], "loopback"),

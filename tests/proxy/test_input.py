@@ -29,7 +29,7 @@ WRITER = {"read_only": False, "statements": ["*"], "max_rows": 100}
 def conn(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sqlfence.GuardedConnection]:
     """A writable fence connection on each backend, with a table t(a int, b text)."""
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'input.db'}"
+        url = f"sqlite:///{tmp_path / 'input.db'}?mode=rwc"
     else:
         url = request.getfixturevalue("pg_url")
     with warnings.catch_warnings():
@@ -91,7 +91,7 @@ def test_nul_is_denied(conn: sqlfence.GuardedConnection, sql: str, offset: int) 
 
 def test_nul_is_denied_in_detect_mode(tmp_path: Path) -> None:
     """Detect mode lets violations run, but never a text with a NUL in it."""
-    url = f"sqlite:///{tmp_path / 'd.db'}"
+    url = f"sqlite:///{tmp_path / 'd.db'}?mode=rwc"
     with (
         sqlfence.connect(url, policy={"mode": "detect"}) as conn,
         pytest.raises(sqlfence.PolicyViolation, match="NUL"),
@@ -271,7 +271,7 @@ def test_parameters_of_the_wrong_shape(pg_url: str, sql: str, parameters: Any) -
 @pytest.mark.parametrize("space", ["\u00a0", "\u2003", "\u3000", "\u2028", "\x85"])
 def test_sqlite_odd_space_is_denied(tmp_path: Path, space: str) -> None:
     """A non-ASCII space between words is one word to SQLite: denied, whatever it hides."""
-    url = f"sqlite:///{tmp_path / 'space.db'}"
+    url = f"sqlite:///{tmp_path / 'space.db'}?mode=rwc"
     with sqlfence.connect(url, policy={"max_rows": 10}) as conn:
         hidden = f"SELECT 1 WHERE 1 > :a{space}::b(') UNION ALL SELECT sqlite_version() --')"
         with pytest.raises(sqlfence.PolicyViolation, match="non-ASCII"):

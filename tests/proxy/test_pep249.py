@@ -31,7 +31,7 @@ class Backend:
 def backend(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Backend]:
     """Each conformance test runs once on SQLite and once on PostgreSQL."""
     if request.param == "sqlite":
-        yield Backend("sqlite", f"sqlite:///{tmp_path / 'pep249.db'}", "?")
+        yield Backend("sqlite", f"sqlite:///{tmp_path / 'pep249.db'}?mode=rwc", "?")
     else:
         url = request.getfixturevalue("pg_url")
         yield Backend("postgres", url, "%s")
@@ -290,7 +290,7 @@ def test_callproc_is_judged(backend: Backend) -> None:
 def test_connection_shortcuts_and_paramstyle(tmp_path: Path, pg_url: str) -> None:
     """conn.executemany like sqlite3's, and each connection's own placeholder style."""
     writer = {"read_only": False, "statements": ["select", "insert", "create"]}
-    with sqlfence.connect(f"sqlite:///{tmp_path / 'p.db'}", policy=writer) as lite:
+    with sqlfence.connect(f"sqlite:///{tmp_path / 'p.db'}?mode=rwc", policy=writer) as lite:
         assert lite.paramstyle == "qmark"
         lite.execute("CREATE TABLE t (x INT)")
         lite.executemany("INSERT INTO t VALUES (?)", [(1,), (2,), (3,)])

@@ -34,7 +34,7 @@ def test_postgres_statement_timeout(pg_url: str) -> None:
 
 def test_sqlite_statement_timeout(tmp_path: Path) -> None:
     """On SQLite a progress handler interrupts a statement past statement_timeout_ms."""
-    url = f"sqlite:///{tmp_path / 't.db'}"
+    url = f"sqlite:///{tmp_path / 't.db'}?mode=rwc"
     with sqlfence.connect(url, policy={"statement_timeout_ms": 100, "max_rows": None}) as conn:
         with pytest.raises(sqlfence.OperationalError, match="statement_timeout_ms"):
             conn.execute(HEAVY_SQLITE)
