@@ -81,7 +81,7 @@ def connect(
 def wrap(
     connection: Any,
     *,
-    dialect: str,
+    dialect: str | None = None,
     policy: PolicySource = None,
     agent_id: str | None = None,
     tenant: str | None = None,
@@ -95,8 +95,14 @@ def wrap(
     """Put an existing DBAPI connection behind the fence.
 
     ``dialect`` names the SQL dialect (``sqlite``, ``postgres``, ``iris`` or any sqlglot
-    dialect); ``module`` is the connection's DBAPI module when it is not one sqlfence knows.
+    dialect); without it, a sqlite3, psycopg or IRIS connection is recognised by its class.
+    ``module`` is the connection's DBAPI module when it is not one sqlfence knows. The
+    caller's own statements on ``connection`` are its own: only what goes through the fence
+    is judged (the SQLite authorizer leaves the rest alone), though a read-only policy makes
+    the session itself read-only (``PRAGMA query_only``, ``default_transaction_read_only``).
     """
+    if dialect is None:
+        dialect = _recognised_dialect(connection)
     driver = drivers.for_dialect(dialect)
     if module is None and not driver.module_name:
         module = importlib.import_module(type(connection).__module__.split(".")[0])
@@ -111,6 +117,27 @@ def wrap(
     return GuardedConnection(
         connection, driver, guard, chosen, session, before, owns_observer=owned
     )
+
+
+_DIALECTS_BY_MODULE = {
+    "sqlite3": "sqlite",
+    "psycopg": "postgres",
+    "iris": "iris",
+    "intersystems_iris": "iris",
+}
+
+
+def _recognised_dialect(connection: Any) -> str:
+    """The dialect of a connection of a driver sqlfence knows, from its class's module."""
+    package = type(connection).__module__.split(".")[0]
+    dialect = _DIALECTS_BY_MODULE.get(package)
+    if dialect is None:
+        raise ConfigurationError(
+            f"cannot tell the SQL dialect of a {type(connection).__module__}."
+            f"{type(connection).__name__} connection: pass dialect= (sqlite, postgres, iris "
+            "or any sqlglot dialect)"
+        )
+    return dialect
 
 
 def _guard(

@@ -53,6 +53,8 @@ class GuardedConnection:
         self._owns_observer = owns_observer
         self._session = session
         self._before = before_statement
+        # A hook with ``after`` is also told when the driver is done with the statement.
+        self._after: Callable[[], None] | None = getattr(before_statement, "after", None)
         # Set by a sandbox: called with each allowed decision, raises to refuse (pause, quota).
         self._gate: Callable[[Decision], None] | None = None
         self._close_hooks: list[Callable[[], None]] = []

@@ -93,6 +93,9 @@ class GuardedCursor:
             raise self._failed(token, error) from error
         except _VALUE_ERRORS as error:  # a value the driver cannot send: the caller's data
             raise self._bad_value(token, error) from error
+        finally:
+            if self._connection._after is not None:
+                self._connection._after()
         self._ran(decision, token)
         return self
 
@@ -112,6 +115,9 @@ class GuardedCursor:
             raise self._failed(token, error) from error
         except _VALUE_ERRORS as error:
             raise self._bad_value(token, error) from error
+        finally:
+            if self._connection._after is not None:
+                self._connection._after()
         self._ran(decision, token)
         return self
 

@@ -109,7 +109,9 @@ class SQLiteDriver(Driver):
             raw.execute("PRAGMA query_only = ON")
         authorizer = None
         if hasattr(raw, "set_authorizer") and enforce:
-            authorizer = _Authorizer(guard)
+            # A wrapped connection is also the caller's own: its statements (those the fence
+            # did not judge) are left alone; one the fence opened has no other user.
+            authorizer = _Authorizer(guard, strict=opened)
             raw.set_authorizer(authorizer)
         deadline = None
         if policy.statement_timeout_ms is not None:
@@ -117,7 +119,7 @@ class SQLiteDriver(Driver):
             raw.set_progress_handler(deadline.expired, _PROGRESS_STEPS)
         if authorizer is None:
             return None if deadline is None else deadline.arm_for
-        if deadline is None:
+        if deadline is None and opened:
             return authorizer.expect
         return _Both(authorizer, deadline)
 
@@ -151,17 +153,22 @@ class _Deadline:
 
 
 class _Both:
-    """Before a statement: tell the authorizer what was judged, arm the deadline."""
+    """Before a statement: tell the authorizer what was judged, arm the deadline; after it
+    (``after``): the authorizer forgets, so the caller's own statements are its own."""
 
     __slots__ = ("_authorizer", "_deadline")
 
-    def __init__(self, authorizer: _Authorizer, deadline: _Deadline) -> None:
+    def __init__(self, authorizer: _Authorizer, deadline: _Deadline | None) -> None:
         self._authorizer = authorizer
         self._deadline = deadline
 
     def __call__(self, decision: Decision) -> None:
         self._authorizer.expect(decision)
-        self._deadline.arm_for(decision)
+        if self._deadline is not None:
+            self._deadline.arm_for(decision)
+
+    def after(self) -> None:
+        self._authorizer.forget()
 
 
 _OPERATOR_FUNCTIONS = frozenset({"like", "glob", "regexp", "match", "->", "->>"})
@@ -178,8 +185,9 @@ class _Authorizer:
     whatever the fence misread, SQLite refuses it before anything runs.
     """
 
-    def __init__(self, guard: Guard) -> None:
+    def __init__(self, guard: Guard, strict: bool = True) -> None:
         self._guard = guard
+        self._strict = strict  # False: statements the fence did not judge are not judged here
         self._denied_functions = guard.denied_functions
         allowed = guard.patterns.allowed_functions
         # SQLite runs LIKE, GLOB, REGEXP, MATCH and JSON arrows as functions, which sqlglot
@@ -195,9 +203,15 @@ class _Authorizer:
         """The decision on the statement about to be prepared on this thread."""
         self._judged.facts = decision.facts
 
+    def forget(self) -> None:
+        """The fence's statement is done (wrapped connections: what follows is the caller's)."""
+        self._judged.facts = None
+
     def __call__(
         self, action: int, arg1: str | None, arg2: str | None, db: str | None, source: str | None
     ) -> int:
+        if not self._strict and getattr(self._judged, "facts", None) is None:
+            return sqlite3.SQLITE_OK  # the caller's own statement on its own connection
         if action == sqlite3.SQLITE_READ or action in _WRITES:
             return self._table(arg1, arg2, db, source, action == sqlite3.SQLITE_READ)
         if action == sqlite3.SQLITE_FUNCTION:

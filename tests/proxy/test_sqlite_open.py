@@ -16,7 +16,7 @@ WRITER = {"read_only": False, "statements": ["select", "create", "insert"]}
 @pytest.mark.parametrize("policy", [None, {"read_only": True}, WRITER])
 def test_a_missing_file_is_refused_and_not_created(tmp_path: Path, policy: object) -> None:
     path = tmp_path / "misspelt.db"
-    with pytest.raises(sqlfence.OperationalError, match="no SQLite database at .*mode=rwc"):
+    with pytest.raises(sqlfence.OperationalError, match=r"no SQLite database at .*mode=rwc"):
         sqlfence.connect(f"sqlite:///{path}", policy=policy or {})
     assert not path.exists()
 
