@@ -12,7 +12,9 @@ refused). Snapshots are the namespace's globals, walked and loaded through the N
 one transaction and purges the namespace's cached queries.
 
 IRIS has no per-user connection limit or statement timeout: the fence enforces
-``max_connections`` and the query timeout (``setQueryTimeout``) for this backend.
+``max_connections`` and the query timeout (``setQueryTimeout``) for this backend. Every
+backend of one server in a process shares one admin session (``iris_admin.shared_server``),
+since the Community Edition's licence allows about five connections in all.
 
 Written against the documented interfaces (REFERENCE.md and the class references named in
 ``iris_admin``); no IRIS server is reachable in this environment, so the live tests
@@ -31,9 +33,9 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from sqlfence.errors import ConfigurationError, NotSupportedError, SandboxError
 from sqlfence.policies.model import Policy
 from sqlfence.sandbox import naming
-from sqlfence.sandbox.backends import iris_globals
+from sqlfence.sandbox.backends import iris_admin, iris_globals
 from sqlfence.sandbox.backends.base import Contents, Namespace
-from sqlfence.sandbox.backends.iris_admin import IRISServer, run
+from sqlfence.sandbox.backends.iris_admin import run
 from sqlfence.sandbox.limits import Limits
 
 logger = logging.getLogger("sqlfence.sandbox")
@@ -64,7 +66,8 @@ class IRISBackend:
             raise ConfigurationError("IRIS server_url looks like iris://_SYSTEM:pw@host:1972/%SYS")
         self.server_url = server_url
         self._parts = parts
-        self._server = IRISServer(parts)
+        self._server = iris_admin.shared_server(parts)  # one admin session per server
+        self._released = False
         self._read_only: dict[str, bool] = {}
 
     # -- namespaces ------------------------------------------------------------------
@@ -186,8 +189,11 @@ class IRISBackend:
         """Nothing to drop."""
 
     def close(self) -> None:
-        """Close the admin sessions."""
-        self._server.close()
+        """Give back the shared admin session (closed with its last backend). Idempotent;
+        a backend used after ``close`` opens a session again, closed at interpreter exit."""
+        if not self._released:
+            self._released = True
+            iris_admin.release(self._server)
 
     # -- plumbing --------------------------------------------------------------------
 
