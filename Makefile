@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/audit.py
 	$(BIN)/python benchmarks/sandbox.py
 	$(BIN)/python benchmarks/pool.py
+	$(BIN)/python benchmarks/mcp_load.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .sqlfence
