@@ -124,6 +124,14 @@ def rewrite(sql: str, scanned: list[Token]) -> tuple[list[Token], int]:
     return rewriter.run(marks), rewriter.row_limit_fixes()
 
 
+def _is_hint_name(token: Token, keyword: str) -> bool:
+    """A name a FROM hint takes: a (dotted) word, or for the index hints a bare `*` (every
+    index of the table: `%IGNOREINDEX [[schema.]table.]*`, the FROM clause reference)."""
+    if keyword in _HINTS_NAMING_INDEXES and token.token_type == TokenType.STAR:
+        return True
+    return _is_word(token)
+
+
 def _is_word(token: Token) -> bool:
     """A name part: an identifier, or a word the scanner took for a keyword (`String`)."""
     if token.token_type == TokenType.IDENTIFIER:
@@ -480,9 +488,12 @@ class _Rewriter:
             i += 2
             names: list[str] = []
             while (keyword in _HINTS_NAMING_TABLES or keyword in _HINTS_NAMING_INDEXES) and (
-                i < len(scanned) and _is_word(scanned[i])
+                i < len(scanned) and _is_hint_name(scanned[i], keyword)
             ):
-                start, i = i, self._after_dotted_name(i + 1, star=True)
+                if scanned[i].token_type == TokenType.STAR:  # every index of the FROM table
+                    start, i = i, i + 1
+                else:
+                    start, i = i, self._after_dotted_name(i + 1, star=True)
                 names.append(self.sql[scanned[start].start : scanned[i - 1].end + 1])
                 # `%IGNOREINDEX a, b Table`: a comma continues the list of indexes
                 if keyword in _HINTS_NAMING_TABLES or self._type_at(i) != TokenType.COMMA:

@@ -334,6 +334,16 @@ def test_statement_options_and_from_hints_print_back_in_place() -> None:
     assert generate(tree) == sql
 
 
+def test_ignoreindex_star_names_every_index_and_nothing_else_takes_a_bare_star() -> None:
+    """`%IGNOREINDEX *` (all indexes of the FROM table) is IRIS; `%FIRSTTABLE *` is not."""
+    sql = "SELECT Name FROM %IGNOREINDEX * Sample.Person"
+    tree = parse(sql)
+    assert [option.name for option in tree.args["hint"].expressions] == ["%IGNOREINDEX *"]
+    assert generate(tree) == sql
+    with pytest.raises(ParseError):
+        sqlglot.parse_one("SELECT Name FROM %FIRSTTABLE * Sample.Person", read="iris")
+
+
 def test_a_percent_without_a_name_does_not_parse() -> None:
     """% is no operator in IRIS, so `a % b` is rejected."""
     with pytest.raises(ParseError):
