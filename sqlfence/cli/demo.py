@@ -4,17 +4,19 @@ A golden snapshot is made from the sample data shipped beside this module; the a
 sandbox starts from it; a scripted session shows what the fence allows, limits and denies,
 a slow query raises an alert, a mistake is rolled back with a snapshot; then the live
 metrics, the audit trail and its verification are printed and the sandbox is destroyed.
+On a terminal the outcomes are coloured; ``--json`` prints one document with every step.
+``make_shop`` writes the same sample data to a SQLite file (the README's ``shop.db``).
 """
 
 from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import sqlfence
+from sqlfence.cli.output import FAILED, OK, CommandError, Output
 from sqlfence.observe import AuditLog, AuditSettings, query_events, verify
 from sqlfence.observe.alerts import Alert
 from sqlfence.sandbox import AgentSandbox, listing
@@ -61,19 +63,45 @@ METRICS = (
 )
 
 
-def run(out: Callable[[str], None] = print, audit_dir: Path | None = None) -> int:
+SHOP_TABLES = ("customers", "orders", "secrets")
+_STYLES = {"allowed": "green", "denied": "red", "error": "red"}
+
+
+class Narration:
+    """What the demo shows: each part printed as it happens, or kept for one JSON document."""
+
+    def __init__(self, out: Output) -> None:
+        self.out = out
+        self.report: dict[str, Any] = {"steps": [], "alerts": [], "audit": {"events": []}}
+
+    def say(self, text: str = "", style: str | None = None) -> None:
+        if not self.out.json:
+            self.out.line(text, style=style)
+
+    def step(self, title: str, sql: str, outcome: str, detail: str, **facts: Any) -> None:
+        self.report["steps"].append({"title": title, "sql": sql, "outcome": outcome, **facts})
+        self.say(f"-- {title}", style="bold")
+        self.say(f"   {sql}")
+        self.say(f"   {detail}", style=_STYLES.get(outcome))
+        if facts.get("ran_as"):
+            self.say(f"   ran as: {facts['ran_as']}", style="dim")
+        self.say()
+
+
+def run(out: Output, audit_dir: Path | None = None) -> int:
     """Play the session; 0 when everything went as expected (the exit code of ``make demo``).
 
     ``audit_dir`` keeps the audit log there (for ``sqlfence policy learn``); by default it
     lives and dies with the demo's temporary directory.
     """
     start = time.perf_counter()
+    show = Narration(out)
     with tempfile.TemporaryDirectory(prefix="sqlfence-demo-") as directory:
         root = Path(directory) / ".sqlfence"
         audit = audit_dir if audit_dir is not None else Path(directory) / "audit"
         _make_golden(root)
         alerts: list[Alert] = []
-        out("sqlfence demo: agent 'analyst' of tenant 'acme' in its own SQLite sandbox\n")
+        show.say("sqlfence demo: agent 'analyst' of tenant 'acme' in its own SQLite sandbox\n")
         log = AuditLog(AuditSettings(directory=audit))
         with (
             log,
@@ -88,26 +116,65 @@ def run(out: Callable[[str], None] = print, audit_dir: Path | None = None) -> in
                 load_snapshot=GOLDEN,
             ) as sandbox,
         ):
-            out(f"sandbox {sandbox.name} loaded from golden snapshot '{GOLDEN}'\n")
+            show.report["sandbox"] = sandbox.name
+            show.say(f"sandbox {sandbox.name} loaded from golden snapshot '{GOLDEN}'\n")
             conn = sandbox.get_connection()
             for title, sql in SESSION:
-                _play(conn, title, sql, out)
-            ok = _mistake(sandbox, conn, out)
+                _play(conn, title, sql, show)
+            ok = _mistake(sandbox, conn, show)
             metrics = conn.get_metrics()
             conn.close()
-            out("live metrics of the agent's connection:")
+            show.report["metrics"] = {key: metrics.get(key) for key in METRICS}
+            show.say("live metrics of the agent's connection:", style="bold")
             for key in METRICS:
-                out(f"  {key}: {metrics.get(key)}")
+                show.say(f"  {key}: {metrics.get(key)}")
         deadline = time.monotonic() + 5  # alerts are delivered on a background thread
         while len(alerts) < 2 and time.monotonic() < deadline:
             time.sleep(0.01)
         for alert in alerts:
-            out(f"ALERT [{alert.severity}] {alert.kind}: {alert.message}")
-        ok = ok and not listing(root)
-        out("\nsandbox destroyed; nothing left behind" if ok else "\nsandbox LEFT BEHIND")
-        ok = _audit_trail(audit, out) and ok and bool(alerts)
-    out(f"\ndone in {time.perf_counter() - start:.1f} s")
-    return 0 if ok else 1
+            show.report["alerts"].append(
+                {"severity": alert.severity, "kind": alert.kind, "message": alert.message}
+            )
+            show.say(f"ALERT [{alert.severity}] {alert.kind}: {alert.message}", style="yellow")
+        clean = not listing(root)
+        show.report["left_behind"] = not clean
+        if clean:
+            show.say("\nsandbox destroyed; nothing left behind", style="green")
+        else:
+            show.say("\nsandbox LEFT BEHIND", style="red")
+        ok = _audit_trail(audit, show) and ok and clean and bool(alerts)
+    seconds = time.perf_counter() - start
+    show.report.update(ok=ok, seconds=round(seconds, 3))
+    if out.json:
+        out.document(show.report, indent=2)
+    show.say(f"\ndone in {seconds:.1f} s")
+    return OK if ok else FAILED
+
+
+def make_shop(path: Path) -> dict[str, int]:
+    """Write the demo's sample shop to ``path``, a new SQLite file; returns rows per table.
+
+    Raises CommandError when ``path`` exists: an existing database is never written into.
+    """
+    if path.exists():
+        raise CommandError(f"{path} exists: --make-shop writes a new database file only")
+    # The file is created on purpose, so the URL asks for it (mode=rwc).
+    url = f"sqlite:///{path}"
+    with sqlfence.connect(url, policy=sqlfence.Policy.unrestricted(), mode="rwc") as conn:
+        load_shop(conn)
+        return {
+            table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            for table in SHOP_TABLES
+        }
+
+
+def load_shop(conn: sqlfence.GuardedConnection) -> None:
+    """Create and fill the shop's tables (``demo_shop.sql``) on ``conn``, then commit."""
+    cursor = conn.cursor()
+    for statement in SEED.read_text().split(";\n"):
+        if statement.strip():
+            cursor.execute(statement)
+    conn.commit()
 
 
 def _make_golden(root: Path) -> None:
@@ -116,62 +183,69 @@ def _make_golden(root: Path) -> None:
         agent_id="curator", root=root, access_policy=sqlfence.Policy.unrestricted()
     ) as curator:
         conn = curator.get_connection()
-        cursor = conn.cursor()
-        for statement in SEED.read_text().split(";\n"):
-            if statement.strip():
-                cursor.execute(statement)
-        conn.commit()
+        load_shop(conn)
         conn.close()
         curator.create_snapshot(GOLDEN, shared=True)
 
 
-def _play(
-    conn: sqlfence.GuardedConnection, title: str, sql: str, out: Callable[[str], None]
-) -> None:
-    out(f"-- {title}\n   {sql}")
+def _play(conn: sqlfence.GuardedConnection, title: str, sql: str, show: Narration) -> None:
     cursor = conn.cursor()
     try:
         rows = cursor.execute(sql).fetchall()
     except sqlfence.PolicyViolation as denial:
-        out(f"   DENIED  {denial}\n")
+        show.step(title, sql, "denied", f"DENIED  {denial}", message=str(denial))
         return
     except sqlfence.Error as error:
-        out(f"   ERROR   {type(error).__name__}: {error}\n")
+        message = f"{type(error).__name__}: {error}"
+        show.step(title, sql, "error", f"ERROR   {message}", message=message)
         return
     note = " (truncated by the row limit)" if cursor.truncated else ""
-    out(f"   allowed, {len(rows)} row(s){note}: {_short(rows)}")
-    if cursor.decision is not None and cursor.decision.rewritten:
-        out(f"   ran as: {cursor.decision.sql}")
-    out("")
+    decision = cursor.decision
+    show.step(
+        title,
+        sql,
+        "allowed",
+        f"allowed, {len(rows)} row(s){note}: {_short(rows)}",
+        rows=len(rows),
+        truncated=cursor.truncated,
+        ran_as=decision.sql if decision is not None and decision.rewritten else None,
+    )
 
 
-def _mistake(
-    sandbox: AgentSandbox, conn: sqlfence.GuardedConnection, out: Callable[[str], None]
-) -> bool:
+def _mistake(sandbox: AgentSandbox, conn: sqlfence.GuardedConnection, show: Narration) -> bool:
     """The agent deletes what it should not; the sandbox is rolled back to a snapshot."""
     sandbox.create_snapshot("before-cleanup")
     cursor = conn.cursor()
-    out(f"-- a mistake: the agent 'cleans up'\n   {MISTAKE}")
+    show.say("-- a mistake: the agent 'cleans up'", style="bold")
+    show.say(f"   {MISTAKE}")
     gone = cursor.execute(MISTAKE).rowcount
     conn.commit()
     left = cursor.execute("SELECT count(*) FROM orders").fetchone()[0]
-    out(f"   {gone} row(s) gone; orders left: {left}")
+    show.say(f"   {gone} row(s) gone; orders left: {left}", style="red")
     sandbox.restore_snapshot("before-cleanup")
     fresh = sandbox.get_connection()
     restored = fresh.execute("SELECT count(*) FROM orders").fetchone()[0]
     fresh.close()
-    out(f"   restore_snapshot('before-cleanup'): orders back to {restored}\n")
+    show.say(f"   restore_snapshot('before-cleanup'): orders back to {restored}\n", style="green")
+    show.report["mistake"] = {"sql": MISTAKE, "deleted": gone, "left": left, "restored": restored}
     return bool(left == 0 and restored == 200)
 
 
-def _audit_trail(audit: Path, out: Callable[[str], None]) -> bool:
+def _audit_trail(audit: Path, show: Narration) -> bool:
     events = query_events(audit, agent_id="analyst")
-    out(f"\naudit trail ({len(events)} events of agent 'analyst'):")
+    show.say(f"\naudit trail ({len(events)} events of agent 'analyst'):", style="bold")
     for event in events:
         what = event.reason or event.query or (event.details or {}).get("message") or ""
-        out(f"  #{event.seq:<3} {event.event_type:<26} {event.status or '':<9} {_clip(what)}")
+        show.report["audit"]["events"].append(
+            {"seq": event.seq, "type": event.event_type, "status": event.status, "what": what}
+        )
+        show.say(
+            f"  #{event.seq:<3} {event.event_type:<26} {event.status or '':<9} {_clip(what)}",
+            style=_STYLES.get(event.status or ""),
+        )
     result = verify(audit)
-    out(f"\naudit chain: {result}")
+    show.report["audit"].update(ok=result.ok, verified=str(result))
+    show.say(f"\naudit chain: {result}", style="green" if result.ok else "red")
     return bool(result.ok)
 
 

@@ -1,65 +1,66 @@
 """``sqlfence sandbox ...`` and ``sqlfence pool warm``: sandboxes from a terminal.
 
 Sandboxes made here are detached (they outlive the command) and end by ``destroy``, their
-ttl, or ``gc --all``. Long work shows a progress display on a terminal; ``--json`` prints
-one JSON document instead.
+ttl, or ``gc --all``. Long work shows a progress display on a terminal (on standard error);
+``--json`` prints one JSON document instead.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict
 from datetime import datetime, timezone
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
+from sqlfence.cli.output import FAILED, OK, Output
 from sqlfence.sandbox import AgentSandbox, SandboxPool, listing, reap
 
+POOL_CHECK_AGENT = "pool-warm-check"
 
-def sandbox_list(args: argparse.Namespace) -> int:
+
+def sandbox_list(args: argparse.Namespace, out: Output) -> int:
     """Every recorded sandbox; owners that are gone are marked (``gc`` removes those)."""
     records = listing(args.root)
-    if args.json:
-        print(json.dumps([asdict(record) for record in records], indent=2, default=str))
-        return 0
-    console = Console()
+    if out.json:
+        out.document([asdict(record) for record in records], indent=2)
+        return OK
     if not records:
-        console.print("no sandboxes")
-        return 0
-    table = Table("backend", "agent", "tenant", "owner", "expires")
-    table.add_column("name", no_wrap=True)
+        out.line("no sandboxes")
+        return OK
+    rows = []
     for record in records:
         owner = "detached" if record.owner.pid == 0 else str(record.owner.pid)
         if not record.owner.alive():
             owner += " (gone)"
         expires = "never" if record.expires_at is None else _when(record.expires_at)
-        table.add_row(
-            record.backend, record.agent_id, record.tenant or "-", owner, expires, record.name
+        rows.append(
+            [record.name, record.backend, record.agent_id, record.tenant or "-", owner, expires]
         )
-    console.print(table)
-    return 0
+    out.table(("name", "backend", "agent", "tenant", "owner", "expires"), rows)
+    return OK
 
 
-def sandbox_gc(args: argparse.Namespace) -> int:
+def sandbox_gc(args: argparse.Namespace, out: Output) -> int:
     """Remove what is expired or whose owner is gone (``--all``: everything)."""
     removed = reap(args.root, everything=args.all)
-    if args.json:
-        print(json.dumps({"removed": removed}))
+    if out.json:
+        out.document({"removed": removed})
     else:
-        print(f"removed {len(removed)} sandbox(es)" + "".join(f"\n  {n}" for n in removed))
-    return 0
+        out.line(f"removed {len(removed)} sandbox(es)")
+        for name in removed:
+            out.line(f"  {name}")
+    return OK
 
 
-def sandbox_create(args: argparse.Namespace) -> int:
-    """Create a detached sandbox and print its name (and, for SQLite, its URL)."""
-    access_policy: dict[str, Any] = {"read_only": False}
-    with _status(args, f"creating a {args.backend} sandbox for {args.agent_id}"):
+def sandbox_create(args: argparse.Namespace, out: Output) -> int:
+    """Create a detached sandbox and print its name, alone on one line (``N=$(...)`` works)."""
+    with _status(out, f"creating a {args.backend} sandbox for {args.agent_id}"):
         sandbox = AgentSandbox.create(
             args.agent_id,
             tenant=args.tenant,
@@ -67,99 +68,157 @@ def sandbox_create(args: argparse.Namespace) -> int:
             server_url=args.server_url,
             ttl=args.ttl,
             root=args.root,
-            access_policy=access_policy,
+            access_policy={"read_only": False},
             load_snapshot=args.snapshot,
         )
         sandbox.detach()
-    found = {"name": sandbox.name, "backend": args.backend, "url": sandbox.namespace.url or None}
-    if args.json:
-        print(json.dumps(found))
-    else:
-        print(sandbox.name)
-        if found["url"]:
-            print(f"  connect: sqlfence shell {found['url']} --policy POLICY")
-    return 0
+    url = sandbox.namespace.url or None
+    if out.json:
+        out.document({"name": sandbox.name, "backend": args.backend, "url": url})
+        return OK
+    out.line(sandbox.name)
+    if url and out.terminal:  # a hint for a person; a script captures the name alone
+        out.note(f"connect: sqlfence shell {url} --policy POLICY")
+    return OK
 
 
-def sandbox_destroy(args: argparse.Namespace) -> int:
+def sandbox_destroy(args: argparse.Namespace, out: Output) -> int:
     """Destroy the named sandboxes."""
     for name in args.names:
         AgentSandbox.open(name, args.root).destroy()
-        print(json.dumps({"destroyed": name}) if args.json else f"destroyed {name}")
-    return 0
+        if out.json:
+            out.document({"destroyed": name})
+        else:
+            out.line(f"destroyed {name}")
+    return OK
 
 
-def sandbox_snapshot(args: argparse.Namespace) -> int:
+def sandbox_snapshot(args: argparse.Namespace, out: Output) -> int:
     """Snapshot a sandbox (``--shared``: as a golden dataset other sandboxes can load)."""
     sandbox = AgentSandbox.open(args.name, args.root)
-    with _status(args, f"snapshotting {args.name} as {args.snapshot}"):
+    with _status(out, f"snapshotting {args.name} as {args.snapshot}"):
         manifest = sandbox.create_snapshot(args.snapshot, shared=args.shared)
-    _report(args, {"snapshot": args.snapshot, "tables": manifest.tables})
-    return 0
+    _report(out, {"snapshot": args.snapshot, "tables": manifest.tables})
+    return OK
 
 
-def sandbox_restore(args: argparse.Namespace) -> int:
+def sandbox_restore(args: argparse.Namespace, out: Output) -> int:
     """Restore a sandbox to one of its snapshots (checksums are verified first)."""
     sandbox = AgentSandbox.open(args.name, args.root)
-    with _status(args, f"restoring {args.name} to {args.snapshot}"):
+    with _status(out, f"restoring {args.name} to {args.snapshot}"):
         manifest = sandbox.restore_snapshot(args.snapshot)
-    _report(args, {"restored": args.snapshot, "tables": manifest.tables})
-    return 0
+    _report(out, {"restored": args.snapshot, "tables": manifest.tables})
+    return OK
 
 
-def pool_warm(args: argparse.Namespace) -> int:
-    """Start a pool, wait until ``size`` sandboxes are ready, report how long it took."""
+def pool_warm(args: argparse.Namespace, out: Output) -> int:
+    """Start a pool, wait until ``size`` sandboxes are ready, report how long it took.
+
+    When the pool cannot make a sandbox, one is made in the foreground to learn why, and
+    the command stops there with that reason (exit 1) instead of retrying until the timeout.
+    """
+    options = {
+        "backend": args.backend,
+        "runtime": args.runtime,
+        "server_url": args.server_url,
+        "image": args.image,
+        "root": args.root,
+    }
     start = time.monotonic()
-    pool = SandboxPool(
-        size=args.size,
-        backend=args.backend,
-        runtime=args.runtime,
-        server_url=args.server_url,
-        root=args.root,
-        warmup=False,
-    )
+    pool = SandboxPool(size=args.size, warmup=False, **options)
+    reason = None
     try:
-        with _progress(args) as progress:
+        with _progress(out) as progress:
             task = progress.add_task("warming", total=args.size) if progress else None
             deadline = start + args.timeout
             ready = 0
+            checked = False
             while ready < args.size and time.monotonic() < deadline:
-                ready = pool.metrics().get("idle", 0)
+                metrics = pool.metrics()
+                ready = metrics.get("idle", 0)
                 if progress is not None and task is not None:
                     progress.update(task, completed=ready)
+                if metrics.get("create_failures", 0) and not checked:
+                    checked = True
+                    reason = _why_not(options)
+                    if reason is not None:
+                        break
                 time.sleep(0.05)
         metrics = pool.metrics()
     finally:
         pool.close()
-    result = {"ready": ready, "size": args.size, "seconds": round(time.monotonic() - start, 3)}
-    _report(args, {**result, "metrics": metrics})
-    return 0 if ready >= args.size else 1
+    result: dict[str, Any] = {
+        "ready": ready,
+        "size": args.size,
+        "seconds": round(time.monotonic() - start, 3),
+    }
+    if ready < args.size:
+        result["reason"] = reason or f"not ready within --timeout {args.timeout:g} s"
+    _report(out, {**result, "metrics": metrics})
+    return OK if ready >= args.size else FAILED
 
 
-def _status(args: argparse.Namespace, text: str) -> Any:
-    if args.json:
+def _why_not(options: dict[str, Any]) -> str | None:
+    """Make one sandbox as the pool does; the reason it fails (None when it works)."""
+    from sqlfence.cli import describe, from_driver
+    from sqlfence.errors import Error
+
+    try:
+        AgentSandbox.create(POOL_CHECK_AGENT, **options).destroy()
+    except Exception as error:
+        if not isinstance(error, (Error, OSError, ValueError)) and not from_driver(error):
+            raise
+        return describe(error) + _hint(error, options)
+    return None
+
+
+def _hint(error: BaseException, options: dict[str, Any]) -> str:
+    causes: list[str] = []
+    cause: BaseException | None = error
+    while cause is not None and len(causes) < 10:
+        causes.append(type(cause).__name__)
+        cause = cause.__cause__ or cause.__context__
+    if "ImageNotFound" in causes:
+        image = options.get("image") or "the backend's default image"
+        return f" (hint: {image} is not in the Docker engine: pull or build it, or pass --image)"
+    return ""
+
+
+def _status(out: Output, text: str) -> Any:
+    console = Console(stderr=True)
+    if out.json or not console.is_terminal:
         return nullcontext()
-    return Console(stderr=True).status(text)
+    return console.status(text)
 
 
-def _progress(args: argparse.Namespace) -> Any:
-    if args.json:
-        return nullcontext(None)
-    return Progress(
+@contextmanager
+def _progress(out: Output) -> Iterator[Progress | None]:
+    console = Console(stderr=True)
+    if out.json or not console.is_terminal:
+        yield None
+        return
+    with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         TextColumn("{task.completed}/{task.total} ready"),
         TimeElapsedColumn(),
-        console=Console(stderr=True),
-    )
+        console=console,
+    ) as progress:
+        yield progress
 
 
-def _report(args: argparse.Namespace, payload: dict[str, Any]) -> None:
-    if args.json:
-        print(json.dumps(payload, default=str))
-    else:
-        for key, value in payload.items():
-            print(f"{key}: {value}")
+def _report(out: Output, payload: dict[str, Any]) -> None:
+    """``key: value`` lines (a mapping as indented lines), or one JSON document."""
+    if out.json:
+        out.document(payload)
+        return
+    for key, value in payload.items():
+        if isinstance(value, dict):
+            out.line(f"{key}:")
+            for inner, item in value.items():
+                out.line(f"  {inner}: {item}")
+        else:
+            out.line(f"{key}: {value}")
 
 
 def _when(timestamp: float) -> str:

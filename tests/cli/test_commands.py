@@ -1,22 +1,26 @@
-"""The ``sqlfence`` command line: exit codes and output of each sub-command."""
+"""``sqlfence check`` and ``sqlfence policy ...``: exit codes and output, piped and on a tty."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from sqlfence.cli import main
+from tests.cli.processes import POLICIES, cli, plain, terminal_run
 
-POLICIES = Path(__file__).parent.parent / "policies" / "files"
+ANALYST = str(POLICIES / "analyst.yaml")
+# Long enough that any wrapping at 80 (or 40) columns would have to cut the string literal.
+LONG = (
+    "SELECT 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb "
+    "cccccccccccccccccccccccccccc dddd' AS x FROM orders"
+)
 
 
 def test_check_allowed(capsys: pytest.CaptureFixture[str]) -> None:
     """An allowed statement exits 0 and prints the SQL that would run."""
-    code = main(["check", "SELECT * FROM orders", "--policy", str(POLICIES / "analyst.yaml")])
+    code = main(["check", "SELECT * FROM orders", "--policy", ANALYST])
     out = capsys.readouterr().out
     assert code == 0
     assert "SELECT * FROM orders LIMIT 100" in out
@@ -24,7 +28,7 @@ def test_check_allowed(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_check_denied_json(capsys: pytest.CaptureFixture[str]) -> None:
     """A denied statement exits 1; --json names the rule and the policy line."""
-    code = main(["--json", "check", "SELECT * FROM secrets", "-p", str(POLICIES / "analyst.yaml")])
+    code = main(["--json", "check", "SELECT * FROM secrets", "-p", ANALYST])
     payload = json.loads(capsys.readouterr().out)
     assert code == 1
     assert payload["allowed"] is False
@@ -32,11 +36,55 @@ def test_check_denied_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert payload["reasons"][0]["location"] == "analyst.yaml:4"
 
 
+@pytest.mark.parametrize("sql", ["SELEC broken (", "SELECT FROM WHERE", "", "-- only a comment"])
+def test_check_unparseable_sql_is_bad_input(sql: str) -> None:
+    """Text the parser cannot read is bad input (exit 2), not a denial (1)."""
+    done = cli("check", sql, "-p", ANALYST)
+    assert done.returncode == 2, done.stdout
+    assert "not understood" in done.stdout
+
+
+def test_check_piped_prints_the_sql_exactly() -> None:
+    """Piped, the rewritten SQL is one line, exactly as it would run (no wrapping at 80)."""
+    done = cli("check", LONG, "-p", ANALYST)
+    assert done.returncode == 0
+    assert done.stdout == f"allowed (row limit applied)\n{LONG} LIMIT 100\n"
+
+
+def test_check_on_a_narrow_terminal_never_breaks_the_sql() -> None:
+    """On a 40-column terminal the SQL is still sent unbroken (the terminal wraps it), and the
+    verdict is coloured."""
+    code, raw = terminal_run("check", LONG, "-p", ANALYST, columns=40)
+    assert code == 0
+    assert f"{LONG} LIMIT 100" in plain(raw).splitlines()
+    assert b"\x1b[" in raw  # the verdict's colour
+
+
+def test_check_reads_standard_input() -> None:
+    """`check -` reads the statement from standard input."""
+    done = cli("check", "-", "-p", ANALYST, stdin="SELECT id FROM orders\n")
+    assert done.returncode == 0
+    assert "LIMIT 100" in done.stdout
+
+
 def test_policy_lint(capsys: pytest.CaptureFixture[str]) -> None:
     """lint exits 0 for a good file and 2, naming file and line, for a bad one."""
-    assert main(["policy", "lint", str(POLICIES / "analyst.yaml")]) == 0
+    assert main(["policy", "lint", ANALYST]) == 0
     assert main(["policy", "lint", str(POLICIES / "misspelt.yaml")]) == 2
     assert "misspelt.yaml:3" in capsys.readouterr().err
+
+
+def test_policy_lint_json() -> None:
+    """lint --json prints one document with a result per file; exit 2 when one is bad."""
+    done = cli("--json", "policy", "lint", ANALYST, str(POLICIES / "misspelt.yaml"))
+    assert done.returncode == 2
+    results = json.loads(done.stdout)
+    assert [(r["file"], r["ok"]) for r in results] == [
+        (ANALYST, True),
+        (str(POLICIES / "misspelt.yaml"), False),
+    ]
+    assert "misspelt.yaml:3" in results[1]["error"]
+    assert done.stderr == ""
 
 
 def test_policy_schema(capsys: pytest.CaptureFixture[str]) -> None:
@@ -46,116 +94,18 @@ def test_policy_schema(capsys: pytest.CaptureFixture[str]) -> None:
     assert "max_rows" in schema["$defs"]["Policy"]["properties"]
 
 
-def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
-    """Without a command the help is printed and the exit code is 2."""
-    assert main([]) == 2
-    assert "usage" in capsys.readouterr().out
-
-
-def test_sandbox_gc_after_a_killed_process(tmp_path: Path) -> None:
-    """A process that made a sandbox and was SIGKILLed leaves nothing after `sandbox gc`."""
-    root = tmp_path / "root"
-    script = (
-        "import os, signal\n"
-        "from sqlfence.sandbox import AgentSandbox\n"
-        f"sb = AgentSandbox.create('crashy', root={str(root)!r})\n"
-        "print(sb.name, flush=True)\n"
-        "os.kill(os.getpid(), signal.SIGKILL)\n"
-    )
-    child = subprocess.run(
-        [sys.executable, "-c", script], check=False, capture_output=True, text=True
-    )
-    name = child.stdout.strip()
-    assert name
-    listed = subprocess.run(
-        [sys.executable, "-m", "sqlfence.cli", "--json", "sandbox", "list", "--root", str(root)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert [record["name"] for record in json.loads(listed.stdout)] == [name]
-    assert main(["sandbox", "gc", "--root", str(root)]) == 0
-    assert main(["--json", "sandbox", "list", "--root", str(root)]) == 0
-    assert not list(root.rglob("*.db"))
-
-
-def test_demo_runs() -> None:
-    """The demo plays its whole session, verifies the audit chain and leaves nothing behind."""
-    from sqlfence.cli.demo import run
-
-    lines: list[str] = []
-    assert run(lines.append) == 0
-    text = "\n".join(lines)
-    assert "DENIED  denied: table main.secrets is on the deny list" in text
-    assert "orders back to 200" in text
-    assert "ALERT [warning] slow_query" in text
-    assert "nothing left behind" in text
-    assert "audit chain: ok" in text
-
-
-def test_audit_commands_and_policy_learn(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """On the demo's audit log: verify passes, learn allows exactly the shapes that ran."""
-    from sqlfence import Guard, load_policy
-    from sqlfence.cli.demo import SESSION, run
-
-    audit = tmp_path / "audit"
-    assert run(lambda line: None, audit_dir=audit) == 0
-    assert main(["audit", "verify", str(audit)]) == 0
-    assert main(["--json", "audit", "stats", str(audit)]) == 0
-    assert main(["audit", "tail", str(audit), "-n", "3"]) == 0
-    assert main(["audit", "query", str(audit), "--type", "denial"]) == 0
-    capsys.readouterr()
-    assert main(["policy", "learn", str(audit), "--agent", "analyst"]) == 0
-    learned = capsys.readouterr().out
-    guard = Guard(load_policy(learned), dialect="sqlite")
-    ran = [sql for _, sql in SESSION[:3]]
-    assert all(guard.decide(sql).allowed for sql in ran)
-    assert guard.decide("SELECT name, country FROM customers WHERE country = 'DE'").allowed
-    assert not guard.decide("SELECT id FROM orders WHERE total > 100").allowed
-
-
-def test_audit_verify_fails_on_tampering(tmp_path: Path) -> None:
-    """A changed byte in the log makes `audit verify` exit 1."""
-    from sqlfence.cli.demo import run
-
-    audit = tmp_path / "audit"
-    assert run(lambda line: None, audit_dir=audit) == 0
-    log = next(path for path in audit.rglob("*.jsonl"))
-    text = log.read_text()
-    log.write_text(text.replace("customers", "customerz", 1))
-    assert main(["audit", "verify", str(audit)]) == 1
-
-
-def test_shell_reads_statements_from_standard_input(tmp_path: Path) -> None:
-    """The shell runs each line through the fence: results, denials and the last decision."""
-    lines = "SELECT 1\n  AS one;\nSELECT * FROM secrets;\n\\why\n\\q\n"
-    policy = POLICIES / "analyst.yaml"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sqlfence.cli",
-            "shell",
-            f"sqlite:///{tmp_path / 's.db'}?mode=rwc",
-            "-p",
-            str(policy),
-            "--agent",
-            "bot",
-        ],
-        input=lines,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    out = done.stdout
-    assert "one\n---\n1  \n(1 row)" in out
-    assert out.count("table main.secrets is on the deny list") == 2
-
-
 def test_policy_learn_from_a_missing_log_is_bad_input(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """learn on a path without an audit log exits 2 and says so."""
     assert main(["policy", "learn", str(tmp_path / "nowhere")]) == 2
     assert "no audit log at" in capsys.readouterr().err
+
+
+def test_policy_learn_json(demo_audit: Path) -> None:
+    """learn --json prints the learned policy as JSON, with the shapes it came from."""
+    done = cli("--json", "policy", "learn", str(demo_audit), "--agent", "analyst")
+    assert done.returncode == 0, done.stderr
+    learned = json.loads(done.stdout)
+    assert learned["policy"]["allowlist"] == sorted(learned["shapes"])
+    assert "SELECT id, total FROM orders" in learned["shapes"].values()

@@ -3,24 +3,20 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import sqlfence
+from sqlfence.cli import main
 from sqlfence.sandbox import AgentSandbox, listing
+from tests.cli.processes import cli
 from tests.postgres_server import PostgresServer
 
 
 def _cli(*args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "sqlfence.cli", "--json", *args],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    done = cli("--json", *args)
+    assert done.returncode == 0, done.stderr
     return done.stdout
 
 
@@ -82,3 +78,94 @@ def test_pool_warm(tmp_path: Path) -> None:
     report = json.loads(_cli("pool", "warm", "--size", "2", "--root", root))
     assert report["ready"] == 2
     assert listing(root) == []
+
+
+def test_create_prints_only_the_name(tmp_path: Path) -> None:
+    """`N=$(sqlfence sandbox create a1)` captures the name: one line, nothing else."""
+    root = str(tmp_path / "root")
+    done = cli("sandbox", "create", "a1", "--root", root)
+    assert done.returncode == 0
+    (name,) = done.stdout.splitlines()
+    assert [record.name for record in listing(root)] == [name]
+    assert main(["sandbox", "destroy", name, "--root", root]) == 0
+
+
+@pytest.mark.parametrize("ttl", ["-5", "0", "soon"])
+def test_create_refuses_a_ttl_that_is_not_positive(ttl: str, tmp_path: Path) -> None:
+    """--ttl must be a number of seconds above zero (exit 2), and nothing is created."""
+    done = cli("sandbox", "create", "a1", "--ttl", ttl, "--root", str(tmp_path / "root"))
+    assert done.returncode == 2
+    assert "--ttl" in done.stderr
+    assert listing(tmp_path / "root") == []
+
+
+def test_list_piped_is_whole(tmp_path: Path) -> None:
+    """Piped, `sandbox list` cuts no column: whole names, backends, owners and expiry times."""
+    root = str(tmp_path / "root")
+    for agent in ("a-rather-long-agent-name", "b"):
+        cli("sandbox", "create", agent, "--ttl", "3600", "--tenant", "acme-corp", "--root", root)
+    done = cli("sandbox", "list", "--root", root)
+    assert done.returncode == 0
+    lines = done.stdout.splitlines()
+    assert lines[0].split() == ["name", "backend", "agent", "tenant", "owner", "expires"]
+    for record, line in zip(listing(root), lines[1:], strict=True):
+        assert line.startswith(record.name + "  ")
+        assert record.agent_id in line.split()
+        assert line.endswith(" UTC")
+        assert "detached" in line
+    assert "…" not in done.stdout
+    _cli("sandbox", "gc", "--all", "--root", root)
+
+
+def test_pool_warm_says_why_it_cannot_start(tmp_path: Path) -> None:
+    """A pool whose sandboxes cannot be made stops at the first failure and says why (exit 1),
+    its metrics as lines rather than a Python dict."""
+    pytest.importorskip("psycopg")
+    done = cli("pool", "warm", "--size", "2", "--backend", "postgres", "--runtime", "external",
+               "--server-url", "postgresql://nobody@127.0.0.1:1/postgres",
+               "--root", str(tmp_path / "root"))  # fmt: skip
+    assert done.returncode == 1
+    assert "ready: 0" in done.stdout
+    reason = next(line for line in done.stdout.splitlines() if line.startswith("reason: "))
+    assert "127.0.0.1" in reason
+    assert "{" not in done.stdout
+    assert "  create_failures: " in done.stdout
+
+
+def test_pool_warm_json_has_the_reason(tmp_path: Path) -> None:
+    """--json: one document with ready, the reason and the metrics."""
+    pytest.importorskip("psycopg")
+    done = cli("--json", "pool", "warm", "--size", "1", "--backend", "postgres",
+               "--runtime", "external", "--server-url", "postgresql://nobody@127.0.0.1:1/x",
+               "--root", str(tmp_path / "root"))  # fmt: skip
+    assert done.returncode == 1
+    report = json.loads(done.stdout)
+    assert report["ready"] == 0
+    assert "127.0.0.1" in report["reason"]
+    assert report["metrics"]["create_failures"] >= 1
+
+
+def test_sandbox_gc_after_a_killed_process(tmp_path: Path) -> None:
+    """A process that made a sandbox and was SIGKILLed leaves nothing after `sandbox gc`."""
+    import subprocess
+    import sys
+
+    root = tmp_path / "root"
+    script = (
+        "import os, signal\n"
+        "from sqlfence.sandbox import AgentSandbox\n"
+        f"sb = AgentSandbox.create('crashy', root={str(root)!r})\n"
+        "print(sb.name, flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", script], check=False, capture_output=True, text=True
+    )
+    name = child.stdout.strip()
+    assert name
+    assert [
+        record["name"] for record in json.loads(_cli("sandbox", "list", "--root", str(root)))
+    ] == [name]
+    assert main(["sandbox", "gc", "--root", str(root)]) == 0
+    assert main(["--json", "sandbox", "list", "--root", str(root)]) == 0
+    assert not list(root.rglob("*.db"))

@@ -1,0 +1,5 @@
+"""``python -m sqlfence``: the same as the ``sqlfence`` command."""
+
+from sqlfence.cli import main
+
+raise SystemExit(main())

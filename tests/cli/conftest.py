@@ -1,0 +1,27 @@
+"""A demo audit log, made once per session by the real demo command."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.cli.processes import cli
+
+
+@pytest.fixture(scope="session")
+def demo_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The audit log of one `sqlfence demo --audit DIR` run (do not change it)."""
+    audit = tmp_path_factory.mktemp("demo") / "audit"
+    done = cli("demo", "--audit", str(audit))
+    assert done.returncode == 0, done.stdout + done.stderr
+    return audit
+
+
+@pytest.fixture
+def demo_audit(demo_log: Path, tmp_path: Path) -> Path:
+    """A copy of the demo's audit log that this test may change."""
+    copy = tmp_path / "audit"
+    shutil.copytree(demo_log, copy)
+    return copy
