@@ -37,11 +37,13 @@ from sqlfence.sandbox.runtimes.docker_specs import (
     memory_bytes,
     memory_used,
     nano_cpus,
+    ready_logs_missing,
 )
 
 LABEL = "sqlfence"  # value: "server" on every container sqlfence starts
 PLACEMENTS = ("shared", "dedicated")
 DEFAULT_READY_TIMEOUT_S = 60.0
+PROBE_TIMEOUT_S = 2.0  # one login attempt, readiness or health
 
 
 def client() -> Any:
@@ -139,10 +141,11 @@ class Server:
             return "gone"
         return str(self.container.status)
 
-    def logs(self, lines: int = 20) -> str:
-        """The last ``lines`` lines of the container's log."""
+    def logs(self, lines: int | None = 20) -> str:
+        """The last ``lines`` lines of the container's log (all of it for None)."""
         with contextlib.suppress(Exception):
-            return str(self.container.logs(tail=lines).decode(errors="replace")).strip()
+            tail = "all" if lines is None else lines
+            return str(self.container.logs(tail=tail).decode(errors="replace")).strip()
         return ""
 
     def stats(self) -> dict[str, float]:
@@ -167,18 +170,23 @@ class Server:
             time.sleep(0.05)
 
     def _wait_ready(self, timeout: float) -> None:
+        """Until the spec's log lines have appeared in order and an admin login succeeds."""
         deadline = time.monotonic() + timeout
         delay = 0.05
+        next_login = 0.0
+        missing = self.spec.ready_logs
         while True:
-            if self.spec.ready_log is None:
-                if _answers(self.spec.kind, self.admin_url):
+            if missing:
+                missing = ready_logs_missing(self.logs(None), self.spec.ready_logs)
+            if not missing and time.monotonic() >= next_login:
+                if self.spec.probe(self.admin_url, PROBE_TIMEOUT_S) == "ok":
                     return
-            elif self.spec.ready_log in self.logs(200):
-                return
+                next_login = time.monotonic() + self.spec.probe_every
             if self.status() not in ("running", "created"):
                 raise self._not_ready(f"the container stopped ({self.status()})")
             if time.monotonic() > deadline:
-                raise self._not_ready(f"not ready after {timeout:.0f} s")
+                waiting = f"the log line {missing[0]!r}" if missing else "an admin login"
+                raise self._not_ready(f"not ready after {timeout:.0f} s, waiting for {waiting}")
             time.sleep(delay)
             delay = min(delay * 1.5, 0.5)
 
@@ -223,18 +231,6 @@ def _put_file(container: Any, path: str, text: str) -> None:
         info.mode = 0o644
         archive.addfile(info, io.BytesIO(data))
     container.put_archive(str(Path(path).parent), buffer.getvalue())
-
-
-def _answers(kind: str, url: str) -> bool:
-    if kind != "postgres":
-        return False
-    import psycopg
-
-    try:
-        psycopg.connect(url, connect_timeout=2).close()
-    except psycopg.Error:
-        return False
-    return True
 
 
 def remove_container(container: Any) -> None:
@@ -482,12 +478,13 @@ class ContainerBackend:
         return reason
 
     def healthy(self) -> bool:
-        """True when the container runs and its server answers."""
+        """True when the container runs and its server answers a login (or refuses one only
+        for want of capacity: a full server is not a broken one)."""
         if self.server is None or self._sticky:
             return False
         if self.server.status() != "running":
             return False
-        return _answers(self.spec.kind, self.server.admin_url)
+        return self.spec.probe(self.server.admin_url, PROBE_TIMEOUT_S) in ("ok", "busy")
 
     def dead(self) -> bool:
         """True once the watcher saw the container die."""

@@ -1,28 +1,39 @@
-"""What the Docker runtime runs: an engine spec per database kind, and the limit and stats
-arithmetic (REFERENCE.md's formulas for CPU percent and memory used)."""
+"""What the Docker runtime runs: an engine spec per database kind, how to tell that its
+server answers, and the limit and stats arithmetic (REFERENCE.md's formulas for CPU percent
+and memory used)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from sqlfence.errors import ConfigurationError
 from sqlfence.sandbox.limits import Limits
 
 PGDATA = "/var/lib/postgresql/data"
+Answer = Literal["ok", "busy", "no"]  # logged in; refused for want of capacity; anything else
 
 
 @dataclass(frozen=True)
 class EngineSpec:
-    """How to run one database kind in a container."""
+    """How to run one database kind in a container.
+
+    Ready means every ``ready_logs`` line has appeared in the log, in that order, and then
+    ``probe`` logs in with the admin URL (``ok``), tried every ``probe_every`` seconds until
+    the runtime's deadline. Healthy means the probe answers ``ok`` or ``busy``: a server that
+    refuses a login because it is full still runs.
+    """
 
     kind: str
     image: str
     port: int
     environment: Callable[[str, str], dict[str, str]]  # (user, password) -> env
     admin_url: Callable[[str, int, str, str], str]  # (host, port, user, password) -> URL
-    ready_log: str | None = None  # a log line meaning "ready"; else probe the admin URL
+    probe: Callable[[str, float], Answer]  # (admin URL, timeout in seconds) -> answer
+    ready_logs: tuple[str, ...] = ()
+    probe_every: float = 0.0
     user: str = "postgres"
     command: Callable[[Limits], list[str]] = field(default=lambda limits: [])
     tmpfs: tuple[str, ...] = ()  # scratch directories when the root is read-only
@@ -43,6 +54,35 @@ def _postgres_command(limits: Limits) -> list[str]:
     return args
 
 
+def _postgres_probe(url: str, timeout: float) -> Answer:
+    import psycopg
+
+    try:
+        psycopg.connect(url, connect_timeout=max(1, math.ceil(timeout))).close()
+    except psycopg.Error:
+        return "no"
+    return "ok"
+
+
+def iris_probe(url: str, timeout: float) -> Answer:
+    """A DB-API login to IRIS at ``url`` and out again (``iris_admin.probe``)."""
+    from sqlfence.sandbox.backends.iris_admin import probe
+
+    return probe(url, timeout)
+
+
+def ready_logs_missing(log: str, lines: tuple[str, ...]) -> tuple[str, ...]:
+    """The ``lines`` not yet seen in ``log`` in their order: each must appear after the one
+    before it (an earlier line logged again later does not count for the next)."""
+    position = 0
+    for index, line in enumerate(lines):
+        found = log.find(line, position)
+        if found < 0:
+            return lines[index:]
+        position = found + len(line)
+    return ()
+
+
 POSTGRES = EngineSpec(
     kind="postgres",
     image="postgres:16",
@@ -51,14 +91,20 @@ POSTGRES = EngineSpec(
     admin_url=lambda host, port, user, password: (
         f"postgresql://{user}:{password}@{host}:{port}/postgres"
     ),
+    probe=_postgres_probe,
     command=_postgres_command,
     tmpfs=("/var/run/postgresql", "/tmp"),
     data_dir=PGDATA,
     read_only_root=True,
 )
 
-# Written against InterSystems' documentation; no IRIS container can run on these machines.
-# The CPF merge file clears the forced first-login password change (SQLCODE -853).
+# Written against InterSystems' documentation and the public testcontainers IRIS modules; no
+# IRIS container can run on these machines. The image applies IRIS_USERNAME / IRIS_PASSWORD
+# in a hook that runs after "Enabling logons" and logs "executed command" when done (the
+# testcontainers modules wait for that line on intersystemsdc images), so readiness waits
+# for both lines, then for a login with the new password. Logins are tried 2 s apart: IRIS
+# counts failed logins against its invalid-login limit. The CPF merge file clears the
+# forced first-login password change (SQLCODE -853).
 _IRIS_MERGE = "/tmp/sqlfence-merge.cpf"
 IRIS = EngineSpec(
     kind="iris",
@@ -70,7 +116,9 @@ IRIS = EngineSpec(
         "ISC_CPF_MERGE_FILE": _IRIS_MERGE,
     },
     admin_url=lambda host, port, user, password: f"iris://{user}:{password}@{host}:{port}/USER",
-    ready_log="Enabling logons",
+    probe=iris_probe,
+    ready_logs=("Enabling logons", "executed command"),
+    probe_every=2.0,
     user="_SYSTEM",
     files=(
         (
