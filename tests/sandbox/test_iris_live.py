@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import iris
 import iris.dbapi
 import pytest
 
 from sqlfence.sandbox import AgentSandbox, SnapshotCorrupt
+from sqlfence.sandbox.backends import iris_admin, iris_globals
 from sqlfence.sandbox.backends.iris import IRISBackend
 from tests.sandbox.conftest import flip_byte
 
@@ -147,3 +150,91 @@ def test_a_flipped_byte_is_refused_and_nothing_changes(server: str, root: Path) 
         with pytest.raises(SnapshotCorrupt):
             sb.restore_snapshot("ten")
         assert _count(sb) == 7
+
+
+# -- issue 18: what the documentation and the driver say, tried on the server -------------
+
+
+def test_the_probe_logs_in_and_a_wrong_password_does_not(server: str) -> None:
+    """The health probe answers ok for the admin login, no for a wrong password."""
+    assert iris_admin.probe(server, 5.0) == "ok"
+    parts = urlsplit(server)
+    wrong = parts._replace(netloc=f"{parts.username}:wrong@{parts.hostname}:{parts.port or 1972}")
+    assert iris_admin.probe(wrong.geturl(), 5.0) == "no"
+
+
+def test_snapshots_keep_wide_strings_doubles_and_lists(server: str, root: Path) -> None:
+    """Values of every IRIS type come back from a snapshot as the same type and value."""
+    values: list[Any] = ["\u4e2d\u6587 wide", "caf\u00e9", 12, "12", 1.5, 0.1, Decimal("2.5")]
+    admin = iris_admin.shared_server(urlsplit(server))
+    try:
+        with _create(server, root, agent_id="a1") as sb:
+            _fill(sb)
+            with admin.namespace_native(sb.name) as native:
+                for index, value in enumerate(values):
+                    native.set(value, "SqlfenceTypes", index)
+                native.set(iris.IRISList(), "SqlfenceTypes", "list")  # an empty $LIST
+                listed = iris.IRISList()
+                listed.add("\u4e2d")
+                listed.add(1.5)
+                native.set(listed, "SqlfenceTypes", "list", 2.5)
+                before = _typed_nodes(native)
+            sb.create_snapshot("typed")
+            with admin.namespace_native(sb.name) as native:
+                native.kill("SqlfenceTypes")
+            sb.restore_snapshot("typed")
+            with admin.namespace_native(sb.name) as native:
+                assert _typed_nodes(native) == before
+                assert native.getIRISList("SqlfenceTypes", "list", 2.5).equals(listed)
+    finally:
+        iris_admin.release(admin)
+
+
+def _typed_nodes(native: Any) -> list[tuple[Any, type, Any]]:
+    found = []
+    for node in iris_globals.walk(native, "SqlfenceTypes"):
+        found.append((node[1], type(node[2]), node[2]))
+    return found
+
+
+def test_roles_record_their_mode(server: str, root: Path) -> None:
+    """A writable sandbox's role reads back writable, a read-only one's read-only."""
+    admin = iris_admin.shared_server(urlsplit(server))
+    try:
+        with (
+            _create(server, root, agent_id="w1") as writable,
+            _create(server, root, agent_id="r1", access_policy={"read_only": True}) as reader,
+        ):
+            assert admin.role_read_only(writable.name) is False
+            assert admin.role_read_only(reader.name) is True
+    finally:
+        iris_admin.release(admin)
+
+
+def test_globals_sizes_and_sessions(server: str, root: Path) -> None:
+    """DirectoryList lists a namespace's globals; Size is in MB; one admin session at most."""
+    admin = iris_admin.shared_server(urlsplit(server))
+    try:
+        with _create(server, root, agent_id="a1") as sb, _create(server, root, agent_id="a2"):
+            _fill(sb)
+            names = admin.global_names(sb.name)
+            assert names, "DirectoryList returned no globals for a namespace with a table"
+            size = admin.size_bytes(sb.name)
+            # two fresh databases of about 1 MB each; KB or bytes would be far off
+            assert 1024 * 1024 <= size < 1024**3, size
+            assert iris_admin.admin_sessions() <= 1
+    finally:
+        iris_admin.release(admin)
+
+
+def test_a_restored_writable_sandbox_stays_writable(server: str, root: Path) -> None:
+    """A restore by another handle (the mode read from the role) keeps writes working."""
+    with _create(server, root, agent_id="a1") as sb:
+        _fill(sb)
+        sb.create_snapshot("ten")
+        # a handle of its own, as another process gets: its backend never made the role
+        AgentSandbox.open(sb.name, root, credentials=[server]).restore_snapshot("ten")
+        with sb.get_connection() as conn:
+            conn.execute("INSERT INTO Entities (ID, Name) VALUES (99, 'x')")
+            conn.commit()
+        assert _count(sb) == 11
