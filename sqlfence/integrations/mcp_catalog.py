@@ -37,7 +37,8 @@ _PRIMARY_KEY = (
     "AND k.table_name = c.table_name AND u.column_name = {column}"
 )
 DESCRIBE_TABLE = {
-    "sqlite": 'SELECT name, type, "notnull", pk FROM pragma_table_info(?)',
+    # table_xinfo lists generated columns too (hidden 2, 3); hidden 1 is a virtual table's own
+    "sqlite": 'SELECT name, type, "notnull", pk FROM pragma_table_xinfo(?) WHERE hidden <> 1',
     "postgresql": (
         "SELECT c.column_name, c.data_type, c.is_nullable = 'NO', EXISTS ("
         + _PRIMARY_KEY.format(column="c.column_name")
@@ -88,7 +89,10 @@ def column_denied(guard: Guard, schema: str | None, table: str, column: str) -> 
     """Is ``column`` of ``schema.table`` on the policy's denied_columns list?"""
     owner = qualified(guard, schema, table)
     name = guard.namer.normalize(column, quoted=True).lower()
+    # a generated column reads the columns it is computed from
+    read = {name} | guard.patterns.generated_columns.get(".".join(owner), {}).get(name, set())
     return any(
-        table_matches(table_pattern, owner, True) and fnmatchcase(name, column_pattern)
+        table_matches(table_pattern, owner, True)
+        and any(fnmatchcase(each, column_pattern) for each in read)
         for table_pattern, column_pattern in guard.patterns.denied_columns
     )

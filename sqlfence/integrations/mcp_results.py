@@ -9,6 +9,7 @@ compact JSON text for those that read text. The byte budgets count that text.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,7 +110,7 @@ def sized(rows: list[Any], budget: Budget, cut: list[str], used: int = 0) -> lis
     for row in rows:
         values = []
         for raw in row:
-            value = jsonable(raw)
+            value = jsonable(_cut_bytes(raw, cell_limit, cut))
             if isinstance(value, str) and len(value) > cell_limit // 6:
                 value = _cut(value, cell_limit, cut)
             values.append(value)
@@ -120,6 +121,16 @@ def sized(rows: list[Any], budget: Budget, cut: list[str], used: int = 0) -> lis
         taken += size
         result.append(values)
     return result
+
+
+def _cut_bytes(value: Any, limit: int, cut: list[str]) -> Any:
+    """Bytes longer than their hex can show within ``limit``: only the prefix that fits
+    (hex of a 200 MB value would take 400 MB before being cut)."""
+    if isinstance(value, (bytes, bytearray, memoryview)) and len(value) * 2 > limit:
+        if "max_cell_bytes" not in cut:
+            cut.append("max_cell_bytes")
+        return bytes(value[: limit // 2])
+    return value
 
 
 def _cut(value: str, limit: int, cut: list[str]) -> str:
@@ -139,7 +150,10 @@ def _cut(value: str, limit: int, cut: list[str]) -> str:
 
 
 def jsonable(value: Any) -> Any:
-    """``value`` as a JSON value: bytes as hex, anything else JSON lacks as its text."""
+    """``value`` as a JSON value: bytes as hex, anything else JSON lacks (decimals, dates,
+    infinities) as its text."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no Infinity or NaN: "inf", "-inf", "nan"
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, (bytes, bytearray, memoryview)):

@@ -10,8 +10,6 @@ curated tools alone, and ``query`` is marked read-only when its policy is.
 from __future__ import annotations
 
 import argparse
-import ipaddress
-import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,16 +17,13 @@ from typing import Any, Literal
 
 import anyio.to_thread
 import sqlglot
-from mcp.server.auth.middleware.bearer_auth import AuthorizationContext
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.streamable_http import StreamableHTTPServerTransport
-from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
-from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import (
     CallToolResult,
     ListResourcesResult,
+    ListResourceTemplatesResult,
     ListToolsResult,
     PaginatedRequestParams,
     ToolAnnotations,
@@ -50,6 +45,12 @@ from sqlfence.integrations.mcp import (
     policy_for,
 )
 from sqlfence.integrations.mcp_curated import BUILTIN_TOOLS, CuratedTool, load_tools
+from sqlfence.integrations.mcp_http import (
+    DEFAULT_MAX_SESSIONS_PER_IDENTITY,
+    HTTPSettings,
+    loopback,
+    serve_http,
+)
 from sqlfence.integrations.mcp_results import QueryResult
 from sqlfence.integrations.mcp_tokens import FileTokenVerifier, TokenFile, create_token
 from sqlfence.integrations.mcp_tools import TABLE_URI, FenceTools
@@ -84,6 +85,25 @@ class FenceServer(MCPServer):
         context = Context(request_context=ctx, mcp_server=self)
         resources = await anyio.to_thread.run_sync(self.fence.table_resources, context)
         return ListResourcesResult(resources=resources)
+
+    async def _handle_list_resource_templates(
+        self, ctx: ServerRequestContext[Any], params: PaginatedRequestParams | None
+    ) -> ListResourceTemplatesResult:
+        if self.fence.caller_policy().mcp_tools == "curated":
+            return ListResourceTemplatesResult(resource_templates=[])
+        return await super()._handle_list_resource_templates(ctx, params)
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> Any:
+        """Every call is audited, also one that never reaches its tool (an unknown name,
+        arguments that fail the input schema)."""
+        try:
+            return await super().call_tool(name, arguments, context)
+        except Exception as error:
+            if context is not None:
+                await anyio.to_thread.run_sync(self.fence.record_unrun, name, error, context)
+            raise
 
 
 def build_server(
@@ -245,6 +265,8 @@ def serve(
     max_sessions: int = DEFAULT_MAX_SESSIONS,
     session_idle_timeout: float = DEFAULT_IDLE_TIMEOUT_S,
     tools: str | Path | None = None,
+    max_sessions_per_identity: int = DEFAULT_MAX_SESSIONS_PER_IDENTITY,
+    public_url: str | None = None,
 ) -> None:
     """Run the MCP server until the client disconnects (stdio) or it is interrupted (http).
 
@@ -252,8 +274,10 @@ def serve(
     defaults to 127.0.0.1. ``tokens`` (a tokens file, HTTP only) makes every request carry a
     bearer token whose entry names its identity; without it only loopback addresses are
     served. The Host and Origin headers are checked on every bind address (``allowed_hosts``,
-    ``allowed_origins`` add to the defaults). ``tools`` is a curated tools file (see
-    ``mcp_curated``). The configuration is checked first:
+    ``allowed_origins`` add to the defaults: this server's own names and port). Sessions are
+    bounded (``max_sessions``, ``max_sessions_per_identity``, ``session_idle_timeout``).
+    ``public_url`` is the URL clients use, when it is not ``http://host:port/mcp``. ``tools``
+    is a curated tools file (see ``mcp_curated``). The configuration is checked first:
     ConfigurationError, PolicyError or OperationalError name what is wrong before anything
     is served.
     """
@@ -263,12 +287,21 @@ def serve(
         raise ConfigurationError(
             "--tokens applies to the HTTP transport; over stdio the identity is --agent-id"
         )
-    if transport == "http" and tokens is None and not _loopback(host):
+    if transport == "http" and tokens is None and not loopback(host):
         raise ConfigurationError(
             f"refusing to serve on {host} without authentication: give --tokens (a tokens "
             "file, see `sqlfence mcp token create`) or bind a loopback address"
         )
-    public = f"http://{_url_host(host)}:{port}/mcp"
+    http = HTTPSettings(
+        host=host,
+        port=port,
+        allowed_hosts=tuple(allowed_hosts),
+        allowed_origins=tuple(allowed_origins),
+        max_sessions=max_sessions,
+        max_sessions_per_identity=max_sessions_per_identity,
+        session_idle_timeout=session_idle_timeout,
+        public_url=public_url,
+    )
     settings = MCPSettings(
         url=url,
         policy=policy,
@@ -282,7 +315,7 @@ def serve(
         max_result_bytes=max_result_bytes,
         max_cell_bytes=max_cell_bytes,
         tokens=TokenFile(tokens) if tokens is not None else None,
-        public_url=public,
+        public_url=http.url,
         curated=load_tools(tools) if tools is not None else (),
     )
     resolved = settings.check()
@@ -291,67 +324,9 @@ def serve(
         if transport == "stdio":
             server.run("stdio")
         else:
-            security = TransportSecuritySettings(
-                enable_dns_rebinding_protection=True,
-                allowed_hosts=[*_default_hosts(host, port), *allowed_hosts],
-                allowed_origins=list(allowed_origins),
-            )
-            _serve_http(server, host, port, security, max_sessions, session_idle_timeout)
+            serve_http(server, http)
     finally:
         fence.close()
-
-
-def _serve_http(
-    server: MCPServer,
-    host: str,
-    port: int,
-    security: TransportSecuritySettings,
-    max_sessions: int,
-    idle_timeout: float,
-) -> None:
-    """Streamable HTTP at ``/mcp`` with sessions that make room for a new client (below)."""
-    import uvicorn
-
-    app = server.streamable_http_app(
-        transport_security=security,
-        max_sessions=max_sessions,
-        session_idle_timeout=idle_timeout,
-        host=host,
-    )
-    server.session_manager.__class__ = RoomMakingSessionManager
-    uvicorn.run(app, host=host, port=port, log_level="warning")
-
-
-class RoomMakingSessionManager(StreamableHTTPSessionManager):
-    """At ``max_sessions``, a new session ends the session idle longest instead of being
-    refused with 503 until one times out: a flood of abandoned sessions cannot lock out a
-    fresh client. The caller's own idle sessions go first, so one credential flooding the
-    server displaces itself; a session with a request in flight (an open stream) is never
-    ended, and when every session is busy the new one is still refused.
-    """
-
-    def _admit_session(
-        self, requestor: AuthorizationContext | None
-    ) -> StreamableHTTPServerTransport | None:
-        if self.max_sessions is not None and len(self._server_instances) >= self.max_sessions:
-            self._end_idlest(requestor)
-        return super()._admit_session(requestor)
-
-    def _end_idlest(self, requestor: AuthorizationContext | None) -> None:
-        idle = [
-            (self._session_owners.get(key) != requestor, scope.deadline, key)
-            for key, transport in self._server_instances.items()
-            if (scope := transport.idle_scope) is not None
-            and not scope.cancel_called
-            and scope.deadline != math.inf  # the SDK's mark of a request in flight
-        ]
-        if not idle:
-            return
-        *_, key = min(idle)
-        transport = self._server_instances.pop(key)
-        self._session_owners.pop(key, None)
-        assert transport.idle_scope is not None
-        transport.idle_scope.cancel()  # its server task ends it as an idle timeout would
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -391,6 +366,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--allowed-origin", action="append", default=[], help="HTTP Origin")
     parser.add_argument("--max-sessions", type=_positive, default=DEFAULT_MAX_SESSIONS)
     parser.add_argument(
+        "--max-sessions-per-identity",
+        type=_positive,
+        default=DEFAULT_MAX_SESSIONS_PER_IDENTITY,
+        help="HTTP sessions one token may hold; past it, its own oldest one ends",
+    )
+    parser.add_argument("--public-url", help="HTTP: the URL clients use, if not host:port")
+    parser.add_argument(
         "--session-idle-timeout", type=_positive, default=DEFAULT_IDLE_TIMEOUT_S, help="seconds"
     )
     args = parser.parse_args(arguments)
@@ -418,22 +400,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             max_sessions=args.max_sessions,
             session_idle_timeout=args.session_idle_timeout,
             tools=args.tools,
+            max_sessions_per_identity=args.max_sessions_per_identity,
+            public_url=args.public_url,
         )
     except (Error, OSError) as error:
         print(f"sqlfence mcp: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-
-
-def _default_hosts(host: str, port: int) -> list[str]:
-    """The Host headers a request may carry: this address and port (and the loopback names
-    when bound to one)."""
-    if _loopback(host):
-        return ["127.0.0.1:*", "localhost:*", "[::1]:*"]
-    return [f"{_url_host(host)}:{port}"]
-
-
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
 def _token_command(argv: Sequence[str]) -> None:
@@ -465,12 +437,3 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
     return value
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False

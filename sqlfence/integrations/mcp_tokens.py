@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import threading
 from dataclasses import dataclass
@@ -29,6 +30,9 @@ import yaml
 from sqlfence.errors import ConfigurationError
 
 _PREFIX = "sqf_"  # recognisable in a leaked log line or a secret scanner's rules
+_ENTRY_KEYS = frozenset({"sha256", "agent_id", "tenant"})
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+MAX_FILE_BYTES = 1024 * 1024  # about 7,000 tokens; read whole on every change
 
 
 @dataclass(frozen=True)
@@ -71,7 +75,7 @@ class TokenFile:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, ...] | None = None
         self._by_digest: dict[str, TokenIdentity] = {}
         self.reload()  # a missing or malformed file is a ConfigurationError at start
 
@@ -81,19 +85,25 @@ class TokenFile:
             stat = self.path.stat()
         except OSError as error:
             raise ConfigurationError(f"tokens file {self.path}: {error.strerror}") from None
-        identities = {}
+        identities: dict[str, TokenIdentity] = {}
         for number, entry in enumerate(_entries(self.path), start=1):
-            hashed, agent = entry.get("sha256"), entry.get("agent_id")
-            if not isinstance(hashed, str) or len(hashed) != 64 or not isinstance(agent, str):
-                raise ConfigurationError(
-                    f"tokens file {self.path}: entry {number} needs sha256 (64 hex digits) "
-                    "and agent_id"
-                )
-            tenant = entry.get("tenant")
-            identities[hashed.lower()] = TokenIdentity(agent, str(tenant) if tenant else None)
+            where = f"tokens file {self.path}: entry {number}"
+            unknown = sorted(set(entry) - _ENTRY_KEYS)
+            if unknown:
+                raise ConfigurationError(f"{where}: unknown key {unknown[0]!r}")
+            hashed, agent, tenant = entry.get("sha256"), entry.get("agent_id"), entry.get("tenant")
+            if not (isinstance(hashed, str) and _HEX64.fullmatch(hashed)):
+                raise ConfigurationError(f"{where}: sha256 must be 64 hex digits")
+            if not (isinstance(agent, str) and agent.strip()):
+                raise ConfigurationError(f"{where}: agent_id must be a non-empty string")
+            if tenant is not None and not (isinstance(tenant, str) and tenant.strip()):
+                raise ConfigurationError(f"{where}: tenant must be a non-empty string")
+            if hashed.lower() in identities:  # which identity would it be? neither
+                raise ConfigurationError(f"{where}: the same sha256 as an earlier entry")
+            identities[hashed.lower()] = TokenIdentity(agent, tenant)
         with self._lock:
             self._by_digest = identities
-            self._stamp = (stat.st_mtime_ns, stat.st_size)
+            self._stamp = _stamp(stat)
 
     def identity(self, token: str) -> TokenIdentity | None:
         """The identity ``token`` stands for, or None. A changed file is read first; a file
@@ -122,19 +132,30 @@ class TokenFile:
                 self._by_digest = {}
                 self._stamp = None
             return
-        if (stat.st_mtime_ns, stat.st_size) != self._stamp:
+        if _stamp(stat) != self._stamp:
             try:
                 self.reload()
             except ConfigurationError:
                 with self._lock:  # a broken edit must not keep a revoked token alive
                     self._by_digest = {}
-                    self._stamp = (stat.st_mtime_ns, stat.st_size)
+                    self._stamp = _stamp(stat)
+
+
+def _stamp(stat: os.stat_result) -> tuple[int, ...]:
+    """What changes with any write of the file: ``st_ctime_ns`` cannot be set back by the
+    tools that keep mtimes (``cp -p``, ``touch -r``); a replaced file has a new inode."""
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
 
 
 def _entries(path: Path) -> list[dict[str, Any]]:
     try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as error:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            raise ConfigurationError(f"tokens file {path}: larger than {MAX_FILE_BYTES} bytes")
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        loaded = yaml.load(data.decode("utf-8"), Loader=loader) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
         raise ConfigurationError(f"tokens file {path}: {error}") from None
     entries = loaded.get("tokens", []) if isinstance(loaded, dict) else None
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):

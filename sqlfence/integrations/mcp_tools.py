@@ -10,9 +10,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote, unquote
 
+import anyio.from_thread
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.types import CallToolResult, Resource
@@ -45,6 +47,7 @@ if TYPE_CHECKING:
 
 TABLE_URI = "sqlfence://tables/{table}"
 CURATED_ONLY = "this identity may use its curated tools only (policy: mcp_tools: curated)"
+CLIENT_NAME_CHARS = 200
 
 
 class Refused(ToolError):
@@ -54,6 +57,17 @@ class Refused(ToolError):
     def __init__(self, message: str, reason: str | None = None) -> None:
         super().__init__(message)
         self.reason = reason or message
+        self.recorded = False
+
+
+@dataclass(frozen=True)
+class _Unopened:
+    """Who made a call before its session opened: what its audit event names."""
+
+    agent_id: str
+    tenant: str | None
+    client_name: str | None
+    sandbox: str | None = None
 
 
 class FenceTools:
@@ -141,19 +155,24 @@ class FenceTools:
         session = self._session(ctx)
         if builtin and session.policy.mcp_tools == "curated":
             self._record(session, tool, DENIED, CURATED_ONLY)
-            raise Refused(CURATED_ONLY)
+            refusal = Refused(CURATED_ONLY)
+            refusal.recorded = True
+            raise refusal
         try:
             with session.lock:
                 result = work(session)
         except Refused as refusal:
             self._record(session, tool, DENIED, refusal.reason)
+            refusal.recorded = True
             raise
         except ToolError as error:
             self._record(session, tool, FAILED, str(error))
+            error.recorded = True  # type: ignore[attr-defined]
             raise
         except Error as error:
             failure = ToolError(f"{type(error).__name__}: {error}")
             self._record(session, tool, FAILED, str(failure))
+            failure.recorded = True  # type: ignore[attr-defined]
             raise failure from error
         self._record(session, tool, OK)
         return result
@@ -234,8 +253,22 @@ class FenceTools:
             self._templates[key] = template
         return template
 
+    def record_unrun(self, tool: str, error: BaseException, ctx: Context) -> None:
+        """A call that never reached its tool (an unknown tool, arguments that fail the input
+        schema), recorded like any other unless its tool recorded it already."""
+        cause: BaseException | None = error
+        while cause is not None:
+            if getattr(cause, "recorded", False):
+                return
+            cause = cause.__cause__
+        session: AgentSession | _Unopened | None = self._sessions.get(self._key(ctx))
+        if session is None:
+            who = self._identity()
+            session = _Unopened(who.agent_id, who.tenant, _client_name(ctx))
+        self._record(session, tool, FAILED, str(error))
+
     def _record(
-        self, session: AgentSession, tool: str, status: str, reason: str | None = None
+        self, session: AgentSession | _Unopened, tool: str, status: str, reason: str | None = None
     ) -> None:
         if self._audit is None:
             return
@@ -266,15 +299,22 @@ class FenceTools:
             policy = self._policies[key] = policy_for(self.settings, *key)
         return policy
 
-    def _session(self, ctx: Context) -> AgentSession:
+    def _key(self, ctx: Context) -> str:
         # Handshake-era connections (streamable HTTP with an Mcp-Session-Id) get their own
         # session, torn down with the connection. Stdio and the sessionless 2026 protocol
         # have no such identity: there the client's agent id is the session, kept until
         # the server stops.
+        session_id = getattr(_sdk_connection(ctx), "session_id", None)
+        if session_id:
+            return f"session:{session_id}"
+        who = self._identity()
+        return f"agent:{who.agent_id}:{who.tenant}"
+
+    def _session(self, ctx: Context) -> AgentSession:
         connection = _sdk_connection(ctx)
         session_id = getattr(connection, "session_id", None)
         who = self._identity()
-        key = f"session:{session_id}" if session_id else f"agent:{who.agent_id}:{who.tenant}"
+        key = self._key(ctx)
         with self._lock:
             session = self._sessions.get(key)
             if session is not None and session.agent_id != who.agent_id:
@@ -314,9 +354,12 @@ class FenceTools:
 
 @contextmanager
 def _transaction(connection: GuardedConnection) -> Iterator[None]:
-    """One tool call, one transaction: committed on success, rolled back on any failure."""
+    """One tool call, one transaction: committed on success, rolled back on any failure,
+    and on a call the client cancelled (its result would never be seen)."""
     try:
         yield
+        if _cancelled():
+            raise ToolError("the call was cancelled by the client: nothing was committed")
     except BaseException:
         with suppress(Error):  # a connection that is gone committed nothing either
             connection.rollback()
@@ -325,6 +368,17 @@ def _transaction(connection: GuardedConnection) -> Iterator[None]:
         connection.commit()
     except Error as error:
         raise ToolError(f"{type(error).__name__}: {error}") from error
+
+
+def _cancelled() -> bool:
+    """Whether the request this worker thread serves was cancelled (notifications/cancelled)."""
+    try:
+        anyio.from_thread.check_cancelled()
+    except RuntimeError:  # not on an anyio worker thread: nothing can cancel it
+        return False
+    except BaseException:  # the host task's cancellation (its class is the event loop's)
+        return True
+    return False
 
 
 def _run(connection: GuardedConnection, sql: str, params: Any = None) -> Any:
@@ -351,10 +405,12 @@ def _fetch(connection: GuardedConnection, sql: str, params: Any = None) -> list[
 
 
 def _client_name(ctx: Context) -> str | None:
-    """What the client calls itself (``clientInfo.name``): recorded only."""
+    """What the client calls itself (``clientInfo.name``): recorded only, and at most
+    ``CLIENT_NAME_CHARS`` of it (it is copied into every event of the session)."""
     params = ctx.session.client_params
     info = params.client_info if params is not None else None
-    return info.name if info is not None and info.name else None
+    name = info.name if info is not None and info.name else None
+    return name[:CLIENT_NAME_CHARS] if name else None
 
 
 def _sdk_connection(ctx: Context) -> Any:

@@ -89,6 +89,7 @@ class Guard:
         views: Mapping[str, Collection[str]] | None = None,
         view_columns: Mapping[str, Collection[tuple[str, str]]] | None = None,
         table_columns: Mapping[str, Collection[str]] | None = None,
+        generated_columns: Mapping[str, Mapping[str, Collection[str]]] | None = None,
         cache_size: int = 4096,
     ) -> None:
         self.policy = (
@@ -107,6 +108,13 @@ class Guard:
         self.table_columns = {
             table: frozenset(column.lower() for column in columns)
             for table, columns in (table_columns or {}).items()
+        }
+        self.generated_columns = {
+            table: {
+                column.lower(): frozenset(source.lower() for source in sources)
+                for column, sources in columns.items()
+            }
+            for table, columns in (generated_columns or {}).items()
         }
         self._hooks = _hooks_for(self.dialect_name, self.catalog, default_schema)
         self.patterns = self._compile(self.policy)
@@ -157,6 +165,7 @@ class Guard:
         view_columns: Mapping[str, Collection[tuple[str, str]]] | None = None,
         default_schema: str | None = None,
         table_columns: Mapping[str, Collection[str]] | None = None,
+        generated_columns: Mapping[str, Mapping[str, Collection[str]]] | None = None,
     ) -> Guard:
         """The same guard knowing more of the database.
 
@@ -166,7 +175,9 @@ class Guard:
         catalog is denied too; ``view_columns`` maps views to the ``(table, column)`` pairs
         they read, for denied columns; ``default_schema`` is where unqualified names live;
         ``table_columns`` maps tables and views to their columns, so that ``*`` on a table
-        without a denied column is not refused (a table it does not know still is).
+        without a denied column is not refused (a table it does not know still is);
+        ``generated_columns`` maps tables to their generated columns and what each is
+        computed from, so reading one reads those.
         """
         return Guard(
             self.policy,
@@ -176,6 +187,9 @@ class Guard:
             views=self.views if views is None else views,
             view_columns=self.view_columns if view_columns is None else view_columns,
             table_columns=self.table_columns if table_columns is None else table_columns,
+            generated_columns=(
+                self.generated_columns if generated_columns is None else generated_columns
+            ),
             cache_size=self._cache_size,
         )
 
@@ -240,6 +254,15 @@ class Guard:
             max_rows=policy.max_rows,
         )
 
+    def _with_sources(self, pairs: frozenset[tuple[str, str]]) -> frozenset[tuple[str, str]]:
+        """``(table, column)`` pairs plus the columns their generated columns read."""
+        extra = {
+            (table, source)
+            for table, column in pairs
+            for source in self.generated_columns.get(table, {}).get(column.lower(), ())
+        }
+        return pairs | extra if extra else pairs
+
     def _compile(self, policy: Policy) -> Patterns:
         qualify = self.namer.qualify
 
@@ -273,13 +296,19 @@ class Guard:
             dialect=self.dialect_name,
             views=(closed := _closure(self.views)),
             view_columns={
-                view: frozenset().union(
-                    self.view_columns.get(view, frozenset()),
-                    *(self.view_columns.get(base, frozenset()) for base in closed.get(view, ())),
+                view: self._with_sources(
+                    frozenset().union(
+                        self.view_columns.get(view, frozenset()),
+                        *(
+                            self.view_columns.get(base, frozenset())
+                            for base in closed.get(view, ())
+                        ),
+                    )
                 )
                 for view in self.view_columns.keys() | closed.keys()
             },
             table_columns=self.table_columns,
+            generated_columns=self.generated_columns,
         )
 
 

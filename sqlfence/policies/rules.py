@@ -57,6 +57,8 @@ class Patterns:
     view_columns: Mapping[str, frozenset[tuple[str, str]]] = field(default_factory=dict)
     # table or view -> its columns, lower-cased (from the catalog; a table not here is unknown)
     table_columns: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # table -> generated column -> the columns it is computed from (lower-cased)
+    generated_columns: Mapping[str, Mapping[str, frozenset[str]]] = field(default_factory=dict)
 
     @property
     def allowed_tables(self) -> tuple[tuple[str, ...], ...] | None:
@@ -318,14 +320,23 @@ def columns(ctx: Context) -> Iterator[Violation]:
                     f"PostgreSQL reads a column {column}, which the fence did not see",
                 )
         for owner, column in sorted(facts.columns, key=str):
-            if not fnmatchcase(column, column_pattern):
-                continue
             owners = (owner,) if owner else tuple(facts.tables)
-            hit = next(
-                (o for o in owners if table_matches(table_pattern, tuple(o.split(".")), True)), None
-            )
-            if hit is not None:
-                yield _violation(ctx, "denied_columns", f"column {hit}.{column} is denied")
+            matching = [
+                o for o in owners if table_matches(table_pattern, tuple(o.split(".")), True)
+            ]
+            if not matching:
+                continue
+            if fnmatchcase(column, column_pattern):
+                yield _violation(ctx, "denied_columns", f"column {matching[0]}.{column} is denied")
+                continue
+            generated = generated_from(ctx.patterns, matching, column, column_pattern)
+            if generated is not None:
+                yield _violation(
+                    ctx,
+                    "denied_columns",
+                    f"column {generated[0]}.{column} is computed from {generated[1]}, "
+                    "which is denied",
+                )
         for table in sorted(facts.tables):
             through = next(
                 (
@@ -350,6 +361,19 @@ def columns(ctx: Context) -> Iterator[Violation]:
                     "denied_columns",
                     f"* on {table} would read denied column {column_pattern}; name the columns",
                 )
+
+
+def generated_from(
+    patterns: Patterns, tables: list[str], column: str, column_pattern: str
+) -> tuple[str, str] | None:
+    """``(table, source)`` when ``column`` of one of ``tables`` is a generated column computed
+    from a column matching ``column_pattern``."""
+    for table in tables:
+        sources = patterns.generated_columns.get(table, {}).get(column.lower(), ())
+        for source in sorted(sources):
+            if fnmatchcase(source, column_pattern):
+                return table, source
+    return None
 
 
 def functions(ctx: Context) -> Iterator[Violation]:

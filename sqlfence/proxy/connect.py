@@ -197,7 +197,8 @@ def _learn_schema(
     """The guard learns what the database knows: the schema unqualified names live in (pinned
     there), and, where table, column or catalog rules need it, IRIS reference columns (for
     ``->``, unless a ``catalog`` was given), what each view, rule or parent table reads, the
-    columns each view reads, and each table's columns (for ``*`` under denied columns)."""
+    columns each view reads, each table's columns (for ``*`` under denied columns) and what
+    its generated columns are computed from."""
     policy = guard.policy
     schema = driver.pin_schema(raw)
     moved = schema is not None and schema != guard.namer.default_schema
@@ -209,9 +210,15 @@ def _learn_schema(
     views = driver.load_views(raw)
     columns = driver.load_view_columns(raw) if policy.denied_columns else {}
     tables = driver.load_table_columns(raw) if policy.denied_columns else {}
-    if found or views or columns or moved or tables:
+    generated = driver.load_generated_columns(raw) if policy.denied_columns else {}
+    if found or views or columns or moved or tables or generated:
         return guard.with_catalog(
-            found or None, views, columns, default_schema=schema, table_columns=tables
+            found or None,
+            views,
+            columns,
+            default_schema=schema,
+            table_columns=tables,
+            generated_columns=generated,
         )
     return guard
 

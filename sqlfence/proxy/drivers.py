@@ -169,6 +169,11 @@ class Driver:
         """Qualified table or view -> its columns (what ``*`` reads there)."""
         return {}
 
+    def load_generated_columns(self, raw: Any) -> dict[str, dict[str, set[str]]]:
+        """Qualified table -> generated column -> the columns of the table it is computed
+        from (reading it reads them)."""
+        return {}
+
     def pin_schema(self, raw: Any) -> str | None:
         """Make the session resolve unqualified names in one schema; returns it (or None
         when the dialect's default holds)."""

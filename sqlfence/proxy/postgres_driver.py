@@ -117,6 +117,13 @@ class PostgresDriver(Driver):
             columns.setdefault(f"{schema}.{table}", set()).add(column)
         return columns
 
+    def load_generated_columns(self, raw: Any) -> dict[str, dict[str, set[str]]]:
+        """Generated columns and the columns they are computed from (pg_depend)."""
+        generated: dict[str, dict[str, set[str]]] = {}
+        for schema, table, column, source in _catalog_rows(raw, _GENERATED_QUERY):
+            generated.setdefault(f"{schema}.{table}", {}).setdefault(column, set()).add(source)
+        return generated
+
     def pin_schema(self, raw: Any) -> str | None:
         """Pin ``search_path`` to its first existing schema, so that an unqualified name
         means exactly what the fence qualifies it with (another schema of a longer path, or
@@ -189,6 +196,17 @@ WHERE a.attnum > 0 AND NOT a.attisdropped
   AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND n.nspname NOT LIKE 'pg_toast%'
+"""
+_GENERATED_QUERY = """
+SELECT n.nspname, c.relname, a.attname, s.attname
+FROM pg_attrdef ad
+JOIN pg_attribute a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum
+JOIN pg_class c ON c.oid = ad.adrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid
+  AND d.refclassid = 'pg_class'::regclass AND d.refobjid = ad.adrelid AND d.refobjsubid > 0
+JOIN pg_attribute s ON s.attrelid = d.refobjid AND s.attnum = d.refobjsubid
+WHERE a.attgenerated <> ''
 """
 _VIEW_COLUMNS_QUERY = (
     """

@@ -94,9 +94,34 @@ class SQLiteDriver(Driver):
             master = "sqlite_temp_master" if schema == "temp" else f'"{schema}".sqlite_master'
             names = raw.execute(f"SELECT name FROM {master} WHERE type IN ('table', 'view')")
             for (name,) in names.fetchall():
-                info = raw.execute("SELECT name FROM pragma_table_info(?, ?)", (name, schema))
+                info = raw.execute("SELECT name FROM pragma_table_xinfo(?, ?)", (name, schema))
                 columns[f"{schema}.{name}".lower()] = {row[0] for row in info.fetchall()}
         return columns
+
+    def load_generated_columns(self, raw: Any) -> dict[str, dict[str, set[str]]]:
+        """Generated columns and the columns they are computed from, from each table's own
+        CREATE TABLE text (read by the fence's parser)."""
+        import sqlglot
+        from sqlglot import exp
+
+        generated: dict[str, dict[str, set[str]]] = {}
+        for _seq, schema, _file in raw.execute("PRAGMA database_list").fetchall():
+            master = "sqlite_temp_master" if schema == "temp" else f'"{schema}".sqlite_master'
+            rows = raw.execute(f"SELECT name, sql FROM {master} WHERE type = 'table'").fetchall()
+            for name, sql in rows:
+                if not sql or ("generated" not in sql.lower() and " as " not in sql.lower()):
+                    continue
+                try:
+                    tree = sqlglot.parse_one(sql, read="sqlite")
+                except sqlglot.errors.SqlglotError:
+                    continue  # the authorizer still stands; such a table is rare
+                for column in tree.find_all(exp.ColumnDef):
+                    for constraint in column.constraints:
+                        if isinstance(constraint.kind, exp.ComputedColumnConstraint):
+                            sources = {c.name.lower() for c in constraint.kind.find_all(exp.Column)}
+                            table = generated.setdefault(f"{schema}.{name}".lower(), {})
+                            table[column.name.lower()] = sources
+        return generated
 
     def session(self, url: ConnectionURL | None, raw: Any) -> Session:
         namespace = (url.database or ":memory:") if url is not None else None
@@ -291,9 +316,14 @@ class _Authorizer:
         ):
             return sqlite3.SQLITE_DENY
         if column and (read or source is None):
+            # a generated column reads the columns it is computed from
+            read_columns = {column.lower()}
+            read_columns |= patterns.generated_columns.get(".".join(parts), {}).get(
+                column.lower(), frozenset()
+            )
             for table_pattern, column_pattern in patterns.denied_columns:
-                if table_matches(table_pattern, parts, loose=True) and fnmatchcase(
-                    column.lower(), column_pattern
+                if table_matches(table_pattern, parts, loose=True) and any(
+                    fnmatchcase(name, column_pattern) for name in read_columns
                 ):
                     return sqlite3.SQLITE_DENY
         return sqlite3.SQLITE_OK

@@ -189,10 +189,14 @@ def test_arguments_are_validated_and_the_template_is_judged(tmp_path: Path, data
         ("people_after", {"low": 0, "count": 50}),
         ("secret_values", {}),
         ("rename_person", {"id": 1, "name": "Eve"}),
+        ("people_after", {"low": "1"}),
+        ("people_after", {"low": True}),
     ]
-    _tools, [wrong_type, too_many, secret, rename] = anyio.run(
+    _tools, [wrong_type, too_many, secret, rename, numeric_text, boolean] = anyio.run(
         _calls, _params(tmp_path, database), calls
     )
+    assert numeric_text.is_error, "an integer parameter takes JSON integers only"
+    assert boolean.is_error
     assert wrong_type.is_error
     assert too_many.is_error
     assert secret.is_error

@@ -235,3 +235,46 @@ def test_budgets_count_the_json_sent(tmp_path: Path, database: Path) -> None:
     assert len(_text(escaped).encode()) <= 2000
     assert named.is_error
     assert "column names alone" in _text(named)
+
+
+def test_calls_that_never_reach_a_tool_are_audited(tmp_path: Path, database: Path) -> None:
+    """An unknown tool and arguments that fail the input schema leave mcp.call events too."""
+    audit = tmp_path / "audit"
+    params = _params(tmp_path, "--audit", str(audit), f"sqlite:///{database}")
+    calls = [("nosuch", {}), ("query", {}), ("query", {"sql": 5}), ("list_tables", {})]
+    _tools, results = anyio.run(_calls, params, calls)
+    assert [result.is_error for result in results] == [True, True, True, False]
+    events = audit_events(
+        audit, lambda found: sum(e["event_type"] == "mcp.call" for e in found) >= 4
+    )
+    seen = [(e["details"]["tool"], e["status"]) for e in events if e["event_type"] == "mcp.call"]
+    assert seen == [("nosuch", "error"), ("query", "error"), ("query", "error"),
+                    ("list_tables", "ok")]  # fmt: skip
+
+
+def test_a_long_client_name_is_cut(tmp_path: Path, database: Path) -> None:
+    """clientInfo.name is copied into every event: only its first 200 characters are kept."""
+    audit = tmp_path / "audit"
+    params = _params(tmp_path, "--audit", str(audit), f"sqlite:///{database}")
+    anyio.run(_calls, params, [("list_tables", {})], "x" * 100_000)
+    events = audit_events(audit, lambda found: any(e["event_type"] == "mcp.call" for e in found))
+    names = {e.get("client_name") for e in events if e.get("client_name")}
+    assert names == {"x" * 200}
+
+
+def test_blobs_and_infinities_come_back_as_json(tmp_path: Path, database: Path) -> None:
+    """A big blob is cut to the value budget before it is turned into hex; infinities are
+    text, the same in the JSON text and the structured content."""
+    params = _params(tmp_path, "--max-cell-bytes", "100", f"sqlite:///{database}")
+    calls = [
+        ("query", {"sql": "SELECT zeroblob(1000000) AS b"}),
+        ("query", {"sql": "SELECT 1e999 AS up, -1e999 AS down"}),
+    ]
+    _tools, [blob, infinite] = anyio.run(_calls, params, calls)
+    answer = json.loads(_text(blob))
+    assert answer["truncated_by"] == ["max_cell_bytes"]
+    value = answer["rows"][0][0]
+    assert set(value) == {"0"}
+    assert 90 <= len(json.dumps(value)) <= 100
+    assert json.loads(_text(infinite))["rows"] == [["inf", "-inf"]]
+    assert infinite.structured_content["rows"] == [["inf", "-inf"]]

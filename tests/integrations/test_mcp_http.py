@@ -7,9 +7,11 @@ A real server process on 127.0.0.1 and the mcp SDK's own client.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,8 +26,9 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
+from sqlfence.errors import ConfigurationError
 from sqlfence.integrations.mcp_tokens import TokenFile, create_token, digest
-from tests.integrations.mcp_helpers import free_port, text_of, wait_for_port
+from tests.integrations.mcp_helpers import audit_events, free_port, text_of, wait_for_port
 
 POLICY = """\
 default:
@@ -229,3 +232,127 @@ def _session_answers(url: str, opening: httpx2.Response) -> int:
     }
     ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
     return httpx2.post(url, json=ping, headers=headers, timeout=10).status_code
+
+
+def _open(url: str, token: str) -> httpx2.Response:
+    response = _post(url, token)
+    assert response.status_code == 200, response.text
+    return response
+
+
+def test_one_token_cannot_hoard_sessions(tmp_path: Path, database: Path) -> None:
+    """Past --max-sessions-per-identity a token's own oldest session ends; another token's
+    sessions are untouched and a fresh client of it is served."""
+    tokens = tmp_path / "tokens.yaml"
+    hoarder, other = create_token(tokens, "loader"), create_token(tokens, "analyst")
+    options = ("--tokens", str(tokens), "--max-sessions", "4", "--max-sessions-per-identity", "2")
+    with _server(tmp_path, database, *options) as url:
+        kept = _open(url, other)
+        opened = [_open(url, hoarder) for _ in range(5)]
+        assert [_session_status(url, s, hoarder) for s in opened] == [404, 404, 404, 200, 200]
+        assert _session_status(url, kept, other) == 200
+        [listing] = anyio.run(_calls, url, other, [("list_tables", {})])
+        assert not listing.is_error, _text(listing)
+
+
+def test_a_cancelled_call_commits_nothing(tmp_path: Path, database: Path) -> None:
+    """notifications/cancelled for a running write: the write is rolled back, and the audit
+    log says the call failed."""
+    tokens, audit = tmp_path / "tokens.yaml", tmp_path / "audit"
+    writer = create_token(tokens, "loader")
+    with _server(tmp_path, database, "--tokens", str(tokens), "--audit", str(audit)) as url:
+        session = _open(url, writer)
+        slow = (
+            "INSERT INTO people (id, name) SELECT 1000 + i, 'bulk' FROM (WITH RECURSIVE r(i) AS "
+            "(SELECT 1 UNION ALL SELECT i + 1 FROM r WHERE i < 1500000) SELECT i FROM r)"
+        )
+        call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                "params": {"name": "query", "arguments": {"sql": slow}}}  # fmt: skip
+        cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled",
+                  "params": {"requestId": 7, "reason": "test"}}  # fmt: skip
+        running = threading.Thread(target=_send, args=(url, session, writer, call))
+        running.start()
+        time.sleep(0.5)  # the INSERT is running (no assertion on time: the outcome is checked)
+        _send(url, session, writer, cancel)
+        running.join(120)
+        assert not running.is_alive()
+        # the client was answered at once; the server's worker finishes the call later
+        found = audit_events(
+            audit, lambda seen: any(e["event_type"] == "mcp.call" for e in seen), timeout=120
+        )
+        with sqlite3.connect(tmp_path / "http.db") as db:
+            bulk = db.execute("SELECT count(*) FROM people WHERE name = 'bulk'").fetchone()
+        assert bulk == (0,)
+    events = [e for e in found if e["event_type"] == "mcp.call"]
+    assert [(e["details"]["tool"], e["status"]) for e in events] == [("query", "error")]
+    assert "cancelled" in events[0]["error"]
+
+
+def test_the_tokens_file_is_strict_and_edits_are_seen(tmp_path: Path) -> None:
+    """Duplicate hashes, unknown keys and empty ids are refused; an edit that keeps the size
+    and the modification time is still noticed."""
+    path = tmp_path / "tokens.yaml"
+    token = create_token(path, "analyst")
+    entry = {"sha256": digest(token), "agent_id": "analyst"}
+    for bad, reason in [
+        ({"tokens": [entry, {**entry, "agent_id": "admin"}]}, "same sha256"),
+        ({"tokens": [{**entry, "role": "admin"}]}, "unknown key 'role'"),
+        ({"tokens": [{**entry, "agent_id": " "}]}, "agent_id must be"),
+    ]:
+        path.write_text(yaml.safe_dump(bad))
+        with pytest.raises(ConfigurationError, match=reason):
+            TokenFile(path)
+    path.write_text(yaml.safe_dump({"tokens": [{**entry, "agent_id": "aaaaaaa"}]}))
+    tokens = TokenFile(path)
+    before = path.stat()
+    path.write_text(yaml.safe_dump({"tokens": [{**entry, "agent_id": "bbbbbbb"}]}))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # as cp -p would leave it
+    identity = tokens.identity(token)
+    assert identity is not None
+    assert identity.agent_id == "bbbbbbb"
+
+
+def test_the_servers_own_origin_is_accepted(tmp_path: Path, database: Path) -> None:
+    """A browser page of the server's own origin may call it; another origin may not."""
+    with _server(tmp_path, database) as url:
+        own = url.rsplit("/", 1)[0]
+        assert _post_from(url, own).status_code == 200
+        assert _post_from(url, "http://evil.example").status_code == 403
+
+
+def _post_from(url: str, origin: str) -> httpx2.Response:
+    headers = {"Accept": "application/json, text/event-stream", "Origin": origin}
+    body = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                       "clientInfo": {"name": "page", "version": "1"}}}  # fmt: skip
+    return httpx2.post(url, json=body, headers=headers, timeout=10)
+
+
+def _session_status(url: str, opening: httpx2.Response, token: str) -> int:
+    headers = {
+        "Accept": "application/json, text/event-stream",
+        "Mcp-Session-Id": opening.headers["mcp-session-id"],
+        "Mcp-Protocol-Version": "2025-06-18",
+        "Authorization": f"Bearer {token}",
+    }
+    ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+    return httpx2.post(url, json=ping, headers=headers, timeout=10).status_code
+
+
+def _send(url: str, opening: httpx2.Response, token: str, message: dict[str, Any]) -> None:
+    headers = {
+        "Accept": "application/json, text/event-stream",
+        "Mcp-Session-Id": opening.headers["mcp-session-id"],
+        "Mcp-Protocol-Version": "2025-06-18",
+        "Authorization": f"Bearer {token}",
+    }
+    httpx2.post(url, json=message, headers=headers, timeout=120)
+
+
+def _all_events(audit: Path) -> list[dict[str, Any]]:
+    return [
+        json.loads(line)
+        for path in sorted(audit.rglob("*.jsonl"))
+        for line in path.read_text().splitlines()
+        if line.strip()
+    ]

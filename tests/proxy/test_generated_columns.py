@@ -1,0 +1,81 @@
+"""A generated column computed from a denied column reads it: naming it, filtering or
+sorting by it, or reading it through a view is denied like the column itself."""
+
+from __future__ import annotations
+
+import sqlite3
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+import sqlfence
+
+POLICY = {"read_only": True, "denied_columns": ["acct.pw"], "max_rows": 100}
+SQLITE_SCHEMA = [
+    "CREATE TABLE acct (id INTEGER PRIMARY KEY, name TEXT, pw TEXT,"
+    " pw_copy TEXT GENERATED ALWAYS AS (pw) VIRTUAL,"
+    " pw_stored TEXT GENERATED ALWAYS AS ('s:' || pw) STORED,"
+    " shout TEXT AS (upper(name)))",
+]
+POSTGRES_SCHEMA = [
+    "CREATE TABLE acct (id int PRIMARY KEY, name text, pw text,"
+    " pw_stored text GENERATED ALWAYS AS ('s:' || pw) STORED,"
+    " shout text GENERATED ALWAYS AS (upper(name)) STORED)",
+]
+COMMON = [
+    "CREATE VIEW v_acct AS SELECT id, pw_stored AS p FROM acct",
+    "INSERT INTO acct (id, name, pw) VALUES (1, 'ann', 'secret')",
+]
+DENIED = [
+    "SELECT pw_stored FROM acct",
+    "SELECT id FROM acct WHERE pw_stored LIKE 's:a%'",
+    "SELECT id FROM acct ORDER BY pw_stored",
+    "SELECT a.pw_stored FROM acct a",
+    "SELECT p FROM v_acct",
+]
+ALLOWED = ["SELECT id, name, shout FROM acct"]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def conn(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sqlfence.GuardedConnection]:
+    if request.param == "sqlite":
+        path = tmp_path / "generated.db"
+        with sqlite3.connect(path) as db:
+            for statement in [*SQLITE_SCHEMA, *COMMON]:
+                db.execute(statement)
+        url = f"sqlite:///{path}"
+    else:
+        url = request.getfixturevalue("pg_url")
+        with psycopg.connect(url, autocommit=True) as admin:
+            for statement in [*POSTGRES_SCHEMA, *COMMON]:
+                admin.execute(statement)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sqlfence.PrivilegeWarning)
+        connection = sqlfence.connect(url, policy=POLICY)
+    yield connection
+    connection.close()
+
+
+@pytest.mark.parametrize("sql", DENIED)
+def test_a_column_computed_from_a_denied_one_is_denied(
+    conn: sqlfence.GuardedConnection, sql: str
+) -> None:
+    with pytest.raises(sqlfence.PolicyViolation, match="pw"):
+        conn.execute(sql)
+
+
+def test_the_sqlite_virtual_column_too(tmp_path: Path) -> None:
+    path = tmp_path / "virtual.db"
+    with sqlite3.connect(path) as db:
+        db.execute(SQLITE_SCHEMA[0])
+    with sqlfence.connect(f"sqlite:///{path}", policy=POLICY) as connection:
+        with pytest.raises(sqlfence.PolicyViolation, match="computed from pw"):
+            connection.execute("SELECT pw_copy FROM acct")
+
+
+@pytest.mark.parametrize("sql", ALLOWED)
+def test_other_generated_columns_read(conn: sqlfence.GuardedConnection, sql: str) -> None:
+    assert conn.execute(sql).fetchall() == [(1, "ann", "ANN")]
