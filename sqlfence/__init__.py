@@ -24,6 +24,7 @@ from sqlfence.errors import (
     PrivilegeWarning,
     ProgrammingError,
     QuotaExceeded,
+    RowLimitExceeded,
     SandboxError,
     Warning,
 )
@@ -77,6 +78,7 @@ __all__ = [
     "PolicySet",
     "PolicyViolation",
     "QuotaExceeded",
+    "RowLimitExceeded",
     "SandboxError",
     "Violation",
     "__version__",

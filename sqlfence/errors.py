@@ -81,6 +81,22 @@ class QuotaExceeded(OperationalError):
     """A sandbox went over a limit (disk, connections); writes are refused until it is under."""
 
 
+class AuditError(OperationalError):
+    """A statement could not be audited: the audit log refuses writes (a full disk, a read-only
+    file system) or made no progress in time. ``cause`` names what failed; ``ran`` says whether
+    the statement reached the database (its event is then kept and written when the log can)."""
+
+    def __init__(self, message: str, cause: str = "", ran: bool = False) -> None:
+        super().__init__(message)
+        self.cause = cause
+        self.ran = ran
+
+
+class RowLimitExceeded(DataError):
+    """A result had more rows than the policy's ``max_rows`` and the policy says
+    ``on_row_limit: error`` (the rows would otherwise be cut without the caller seeing it)."""
+
+
 class SandboxError(OperationalError):
     """A sandbox could not be created, reached, or is gone (destroyed, paused, OOM-killed)."""
 
@@ -90,6 +106,8 @@ class ConfigurationError(InterfaceError):
 
 
 __all__ = [
+    "AuditError",
+    "AuditWarning",
     "ConfigurationError",
     "DataError",
     "DatabaseError",
@@ -105,9 +123,15 @@ __all__ = [
     "PolicyViolation",
     "ProgrammingError",
     "QuotaExceeded",
+    "RowLimitExceeded",
     "SandboxError",
     "Warning",
 ]
+
+
+class AuditWarning(UserWarning):
+    """The audit log could not record events and ``on_audit_failure="continue"`` let the
+    statements run anyway (given once per stretch of failure; the count is in ``stats()``)."""
 
 
 class DefaultPolicyWarning(UserWarning):

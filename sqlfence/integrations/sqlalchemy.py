@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 import types
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
@@ -36,10 +37,12 @@ from sqlalchemy.engine import URL, Connection
 from sqlalchemy.engine.default import DefaultDialect
 
 from sqlfence import errors
-from sqlfence.errors import ConfigurationError, NotSupportedError
+from sqlfence.errors import ConfigurationError, DefaultPolicyWarning, NotSupportedError
 from sqlfence.integrations.mcp_catalog import column_denied, visible
 from sqlfence.policies.engine import Guard
-from sqlfence.proxy.connect import wrap
+from sqlfence.policies.loader import load_policy
+from sqlfence.policies.model import Policy
+from sqlfence.proxy.connect import DEFAULT_POLICY_WARNING, wrap
 from sqlfence.proxy.connection import GuardedConnection
 
 FENCE_OPTIONS = ("policy", "agent_id", "tenant", "audit", "monitoring")
@@ -233,6 +236,11 @@ class FencedDialect(DefaultDialect):
     def connect(self, *cargs: Any, **cparams: Any) -> Any:
         """Open the driver connection and put it behind the fence."""
         fence = {key: cparams.pop(key) for key in FENCE_OPTIONS if key in cparams}
+        if fence.get("policy") is None:  # the default policy, said as connect() says it
+            warnings.warn(DEFAULT_POLICY_WARNING, DefaultPolicyWarning, stacklevel=2)
+        fence["policy"] = _raising_on_row_limit(
+            fence.get("policy"), fence.get("agent_id"), fence.get("tenant")
+        )
         raw = self._open_driver_connection(cargs, cparams)
         try:
             guarded = wrap(raw, dialect=self.fence_dialect, **fence)
@@ -449,3 +457,14 @@ def register() -> None:
 
 
 dialect = SQLiteDialect_sqlfence
+
+
+def _raising_on_row_limit(policy: Any, agent_id: Any, tenant: Any) -> Policy:
+    """The policy, raising RowLimitExceeded on a cut result unless it says otherwise: an ORM
+    cannot see a cut result (80 orders would load as 50, and its state would be wrong)."""
+    resolved = (
+        policy if isinstance(policy, Policy) else load_policy(policy).resolve(agent_id, tenant)
+    )
+    if "on_row_limit" in resolved.origins or "on_row_limit" in resolved.model_fields_set:
+        return resolved
+    return resolved.model_copy(update={"on_row_limit": "error"})

@@ -232,7 +232,9 @@ class Guard:
         allowed = not reasons or detected
         final = sql
         if allowed and policy.max_rows is not None and analysis.trees:
-            final = limit_rows(analysis, policy.max_rows) or sql
+            # to raise on a cut result the cursor must see whether one row more exists
+            asked = policy.max_rows + (1 if policy.on_row_limit == "error" else 0)
+            final = limit_rows(analysis, asked) or sql
         if (
             allowed
             and final is sql

@@ -87,6 +87,12 @@ class Policy(BaseModel):
         description="at most this many rows per query (LIMIT injected, fetch capped); "
         "null = no limit (alias: max_row_limit)",
     )
+    on_row_limit: Literal["truncate", "error"] = Field(
+        "truncate",
+        description="a result with more rows than max_rows: truncate it (cursor.truncated "
+        "says so) or raise RowLimitExceeded (the SQLAlchemy dialect's default: an ORM cannot "
+        "see a cut result)",
+    )
     max_statement_length: int = Field(
         100_000, ge=1, description="longest statement text accepted, in characters"
     )

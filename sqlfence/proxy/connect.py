@@ -15,7 +15,7 @@ from sqlfence.policies.loader import PolicySource
 from sqlfence.proxy import drivers
 from sqlfence.proxy.connection import GuardedConnection
 
-_DEFAULT_WARNING = (
+DEFAULT_POLICY_WARNING = (
     "sqlfence: no policy given, using the safe default (read-only, at most 1,000 rows, "
     "built-in function deny list); pass policy=... or policy=sqlfence.Policy.unrestricted()"
 )
@@ -148,7 +148,7 @@ def _guard(
     catalog: Mapping[str, str] | None,
 ) -> Guard:
     if policy is None:
-        warnings.warn(_DEFAULT_WARNING, DefaultPolicyWarning, stacklevel=3)
+        warnings.warn(DEFAULT_POLICY_WARNING, DefaultPolicyWarning, stacklevel=3)
     return Guard(
         policy,
         dialect=driver.dialect or "sqlite",

@@ -10,7 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlfence.errors import DataError, InterfaceError, NotSupportedError, ProgrammingError
+from sqlfence.errors import (
+    DataError,
+    InterfaceError,
+    NotSupportedError,
+    ProgrammingError,
+    RowLimitExceeded,
+)
 
 if TYPE_CHECKING:
     from sqlfence.policies.engine import Decision
@@ -72,6 +78,8 @@ class GuardedCursor:
         """True when the row cap may have cut this result: more rows existed than returned."""
         if self._truncated:
             return True
+        if self._connection._guard.policy.on_row_limit == "error":
+            return False  # one row more was asked for: a cut is always seen
         decision = self._decision
         return bool(
             decision is not None and decision.rewritten and self._returned == decision.max_rows
@@ -196,7 +204,7 @@ class GuardedCursor:
         cap = self._cap
         if row is None or (cap is not None and self._returned >= cap):
             if row is not None:
-                self._truncated = True
+                self._cut()
             if self._pending:
                 self._finish()
             return None
@@ -215,7 +223,7 @@ class GuardedCursor:
         self._returned += len(rows)
         if len(rows) < size:  # the result or the row cap is exhausted
             if cap is not None and self._returned >= cap and self._fetch(1):
-                self._truncated = True
+                self._cut()
             if self._pending:
                 self._finish()
         return rows
@@ -223,20 +231,34 @@ class GuardedCursor:
     def fetchall(self) -> list[Any]:
         """Every remaining row, never past the row cap (``truncated`` says when it cut)."""
         cap = self._cap
+        cut = False
         try:
             if cap is None:
                 rows = list(self._raw.fetchall())
             else:
                 room = cap - self._returned
                 rows = list(self._raw.fetchmany(room)) if room > 0 else []
-                if len(rows) == room and self._raw.fetchone() is not None:
-                    self._truncated = True
+                cut = len(rows) == room and self._raw.fetchone() is not None
         except self._connection._driver_error as error:
             raise self._connection._driver.translate(error) from error
         self._returned += len(rows)
+        if cap is not None and cut:
+            self._cut()
         if self._pending:
             self._finish()
         return rows
+
+    def _cut(self) -> None:
+        """More rows exist than the cap lets through: flag it, or raise under
+        ``on_row_limit: error`` (the statement is recorded first)."""
+        self._truncated = True
+        if self._connection._guard.policy.on_row_limit == "error":
+            if self._pending:
+                self._finish()
+            raise RowLimitExceeded(
+                f"the result has more than {self._cap} rows, the policy's max_rows "
+                "(on_row_limit: error): narrow the query, or page it with LIMIT/OFFSET"
+            )
 
     def _fetch(self, size: int) -> list[Any]:
         try:

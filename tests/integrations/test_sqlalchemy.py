@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+import sqlfence
 from sqlfence import ConfigurationError, PolicyViolation
 from sqlfence.integrations import sqlalchemy as fenced
 
@@ -113,15 +114,33 @@ def test_denied_text_statement(engine: sa.Engine) -> None:
     assert isinstance(caught.value.orig, PolicyViolation)
 
 
-def test_row_cap_applies(tmp_path: Path) -> None:
-    """The policy's max_rows caps a Core select's rows."""
+def _capped(tmp_path: Path, **policy: object) -> sa.Engine:
     engine = sa.create_engine(
         f"sqlfence+sqlite:///{tmp_path / 'cap.db'}",
-        connect_args={"policy": {"max_rows": 2, "read_only": False, "statements": ["*"]}},
+        connect_args={"policy": {"max_rows": 2, "read_only": False, "statements": ["*"], **policy}},
     )
     with engine.begin() as connection:
-        connection.execute(sa.text("CREATE TABLE n (i INTEGER)"))
+        connection.execute(sa.text("CREATE TABLE IF NOT EXISTS n (i INTEGER)"))
+        connection.execute(sa.text("DELETE FROM n"))
         connection.execute(sa.text("INSERT INTO n VALUES (1), (2), (3)"))
+    return engine
+
+
+def test_a_cut_result_raises_by_default(tmp_path: Path) -> None:
+    """An ORM cannot see a cut result: past max_rows the dialect raises RowLimitExceeded
+    unless the policy says on_row_limit: truncate; a result within the cap is untouched."""
+    engine = _capped(tmp_path)
+    with engine.connect() as connection, pytest.raises(sa.exc.DBAPIError) as caught:
+        connection.execute(sa.text("SELECT i FROM n")).all()
+    assert isinstance(caught.value.orig, sqlfence.RowLimitExceeded)
+    with engine.connect() as connection:
+        assert len(connection.execute(sa.text("SELECT i FROM n WHERE i < 3")).all()) == 2
+    engine.dispose()
+
+
+def test_a_truncating_policy_cuts(tmp_path: Path) -> None:
+    """With on_row_limit: truncate the cap cuts the rows, as for any fence connection."""
+    engine = _capped(tmp_path, on_row_limit="truncate")
     with engine.connect() as connection:
         assert len(connection.execute(sa.text("SELECT i FROM n")).all()) == 2
     engine.dispose()

@@ -71,9 +71,11 @@ def test_the_sqlite_virtual_column_too(tmp_path: Path) -> None:
     path = tmp_path / "virtual.db"
     with sqlite3.connect(path) as db:
         db.execute(SQLITE_SCHEMA[0])
-    with sqlfence.connect(f"sqlite:///{path}", policy=POLICY) as connection:
-        with pytest.raises(sqlfence.PolicyViolation, match="computed from pw"):
-            connection.execute("SELECT pw_copy FROM acct")
+    with (
+        sqlfence.connect(f"sqlite:///{path}", policy=POLICY) as connection,
+        pytest.raises(sqlfence.PolicyViolation, match="computed from pw"),
+    ):
+        connection.execute("SELECT pw_copy FROM acct")
 
 
 @pytest.mark.parametrize("sql", ALLOWED)
