@@ -171,6 +171,9 @@ def _section(
     return section
 
 
+_ALIASES = {"deny_tables": "denied_tables", "max_row_limit": "max_rows"}  # alias -> key
+
+
 def _describe(error: ValidationError, origins: Mapping[str, str]) -> str:
     problems = []
     items = error.errors()
@@ -181,10 +184,18 @@ def _describe(error: ValidationError, origins: Mapping[str, str]) -> str:
         field = ".".join(str(part) for part in loc) or "policy"
         message = item.get("msg", "invalid")
         if item.get("type") == "extra_forbidden":
-            known = [*Policy.model_fields, "deny_tables", "max_row_limit"]
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else "`sqlfence policy schema` lists keys"
-            message = f"unknown key {key!r} ({hint})"
+            canonical = _ALIASES.get(key)
+            if canonical is not None:  # pydantic takes one of the two; both is a conflict
+                message = f"{key!r} is another name for {canonical!r}: give only one of them"
+            else:
+                known = [*Policy.model_fields, *_ALIASES]
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = (
+                    f"did you mean {close[0]!r}?"
+                    if close
+                    else "`sqlfence policy schema` lists keys"
+                )
+                message = f"unknown key {key!r} ({hint})"
             field = key
         problems.append(f"{where}: {field}: {message}")
     return _joined(problems, len(items))

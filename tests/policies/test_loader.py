@@ -26,6 +26,22 @@ def test_design_report_aliases() -> None:
     assert policy.max_rows == 1000
 
 
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        (
+            "denied_tables: [a]\ndeny_tables: [b]\n",
+            "'deny_tables' is another name for 'denied_tables'",
+        ),
+        ("max_rows: 5\nmax_row_limit: 6\n", "'max_row_limit' is another name for 'max_rows'"),
+    ],
+)
+def test_an_alias_beside_its_key_is_named(text: str, said: str) -> None:
+    """Giving a key and its alias together says so (not "did you mean" the key itself)."""
+    with pytest.raises(PolicyError, match=said):
+        load_policy(text)
+
+
 def test_sections_resolve_per_agent_and_tenant() -> None:
     """default, then tenant, then agent, then the tenant's agent: later wins key by key."""
     policies = load_policy(FILES / "analyst.yaml")
@@ -101,7 +117,7 @@ def test_safe_default_and_unrestricted() -> None:
 def test_connect_without_policy_warns(tmp_path: Path) -> None:
     """connect() without a policy works, read-only, and says so with a warning."""
     with pytest.warns(sqlfence.DefaultPolicyWarning):
-        conn = sqlfence.connect(f"sqlite:///{tmp_path / 'w.db'}")
+        conn = sqlfence.connect(f"sqlite:///{tmp_path / 'w.db'}?mode=rwc")
     with pytest.raises(sqlfence.PolicyViolation):
         conn.execute("CREATE TABLE t (a)")
     conn.close()
