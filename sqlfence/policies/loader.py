@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from sqlfence.errors import PolicyError
 from sqlfence.policies import bounded_yaml
-from sqlfence.policies.model import Policy, PolicySet
+from sqlfence.policies.model import ALIASES, Policy, PolicySet
 
 PolicySource = Union[Policy, PolicySet, Mapping[str, Any], str, "os.PathLike[str]", None]
 _SECTION_KEYS = frozenset({"default", "tenants", "agents"})
@@ -171,9 +171,6 @@ def _section(
     return section
 
 
-_ALIASES = {"deny_tables": "denied_tables", "max_row_limit": "max_rows"}  # alias -> key
-
-
 def _describe(error: ValidationError, origins: Mapping[str, str]) -> str:
     problems = []
     items = error.errors()
@@ -184,11 +181,11 @@ def _describe(error: ValidationError, origins: Mapping[str, str]) -> str:
         field = ".".join(str(part) for part in loc) or "policy"
         message = item.get("msg", "invalid")
         if item.get("type") == "extra_forbidden":
-            canonical = _ALIASES.get(key)
+            canonical = ALIASES.get(key)
             if canonical is not None:  # pydantic takes one of the two; both is a conflict
                 message = f"{key!r} is another name for {canonical!r}: give only one of them"
             else:
-                known = [*Policy.model_fields, *_ALIASES]
+                known = [*Policy.model_fields, *ALIASES]
                 close = difflib.get_close_matches(key, known, n=1)
                 hint = (
                     f"did you mean {close[0]!r}?"

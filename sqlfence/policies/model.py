@@ -174,6 +174,9 @@ class Policy(BaseModel):
         policy = cls.model_json_schema(by_alias=False)
         policy["title"] = "sqlfence policy"
         defs = policy.pop("$defs", {})
+        properties = policy["properties"]
+        for alias, key in ALIASES.items():  # the design report's names are accepted too
+            properties[alias] = {**properties[key], "description": f"alias of {key}"}
         sections = {
             "type": "object",
             "additionalProperties": False,
@@ -183,10 +186,14 @@ class Policy(BaseModel):
                 "agents": {"type": "object", "additionalProperties": {"$ref": "#/$defs/Policy"}},
             },
         }
+        # A tenant section is a policy that may also hold its own agents' sections (a copy:
+        # the policy's additionalProperties: false would refuse "agents" under allOf).
         tenant = {
-            "allOf": [{"$ref": "#/$defs/Policy"}],
+            **policy,
+            "title": "sqlfence tenant section",
             "properties": {
-                "agents": {"type": "object", "additionalProperties": {"$ref": "#/$defs/Policy"}}
+                **properties,
+                "agents": {"type": "object", "additionalProperties": {"$ref": "#/$defs/Policy"}},
             },
         }
         return {
@@ -200,6 +207,9 @@ class Policy(BaseModel):
         """This policy, remembering where its keys were written."""
         self._origins.update(origins)
         return self
+
+
+ALIASES = {"deny_tables": "denied_tables", "max_row_limit": "max_rows"}  # alias -> key
 
 
 class PolicySet:
