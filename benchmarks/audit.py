@@ -30,7 +30,7 @@ from sqlfence.observe.settings import AuditSettings
 from sqlfence.policies.engine import Decision
 from sqlfence.sql.analysis import StatementFacts
 
-os.environ.setdefault("SQLFENCE_AUDIT_KEY", "benchmark-key")
+os.environ.setdefault("SQLFENCE_AUDIT_KEY", "benchmark-key-of-the-audit-chain")
 
 
 def _decision(n: int) -> Decision:
@@ -53,7 +53,8 @@ def _records(count: int) -> list[StatementRecord]:
             sessions[n % len(sessions)], decision.sql, decision, 0.0, time.time_ns(), n
         )
         record.duration = 0.000_321
-        record.rows = n % 50
+        record.await_rows()
+        record.add_rows(n % 50, False)
         record.parameterised = True
         records.append(record)
     return records

@@ -1,10 +1,17 @@
 """``AuditLog``: the tamper-evident record of everything agents did through the fence.
 
-Hooks hand *records* to ``submit`` (a queue append); a background thread turns them into JSON,
-numbers and chains them with HMAC-SHA256 and writes them in batches to JSON Lines files and
-the other sinks, so the query path never waits on the disk. The queue is bounded and blocks
-producers when full (``put_timeout_s`` turns that into a counted, recorded drop). Everything
-queued is written on ``close()``, on leaving a ``with`` block and at interpreter exit.
+Hooks hand *records* to ``submit`` when a statement runs; a background thread turns them
+into JSON, numbers and chains them with HMAC-SHA256 and hands them to the outbox, which
+writes them in batches to JSON Lines files (then a signed head) and the other sinks.
+
+What survives a crash is the ``durability`` setting's contract: ``batched`` loses at most
+what was not yet written (``queue_size + batch_size`` events, about ``flush_interval_s`` of
+them while the writer keeps up); ``sync`` makes ``submit`` return only once its event is
+written and fsynced, many producers' events sharing one fsync. When the disk refuses
+writes, ``on_audit_failure`` decides: ``fail_closed`` raises ``AuditError`` from statements
+(and refuses new ones) until it takes writes again; ``continue`` counts and warns. No call
+waits longer than ``wait_timeout_s``. Everything queued is written on ``close()``, on
+leaving a ``with`` block and at interpreter exit, or the number lost is said on stderr.
 """
 
 from __future__ import annotations
@@ -13,29 +20,23 @@ import json
 import logging
 import os
 import socket
+import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from sqlfence.errors import AuditError, AuditWarning
 from sqlfence.observe import lifecycle
-from sqlfence.observe.events import (
-    CONNECT,
-    DETECTED,
-    DISCONNECT,
-    FETCH,
-    OK,
-    QUERY,
-    SCHEMA_CHANGE,
-    VERSION,
-    encode_event,
-    plain_event,
-)
+from sqlfence.observe.events import OK, VERSION, encode_event, plain_event, unwanted_kinds
 from sqlfence.observe.filesink import FileSink
+from sqlfence.observe.head import continue_after_head, head_path
 from sqlfence.observe.integrity import GENESIS, Chain, Signer, resolve_key
+from sqlfence.observe.outbox import Failure, Outbox
 from sqlfence.observe.settings import AuditSettings
-from sqlfence.observe.sinks import Sink, build_sink, decode
+from sqlfence.observe.sinks import Sink, build_sink
 from sqlfence.observe.worker import BatchWorker
 
 if TYPE_CHECKING:
@@ -45,6 +46,8 @@ if TYPE_CHECKING:
     from sqlfence.observe.verify import VerifyResult
 
 logger = logging.getLogger("sqlfence.observe")
+_QUEUE_FULL = object()  # the cause of a drop when the files did not fail
+_CLOSE_TIMEOUT_S = 30.0  # close() waits this long at least for the writer to finish
 Processor = Callable[[Any, str, MutableMapping[str, Any]], MutableMapping[str, Any]]
 
 
@@ -61,36 +64,13 @@ class AuditRecord(Protocol):
         what ``kind()`` returned."""
 
 
-def wanted(event_type: str, status: str, settings: AuditSettings) -> bool:
-    """Whether ``settings`` record an event. Denials, errors, detections and slow queries
-    are always recorded; ``log_*`` switch off routine queries, connections and DDL."""
-    if status not in (OK, DETECTED):
-        return True
-    if event_type in (QUERY, FETCH):
-        return settings.log_queries or status == DETECTED
-    if event_type == SCHEMA_CHANGE:
-        return settings.log_schema_changes or status == DETECTED
-    if event_type in (CONNECT, DISCONNECT):
-        return settings.log_connections
-    return True
-
-
-def unwanted_kinds(settings: AuditSettings) -> frozenset[tuple[str, str]]:
-    """The ``(event_type, status)`` pairs of sqlfence's own events that ``settings`` skip."""
-    types = (QUERY, FETCH, SCHEMA_CHANGE, CONNECT, DISCONNECT)
-    return frozenset(
-        (event_type, status)
-        for event_type in types
-        for status in (OK, DETECTED)
-        if not wanted(event_type, status, settings)
-    )
-
-
 class AuditLog:
     """Writes signed audit events. Use as a context manager or call ``close()``.
 
     ``processors`` are structlog-style callables ``(logger, method_name, event_dict)``
     applied to each event before it is signed (the fast path is kept when there are none).
+    Raises AuditError when the log cannot be opened (in ``fail_closed``) and
+    ConfigurationError for a key that is too short.
     """
 
     def __init__(
@@ -99,31 +79,40 @@ class AuditLog:
         self.settings = settings = settings if settings is not None else AuditSettings()
         key = resolve_key(settings, create=True)
         assert key is not None  # create=True always yields a key
+        signer = Signer(key)
         self._processors = processors
         self._unwanted = unwanted_kinds(settings)
-        self._lock = threading.Lock()
-        self._sinks: list[Sink] = [s for s in map(build_sink, settings.sinks) if s is not None]
-        self._wants_events = any(sink.wants_events for sink in self._sinks)
+        self._lock = threading.Lock()  # the writer's: the chain, the outbox and the files
+        self._users_lock = threading.Lock()
+        self._sync = settings.durability == "sync"
+        sinks: list[Sink] = [s for s in map(build_sink, settings.sinks) if s is not None]
         self._file: FileSink | None = None
-        seq, prev, torn = 0, GENESIS, 0
+        seq, prev = 0, GENESIS
+        details: dict[str, Any] = {"pid": os.getpid(), "host": socket.gethostname()}
+        head = None
         if "file" in settings.sinks:
-            self._file = FileSink(
-                settings.directory,
-                settings.prefix,
-                max_bytes=settings.max_file_bytes,
-                rotate_daily=settings.rotate_daily,
-                durable=settings.durable,
-            )
-            resumed = self._file.resume()
-            if resumed is not None:
-                torn = resumed.torn_bytes
-                if resumed.seq:
-                    seq, prev = resumed.seq, resumed.mac
-        self._chain = Chain(Signer(key), seq, prev)
+            seq, prev, head = self._open_files(signer, details)
+        self._chain = Chain(signer, seq, prev)
         self.sink_failures: dict[str, int] = {}
+        self._outbox = Outbox(
+            self._file,
+            sinks,
+            signer=signer,
+            head=head,
+            capacity=settings.queue_size,
+            sync=self._sync,
+            head_interval=settings.flush_interval_s,
+            sink_failures=self.sink_failures,
+        )
+        self.failure: Failure | None = None  # the outbox's, copied for the producers to read
         self.lost = 0
+        self.unaudited = 0
+        self.refused = 0
+        self._warned: object = None
         self._closed = False
+        self._finished = False  # close() made its last tries: later failures are losses
         self._users = 0
+        self._consumed = 0  # items handed to the writer so far (the producers' numbers)
         self._worker = BatchWorker(
             "sqlfence-audit",
             self._write_batch,
@@ -131,17 +120,53 @@ class AuditLog:
             batch_size=settings.batch_size,
             interval=settings.flush_interval_s,
             block=True,
-            put_timeout=settings.put_timeout_s,
+            put_timeout=settings.wait_timeout_s,
+            wake_at=1 if self._sync else None,
+            idle=self._retry,
         )
         self._reported_drops = 0
-        details: dict[str, Any] = {"pid": os.getpid(), "host": socket.gethostname()}
         details.update(version=VERSION, chain=self.chain, resumed_at_seq=seq)
-        if torn:
-            details["torn_bytes_cut"] = torn
+        details["durability"] = settings.durability
         self._append_now([plain_event("audit.open", details=details)])
+        if self.failure is not None and settings.fail_closed:
+            cause = self.failure.describe()
+            self._release_files()
+            raise AuditError(
+                f"cannot open the audit log in {settings.directory}: {cause}", cause=cause
+            )
         if settings.retention_days is not None:
             self._purge()
         lifecycle.register(self, lifecycle.AUDIT)
+
+    def _open_files(self, signer: Signer, details: dict[str, Any]) -> tuple[int, str, Any]:
+        """Open the chain's files and find where it ends: its last line, or its head when
+        the files end before it (the next event then follows the head, so the gap shows)."""
+        settings = self.settings
+        try:
+            self._file = FileSink(
+                settings.directory,
+                settings.prefix,
+                max_bytes=settings.max_file_bytes,
+                rotate_daily=settings.rotate_daily,
+                sync=self._sync,
+            )
+            resumed = self._file.resume()
+        except OSError as error:
+            if self._file is not None:
+                self._file.close()
+            raise AuditError(
+                f"cannot open the audit log in {settings.directory}: {error}", cause=str(error)
+            ) from error
+        seq, prev = 0, GENESIS
+        if resumed is not None:
+            if resumed.torn_bytes:
+                details["torn_bytes_cut"] = resumed.torn_bytes
+            if resumed.seq:
+                seq, prev = resumed.seq, resumed.mac
+        path = head_path(settings.directory, self._file.prefix)
+        details["head"] = path.name
+        seq, prev = continue_after_head(path, signer, seq, prev, details)
+        return seq, prev, path
 
     # -- writing --------------------------------------------------------------------------
 
@@ -160,35 +185,164 @@ class AuditLog:
         """Where the files are."""
         return self.settings.directory
 
-    def submit(self, record: AuditRecord | dict[str, Any]) -> None:
-        """Queue a record or event dict for writing. Blocks while the queue is full."""
-        if not self._worker.submit(record):
-            self._note_drop()
+    def submit(self, record: AuditRecord | dict[str, Any], *, acknowledge: bool = True) -> None:
+        """Queue a record or event dict; in ``sync`` durability, return once it is on disk.
+
+        Raises AuditError (``fail_closed``) when the event cannot be queued or written: the
+        queue stayed full for ``wait_timeout_s``, or the files refuse writes (the event is
+        then kept and written when they take writes again). With ``continue`` that is
+        counted and logged instead. ``acknowledge=False`` (a follow-up such as a ``fetch``
+        event) neither waits nor raises.
+        """
+        if self._sync or not acknowledge:
+            self._submit_waiting(record, acknowledge)
+        elif not self._worker.submit(record):
+            self._not_recorded("it could not be queued", dropped=True)
+        elif self.failure is not None:
+            self._not_recorded(self.failure.describe(), dropped=False)
+
+    def _submit_waiting(self, record: AuditRecord | dict[str, Any], acknowledge: bool) -> None:
+        """``submit`` in sync durability, and of follow-ups that nobody waits for."""
+        if not acknowledge:
+            self._queue(record)
+            return
+        number = self._worker.submit_numbered(record)
+        if not number:
+            self._not_recorded("it could not be queued", dropped=True)
+            return
+        reason = self._outbox.wait(number, self.settings.wait_timeout_s)
+        if reason is not None:
+            self._not_recorded(reason, dropped=False)
+
+    def _queue(self, record: AuditRecord | dict[str, Any]) -> None:
+        """Queue without waiting or raising (a drop is counted and recorded later)."""
+        if self._sync:
+            self._worker.submit_numbered(record)
+        else:
+            self._worker.submit(record)
+
+    def refuse(self) -> None:
+        """Called before a statement runs (or a connection is recorded) while the files
+        refuse writes: raises AuditError in ``fail_closed``, so nothing unrecorded reaches
+        the database; does nothing in ``continue``."""
+        failure = self.failure
+        if failure is None or not self.settings.fail_closed:
+            return
+        self.refused += 1
+        cause = failure.describe()
+        raise AuditError(
+            f"refused: the audit log in {self.directory} cannot record events ({cause}); "
+            "nothing was sent to the database",
+            cause=cause,
+        )
+
+    def _not_recorded(self, reason: str, *, dropped: bool) -> None:
+        failure = self.failure
+        cause = failure.describe() if failure is not None else reason
+        if dropped:
+            why = "the queue stayed full" if failure is None else cause
+            reason = f"its event was dropped ({why}; recorded as audit.dropped)"
+        else:
+            reason = f"its event is not on disk yet ({reason}; it is kept and written later)"
+        if self.settings.fail_closed:
+            raise AuditError(
+                f"not audited: {reason} (audit log in {self.directory})", cause=cause, ran=True
+            )
+        self.unaudited += 1
+        if self.unaudited == 1 or self.unaudited % 1000 == 0:
+            logger.warning(
+                "audit log in %s: %d events not recorded in time so far (on_audit_failure="
+                "continue): %s",
+                self.directory,
+                self.unaudited,
+                reason,
+            )
+        stretch = failure if failure is not None else _QUEUE_FULL
+        if stretch is not self._warned:
+            self._warned = stretch  # once per stretch of failure (logging may be off)
+            warnings.warn(
+                f"the audit log in {self.directory} is not recording events in time ({cause}); "
+                "on_audit_failure='continue' lets statements run; see AuditLog.stats()",
+                AuditWarning,
+                stacklevel=3,
+            )
 
     def emit(self, event_type: str, status: str = OK, **fields: Any) -> None:
         """Record an event that is not a statement (``sandbox.create``, ``policy.reload``...).
 
         ``fields`` may be ``agent_id``, ``tenant``, ``sandbox``, ``error`` and ``details``.
+        Raises as ``submit`` does.
         """
         self.submit(plain_event(event_type, status, **fields))
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything submitted so far is written. False on timeout."""
-        return self._worker.flush(timeout)
+        """Wait until everything submitted so far is written. False on timeout, and while the
+        files refuse writes."""
+        return self._worker.flush(timeout) and self.failure is None
 
     def close(self) -> None:
-        """Write everything queued, then a closing event, and release the files. Idempotent."""
+        """Write everything queued, then a closing event, and release the files. Idempotent.
+
+        Waits at most ``wait_timeout_s`` (30 s at least) for a writer stuck inside a write;
+        what cannot be written by then is counted in ``lost`` and said on stderr.
+        """
         if self._closed:
             return
         self._closed = True
-        self._worker.flush(30.0)
-        stats = self.stats()
-        self._worker.submit(plain_event("audit.close", details=stats))
-        self._worker.close()
-        with self._lock:
+        timeout = max(self.settings.wait_timeout_s, _CLOSE_TIMEOUT_S)
+        self._worker.flush(timeout)
+        self._queue(plain_event("audit.close", details=self.stats()))
+        self._worker.close(timeout)
+        self._finish_writes(timeout)
+        lifecycle.unregister(self, lifecycle.AUDIT)
+
+    def _finish_writes(self, timeout: float) -> None:
+        """The last tries for lines a failing disk refused, then count what is lost."""
+        for delay in (0.05, 0.2, 0.5):
+            if not self._outbox.pending:
+                break
+            time.sleep(delay)
+            if self._lock.acquire(timeout=timeout):
+                try:
+                    self._after_put(self._outbox.retry())
+                finally:
+                    self._lock.release()
+        if not self._lock.acquire(timeout=timeout):  # the writer is stuck inside a write
+            self._report_lost(self._worker.pending + self._outbox.pending)
+            return
+        try:
+            self._finished = True
+            self._report_lost(self._outbox.give_up() + self._worker.pending)
+            self._outbox.write_head()
             if self._file is not None:
                 self._file.close()
-        lifecycle.unregister(self, lifecycle.AUDIT)
+        finally:
+            self._lock.release()
+
+    def _report_lost(self, count: int) -> None:
+        if not count:
+            return
+        self.lost += count
+        failure = self.failure
+        cause = failure.describe() if failure is not None else "the writer did not finish"
+        message = (
+            f"sqlfence: audit log in {self.directory}: {count} events could not be written "
+            f"({cause}) and are lost"
+        )
+        logger.error("%s", message)
+        try:
+            sys.stderr.write(message + "\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):  # stderr closed at exit: the log line above is all
+            pass
+
+    def _release_files(self) -> None:
+        self._closed = True
+        self._worker.close(0.1)
+        with self._lock:
+            self._outbox.give_up()
+            if self._file is not None:
+                self._file.close()
 
     def at_exit(self) -> None:
         """Interpreter exit: close."""
@@ -201,12 +355,18 @@ class AuditLog:
         self.close()
 
     def stats(self) -> dict[str, Any]:
-        """Health of the log: events written, queued, dropped, sink failures, current seq."""
+        """Health of the log: events written, queued, dropped, lost, why writes fail."""
+        failure = self.failure
         return {
             "seq": self._chain.seq,
+            "durability": self.settings.durability,
             "queued": self._worker.pending,
+            "unwritten": self._outbox.pending,
             "dropped": self._worker.dropped,
             "lost": self.lost,
+            "unaudited": self.unaudited,
+            "refused": self.refused,
+            "failing": None if failure is None else failure.details(),
             "batch_failures": self._worker.failures,
             "sink_failures": dict(self.sink_failures),
         }
@@ -215,13 +375,13 @@ class AuditLog:
 
     def acquire(self) -> AuditLog:
         """Count one more user (an observer); ``release`` closes after the last one."""
-        with self._lock:
+        with self._users_lock:
             self._users += 1
         return self
 
     def release(self) -> None:
         """One user is done; the last one closes the log."""
-        with self._lock:
+        with self._users_lock:
             self._users -= 1
             last = self._users <= 0
         if last:
@@ -295,7 +455,14 @@ class AuditLog:
         settings = self.settings
         unwanted = self._unwanted
         with self._lock:
+            upto = self._consumed = self._consumed + len(items)
             chain = self._chain
+            outbox = self._outbox
+            if outbox.full:  # the disk refuses writes and enough is kept: drop, unsigned
+                self._worker.dropped += len(items)
+                outbox.dropped(upto - len(items) + 1, upto)
+                self._after_put(outbox.put([], chain.seq, chain.prev, upto))
+                return
             lines = []
             for item in items:
                 is_dict = type(item) is dict
@@ -325,12 +492,52 @@ class AuditLog:
                 lines.append(chain.sign(body))
             if self._worker.dropped > self._reported_drops:
                 lines.append(self._drop_line())
-            self._deliver(lines)
+            self._after_put(outbox.put(lines, chain.seq, chain.prev, upto))
+
+    def _retry(self) -> None:
+        """The writer woke with nothing queued: try the kept lines again when it is time,
+        and bring the head up to date."""
+        outbox = self._outbox
+        if outbox.retry_due():
+            with self._lock:
+                self._after_put(outbox.retry())
+        if outbox.head_stale:
+            with self._lock:
+                outbox.write_head()
+
+    def _after_put(self, rotated: bool) -> None:
+        """After a write (the caller holds the lock): purge, record a recovery, publish the
+        failure state to producers."""
+        outbox = self._outbox
+        if rotated and self.settings.retention_days is not None:
+            self._purge_locked()
+        recovered, outbox.recovered = outbox.recovered, None
+        if recovered is not None:
+            details = recovered.details()
+            details.update(dropped_total=self._worker.dropped, refused_total=self.refused)
+            event = plain_event("audit.recovered", "error", error=recovered.describe())
+            event["details"] = details
+            self._put_now(event)
+        self.failure = failure = outbox.failure
+        self._worker.stalled = failure is not None
+        if self._finished and outbox.pending:
+            self._report_lost(outbox.give_up())  # written after close: no one retries
 
     def _append_now(self, events: list[dict[str, Any]]) -> None:
         """Sign and write ``events`` at once, outside the queue (the log's own events)."""
         with self._lock:
-            self._deliver([self._signed(event) for event in events])
+            for event in events:
+                self._put_now(event)
+            self.failure = self._outbox.failure
+            self._worker.stalled = self.failure is not None
+
+    def _put_now(self, event: dict[str, Any]) -> None:
+        """Sign ``event`` and hand it to the outbox (the caller holds the lock)."""
+        line = self._signed(event)
+        chain = self._chain
+        rotated = self._outbox.put([line], chain.seq, chain.prev, self._consumed)
+        if rotated and self.settings.retention_days is not None:
+            self._purge_locked()
 
     def _signed(self, event: dict[str, Any]) -> bytes:
         """``event`` as the next signed line of the chain (the caller holds the lock)."""
@@ -349,58 +556,10 @@ class AuditLog:
         event = plain_event(
             "audit.dropped",
             "error",
-            error=f"{count} events dropped: the queue was full",
+            error=f"{count} events dropped: the queue was full or the log refused writes",
             details={"dropped": count, "dropped_total": dropped},
         )
         return self._signed(event)
-
-    def _note_drop(self) -> None:
-        dropped = self._worker.dropped
-        if dropped == 1 or dropped % 1000 == 0:
-            logger.error(
-                "audit queue full for %ss: %d events dropped so far (each drop is recorded)",
-                self.settings.put_timeout_s,
-                dropped,
-            )
-
-    def _deliver(self, lines: list[bytes]) -> None:
-        if not lines:
-            return
-        if self._file is not None:
-            self._write_file(lines)
-        events = decode(lines) if self._wants_events else None
-        for sink in self._sinks:
-            try:
-                sink.write(lines, events)
-            except Exception:
-                failures = self.sink_failures.get(sink.name, 0) + 1
-                self.sink_failures[sink.name] = failures
-                if failures == 1 or failures % 1000 == 0:
-                    logger.exception("audit sink %s failed (%d times)", sink.name, failures)
-
-    def _write_file(self, lines: list[bytes]) -> None:
-        """Write to the files, retrying while the disk refuses (evidence is not dropped)."""
-        assert self._file is not None
-        delay = 0.05
-        attempts = 0
-        while True:
-            try:
-                rotated = self._file.write(lines)
-                break
-            except OSError:
-                attempts += 1
-                failures = self.sink_failures.get("file", 0) + 1
-                self.sink_failures["file"] = failures
-                if failures == 1 or failures % 100 == 0:
-                    logger.exception("audit file write failed (%d times); retrying", failures)
-                if self._closed and attempts >= 3:
-                    self.lost += len(lines)
-                    logger.error("audit: %d events lost at close", len(lines))
-                    return
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
-        if rotated and self.settings.retention_days is not None:
-            self._purge_locked()
 
     def _purge(self) -> None:
         with self._lock:
@@ -417,9 +576,10 @@ class AuditLog:
                     "files": removed,
                     "first_seq": first_seq,
                     "retention_days": self.settings.retention_days,
+                    "head": head_path(self.directory, self.chain).name,
                 },
             )
-            self._file.write([self._signed(event)])
+            self._put_now(event)
 
 
 _registry: dict[tuple[str, str], AuditLog] = {}

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from sqlfence.observe.observer import Session
+    from sqlfence.observe.settings import AuditSettings
 
 # event_type values written by sqlfence itself (the sandbox layer adds "sandbox.*").
 CONNECT = "connect"
@@ -130,6 +131,31 @@ def parse_timestamp(text: str) -> datetime.datetime:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=datetime.timezone.utc)
     return parsed
+
+
+def wanted(event_type: str, status: str, settings: AuditSettings) -> bool:
+    """Whether ``settings`` record an event. Denials, errors, detections and slow queries
+    are always recorded; ``log_*`` switch off routine queries, connections and DDL."""
+    if status not in (OK, DETECTED):
+        return True
+    if event_type in (QUERY, FETCH):
+        return settings.log_queries or status == DETECTED
+    if event_type == SCHEMA_CHANGE:
+        return settings.log_schema_changes or status == DETECTED
+    if event_type in (CONNECT, DISCONNECT):
+        return settings.log_connections
+    return True
+
+
+def unwanted_kinds(settings: AuditSettings) -> frozenset[tuple[str, str]]:
+    """The ``(event_type, status)`` pairs of sqlfence's own events that ``settings`` skip."""
+    types = (QUERY, FETCH, SCHEMA_CHANGE, CONNECT, DISCONNECT)
+    return frozenset(
+        (event_type, status)
+        for event_type in types
+        for status in (OK, DETECTED)
+        if not wanted(event_type, status, settings)
+    )
 
 
 def session_event(session: Session, event_type: str, status: str = OK) -> dict[str, Any]:

@@ -1,14 +1,16 @@
 """``FanoutObserver``: the one observer the cursor calls, feeding audit, monitor and telemetry.
 
 Each part may be off. A part that raises is counted (``metrics()["observer"]``) and logged,
-never raised into the query. The hooks only take timestamps, update the connection's
-counters and queue a record; JSON, HMAC, files, spans and webhooks happen on background
-threads.
+never raised into the query, with one exception: an audit log that fails closed raises
+``AuditError`` from ``connected``, ``denied``, ``started`` and ``finished`` when it cannot
+record them. The hooks only take timestamps, update the connection's counters and queue a
+record; JSON, HMAC, files, spans and webhooks happen on background threads.
 
-A statement that returns rows is recorded once its rows are known (``fetched``), so its
-audit event and span carry ``rows_returned``; if the caller never finishes the result, it is
-recorded when the connection runs its next statement, closes, or the interpreter exits.
-Writes are recorded as soon as the driver returns.
+A statement's audit event is queued when the driver returns (``finished``). Its rows, known
+at ``fetched``, go into that event when the writer has not taken it yet (usual in
+``batched`` durability), else into a ``fetch`` event with the same ``query_id`` (always in
+``sync``). A span waits for the rows; if the caller never finishes the result, it is
+exported when the connection runs its next statement, closes, or the interpreter exits.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
+from sqlfence.errors import AuditError
 from sqlfence.observe import lifecycle
 from sqlfence.observe.audit import AuditLog
 from sqlfence.observe.events import CONNECT, DISCONNECT, plain_event, session_event
@@ -73,6 +76,9 @@ class FanoutObserver(Observer):
         self._connections: dict[int, _Connection] = {}
         self._ids = itertools.count(1)
         self._keep_params = audit is not None and audit.settings.log_params
+        # Batched events usually wait in the queue longer than a result takes to read: rows
+        # can then go into the statement's own event. A sync event is written before that.
+        self._fold_rows = audit is not None and audit.settings.durability == "batched"
         slow_ms = (monitor.settings if monitor else MonitorSettings()).slow_threshold_ms
         self._slow_s = slow_ms / 1000
         self.failures = dict.fromkeys(_PARTS, 0)
@@ -82,14 +88,22 @@ class FanoutObserver(Observer):
     # -- connections ----------------------------------------------------------------------
 
     def connected(self, session: Session) -> None:
-        """Start counting for ``session`` and record the connection."""
+        """Start counting for ``session`` and record the connection. Raises AuditError when
+        the connection cannot be audited and the audit log fails closed."""
         try:
             self._attach(session)
             if self.audit is not None:
                 try:
+                    if self.audit.failure is not None:
+                        self.audit.refuse()
                     self.audit.submit(session_event(session, CONNECT))
+                except AuditError:
+                    self._detach(session)
+                    raise
                 except Exception as error:
                     self._failed("audit", error)
+        except AuditError:
+            raise
         except Exception as error:  # never into the query
             self._failed("observer", error)
 
@@ -104,19 +118,24 @@ class FanoutObserver(Observer):
         self._connections[session.connection_id] = connection
         return connection
 
+    def _detach(self, session: Session) -> _Connection | None:
+        connection = self._connections.pop(session.connection_id, None)
+        if connection is not None and self.monitor is not None and connection.stats is not None:
+            try:
+                self.monitor.detach(connection.stats)
+            except Exception as error:
+                self._failed("monitor", error)
+        return connection
+
     def disconnected(self, session: Session) -> None:
-        """Record what is pending, the disconnection, and stop counting."""
+        """Record what is pending, the disconnection, and stop counting. Never raises: an
+        audit failure here is counted (the connection is closed either way)."""
         try:
-            connection = self._connections.pop(session.connection_id, None)
+            connection = self._detach(session)
             if connection is None:
                 return
             self._flush_pending(connection)
             stats = connection.stats
-            if self.monitor is not None and stats is not None:
-                try:
-                    self.monitor.detach(stats)
-                except Exception as error:
-                    self._failed("monitor", error)
             if self.audit is not None:
                 try:
                     event = session_event(session, DISCONNECT)
@@ -131,7 +150,8 @@ class FanoutObserver(Observer):
     # -- statements (the hot path) --------------------------------------------------------
 
     def denied(self, session: Session, sql: str, decision: Decision) -> None:
-        """Count the denial, record it, and give it an error span."""
+        """Count the denial, record it, and give it an error span. Raises AuditError when
+        the denial cannot be audited and the audit log fails closed."""
         try:
             connection = self._connections.get(session.connection_id) or self._attach(session)
             if connection.pending is not None:
@@ -147,13 +167,22 @@ class FanoutObserver(Observer):
                     context = self.telemetry.capture(perf_counter())
                 except Exception as error:
                     self._failed("telemetry", error)
-            self._emit(DenialRecord(session, sql, decision, context))
+            record = DenialRecord(session, sql, decision, context)
+            self._telemetry(record)
+            self._audit(record)
+        except AuditError as error:
+            error.ran = False  # a denied statement never reaches the database
+            raise
         except Exception as error:  # never into the query
             self._failed("observer", error)
 
     def started(self, session: Session, sql: str, decision: Decision, params: Any) -> Any:
         """Take the start time (and the parent span). The token is the statement's record,
-        or, when nothing will be written or exported, a light tuple for the monitor."""
+        or, when nothing will be written or exported, a light tuple for the monitor.
+
+        Raises AuditError, before anything reaches the database, while the audit log
+        refuses writes and fails closed.
+        """
         try:
             t0 = perf_counter()
             connection = self._connections.get(session.connection_id) or self._attach(session)
@@ -166,8 +195,12 @@ class FanoutObserver(Observer):
                     context = telemetry.capture(t0)
                 except Exception as error:
                     self._failed("telemetry", error)
-            if context is None and self.audit is None:
-                return (t0, decision, sql, connection.stats)
+            audit = self.audit
+            if audit is None:
+                if context is None:
+                    return (t0, decision, sql, connection.stats)
+            elif audit.failure is not None:
+                audit.refuse()
             record = StatementRecord(session, sql, decision, t0, time_ns(), next(self._ids))
             record.context = context
             if params is not None and not (isinstance(params, (tuple, list, dict)) and not params):
@@ -175,6 +208,8 @@ class FanoutObserver(Observer):
                 if self._keep_params:
                     record.params = snapshot_params(params)
             return record
+        except AuditError:
+            raise
         except Exception as error:  # never into the query
             self._failed("observer", error)
             return None
@@ -182,7 +217,9 @@ class FanoutObserver(Observer):
     def finished(
         self, session: Session, token: Any, rowcount: int, error: BaseException | None
     ) -> None:
-        """Time the statement, count it, and record it (or wait for its rows)."""
+        """Time the statement, count it, and queue its audit event (in ``sync`` durability,
+        return once it is on disk). Raises AuditError when the event cannot be recorded
+        and the audit log fails closed; the statement has run then (``error.ran``)."""
         try:
             end = perf_counter()
             if type(token) is tuple:  # nothing to record: only count
@@ -213,18 +250,27 @@ class FanoutObserver(Observer):
             else:
                 record.slow = duration >= self._slow_s
             facts = record.decision.facts
-            if error is None and connection is not None and not facts.writes and not facts.is_ddl:
-                with connection.lock:
-                    earlier, connection.pending = connection.pending, record
-                if earlier is not None:  # two cursors interleaved: the first one's rows are lost
-                    self._emit(earlier)
-            else:
-                self._emit(record)
+            reads = error is None and not facts.writes and not facts.is_ddl
+            telemetry = self.telemetry
+            if telemetry is not None and telemetry.active:
+                if reads and connection is not None:  # its span waits for the rows
+                    with connection.lock:
+                        earlier, connection.pending = connection.pending, record
+                    if earlier is not None:  # two cursors interleaved: a span without rows
+                        self._telemetry(earlier)
+                else:
+                    self._telemetry(record)
+            if reads and self._fold_rows:
+                record.await_rows()
+            self._audit(record)
+        except AuditError:
+            raise
         except Exception as failure:  # never into the query
             self._failed("observer", failure)
 
     def fetched(self, session: Session, token: Any, rows: int, truncated: bool) -> None:
-        """Count the rows; record the statement now that its rows are known."""
+        """Count the rows and record them: in the statement's event when the audit writer
+        has not taken it yet, else in a ``fetch`` event with its ``query_id``."""
         # The union-attr ignores below: stats exist only when there is a monitor.
         try:
             if type(token) is tuple:
@@ -239,16 +285,29 @@ class FanoutObserver(Observer):
                 return
             if connection.stats is not None:
                 self.monitor.fetched(connection.stats, rows, truncated)  # type: ignore[union-attr]
-            with connection.lock:
-                mine = connection.pending is token
-                if mine:
-                    connection.pending = None
+            follow_up = None
+            if not token.add_rows(rows, truncated) and self.audit is not None:
+                facts = token.decision.facts
+                reads = token.error is None and not facts.writes and not facts.is_ddl
+                if rows or truncated or reads:
+                    follow_up = FetchRecord(token, rows, truncated)
+                    try:
+                        self.audit.submit(follow_up, acknowledge=False)
+                    except Exception as error:
+                        self._failed("audit", error)
+            telemetry = self.telemetry
+            if telemetry is None or not telemetry.active:
+                return
+            mine = False
+            if connection.pending is token:
+                with connection.lock:
+                    mine = connection.pending is token
+                    if mine:
+                        connection.pending = None
             if mine:
-                token.rows = rows
-                token.truncated = truncated
-                self._emit(token)
-            elif rows or truncated:  # the statement was recorded already; add its rows
-                self._emit(FetchRecord(token, rows, truncated))
+                self._telemetry(token)
+            elif rows or truncated:  # the span went without rows; the histogram gets them
+                self._telemetry(follow_up or FetchRecord(token, rows, truncated))
         except Exception as error:  # never into the query
             self._failed("observer", error)
 
@@ -256,14 +315,20 @@ class FanoutObserver(Observer):
         with connection.lock:
             record, connection.pending = connection.pending, None
         if record is not None:
-            self._emit(record)
+            self._telemetry(record)
 
-    def _emit(self, record: StatementRecord | DenialRecord | FetchRecord) -> None:
+    def _audit(self, record: StatementRecord | DenialRecord) -> None:
         if self.audit is not None:
             try:
                 self.audit.submit(record)
+            except AuditError:
+                if type(record) is StatementRecord:
+                    record.forget_rows()  # no fetch follows a statement that raised
+                raise
             except Exception as error:
                 self._failed("audit", error)
+
+    def _telemetry(self, record: StatementRecord | DenialRecord | FetchRecord) -> None:
         telemetry = self.telemetry
         if telemetry is not None and telemetry.active:
             try:

@@ -8,14 +8,18 @@ breaks the chain at that line, and nobody without the key can repair it.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import os
 import secrets
 from pathlib import Path
 
+from sqlfence.errors import AuditError, ConfigurationError
 from sqlfence.observe.settings import AUDIT_KEY_ENV, AuditSettings
 
 GENESIS = "0" * 64  # ``prev`` of the very first event of a chain
+MIN_KEY_BYTES = 16  # 128 bits: below that a key can be searched for
 MAC_HEX_CHARS = 64
 _MAC_PREFIX = b',"mac":"'
 _MAC_SUFFIX_LEN = len(_MAC_PREFIX) + MAC_HEX_CHARS + 2  # ,"mac":"<64 hex>"}
@@ -80,28 +84,87 @@ def resolve_key(settings: AuditSettings, *, create: bool) -> bytes | None:
     """The chain key: ``settings.key``, else ``$SQLFENCE_AUDIT_KEY``, else the key file.
 
     With ``create`` a missing key file is generated (32 random bytes, hex, mode 0600).
+    Raises ConfigurationError for a key shorter than ``MIN_KEY_BYTES`` (an empty key file
+    left by a crash included) and AuditError when the key file cannot be created.
     """
     if settings.key is not None:
-        return settings.key.get_secret_value().encode()
+        return checked_key(settings.key.get_secret_value().encode(), "AuditSettings(key=...)")
     from_env = os.environ.get(AUDIT_KEY_ENV)
-    if from_env:
-        return from_env.encode()
-    return read_key_file(settings.resolved_key_file, create=create)
+    if from_env:  # set but empty reads as unset, as everywhere else
+        return checked_key(from_env.encode(), f"${AUDIT_KEY_ENV}")
+    key = read_key_file(settings.resolved_key_file, create=create)
+    return None if key is None else checked_key(key, str(settings.resolved_key_file))
+
+
+def checked_key(key: bytes, origin: str) -> bytes:
+    """``key`` when it is long enough to sign with; ConfigurationError naming ``origin`` if not."""
+    if len(key) < MIN_KEY_BYTES:
+        what = "empty" if not key else f"{len(key)} bytes long"
+        raise ConfigurationError(
+            f"the audit key from {origin} is {what}; a key needs at least {MIN_KEY_BYTES} "
+            "bytes (a key file is generated with 64 hex characters when none exists)"
+        )
+    return key
 
 
 def read_key_file(path: Path, *, create: bool) -> bytes | None:
-    """The key stored in ``path``; generated atomically when missing and ``create``."""
+    """The key stored in ``path``; generated atomically when missing and ``create``.
+
+    The new key is written to a temporary file, fsynced and linked into place, so no reader
+    ever sees a partial key; when another process made the file first, its key is used.
+    """
     try:
         return path.read_bytes().strip()
     except FileNotFoundError:
         if not create:
             return None
-    path.parent.mkdir(parents=True, exist_ok=True)
     key = secrets.token_hex(32).encode()
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _create_atomically(path, key + b"\n")
     except FileExistsError:  # another process made it first: use theirs
         return path.read_bytes().strip()
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(key + b"\n")
+    except OSError as error:
+        raise AuditError(
+            f"cannot create the audit key file {path}: {error}", cause=str(error)
+        ) from error
     return key
+
+
+def _create_atomically(path: Path, data: bytes) -> None:
+    """Write ``path`` (mode 0600) whole or not at all; FileExistsError when it exists."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(temporary, path)  # unlike rename, never replaces a key someone else made
+        except OSError as error:
+            if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
+                raise
+            if path.exists():  # a file system without hard links: rename, unless taken
+                raise FileExistsError(errno.EEXIST, "exists", str(path)) from None
+            os.rename(temporary, path)
+        sync_directory(path.parent)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+
+
+def sync_directory(directory: Path) -> None:
+    """fsync a directory, so a file created or renamed in it survives a power loss."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory handles
+        return
+    try:
+        with contextlib.suppress(OSError):  # some file systems refuse fsync on directories
+            os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -43,13 +43,23 @@ if TYPE_CHECKING:
 _MAX_ERROR_CHARS = 2000
 
 
+# Statements whose audit event was queued before their rows were known, until the audit
+# writer takes the event or the rows arrive, whichever comes first (``add_rows``).
+_awaiting_rows: dict[StatementRecord, None] = {}
+_GONE = object()
+
+
 class StatementRecord:
     """A statement sent to the driver: the token of ``started``/``finished``/``fetched``.
 
-    Filled in on the query's thread, read by the writer threads only once complete.
+    Filled in on the query's thread and queued for the audit log when the driver returns;
+    its rows, known later, reach the audit event through ``await_rows`` and ``add_rows``.
     """
 
     __slots__ = (
+        "_awaiting",
+        "_rows_out",
+        "_truncated_out",
         "context",
         "decision",
         "duration",
@@ -62,7 +72,6 @@ class StatementRecord:
         "session",
         "slow",
         "sql",
-        "state",
         "t0",
         "truncated",
         "ts_ns",
@@ -83,10 +92,45 @@ class StatementRecord:
         self.duration = 0.0
         self.rowcount = -1
         self.error: BaseException | None = None
-        self.rows: int | None = None
+        self.rows: int | None = None  # for telemetry and the monitor
         self.truncated = False
         self.slow = False
-        self.state = 0  # 0 running, 1 waiting for fetched(), 2 emitted
+        self._awaiting = False
+        self._rows_out: int | None = None  # the rows the audit event carries
+        self._truncated_out = False
+
+    def await_rows(self) -> None:
+        """Before queueing the event: its rows may still go into it (see ``add_rows``)."""
+        self._awaiting = True
+        _awaiting_rows[self] = None
+
+    def add_rows(self, rows: int, truncated: bool) -> bool:
+        """The result is done: True when the rows will be in the statement's own audit event,
+        False when they need a ``fetch`` event (the writer took the event first, or it was
+        queued without ``await_rows``).
+
+        The query's thread and the audit writer race to remove the record from
+        ``_awaiting_rows`` (``dict.pop`` is atomic): the rows are stored before the attempt,
+        and the writer reads them only when it lost, so they land in exactly one event.
+        No allocation: this runs for every statement that returns rows.
+        """
+        self.rows = rows
+        self.truncated = truncated
+        if not self._awaiting:
+            return False
+        self._rows_out = rows
+        self._truncated_out = truncated
+        return _awaiting_rows.pop(self, _GONE) is not _GONE
+
+    def forget_rows(self) -> None:
+        """The event will not wait for rows after all (it could not be queued)."""
+        _awaiting_rows.pop(self, None)
+
+    def _rows_for_event(self) -> int | None:
+        """The writer's side of ``add_rows``: the rows when they came first, else None."""
+        if _awaiting_rows.pop(self, _GONE) is not _GONE:
+            return None  # taken before the rows were known
+        return self._rows_out
 
     def kind(self) -> tuple[str, str]:
         """``(event_type, status)`` of this statement."""
@@ -119,10 +163,10 @@ class StatementRecord:
             f'"error":{"null" if error is None else json_text(_error_text(error))}',
             _decision_fragment(decision),
         ]
-        if self.rows is not None:
-            parts.append(
-                f',"rows_returned":{self.rows},"truncated":{"true" if self.truncated else "false"}'
-            )
+        rows = self._rows_for_event()
+        if rows is not None:
+            truncated = "true" if self._truncated_out else "false"
+            parts.append(f',"rows_returned":{rows},"truncated":{truncated}')
         if decision.sql != self.sql:
             parts.append(',"final_query":' + _queryjson_text(decision.sql, settings))
         if self.params is not None:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 SinkName = Literal["file", "stdout", "logging", "structlog"]
 AuditSink = SinkName | Callable[[dict[str, Any]], None]
@@ -28,7 +28,21 @@ class AuditSettings(_Settings):
     """Where and how audit events are written. ``AuditSettings()`` is a sensible default.
 
     The chain key comes from ``key``, else the ``SQLFENCE_AUDIT_KEY`` environment variable,
-    else ``key_file`` (default ``<directory>/audit.key``, created with mode 0600 when missing).
+    else ``key_file`` (default ``<directory>/audit.key``, created with mode 0600 when missing);
+    a key shorter than 16 bytes is refused.
+
+    ``durability``: ``batched`` (default) queues each event when its statement runs and a
+    background writer writes it within ``flush_interval_s``; a process crash or SIGKILL loses
+    at most the events not yet written, never more than ``queue_size + batch_size``. ``sync``
+    makes every call that records an event (``execute``, ``connect``...) return only once the
+    event is written and fsynced; concurrent events share one fsync (group commit).
+    ``durable=True`` is the older spelling of ``sync``.
+
+    ``on_audit_failure``: ``fail_closed`` (default) raises ``sqlfence.errors.AuditError`` (an
+    ``OperationalError``) from a statement whose event cannot be written, and refuses new
+    statements while the log refuses writes; ``continue`` lets statements run, counting and
+    logging what could not be recorded. Nothing waits on the log longer than
+    ``wait_timeout_s`` (``put_timeout_s`` is its older name).
     """
 
     enabled: bool = True
@@ -49,12 +63,34 @@ class AuditSettings(_Settings):
     retention_days: float | None = Field(None, gt=0)
     max_file_bytes: int = Field(64 * 1024 * 1024, gt=0)
     rotate_daily: bool = True
-    durable: bool = False
+    # What survives a crash, and what a fault does to statements.
+    durability: Literal["batched", "sync"] = "batched"
+    on_audit_failure: Literal["fail_closed", "continue"] = "fail_closed"
+    wait_timeout_s: float = Field(10.0, gt=0)
     # The background writer.
-    queue_size: int = Field(65_536, gt=0)
-    batch_size: int = Field(2_048, gt=0)
+    queue_size: int = Field(8_192, gt=0)
+    batch_size: int = Field(1_024, gt=0)
     flush_interval_s: float = Field(0.1, gt=0)
-    put_timeout_s: float | None = Field(None, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _older_names(cls, data: Any) -> Any:
+        """``durable`` and ``put_timeout_s``, the names these settings had before."""
+        if not isinstance(data, dict) or not ({"durable", "put_timeout_s"} & data.keys()):
+            return data
+        data = dict(data)
+        if "durable" in data:
+            durable = data.pop("durable")
+            if not isinstance(durable, bool):
+                raise ValueError(f"durable must be true or false, not {durable!r}")
+            wanted = "sync" if durable else "batched"
+            if data.setdefault("durability", wanted) != wanted:
+                raise ValueError(f"durable={durable} contradicts durability={data['durability']!r}")
+        if "put_timeout_s" in data:
+            timeout = data.pop("put_timeout_s")
+            if timeout is not None:
+                data.setdefault("wait_timeout_s", timeout)
+        return data
 
     @field_validator("sinks", mode="before")
     @classmethod
@@ -62,6 +98,16 @@ class AuditSettings(_Settings):
         if isinstance(value, str) or callable(value):
             return (value,)
         return value
+
+    @property
+    def durable(self) -> bool:
+        """True in ``sync`` durability (the older name of that mode)."""
+        return self.durability == "sync"
+
+    @property
+    def fail_closed(self) -> bool:
+        """True when a statement that cannot be audited must fail."""
+        return self.on_audit_failure == "fail_closed"
 
     @property
     def resolved_key_file(self) -> Path:

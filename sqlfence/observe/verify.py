@@ -4,8 +4,10 @@ Checked per line, in order: the line is complete JSON with a MAC; the MAC is rig
 line was altered, or forged without the key); ``seq`` is the next number (a jump means an
 event is missing, or reordered when the missing one comes later; a repeat means an event was
 inserted); ``prev`` is the previous line's MAC. A log whose first event is not ``seq`` 1 must
-contain the retention purge that removed the older files. What a MAC chain cannot show is
-the loss of the newest lines; copy the log elsewhere (or ship it to a sink) for that.
+contain the retention purge that removed the older files. Then the chain's signed head
+(``head.py``) must not be ahead of its last line: a log cut at its end fails with the
+number of events missing. A chain whose events say it keeps a head fails without one;
+logs from before heads existed verify without.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlfence.observe.filesink import chain_files, chain_of, chain_prefixes, link_of
+from sqlfence.observe.head import BadHead, Head, head_path, read_head
 from sqlfence.observe.integrity import GENESIS, Signer, read_key_file, split_line
 from sqlfence.observe.settings import AUDIT_KEY_ENV
 
@@ -40,6 +43,7 @@ class VerifyError:
     file: Path | None = None
     line: int | None = None
     seq: int | None = None
+    missing: int | None = None  # events missing, when that can be counted
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}: " if self.file is not None else ""
@@ -94,6 +98,7 @@ def verify(path: str | Path, key: str | bytes | None = None) -> VerifyResult:
     if path.is_dir():
         chains = {prefix: chain_files(path, prefix) for prefix in chain_prefixes(path)}
         whole = True
+        heads_required = True
     elif path.is_file():
         chains = {path.name: [path]}
         # The first file of a chain must start at seq 1 (or where a recorded purge says).
@@ -101,17 +106,26 @@ def verify(path: str | Path, key: str | bytes | None = None) -> VerifyResult:
         whole = bool(siblings) and siblings[0] == path
         if whole:
             purges = _purge_marks(siblings[1:])
+        # The head is checked for the newest file of a chain, when it is there.
+        heads_required = False
     else:
         return _failed(VerifyError(EMPTY, f"{path} does not exist"))
     if not chains:
         return _failed(VerifyError(EMPTY, f"no audit files in {path}"))
+    # Heads are read before the files: a writer replaces its head after writing the lines it
+    # names, so a live log read afterwards is never behind the head read first.
+    heads = {name: _head_of(directory, name, paths, signer) for name, paths in chains.items()}
     checked = files = 0
     last: dict[str, int] = {}
     for name, paths in chains.items():
         checker = _ChainChecker(signer, paths, whole)
         checker.purged_to.update(purges)
+        head = heads[name]
+        if isinstance(head, Head):
+            checker.head_seq = head.seq
         try:
             checker.run()
+            checker.check_head(head, heads_required)
         except _Broken as broken:
             return VerifyResult(
                 False,
@@ -125,6 +139,25 @@ def verify(path: str | Path, key: str | bytes | None = None) -> VerifyResult:
         files += checker.files
         last[name] = checker.expected - 1
     return VerifyResult(True, checked, files, tuple(chains), None, last)
+
+
+_NO_HEAD = "no head"
+
+
+def _head_of(
+    directory: Path, name: str, paths: list[Path], signer: Signer
+) -> Head | VerifyError | str | None:
+    """The head that applies to ``paths`` (None: none applies; ``_NO_HEAD``: there is none;
+    a VerifyError: the head file is not a head signed with this key)."""
+    prefix = chain_of(paths[0]) if paths else None
+    if prefix is None or chain_files(directory, prefix)[-1:] != paths[-1:]:
+        return None  # not the chain's newest file: its head says nothing about it
+    path = head_path(directory, prefix)
+    try:
+        head = read_head(path, signer)
+    except BadHead as error:
+        return VerifyError(ALTERED, str(error), path)
+    return _NO_HEAD if head is None else head
 
 
 def _failed(error: VerifyError) -> VerifyResult:
@@ -152,6 +185,10 @@ class _ChainChecker:
         self.prev = ""
         self.first: tuple[Path, int, int] | None = None
         self.purged_to: set[int] = set()
+        self.head_seq: int | None = None  # the seq whose MAC the head records
+        self.mac_at_head: str | None = None
+        self.keeps_head: str | None = None  # the head file the chain's own events name
+        self.end: tuple[Path, int] | None = None  # the last line checked
 
     def run(self) -> None:
         for index, path in enumerate(self.paths):
@@ -169,6 +206,7 @@ class _ChainChecker:
                         path,
                         number,
                         1,
+                        seq - 1,
                     )
                 )
 
@@ -208,13 +246,67 @@ class _ChainChecker:
                 f"event seq {seq} does not follow the previous event (it belongs to another chain)",
                 seq,
             )
-        if event.get("event_type") == "audit.purge":
-            first_seq = (event.get("details") or {}).get("first_seq")
-            if isinstance(first_seq, int):
-                self.purged_to.add(first_seq)
+        event_type = event.get("event_type")
+        if event_type in ("audit.open", "audit.purge"):
+            details = event.get("details") or {}
+            if isinstance(details, dict):
+                if isinstance(details.get("head"), str):
+                    self.keeps_head = details["head"]
+                first_seq = details.get("first_seq")
+                if event_type == "audit.purge" and isinstance(first_seq, int):
+                    self.purged_to.add(first_seq)
+        if seq == self.head_seq:
+            self.mac_at_head = mac
         self.count += 1
         self.expected = seq + 1
         self.prev = mac
+        self.end = (path, number)
+
+    def check_head(self, head: Head | VerifyError | str | None, required: bool) -> None:
+        """After ``run``: the chain must reach its head, and there must be one when the
+        chain's events say it keeps one."""
+        if head is None:
+            return
+        if isinstance(head, VerifyError):
+            raise _Broken(head)
+        path, number = self.end if self.end is not None else (self.paths[-1], 0)
+        last = self.expected - 1 if self.count else 0
+        if isinstance(head, str):
+            if required and self.keeps_head is not None:
+                raise _Broken(
+                    VerifyError(
+                        MISSING,
+                        f"the head file {self.keeps_head} is missing (deleted?): whether "
+                        f"events after seq {last} were cut cannot be told",
+                        path,
+                        number,
+                    )
+                )
+            return
+        if head.seq > last:
+            count = head.seq - last
+            raise _Broken(
+                VerifyError(
+                    MISSING,
+                    f"{f'the log ends at seq {last}' if last else 'the log holds no events'} "
+                    f"but its signed head records seq {head.seq} in {head.file}: {count} "
+                    "events are missing at the end (cut or lost)",
+                    path,
+                    number + 1,
+                    last + 1,
+                    count,
+                )
+            )
+        if self.mac_at_head is not None and self.mac_at_head != head.mac:
+            raise _Broken(
+                VerifyError(
+                    ALTERED,
+                    f"event seq {head.seq} is not the one the signed head records",
+                    path,
+                    number,
+                    head.seq,
+                )
+            )
 
     def _diagnose_seq(self, index: int, path: Path, number: int, seq: int) -> _Broken:
         expected = self.expected
@@ -244,10 +336,12 @@ class _ChainChecker:
         return _Broken(
             VerifyError(
                 MISSING,
-                f"{missing} missing before event seq {seq} (deleted)",
+                f"{missing} missing before event seq {seq} ({seq - expected} events deleted "
+                "or lost)",
                 path,
                 number,
                 expected,
+                seq - expected,
             )
         )
 

@@ -105,7 +105,7 @@ def session() -> Session:
 @pytest.fixture
 def audit_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty audit directory; the key comes from the environment."""
-    monkeypatch.setenv("SQLFENCE_AUDIT_KEY", "test-key")
+    monkeypatch.setenv("SQLFENCE_AUDIT_KEY", "test-key-of-the-audit-chain")
     return tmp_path / "audit"
 
 
@@ -116,6 +116,25 @@ def audit_events(directory: Path, prefix: str = "audit") -> list[dict[str, Any]]
         for path in chain_files(directory, prefix)
         for line in path.read_text().splitlines()
     ]
+
+
+def with_rows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``events`` without ``fetch`` events, their rows put into the statement they follow.
+
+    A statement's rows are in its own event when they were known before the writer took it,
+    else in a ``fetch`` event with its ``query_id``: which one is a matter of timing.
+    """
+    by_id = {e["query_id"]: e for e in events if e.get("query_id") and e["event_type"] != "fetch"}
+    merged = []
+    for event in events:
+        if event["event_type"] != "fetch":
+            merged.append(event)
+            continue
+        statement = by_id[event["query_id"]]
+        assert "rows_returned" not in statement, "rows recorded twice"
+        statement["rows_returned"] = event["rows_returned"]
+        statement["truncated"] = event["truncated"]
+    return merged
 
 
 @dataclass

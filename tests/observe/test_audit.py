@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 import structlog
 
+import sqlfence
+from sqlfence.errors import AuditError
 from sqlfence.observe import filesink
 from sqlfence.observe.audit import AuditLog
 from sqlfence.observe.filesink import chain_files
@@ -28,7 +30,9 @@ from tests.observe.conftest import DENIED, INSERT, SELECT, audit_events, make_se
 def _statement(sql: str = SELECT.sql, decision: Any = SELECT, rows: int | None = 3) -> Any:
     record = StatementRecord(make_session(), sql, decision, 0.0, time.time_ns(), 1)
     record.duration = 0.0012
-    record.rows = rows
+    if rows is not None:
+        record.await_rows()
+        record.add_rows(rows, False)
     return record
 
 
@@ -141,15 +145,21 @@ def test_retention_purges_old_files_and_records_it(audit_dir: Path) -> None:
     assert result.first_error.kind == "missing"
 
 
-def test_durable_mode_fsyncs_every_batch(audit_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """With durable=True each written batch is fsynced."""
-    calls: list[int] = []
-    real = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real(fd))[1])
-    with AuditLog(AuditSettings(directory=audit_dir, durable=True)) as log:
+@pytest.mark.parametrize("spelling", [{"durability": "sync"}, {"durable": True}])
+def test_sync_durability_syncs_before_submit_returns(
+    spelling: dict[str, Any], audit_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In sync durability (durable=True is its older name) submit returns only after the
+    batch holding its event was written and synced to stable storage."""
+    synced: list[int] = []
+    real = filesink._sync_data
+    monkeypatch.setattr(filesink, "_sync_data", lambda fd: (real(fd), synced.append(fd))[0])
+    with AuditLog(AuditSettings(directory=audit_dir, **spelling)) as log:
+        assert log.settings.durability == "sync"
+        before = len(synced)
         log.submit(_statement())
-        log.flush()
-    assert len(calls) >= 2
+        assert len(synced) > before
+        assert [e["event_type"] for e in audit_events(audit_dir)] == ["audit.open", "query"]
 
 
 def test_stdout_callable_logging_and_structlog_sinks(
@@ -209,7 +219,8 @@ def test_a_full_queue_blocks_producers_instead_of_dropping(audit_dir: Path) -> N
 
 
 def test_a_put_timeout_drops_are_counted_and_recorded(audit_dir: Path) -> None:
-    """With put_timeout_s, a stuck writer makes producers drop; the drop is itself logged."""
+    """With put_timeout_s and on_audit_failure=continue, a stuck writer makes producers drop;
+    the drop is itself logged."""
     gate = threading.Event()
 
     def stuck(event: dict[str, Any]) -> None:
@@ -221,6 +232,7 @@ def test_a_put_timeout_drops_are_counted_and_recorded(audit_dir: Path) -> None:
         queue_size=2,
         batch_size=1,
         put_timeout_s=0.01,
+        on_audit_failure="continue",
     )
     log = AuditLog(settings)
     for _ in range(20):
@@ -235,24 +247,64 @@ def test_a_put_timeout_drops_are_counted_and_recorded(audit_dir: Path) -> None:
     assert verify(audit_dir).ok
 
 
-def test_a_failing_disk_is_retried_not_dropped(
-    audit_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """An OSError while writing is retried; the events arrive once the disk recovers."""
+def _flaky_write(monkeypatch: pytest.MonkeyPatch, failures: int) -> None:
+    """FileSink.write refuses the first ``failures`` writes with ENOSPC."""
     real = filesink.FileSink.write
-    failures = iter([True, True, False])
+    left = iter(range(failures))
 
     def flaky(self: filesink.FileSink, lines: list[bytes]) -> bool:
-        if next(failures, False):
+        if next(left, None) is not None:
             raise OSError(28, "No space left on device")
         return real(self, lines)
 
     monkeypatch.setattr(filesink.FileSink, "write", flaky)
-    with AuditLog(AuditSettings(directory=audit_dir)) as log:
+
+
+def _until(condition: Any, what: str) -> None:
+    """Wait for ``condition()`` (a hang detector, not a timing assertion)."""
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, f"still waiting for {what}"
+        time.sleep(0.01)
+
+
+def test_a_failing_disk_is_retried_not_dropped(
+    audit_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With on_audit_failure=continue, refused writes are kept and retried; once the disk
+    takes writes again the events arrive once each, in one chain, and the recovery is recorded."""
+    _flaky_write(monkeypatch, 2)
+    settings = AuditSettings(directory=audit_dir, on_audit_failure="continue")
+    with AuditLog(settings) as log:
+        assert log.stats()["failing"]["errno"] == 28
         log.submit(_statement())
-        log.flush()
+        _until(lambda: log.stats()["failing"] is None, "the retried write")
         assert log.stats()["sink_failures"]["file"] == 2
-    assert [e["seq"] for e in audit_events(audit_dir)] == [1, 2, 3]
+    events = audit_events(audit_dir)
+    assert [e["event_type"] for e in events] == [
+        "audit.open",
+        "query",
+        "audit.recovered",
+        "audit.close",
+    ]
+    assert [e["seq"] for e in events] == [1, 2, 3, 4]
+    assert events[2]["details"]["attempts"] == 2
+    assert verify(audit_dir).ok
+
+
+def test_a_log_that_cannot_be_opened_fails_closed(
+    audit_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """By default a disk refusing the opening event makes AuditLog raise AuditError (an
+    OperationalError naming the cause) at once, and leaves the chain free for the next try."""
+    _flaky_write(monkeypatch, 1)
+    with pytest.raises(sqlfence.OperationalError, match="No space left on device") as raised:
+        AuditLog(AuditSettings(directory=audit_dir))
+    assert isinstance(raised.value, AuditError)
+    assert not raised.value.ran
+    with AuditLog(AuditSettings(directory=audit_dir)) as log:
+        assert log.chain == "audit"
+    assert verify(audit_dir).ok
 
 
 def test_settings_choose_what_is_recorded(audit_dir: Path) -> None:
@@ -339,14 +391,14 @@ observer.connected(session)
 for i in range(500):
     execute(observer, session, SELECT, rows=None)   # results never fetched: still pending
 """
-    env = {**os.environ, "SQLFENCE_AUDIT_KEY": "exit-key"}
+    env = {**os.environ, "SQLFENCE_AUDIT_KEY": "exit-key-of-the-audit-chain"}
     subprocess.run(
         [sys.executable, "-c", script], check=True, env=env, cwd=Path(__file__).parents[2]
     )
     events = audit_events(tmp_path / "audit")
     assert sum(e["event_type"] == "query" for e in events) == 500
     assert events[-1]["event_type"] == "audit.close"
-    assert verify(tmp_path / "audit", key="exit-key").ok
+    assert verify(tmp_path / "audit", key="exit-key-of-the-audit-chain").ok
 
 
 @pytest.mark.parametrize(
@@ -366,7 +418,7 @@ def test_log_switches_never_drop_what_must_be_recorded(
     event_type: str, status: str, off: str, recorded: bool
 ) -> None:
     """``log_*`` switch off routine events only: denials, errors and detections stay."""
-    from sqlfence.observe.audit import wanted
+    from sqlfence.observe.events import wanted
 
     assert wanted(event_type, status, AuditSettings(**{off: False})) is recorded
 
@@ -388,9 +440,7 @@ def test_the_chain_end_is_found_behind_unsigned_lines(audit_dir: Path) -> None:
     last_seq = audit_events(audit_dir)[-1]["seq"]
     with path.open("ab") as handle:
         handle.write(b'{"note": "appended by hand"}\n' * 3)
-    sink = filesink.FileSink(
-        audit_dir, "audit", max_bytes=1 << 20, rotate_daily=False, durable=False
-    )
+    sink = filesink.FileSink(audit_dir, "audit", max_bytes=1 << 20, rotate_daily=False, sync=False)
     try:
         resumed = sink.resume()
     finally:

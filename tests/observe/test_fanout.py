@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import pydantic
 import pytest
 
+from sqlfence.errors import AuditError, AuditWarning, OperationalError
 from sqlfence.observe.audit import AuditLog
+from sqlfence.observe.events import plain_event
 from sqlfence.observe.fanout import FanoutObserver, build_observer
-from sqlfence.observe.filesink import chain_files
+from sqlfence.observe.filesink import FileSink, chain_files
 from sqlfence.observe.monitor import Monitor
 from sqlfence.observe.observer import NULL_OBSERVER, Session
 from sqlfence.observe.settings import AuditSettings, MonitorSettings, TelemetrySettings
@@ -30,12 +34,13 @@ from tests.observe.conftest import (
     execute,
     make_decision,
     make_session,
+    with_rows,
 )
 
 
 def _statements(directory: Path) -> list[dict[str, Any]]:
     kinds = {"query", "denial", "error", "slow_query", "schema_change"}
-    return [e for e in audit_events(directory) if e["event_type"] in kinds]
+    return [e for e in with_rows(audit_events(directory)) if e["event_type"] in kinds]
 
 
 # -- building ---------------------------------------------------------------------------
@@ -155,7 +160,8 @@ def observer(audit_dir: Path) -> Any:
 
 
 def test_a_read_is_recorded_once_with_its_rows(observer: Any, audit_dir: Path) -> None:
-    """A SELECT's event carries rows_returned and truncated from fetched()."""
+    """A SELECT's rows_returned and truncated from fetched() are recorded once, in its event
+    or in the fetch event that follows it."""
     session = make_session()
     observer.connected(session)
     execute(observer, session, SELECT, rows=7, truncated=True)
@@ -164,7 +170,7 @@ def test_a_read_is_recorded_once_with_its_rows(observer: Any, audit_dir: Path) -
     (event,) = _statements(audit_dir)
     assert event["event_type"] == "query"
     assert (event["rows_returned"], event["truncated"]) == (7, True)
-    assert [e["event_type"] for e in audit_events(audit_dir)] == [
+    assert [e["event_type"] for e in with_rows(audit_events(audit_dir))] == [
         "audit.open",
         "connect",
         "query",
@@ -250,7 +256,7 @@ def test_a_slow_query_is_its_own_event_type(audit_dir: Path) -> None:
 class _BrokenAudit(AuditLog):
     """An audit log whose queue always fails."""
 
-    def submit(self, record: Any) -> None:
+    def submit(self, record: Any, **options: Any) -> None:
         raise OSError("disk on fire")
 
 
@@ -376,7 +382,9 @@ def busy_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The audit directory after 8 threads ran 10,000 statements each, then closed."""
     directory = tmp_path_factory.mktemp("busy") / "audit"
     errors: list[BaseException] = []
-    settings = AuditSettings(directory=directory, key="busy-key", max_file_bytes=4_000_000)
+    settings = AuditSettings(
+        directory=directory, key="busy-key-of-the-audit-chain", max_file_bytes=4_000_000
+    )
     threads = [
         threading.Thread(target=_agent_workload, args=(n, settings, errors)) for n in range(THREADS)
     ]
@@ -398,7 +406,7 @@ def test_every_statement_of_eight_threads_is_logged_exactly_once(busy_log: Path)
     assert sum(e["event_type"] == "denial" for e in events) == THREADS * PER_THREAD // 10
     assert sum(e["event_type"] == "error" for e in events) == THREADS * PER_THREAD // 10
     assert len(chain_files(busy_log, "audit")) > 1
-    result = verify(busy_log, key="busy-key")
+    result = verify(busy_log, key="busy-key-of-the-audit-chain")
     assert result.ok, result
     assert result.events_checked == len(events)
 
@@ -428,7 +436,7 @@ def test_tampering_with_the_busy_log_fails_at_that_line(
         lines[at], lines[at + 1] = lines[at + 1], lines[at]
         expected = "reordered"
     path.write_bytes(b"".join(lines))
-    result = verify(copy, key="busy-key")
+    result = verify(copy, key="busy-key-of-the-audit-chain")
     assert result.first_error is not None
     assert (result.first_error.kind, result.first_error.file, result.first_error.line) == (
         expected,
@@ -473,3 +481,86 @@ def test_even_a_bad_call_never_raises(audit_dir: Path) -> None:
     observer.close()
     assert token is None
     assert observer.failures["observer"] == 2
+
+
+# -- when the audit log cannot write ------------------------------------------------------
+
+
+def _disk_refuses(monkeypatch: pytest.MonkeyPatch) -> dict[str, bool]:
+    """FileSink.write raises ENOSPC while the returned switch says ``full``."""
+    real = FileSink.write
+    switch = {"full": False}
+
+    def write(self: FileSink, lines: list[bytes]) -> bool:
+        if switch["full"]:
+            raise OSError(28, "No space left on device")
+        return real(self, lines)
+
+    monkeypatch.setattr(FileSink, "write", write)
+    return switch
+
+
+def _until(condition: Any) -> None:
+    deadline = time.monotonic() + 30  # a hang detector, not a timing assertion
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def test_statements_fail_closed_while_the_audit_log_cannot_write(
+    audit_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """By default, once the disk refuses writes a statement raises AuditError (an
+    OperationalError) before it runs, naming the cause; when the disk recovers statements
+    run again and the log verifies."""
+    disk = _disk_refuses(monkeypatch)
+    observer = build_observer(audit=audit_dir, telemetry=False)
+    session = make_session()
+    observer.connected(session)
+    execute(observer, session, SELECT)
+    disk["full"] = True
+    observer.audit.submit(plain_event("sandbox.step"), acknowledge=False)  # finds it full
+    _until(lambda: observer.audit.failure is not None)
+    with pytest.raises(OperationalError, match="No space left on device") as raised:
+        observer.started(session, SELECT.sql, SELECT, (1,))
+    assert isinstance(raised.value, AuditError)
+    assert not raised.value.ran
+    with pytest.raises(AuditError):
+        observer.denied(session, DENIED.sql, DENIED)
+    with pytest.raises(AuditError):
+        observer.connected(make_session(agent_id="late"))
+    disk["full"] = False
+    _until(lambda: observer.audit.failure is None)
+    execute(observer, session, SELECT)
+    observer.disconnected(session)
+    observer.close()
+    kinds = [e["event_type"] for e in audit_events(audit_dir)]
+    assert kinds.count("query") == 2
+    assert kinds.count("denial") == 1  # refused, yet kept: written once the disk recovered
+    assert verify(audit_dir).ok
+
+
+def test_continue_lets_statements_run_counts_and_warns(
+    audit_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With on_audit_failure=continue statements run while the disk refuses writes; each
+    event not on disk is counted and one AuditWarning says so."""
+    disk = _disk_refuses(monkeypatch)
+    settings = AuditSettings(directory=audit_dir, on_audit_failure="continue")
+    observer = build_observer(audit=settings, telemetry=False)
+    session = make_session()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        disk["full"] = True
+        observer.audit.submit(plain_event("sandbox.step"), acknowledge=False)
+        _until(lambda: observer.audit.failure is not None)
+        for _ in range(3):
+            execute(observer, session, SELECT)
+    (warning,) = [w for w in caught if w.category is AuditWarning]  # once per failure
+    assert "not recording events" in str(warning.message)
+    assert observer.audit.stats()["unaudited"] == 3
+    disk["full"] = False
+    _until(lambda: observer.audit.failure is None)
+    observer.close()
+    assert [e["event_type"] for e in audit_events(audit_dir)].count("query") == 3
+    assert verify(audit_dir).ok

@@ -30,6 +30,10 @@ def _record(decision: Decision = SELECT, **fields: object) -> StatementRecord:
         make_session(), decision.sql, decision, 0.0, 1_700_000_000_123_456_789, 7
     )
     record.duration = 0.0042
+    rows = fields.pop("rows", None)
+    if rows is not None:
+        record.await_rows()
+        record.add_rows(rows, False)  # type: ignore[arg-type]
     for name, value in fields.items():
         setattr(record, name, value)
     return record

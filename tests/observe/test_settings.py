@@ -52,3 +52,21 @@ def test_monitor_thresholds_and_webhooks() -> None:
         MonitorSettings(webhooks=("file:///etc/passwd",))
     with pytest.raises(pydantic.ValidationError):
         MonitorSettings(alert_on_error_rate=1.5)
+
+
+def test_durability_and_failure_settings_and_their_older_names() -> None:
+    """durability and on_audit_failure default to batched and fail_closed; durable=True and
+    put_timeout_s still work as the older names of sync and wait_timeout_s."""
+    settings = AuditSettings()
+    assert (settings.durability, settings.on_audit_failure) == ("batched", "fail_closed")
+    assert settings.fail_closed
+    assert not settings.durable
+    assert AuditSettings(durable=True) == AuditSettings(durability="sync")  # type: ignore[call-arg]
+    assert AuditSettings.model_validate({"durable": False}).durability == "batched"
+    assert AuditSettings(put_timeout_s=0.5).wait_timeout_s == 0.5  # type: ignore[call-arg]
+    with pytest.raises(pydantic.ValidationError, match="contradicts"):
+        AuditSettings(durable=True, durability="batched")  # type: ignore[call-arg]
+    with pytest.raises(pydantic.ValidationError):
+        AuditSettings(durability="eventually")  # type: ignore[arg-type]
+    with pytest.raises(pydantic.ValidationError):
+        AuditSettings(on_audit_failure="ignore")  # type: ignore[arg-type]

@@ -10,7 +10,7 @@ import pytest
 
 import sqlfence
 from sqlfence.observe.verify import verify
-from tests.observe.conftest import audit_events
+from tests.observe.conftest import audit_events, with_rows
 
 
 @pytest.mark.filterwarnings("ignore::sqlfence.DefaultPolicyWarning")
@@ -40,7 +40,7 @@ def test_an_agent_session_is_audited_end_to_end(tmp_path: Path, audit_dir: Path)
     assert metrics["errors"] == 1
     assert metrics["denied"] == 1
     assert metrics["rows_returned"] == 3
-    events = audit_events(audit_dir)
+    events = with_rows(audit_events(audit_dir))
     kinds = [e["event_type"] for e in events]
     assert kinds == [
         "audit.open",

@@ -31,7 +31,8 @@ def log_file(audit_dir: Path) -> Path:
                 log.submit(DenialRecord(make_session(), DENIED.sql, DENIED, None))
             else:
                 record = StatementRecord(make_session(), SELECT.sql, SELECT, 0.0, 10**18, i)
-                record.rows = i
+                record.await_rows()
+                record.add_rows(i, False)
                 log.submit(record)
     (path,) = chain_files(audit_dir, "audit")
     assert len(path.read_bytes().splitlines()) == 12

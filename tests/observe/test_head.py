@@ -1,0 +1,134 @@
+"""The signed head of a chain (sqlfence/observe/head.py) and what verify and a reopened log
+make of it: a log cut at its end fails with the number of events missing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sqlfence.observe.audit import AuditLog
+from sqlfence.observe.filesink import chain_files
+from sqlfence.observe.head import BadHead, Head, head_path, read_head, write_head
+from sqlfence.observe.integrity import Chain, Signer
+from sqlfence.observe.settings import AuditSettings
+from sqlfence.observe.verify import verify
+from tests.observe.conftest import audit_events
+
+SIGNER = Signer(b"head-test-key-of-the-audit-chain")
+
+
+def _log(directory: Path, events: int = 10) -> Path:
+    """A closed log of ``events`` sandbox events plus its open and close; its only file."""
+    with AuditLog(AuditSettings(directory=directory)) as log:
+        for n in range(events):
+            log.emit("sandbox.step", details={"n": n})
+    (path,) = chain_files(directory, "audit")
+    return path
+
+
+def _cut(path: Path, lines: int) -> None:
+    kept = path.read_bytes().splitlines(keepends=True)[:-lines]
+    path.write_bytes(b"".join(kept))
+
+
+def test_a_head_reads_back_only_with_its_key(tmp_path: Path) -> None:
+    """A written head reads back as written; another key or a changed byte is a BadHead."""
+    path = tmp_path / "audit.head"
+    head = Head("audit", 42, "a" * 64, "audit-20260101-000001.jsonl")
+    write_head(path, head, SIGNER)
+    assert read_head(path, SIGNER) == head
+    assert not (tmp_path / "audit.head.tmp").exists()
+    with pytest.raises(BadHead, match="not signed with this key"):
+        read_head(path, Signer(b"another-key-of-the-audit-chain"))
+    path.write_bytes(path.read_bytes().replace(b'"seq":42', b'"seq":41'))
+    with pytest.raises(BadHead):
+        read_head(path, SIGNER)
+    path.write_text("not json")
+    with pytest.raises(BadHead, match="not an audit head"):
+        read_head(path, SIGNER)
+    assert read_head(tmp_path / "missing.head", SIGNER) is None
+
+
+def test_a_closed_log_has_a_head_at_its_last_event(audit_dir: Path) -> None:
+    """After close the head names the last event: its seq, its MAC and its file."""
+    path = _log(audit_dir)
+    last = audit_events(audit_dir)[-1]
+    head = json.loads(head_path(audit_dir, "audit").read_text())
+    assert (head["seq"], head["mac"], head["file"]) == (last["seq"], last["mac"], path.name)
+
+
+@pytest.mark.parametrize("lines", [1, 3, 12])
+def test_a_log_cut_at_its_end_fails_verify_with_the_count(audit_dir: Path, lines: int) -> None:
+    """Removing the last lines (all of them included) fails verify, saying how many."""
+    path = _log(audit_dir)
+    assert verify(audit_dir).ok
+    _cut(path, lines)
+    for target in (audit_dir, path):
+        result = verify(target)
+        assert not result.ok
+        error = result.first_error
+        assert error is not None
+        assert (error.kind, error.missing) == ("missing", lines), error
+        assert f"{lines} events are missing at the end" in error.message
+
+
+def test_a_deleted_head_fails_verify(audit_dir: Path) -> None:
+    """Deleting the head to hide a cut fails: the chain's own events say it keeps one."""
+    _log(audit_dir)
+    head_path(audit_dir, "audit").unlink()
+    result = verify(audit_dir)
+    assert result.first_error is not None
+    assert result.first_error.kind == "missing"
+    assert "audit.head is missing" in result.first_error.message
+
+
+def test_a_forged_head_fails_verify(audit_dir: Path) -> None:
+    """A head not signed with the log's key fails verify as altered."""
+    _log(audit_dir)
+    write_head(head_path(audit_dir, "audit"), Head("audit", 3, "0" * 64, "x"), SIGNER)
+    result = verify(audit_dir)
+    assert result.first_error is not None
+    assert result.first_error.kind == "altered"
+
+
+def test_a_log_from_before_heads_verifies_without_one(audit_dir: Path) -> None:
+    """A chain whose events never mention a head (older logs) still verifies."""
+    chain = Chain(Signer(b"test-key-of-the-audit-chain"))
+    audit_dir.mkdir(parents=True)
+    lines = []
+    for seq in (1, 2, 3):
+        body = json.dumps({"seq": seq, "event_type": "audit.open", "prev": chain.prev})
+        lines.append(chain.sign(body.replace(" ", "").encode()))
+    (audit_dir / "audit-20250101-000001.jsonl").write_bytes(b"".join(lines))
+    result = verify(audit_dir)
+    assert result.ok, result
+
+
+def test_a_reopened_cut_log_continues_after_its_head(audit_dir: Path) -> None:
+    """A log reopened after its end was cut records the loss and continues numbering after
+    the head, so verify reports exactly the missing events where they were."""
+    path = _log(audit_dir)
+    _cut(path, 3)
+    with AuditLog(AuditSettings(directory=audit_dir)):
+        pass
+    events = audit_events(audit_dir)
+    reopened = [e for e in events if e["event_type"] == "audit.open"][-1]
+    assert reopened["details"]["missing_at_end"] == {"from_seq": 10, "to_seq": 12, "count": 3}
+    assert reopened["seq"] == 13
+    result = verify(audit_dir)
+    assert result.first_error is not None
+    assert (result.first_error.kind, result.first_error.missing) == ("missing", 3)
+    assert result.first_error.seq == 10
+
+
+def test_verify_reads_the_head_before_the_files_of_a_live_log(audit_dir: Path) -> None:
+    """A log still being written verifies: its head never runs ahead of its lines."""
+    with AuditLog(AuditSettings(directory=audit_dir, flush_interval_s=0.01)) as log:
+        for n in range(200):
+            log.emit("sandbox.step", details={"n": n})
+            if n % 50 == 0:
+                assert log.flush()
+                result = verify(audit_dir)
+                assert result.ok, result
