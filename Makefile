@@ -3,12 +3,18 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+CORE := $(VENV)/.installed-core
 
 .PHONY: test demo lint typecheck bench install clean
 
-$(STAMP): pyproject.toml
+# The demo needs only the core (SQLite is in the standard library); tests need every extra.
+$(CORE): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(CORE)
+
+$(STAMP): $(CORE)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
@@ -17,7 +23,7 @@ install: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-demo: $(STAMP)
+demo: $(CORE)
 	$(BIN)/sqlfence demo
 
 lint: $(STAMP)
