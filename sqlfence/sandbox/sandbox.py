@@ -40,6 +40,9 @@ def resolve_root(root: str | Path | None) -> Path:
     return Path(root if root is not None else DEFAULT_ROOT).resolve()
 
 
+# Statements that only free space: they run over the disk quota, so the agent can get under.
+_FREEING_OPERATIONS = frozenset({"delete", "drop", "truncate"})
+
 class AgentSandbox:
     """A disposable namespace for one agent. Use ``AgentSandbox.create(...)``."""
 
@@ -412,11 +415,14 @@ class AgentSandbox:
         expires = self._record.expires_at
         if expires is not None and time.time() >= expires:
             raise SandboxError(f"sandbox {self.name} expired: statement refused")
-        if decision.facts.writes and self.limits.disk_quota_bytes is not None:
+        facts = decision.facts
+        frees = bool(facts.operations) and set(facts.operations) <= _FREEING_OPERATIONS
+        if facts.writes and not frees and self.limits.disk_quota_bytes is not None:
             if self.check_quota():
                 raise QuotaExceeded(
                     f"sandbox {self.name} is over its disk quota "
-                    f"({self.limits.disk_quota_mb} MB): writes are refused until it is under"
+                    f"({self.limits.disk_quota_mb} MB): writes are refused until it is under "
+                    "it again; DELETE, DROP and TRUNCATE still run, to make room"
                 )
             if self._state == "destroyed":  # terminated by on_quota
                 raise QuotaExceeded(f"sandbox {self.name} was destroyed for exceeding its quota")
