@@ -179,3 +179,14 @@ def test_disk_quota_on_postgres(server: str, root: Path) -> None:
         with sb.get_connection() as conn, pytest.raises(sqlfence.QuotaExceeded):
             conn.execute("CREATE TABLE t (a int)")
         assert sb.get_metrics()["over_quota"] is True
+
+
+def test_a_dead_server_is_a_sandbox_error(tmp_path: Path) -> None:
+    """A server that does not answer is sqlfence's SandboxError naming it, not psycopg's."""
+    with pytest.raises(sqlfence.SandboxError, match=r"PostgreSQL server .*127\.0\.0\.1:1"):
+        AgentSandbox.create(
+            agent_id="a1",
+            backend="postgres",
+            server_url="postgresql://postgres@127.0.0.1:1/postgres",
+            root=tmp_path,
+        )

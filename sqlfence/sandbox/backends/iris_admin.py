@@ -99,15 +99,22 @@ def login(
         arguments["timeout"] = max(1, math.ceil(timeout))  # the driver takes whole seconds
     if tcp:
         arguments["sharedmemory"] = False
+    where = f"{parts.hostname}:{parts.port or 1972}"
     try:
         return iris.dbapi.connect(**arguments)
     except iris.dbapi.Error as error:
         if is_licence_refusal(error):
-            raise SandboxError(
+            raise LicenceRefused(
                 f"{LICENCE_LIMIT}; sqlfence holds {admin_sessions()} admin session(s) in this "
-                f"process [{parts.hostname}:{parts.port or 1972}: {error}]"
+                f"process [{where}: {error}]"
             ) from error
-        raise
+        raise SandboxError(f"IRIS server {where}: cannot log in: {error}") from error
+    except (OSError, RuntimeError) as error:  # the driver's socket errors are not DB-API ones
+        raise SandboxError(f"IRIS server {where}: cannot log in: {error}") from error
+
+
+class LicenceRefused(SandboxError):
+    """IRIS refused a login for want of a licence unit: it runs, and it is full."""
 
 
 def probe(url: str, timeout: float) -> Answer:
@@ -117,7 +124,7 @@ def probe(url: str, timeout: float) -> Answer:
     parts = urlsplit(url)
     try:
         connection = login(parts, parts.path.lstrip("/") or "USER", timeout, tcp=True)
-    except SandboxError:
+    except LicenceRefused:
         return "busy"
     except Exception:  # the driver's errors and anything else a half-open socket gives
         return "no"

@@ -26,6 +26,8 @@ import secrets
 import shutil
 import subprocess
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -161,7 +163,7 @@ class PostgresBackend:
 
     def contents(self, name: str) -> Contents:
         """Tables with row counts and a SHA-256 of the column definitions."""
-        with self._connect(name) as conn:
+        with self._named_errors(), self._connect(name) as conn:
             tables = {
                 f"{schema}.{table}": int(
                     conn.execute(
@@ -323,7 +325,7 @@ class PostgresBackend:
     def _digest(self, database: str) -> str:
         sql = self._psycopg.sql
         digest = hashlib.sha256()
-        with self._connect(database) as conn:
+        with self._named_errors(), self._connect(database) as conn:
             digest.update(repr(conn.execute(_SCHEMA).fetchall()).encode())
             for schema, table in conn.execute(_TABLES).fetchall():
                 row = conn.execute(
@@ -349,19 +351,28 @@ class PostgresBackend:
         )
 
     def _run(self, *statements: Any) -> None:
-        with self._lock:
+        with self._lock, self._named_errors():
             admin = self._connection()
             for statement in statements:
                 admin.execute(statement)
 
     def _run_in(self, database: str, statements: list[Any]) -> None:
-        with self._connect(database) as conn:
+        with self._named_errors(), self._connect(database) as conn:
             for statement in statements:
                 conn.execute(statement)
 
     def _query(self, query: str, params: tuple[Any, ...] = ()) -> list[Any]:
-        with self._lock:
+        with self._lock, self._named_errors():
             return list(self._connection().execute(query, params or None).fetchall())
+
+    @contextmanager
+    def _named_errors(self) -> Iterator[None]:
+        """The driver's errors as SandboxError naming the server (a dead server is an error
+        of the sandbox layer, not a psycopg one)."""
+        try:
+            yield
+        except self._psycopg.Error as error:
+            raise SandboxError(f"PostgreSQL server {self._where()}: {error}") from error
 
     def _connection(self) -> Any:
         if self._admin is None or self._admin.closed:
