@@ -456,12 +456,14 @@ class AgentSandbox:
     def create_snapshot(self, name: str, shared: bool = False) -> Manifest:
         """Snapshot the namespace as ``name``; ``shared`` makes it a portable golden dataset.
 
-        On PostgreSQL an own snapshot is an in-server ``TEMPLATE`` clone (the database
-        needs every session to it closed, so open connections of this sandbox are dropped).
+        On PostgreSQL an own snapshot is an in-server ``TEMPLATE`` clone, which needs every
+        session to the database closed: while this sandbox has open connections, the snapshot
+        is taken as files instead (``pg_dump``, slower), so no open connection is cut.
         """
         self._check_usable(allow_paused=True)
         store = self.shared_snapshots if shared else self.snapshots
-        manifest = snapshotting.take(self, store, name, in_server=not shared)
+        in_server = not shared and not self._connections
+        manifest = snapshotting.take(self, store, name, in_server=in_server)
         if manifest.clone:
             self._update_record(clones=(*self._record.clones, manifest.clone))
         self._emit("snapshot_created", snapshot=name, shared=shared, tables=manifest.tables)
@@ -496,6 +498,10 @@ class AgentSandbox:
 
     def _restore(self, store: SnapshotStore, name: str, event: str) -> Manifest:
         self._check_usable(allow_paused=True)
+        if self.backend.clones:
+            # Replacing a PostgreSQL database ends every session to it: close this sandbox's
+            # connections first, so that they say closed (get new ones afterwards).
+            self.close_connections()
         try:
             manifest = snapshotting.restore(self, store, name)
         except SandboxError as error:

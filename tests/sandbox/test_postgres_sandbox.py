@@ -109,6 +109,27 @@ def test_snapshot_modify_restore_in_server(server: str, root: Path) -> None:
             conn.execute("INSERT INTO entities VALUES (100, 'after restore')")
 
 
+def test_open_connections_survive_a_snapshot_and_close_on_restore(
+    server: str, root: Path
+) -> None:
+    """With a connection open, the snapshot is taken as files and the connection keeps
+    working; a restore replaces the database, so the sandbox closes its connections first
+    and they say so."""
+    with _create(server, root, agent_id="a1") as sb:
+        _fill(sb)
+        conn = sb.get_connection()
+        manifest = sb.create_snapshot("live")
+        assert manifest.clone is None, "no TEMPLATE clone while a session is open"
+        assert conn.execute("SELECT count(*) FROM entities").fetchone() == (10,)
+        conn.execute("DELETE FROM entities")
+        conn.commit()
+        sb.restore_snapshot("live")
+        assert conn.closed
+        with pytest.raises(sqlfence.InterfaceError, match="closed"):
+            conn.execute("SELECT 1")
+        assert count_rows(sb) == 10
+
+
 def test_corrupt_in_server_snapshot_is_refused(server: str, root: Path) -> None:
     """A clone whose content changed behind the manifest is refused; data is unchanged."""
     with _create(server, root, agent_id="a1") as sb:
