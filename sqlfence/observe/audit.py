@@ -26,7 +26,7 @@ import time
 import warnings
 from collections.abc import Callable, MutableMapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from sqlfence.errors import AuditError, AuditWarning
 from sqlfence.observe import lifecycle
@@ -35,6 +35,7 @@ from sqlfence.observe.filesink import FileSink
 from sqlfence.observe.head import continue_after_head, head_path
 from sqlfence.observe.integrity import GENESIS, Chain, Signer, resolve_key
 from sqlfence.observe.outbox import Failure, Outbox
+from sqlfence.observe.records import AuditRecord
 from sqlfence.observe.settings import AuditSettings
 from sqlfence.observe.sinks import Sink, build_sink
 from sqlfence.observe.worker import BatchWorker
@@ -49,19 +50,6 @@ logger = logging.getLogger("sqlfence.observe")
 _QUEUE_FULL = object()  # the cause of a drop when the files did not fail
 _CLOSE_TIMEOUT_S = 30.0  # close() waits this long at least for the writer to finish
 Processor = Callable[[Any, str, MutableMapping[str, Any]], MutableMapping[str, Any]]
-
-
-class AuditRecord(Protocol):
-    """What ``AuditLog.submit`` accepts besides a plain event dict."""
-
-    def kind(self) -> tuple[str, str]:
-        """``(event_type, status)``, to decide whether the settings want the event."""
-
-    def json_body(
-        self, seq: int, prev: str, settings: AuditSettings, kind: tuple[str, str]
-    ) -> bytes:
-        """The event's JSON with ``seq`` and ``prev`` inside, without its MAC; ``kind`` is
-        what ``kind()`` returned."""
 
 
 class AuditLog:

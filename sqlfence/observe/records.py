@@ -8,7 +8,7 @@ fragments cached per session, decision and SQL text rather than encoding a fresh
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from opentelemetry.trace import get_current_span
 
@@ -41,6 +41,19 @@ if TYPE_CHECKING:
     from sqlfence.policies.engine import Decision
 
 _MAX_ERROR_CHARS = 2000
+
+
+class AuditRecord(Protocol):
+    """What ``AuditLog.submit`` accepts besides a plain event dict."""
+
+    def kind(self) -> tuple[str, str]:
+        """``(event_type, status)``, to decide whether the settings want the event."""
+
+    def json_body(
+        self, seq: int, prev: str, settings: AuditSettings, kind: tuple[str, str]
+    ) -> bytes:
+        """The event's JSON with ``seq`` and ``prev`` inside, without its MAC; ``kind`` is
+        what ``kind()`` returned."""
 
 
 # Statements whose audit event was queued before their rows were known, until the audit

@@ -218,6 +218,7 @@ def test_a_full_queue_blocks_producers_instead_of_dropping(audit_dir: Path) -> N
     assert verify(audit_dir).ok
 
 
+@pytest.mark.filterwarnings("ignore::sqlfence.errors.AuditWarning")  # continue warns
 def test_a_put_timeout_drops_are_counted_and_recorded(audit_dir: Path) -> None:
     """With put_timeout_s and on_audit_failure=continue, a stuck writer makes producers drop;
     the drop is itself logged."""
@@ -268,6 +269,7 @@ def _until(condition: Any, what: str) -> None:
         time.sleep(0.01)
 
 
+@pytest.mark.filterwarnings("ignore::sqlfence.errors.AuditWarning")  # continue warns
 def test_a_failing_disk_is_retried_not_dropped(
     audit_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
