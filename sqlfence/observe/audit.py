@@ -35,7 +35,7 @@ from sqlfence.observe.filesink import FileSink
 from sqlfence.observe.head import continue_after_head, head_path
 from sqlfence.observe.integrity import GENESIS, Chain, Signer, resolve_key
 from sqlfence.observe.outbox import Failure, Outbox
-from sqlfence.observe.records import AuditRecord
+from sqlfence.observe.records import AuditRecord, StatementRecord
 from sqlfence.observe.settings import AuditSettings
 from sqlfence.observe.sinks import Sink, build_sink
 from sqlfence.observe.worker import BatchWorker
@@ -185,6 +185,8 @@ class AuditLog:
         if self._sync or not acknowledge:
             self._submit_waiting(record, acknowledge)
         elif not self._worker.submit(record):
+            if type(record) is StatementRecord:
+                record.forget_rows()  # never queued: nothing will take it
             self._not_recorded("it could not be queued", dropped=True)
         elif self.failure is not None:
             self._not_recorded(self.failure.describe(), dropped=False)
