@@ -91,7 +91,9 @@ def verify(path: str | Path, key: str | bytes | None = None) -> VerifyResult:
     if signer is None:
         return _failed(
             VerifyError(
-                NO_KEY, f"no key: pass one, set {AUDIT_KEY_ENV}, or put audit.key in {directory}"
+                NO_KEY,
+                f"no key (or an empty one): pass one, set {AUDIT_KEY_ENV}, or put audit.key "
+                f"in {directory}",
             )
         )
     purges: set[int] = set()
@@ -165,9 +167,11 @@ def _failed(error: VerifyError) -> VerifyResult:
 
 
 def _signer(key: str | bytes | None, directory: Path) -> Signer | None:
+    """The signer of the key to check with; None when there is none, or it is empty (an
+    empty key file left by a crash must not let an unkeyed log pass)."""
     if key is None:
         key = os.environ.get(AUDIT_KEY_ENV) or read_key_file(directory / "audit.key", create=False)
-    if key is None:
+    if not key:
         return None
     return Signer(key.encode() if isinstance(key, str) else key)
 

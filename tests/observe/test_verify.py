@@ -85,9 +85,13 @@ def test_a_wrong_key_fails_at_the_first_line(log_file: Path) -> None:
 
 
 def test_no_key_and_no_files_are_failures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """verify never passes without a key or without any event to check."""
+    """verify never passes without a key (an empty key file included) or without any event
+    to check."""
     monkeypatch.delenv("SQLFENCE_AUDIT_KEY", raising=False)
     assert verify(tmp_path).first_error.kind == "no_key"  # type: ignore[union-attr]
+    (tmp_path / "audit.key").write_bytes(b"")  # as a crash used to leave it
+    assert verify(tmp_path).first_error.kind == "no_key"  # type: ignore[union-attr]
+    (tmp_path / "audit.key").unlink()
     assert verify(tmp_path, key="k").first_error.kind == "empty"  # type: ignore[union-attr]
     assert verify(tmp_path / "missing.jsonl", key="k").first_error.kind == "empty"  # type: ignore[union-attr]
 
