@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 
 from sqlfence.errors import (
+    AuditError,
+    AuditWarning,
     ConfigurationError,
     DatabaseError,
     DataError,
@@ -50,6 +52,8 @@ threadsafety = 1
 paramstyle = "qmark"
 
 __all__ = [
+    "AuditError",
+    "AuditWarning",
     # DBAPI exports
     "ConfigurationError",
     "DataError",

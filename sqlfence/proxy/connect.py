@@ -74,8 +74,18 @@ def connect(
     session = _session(driver.session(parsed, raw), agent_id, tenant, sandbox, privileges)
     if client_name is not None:
         session = replace(session, client_name=client_name)
-    chosen, owned = _observer(observer, audit, monitoring, telemetry)
-    return GuardedConnection(raw, driver, guard, chosen, session, before, owns_observer=owned)
+    try:
+        chosen, owned = _observer(observer, audit, monitoring, telemetry)
+    except BaseException:
+        raw.close()
+        raise
+    try:
+        return GuardedConnection(raw, driver, guard, chosen, session, before, owns_observer=owned)
+    except BaseException:  # the connection could not be recorded (an audit log failing closed)
+        raw.close()
+        if owned:
+            chosen.close()
+        raise
 
 
 def wrap(
