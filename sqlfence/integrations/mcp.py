@@ -22,6 +22,7 @@ Configuration is checked before serving: a problem exits with status 2 and one l
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import warnings
 from collections.abc import Mapping
@@ -45,6 +46,10 @@ DEFAULT_RESULT_BYTES = 64 * 1024
 DEFAULT_CELL_BYTES = 4 * 1024
 DEFAULT_MAX_SESSIONS = 100  # HTTP sessions at once; at the limit the idlest one is ended
 DEFAULT_IDLE_TIMEOUT_S = 300
+DEFAULT_SANDBOX_QUOTA_MB = 256
+# SQLite builds a whole value before the cell budget can cut it (zeroblob(300000000)): values
+# over this are an error on the server's SQLite connections instead of gigabytes of memory.
+MAX_VALUE_BYTES = 16 * 1024 * 1024
 # The server's own connection runs fixed catalog SQL and EXPLAIN of already-judged
 # statements, one at a time; the database makes it read-only underneath (_READ_ONLY_KWARGS).
 _SERVER_POLICY = Policy.unrestricted().model_copy(update={"allow_multiple_statements": False})
@@ -66,6 +71,7 @@ class MCPSettings:
     sandbox: bool = False
     snapshot: str | Path | None = None
     sandbox_root: str | Path | None = None
+    sandbox_quota_mb: float = DEFAULT_SANDBOX_QUOTA_MB
     max_rows: int = 200
     max_result_bytes: int = DEFAULT_RESULT_BYTES
     max_cell_bytes: int = DEFAULT_CELL_BYTES
@@ -173,6 +179,7 @@ class AgentSession:
                 audit=audit,
                 root=settings.sandbox_root,
                 load_snapshot=settings.snapshot,
+                limits={"disk_quota_mb": settings.sandbox_quota_mb},
             )
             self.sandbox = self._sandbox.name
             url = self._sandbox.namespace.url
@@ -194,6 +201,10 @@ class AgentSession:
                 client_name=client_name,
             )
         self.system = self.agent.session.system
+        setlimit = getattr(self.agent._raw, "setlimit", None)  # sqlite3, Python 3.11+
+        length = getattr(sqlite3, "SQLITE_LIMIT_LENGTH", None)
+        if setlimit is not None and length is not None:  # no bigger value is ever built
+            setlimit(length, MAX_VALUE_BYTES)
         try:
             self.server = connect(
                 url,

@@ -67,7 +67,7 @@ class Parameter(BaseModel):
         if self.enum is not None:
             base = Literal[self.enum]
         field = Field(
-            strict=self.type != "number",  # "5" is not an integer, 1 is not a boolean
+            strict=True,  # "5" is not a number, true is not an integer, 1 is not a boolean
             description=self.description,
             ge=self.minimum,
             le=self.maximum,

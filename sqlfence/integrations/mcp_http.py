@@ -14,6 +14,7 @@ import math
 import signal
 import socket
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from mcp.server.auth.middleware.bearer_auth import AuthorizationContext
 from mcp.server.mcpserver import MCPServer
@@ -22,6 +23,9 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 
 DEFAULT_MAX_SESSIONS_PER_IDENTITY = 10
+# A tool call is a statement (at most max_statement_length) or a few arguments: a bigger
+# request is refused (413) before anything parses it.
+MAX_REQUEST_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,10 @@ class HTTPSettings:
     def security(self) -> TransportSecuritySettings:
         """Host and Origin checks: this server's own names, plus what was configured."""
         hosts, origins = _own_names(self.host, self.port)
+        if self.public_url:  # behind a proxy that keeps the Host header
+            public = urlsplit(self.public_url)
+            hosts.append(public.netloc)
+            origins.append(f"{public.scheme}://{public.netloc}")
         return TransportSecuritySettings(
             enable_dns_rebinding_protection=True,
             allowed_hosts=[*hosts, *self.allowed_hosts],
@@ -60,6 +68,7 @@ def serve_http(server: MCPServer, settings: HTTPSettings) -> None:
     import uvicorn
 
     app = server.streamable_http_app(
+        max_request_body_size=MAX_REQUEST_BYTES,
         transport_security=settings.security(),
         max_sessions=settings.max_sessions,
         session_idle_timeout=settings.session_idle_timeout,

@@ -40,6 +40,7 @@ from sqlfence.integrations.mcp import (
     DEFAULT_IDLE_TIMEOUT_S,
     DEFAULT_MAX_SESSIONS,
     DEFAULT_RESULT_BYTES,
+    DEFAULT_SANDBOX_QUOTA_MB,
     DEFAULT_TIMEOUT_MS,
     MCPSettings,
     policy_for,
@@ -267,6 +268,7 @@ def serve(
     tools: str | Path | None = None,
     max_sessions_per_identity: int = DEFAULT_MAX_SESSIONS_PER_IDENTITY,
     public_url: str | None = None,
+    sandbox_quota_mb: float = DEFAULT_SANDBOX_QUOTA_MB,
 ) -> None:
     """Run the MCP server until the client disconnects (stdio) or it is interrupted (http).
 
@@ -311,6 +313,7 @@ def serve(
         sandbox=sandbox,
         snapshot=snapshot,
         sandbox_root=sandbox_root,
+        sandbox_quota_mb=sandbox_quota_mb,
         max_rows=max_rows,
         max_result_bytes=max_result_bytes,
         max_cell_bytes=max_cell_bytes,
@@ -344,6 +347,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--sandbox", action="store_true", help="a SQLite sandbox per session")
     parser.add_argument("--snapshot", help="golden snapshot each sandbox starts from")
     parser.add_argument("--sandbox-root", help="where sandboxes live (default .sqlfence)")
+    parser.add_argument(
+        "--sandbox-quota-mb",
+        type=_positive,
+        default=DEFAULT_SANDBOX_QUOTA_MB,
+        help="disk quota of each session's sandbox",
+    )
     parser.add_argument("--audit", help="audit log directory")
     parser.add_argument(
         "--agent-id",
@@ -402,6 +411,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             tools=args.tools,
             max_sessions_per_identity=args.max_sessions_per_identity,
             public_url=args.public_url,
+            sandbox_quota_mb=args.sandbox_quota_mb,
         )
     except (Error, OSError) as error:
         print(f"sqlfence mcp: {error}", file=sys.stderr)

@@ -157,6 +157,9 @@ def _entries(path: Path) -> list[dict[str, Any]]:
         loaded = yaml.load(data.decode("utf-8"), Loader=loader) or {}
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
         raise ConfigurationError(f"tokens file {path}: {error}") from None
+    if isinstance(loaded, dict) and set(loaded) - {"tokens"}:
+        unknown = sorted(set(map(str, loaded)) - {"tokens"})[0]
+        raise ConfigurationError(f"tokens file {path}: unknown key {unknown!r} (only 'tokens:')")
     entries = loaded.get("tokens", []) if isinstance(loaded, dict) else None
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise ConfigurationError(f"tokens file {path}: expected 'tokens:' with a list of entries")

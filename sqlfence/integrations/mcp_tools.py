@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 TABLE_URI = "sqlfence://tables/{table}"
 CURATED_ONLY = "this identity may use its curated tools only (policy: mcp_tools: curated)"
 CLIENT_NAME_CHARS = 200
+_REASON_CHARS = 2000
 
 
 class Refused(ToolError):
@@ -272,6 +273,8 @@ class FenceTools:
     ) -> None:
         if self._audit is None:
             return
+        tool = tool[:CLIENT_NAME_CHARS]  # a name the client sent may be any length
+        reason = reason[:_REASON_CHARS] if reason else reason
         details: dict[str, Any] = {"tool": tool}
         if status == DENIED:
             details["reason"] = reason

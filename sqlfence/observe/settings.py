@@ -57,7 +57,9 @@ class AuditSettings(_Settings):
     log_schema_changes: bool = True
     log_params: bool = False
     mask_literals: bool = False
-    max_query_chars: int | None = Field(None, gt=0)
+    # A statement longer than this is recorded cut (a denied 10 MB text must not cost 10 MB a
+    # line); the default keeps every statement the default max_statement_length allows whole.
+    max_query_chars: int | None = Field(100_000, gt=0)
     # Files.
     export_format: Literal["json", "jsonl", "csv"] = "jsonl"
     retention_days: float | None = Field(None, gt=0)

@@ -110,11 +110,7 @@ class Guard:
             for table, columns in (table_columns or {}).items()
         }
         self.generated_columns = {
-            table: {
-                column.lower(): frozenset(source.lower() for source in sources)
-                for column, sources in columns.items()
-            }
-            for table, columns in (generated_columns or {}).items()
+            table: _sources_closed(columns) for table, columns in (generated_columns or {}).items()
         }
         self._hooks = _hooks_for(self.dialect_name, self.catalog, default_schema)
         self.patterns = self._compile(self.policy)
@@ -312,6 +308,23 @@ class Guard:
             table_columns=self.table_columns,
             generated_columns=self.generated_columns,
         )
+
+
+def _sources_closed(columns: Mapping[str, Collection[str]]) -> dict[str, frozenset[str]]:
+    """Generated column -> every column it reads, through other generated columns too
+    (``pw_vv AS (pw_v)``, ``pw_v AS (password)``: ``pw_vv`` reads ``password``)."""
+    direct = {column.lower(): {s.lower() for s in sources} for column, sources in columns.items()}
+    closed: dict[str, frozenset[str]] = {}
+    for column, sources in direct.items():
+        seen: set[str] = set()
+        pending = list(sources)
+        while pending:
+            source = pending.pop()
+            if source not in seen:
+                seen.add(source)
+                pending.extend(direct.get(source, ()))
+        closed[column] = frozenset(seen)
+    return closed
 
 
 def input_refused(sql: str) -> str | None:

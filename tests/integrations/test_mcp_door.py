@@ -278,3 +278,21 @@ def test_blobs_and_infinities_come_back_as_json(tmp_path: Path, database: Path) 
     assert 90 <= len(json.dumps(value)) <= 100
     assert json.loads(_text(infinite))["rows"] == [["inf", "-inf"]]
     assert infinite.structured_content["rows"] == [["inf", "-inf"]]
+
+
+def test_a_huge_value_is_an_error_not_gigabytes(tmp_path: Path, database: Path) -> None:
+    """SQLite builds a value whole before the cell budget cuts it: past 16 MiB it is an
+    error of the statement, and tool names sent by the client are cut in the audit log."""
+    audit = tmp_path / "audit"
+    params = _params(tmp_path, "--audit", str(audit), f"sqlite:///{database}")
+    calls = [("query", {"sql": "SELECT zeroblob(300000000) AS b"}), ("x" * 10_000, {})]
+    _tools, [huge, unknown] = anyio.run(_calls, params, calls)
+    assert huge.is_error
+    assert "too big" in _text(huge)
+    assert unknown.is_error
+    events = audit_events(
+        audit, lambda found: sum(e["event_type"] == "mcp.call" for e in found) >= 2
+    )
+    tools = [e["details"]["tool"] for e in events if e["event_type"] == "mcp.call"]
+    assert tools == ["query", "x" * 200]
+    assert all(len(json.dumps(e)) < 10_000 for e in events)

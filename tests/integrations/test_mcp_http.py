@@ -298,6 +298,7 @@ def test_the_tokens_file_is_strict_and_edits_are_seen(tmp_path: Path) -> None:
         ({"tokens": [entry, {**entry, "agent_id": "admin"}]}, "same sha256"),
         ({"tokens": [{**entry, "role": "admin"}]}, "unknown key 'role'"),
         ({"tokens": [{**entry, "agent_id": " "}]}, "agent_id must be"),
+        ({"tokens": [entry], "junk": 1}, "unknown key 'junk'"),
     ]:
         path.write_text(yaml.safe_dump(bad))
         with pytest.raises(ConfigurationError, match=reason):
@@ -356,3 +357,15 @@ def _all_events(audit: Path) -> list[dict[str, Any]]:
         for line in path.read_text().splitlines()
         if line.strip()
     ]
+
+
+def test_the_public_url_is_an_allowed_host(tmp_path: Path, database: Path) -> None:
+    """Behind a proxy that keeps the Host header, --public-url's host is accepted."""
+    with _server(tmp_path, database, "--public-url", "https://mcp.example.test/mcp") as url:
+        headers = {"Accept": "application/json, text/event-stream", "Host": "mcp.example.test"}
+        body = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                           "clientInfo": {"name": "p", "version": "1"}}}  # fmt: skip
+        assert httpx2.post(url, json=body, headers=headers, timeout=10).status_code == 200
+        headers["Host"] = "other.example.test"
+        assert httpx2.post(url, json=body, headers=headers, timeout=10).status_code == 421

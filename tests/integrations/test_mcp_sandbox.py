@@ -89,3 +89,24 @@ def test_sandbox_misconfiguration_exits_2(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_sessions_sandbox_has_a_disk_quota(tmp_path: Path) -> None:
+    """--sandbox-quota-mb bounds what one session may store."""
+    root = tmp_path / ".sqlfence"
+    params = _server(tmp_path, "--sandbox-root", str(root), "--sandbox-quota-mb", "1")
+    calls = [
+        ("query", {"sql": "CREATE TABLE b (z BLOB)"}),
+        ("query", {"sql": "INSERT INTO b VALUES (zeroblob(2000000))"}),
+        ("query", {"sql": "INSERT INTO b VALUES (zeroblob(10))"}),
+    ]
+    results = anyio.run(_sandbox_calls, params, calls)
+    assert not results[0].is_error
+    assert not results[1].is_error
+    assert results[2].is_error
+    assert "disk quota" in text_of(results[2])
+
+
+async def _sandbox_calls(params: StdioServerParameters, calls: list[Any]) -> list[Any]:
+    async with Client(params) as client:
+        return [await client.call_tool(name, arguments) for name, arguments in calls]

@@ -67,15 +67,40 @@ def test_a_column_computed_from_a_denied_one_is_denied(
         conn.execute(sql)
 
 
-def test_the_sqlite_virtual_column_too(tmp_path: Path) -> None:
-    path = tmp_path / "virtual.db"
+CHAINED = [
+    "CREATE TABLE acct (id INTEGER PRIMARY KEY, name TEXT, pw TEXT,"
+    " pw_copy TEXT GENERATED ALWAYS AS (pw) VIRTUAL,"
+    " pw_chain TEXT AS (pw_copy || '') VIRTUAL,"
+    " pw_chain2 TEXT AS (upper(pw_chain)) STORED)",
+    "CREATE VIEW v_chain AS SELECT id, pw_chain2 AS c FROM acct",
+    "INSERT INTO acct (id, name, pw) VALUES (1, 'ann', 'secret')",
+]
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT pw_copy FROM acct",
+        "SELECT pw_chain FROM acct",
+        "SELECT pw_chain2 FROM acct",
+        "SELECT c FROM v_chain",
+        "UPDATE acct SET name = pw_chain WHERE id = 1",
+        "UPDATE acct SET name = name RETURNING pw_chain2",
+    ],
+)
+def test_sqlite_virtual_and_chained_columns(tmp_path: Path, sql: str) -> None:
+    """A generated column of a generated column reads what that one reads, in the fence and
+    in the engine (through a view); writes that would copy it are denied too."""
+    path = tmp_path / "chained.db"
     with sqlite3.connect(path) as db:
-        db.execute(SQLITE_SCHEMA[0])
+        for statement in CHAINED:
+            db.execute(statement)
+    policy = {**POLICY, "read_only": False}
     with (
-        sqlfence.connect(f"sqlite:///{path}", policy=POLICY) as connection,
-        pytest.raises(sqlfence.PolicyViolation, match="computed from pw"),
+        sqlfence.connect(f"sqlite:///{path}", policy=policy) as connection,
+        pytest.raises(sqlfence.PolicyViolation, match="pw"),
     ):
-        connection.execute("SELECT pw_copy FROM acct")
+        connection.execute(sql)
 
 
 @pytest.mark.parametrize("sql", ALLOWED)
