@@ -116,10 +116,19 @@ def policy_learn(args: argparse.Namespace, out: Output) -> int:
 
 
 def shell(args: argparse.Namespace, out: Output) -> int:
-    """The interactive guarded prompt."""
-    from sqlfence.cli.shell import run
+    """The interactive guarded prompt (or ``-c`` statements, or statements on stdin)."""
+    from sqlfence.cli.shell import ShellSettings, run
 
-    return run(args.url, args.policy, args.agent, args.tenant)
+    if args.unrestricted and args.policy:
+        raise_usage("--unrestricted and --policy exclude each other")
+    settings = ShellSettings(
+        url=args.url,
+        policy=Policy.unrestricted() if args.unrestricted else args.policy,
+        agent_id=args.agent,
+        tenant=args.tenant,
+        commands=tuple(args.command or ()),
+    )
+    return run(settings, out)
 
 
 def demo(args: argparse.Namespace, out: Output) -> int:

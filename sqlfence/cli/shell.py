@@ -1,130 +1,315 @@
-"""``sqlfence shell``: an interactive guarded SQL prompt that sees the database as an agent does.
+"""``sqlfence shell``: a guarded SQL prompt that sees the database as an agent does.
 
-A statement ends with ``;`` at the end of a line (it may span lines) and goes through the
-fence with the given policy and agent identity; denials show their reasons, results are
-capped and say when they were truncated. ``\\why`` shows the decision on the last statement
-(and the SQL that ran), ``\\metrics`` the connection's live metrics, ``\\q`` quits.
+Statements end with ``;`` (several on a line run one after another, each judged by the
+fence; one may span lines) and are committed one by one. Ctrl-C cancels the running
+statement, or the line being typed, and the shell goes on; Ctrl-D (or ``\\q``) ends it.
+Backslash commands: see ``HELP``. On a terminal there is history and completion of the
+table names the agent may read. With ``-c`` or statements on standard input the exit status
+is 1 when a statement was denied or failed.
 """
 
 from __future__ import annotations
 
-import cmd
-import json
+import contextlib
+import os
 import sys
 import warnings
-from typing import Any, TextIO
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import sqlfence
+from sqlfence.cli import shell_display as display
+from sqlfence.cli.output import FAILED, OK, Output
+from sqlfence.cli.shell_cancel import Cancelled, Canceller
+from sqlfence.cli.shell_catalog import Catalog
+from sqlfence.cli.shell_input import StatementBuffer
+from sqlfence.policies.model import Policy
+
+PROMPT = "sqlfence> "
+MORE = "     ...> "
+HELP = """\
+\\d           tables and views the agent may read
+\\dt          tables only
+\\d NAME      the columns of NAME the agent may read
+\\why         the fence's decision on the last statement, and the SQL that ran
+\\metrics     the connection's live metrics
+\\?           this help
+\\q           quit (or Ctrl-D)
+Statements end with ';'. Ctrl-C cancels the running statement or the line being typed."""
+HISTORY_ENV = "SQLFENCE_HISTFILE"
 
 
-class GuardedShell(cmd.Cmd):
-    """A line-oriented prompt over one guarded connection."""
+@dataclass(frozen=True)
+class ShellSettings:
+    """What the shell connects to, as whom, and what it runs (``commands``: ``-c``)."""
 
-    intro = (
-        "sqlfence shell: statements end with ';' and go through the fence. "
-        "\\why: the last decision, \\metrics: live metrics, \\q: quit."
-    )
-    prompt = "sqlfence> "
-    more = "     ...> "
+    url: str
+    policy: str | Policy | None = None
+    agent_id: str | None = None
+    tenant: str | None = None
+    commands: tuple[str, ...] = ()
+
+
+class GuardedShell:
+    """Statements and backslash commands over one guarded connection."""
 
     def __init__(
-        self,
-        conn: sqlfence.GuardedConnection,
-        stdin: TextIO | None = None,
-        stdout: TextIO | None = None,
+        self, conn: sqlfence.GuardedConnection, catalog: Catalog, canceller: Canceller, out: Output
     ) -> None:
-        super().__init__(stdin=stdin, stdout=stdout)
-        if stdin is not None and not stdin.isatty():
-            self.use_rawinput = False
-            self.prompt = ""
-            self.intro = ""
         self.conn = conn
+        self.catalog = catalog
+        self.canceller = canceller
+        self.out = out
+        self.buffer = StatementBuffer(conn.guard.dialect)
         self.last: sqlfence.Decision | None = None
-        self.denied = 0
-        self._pending: list[str] = []
-        self._first_prompt = self.prompt
+        self.failed = 0
 
-    def onecmd(self, line: str) -> bool:
-        """Take one line: part of a statement, or a backslash command. True ends the loop."""
-        text = line.strip()
-        if text == "EOF":
-            if self._pending:
-                self._run(" ".join(self._pending))
-            return True
-        if not self._pending and text.startswith("\\"):
-            return self._command(text)
-        if text:
-            self._pending.append(text)
-        if not text.endswith(";"):
-            if self._pending and self._first_prompt:  # interactive: show that it continues
-                self.prompt = self.more
-            return False
-        sql, self._pending = " ".join(self._pending), []
-        self.prompt = self._first_prompt
-        self._run(sql)
-        return False
+    def line(self, text: str) -> bool:
+        """Take one typed line; False when the shell should end (``\\q``)."""
+        if not self.buffer.pending and text.strip().startswith("\\"):
+            return self.command(text.strip())
+        for statement in self.buffer.add(text):
+            if not self.statement(statement):
+                break  # Ctrl-C: the rest of the line is not run either
+        return True
 
-    def _command(self, text: str) -> bool:
-        if text in ("\\q", "\\quit"):
-            return True
-        if text == "\\why":
-            last = self.last
-            if last is None:
-                self._say("no statement yet")
+    def finish(self) -> None:
+        """End of input: run a last statement that has no ``;``."""
+        rest = self.buffer.finish()
+        if rest is not None:
+            self.statement(rest)
+
+    def command(self, text: str) -> bool:
+        """A backslash command; False for ``\\q``."""
+        name, _, argument = text.partition(" ")
+        argument = argument.strip()
+        try:
+            if name in ("\\q", "\\quit"):
+                return False
+            if name == "\\why":
+                self._why()
+            elif name == "\\metrics":
+                metrics = self.conn.get_metrics()
+                for key, value in metrics.items():
+                    self._say(f"{key}: {value}")
+            elif name in ("\\d", "\\dt") and not argument:
+                self._relations(tables_only=name == "\\dt")
+            elif name == "\\d":
+                self._columns(argument)
+            elif name in ("\\?", "\\h", "\\help"):
+                self._say(HELP)
             else:
-                self._say(last.explain())
-                if last.allowed:
-                    self._say(f"ran as: {last.sql}")
-        elif text == "\\metrics":
-            self._say(json.dumps(self.conn.get_metrics(), indent=2, default=str))
-        else:
-            self._say("commands: \\why (last decision), \\metrics, \\q (quit)")
-        return False
+                self._fail(f"unknown command {name}: \\? lists the commands")
+        except sqlfence.Error as error:
+            self._fail(f"ERROR {type(error).__name__}: {error}")
+        return True
 
-    def _run(self, sql: str) -> None:
+    def statement(self, sql: str) -> bool:
+        """Run one statement through the fence and show its result, denial or error; False
+        when Ctrl-C cancelled it."""
         cursor = self.conn.cursor()
         try:
-            cursor.execute(sql)
-            rows = cursor.fetchall() if cursor.description else []
+            rows = self.canceller.run(lambda: _execute(cursor, sql))
+        except Cancelled:
+            self._rollback()
+            self._fail("cancelled: the statement was stopped (Ctrl-C) and rolled back")
+            return False
         except sqlfence.PolicyViolation as denial:
             self.last = denial.decision
-            self.denied += 1
-            self._say(f"DENIED {denial}")
-            return
+            self._fail(f"DENIED {denial}", {"sql": sql, "denied": str(denial)})
+            return True
         except sqlfence.Error as error:
             self.last = cursor.decision
-            self._say(f"ERROR {type(error).__name__}: {error}")
-            return
+            self._rollback()
+            message = f"{type(error).__name__}: {error}"
+            self._fail(f"ERROR {message}", {"sql": sql, "error": message})
+            return True
         self.last = cursor.decision
         self.conn.commit()
-        if cursor.description:
-            self._table([column[0] for column in cursor.description], rows)
-            note = " (truncated by the row limit)" if cursor.truncated else ""
-            self._say(f"({len(rows)} row{'s' if len(rows) != 1 else ''}{note})")
-        else:
-            self._say(f"OK ({cursor.rowcount} row{'s' if cursor.rowcount != 1 else ''} affected)")
+        self._result(sql, cursor, rows)
+        return True
 
-    def _table(self, names: list[str], rows: list[Any]) -> None:
-        cells = [[str(value) for value in row] for row in rows]
-        widths = [max([len(n), *(len(r[i]) for r in cells)]) for i, n in enumerate(names)]
-        self._say(" | ".join(n.ljust(w) for n, w in zip(names, widths, strict=True)))
-        self._say("-+-".join("-" * w for w in widths))
-        for row in cells:
-            self._say(" | ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+    def _result(self, sql: str, cursor: sqlfence.GuardedCursor, rows: list[Any] | None) -> None:
+        operation = cursor.decision.facts.operation if cursor.decision is not None else None
+        if rows is None:
+            if self.out.json:
+                self.out.document({"sql": sql, "status": operation, "rowcount": cursor.rowcount})
+            else:
+                self._say(display.status(operation, cursor.rowcount))
+            return
+        names = [column[0] for column in cursor.description or ()]
+        if self.out.json:
+            self.out.document(
+                {
+                    "sql": sql,
+                    "columns": names,
+                    "rows": [[display.jsonable(value) for value in row] for row in rows],
+                    "truncated": cursor.truncated,
+                }
+            )
+            return
+        for text in display.table(names, rows):
+            self._say(text)
+        self._say(display.row_count(len(rows), cursor.truncated))
+
+    def _why(self) -> None:
+        if self.last is None:
+            self._say("no statement yet")
+            return
+        self._say(self.last.explain())
+        if self.last.allowed:
+            self._say(f"ran as: {self.last.sql}")
+
+    def _relations(self, tables_only: bool) -> None:
+        relations = self.catalog.relations(tables_only)
+        if self.out.json:
+            self.out.document([{"name": r.name, "type": r.kind.lower()} for r in relations])
+            return
+        for text in display.table(("name", "type"), [(r.name, r.kind.lower()) for r in relations]):
+            self._say(text)
+        self._say(display.row_count(len(relations), False))
+
+    def _columns(self, table: str) -> None:
+        columns = self.catalog.columns(table)
+        if columns is None:
+            self._fail(f"no table {table} that this agent may read")
+            return
+        if self.out.json:
+            self.out.document(
+                {
+                    "table": table,
+                    "columns": [
+                        {"name": n, "type": t, "not_null": nn, "primary_key": pk}
+                        for n, t, nn, pk in columns
+                    ],
+                }
+            )
+            return
+        rows = [
+            (name, kind, "not null" if not_null else "", "primary key" if pk else "")
+            for name, kind, not_null, pk in columns
+        ]
+        for text in display.table(("column", "type", "null", "key"), rows):
+            self._say(text)
+
+    def _rollback(self) -> None:
+        with contextlib.suppress(sqlfence.Error):  # the error shown says more than this would
+            self.conn.rollback()
+
+    def _fail(self, text: str, document: dict[str, Any] | None = None) -> None:
+        self.failed += 1
+        if self.out.json:
+            self.out.document(document or {"error": text})
+        else:
+            self.out.line(text, style="red")
 
     def _say(self, text: str) -> None:
-        self.stdout.write(text + "\n")
+        if not self.out.json:
+            self.out.line(text)
 
 
-def run(url: str, policy: str | None, agent_id: str | None, tenant: str | None) -> int:
-    """Open the connection and run the prompt on standard input; 0 on a clean exit."""
+def _execute(cursor: sqlfence.GuardedCursor, sql: str) -> list[Any] | None:
+    """Run ``sql``; its rows, or None for a statement without a result."""
+    cursor.execute(sql)
+    return list(cursor.fetchall()) if cursor.description else None
+
+
+def run(settings: ShellSettings, out: Output) -> int:
+    """Connect, then run ``-c`` statements, standard input, or the interactive prompt."""
+    canceller = Canceller()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", sqlfence.DefaultPolicyWarning)
-        conn = sqlfence.connect(url, policy=policy, agent_id=agent_id, tenant=tenant)
+        conn = sqlfence.connect(
+            settings.url,
+            policy=settings.policy,
+            agent_id=settings.agent_id,
+            tenant=settings.tenant,
+            **canceller.driver_kwargs(settings.url),
+        )
     for warning in caught:
-        print(f"note: {warning.message}", file=sys.stderr)
+        out.note(f"note: {warning.message}")
+    catalog = Catalog(settings.url, conn)
+    shell = GuardedShell(conn, catalog, canceller, out)
     try:
-        GuardedShell(conn, stdin=sys.stdin, stdout=sys.stdout).cmdloop()
+        if settings.commands:
+            _script(shell, settings.commands)
+        elif sys.stdin.isatty():
+            _interactive(shell, catalog)
+            return OK
+        else:
+            _script(shell, sys.stdin)
     finally:
+        catalog.close()
         conn.close()
-    return 0
+    return FAILED if shell.failed else OK
+
+
+def _script(shell: GuardedShell, lines: Iterable[str]) -> None:
+    for line in lines:
+        if not shell.line(line.rstrip("\n")):
+            return
+    shell.finish()
+
+
+def _interactive(shell: GuardedShell, catalog: Catalog) -> None:
+    history = _readline(catalog)
+    shell.out.line(
+        "sqlfence shell: statements end with ';' and go through the fence. "
+        "\\? for help, \\q or Ctrl-D to quit."
+    )
+    try:
+        while True:
+            try:
+                text = input(MORE if shell.buffer.pending else PROMPT)
+            except EOFError:  # Ctrl-D
+                shell.out.line()
+                return
+            except KeyboardInterrupt:  # Ctrl-C at the prompt: drop the line being typed
+                shell.buffer.clear()
+                shell.out.line()
+                continue
+            try:
+                if not shell.line(text):
+                    return
+            except KeyboardInterrupt:  # between statements, or while showing a result
+                shell.buffer.clear()
+                shell.out.line("cancelled")
+    finally:
+        if history is not None:
+            history()
+
+
+def _readline(catalog: Catalog) -> Any:
+    """History (``$SQLFENCE_HISTFILE``, default ``~/.sqlfence_history``) and completion of
+    the table names the agent may read; returns a function that saves the history."""
+    try:
+        import readline
+    except ImportError:  # not every platform has it; the prompt works without
+        return None
+    path = Path(os.environ.get(HISTORY_ENV) or Path.home() / ".sqlfence_history")
+    with contextlib.suppress(OSError):  # no history yet
+        readline.read_history_file(path)
+    names: list[str] | None = None
+
+    def complete(text: str, state: int) -> str | None:
+        nonlocal names
+        if names is None:
+            try:
+                names = [relation.name for relation in catalog.relations()]
+            except sqlfence.Error:
+                names = []
+        matches = [name for name in names if name.lower().startswith(text.lower())]
+        return matches[state] if state < len(matches) else None
+
+    readline.set_completer(complete)
+    readline.set_completer_delims(" \t\n,()=;")
+    readline.parse_and_bind("tab: complete")
+
+    def save() -> None:
+        with contextlib.suppress(OSError):  # a read-only home: history is not kept
+            readline.set_history_length(1000)
+            readline.write_history_file(path)
+
+    return save

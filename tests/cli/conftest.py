@@ -25,3 +25,13 @@ def demo_audit(demo_log: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "audit"
     shutil.copytree(demo_log, copy)
     return copy
+
+
+@pytest.fixture
+def shop(tmp_path: Path) -> Path:
+    """A fresh copy of the demo's shop database (customers, orders, secrets)."""
+    from sqlfence.cli.demo import make_shop
+
+    path = tmp_path / "shop.db"
+    make_shop(path)
+    return path

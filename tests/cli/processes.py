@@ -15,6 +15,8 @@ import struct
 import subprocess
 import sys
 import termios
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPOSITORY = Path(__file__).parent.parent.parent
@@ -83,16 +85,18 @@ class Terminal:
         self.fd = fd
         self.output = b""
         self.code: int | None = None
+        self._matched = 0  # where in the plain text the last read_until matched
 
     def read_until(self, text: str) -> str:
-        """Read until ``text`` appears (escape sequences ignored); returns what came before."""
-        seen = len(plain(self.output))
-        while text not in plain(self.output)[seen:]:
+        """Read until ``text`` appears after the previous match (escape sequences ignored);
+        returns what came between."""
+        while text not in plain(self.output)[self._matched :]:
             if not self._read():
                 raise AssertionError(f"{text!r} never came; output:\n{plain(self.output)}")
         whole = plain(self.output)
-        at = whole.index(text, seen)
-        return whole[seen:at]
+        at = whole.index(text, self._matched)
+        between, self._matched = whole[self._matched : at], at + len(text)
+        return between
 
     def send(self, data: str) -> None:
         """Type ``data`` (``\\x03`` is Ctrl-C, ``\\x04`` Ctrl-D)."""
@@ -123,6 +127,15 @@ class Terminal:
             return False
         self.output += chunk
         return bool(chunk)
+
+
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    """Poll ``condition`` until it holds (a hang guard fails the test after HANG seconds)."""
+    deadline = time.monotonic() + HANG
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never happened: {what}")
+        time.sleep(0.05)
 
 
 def terminal_run(*args: str, columns: int = 80, cwd: Path | None = None) -> tuple[int, bytes]:
