@@ -144,3 +144,20 @@ def test_mcp_takes_json_before_the_command_name() -> None:
     done = cli("--json", "mcp", "--help")
     assert done.returncode == 0
     assert "usage: sqlfence mcp" in done.stdout
+
+
+def test_errors_raised_inside_a_driver_are_expected() -> None:
+    """An error class of a driver, or any error raised inside a driver's module (IRIS raises
+    plain RuntimeError), is the environment's; one raised by sqlfence's own code is a bug."""
+    from sqlfence.cli import describe, from_driver
+
+    driver_code = compile("def connect():\n    raise RuntimeError('link error')\n", "iris", "exec")
+    namespace: dict[str, object] = {"__name__": "iris._elsdk_"}
+    exec(driver_code, namespace)
+    with pytest.raises(RuntimeError) as raised:
+        namespace["connect"]()  # type: ignore[operator]
+    assert from_driver(raised.value)
+    assert describe(raised.value) == "builtins.RuntimeError: link error"
+    with pytest.raises(RuntimeError) as ours:
+        raise RuntimeError("a bug")
+    assert not from_driver(ours.value)

@@ -169,3 +169,22 @@ def test_sandbox_gc_after_a_killed_process(tmp_path: Path) -> None:
     assert main(["sandbox", "gc", "--root", str(root)]) == 0
     assert main(["--json", "sandbox", "list", "--root", str(root)]) == 0
     assert not list(root.rglob("*.db"))
+
+
+def test_a_missing_docker_image_gets_a_hint() -> None:
+    """When the cause of a failure is Docker's ImageNotFound, pool warm says what to do."""
+    from sqlfence.cli.sandboxes import _hint
+
+    class ImageNotFound(Exception):
+        """Stands in for docker.errors.ImageNotFound (only its name is looked at)."""
+
+    try:
+        try:
+            raise ImageNotFound("postgres:16")
+        except ImageNotFound as missing:
+            raise sqlfence.SandboxError("could not create a postgres container") from missing
+    except sqlfence.SandboxError as error:
+        hint = _hint(error, {"image": "postgres:16"})
+    assert "postgres:16 is not in the Docker engine" in hint
+    assert "--image" in hint
+    assert _hint(sqlfence.SandboxError("other"), {}) == ""
