@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlfence.errors import ConfigurationError
+from sqlfence.integrations import mcp_catalog
 from sqlfence.integrations.mcp_curated import CuratedTool, compile_template
 from sqlfence.integrations.mcp_tokens import TokenFile, TokenIdentity
 from sqlfence.observe.audit import AuditLog
@@ -39,6 +40,7 @@ from sqlfence.policies.loader import PolicySource, load_policy
 from sqlfence.policies.model import Policy
 from sqlfence.proxy import drivers
 from sqlfence.proxy.connect import connect
+from sqlfence.proxy.connection import GuardedConnection
 
 DEFAULT_AGENT = "mcp-client"
 DEFAULT_TIMEOUT_MS = 30_000  # unless the policy sets statement_timeout_ms
@@ -152,7 +154,8 @@ class AgentSession:
 
     ``lock`` serialises the session's calls: each is one transaction on ``agent``. ``audit``
     is the server's audit log (an ``AuditLog``), shared by the connections and the sandbox's
-    lifecycle events.
+    lifecycle events. A fence connection learns the catalog (views, generated columns) when
+    it opens: ``refresh()`` opens a new one when the schema changed since.
     """
 
     def __init__(
@@ -167,6 +170,7 @@ class AgentSession:
         self.lock = threading.Lock()
         self.sandbox: str | None = None
         self._sandbox: Any = None
+        self._settings, self._audit = settings, audit
         self.policy = policy_for(settings, self.agent_id, self.tenant)
         if settings.sandbox:
             from sqlfence.sandbox import AgentSandbox
@@ -182,32 +186,16 @@ class AgentSession:
                 limits={"disk_quota_mb": settings.sandbox_quota_mb},
             )
             self.sandbox = self._sandbox.name
-            url = self._sandbox.namespace.url
-            try:
-                self.agent = self._sandbox.get_connection(client_name=client_name)
-            except BaseException:
-                self.close()  # the sandbox goes with the session that could not start
-                raise
+            self.url: str = self._sandbox.namespace.url
+        elif settings.url is None:
+            raise ValueError("an MCP server needs a database URL unless sandbox=True")
         else:
-            if settings.url is None:
-                raise ValueError("an MCP server needs a database URL unless sandbox=True")
-            url = settings.url
-            self.agent = connect(
-                url,
-                policy=self.policy,
-                agent_id=self.agent_id,
-                tenant=self.tenant,
-                audit=audit,
-                client_name=client_name,
-            )
-        self.system = self.agent.session.system
-        setlimit = getattr(self.agent._raw, "setlimit", None)  # sqlite3, Python 3.11+
-        length = getattr(sqlite3, "SQLITE_LIMIT_LENGTH", None)
-        if setlimit is not None and length is not None:  # no bigger value is ever built
-            setlimit(length, MAX_VALUE_BYTES)
+            self.url = settings.url
         try:
+            self.agent = self._open_agent()
+            self.system = self.agent.session.system
             self.server = connect(
-                url,
+                self.url,
                 policy=_SERVER_POLICY,
                 agent_id=self.agent_id,
                 tenant=self.tenant,
@@ -216,9 +204,39 @@ class AgentSession:
                 sandbox=self.sandbox,
                 **_READ_ONLY_KWARGS.get(self.system, {}),
             )
+            self._stamp = mcp_catalog.schema_stamp(self.server)
         except BaseException:
-            self.close()
+            self.close()  # the sandbox goes with the session that could not start
             raise
+
+    def refresh(self) -> None:
+        """A new agent connection when the schema changed since this one learnt it (a table
+        or a generated column made by another process); the caller holds ``lock``."""
+        stamp = mcp_catalog.schema_stamp(self.server)
+        if stamp is None or stamp == self._stamp:
+            return
+        fresh = self._open_agent()
+        self.agent.close()
+        self.agent, self._stamp = fresh, stamp
+
+    def _open_agent(self) -> GuardedConnection:
+        agent: GuardedConnection
+        if self._sandbox is not None:
+            agent = self._sandbox.get_connection(client_name=self.client_name)
+        else:
+            agent = connect(
+                self.url,
+                policy=self.policy,
+                agent_id=self.agent_id,
+                tenant=self.tenant,
+                audit=self._audit,
+                client_name=self.client_name,
+            )
+        setlimit = getattr(agent._raw, "setlimit", None)  # sqlite3, Python 3.11+
+        length = getattr(sqlite3, "SQLITE_LIMIT_LENGTH", None)
+        if setlimit is not None and length is not None:  # no bigger value is ever built
+            setlimit(length, MAX_VALUE_BYTES)
+        return agent
 
     def close(self) -> None:
         """Close both connections and destroy the sandbox. Safe to call twice."""

@@ -7,6 +7,7 @@ Shared by the SQLAlchemy dialects (reflection) and the MCP server (``list_tables
 from __future__ import annotations
 
 from fnmatch import fnmatchcase
+from typing import Any
 
 from sqlfence.policies.engine import Guard
 from sqlfence.policies.tables import is_catalog_table, table_matches
@@ -58,6 +59,31 @@ EXPLAIN = {
     "postgresql": "EXPLAIN ",
     "intersystems_iris": "EXPLAIN ",
 }
+
+
+# What changes with any DDL: PostgreSQL has no schema version, so the catalog's size stands in.
+SCHEMA_STAMP = {
+    "sqlite": "PRAGMA schema_version",
+    "postgresql": (
+        "SELECT (SELECT count(*) FROM pg_class), (SELECT max(oid::int8) FROM pg_class), "
+        "(SELECT count(*) FROM pg_attribute WHERE attnum > 0), "
+        "(SELECT count(*) FROM pg_attrdef), (SELECT count(*) FROM pg_rewrite)"
+    ),
+}
+
+
+def schema_stamp(server: Any) -> tuple[Any, ...] | None:
+    """Something that changes when the schema does, read on the server's own (unrestricted,
+    read-only) fence connection; None where the database has none (IRIS)."""
+    sql = SCHEMA_STAMP.get(server.session.system)
+    if sql is None:
+        return None
+    cursor = server.execute(sql)
+    try:
+        return tuple(cursor.fetchone() or ())
+    finally:
+        cursor.close()
+        server.rollback()
 
 
 def qualified(guard: Guard, schema: str | None, table: str) -> tuple[str, ...]:

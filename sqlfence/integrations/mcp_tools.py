@@ -123,6 +123,7 @@ class FenceTools:
         if session.policy.mcp_tools == "curated":
             return []
         with session.lock:
+            session.refresh()
             names = self._names(session)
         return [
             Resource(
@@ -161,6 +162,7 @@ class FenceTools:
             raise refusal
         try:
             with session.lock:
+                session.refresh()  # the schema may have changed behind this connection
                 result = work(session)
         except Refused as refusal:
             self._record(session, tool, DENIED, refusal.reason)

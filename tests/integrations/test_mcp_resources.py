@@ -135,3 +135,45 @@ def test_tool_results_are_structured(tmp_path: Path, url: str) -> None:
     rows = seen["query"].structured_content
     assert rows["columns"] == ["id", "name"]
     assert set(seen["tools"]["query"].output_schema["required"]) >= {"columns", "rows"}
+
+
+async def _two_calls(params: StdioServerParameters, between: Any, sql: str) -> list[Any]:
+    async with Client(params) as client:
+        first = await client.call_tool("query", {"sql": "SELECT 1"})
+        between()
+        return [first, await client.call_tool("query", {"sql": sql})]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_table_made_later_is_judged_with_its_columns(
+    tmp_path: Path, kind: str, request: pytest.FixtureRequest
+) -> None:
+    """A table with a generated column over a denied column, made by another process while
+    the server runs, is judged by what the catalog says now (the session reconnects when the
+    schema changed)."""
+    url = str(request.getfixturevalue("sqlite_url" if kind == "sqlite" else "postgres_url"))
+    late = (
+        "CREATE TABLE people_late (id INT, salary INT, "
+        "doubled INT GENERATED ALWAYS AS (salary * 2) STORED)"
+    )
+    policy = "read_only: true\ndenied_columns: [people_late.salary]\n"
+
+    def make_table() -> None:
+        if kind == "sqlite":
+            with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
+                db.execute(late)
+        else:
+            import psycopg
+
+            with psycopg.connect(url, autocommit=True) as db:
+                db.execute(late)
+
+    params = stdio_server(tmp_path, policy, url)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        first, late_read = anyio.run(
+            _two_calls, params, make_table, "SELECT doubled FROM people_late"
+        )
+    assert not first.is_error
+    assert late_read.is_error, text_of(late_read)
+    assert "salary" in text_of(late_read)
