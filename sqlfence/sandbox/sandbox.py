@@ -43,6 +43,7 @@ def resolve_root(root: str | Path | None) -> Path:
 # Statements that only free space: they run over the disk quota, so the agent can get under.
 _FREEING_OPERATIONS = frozenset({"delete", "drop", "truncate"})
 
+
 class AgentSandbox:
     """A disposable namespace for one agent. Use ``AgentSandbox.create(...)``."""
 

@@ -16,7 +16,9 @@ from sqlfence import PolicyError, load_policy
 from sqlfence.policies import bounded_yaml
 
 HERE = Path(__file__).parent
-CASES: list[dict[str, Any]] = yaml.safe_load((HERE / "loader_data" / "hostile_policies.yaml").read_text())
+CASES: list[dict[str, Any]] = yaml.safe_load(
+    (HERE / "loader_data" / "hostile_policies.yaml").read_text()
+)
 DEV_ZERO = Path("/dev/zero")
 
 

@@ -109,9 +109,7 @@ def test_snapshot_modify_restore_in_server(server: str, root: Path) -> None:
             conn.execute("INSERT INTO entities VALUES (100, 'after restore')")
 
 
-def test_open_connections_survive_a_snapshot_and_close_on_restore(
-    server: str, root: Path
-) -> None:
+def test_open_connections_survive_a_snapshot_and_close_on_restore(server: str, root: Path) -> None:
     """With a connection open, the snapshot is taken as files and the connection keeps
     working; a restore replaces the database, so the sandbox closes its connections first
     and they say so."""
