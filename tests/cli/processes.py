@@ -61,6 +61,14 @@ def plain(data: bytes) -> str:
     return _ANSI.sub(b"", data).replace(b"\r", b"").decode("utf-8", "replace")
 
 
+class NotYet(Exception):
+    """Nothing new came within a short wait (the caller may act and wait again)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
 class Terminal:
     """``sqlfence ARGS`` on a pseudo-terminal of ``columns`` columns (its controlling tty)."""
 
@@ -87,16 +95,30 @@ class Terminal:
         self.code: int | None = None
         self._matched = 0  # where in the plain text the last read_until matched
 
-    def read_until(self, text: str) -> str:
+    def read_until(self, text: str, within: float = HANG) -> str:
         """Read until ``text`` appears after the previous match (escape sequences ignored);
-        returns what came between."""
+        returns what came between. Raises NotYet when nothing new came for ``within`` s."""
         while text not in plain(self.output)[self._matched :]:
-            if not self._read():
+            if not self._read(within):
                 raise AssertionError(f"{text!r} never came; output:\n{plain(self.output)}")
         whole = plain(self.output)
         at = whole.index(text, self._matched)
         between, self._matched = whole[self._matched : at], at + len(text)
         return between
+
+    def interrupt(self, answer: str) -> None:
+        """Press Ctrl-C until ``answer`` comes. CPython's readline misses a SIGINT that
+        arrives while it handles a key, before it waits for the next one (no key would wake
+        it); a second Ctrl-C at a prompt that did answer only shows that prompt again."""
+        deadline = time.monotonic() + HANG
+        while True:
+            self.send("\x03")
+            try:
+                self.read_until(answer, within=1.0)
+                return
+            except NotYet:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"Ctrl-C never answered; output:\n{self.text}") from None
 
     def send(self, data: str) -> None:
         """Type ``data`` (``\\x03`` is Ctrl-C, ``\\x04`` Ctrl-D)."""
@@ -116,9 +138,11 @@ class Terminal:
         """Everything shown so far, without escape sequences."""
         return plain(self.output)
 
-    def _read(self) -> bool:
-        ready, _, _ = select.select([self.fd], [], [], HANG)
+    def _read(self, within: float = HANG) -> bool:
+        ready, _, _ = select.select([self.fd], [], [], within)
         if not ready:
+            if within < HANG:
+                raise NotYet(text=self.text)
             os.kill(self.pid, 9)
             raise AssertionError(f"the command stopped answering; output:\n{self.text}")
         try:

@@ -174,8 +174,7 @@ def test_ctrl_c_at_the_prompt_drops_the_line(shop: Path, tmp_path: Path) -> None
     term.read_until("...> ")
     term.send("FROM orders")
     term.read_until("FROM orders")  # echoed: the prompt is reading keys
-    term.send("\x03")
-    term.read_until("sqlfence> ")
+    term.interrupt("sqlfence> ")
     term.send("SELECT 7 AS seven;\r")
     shown = term.read_until("(1 row)")
     assert "seven" in shown
