@@ -35,6 +35,7 @@ from sqlglot.errors import SqlglotError
 from sqlglot.tokenizer_core import TokenType
 
 from sqlfence.errors import ConfigurationError
+from sqlfence.small_files import read_small
 
 BUILTIN_TOOLS = frozenset({"query", "list_tables", "describe_table", "explain"})
 _NAMED_PARAMETERS = frozenset({"sqlite", "postgres"})  # :name / %(name)s with a mapping
@@ -143,8 +144,7 @@ def load_tools(path: str | Path) -> tuple[CuratedTool, ...]:
     """The curated tools of a tools file. ConfigurationError names the file and the entry."""
     path = Path(path)
     try:
-        with path.open("rb") as handle:
-            data = handle.read(_MAX_FILE_BYTES + 1)
+        data = read_small(path, _MAX_FILE_BYTES)
     except OSError as error:
         raise ConfigurationError(f"tools file {path}: {error.strerror or error}") from None
     if len(data) > _MAX_FILE_BYTES:

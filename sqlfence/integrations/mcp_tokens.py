@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 
 from sqlfence.errors import ConfigurationError
+from sqlfence.small_files import read_small
 
 _PREFIX = "sqf_"  # recognisable in a leaked log line or a secret scanner's rules
 _ENTRY_KEYS = frozenset({"sha256", "agent_id", "tenant"})
@@ -149,8 +150,7 @@ def _stamp(stat: os.stat_result) -> tuple[int, ...]:
 
 def _entries(path: Path) -> list[dict[str, Any]]:
     try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)
+        data = read_small(path, MAX_FILE_BYTES)
         if len(data) > MAX_FILE_BYTES:
             raise ConfigurationError(f"tokens file {path}: larger than {MAX_FILE_BYTES} bytes")
         loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

@@ -91,7 +91,9 @@ class FileSink:
         rotate_daily: bool,
         sync: bool,
     ) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
+        # The log holds every statement's text: only its owner may read it (a directory
+        # that already existed keeps the mode its owner gave it).
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.directory = directory
         self._max_bytes = max_bytes
         self._rotate_daily = rotate_daily
@@ -166,7 +168,7 @@ class FileSink:
         return bool(files)
 
     def _attach(self, path: Path, day: str) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _CLOEXEC, 0o666)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _CLOEXEC, 0o600)
         size = os.fstat(fd).st_size
         if self._sync and size == 0:
             sync_directory(self.directory)  # the new file's name must survive a crash too
@@ -220,7 +222,7 @@ class FileSink:
 
 
 def _lock(path: Path) -> IO[bytes] | None:
-    handle = path.open("ab")
+    handle = os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab")
     if fcntl is None:
         return handle
     try:

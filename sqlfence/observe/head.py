@@ -102,7 +102,12 @@ def continue_after_head(
         details["head_invalid"] = str(error)
         logger.error("audit: %s; the chain continues from its files", error)
         return seq, mac
-    if head is None or head.seq <= seq:
+    if head is None:
+        if seq > 0:  # events on disk but no head: it was deleted (or never written)
+            details["head_missing"] = f"{path} is missing while the chain holds events"
+            logger.error("audit: %s is missing; events after seq %d may have been cut", path, seq)
+        return seq, mac
+    if head.seq <= seq:
         return seq, mac
     missing = head.seq - seq
     details["missing_at_end"] = {"from_seq": seq + 1, "to_seq": head.seq, "count": missing}

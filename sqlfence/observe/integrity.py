@@ -17,6 +17,7 @@ from pathlib import Path
 
 from sqlfence.errors import AuditError, ConfigurationError
 from sqlfence.observe.settings import AUDIT_KEY_ENV, AuditSettings
+from sqlfence.small_files import NotReadable, read_small
 
 GENESIS = "0" * 64  # ``prev`` of the very first event of a chain
 MIN_KEY_BYTES = 16  # 128 bits: below that a key can be searched for
@@ -114,16 +115,18 @@ def read_key_file(path: Path, *, create: bool) -> bytes | None:
     ever sees a partial key; when another process made the file first, its key is used.
     """
     try:
-        return path.read_bytes().strip()
+        return _key_bytes(path)
     except FileNotFoundError:
+        if path.is_symlink():  # a dangling link is not a missing key to make
+            raise ConfigurationError(f"the audit key file {path} is a broken link") from None
         if not create:
             return None
     key = secrets.token_hex(32).encode()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         _create_atomically(path, key + b"\n")
     except FileExistsError:  # another process made it first: use theirs
-        return path.read_bytes().strip()
+        return _key_bytes(path)
     except OSError as error:
         raise AuditError(
             f"cannot create the audit key file {path}: {error}", cause=str(error)
@@ -168,3 +171,19 @@ def sync_directory(directory: Path) -> None:
             os.fsync(fd)
     finally:
         os.close(fd)
+
+
+_MAX_KEY_FILE_BYTES = 4096
+
+
+def _key_bytes(path: Path) -> bytes:
+    """The key file's bytes: a small regular file (not /dev/zero, a FIFO or a directory)."""
+    try:
+        data = read_small(path, _MAX_KEY_FILE_BYTES, wait_s=0.5)
+    except NotReadable as error:
+        raise ConfigurationError(f"the audit key file cannot be read: {error}") from None
+    if len(data) > _MAX_KEY_FILE_BYTES:
+        raise ConfigurationError(
+            f"the audit key file {path} is larger than {_MAX_KEY_FILE_BYTES} bytes: not a key"
+        )
+    return data.strip()

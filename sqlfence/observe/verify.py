@@ -256,6 +256,16 @@ class _ChainChecker:
             if isinstance(details, dict):
                 if isinstance(details.get("head"), str):
                     self.keeps_head = details["head"]
+                lost = details.get("head_invalid") or details.get("head_missing")
+                if event_type == "audit.open" and isinstance(lost, str):
+                    # A writer reopened the chain without a head it could trust: whatever
+                    # was cut before it cannot be told, so the log cannot verify.
+                    raise broken(
+                        MISSING,
+                        f"the chain was reopened after its head was lost or altered ({lost}): "
+                        f"events before seq {seq} may have been cut",
+                        seq,
+                    )
                 first_seq = details.get("first_seq")
                 if event_type == "audit.purge" and isinstance(first_seq, int):
                     self.purged_to.add(first_seq)

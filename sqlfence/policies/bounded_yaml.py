@@ -24,6 +24,7 @@ from yaml.resolver import Resolver
 from yaml.scanner import Scanner
 
 from sqlfence.errors import PolicyError
+from sqlfence.small_files import NotReadable, read_small
 
 MAX_FILE_BYTES = 1 << 20  # a policy file is a few kilobytes; 1 MiB leaves room for allowlists
 MAX_DEPTH = 64  # a policy nests six levels: tenants, t, agents, a, key, list
@@ -46,10 +47,11 @@ def read_file(path: Path) -> str:
     Raises PolicyError when the file is missing, unreadable, too large or not UTF-8.
     """
     try:
-        with path.open("rb") as file:
-            data = file.read(MAX_FILE_BYTES + 1)
+        data = read_small(path, MAX_FILE_BYTES)
     except FileNotFoundError:
         raise PolicyError(f"policy file {path} does not exist") from None
+    except NotReadable as error:
+        raise PolicyError(f"policy file {path} cannot be read: {error}") from None
     except OSError as error:
         raise PolicyError(f"policy file {path} cannot be read: {error.strerror}") from None
     if len(data) > MAX_FILE_BYTES:

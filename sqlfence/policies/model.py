@@ -83,6 +83,8 @@ class Policy(BaseModel):
     max_rows: int | None = Field(
         1000,
         ge=1,
+        le=2**31 - 1,  # what every database takes as a LIMIT
+        strict=True,  # `true` is not a row count
         validation_alias=AliasChoices("max_rows", "max_row_limit"),
         description="at most this many rows per query (LIMIT injected, fetch capped); "
         "null = no limit (alias: max_row_limit)",

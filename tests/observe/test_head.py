@@ -106,6 +106,27 @@ def test_a_log_from_before_heads_verifies_without_one(audit_dir: Path) -> None:
     assert result.ok, result
 
 
+@pytest.mark.parametrize("damage", ["delete", "forge"])
+def test_reopening_does_not_bless_a_lost_head(audit_dir: Path, damage: str) -> None:
+    """Cut the tail and delete (or forge) the head, then let a writer reopen the log: the
+    reopening records it, and verify still fails (a later writer cannot hide the cut)."""
+    path = _log(audit_dir)
+    _cut(path, 3)
+    head = head_path(audit_dir, "audit")
+    if damage == "delete":
+        head.unlink()
+    else:
+        head.write_text("junk")
+    with AuditLog(AuditSettings(directory=audit_dir)) as log:
+        log.emit("sandbox.step", details={"n": 99})
+    reopened = [e for e in audit_events(audit_dir) if e["event_type"] == "audit.open"][-1]
+    assert reopened["details"].get("head_missing" if damage == "delete" else "head_invalid")
+    result = verify(audit_dir)
+    assert result.first_error is not None
+    assert result.first_error.kind == "missing"
+    assert "reopened after its head was lost or altered" in result.first_error.message
+
+
 def test_a_reopened_cut_log_continues_after_its_head(audit_dir: Path) -> None:
     """A log reopened after its end was cut records the loss and continues numbering after
     the head, so verify reports exactly the missing events where they were."""
