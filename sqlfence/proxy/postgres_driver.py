@@ -43,6 +43,9 @@ class PostgresDriver(Driver):
             if value:
                 params.setdefault(key, value)
         params.update(kwargs)
+        # A server that takes the TCP connection but never answers (frozen) must not hold
+        # connect() for ever: libpq's own limit, unless the caller gave one.
+        params.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
         settings = _session_settings(guard)
         if settings:
             extra = " ".join(f"-c {name}={value}" for name, value in settings.items())
@@ -238,6 +241,7 @@ _ONE_STATEMENT: dict[tuple[Any, float | None], type] = {}
 # The client-side deadline of each connection with a statement timeout, in seconds.
 _DEADLINES: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 DEADLINE_GRACE_S = 2.0  # the server's own statement_timeout has this long to answer first
+CONNECT_TIMEOUT_S = 10  # seconds connect() waits for a server that took the TCP connection
 
 
 def _one_statement(base: Any, deadline: float | None = None) -> type:

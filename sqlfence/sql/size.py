@@ -17,5 +17,17 @@ _LEXEME = re.compile(r"\w+|'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\S")
 
 
 def token_count(sql: str, budget: int) -> int:
-    """The tokens of ``sql``, counted up to ``budget + 1`` (more is not needed to refuse)."""
-    return sum(1 for _ in itertools.islice(_LEXEME.finditer(sql), budget + 1))
+    """The tokens of ``sql``, counted up to ``budget + 1`` (more is not needed to refuse).
+
+    A long token (a string, a quoted name) costs as its length does: one more per
+    ``_LONG_TOKEN`` characters, so a 50 MB literal is over the budget too.
+    """
+    count = 0
+    for match in itertools.islice(_LEXEME.finditer(sql), budget + 1):
+        count += 1 + (match.end() - match.start()) // _LONG_TOKEN
+        if count > budget:
+            break
+    return count
+
+
+_LONG_TOKEN = 1024

@@ -89,3 +89,20 @@ def test_the_watchdog_shuts_down_only_late_statements() -> None:
         assert expired.fired
         peer.sendall(b"x")  # another socket is untouched
         assert other.recv(1) == b"x"
+
+
+def test_connect_to_a_server_that_never_answers_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A listener that takes the TCP connection and says nothing: connect() fails within
+    the driver's default connect timeout (shortened here) instead of waiting for ever."""
+    import socket
+
+    from sqlfence.proxy import postgres_driver
+
+    monkeypatch.setattr(postgres_driver, "CONNECT_TIMEOUT_S", 1)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        url = f"postgresql://nobody@127.0.0.1:{port}/db"
+        error = _in_thread(lambda: sqlfence.connect(url, policy={}))
+    assert isinstance(error, sqlfence.OperationalError), error

@@ -51,7 +51,13 @@ def test_under_the_budget_is_judged_as_usual(dialect: str) -> None:
     assert lowered.rule == "max_statement_tokens"
 
 
-def test_one_long_string_is_one_token() -> None:
-    """A long literal costs one token: the budget counts work, not bytes."""
+def test_a_long_string_costs_as_its_length() -> None:
+    """A 200 kB literal is judged as usual; a 60 MB one is over the budget (judging it would
+    take seconds and gigabytes)."""
     sql = "SELECT * FROM t WHERE name = '" + "x" * 200_000 + "'"
     assert Guard(RAISED).decide(sql).allowed
+    huge = Guard({**RAISED, "max_statement_length": 100_000_000}).decide(
+        "SELECT '" + "a" * 60_000_000 + "'"
+    )
+    assert not huge.allowed
+    assert huge.rule == "max_statement_tokens"
