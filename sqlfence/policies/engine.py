@@ -313,18 +313,8 @@ class Guard:
 def _sources_closed(columns: Mapping[str, Collection[str]]) -> dict[str, frozenset[str]]:
     """Generated column -> every column it reads, through other generated columns too
     (``pw_vv AS (pw_v)``, ``pw_v AS (password)``: ``pw_vv`` reads ``password``)."""
-    direct = {column.lower(): {s.lower() for s in sources} for column, sources in columns.items()}
-    closed: dict[str, frozenset[str]] = {}
-    for column, sources in direct.items():
-        seen: set[str] = set()
-        pending = list(sources)
-        while pending:
-            source = pending.pop()
-            if source not in seen:
-                seen.add(source)
-                pending.extend(direct.get(source, ()))
-        closed[column] = frozenset(seen)
-    return closed
+    direct = {name.lower(): frozenset(map(str.lower, sources)) for name, sources in columns.items()}
+    return _closure(direct)
 
 
 def input_refused(sql: str) -> str | None:
