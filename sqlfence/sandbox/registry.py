@@ -1,13 +1,18 @@
 """What exists, who owns it and when it expires; and the reaper that removes leftovers.
 
-Each sandbox is a JSON record in ``<root>/registry/<NAME>.json`` written before its namespace
-is created and removed after it is dropped, so a fresh process (``sqlfence sandbox gc``) can
-find what a crashed one left. The owner is (host, pid, process start time): a pid that was
-reused by another process does not keep a dead owner's sandboxes alive.
+Each sandbox is a row of one SQLite database, ``<root>/registry/records.sqlite`` (WAL mode),
+written before its namespace is created and removed after it is dropped, so a fresh process
+(``sqlfence sandbox gc``) can find what a crashed one left. Every write is one transaction,
+atomic across processes; lookup is by primary key and gc reads only what is expired or owned
+by a process that is gone (indexed), so neither grows with the number of sandboxes. The owner
+is (host, pid, process start time): a pid that was reused by another process does not keep a
+dead owner's sandboxes alive.
 
-Records are 0600 files in a 0700 directory and name their server by address only (no
-password, see ``credentials``); a record an older version wrote with a password in it is
-rewritten without it the first time it is read, the password kept in memory for that run.
+The database is 0600 (its WAL files take its mode) in a 0700 directory, and records name their
+server by address only (no password, see ``credentials``). Older versions kept a JSON file per
+sandbox in the same directory: such files are moved into the database whenever the registry
+is read, so an upgrade leaks nothing; one written with a password loses it on the way, the
+password kept in memory (``recovered``) for that run.
 """
 
 from __future__ import annotations
@@ -16,9 +21,12 @@ import contextlib
 import json
 import os
 import socket
+import sqlite3
+import threading
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+import weakref
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +34,8 @@ from sqlfence.sandbox import credentials, private_files
 from sqlfence.sandbox.credentials import CredentialsMissing
 
 REGISTRY_DIR = "registry"
+DATABASE = "records.sqlite"
+BUSY_TIMEOUT_S = 30.0  # another process's write transaction lasts microseconds
 
 
 @dataclass(frozen=True)
@@ -86,55 +96,99 @@ class Record:
         return self.expires_at is not None and (now or time.time()) >= self.expires_at
 
 
+# One column per field, so that reading a record decodes no JSON but its labels.
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sandboxes (
+    name TEXT PRIMARY KEY,
+    backend TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    tenant TEXT,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started INTEGER,
+    created_at REAL NOT NULL,
+    expires_at REAL,
+    location TEXT NOT NULL,
+    server TEXT,
+    clones TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    runtime TEXT
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS sandboxes_by_age ON sandboxes (created_at);
+CREATE INDEX IF NOT EXISTS sandboxes_by_expiry ON sandboxes (expires_at)
+    WHERE expires_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS sandboxes_by_owner ON sandboxes (host, pid, started);
+"""
+_COLUMNS = (
+    "name, backend, agent_id, tenant, host, pid, started, created_at, expires_at, location, "
+    "server, clones, labels, runtime"
+)
+
+
 class Registry:
-    """Records under ``<root>/registry/``; every write is atomic (write, then rename).
+    """The records of one sandbox root; safe to share between threads and processes.
 
     ``recovered`` holds, by address, the admin URLs of records that an older version wrote
-    with a password, read (and rewritten without it) by this object: a reaper uses them.
+    with a password, moved into the database (without it) by this object: a reaper uses them.
+    Reading a root that has no registry creates nothing.
     """
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self.directory = self.root / REGISTRY_DIR
+        self.path = self.directory / DATABASE
         self.recovered: dict[str, str] = {}
-        self._private = False
-
-    def _path(self, name: str) -> Path:
-        return self.directory / f"{name}.json"
+        self._store: _Store | None = None
 
     def put(self, record: Record) -> None:
-        """Add or replace ``record`` as a 0600 file in the 0700 registry directory."""
-        if not self._private:
-            private_files.directory(self.root, tighten=False)
-            private_files.directory(self.directory)
-            self._private = True
-        # One encode, one write, one rename: a pool re-assigns records on every acquire.
-        payload = json.dumps(asdict(record), sort_keys=True).encode()
-        temporary = self.directory / f".{record.name}.{os.getpid()}.tmp"
-        private_files.write(temporary, payload)
-        os.replace(temporary, self._path(record.name))
+        """Add or replace ``record`` (one transaction: other processes see all of it or none)."""
+        self._writer().put([record])
 
     def get(self, name: str) -> Record | None:
         """The record of ``name``, or None."""
-        try:
-            data = json.loads(self._path(name).read_text())
-            server = data.get("server")
-            record = _load(data)
-        except (FileNotFoundError, ValueError, TypeError, KeyError):
-            return None
-        if record.server is not None and server != record.server:  # written with a password
-            self.recovered[record.server] = server
-            with contextlib.suppress(OSError):
-                self.put(record)
+        store = self._reader()
+        record = store.get(name) if store is not None else None
+        if record is None and (self.directory / f"{name}.json").is_file():
+            self._import_files()  # an older version's process wrote it just now
+            record = self._writer().get(name)
         return record
 
     def remove(self, name: str) -> None:
         """Forget ``name``. No error when it is not recorded."""
-        with contextlib.suppress(FileNotFoundError):
-            self._path(name).unlink()
+        store = self._reader()
+        if store is not None:
+            store.remove(name)
+        with contextlib.suppress(FileNotFoundError):  # an older version's file of it
+            (self.directory / f"{name}.json").unlink()
+
+    def records(self) -> list[Record]:
+        """Every readable record, oldest first."""
+        self._import_files()
+        store = self._reader()
+        return store.select("1") if store is not None else []
+
+    def doomed(self, now: float | None = None) -> list[Record]:
+        """The records that are expired at ``now`` or whose owner is gone, oldest first.
+
+        Reads the distinct owners and, by index, only the records to remove: with nothing to
+        remove it costs the same for ten sandboxes or ten thousand.
+        """
+        self._import_files()
+        store = self._reader()
+        if store is None:
+            return []
+        moment = time.time() if now is None else now
+        found = {r.name: r for r in store.select("expires_at <= ?", (moment,))}
+        for owner in store.owners():
+            if not owner.alive():
+                where = "host = ? AND pid = ? AND started IS ?"
+                found.update(
+                    (r.name, r) for r in store.select(where, (owner.host, owner.pid, owner.started))
+                )
+        return sorted(found.values(), key=lambda r: (r.created_at, r.name))
 
     def sweep_temporary(self) -> None:
-        """Delete half-written record files of writers that died mid-write (SIGKILL)."""
+        """Delete half-written record files an older version's writers left (SIGKILL)."""
         if not self.directory.is_dir():
             return
         for path in self.directory.glob(".*.tmp"):
@@ -143,12 +197,136 @@ class Registry:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
 
-    def records(self) -> list[Record]:
-        """Every readable record, oldest first."""
-        if not self.directory.is_dir():
-            return []
-        found = [self.get(path.stem) for path in self.directory.glob("*.json")]
-        return sorted((r for r in found if r is not None), key=lambda r: r.created_at)
+    def _reader(self) -> _Store | None:
+        """The database, or None where nothing was ever recorded (reading creates nothing)."""
+        store = self._store
+        if store is not None and store.pid == os.getpid():
+            return store
+        return self._writer() if self.path.exists() else None
+
+    def _writer(self) -> _Store:
+        """The database, made (0600, in a 0700 directory) when it does not exist."""
+        store = self._store
+        if store is None or store.pid != os.getpid() or not self.path.exists():
+            # Also when the root was deleted under a long-running process: start it again.
+            self._store = store = _Store.shared(self.root, self.directory, self.path)
+        return store
+
+    def _import_files(self) -> None:
+        """Move an older version's record files into the database, then delete them."""
+        try:
+            with os.scandir(self.directory) as entries:
+                files = [Path(e.path) for e in entries if e.name.endswith(".json")]
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        if not files:
+            return
+        records = []
+        for path in files:
+            try:
+                data = json.loads(path.read_text())
+                server = data.get("server")
+                record = _load(data)
+            except (FileNotFoundError, ValueError, TypeError, KeyError):
+                continue  # half-written or foreign: left where it is, as before
+            if record.server is not None and server != record.server:  # written with a password
+                self.recovered[record.server] = server
+            records.append((path, record))
+        if records:
+            # An older version's file is its writer's latest word on that sandbox.
+            self._writer().put([record for _, record in records])
+        for path, _ in records:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+
+class _Store:
+    """One process's connection to one registry database, shared by its Registry objects."""
+
+    _open: weakref.WeakValueDictionary[Path, _Store] = weakref.WeakValueDictionary()
+    _opening = threading.Lock()
+    # A forked child must not use, nor close, its parent's connections (closing one could
+    # checkpoint the parent's WAL under it): they are kept here, unused, instead.
+    _inherited: list[_Store] = []
+
+    def __init__(self, root: Path, directory: Path, path: Path) -> None:
+        private_files.directory(root, tighten=False)
+        private_files.directory(directory)
+        if not path.exists():
+            with contextlib.suppress(FileExistsError):
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, private_files.FILE_MODE)
+                os.close(fd)  # 0600 before SQLite opens it: its WAL and shm files copy the mode
+        self.pid = os.getpid()
+        self.lock = threading.Lock()
+        self.connection = sqlite3.connect(
+            path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        )
+        # WAL: readers never wait for a writer; NORMAL: a commit survives a process crash
+        # (only a power cut can lose the last ones), and costs no fsync.
+        self.connection.execute("PRAGMA journal_mode=WAL")
+        self.connection.execute("PRAGMA synchronous=NORMAL")
+        self.connection.executescript(_SCHEMA)
+
+    @classmethod
+    def shared(cls, root: Path, directory: Path, path: Path) -> _Store:
+        """This process's store of ``path``, opened (or made) when it has none or it is gone."""
+        key = path.absolute()
+        with cls._opening:
+            store = cls._open.get(key)
+            if store is not None and store.pid != os.getpid():
+                cls._inherited.append(store)
+                store = None
+            if store is None or not path.exists():
+                store = cls._open[key] = cls(root, directory, path)
+            return store
+
+    def put(self, records: Iterable[Record]) -> None:
+        rows = [_row(record) for record in records]
+        marks = ", ".join("?" * 14)
+        with self.lock:
+            self._write(f"INSERT OR REPLACE INTO sandboxes ({_COLUMNS}) VALUES ({marks})", rows)
+
+    def remove(self, name: str) -> None:
+        with self.lock:
+            self._write("DELETE FROM sandboxes WHERE name = ?", [(name,)])
+
+    def _write(self, statement: str, rows: list[tuple[Any, ...]]) -> None:
+        if len(rows) == 1:
+            self.connection.execute(statement, rows[0])  # autocommit: one transaction
+            return
+        self.connection.execute("BEGIN IMMEDIATE")
+        try:
+            self.connection.executemany(statement, rows)
+        except BaseException:
+            self.connection.execute("ROLLBACK")
+            raise
+        self.connection.execute("COMMIT")
+
+    def get(self, name: str) -> Record | None:
+        found = self.select("name = ?", (name,))
+        return found[0] if found else None
+
+    def select(self, where: str, parameters: tuple[Any, ...] = ()) -> list[Record]:
+        with self.lock:
+            rows = self.connection.execute(
+                f"SELECT {_COLUMNS} FROM sandboxes WHERE {where} ORDER BY created_at, name",
+                parameters,
+            ).fetchall()
+        # One JSON parse for the labels and clones of every row, not two per row.
+        try:
+            labels = json.loads("[" + ",".join(row[12] for row in rows) + "]")
+            clones = json.loads("[" + ",".join(row[11] for row in rows) + "]")
+        except ValueError:  # a damaged row: decode them one by one, skipping it
+            return [r for row in rows if (r := _one(row)) is not None]
+        owners: dict[tuple[str, int, int | None], Owner] = {}
+        return [_record(row, owners, labels[i], clones[i]) for i, row in enumerate(rows)]
+
+    def owners(self) -> list[Owner]:
+        with self.lock:
+            rows = self.connection.execute(
+                "SELECT DISTINCT host, pid, started FROM sandboxes"
+            ).fetchall()
+        return [Owner(host, pid, started) for host, pid, started in rows]
 
 
 Dropper = Callable[[Record], None]
@@ -168,17 +346,16 @@ def reap(
     registry.sweep_temporary()
     removed = []
     lacking: dict[str, tuple[CredentialsMissing, list[str]]] = {}
-    for record in registry.records():
-        if everything or record.expired(now) or not record.owner.alive():
-            try:
-                drop(record)
-            except CredentialsMissing as error:
-                lacking.setdefault(str(error), (error, []))[1].append(record.name)
-                continue
-            except Exception:
-                continue
-            registry.remove(record.name)
-            removed.append(record.name)
+    for record in registry.records() if everything else registry.doomed(now):
+        try:
+            drop(record)
+        except CredentialsMissing as error:
+            lacking.setdefault(str(error), (error, []))[1].append(record.name)
+            continue
+        except Exception:
+            continue
+        registry.remove(record.name)
+        removed.append(record.name)
     if lacking:
         kept = sum(len(names) for _, names in lacking.values())
         raise CredentialsMissing(
@@ -209,6 +386,37 @@ def process_start(pid: int) -> int | None:
     # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
     fields = stat.rsplit(")", 1)[-1].split()
     return int(fields[19]) if len(fields) > 19 else None
+
+
+def _row(r: Record) -> tuple[Any, ...]:
+    owner = r.owner
+    labels = json.dumps(r.labels, sort_keys=True)
+    return (r.name, r.backend, r.agent_id, r.tenant, owner.host, owner.pid, owner.started,
+            r.created_at, r.expires_at, r.location, r.server, json.dumps(list(r.clones)),
+            labels, r.runtime)  # fmt: skip
+
+
+def _record(
+    row: tuple[Any, ...],
+    owners: dict[tuple[str, int, int | None], Owner],
+    labels: dict[str, Any],
+    clones: list[str],
+) -> Record:
+    name, backend, agent_id, tenant, host, pid, started, created_at, expires_at = row[:9]
+    location, server, runtime = row[9], row[10], row[13]
+    key = (host, pid, started)
+    owner = owners.get(key)
+    if owner is None:
+        owner = owners[key] = Owner(host, pid, started)
+    return Record(name, backend, agent_id, tenant, owner, created_at, expires_at, location,
+                  server, tuple(clones), labels, runtime)  # fmt: skip
+
+
+def _one(row: tuple[Any, ...]) -> Record | None:
+    try:
+        return _record(row, {}, json.loads(row[12]), json.loads(row[11]))
+    except ValueError:
+        return None
 
 
 def _load(data: dict[str, Any]) -> Record:

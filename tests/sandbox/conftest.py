@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from sqlfence.sandbox import AgentSandbox, reap
+from sqlfence.sandbox import AgentSandbox, Registry, reap
+from sqlfence.sandbox.registry import DATABASE
 from tests.conftest import missing
 from tests.postgres_server import PostgresServer, find_bindir
 
@@ -24,13 +25,18 @@ REPOSITORY = Path(__file__).parents[2]
 
 
 def leftovers(root: Path) -> list[str]:
-    """Files a sandbox may leave: namespaces, registry records, private snapshots."""
+    """What a sandbox may leave: namespaces, private snapshots, registry records (as
+    ``registry:NAME``) and any file in the registry folder but its database."""
     found = []
     for part in ("sandboxes", "registry", "sandbox-snapshots"):
         where = root / part
         if where.exists():
-            found += [str(p.relative_to(root)) for p in where.rglob("*") if p.is_file()]
-    return found
+            found += [
+                str(p.relative_to(root))
+                for p in where.rglob("*")
+                if p.is_file() and not (part == "registry" and p.name.startswith(DATABASE))
+            ]
+    return found + [f"registry:{record.name}" for record in Registry(root).records()]
 
 
 def flip_byte(path: Path) -> None:

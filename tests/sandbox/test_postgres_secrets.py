@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 import psycopg
@@ -126,8 +127,9 @@ def test_no_password_on_disk_or_in_argv(server: PasswordServer, root: Path, argv
             with sb.get_connection() as conn:
                 assert conn.execute("SELECT count(*) FROM entities").fetchone()[0] == 2
 
-            record = json.loads((root / "registry" / f"{sb.name}.json").read_text())
-            assert record["server"] == server.address
+            record = Registry(root).get(sb.name)
+            assert record is not None
+            assert record.server == server.address
             assert files_holding(root, server.password, role_password) == []
             assert wide_modes(root) == []
             assert (root / "snapshots" / "golden" / "data.pgdump").is_file()
@@ -219,19 +221,24 @@ def test_a_record_written_with_a_password_is_read_and_rewritten_without_it(
     sb.detach()
     sb.backend.close()
     path = root / "registry" / f"{sb.name}.json"
-    old = json.loads(path.read_text())
-    old["server"] = server.url
-    path.write_text(json.dumps(old))
+    record = Registry(root).get(sb.name)
+    assert record is not None
+    old = {**asdict(record), "server": server.url}
 
+    def as_an_older_version_left_it() -> None:
+        Registry(root).remove(sb.name)
+        path.write_text(json.dumps(old))
+
+    as_an_older_version_left_it()
     registry = Registry(root)
     record = registry.get(sb.name)
     assert record is not None
     assert record.server == server.address
-    assert server.password not in path.read_text()
+    assert not path.exists()  # moved into the registry's database, without the password
+    assert files_holding(root, server.password) == []
     assert registry.recovered == {server.address: server.url}
-    assert path.stat().st_mode & 0o777 == 0o600
 
-    path.write_text(json.dumps(old))  # as the older version left it, for a fresh gc
+    as_an_older_version_left_it()  # for a fresh gc
     assert reap(root, everything=True) == [sb.name]
     assert _sandbox_objects(server) == []
 

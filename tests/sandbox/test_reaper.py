@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
 import textwrap
-from dataclasses import replace
+import time
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
 
-from sqlfence.sandbox import AgentSandbox, Owner, Registry, listing, naming, reap
+from sqlfence.sandbox import AgentSandbox, Owner, Record, Registry, listing, naming, reap
 from sqlfence.sandbox.backends.postgres import PostgresBackend
+from sqlfence.sandbox.registry import reap as reap_records
 from tests.postgres_server import PostgresServer
 from tests.sandbox.conftest import signal_when_ready
 
@@ -154,3 +157,79 @@ def test_an_older_versions_registry_folder_is_narrowed(root: Path) -> None:
     with AgentSandbox.create(agent_id="a1", root=root):
         assert (root / "registry").stat().st_mode & 0o777 == 0o700
         assert root.stat().st_mode & 0o777 == 0o755
+
+
+def test_an_older_versions_record_files_are_moved_into_the_registry(root: Path) -> None:
+    """Upgrading leaks nothing: a JSON record per sandbox, as an older version left them, is
+    listed, the dead owner's sandbox is reaped, the live one's kept, and the files are gone."""
+    dead = AgentSandbox.create(agent_id="dead", root=root)
+    live = AgentSandbox.create(agent_id="live", root=root)
+    registry = Registry(root)
+    folder = root / "registry"
+    for sb, owner in ((dead, _dead_owner()), (live, Owner.current())):
+        record = registry.get(sb.name)
+        assert record is not None
+        registry.remove(sb.name)
+        (folder / f"{sb.name}.json").write_text(json.dumps(asdict(replace(record, owner=owner))))
+    (folder / ".half.99999999.tmp").write_text("{")  # a writer killed mid-write, pid gone
+    assert registry.get("AGENT_NOBODY") is None
+
+    assert sorted(record.name for record in listing(root)) == sorted([dead.name, live.name])
+    assert list(folder.glob("*.json")) == []
+    assert reap(root) == [dead.name]
+    assert not Path(dead.namespace.location).exists()
+    assert [record.name for record in listing(root)] == [live.name]
+    assert list(folder.glob(".*.tmp")) == []
+    live.destroy()
+    dead.destroy()
+
+
+_WRITER = textwrap.dedent(
+    """
+    import sys, time
+    from sqlfence.sandbox.registry import Owner, Record, Registry
+    root, prefix = sys.argv[1], sys.argv[2]
+    registry = Registry(root)
+    for i in range(200):
+        registry.put(Record(name=f"{prefix}{i}", backend="sqlite", agent_id="w", tenant=None,
+                            owner=Owner.current(), created_at=time.time(), expires_at=None,
+                            location=""))
+        if i % 2:
+            registry.remove(f"{prefix}{i}")
+    """
+)
+
+
+def test_two_processes_share_one_registry(root: Path) -> None:
+    """Two processes writing and removing at once lose nothing: each write is atomic."""
+    writers = [
+        subprocess.Popen([sys.executable, "-c", _WRITER, str(root), prefix])
+        for prefix in ("AGENT_P_", "AGENT_Q_")
+    ]
+    assert [writer.wait() for writer in writers] == [0, 0]
+    names = {record.name for record in listing(root)}
+    assert names == {
+        f"{prefix}{i}" for prefix in ("AGENT_P_", "AGENT_Q_") for i in range(0, 200, 2)
+    }
+    assert len(reap(root)) == 200  # both writers are gone: gc finds all they left
+    assert listing(root) == []
+
+
+def test_gc_reads_only_what_it_removes(root: Path) -> None:
+    """reap() drops what is expired or orphaned among many live records and leaves the rest."""
+    registry = Registry(root)
+    now = time.time()
+    alive, gone = Owner.current(), _dead_owner()
+    for i in range(300):
+        owner = gone if i % 100 == 0 else alive
+        expires = now - 1 if i % 100 == 1 else None
+        registry.put(Record(name=f"AGENT_G_{i}", backend="sqlite", agent_id="g", tenant=None,
+                            owner=owner, created_at=now + i, expires_at=expires,
+                            location=""))  # fmt: skip
+    doomed = [record.name for record in registry.doomed()]
+    assert doomed == [f"AGENT_G_{i}" for i in (0, 1, 100, 101, 200, 201)]
+    dropped: list[str] = []
+    assert reap_records(registry, lambda record: dropped.append(record.name)) == doomed
+    assert dropped == doomed
+    assert len(registry.records()) == 294
+    reap_records(registry, lambda record: None, everything=True)
