@@ -30,7 +30,10 @@ def audit_log(path: str) -> Path:
     found = Path(path)
     if not found.exists():
         raise CommandError(f"no audit log at {path}")
-    if found.is_dir() and not chain_prefixes(found):
+    # A directory whose log files are gone but whose heads or roster remain is a log that
+    # lost its events (verify says how many), not an empty directory.
+    leftovers = found.is_dir() and (any(found.glob("*.head")) or any(found.glob("*.chains")))
+    if found.is_dir() and not chain_prefixes(found) and not leftovers:
         raise CommandError(f"no audit log in {path}: it holds no audit-*.jsonl files")
     return found
 

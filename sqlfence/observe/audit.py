@@ -31,11 +31,12 @@ from typing import TYPE_CHECKING, Any
 from sqlfence.errors import AuditError, AuditWarning
 from sqlfence.observe import lifecycle
 from sqlfence.observe.events import OK, VERSION, encode_event, plain_event, unwanted_kinds
-from sqlfence.observe.filesink import FileSink
+from sqlfence.observe.filesink import FileSink, chain_ends
 from sqlfence.observe.head import continue_after_head, head_path
 from sqlfence.observe.integrity import GENESIS, Chain, Signer, resolve_key
 from sqlfence.observe.outbox import Failure, Outbox
 from sqlfence.observe.records import AuditRecord, StatementRecord
+from sqlfence.observe.roster import enroll
 from sqlfence.observe.settings import AuditSettings
 from sqlfence.observe.sinks import Sink, build_sink
 from sqlfence.observe.worker import BatchWorker
@@ -139,6 +140,8 @@ class AuditLog:
                 sync=self._sync,
             )
             resumed = self._file.resume()
+            ends = chain_ends(settings.directory)
+            details.update(enroll(settings.directory, self._file.prefix, signer, ends))
         except OSError as error:
             if self._file is not None:
                 self._file.close()

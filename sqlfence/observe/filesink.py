@@ -59,6 +59,25 @@ def chain_prefixes(directory: Path) -> list[str]:
     return sorted({m["prefix"] for p in directory.iterdir() if (m := _NAME.match(p.name))})
 
 
+def chain_ends(directory: Path) -> dict[str, int]:
+    """The last ``seq`` of every chain in ``directory`` (0 for one with no signed line)."""
+    ends = {}
+    for prefix in chain_prefixes(directory):
+        link = _last_link(chain_files(directory, prefix))
+        ends[prefix] = link[0] if link is not None else 0
+    return ends
+
+
+def _last_link(files: list[Path]) -> tuple[int, str] | None:
+    """``(seq, mac)`` of the newest signed line in ``files`` (oldest first)."""
+    for path in reversed(files):
+        for line in _lines_backwards(path):
+            link = link_of(line)
+            if link is not None:
+                return link
+    return None
+
+
 def _today() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d")
 
@@ -121,12 +140,16 @@ class FileSink:
         True when this started a new file (a chance to purge).
         """
         rotated = False
-        if self._fd is None or (self._rotate_daily and _today() != self._day):
-            rotated = self._open_next()
+        joined = b"".join(lines)
+        if (
+            self._fd is None
+            or (self._rotate_daily and _today() != self._day)
+            or (self._size and self._size + len(joined) > self._max_bytes)
+        ):
+            rotated = self._open_next(len(joined))
         fd = self._fd
         assert fd is not None
         start = self._size
-        joined = b"".join(lines)
         data = memoryview(joined)
         try:
             while data:
@@ -149,8 +172,10 @@ class FileSink:
             logger.exception("audit file %s: cannot cut a partial write back", self._path)
             self._close_file()
 
-    def _open_next(self) -> bool:
-        """Continue the newest file when it is today's and has room, else start a new one."""
+    def _open_next(self, incoming: int) -> bool:
+        """Continue the newest file when it is today's and has room for ``incoming`` bytes
+        (or is empty), else start a new one: no file grows past ``max_bytes`` but by a batch
+        larger than that on its own."""
         self._close_file()
         day = _today()
         files = chain_files(self.directory, self.prefix)
@@ -160,7 +185,7 @@ class FileSink:
             assert match is not None
             _cut_torn_tail(files[-1])
             last_size = files[-1].stat().st_size
-            if match["day"] == day and last_size < self._max_bytes:
+            if match["day"] == day and (not last_size or last_size + incoming <= self._max_bytes):
                 self._attach(files[-1], day)
                 return False
             number = int(match["number"]) + 1 if match["day"] == day else 1
@@ -197,10 +222,9 @@ class FileSink:
         torn = 0
         for path in reversed(files):
             torn += _cut_torn_tail(path)
-            for line in _lines_backwards(path):
-                link = link_of(line)
-                if link is not None:
-                    return Resumed(link[0], link[1], torn)
+            link = _last_link([path])
+            if link is not None:
+                return Resumed(link[0], link[1], torn)
         return Resumed(0, "", torn) if torn else None
 
     def purge(self, retention_days: float) -> tuple[list[str], int | None]:

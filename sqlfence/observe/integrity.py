@@ -13,9 +13,10 @@ import errno
 import hashlib
 import os
 import secrets
+import warnings
 from pathlib import Path
 
-from sqlfence.errors import AuditError, ConfigurationError
+from sqlfence.errors import AuditError, AuditWarning, ConfigurationError
 from sqlfence.observe.settings import AUDIT_KEY_ENV, AuditSettings
 from sqlfence.small_files import NotReadable, read_small
 
@@ -186,4 +187,22 @@ def _key_bytes(path: Path) -> bytes:
         raise ConfigurationError(
             f"the audit key file {path} is larger than {_MAX_KEY_FILE_BYTES} bytes: not a key"
         )
+    _warn_if_others_can_read(path)
     return data.strip()
+
+
+_warned_modes: set[tuple[str, int]] = set()
+
+
+def _warn_if_others_can_read(path: Path) -> None:
+    """Whoever can read the key can forge the whole log: say so, once per file and mode."""
+    with contextlib.suppress(OSError):
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077 and (str(path), mode) not in _warned_modes:
+            _warned_modes.add((str(path), mode))
+            warnings.warn(
+                f"the audit key file {path} has mode {mode:04o}: users other than its owner "
+                f"can read it and forge the log; run chmod 600 {path}",
+                AuditWarning,
+                stacklevel=2,
+            )

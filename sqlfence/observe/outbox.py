@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sqlfence.observe.filesink import link_of
 from sqlfence.observe.head import Head, write_head
 from sqlfence.observe.sinks import Sink, decode
 
@@ -166,9 +167,8 @@ class Outbox:
             try:
                 rotated = self._file.write(lines)
             except OSError as error:
-                self._failed(error)
-                self._settle(durable=False)
-                return False
+                if not self._write_what_fits(error):
+                    return False
             self._written_end = (*self._end, self._file.current)
             self._head_stale = True
             if time.monotonic() - self._head_written >= self._head_interval:
@@ -180,6 +180,35 @@ class Outbox:
             self._to_sinks(lines)
         self._settle(durable=True)
         return rotated
+
+    def _write_what_fits(self, error: OSError) -> bool:
+        """The file refused the kept lines whole: write the oldest of them in halving
+        pieces, so that a disk with room for some takes those (in chain order) and only
+        the rest is kept for the next try. True when all of them went in after all."""
+        assert self._file is not None
+        self._failed(error)  # counted, and the next try scheduled, whatever goes in now
+        lines, written, step = self._lines, 0, len(self._lines) // 2
+        while step and written < len(lines):
+            piece = lines[written : written + step]
+            try:
+                self._file.write(piece)
+            except OSError as refused:
+                error, step = refused, step // 2
+                continue
+            written += len(piece)
+        if written == len(lines):
+            return True
+        if written:
+            link = link_of(lines[written - 1])
+            assert link is not None  # every kept line is one the chain signed
+            self._written_end = (*link, self._file.current)
+            self._head_stale = True
+            self._lines = lines[written:]
+            self._to_sinks(lines[:written])
+        assert self.failure is not None
+        self.failure.error = error
+        self._settle(durable=False)
+        return False
 
     def _failed(self, error: OSError) -> None:
         failure = self.failure

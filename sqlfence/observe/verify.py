@@ -21,8 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from sqlfence.observe.filesink import chain_files, chain_of, chain_prefixes, link_of
+from sqlfence.observe.head import SUFFIX as HEAD_SUFFIX
 from sqlfence.observe.head import BadHead, Head, head_path, read_head
 from sqlfence.observe.integrity import GENESIS, Signer, read_key_file, split_line
+from sqlfence.observe.roster import SUFFIX as ROSTER_SUFFIX
+from sqlfence.observe.roster import BadRoster, base_of, is_being_written, read_roster, roster_path
 from sqlfence.observe.settings import AUDIT_KEY_ENV
 
 ALTERED = "altered"
@@ -87,18 +90,11 @@ def verify(path: str | Path, key: str | bytes | None = None) -> VerifyResult:
     """
     path = Path(path)
     directory = path if path.is_dir() else path.parent
-    signer = _signer(key, directory)
-    if signer is None:
-        return _failed(
-            VerifyError(
-                NO_KEY,
-                f"no key (or an empty one): pass one, set {AUDIT_KEY_ENV}, or put audit.key "
-                f"in {directory}",
-            )
-        )
     purges: set[int] = set()
     if path.is_dir():
-        chains = {prefix: chain_files(path, prefix) for prefix in chain_prefixes(path)}
+        # A chain whose files were all deleted still has its head: it is checked too.
+        names = sorted(set(chain_prefixes(path)) | set(_heads_in(path)))
+        chains = {prefix: chain_files(path, prefix) for prefix in names}
         whole = True
         heads_required = True
     elif path.is_file():
@@ -112,13 +108,23 @@ def verify(path: str | Path, key: str | bytes | None = None) -> VerifyResult:
         heads_required = False
     else:
         return _failed(VerifyError(EMPTY, f"{path} does not exist"))
-    if not chains:
+    if not chains and not (path.is_dir() and _rosters_in(path)):
         return _failed(VerifyError(EMPTY, f"no audit files in {path}"))
+    signer = _signer(key, directory)
+    if signer is None:
+        return _failed(
+            VerifyError(
+                NO_KEY,
+                f"no key (or an empty one): pass one, set {AUDIT_KEY_ENV}, or put audit.key "
+                f"in {directory}",
+            )
+        )
     # Heads are read before the files: a writer replaces its head after writing the lines it
     # names, so a live log read afterwards is never behind the head read first.
     heads = {name: _head_of(directory, name, paths, signer) for name, paths in chains.items()}
     checked = files = 0
     last: dict[str, int] = {}
+    checkers: dict[str, _ChainChecker] = {}
     for name, paths in chains.items():
         checker = _ChainChecker(signer, paths, whole)
         checker.purged_to.update(purges)
@@ -140,6 +146,13 @@ def verify(path: str | Path, key: str | bytes | None = None) -> VerifyResult:
         checked += checker.count
         files += checker.files
         last[name] = checker.expected - 1
+        checkers[name] = checker
+    if path.is_dir():
+        # Read after the files were listed: a writer enrolls before its first line, so
+        # every chain listed is already in the roster read now.
+        error = _check_rosters(path, checkers, signer)
+        if error is not None:
+            return VerifyResult(False, checked, files, tuple(chains), error, last)
     return VerifyResult(True, checked, files, tuple(chains), None, last)
 
 
@@ -151,7 +164,7 @@ def _head_of(
 ) -> Head | VerifyError | str | None:
     """The head that applies to ``paths`` (None: none applies; ``_NO_HEAD``: there is none;
     a VerifyError: the head file is not a head signed with this key)."""
-    prefix = chain_of(paths[0]) if paths else None
+    prefix = chain_of(paths[0]) if paths else name
     if prefix is None or chain_files(directory, prefix)[-1:] != paths[-1:]:
         return None  # not the chain's newest file: its head says nothing about it
     path = head_path(directory, prefix)
@@ -160,6 +173,79 @@ def _head_of(
     except BadHead as error:
         return VerifyError(ALTERED, str(error), path)
     return _NO_HEAD if head is None else head
+
+
+def _heads_in(directory: Path) -> list[str]:
+    """The chains that have a head in ``directory``."""
+    return [p.name[: -len(HEAD_SUFFIX)] for p in directory.glob(f"*{HEAD_SUFFIX}") if p.is_file()]
+
+
+def _rosters_in(directory: Path) -> list[str]:
+    """The prefixes that have a roster in ``directory``."""
+    return [p.name[: -len(ROSTER_SUFFIX)] for p in directory.glob(f"*{ROSTER_SUFFIX}")]
+
+
+def _check_rosters(
+    directory: Path, checkers: dict[str, _ChainChecker], signer: Signer
+) -> VerifyError | None:
+    """Every chain its roster lists must still be there, every chain enrolled must be
+    listed, and a roster started again over enrolled chains means one was deleted."""
+    bases = {base_of(name) for name in checkers} | set(_rosters_in(directory))
+    for base in sorted(bases):
+        path = roster_path(directory, base)
+        try:
+            listed = read_roster(path, signer)
+        except BadRoster as error:
+            return VerifyError(ALTERED, str(error), path)
+        ours = {name: c for name, c in checkers.items() if base_of(name) == base}
+        enrolled = sorted(name for name, c in ours.items() if c.roster is not None)
+        if listed is None:
+            if enrolled:
+                return VerifyError(
+                    MISSING,
+                    f"the roster {path.name} is missing (deleted?) while chain {enrolled[0]} "
+                    "is enrolled in it: whole chains deleted with it cannot be told",
+                    path,
+                )
+            continue  # logs from before rosters
+        for name in enrolled:
+            if name not in listed:
+                return VerifyError(
+                    MISSING,
+                    f"chain {name} was enrolled in {path.name} but the roster does not list "
+                    "it: the roster was replaced (an older copy?), and chains may be missing",
+                    path,
+                )
+        for name in sorted(listed - set(checkers)):
+            if chain_files(directory, name) or head_path(directory, name).exists():
+                continue  # started after the files were listed
+            if is_being_written(directory, name):
+                continue  # enrolled, first line not written yet
+            return VerifyError(
+                MISSING,
+                f"chain {name} is listed in {path.name} but its files and head are gone "
+                "(deleted): every event of it is missing",
+                path,
+            )
+        for name, checker in ours.items():
+            for seq, found, where, number in checker.roster_missing:
+                deleted = [c for c, end in found.items() if _enrolled_by(ours.get(c), end)]
+                if deleted:
+                    return VerifyError(
+                        MISSING,
+                        f"chain {name} found no roster at seq {seq} although chain "
+                        f"{deleted[0]} had been enrolled in one: the roster was deleted, and "
+                        "whole chains deleted with it cannot be told",
+                        where,
+                        number,
+                        seq,
+                    )
+    return None
+
+
+def _enrolled_by(checker: _ChainChecker | None, seq: int) -> bool:
+    """True when the chain says it was enrolled in its roster at or before ``seq``."""
+    return checker is not None and checker.enrolled_at is not None and checker.enrolled_at <= seq
 
 
 def _failed(error: VerifyError) -> VerifyResult:
@@ -193,6 +279,10 @@ class _ChainChecker:
         self.mac_at_head: str | None = None
         self.keeps_head: str | None = None  # the head file the chain's own events name
         self.end: tuple[Path, int] | None = None  # the last line checked
+        self.roster: str | None = None  # the roster the chain's events say it is enrolled in
+        self.enrolled_at: int | None = None  # the seq of the first event saying so
+        # (seq, {chain: its last seq}, file, line) of each audit.open that found no roster
+        self.roster_missing: list[tuple[int, dict[str, int], Path, int]] = []
 
     def run(self) -> None:
         for index, path in enumerate(self.paths):
@@ -225,11 +315,11 @@ class _ChainChecker:
             raise broken(MALFORMED, "the line has no MAC")
         body, mac = split
         if self.signer.mac(body) != mac:  # checked on the raw bytes, before any parsing
+            which = f"the event after seq {self.expected - 1}" if self.count else "the first event"
             hint = " (or the key is wrong)" if self.count == 0 else ""
             raise broken(
                 ALTERED,
-                f"the event after seq {self.expected - 1} does not match its MAC: it was "
-                f"changed, or written without the key{hint}",
+                f"{which} does not match its MAC: it was changed, or written without the key{hint}",
             )
         try:
             event: dict[str, Any] = json.loads(body)
@@ -256,7 +346,17 @@ class _ChainChecker:
             if isinstance(details, dict):
                 if isinstance(details.get("head"), str):
                     self.keeps_head = details["head"]
-                lost = details.get("head_invalid") or details.get("head_missing")
+                missing = details.get("roster_missing")
+                if event_type == "audit.open" and isinstance(missing, dict):
+                    ends = {str(c): n for c, n in missing.items() if isinstance(n, int)}
+                    self.roster_missing.append((seq, ends, path, number))
+                if isinstance(details.get("roster"), str) and self.roster is None:
+                    self.roster, self.enrolled_at = details["roster"], seq
+                lost = (
+                    details.get("head_invalid")
+                    or details.get("head_missing")
+                    or details.get("roster_invalid")
+                )
                 if event_type == "audit.open" and isinstance(lost, str):
                     # A writer reopened the chain without a head it could trust: whatever
                     # was cut before it cannot be told, so the log cannot verify.
@@ -283,7 +383,12 @@ class _ChainChecker:
             return
         if isinstance(head, VerifyError):
             raise _Broken(head)
-        path, number = self.end if self.end is not None else (self.paths[-1], 0)
+        if self.end is not None:
+            path, number = self.end
+        elif self.paths:
+            path, number = self.paths[-1], 0
+        else:  # no files left, only the head
+            path, number = Path(head.file if isinstance(head, Head) else self.keeps_head or ""), 0
         last = self.expected - 1 if self.count else 0
         if isinstance(head, str):
             if required and self.keeps_head is not None:

@@ -140,3 +140,26 @@ def test_a_key_file_that_cannot_be_made_is_an_audit_error(
         monkeypatch.setattr(os, "write", real)
     assert isinstance(raised.value, OperationalError)
     assert list(directory.iterdir()) == []
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
+def test_a_key_file_others_can_read_is_warned_about_once(tmp_path: Path, mode: int) -> None:
+    """Whoever reads the key can forge the log: a key file readable beyond its owner warns,
+    naming the mode and the fix; a 0600 one does not."""
+    from sqlfence.errors import AuditWarning
+    from sqlfence.observe.integrity import read_key_file
+
+    path = tmp_path / "audit.key"
+    path.write_bytes(b"k" * 32 + b"\n")
+    os.chmod(path, 0o600)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_key_file(path, create=False) == b"k" * 32
+    os.chmod(path, mode)
+    with pytest.warns(AuditWarning, match=rf"mode {mode:04o}.*chmod 600"):
+        read_key_file(path, create=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read_key_file(path, create=False)  # said once

@@ -170,3 +170,76 @@ def test_sync_group_commit_many_threads_share_fsyncs(
     assert missing == []
     assert syncs < 400
     assert verify(audit_dir).ok
+
+
+class _SmallDisk:
+    """``os`` for filesink with ``room`` bytes left (None: unlimited); a write past it takes
+    what fits and then fails with ENOSPC, and a cut back returns the room."""
+
+    def __init__(self) -> None:
+        self.room: int | None = None
+
+    def write(self, fd: int, data: Any) -> int:
+        if self.room is None:
+            return os.write(fd, data)
+        if self.room <= 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        taken = os.write(fd, bytes(data[: self.room]))
+        self.room -= taken
+        return taken
+
+    def ftruncate(self, fd: int, size: int) -> None:
+        if self.room is not None:
+            self.room += os.fstat(fd).st_size - size
+        os.ftruncate(fd, size)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(os, name)
+
+
+@pytest.mark.filterwarnings("ignore::sqlfence.errors.AuditWarning")  # continue warns
+@pytest.mark.parametrize("room_lines", [1, 7, 50, 199])
+def test_a_disk_with_room_for_some_kept_lines_takes_those(
+    audit_dir: Path, monkeypatch: pytest.MonkeyPatch, room_lines: int
+) -> None:
+    """Kept lines are not all-or-nothing: when the disk has room for some, the oldest that
+    fit are written (in order, whole) and only the rest wait; closing while the disk stays
+    full loses only those, and what was written verifies."""
+    small = _SmallDisk()
+    monkeypatch.setattr(filesink, "os", small)
+    settings = AuditSettings(directory=audit_dir, on_audit_failure="continue")
+    log = AuditLog(settings)
+    log.emit("sandbox.step", details={"n": 0})
+    assert log.flush()
+    small.room = 0
+    for n in range(1, 200):
+        log.emit("sandbox.step", details={"n": n, "pad": "x" * 100})
+    _until(lambda: log.stats()["failing"] is not None, "the failure")
+    small.room = room_lines * 600  # a padded step line is about 450 bytes
+    log.close()
+    events = audit_events(audit_dir)
+    steps = [e["details"]["n"] for e in events if e["event_type"] == "sandbox.step"]
+    assert steps == list(range(len(steps)))  # a prefix, in order, none twice
+    longest = max(map(len, _whole_lines(audit_dir).splitlines(keepends=True)))
+    # What fitted was written: all of it, or until there was no room for one more line.
+    assert len(steps) == 200 or small.room < longest
+    assert len(steps) > 1
+    result = verify(audit_dir)
+    # Cut at its end by the full disk: the head is behind or at the last line, never ahead.
+    assert result.ok, result
+
+
+@pytest.mark.parametrize("batch", [1, 3, 40])
+def test_no_file_grows_past_max_bytes_but_by_one_oversized_batch(
+    tmp_path: Path, batch: int
+) -> None:
+    sink = FileSink(tmp_path, "audit", max_bytes=1000, rotate_daily=False, sync=False)
+    line = b'{"n":0,"pad":"%s"}\n' % (b"x" * 80)  # 100 bytes
+    for _ in range(30):
+        sink.write([line] * batch)
+    sink.close()
+    files = chain_files(tmp_path, "audit")
+    assert sum(p.stat().st_size for p in files) == 30 * batch * len(line)
+    for path in files:
+        size = path.stat().st_size
+        assert size <= 1000 or size == batch * len(line), (path.name, size)

@@ -88,11 +88,12 @@ def test_no_key_and_no_files_are_failures(tmp_path: Path, monkeypatch: pytest.Mo
     """verify never passes without a key (an empty key file included) or without any event
     to check."""
     monkeypatch.delenv("SQLFENCE_AUDIT_KEY", raising=False)
+    assert verify(tmp_path, key="k").first_error.kind == "empty"  # type: ignore[union-attr]
+    (tmp_path / "audit-20260101-000001.jsonl").write_bytes(b'{"seq":1}\n')
     assert verify(tmp_path).first_error.kind == "no_key"  # type: ignore[union-attr]
     (tmp_path / "audit.key").write_bytes(b"")  # as a crash used to leave it
     assert verify(tmp_path).first_error.kind == "no_key"  # type: ignore[union-attr]
     (tmp_path / "audit.key").unlink()
-    assert verify(tmp_path, key="k").first_error.kind == "empty"  # type: ignore[union-attr]
     assert verify(tmp_path / "missing.jsonl", key="k").first_error.kind == "empty"  # type: ignore[union-attr]
 
 
@@ -108,3 +109,24 @@ def test_the_key_file_beside_the_log_is_found(
     assert result.ok
     assert "verified" in str(result)
     assert AuditLog.verify(tmp_path).ok
+
+
+def test_a_path_without_a_log_says_so_before_asking_for_a_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SQLFENCE_AUDIT_KEY", raising=False)
+    for path in (tmp_path, tmp_path / "missing"):
+        result = verify(path)
+        assert result.first_error is not None
+        assert result.first_error.kind == "empty", result
+
+
+def test_a_first_line_altered_is_named_as_the_first_event(audit_dir: Path) -> None:
+    with AuditLog(AuditSettings(directory=audit_dir)) as log:
+        log.emit("sandbox.step")
+    (path,) = chain_files(audit_dir, "audit")
+    path.write_bytes(path.read_bytes().replace(b'"audit.open"', b'"audit.opem"', 1))
+    result = verify(audit_dir)
+    assert result.first_error is not None
+    assert "the first event does not match its MAC" in result.first_error.message
+    assert "seq -1" not in str(result)
