@@ -28,6 +28,7 @@ SLOW_QUERY = "slow_query"
 DENIAL_BURST = "denial_burst"
 ERROR_RATE = "error_rate"
 RESOURCE = "resource"
+_DOWN_FOR_S = 60.0  # after failing every retry, a webhook is tried once per alert this long
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,8 @@ class AlertDispatcher:
         self._backoff = backoff
         self.delivered = 0
         self.failures = 0
+        self._deadline: float | None = None  # set by close(): nothing waits past it
+        self._down_until: dict[str, float] = {}  # webhooks that failed every retry lately
         self._worker = BatchWorker(
             "sqlfence-alerts",
             self._deliver,
@@ -102,8 +105,14 @@ class AlertDispatcher:
         return self._worker.flush(timeout)
 
     def close(self) -> None:
-        """Deliver what is queued, stop the thread."""
-        self._worker.close(timeout=max(self._timeout * (self._retries + 1), 1.0))
+        """Deliver what is queued within one webhook ``timeout`` in all, stop the thread.
+
+        A webhook that does not answer never holds ``close()`` (or the interpreter's exit)
+        longer than that: what could not be delivered by then is counted in ``failures``.
+        """
+        budget = max(self._timeout, 0.1)
+        self._deadline = time.monotonic() + budget
+        self._worker.close(timeout=budget + 0.5)
         lifecycle.unregister(self, lifecycle.ALERTS)
 
     def at_exit(self) -> None:
@@ -131,13 +140,28 @@ class AlertDispatcher:
                     else:
                         self.failures += 1
 
+    def _remaining(self) -> float:
+        """Seconds a post may take now: the timeout, or what is left before close's end."""
+        if self._deadline is None:
+            return self._timeout
+        return min(self._timeout, self._deadline - time.monotonic())
+
     def _post(self, url: str, body: bytes) -> bool:
         delay = self._backoff
-        for attempt in range(self._retries + 1):
+        # A webhook that just failed every retry gets one attempt per alert until it answers
+        # again, so a dead receiver does not cost each alert the whole backoff.
+        retries = 0 if self._down_until.get(url, 0.0) > time.monotonic() else self._retries
+        reason = "closing: no time left to deliver"
+        attempt = 0
+        for attempt in range(retries + 1):
+            timeout = self._remaining()
+            if timeout <= 0:
+                break
             request = urllib.request.Request(url, data=body, headers=self._headers, method="POST")
             try:
-                with urllib.request.urlopen(request, timeout=self._timeout) as response:
+                with urllib.request.urlopen(request, timeout=timeout) as response:
                     response.read()
+                self._down_until.pop(url, None)
                 return True
             except urllib.error.HTTPError as error:
                 if error.code < 500:  # the receiver refuses it; asking again will not help
@@ -146,8 +170,9 @@ class AlertDispatcher:
                 reason = f"HTTP {error.code}"
             except (OSError, ValueError) as error:
                 reason = str(error)
-            if attempt < self._retries:
-                time.sleep(delay)
+            if attempt < retries:
+                time.sleep(max(0.0, min(delay, self._remaining())))
                 delay *= 2
+        self._down_until[url] = time.monotonic() + _DOWN_FOR_S
         logger.error("webhook %s unreachable after %d attempts: %s", url, attempt + 1, reason)
         return False

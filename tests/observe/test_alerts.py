@@ -153,3 +153,42 @@ def test_a_full_alert_queue_drops_and_counts() -> None:
     assert dispatcher.dropped >= 7
     hold.set()
     dispatcher.close()
+
+
+def test_a_webhook_that_never_answers_does_not_hold_close() -> None:
+    """A receiver that takes the connection and never answers: close() gives up within one
+    webhook timeout in all (not each alert's retries), counting the undelivered alerts."""
+    import socket
+
+    with socket.socket() as dead:
+        dead.bind(("127.0.0.1", 0))
+        dead.listen(64)  # connections complete in the backlog; nothing ever answers
+        url = f"http://127.0.0.1:{dead.getsockname()[1]}/"
+        dispatcher = AlertDispatcher(webhooks=(url,), retries=3, backoff=0.5, timeout=1)
+        for n in range(20):
+            dispatcher.dispatch(Alert("resource", f"cpu {n}"))
+        closing = threading.Thread(target=dispatcher.close, daemon=True)
+        closing.start()
+        # A hang detector, far below the old cost (20 alerts x 4 attempts x 1 s + backoff).
+        closing.join(30)
+        assert not closing.is_alive(), "close() waited on a dead webhook"
+    assert dispatcher.failures == 20
+    assert dispatcher.delivered == 0
+
+
+def test_a_webhook_that_failed_every_retry_is_tried_once_per_alert(webhook: Webhook) -> None:
+    """After a webhook failed all its retries, the next alerts try it once each until it
+    answers again (then retries return)."""
+    webhook.statuses.extend([503] * 4 + [503] + [503])
+    dispatcher = AlertDispatcher(webhooks=(webhook.url,), retries=3, backoff=0.01)
+    dispatcher.dispatch(Alert("slow_query", "first"))  # 4 attempts, all 503
+    dispatcher.flush(10)
+    dispatcher.dispatch(Alert("slow_query", "second"))  # down: one attempt (503)
+    dispatcher.flush(10)
+    dispatcher.dispatch(Alert("slow_query", "third"))  # one attempt (503)
+    dispatcher.flush(10)
+    assert webhook.statuses == []
+    assert dispatcher.failures == 3
+    dispatcher.dispatch(Alert("slow_query", "fourth"))  # answers: 200, delivered
+    dispatcher.close()
+    assert [a["message"] for a in webhook.received] == ["fourth"]
