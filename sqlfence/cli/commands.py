@@ -84,6 +84,7 @@ def policy_learn(args: argparse.Namespace, out: Output) -> int:
 
     from sqlfence.cli.audit import audit_log
     from sqlfence.observe import query_events
+    from sqlfence.policies.learning import Seen, learned_policy
 
     audit_log(args.audit)
     events = query_events(
@@ -101,17 +102,19 @@ def policy_learn(args: argparse.Namespace, out: Output) -> int:
             FAILED,
         )
     fingerprints = sorted(shapes)
-    base: dict[str, object] = {}
-    if args.base:
-        base = dict(load_policy(args.base).resolve(args.agent).model_dump(exclude_unset=True))
-    base["allowlist"] = fingerprints
+    learned = learned_policy(
+        fingerprints, Seen.of(events), base=args.base, agent_id=args.agent, tenant=args.tenant
+    )
     if out.json:
-        out.document({"statements": len(events), "shapes": shapes, "policy": base}, indent=2)
+        out.document({"statements": len(events), "shapes": shapes, "policy": learned}, indent=2)
         return OK
     out.line(f"# learned from {len(events)} statements in {args.audit}: {len(fingerprints)} shapes")
+    if not args.base:
+        out.line("# no --base: the limits the agent ran under are unknown, so these are as")
+        out.line("# strict as what was seen (pass --base POLICY to keep that policy's rules)")
     for fingerprint in fingerprints:
         out.line(f"#   {fingerprint}: {one_line(shapes[fingerprint])}")  # one comment line
-    out.stream.write(yaml.safe_dump(base, sort_keys=False))
+    out.stream.write(yaml.safe_dump(learned, sort_keys=False))
     return OK
 
 

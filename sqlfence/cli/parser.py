@@ -138,7 +138,12 @@ def build(json_errors: bool = False) -> argparse.ArgumentParser:
     learn = actions.add("learn", "an allowlist of the statement shapes in an audit log")
     learn.add_argument("audit", metavar="AUDIT", help="audit log directory or file")
     learn.add_argument("--agent", "--agent-id", dest="agent", help="only this agent's statements")
-    learn.add_argument("--base", help="policy file whose keys the learned policy keeps")
+    learn.add_argument(
+        "--base",
+        help="the policy the agent ran under: the learned file is this one, every section "
+        "kept, with the allowlist added to the agent's rules (learning never loosens a limit)",
+    )
+    learn.add_argument("--tenant", help="the agent's tenant (its rules in the base's tenants:)")
     learn.set_defaults(run=commands.policy_learn)
 
     _audit_commands(sub, audit)

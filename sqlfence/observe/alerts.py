@@ -173,6 +173,8 @@ class AlertDispatcher:
             if attempt < retries:
                 time.sleep(max(0.0, min(delay, self._remaining())))
                 delay *= 2
+        was_down = url in self._down_until
         self._down_until[url] = time.monotonic() + _DOWN_FOR_S
-        logger.error("webhook %s unreachable after %d attempts: %s", url, attempt + 1, reason)
+        if not was_down:  # said once per outage; ``failures`` counts every alert
+            logger.error("webhook %s unreachable after %d attempts: %s", url, attempt + 1, reason)
         return False

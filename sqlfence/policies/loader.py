@@ -39,6 +39,14 @@ def load_policy(source: PolicySource) -> PolicySet:
     return _from_mapping(data, lines, name)
 
 
+def read_policy_data(source: str | os.PathLike[str]) -> dict[str, Any]:
+    """The mapping a policy file (or YAML text) holds, as written: sections and all, not
+    resolved. Raises PolicyError as ``load_policy`` does."""
+    text, name = _read(source)
+    data, _ = _parse_yaml(text, name)
+    return dict(data)
+
+
 def validate(data: Mapping[str, Any], origins: Mapping[str, str]) -> Policy:
     """A ``Policy`` from a flat mapping; errors name the key and where it was written."""
     try:

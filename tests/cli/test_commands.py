@@ -109,3 +109,26 @@ def test_policy_learn_json(demo_audit: Path) -> None:
     learned = json.loads(done.stdout)
     assert learned["policy"]["allowlist"] == sorted(learned["shapes"])
     assert "SELECT id, total FROM orders" in learned["shapes"].values()
+
+
+def test_policy_learn_keeps_the_base_file_and_never_loosens(demo_audit: Path) -> None:
+    """--base: the whole file comes back (tenants, other agents), the allowlist in the
+    agent's own section; without --base the policy is capped by what ran: the demo's
+    analyst deleted in its sandbox (so not read-only) and read at most 5 rows."""
+    import yaml
+
+    base = Path(__file__).resolve().parents[2] / "policies" / "analyst.yaml"
+    done = cli("policy", "learn", str(demo_audit), "--agent", "analyst", "--base", str(base))
+    assert done.returncode == 0, done.stderr
+    learned = yaml.safe_load(done.stdout)
+    original = yaml.safe_load(base.read_text())
+    assert learned["tenants"] == original["tenants"]
+    assert learned["default"] == original["default"]
+    assert learned["agents"]["loader"] == original["agents"]["loader"]
+    assert learned["agents"]["analyst"]["allowlist"]
+    bare = cli("policy", "learn", str(demo_audit), "--agent", "analyst")
+    assert bare.returncode == 0, bare.stderr
+    strict = yaml.safe_load(bare.stdout)
+    assert strict["read_only"] is False
+    assert strict["max_rows"] == 5
+    assert "no --base" in bare.stdout
