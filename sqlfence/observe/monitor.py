@@ -247,7 +247,7 @@ class Monitor:
                 Alert(
                     DENIAL_BURST,
                     f"{count} statements denied within {self.settings.denial_window_s:g} s"
-                    f" (last: {decision.rule or 'denied'})",
+                    f"; the last: {_last_reason(decision)}",
                     value=count,
                     threshold=threshold,
                     details=_statement_details(decision, sql),
@@ -442,3 +442,11 @@ def _statement_details(decision: Decision, sql: str) -> dict[str, Any]:
     if decision.rule is not None:
         details["rule"] = decision.rule
     return details
+
+
+def _last_reason(decision: Decision) -> str:
+    """Why the last statement of a burst was denied, as a person reads it (its rule)."""
+    if not decision.reasons:
+        return "denied"
+    reason = decision.reasons[0]
+    return f"{reason.message} ({reason.rule})"

@@ -103,6 +103,10 @@ def test_a_burst_of_denials_alerts() -> None:
     assert alert.kind == "denial_burst"
     assert alert.value == 3
     assert alert.details["rule"] == "deny_tables"
+    # The message says why the last one was denied, as a person reads it.
+    assert alert.message.endswith(
+        "the last: table main.secrets is on the deny list (deny_tables)"
+    ), alert.message
     monitor.close()
 
 
