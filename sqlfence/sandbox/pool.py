@@ -103,6 +103,7 @@ class SandboxPool:
         self._replenish_s: deque[float] = deque(maxlen=1000)
         self._reset_s: deque[float] = deque(maxlen=1000)
         self._last_error: str | None = None
+        self._last_create_error: tuple[str, float] | None = None  # message, epoch seconds
         self._discarding: list[threading.Thread] = []
         self._thread = threading.Thread(target=self._run, name="sqlfence-pool", daemon=True)
         if warmup:
@@ -202,6 +203,7 @@ class SandboxPool:
             sandbox = AgentSandbox.create(agent_id=POOL_AGENT, **self._options)
         except Exception as error:
             self._last_error = str(error)
+            self._last_create_error = (str(error), time.time())
             self._count("create_failures")
             raise
         try:
@@ -318,13 +320,18 @@ class SandboxPool:
     # -- the rest --------------------------------------------------------------------------
 
     def metrics(self) -> dict[str, Any]:
-        """Counters (hits, misses, waits, ...), sizes, and replenish / reset times in ms."""
+        """Counters (hits, misses, waits, ...), sizes, replenish / reset times in ms, and the
+        last create error (``last_create_error``, its message, ``last_create_error_at``, when:
+        epoch seconds), so a pool that cannot refill says why; None for both until one fails."""
         with self._cond:
             counts = dict(self._metrics)
             counts.update(idle=len(self._idle), leased=len(self._leased),
                           creating=self._creating)  # fmt: skip
+        failed = self._last_create_error
         return {
             **counts,
+            "last_create_error": failed[0] if failed else None,
+            "last_create_error_at": failed[1] if failed else None,
             **_summary("replenish_ms", list(self._replenish_s)),
             **_summary("reset_ms", list(self._reset_s)),
         }

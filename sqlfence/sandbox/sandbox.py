@@ -22,8 +22,8 @@ from sqlfence.policies.model import Policy
 from sqlfence.proxy.connect import connect
 from sqlfence.proxy.connection import GuardedConnection
 from sqlfence.sandbox import lifecycle, naming, snapshotting
-from sqlfence.sandbox.backends.base import Backend, Namespace
-from sqlfence.sandbox.credentials import Credentials, urls
+from sqlfence.sandbox.backends.base import Backend, Namespace, NothingMade
+from sqlfence.sandbox.credentials import Credentials, CredentialsMissing, urls
 from sqlfence.sandbox.limits import Limits, build_limits, build_policy
 from sqlfence.sandbox.registry import Owner, Record, Registry
 from sqlfence.sandbox.runtimes import runtime_for
@@ -152,13 +152,11 @@ class AgentSandbox:
         registry.put(record)  # first, so a crash from here on is found by the reaper
         try:
             namespace = database.create(name, settings, policy, labels)
-        except BaseException:
-            database.drop(name)
-            registry.remove(name)
-            database.close()
+            record = replace(record, location=namespace.location)
+            registry.put(record)
+        except BaseException as error:
+            _undo_create(database, registry, name, error)
             raise
-        record = replace(record, location=namespace.location)
-        registry.put(record)
         if audit is None and audit_log and audit_log.get("enabled", True):
             audit = dict(audit_log)
         sandbox = cls(
@@ -576,6 +574,19 @@ class AgentSandbox:
 
     def __repr__(self) -> str:
         return f"<AgentSandbox {self._backend.name}:{self.name} {self.state}>"
+
+
+def _undo_create(database: Backend, registry: Registry, name: str, error: BaseException) -> None:
+    """After a failed create: drop what it made, then forget the record. A drop that fails
+    keeps the record, for gc to try again, unless the create never reached its server."""
+    try:
+        if not isinstance(error, (NothingMade, CredentialsMissing)):
+            database.drop(name)
+    except Exception:
+        return  # the namespace may exist: the record is how gc finds it
+    finally:
+        database.close()
+    registry.remove(name)
 
 
 RESOURCE_INTERVAL_S = 5.0

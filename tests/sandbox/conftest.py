@@ -142,6 +142,30 @@ def password_server() -> Iterator[PasswordServer]:
         server.stop()
 
 
+SMALL_MAX_CONNECTIONS = 20
+
+
+@pytest.fixture(scope="session")
+def small_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server restarted with ``max_connections`` = SMALL_MAX_CONNECTIONS."""
+    bindir = find_bindir()
+    if bindir is None:
+        missing("PostgreSQL (initdb, pg_ctl)")
+        raise AssertionError("unreachable")
+    server = PostgresServer(bindir)
+    server.start()
+    try:
+        options = (
+            f"-p {server.port} -k {server.root} -c listen_addresses=127.0.0.1 -c fsync=off "
+            f"-c synchronous_commit=off -c max_connections={SMALL_MAX_CONNECTIONS}"
+        )
+        server._run(str(bindir / "pg_ctl"), "-D", str(server.data), "-o", options,
+                    "-l", str(server.root / "server.log"), "-w", "-t", "60", "restart")  # fmt: skip
+        yield server
+    finally:
+        server.stop()
+
+
 def _asks_for_password(url: str) -> bool:
     import psycopg
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,9 +11,10 @@ import psycopg
 import pytest
 
 import sqlfence
-from sqlfence.sandbox import AgentSandbox, SnapshotCorrupt, naming
+from sqlfence.sandbox import AgentSandbox, Registry, SandboxPool, SnapshotCorrupt, naming
+from sqlfence.sandbox.backends import postgres_admin
 from tests.postgres_server import PostgresServer
-from tests.sandbox.conftest import count_rows, flip_byte
+from tests.sandbox.conftest import SMALL_MAX_CONNECTIONS, count_rows, flip_byte
 
 pytestmark = pytest.mark.postgres
 
@@ -208,4 +210,69 @@ def test_a_dead_server_is_a_sandbox_error(tmp_path: Path) -> None:
             backend="postgres",
             server_url="postgresql://postgres@127.0.0.1:1/postgres",
             root=tmp_path,
+        )
+
+
+def test_a_create_that_cannot_reach_its_server_leaves_no_record(root: Path) -> None:
+    """A failed create leaves no registry record and no namespace behind it."""
+    with pytest.raises(sqlfence.SandboxError):
+        _create("postgresql://postgres@127.0.0.1:1/postgres", root, agent_id="a1")
+    assert Registry(root).records() == []
+
+
+def test_a_create_that_fails_after_its_namespace_leaves_nothing(server: str, root: Path) -> None:
+    """A create that fails once its database exists (a golden dataset that is not there)
+    drops the database and role and forgets the record (the fixture checks the server)."""
+    with pytest.raises(sqlfence.SandboxError):
+        _create(server, root, agent_id="a1", load_snapshot="no-such-snapshot")
+    assert Registry(root).records() == []
+
+
+def test_a_pool_that_cannot_refill_says_why(root: Path) -> None:
+    """The pool's metrics carry the last create error and when it happened."""
+    before = time.time()
+    with SandboxPool(size=1, warmup=False, backend="postgres",
+                     server_url="postgresql://postgres@127.0.0.1:1/postgres", root=root,
+                     acquire_timeout=0) as pool:  # fmt: skip
+        deadline = time.monotonic() + 30
+        while pool.metrics()["create_failures"] == 0:
+            assert time.monotonic() < deadline, "the replenisher never tried"
+            time.sleep(0.02)
+        metrics = pool.metrics()
+    assert "127.0.0.1:1" in metrics["last_create_error"]
+    assert before <= metrics["last_create_error_at"] <= time.time()
+    assert Registry(root).records() == []
+
+
+def test_live_sandboxes_outnumber_the_servers_max_connections(
+    small_server: PostgresServer, root: Path
+) -> None:
+    """Idle sandboxes hold no server connection: twice max_connections of them live at once,
+    each still usable, and the server sees only the few connections of the shared admin pool."""
+    url = small_server.url
+    with psycopg.connect(url, autocommit=True) as admin:
+        limit = int(admin.execute("SHOW max_connections").fetchone()[0])
+    assert limit == SMALL_MAX_CONNECTIONS
+    sandboxes = []
+    try:
+        for i in range(2 * limit):
+            sandboxes.append(_create(url, root, agent_id=f"a{i}"))
+        for sb in (sandboxes[0], sandboxes[-1]):
+            with sb.get_connection() as conn:
+                conn.execute("CREATE TABLE t (a integer)")
+        assert _other_sessions(url) <= postgres_admin.IDLE
+    finally:
+        for sb in sandboxes:
+            sb.destroy()
+    assert _sandbox_objects(url) == ([], [])
+    assert _other_sessions(url) == 0  # the last sandbox gone, its pool closed
+
+
+def _other_sessions(url: str) -> int:
+    with psycopg.connect(url, autocommit=True) as admin:
+        return int(
+            admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
+                "AND pid <> pg_backend_pid()"
+            ).fetchone()[0]
         )

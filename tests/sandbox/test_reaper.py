@@ -105,10 +105,8 @@ def test_sigkilled_child_leaves_nothing_postgres(
         assert len(reap(root)) == 3
         assert backend.names() == []
         assert backend.roles() == []
-        with backend._connection().execute(
-            "SELECT count(*) FROM pg_database WHERE datname ~ %s", (naming.PATTERN,)
-        ) as cursor:
-            assert cursor.fetchone()[0] == 0
+        query = "SELECT count(*) FROM pg_database WHERE datname ~ %s"
+        assert backend._query(query, (naming.PATTERN,)) == [(0,)]
     finally:
         backend.close()
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from sqlfence.errors import SandboxError
 from sqlfence.policies.model import Policy
 from sqlfence.sandbox.limits import Limits
 
@@ -33,6 +34,11 @@ class Contents:
     schema_digest: str = ""
 
 
+class NothingMade(SandboxError):
+    """``create`` failed before it made anything (its server did not answer): there is
+    nothing for a reaper to remove."""
+
+
 @runtime_checkable
 class Backend(Protocol):
     """One database kind. ``name`` is what ``AgentSandbox.create(backend=...)`` takes."""
@@ -45,7 +51,8 @@ class Backend(Protocol):
     def create(
         self, name: str, limits: Limits, policy: Policy, labels: dict[str, Any]
     ) -> Namespace:
-        """Make namespace ``name`` with its own least-privilege role. Raises SandboxError."""
+        """Make namespace ``name`` with its own least-privilege role. Raises SandboxError;
+        NothingMade when it failed before making anything."""
         ...
 
     def drop(self, name: str) -> None:

@@ -11,6 +11,10 @@ sqlfence runs alone (``managed``), PUBLIC may not connect to ``postgres`` or ``t
 In-server snapshots are ``CREATE DATABASE ... TEMPLATE`` clones; portable ones are pg_dump
 archives. A restore is built beside the live database and swapped in only once verified.
 
+A backend holds no connection between operations: admin statements run on a connection of
+the server's shared pool (``postgres_admin``), statements inside a sandbox's database on a
+connection opened for them and closed after.
+
 pg_dump and pg_restore get the admin password in their own environment (``PGPASSWORD``),
 never on their command line, and write their files 0600. An admin URL without a password
 leaves libpq to find one (PGPASSWORD, a password file, a service file); when the server asks
@@ -28,6 +32,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -35,8 +40,9 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from sqlfence.errors import ConfigurationError, SandboxError
 from sqlfence.policies.model import Policy
 from sqlfence.sandbox import credentials, naming, private_files
+from sqlfence.sandbox.backends import postgres_admin
 from sqlfence.sandbox.backends import postgres_grants as grants
-from sqlfence.sandbox.backends.base import Contents, Namespace
+from sqlfence.sandbox.backends.base import Contents, Namespace, NothingMade
 from sqlfence.sandbox.limits import Limits
 from sqlfence.sandbox.snapshots import SnapshotCorrupt
 
@@ -70,7 +76,7 @@ class PostgresBackend:
         self.server_url = server_url
         self.managed = managed
         self._confined = False
-        self._admin: Any = None
+        self._pool: postgres_admin.AdminPool | None = None
         self._lock = threading.Lock()
 
     # -- namespaces ------------------------------------------------------------------
@@ -106,6 +112,7 @@ class PostgresBackend:
             sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)),
             *self._closed(name, {**labels, "role": name, "read_only": read_only}),
         ]
+        self._reach()
         try:
             self._confine_server()
             self._run(*statements)
@@ -254,11 +261,13 @@ class PostgresBackend:
         self._swap_in(name, staging)
 
     def close(self) -> None:
-        """Close the admin connection."""
+        """Let go of the server's admin pool (the last backend on it closes its connections).
+
+        The backend stays usable: its next operation takes the pool again."""
         with self._lock:
-            if self._admin is not None:
-                self._admin.close()
-                self._admin = None
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            postgres_admin.release(pool)
 
     # -- plumbing --------------------------------------------------------------------
 
@@ -308,6 +317,15 @@ class PostgresBackend:
             ),
         ]
 
+    def _reach(self) -> None:
+        """Take an admin connection (and give it back): NothingMade when the server does not
+        answer, so a create that cannot start leaves nothing to clean up."""
+        try:
+            with self._admin():
+                pass
+        except self._psycopg.OperationalError as error:
+            raise NothingMade(f"PostgreSQL server {self._where()}: {error}") from error
+
     def _confine_server(self) -> None:
         """On a managed server, once: PUBLIC may not connect to postgres or template1."""
         if self.managed and not self._confined:
@@ -351,8 +369,7 @@ class PostgresBackend:
         )
 
     def _run(self, *statements: Any) -> None:
-        with self._lock, self._named_errors():
-            admin = self._connection()
+        with self._named_errors(), self._admin() as admin:
             for statement in statements:
                 admin.execute(statement)
 
@@ -362,8 +379,8 @@ class PostgresBackend:
                 conn.execute(statement)
 
     def _query(self, query: str, params: tuple[Any, ...] = ()) -> list[Any]:
-        with self._lock, self._named_errors():
-            return list(self._connection().execute(query, params or None).fetchall())
+        with self._named_errors(), self._admin() as admin:
+            return list(admin.execute(query, params or None).fetchall())
 
     @contextmanager
     def _named_errors(self) -> Iterator[None]:
@@ -374,22 +391,17 @@ class PostgresBackend:
         except self._psycopg.Error as error:
             raise SandboxError(f"PostgreSQL server {self._where()}: {error}") from error
 
-    def _connection(self) -> Any:
-        if self._admin is None or self._admin.closed:
-            self._admin = self._connect_admin(self.server_url)
-        return self._admin
+    def _admin(self) -> Any:
+        """An admin connection of the server's shared pool, for one ``with`` block."""
+        with self._lock:
+            if self._pool is None:
+                connect = partial(_connect_admin, self._psycopg, self.server_url)
+                self._pool = postgres_admin.shared(self.server_url, connect)
+            pool = self._pool
+        return pool.connection()
 
     def _connect(self, database: str) -> Any:
-        return self._connect_admin(self._admin_url(database))
-
-    def _connect_admin(self, url: str) -> Any:
-        try:
-            return self._psycopg.connect(url, autocommit=True)
-        except self._psycopg.OperationalError as error:
-            lacking = _credentials_error(error, url)
-            if lacking is None:
-                raise
-            raise lacking from error
+        return _connect_admin(self._psycopg, self._admin_url(database))
 
     def _url(self, database: str, user: str | None = None, password: str | None = None) -> str:
         """A URL of ``database`` as ``user`` (default: the admin, with the admin's password)."""
@@ -433,6 +445,17 @@ class PostgresBackend:
             if "no password supplied" in message:
                 raise credentials.missing(self.name, self.server_url) from None
             raise SandboxError(f"{program} failed: {message}")
+
+
+def _connect_admin(psycopg: Any, url: str) -> Any:
+    """A new autocommit connection to ``url``; CredentialsMissing when it wants a password."""
+    try:
+        return psycopg.connect(url, autocommit=True)
+    except psycopg.OperationalError as error:
+        lacking = _credentials_error(error, url)
+        if lacking is None:
+            raise
+        raise lacking from error
 
 
 def _credentials_error(error: Exception, url: str) -> Exception | None:
