@@ -13,6 +13,7 @@ import pytest
 import sqlfence
 from sqlfence.sandbox import AgentSandbox, Registry, SandboxPool, SnapshotCorrupt, naming
 from sqlfence.sandbox.backends import postgres_admin
+from sqlfence.sandbox.backends.postgres import PostgresBackend
 from tests.postgres_server import PostgresServer
 from tests.sandbox.conftest import SMALL_MAX_CONNECTIONS, count_rows, flip_byte
 
@@ -276,3 +277,48 @@ def _other_sessions(url: str) -> int:
                 "AND pid <> pg_backend_pid()"
             ).fetchone()[0]
         )
+
+
+def test_a_clone_changed_in_form_only_is_refused(server: str, root: Path) -> None:
+    """Changes that keep values equal but not identical (1.0 to 1.00, 0 to -0, a JSON
+    document's spacing, a timestamp's zone-free shift by a second) are caught too."""
+    changes = (
+        "UPDATE kinds SET amount = 1.00",
+        "UPDATE kinds SET ratio = '-0'",
+        """UPDATE kinds SET doc = '{"a":  1}'""",
+        "UPDATE kinds SET at = at + interval '1 second'",
+    )
+    with _create(server, root, agent_id="a1") as sb:
+        with sb.get_connection() as conn:
+            conn.execute(
+                "CREATE TABLE kinds (amount numeric, ratio float8, doc json, at timestamp, "
+                "tags text[])"
+            )
+            conn.execute("""INSERT INTO kinds VALUES (1.0, 0, '{"a": 1}', '2024-01-01', '{x,y}')""")
+        for number, change in enumerate(changes):
+            clone = sb.create_snapshot(f"s{number}").clone
+            with psycopg.connect(server, autocommit=True) as admin:
+                admin.execute(f'ALTER DATABASE "{clone}" ALLOW_CONNECTIONS true')
+            with psycopg.connect(server.rsplit("/", 1)[0] + f"/{clone}", autocommit=True) as c:
+                assert c.execute(change).rowcount == 1
+            with pytest.raises(SnapshotCorrupt, match="digest"):
+                sb.restore_snapshot(f"s{number}")
+            sb.delete_snapshot(f"s{number}")
+
+
+def test_an_older_versions_digest_is_still_checked(server: str, root: Path) -> None:
+    """An in-server snapshot whose manifest has an older version's digest restores, and is
+    refused once its clone differs."""
+    with _create(server, root, agent_id="a1") as sb:
+        _fill(sb)
+        clone = sb.create_snapshot("before").clone
+        assert clone is not None
+        backend = sb.backend
+        assert isinstance(backend, PostgresBackend)
+        old = backend._digest_v1(sb.name)
+        backend.restore_clone(sb.name, clone, old)
+        assert count_rows(sb) == 10
+        with sb.get_connection() as conn:
+            conn.execute("DELETE FROM entities WHERE id = 1")
+        with pytest.raises(SnapshotCorrupt, match="digest"):
+            backend.restore_clone(sb.name, clone, backend._digest_v1(sb.name))

@@ -41,6 +41,7 @@ from sqlfence.errors import ConfigurationError, SandboxError
 from sqlfence.policies.model import Policy
 from sqlfence.sandbox import credentials, naming, private_files
 from sqlfence.sandbox.backends import postgres_admin
+from sqlfence.sandbox.backends import postgres_digest as content_digest
 from sqlfence.sandbox.backends import postgres_grants as grants
 from sqlfence.sandbox.backends.base import Contents, Namespace, NothingMade
 from sqlfence.sandbox.limits import Limits
@@ -217,7 +218,7 @@ class PostgresBackend:
                 sql.Identifier(staging), sql.Identifier(clone)
             )
         )
-        if self._digest(staging) != digest:
+        if self._digest(staging, digest) != digest:
             self._drop_database(staging)
             raise SnapshotCorrupt(
                 f"in-server snapshot {clone} does not match its recorded digest "
@@ -340,7 +341,26 @@ class PostgresBackend:
         )
         return [row[0] for row in rows]
 
-    def _digest(self, database: str) -> str:
+    def _digest(self, database: str, recorded: str | None = None) -> str:
+        """A digest of ``database``'s schema and every row, to check ``recorded`` against (a
+        new one, with a fresh key, when None). Made by an older version: checked its way."""
+        if recorded is not None and not recorded.startswith(content_digest.VERSION):
+            return self._digest_v1(database)
+        key = content_digest.key_of(recorded) if recorded else content_digest.new_key()
+        sql = self._psycopg.sql
+        digest = content_digest.Digest(key)
+        with self._named_errors(), self._connect(database) as conn:
+            digest.schema(repr(conn.execute(_SCHEMA).fetchall()))
+            for schema, table in conn.execute(_TABLES).fetchall():
+                columns = conn.execute(content_digest.COLUMNS, (schema, table)).fetchall()
+                query = content_digest.table_query(sql, schema, table, columns, key)
+                count, total = conn.execute(query).fetchone()
+                digest.table(f"{schema}.{table}", int(count), int(total))
+        return digest.hexdigest()
+
+    def _digest_v1(self, database: str) -> str:
+        """An older version's digest: each table's rows as one sorted string (a table of more
+        than about 1 GB of text cannot be digested so; no new snapshot uses it)."""
         sql = self._psycopg.sql
         digest = hashlib.sha256()
         with self._named_errors(), self._connect(database) as conn:
