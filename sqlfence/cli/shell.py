@@ -218,7 +218,6 @@ def _execute(cursor: sqlfence.GuardedCursor, sql: str) -> list[Any] | None:
 
 def run(settings: ShellSettings, out: Output) -> int:
     """Connect, then run ``-c`` statements, standard input, or the interactive prompt."""
-    canceller = Canceller()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", sqlfence.DefaultPolicyWarning)
         conn = sqlfence.connect(
@@ -226,8 +225,8 @@ def run(settings: ShellSettings, out: Output) -> int:
             policy=settings.policy,
             agent_id=settings.agent_id,
             tenant=settings.tenant,
-            **canceller.driver_kwargs(settings.url),
         )
+    canceller = Canceller(conn)
     for warning in caught:
         out.note(f"note: {warning.message}")
     catalog = Catalog(settings.url, conn)

@@ -2,20 +2,19 @@
 
 SQLite runs a statement in C without looking at signals, so the statement runs on a worker
 thread while the main thread waits, with a SIGINT handler of its own; after Ctrl-C it calls
-``sqlite3.Connection.interrupt()`` until the worker returns (an interrupt that comes before
-the statement starts is lost, so it is repeated).
-psycopg cancels its own statement on the server when Ctrl-C interrupts it, so other drivers
-run on the main thread. The raw sqlite3 connection is reached through the driver's own
-``factory`` argument, which ``sqlfence.connect`` passes on: the fence never exposes it.
+the connection's ``cancel()`` until the worker returns (an interrupt that comes before the
+statement starts is lost, so it is repeated). psycopg cancels its own statement on the
+server when Ctrl-C interrupts it, so other drivers run on the main thread.
 """
 
 from __future__ import annotations
 
 import signal
-import sqlite3
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
+
+from sqlfence.proxy.connection import GuardedConnection
 
 T = TypeVar("T")
 _POLL_S = 0.05  # how often an interrupt is repeated until the statement has stopped
@@ -28,25 +27,13 @@ class Cancelled(Exception):
 class Canceller:
     """Runs work so that Ctrl-C cancels it (raising Cancelled) instead of ending the shell."""
 
-    def __init__(self) -> None:
-        self._connections: list[sqlite3.Connection] = []
-
-    def driver_kwargs(self, url: str) -> dict[str, Any]:
-        """Keyword arguments for ``sqlfence.connect(url, ...)`` that let this cancel."""
-        if not url.startswith(("sqlite:", "sqlite3:")):
-            return {}
-        connections = self._connections
-
-        class Interruptible(sqlite3.Connection):
-            def __init__(self, *args: Any, **kwargs: Any) -> None:
-                super().__init__(*args, **kwargs)
-                connections.append(self)
-
-        return {"factory": Interruptible}
+    def __init__(self, connection: GuardedConnection) -> None:
+        self._connection = connection
+        self._threaded = connection.session.system == "sqlite"
 
     def run(self, work: Callable[[], T]) -> T:
         """``work()``'s result; raises Cancelled when Ctrl-C stopped it."""
-        if not self._connections:
+        if not self._threaded:
             try:
                 return work()
             except KeyboardInterrupt:
@@ -75,8 +62,7 @@ class Canceller:
             thread.start()
             while not done.wait(_POLL_S):
                 if cancelled.is_set():
-                    for connection in self._connections:
-                        connection.interrupt()
+                    self._connection.cancel()
             thread.join()
         finally:
             signal.signal(signal.SIGINT, previous)

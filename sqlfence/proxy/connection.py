@@ -59,6 +59,7 @@ class GuardedConnection:
         self._gate: Callable[[Decision], None] | None = None
         self._close_hooks: list[Callable[[], None]] = []
         self._closed = False
+        self._cancel_requested = False  # cancel() was called: its statement's error says so
         self._lock = threading.Lock()
         observer.connected(session)
 
@@ -110,6 +111,25 @@ class GuardedConnection:
             self._deny(sql, decision)
         return decision
 
+    def cancel(self) -> None:
+        """Stop the statement running on this connection, from any thread (the way psql's
+        Ctrl-C does): it raises OperationalError saying it was cancelled. Nothing happens
+        when no statement runs; one that is just starting may miss it (call again).
+        SQLite interrupts the statement, PostgreSQL cancels it on the server; IRIS's driver
+        cannot (NotSupportedError)."""
+        if self._closed:
+            return
+        self._cancel_requested = True
+        self._driver.cancel(self._raw)
+
+    def _translate(self, error: BaseException) -> errors.Error:
+        """The sqlfence error for a driver error, saying so when cancel() stopped it."""
+        translated = self._driver.translate(error)
+        if self._cancel_requested and self._driver.was_cancelled(error):
+            self._cancel_requested = False
+            translated.args = ("statement cancelled: cancel() was called while it ran",)
+        return translated
+
     def _deny(self, sql: str, decision: Decision) -> None:
         self._observer.denied(self._session, sql, decision)
         raise PolicyViolation(decision.explain(), decision)
@@ -126,7 +146,7 @@ class GuardedConnection:
         try:
             raw = self._driver.open_cursor(self._raw)
         except self._driver_error as error:
-            raise self._driver.translate(error) from error
+            raise self._translate(error) from error
         self._driver.prepare_cursor(raw, self._guard)
         return GuardedCursor(self, raw)
 
@@ -150,7 +170,7 @@ class GuardedConnection:
         try:
             self._raw.commit()
         except self._driver_error as error:
-            raise self._driver.translate(error) from error
+            raise self._translate(error) from error
 
     def rollback(self) -> None:
         """Roll back the current transaction."""
@@ -158,7 +178,7 @@ class GuardedConnection:
         try:
             self._raw.rollback()
         except self._driver_error as error:
-            raise self._driver.translate(error) from error
+            raise self._translate(error) from error
 
     def close(self) -> None:
         """Close the connection and record it. Safe to call more than once."""
@@ -169,7 +189,7 @@ class GuardedConnection:
         try:
             self._raw.close()
         except self._driver_error as error:
-            raise self._driver.translate(error) from error
+            raise self._translate(error) from error
         finally:
             self._observer.disconnected(self._session)
             if self._owns_observer:

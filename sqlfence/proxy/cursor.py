@@ -157,6 +157,8 @@ class GuardedCursor:
                 f"the SQL operation must be a str, not {type(operation).__name__}"
             )
         connection = self._connection
+        if connection._cancel_requested:  # a cancel() for no statement: not this one's
+            connection._cancel_requested = False
         decision = connection._decide(operation)
         self._decision = decision
         if not decision.allowed:
@@ -172,7 +174,7 @@ class GuardedCursor:
         """Record the driver's error; the sqlfence error to raise in its place."""
         connection = self._connection
         connection._observer.finished(connection._session, token, -1, error)
-        return connection._driver.translate(error)
+        return connection._translate(error)
 
     def _bad_value(self, token: Any, error: Exception) -> DataError | ProgrammingError:
         """Record a parameter the driver could not send; the DataError to raise instead."""
@@ -200,7 +202,7 @@ class GuardedCursor:
         try:
             row = self._raw.fetchone()
         except self._connection._driver_error as error:
-            raise self._connection._driver.translate(error) from error
+            raise self._connection._translate(error) from error
         cap = self._cap
         if row is None or (cap is not None and self._returned >= cap):
             if row is not None:
@@ -240,7 +242,7 @@ class GuardedCursor:
                 rows = list(self._raw.fetchmany(room)) if room > 0 else []
                 cut = len(rows) == room and self._raw.fetchone() is not None
         except self._connection._driver_error as error:
-            raise self._connection._driver.translate(error) from error
+            raise self._connection._translate(error) from error
         self._returned += len(rows)
         if cap is not None and cut:
             self._cut()
@@ -264,7 +266,7 @@ class GuardedCursor:
         try:
             return list(self._raw.fetchmany(size))
         except self._connection._driver_error as error:
-            raise self._connection._driver.translate(error) from error
+            raise self._connection._translate(error) from error
 
     def _finish(self) -> None:
         """The result set is done: report how many rows the caller got."""
@@ -324,7 +326,7 @@ class GuardedCursor:
         try:
             self._raw.close()
         except self._connection._driver_error as error:
-            raise self._connection._driver.translate(error) from error
+            raise self._connection._translate(error) from error
 
     @property
     def closed(self) -> bool:

@@ -141,6 +141,16 @@ class Driver:
         """The message of a driver error as sqlfence shows it."""
         return str(error) or type(error).__name__
 
+    def cancel(self, raw: Any) -> None:
+        """Stop the statement running on ``raw`` (called from another thread)."""
+        raise errors.NotSupportedError(
+            f"the {self.name} driver cannot cancel a running statement from another thread"
+        )
+
+    def was_cancelled(self, error: BaseException) -> bool:
+        """True when ``error`` is how the driver reports a statement ``cancel`` stopped."""
+        return False
+
     def connect(self, url: ConnectionURL, guard: Guard, kwargs: dict[str, Any]) -> Any:
         """Open a raw connection (session options that harden it may be applied here)."""
         raise ConfigurationError(f"sqlfence cannot open {self.name} URLs; use sqlfence.wrap()")

@@ -56,6 +56,13 @@ class PostgresDriver(Driver):
             _DEADLINES[raw] = timeout / 1000 + DEADLINE_GRACE_S
         return raw
 
+    def cancel(self, raw: Any) -> None:
+        # cancel_safe (psycopg 3.2) waits for the server without blocking other threads.
+        getattr(raw, "cancel_safe", raw.cancel)()
+
+    def was_cancelled(self, error: BaseException) -> bool:
+        return isinstance(error, self.module.errors.QueryCanceled)
+
     def open_cursor(self, raw: Any) -> Any:
         """A psycopg cursor that always uses the extended query protocol.
 

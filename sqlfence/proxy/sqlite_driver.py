@@ -156,9 +156,15 @@ class SQLiteDriver(Driver):
 
     def describe(self, error: BaseException) -> str:
         message = str(error)
-        if message == "interrupted":
+        if message == "interrupted":  # cancel() says so itself: this is the deadline
             return "statement interrupted: it ran past the policy's statement_timeout_ms"
         return message
+
+    def cancel(self, raw: Any) -> None:
+        raw.interrupt()
+
+    def was_cancelled(self, error: BaseException) -> bool:
+        return str(error) == "interrupted"
 
 
 class _Deadline:
