@@ -13,18 +13,20 @@ from sqlfence.policies.engine import Guard
 from sqlfence.policies.tables import is_catalog_table, table_matches
 
 # The catalog SQL the MCP server runs for each database system (fixed text, never the agent's).
+# Each row: schema, name, and whether it is a view.
 LIST_TABLES = {
     "sqlite": (
-        "SELECT NULL, name FROM sqlite_master WHERE type IN ('table', 'view') "
+        "SELECT NULL, name, type = 'view' FROM sqlite_master WHERE type IN ('table', 'view') "
         "AND name NOT LIKE 'sqlite~_%' ESCAPE '~' ORDER BY name"
     ),
     "postgresql": (
-        "SELECT table_schema, table_name FROM information_schema.tables "
+        "SELECT table_schema, table_name, table_type = 'VIEW' FROM information_schema.tables "
         "WHERE table_schema NOT IN ('pg_catalog', 'information_schema') "
         "ORDER BY table_schema, table_name"
     ),
     "intersystems_iris": (
-        "SELECT TABLE_SCHEMA, TABLE_NAME FROM INFORMATION_SCHEMA.TABLES "
+        "SELECT TABLE_SCHEMA, TABLE_NAME, CASE WHEN TABLE_TYPE = 'VIEW' THEN 1 ELSE 0 END "
+        "FROM INFORMATION_SCHEMA.TABLES "
         "WHERE TABLE_SCHEMA NOT LIKE '%SYS%' AND TABLE_SCHEMA NOT LIKE 'Ens%' "
         "ORDER BY TABLE_SCHEMA, TABLE_NAME"
     ),

@@ -28,9 +28,10 @@ class QueryResult(TypedDict):
 
 
 class TablesResult(TypedDict):
-    """The tables and views this identity may read."""
+    """The tables and views this identity may read (``views``: which of them are views)."""
 
     tables: list[str]
+    views: list[str]
 
 
 class Column(TypedDict):

@@ -92,9 +92,12 @@ class FenceTools:
 
     def list_tables(self, ctx: Context) -> Annotated[CallToolResult, TablesResult]:
         """The tables and views the policy lets this identity read."""
-        return self._call(
-            "list_tables", ctx, lambda session: tool_result({"tables": self._names(session)})
-        )
+        def listing(session: AgentSession) -> CallToolResult:
+            found = self._listing(session)
+            views = [name for name, is_view in found if is_view]
+            return tool_result({"tables": [name for name, _ in found], "views": views})
+
+        return self._call("list_tables", ctx, listing)
 
     def describe_table(self, table: str, ctx: Context) -> Annotated[CallToolResult, TableResult]:
         """The readable columns of one table."""
@@ -196,13 +199,20 @@ class FenceTools:
                 cursor.close()
 
     def _names(self, session: AgentSession) -> list[str]:
+        return [name for name, _ in self._listing(session)]
+
+    def _listing(self, session: AgentSession) -> list[tuple[str, bool]]:
+        """(name, is it a view) of each table and view this identity may read."""
         guard = session.agent.guard
         sql = mcp_catalog.LIST_TABLES.get(session.system)
         if sql is None:
             raise ToolError(f"list_tables is not available for {session.system}")
         return [
-            f"{schema}.{name}" if schema and schema != guard.namer.default_schema else name
-            for schema, name in _fetch(session.server, sql)
+            (
+                f"{schema}.{name}" if schema and schema != guard.namer.default_schema else name,
+                bool(is_view),
+            )
+            for schema, name, is_view in _fetch(session.server, sql)
             if mcp_catalog.visible(guard, schema, name)
         ]
 

@@ -71,6 +71,9 @@ def test_tools_allowed_and_denied_calls_over_stdio(tmp_path: Path, database: Pat
     """Tools are listed, an allowed query is answered capped, a denial is a tool error, all
     are audited under the operator's identity with the client's name beside it."""
     audit = tmp_path / "audit"
+    with sqlite3.connect(database) as db:
+        db.execute("CREATE VIEW names AS SELECT id, name FROM people")
+        db.execute("CREATE VIEW leaked AS SELECT value FROM secrets")  # over a denied table
     params = _server(tmp_path, "--audit", str(audit), f"sqlite:///{database}")
     calls = [
         ("query", {"sql": "SELECT id, name FROM people ORDER BY id"}),
@@ -92,7 +95,10 @@ def test_tools_allowed_and_denied_calls_over_stdio(tmp_path: Path, database: Pat
     assert denied.is_error
     assert "secrets is on the deny list" in _text(denied)
 
-    assert json.loads(_text(results["list_tables"][0])) == {"tables": ["people"]}
+    assert json.loads(_text(results["list_tables"][0])) == {
+        "tables": ["names", "people"],
+        "views": ["names"],
+    }
     people, secrets = results["describe_table"]
     assert [c["name"] for c in json.loads(_text(people))["columns"]] == ["id", "name"]
     assert secrets.is_error

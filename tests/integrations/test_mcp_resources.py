@@ -96,7 +96,7 @@ def test_resources_list_only_what_the_policy_allows(tmp_path: Path, url: str) ->
         f"sqlfence://tables/{name}" for name in READABLE
     }
     assert [t.uri_template for t in seen["templates"]] == ["sqlfence://tables/{table}"]
-    assert json.loads(text_of(seen["list_tables"])) == {"tables": READABLE}
+    assert json.loads(text_of(seen["list_tables"])) == {"tables": READABLE, "views": ["v_people"]}
 
 
 def test_a_resource_has_columns_and_primary_keys(tmp_path: Path, url: str) -> None:
