@@ -319,17 +319,35 @@ def columns(ctx: Context) -> Iterator[Violation]:
                     "denied_columns",
                     f"PostgreSQL reads a column {column}, which the fence did not see",
                 )
+        # Each table is matched against the pattern once, not once per column naming it
+        # (an unqualified column may be any table's: columns x tables otherwise).
+        matched: dict[str, bool] = {}
+        every: tuple[list[str], list[str]] | None = None  # (matching, those with generated)
         for owner, column in sorted(facts.columns, key=str):
-            owners = (owner,) if owner else tuple(facts.tables)
-            matching = [
-                o for o in owners if table_matches(table_pattern, tuple(o.split(".")), True)
-            ]
+            if owner:
+                hit = matched.get(owner)
+                if hit is None:
+                    hit = matched[owner] = table_matches(
+                        table_pattern, tuple(owner.split(".")), True
+                    )
+                matching = [owner] if hit else []
+                computed = matching
+            else:
+                if every is None:
+                    found = [
+                        o
+                        for o in facts.tables
+                        if table_matches(table_pattern, tuple(o.split(".")), True)
+                    ]
+                    every = found, [o for o in found if o in ctx.patterns.generated_columns]
+                matching, computed = every
             if not matching:
                 continue
             if fnmatchcase(column, column_pattern):
                 yield _violation(ctx, "denied_columns", f"column {matching[0]}.{column} is denied")
                 continue
-            generated = generated_from(ctx.patterns, matching, column, column_pattern)
+            # (tables without generated columns cannot answer: left out of the search)
+            generated = generated_from(ctx.patterns, computed, column, column_pattern)
             if generated is not None:
                 yield _violation(
                     ctx,

@@ -7,7 +7,6 @@ over the tree collects them all.
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,14 +14,17 @@ from typing import Any
 
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
-from sqlglot.errors import SqlglotError
 from sqlglot.tokenizer_core import Token
 
 from sqlfence.sql import sqlite_lexing
-from sqlfence.sql.fingerprint import fingerprint, fingerprint_tokens
+from sqlfence.sql.builder import FactHook, FactsBuilder
+from sqlfence.sql.columns import collect_columns
+from sqlfence.sql.fingerprint import fingerprint_tokens
 from sqlfence.sql.functions import function_name
 from sqlfence.sql.names import Namer
+from sqlfence.sql.parse_errors import describe
 from sqlfence.sql.quiet import quiet_sqlglot
+from sqlfence.sql.scopes import CteScopes, cte_name
 
 # Statement kinds by root node class. Anything else is named by the node's key.
 _OPERATIONS: dict[type[exp.Expr], str] = {
@@ -82,18 +84,6 @@ _STATEMENT_NODES = (
     *_DDL_NODES,
 )
 _SUMMARY_MAX = 255
-# Functions and types that take a whole row, which PostgreSQL lets a query write as u.f
-# (functional notation); "name" is left out (it is far more often a column).
-_ROW_FUNCTIONS = frozenset(
-    {
-        "row_to_json", "to_json", "to_jsonb", "json_build_array", "jsonb_build_array",
-        "json_build_object", "jsonb_build_object", "concat", "concat_ws", "json_agg",
-        "jsonb_agg", "array_agg", "string_agg", "quote_literal", "quote_nullable", "hstore",
-        "format", "text", "varchar", "bpchar", "char", "json", "jsonb", "xml", "citext",
-        "textanycat", "anytextcat", "to_tsvector", "row", "record_out", "record_send", "md5",
-        "num_nulls", "num_nonnulls", "pg_column_size", "hashtext", "row_to_jsonb",
-    }
-)  # fmt: skip
 # Roots that are expressions, not statements: sqlglot accepts "x + 1" on its own, a database won't.
 _NOT_STATEMENTS = (exp.Condition, exp.Identifier, exp.Table, exp.Alias, exp.Tuple, exp.Star)
 
@@ -138,13 +128,19 @@ class StatementFacts:
             if self.source_tokens:
                 cached = fingerprint_tokens(self.source_tokens)
             elif self.source is not None:
-                cached = fingerprint(*self.source)
+                cached = fingerprint_tokens(tokenize(*self.source))
             else:
                 cached = ""
             object.__setattr__(self, "_fingerprint", cached)
             object.__setattr__(self, "source_tokens", ())
             object.__setattr__(self, "source", None)
         return cached
+
+    def keep_text_only(self) -> None:
+        """Let the tokens go (about 250 bytes each): a fingerprint asked for later tokenizes
+        the text again. For facts that are kept, as the decision cache keeps them."""
+        if self.source_tokens:
+            object.__setattr__(self, "source_tokens", ())
 
     def __getstate__(self) -> dict[str, object]:
         state = dict(self.__dict__)
@@ -178,6 +174,19 @@ def parse(sql: str, dialect: Dialect) -> tuple[tuple[Token, ...], tuple[exp.Expr
     """
     if type(dialect).parse is not Dialect.parse:
         return (), tuple(dialect.parse(sql))
+    _, tokenizer, parser = _machinery_of(dialect)
+    tokens = tokenizer.tokenize(sql)
+    return tuple(tokens), tuple(parser.parse(tokens, sql))
+
+
+def tokenize(sql: str, dialect: Dialect) -> list[Token]:
+    """``sql`` as the dialect's tokens (with this thread's tokenizer). Raises sqlglot's errors."""
+    tokens: list[Token] = _machinery_of(dialect)[1].tokenize(sql)
+    return tokens
+
+
+def _machinery_of(dialect: Dialect) -> tuple[Dialect, Any, Any]:
+    """This thread's (dialect, tokenizer, parser) for ``dialect``."""
     cache: dict[int, tuple[Dialect, Any, Any]] = _machinery.__dict__.setdefault("by_dialect", {})
     entry = cache.get(id(dialect))
     if entry is None or entry[0] is not dialect:
@@ -185,8 +194,7 @@ def parse(sql: str, dialect: Dialect) -> tuple[tuple[Token, ...], tuple[exp.Expr
             cache.clear()  # dialects made on the fly: keep the cache from growing without end
         entry = (dialect, dialect.tokenizer(), dialect.parser())
         cache[id(dialect)] = entry
-    tokens = entry[1].tokenize(sql)
-    return tuple(tokens), tuple(entry[2].parse(tokens, sql))
+    return entry
 
 
 def analyze(
@@ -219,7 +227,7 @@ def analyze(
             unparsed="no statement (empty or comments only)",
             statement_count=0,
             source_tokens=tokens,
-            source=None if tokens else (sql, dialect),
+            source=(text, dialect),
         )
         return Analysis(sql, dialect, tokens, (), facts)
     try:
@@ -229,81 +237,13 @@ def analyze(
     facts = collected[0] if len(collected) == 1 else _merge(collected)
     object.__setattr__(facts, "statement_count", len(trees))
     object.__setattr__(facts, "source_tokens", tokens)
-    if not tokens:
-        object.__setattr__(facts, "source", (sql, dialect))
+    object.__setattr__(facts, "source", (text, dialect))  # what the tokens were read from
     return Analysis(sql, dialect, tokens, trees, facts)
 
 
 def _not_understood(sql: str, dialect: Dialect, what: str, error: Exception) -> Analysis:
-    facts = StatementFacts(operation="unparsed", unparsed=f"{what}: {_describe(error)}")
+    facts = StatementFacts(operation="unparsed", unparsed=f"{what}: {describe(error)}")
     return Analysis(sql, dialect, (), (), facts)
-
-
-def _describe(error: Exception) -> str:
-    """A parser error as a person reads it: where, near what, and what was expected, in SQL
-    terms (no parser internals)."""
-    details = getattr(error, "errors", None)
-    if isinstance(error, SqlglotError) and details:
-        first = details[0]
-        where = f"syntax error at line {first.get('line')}, column {first.get('col')}"
-        near = str(first.get("highlight") or "").strip()
-        description = _in_sql_terms(str(first.get("description", "")))
-        return f"{where}{f' near {near!r}' if near else ''}: {description}"
-    text = str(error).splitlines()[0] if str(error) else ""
-    tokenizing = re.fullmatch(r"Error tokenizing '(.*)'", text, re.DOTALL)
-    if tokenizing:
-        return (
-            f"the text cannot be split into words near {tokenizing.group(1)[-40:]!r} "
-            "(an unterminated string, quoted name or comment?)"
-        )
-    if isinstance(error, SqlglotError):
-        return text or "syntax error"
-    return f"{type(error).__name__}: {text}"
-
-
-_TOKEN = re.compile(r"<Token token_type: TokenType\.\w+, text: (.*?), line: \d+, col: .*?>")
-_PHRASES = (
-    (re.compile(r" for <class '[^']+'>"), ""),
-    (re.compile(r"^Invalid expression / Unexpected token$"), "unexpected text here"),
-    (re.compile(r"^Required keyword: '(\w+)' missing$"), r"\1 missing"),
-    (re.compile(r"^Expecting (.+)$"), r"expected \1"),
-    (re.compile(r"^Expected (.+?) but got (.+)$"), r"expected \1, found \2"),
-)
-
-
-def _in_sql_terms(description: str) -> str:
-    """sqlglot's description without its token reprs and class names."""
-    text = _TOKEN.sub(lambda match: repr(match.group(1)), description)
-    for pattern, replacement in _PHRASES:
-        text = pattern.sub(replacement, text)
-    return text or "syntax error"
-
-
-class FactHook:
-    """Dialect-specific fact collection (IRIS arrows, procedure names); default: nothing."""
-
-    def collect(self, tree: exp.Expr, namer: Namer, facts: _Builder) -> None:
-        """Add to ``facts`` what the generic walk cannot know."""
-
-
-@dataclass
-class _Builder:
-    tables: set[str] = field(default_factory=set)
-    written: set[str] = field(default_factory=set)
-    columns: set[tuple[str | None, str]] = field(default_factory=set)
-    star_tables: set[str] = field(default_factory=set)
-    functions: set[str] = field(default_factory=set)
-    bound_functions: set[str] = field(default_factory=set)
-    unresolved: list[str] = field(default_factory=list)
-    ctes: set[str] = field(default_factory=set)
-    types: set[str] = field(default_factory=set)
-    extra: dict[str, object] = field(default_factory=dict)
-    tables_seen: set[int] = field(default_factory=set)
-    writes: bool = False
-    is_ddl: bool = False
-    into: bool = False
-    locks: bool = False
-    unparsed: str | None = None
 
 
 _TABLE, _COLUMN, _STAR, _FUNC, _COLUMN_LIST, _WRITE, _DDL, _INTO, _COMMAND, _LOCK = (
@@ -356,7 +296,7 @@ def _flags_of(cls: type[exp.Expr]) -> int:
 def _collect(
     tree: exp.Expr, namer: Namer, hooks: tuple[FactHook, ...], columns: bool
 ) -> StatementFacts:
-    out = _Builder()
+    out = FactsBuilder()
     flags_of = _FLAGS.get
     events: list[exp.Expr | str] = []  # tables and statement keywords in tree order
     operations: list[str] = [_operation(tree)]
@@ -416,9 +356,9 @@ def _collect(
         if flags & _WITH:
             has_with = True
             for cte in node.expressions:
-                cte_name = _cte_name(cte, namer)
-                if cte_name:
-                    out.ctes.add(cte_name)
+                defined = cte_name(cte, namer)
+                if defined:
+                    out.ctes.add(defined)
         if flags & _BOUND:
             has_bound = True
         if flags & _OID:
@@ -427,12 +367,7 @@ def _collect(
         _split_row_bound(bound_candidates, out)
     aliases, owners = _add_tables(table_nodes, namer, has_with, columns, out)
     if columns:
-        for column in column_nodes:
-            _add_column(column, namer, aliases, out)
-        for node in extra_nodes:
-            _add_listed_columns(node, namer, out)
-        for star in stars:
-            _add_star(star, owners, out)
+        collect_columns(namer, aliases, owners, column_nodes, extra_nodes, stars, out)
     for hook in hooks:
         hook.collect(tree, namer, out)
     if isinstance(tree, _NOT_STATEMENTS):
@@ -460,7 +395,7 @@ def _collect(
     )
 
 
-def _add_type(node: exp.Expr, namer: Namer, out: _Builder) -> None:
+def _add_type(node: exp.Expr, namer: Namer, out: FactsBuilder) -> None:
     """Casts that name something: ``'secrets'::regclass`` looks a name up in the catalog (as
     to_regclass does: judged as a call of its own); ``NULL::secrets`` is a table's row type."""
     if isinstance(node, exp.ObjectIdentifier):
@@ -494,17 +429,8 @@ def _malformed_select(select: exp.Expr, dialect: str) -> str | None:
     return None
 
 
-def _add_star(star: exp.Expr, owners: dict[int, set[str]], out: _Builder) -> None:
-    """``*`` reads every column of its own SELECT's sources (or of a DML target's row)."""
-    parent = star.parent
-    if isinstance(parent, exp.Select):
-        out.star_tables |= owners.get(id(parent), set())
-    elif isinstance(parent, exp.Returning):
-        out.star_tables |= out.written or out.tables
-
-
 def _add_tables(
-    nodes: list[exp.Table], namer: Namer, has_with: bool, columns: bool, out: _Builder
+    nodes: list[exp.Table], namer: Namer, has_with: bool, columns: bool, out: FactsBuilder
 ) -> tuple[dict[str, set[str]], dict[int, set[str]]]:
     """Record real tables (not CTE references or table functions).
 
@@ -512,12 +438,14 @@ def _add_tables(
     """
     aliases: dict[str, set[str]] = {}
     owners: dict[int, set[str]] = {}
+    scopes = CteScopes(namer) if has_with else None
+    selects: dict[int, exp.Expr | None] = {}
     for node in nodes:
         if not isinstance(node.this, exp.Identifier):
             continue  # a table-valued function: its name is among the functions
         target = out.writes and _is_write_target(node)
         # The target of a write is always a table, whatever CTE shares its name.
-        if has_with and not target and _is_cte_reference(node, namer):
+        if scopes is not None and not target and scopes.is_reference(node):
             continue
         name = namer.table(node)
         out.tables.add(name)
@@ -540,7 +468,7 @@ def _add_tables(
             alias_node = node.args.get("alias")
             if alias_node is not None and alias_node.args.get("columns"):
                 out.star_tables.add(name)  # t(a, b, c) renames columns by position: all read
-            select = node.find_ancestor(exp.Select)
+            select = _nearest(node, exp.Select, selects)
             if select is not None:
                 owners.setdefault(id(select), set()).add(name)
     return aliases, owners
@@ -589,58 +517,6 @@ def _command_reason(node: exp.Expr) -> str:
     return f"{head} is not understood by the parser (raw command)"
 
 
-def _add_column(
-    column: exp.Column, namer: Namer, aliases: dict[str, set[str]], out: _Builder
-) -> None:
-    if isinstance(column.this, exp.Star):
-        owner = namer.identifier(column.args.get("table"))
-        out.star_tables |= aliases.get(owner or "", out.tables)
-        return
-    name = namer.identifier(column.this)
-    if not name:
-        return
-    qualifier = column.args.get("table")
-    if qualifier is None:
-        whole_row = aliases.get(name)
-        if whole_row:  # PostgreSQL: `SELECT u FROM users u`, row_to_json(u), (u).col
-            out.star_tables |= whole_row
-        out.columns.add((None, name))
-        return
-    owners = aliases.get(namer.identifier(qualifier) or "")
-    if not owners:
-        out.columns.add((None, name))
-        return
-    if name in _ROW_FUNCTIONS and namer.dialect_name == "postgres":
-        # PostgreSQL reads u.f as f(u) when u has no column f: row_to_json, a cast to text...
-        out.star_tables |= owners
-    for owner in owners:
-        out.columns.add((owner, name))
-
-
-def _add_listed_columns(node: exp.Expr, namer: Namer, out: _Builder) -> None:
-    """Columns named as identifiers, not Column nodes: INSERT lists and JOIN ... USING."""
-    if isinstance(node, exp.Join):
-        if str(node.args.get("method") or "").upper() == "NATURAL":
-            out.star_tables |= out.tables  # joins on every same-named column, unnamed
-        for identifier in node.args.get("using") or ():
-            name = namer.identifier(identifier)
-            if name:
-                out.columns.add((None, name))
-        return
-    target = node.this
-    table = target.this if isinstance(target, exp.Schema) else target
-    if not isinstance(table, exp.Table) or not isinstance(table.this, exp.Identifier):
-        return
-    name = namer.table(table)
-    if isinstance(target, exp.Schema) and target.expressions:
-        for column in target.expressions:
-            column_name = namer.identifier(column)
-            if column_name:
-                out.columns.add((name, column_name))
-    else:
-        out.star_tables.add(name)  # no column list: every column is written
-
-
 def _is_write_target(table: exp.Table) -> bool:
     child: exp.Expr = table
     node = table.parent
@@ -649,65 +525,45 @@ def _is_write_target(table: exp.Table) -> bool:
     return isinstance(node, _DML_TARGET_NODES) and child.arg_key in _TARGET_ARGS
 
 
-def _is_cte_reference(table: exp.Table, namer: Namer) -> bool:
-    """True when an unqualified table name resolves to a CTE visible at that point.
-
-    Names compare as the database compares them: a quoted CTE name keeps its case, so
-    ``WITH "Secrets" AS (...)`` does not hide the table ``secrets``.
-    """
-    if table.args.get("db") is not None or table.args.get("catalog") is not None:
-        return False
-    name = namer.identifier(table.this)
-    child: exp.Expr = table
-    node = table.parent
-    while node is not None:
-        if isinstance(node, exp.With):
-            ctes = node.expressions
-            position = next((i for i, cte in enumerate(ctes) if cte is child), len(ctes))
-            # WITH RECURSIVE: every CTE of the list sees every other; SQLite does so always
-            # (its RECURSIVE is optional); PostgreSQL without it: only the ones before.
-            if node.args.get("recursive") or namer.dialect_name == "sqlite":
-                visible = ctes
-            else:
-                visible = ctes[:position]
-            if any(_cte_name(cte, namer) == name for cte in visible):
-                return True
-        else:
-            with_ = node.args.get("with_")
-            if (
-                isinstance(with_, exp.With)
-                and with_ is not child
-                and any(_cte_name(cte, namer) == name for cte in with_.expressions)
-            ):
-                return True
-        child, node = node, node.parent
-    return False
-
-
-def _cte_name(cte: exp.Expr, namer: Namer) -> str | None:
-    """A CTE's name as the database compares it (quoted names keep their case)."""
-    alias = cte.args.get("alias")
-    return namer.identifier(alias.this if isinstance(alias, exp.TableAlias) else alias)
-
-
-def _split_row_bound(candidates: list[tuple[str, exp.Expr]], out: _Builder) -> None:
+def _split_row_bound(candidates: list[tuple[str, exp.Expr]], out: FactsBuilder) -> None:
     """Move the names used only in LIMIT/FETCH/TOP clauses to ``bound_functions``."""
     inside: set[str] = set()
     outside: set[str] = set()
+    bounds: dict[int, exp.Expr | None] = {}
     for name, node in candidates:
-        (inside if _in_row_bound(node) else outside).add(name)
+        (inside if _nearest(node, _ROW_BOUNDS, bounds) is not None else outside).add(name)
     out.bound_functions = inside - outside
     out.functions -= out.bound_functions
 
 
-def _in_row_bound(node: exp.Expr) -> bool:
-    """Whether ``node`` sits in a LIMIT, FETCH or TOP clause."""
-    parent = node.parent
-    while parent is not None:
-        if isinstance(parent, (exp.Limit, exp.Fetch)):
-            return True
-        parent = parent.parent
-    return False
+_ROW_BOUNDS = (exp.Limit, exp.Fetch)
+_UNKNOWN = object()
+
+
+def _nearest(
+    node: exp.Expr,
+    kinds: type[exp.Expr] | tuple[type[exp.Expr], ...],
+    known: dict[int, exp.Expr | None],
+) -> exp.Expr | None:
+    """The closest proper ancestor of ``node`` that is one of ``kinds`` (None: there is none).
+
+    ``known`` is shared by the calls over one tree: every node passed on the way up is
+    remembered, so the walks of all a tree's nodes together visit each node once.
+    """
+    path: list[exp.Expr] = []
+    current = node
+    while True:
+        found = known.get(id(current), _UNKNOWN)
+        if found is not _UNKNOWN:
+            break
+        path.append(current)
+        found = current.parent
+        if found is None or isinstance(found, kinds):
+            break
+        current = found
+    for passed in path:
+        known[id(passed)] = found  # type: ignore[assignment]
+    return found  # type: ignore[return-value]
 
 
 def _merge(parts: list[StatementFacts]) -> StatementFacts:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from sqlglot import exp
 
-from sqlfence.sql.analysis import FactHook, _Builder
+from sqlfence.sql.builder import FactHook, FactsBuilder
 from sqlfence.sql.dialects.iris import Call, implicit_join_targets, procedure_name
 from sqlfence.sql.names import Namer
 
@@ -24,7 +24,7 @@ class ImplicitJoinFacts(FactHook):
         self._catalog = dict(catalog)
         self._default_schema = default_schema
 
-    def collect(self, tree: exp.Expr, namer: Namer, facts: _Builder) -> None:
+    def collect(self, tree: exp.Expr, namer: Namer, facts: FactsBuilder) -> None:
         targets, unknown = implicit_join_targets(tree, self._catalog, self._default_schema)
         for schema, table in targets:
             facts.tables.add(f"{namer.normalize(schema)}.{namer.normalize(table)}")

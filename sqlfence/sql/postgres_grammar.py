@@ -256,6 +256,12 @@ def _qualified(name: str, schema: str | None, default_schema: str) -> str:
     return f"{schema}.{name}"
 
 
+# The CTE names a node sees: (name -> first position in its WITH, how many of them it sees,
+# the scope enclosing this one), innermost first; None for none. Shared, never copied, so a
+# WITH of n CTEs costs n, not n x n.
+_Scope = tuple[dict[str, int], float, "_Scope | None"]
+
+
 class _Walk:
     """One pass over pglast's decoded tree: its tables, CTE names resolved as the server does."""
 
@@ -264,7 +270,7 @@ class _Walk:
         self.tables: set[str] = set()
 
     def run(self, root: Any) -> None:
-        stack: list[tuple[Any, frozenset[str]]] = [(root, frozenset())]
+        stack: list[tuple[Any, _Scope | None]] = [(root, None)]
         push = stack.append
         while stack:
             value, scope = stack.pop()
@@ -284,7 +290,7 @@ class _Walk:
                     # The target of a write is always a table, whatever CTE shares its name.
                     target = body.get("relation")
                     if isinstance(target, dict):
-                        self._relation(target, frozenset())
+                        self._relation(target, None)
                     rest = {k: v for k, v in body.items() if k != "relation"}
                     push((rest, scope))
                     continue
@@ -295,21 +301,29 @@ class _Walk:
                 if key != "withClause" and isinstance(child, (dict, list)):
                     push((child, scope))
 
-    def _with(self, clause: dict[str, Any], scope: frozenset[str], push: Any) -> frozenset[str]:
+    def _with(self, clause: dict[str, Any], scope: _Scope | None, push: Any) -> _Scope | None:
         """Push each CTE body with the names it sees; return the scope of the statement."""
         ctes = [item.get("CommonTableExpr", {}) for item in clause.get("ctes", ())]
-        names = [cte.get("ctename", "") for cte in ctes]
-        inner = scope | frozenset(names)
+        names: dict[str, int] = {}
+        for position, cte in enumerate(ctes):
+            names.setdefault(cte.get("ctename", ""), position)
+        inner: _Scope | None = (names, float("inf"), scope) if names else scope
         recursive = bool(clause.get("recursive"))
         for position, cte in enumerate(ctes):
             # Without RECURSIVE a CTE sees only the ones before it; with it, all of them.
-            sees = inner if recursive else scope | frozenset(names[:position])
-            push((cte.get("ctequery"), sees))
+            if recursive or not position:  # (the first sees none of its own WITH's)
+                push((cte.get("ctequery"), inner if recursive else scope))
+            else:
+                push((cte.get("ctequery"), (names, position, scope)))
         return inner
 
-    def _relation(self, node: dict[str, Any], scope: frozenset[str]) -> None:
+    def _relation(self, node: dict[str, Any], scope: _Scope | None) -> None:
         name = node.get("relname", "")
         schema = node.get("schemaname")
-        if schema is None and name in scope:
-            return  # a CTE reference
+        if schema is None:
+            while scope is not None:
+                names, visible, scope = scope
+                position = names.get(name)
+                if position is not None and position < visible:
+                    return  # a CTE reference
         self.tables.add(_qualified(name, schema, self.default_schema))
