@@ -123,6 +123,9 @@ class SandboxPool:
         deadline = time.monotonic() + (self.acquire_timeout if timeout is None else timeout)
         sandbox = self._take(deadline)
         sandbox.assign(agent_id, tenant)
+        with self._cond:
+            # Only now, so that its refill does not compete with this acquire for the GIL.
+            self._cond.notify_all()  # the replenisher tops the pool up
         return Lease(self, sandbox)
 
     def release(self, sandbox: AgentSandbox | Lease) -> None:
@@ -157,7 +160,6 @@ class SandboxPool:
                     if self._ready(sandbox):
                         self._leased.add(sandbox)
                         self._metrics["waits" if waited else "hits"] += 1
-                        self._cond.notify_all()  # the replenisher tops the pool up
                         return sandbox
                     self._metrics["replaced_unhealthy"] += 1
                     self._discard_later(sandbox)

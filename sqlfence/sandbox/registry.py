@@ -17,6 +17,7 @@ password kept in memory (``recovered``) for that run.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -144,6 +145,12 @@ class Registry:
         """Add or replace ``record`` (one transaction: other processes see all of it or none)."""
         self._writer().put([record])
 
+    def put_soon(self, record: Record) -> None:
+        """Add or replace ``record`` from a background thread, within moments: for changes a
+        crash may lose (which agent holds a pooled sandbox), never for what gc needs. Every
+        other call of this process on this registry sees it at once."""
+        self._writer().put_soon(record)
+
     def get(self, name: str) -> Record | None:
         """The record of ``name``, or None."""
         store = self._reader()
@@ -207,7 +214,7 @@ class Registry:
     def _writer(self) -> _Store:
         """The database, made (0600, in a 0700 directory) when it does not exist."""
         store = self._store
-        if store is None or store.pid != os.getpid() or not self.path.exists():
+        if store is None or store.pid != os.getpid() or store.gone():
             # Also when the root was deleted under a long-running process: start it again.
             self._store = store = _Store.shared(self.root, self.directory, self.path)
         return store
@@ -257,7 +264,12 @@ class _Store:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, private_files.FILE_MODE)
                 os.close(fd)  # 0600 before SQLite opens it: its WAL and shm files copy the mode
         self.pid = os.getpid()
-        self.lock = threading.Lock()
+        self.path = path
+        self.lock = threading.Lock()  # the connection's, and the order of writes
+        self._pending: dict[str, Record] = {}  # put_soon's, by name: only the latest counts
+        self._wake = threading.Condition()
+        self._behind: threading.Thread | None = None
+        self._looked = time.monotonic()
         self.connection = sqlite3.connect(
             path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
         )
@@ -280,14 +292,59 @@ class _Store:
                 store = cls._open[key] = cls(root, directory, path)
             return store
 
+    def gone(self) -> bool:
+        """True when the database file was deleted (looked at once a second at most: a
+        stat on every write would cost more than the write)."""
+        now = time.monotonic()
+        if now - self._looked < 1.0:
+            return False
+        self._looked = now
+        return not self.path.exists()
+
     def put(self, records: Iterable[Record]) -> None:
+        with self.lock:
+            self._flush()
+            self._put(list(records))
+
+    def put_soon(self, record: Record) -> None:
+        with self._wake:
+            self._pending[record.name] = record
+            if self._behind is None:
+                self._behind = threading.Thread(
+                    target=self._write_behind, name="sqlfence-registry", daemon=True
+                )
+                self._behind.start()
+            self._wake.notify()
+
+    def _write_behind(self) -> None:
+        while True:
+            with self._wake:
+                if not self._pending and not self._wake.wait_for(lambda: self._pending, 1.0):
+                    self._behind = None  # idle: let the store be closed with its last user
+                    return
+            with self.lock:
+                self._flush()
+
+    def flush(self) -> None:
+        """Write what ``put_soon`` left pending, now."""
+        with self.lock:
+            self._flush()
+
+    def _flush(self) -> None:
+        # Called with self.lock held, so pending writes land before any later write.
+        with self._wake:
+            pending, self._pending = self._pending, {}
+        if pending:
+            self._put(list(pending.values()))
+
+    def _put(self, records: list[Record]) -> None:
         rows = [_row(record) for record in records]
         marks = ", ".join("?" * 14)
-        with self.lock:
-            self._write(f"INSERT OR REPLACE INTO sandboxes ({_COLUMNS}) VALUES ({marks})", rows)
+        self._write(f"INSERT OR REPLACE INTO sandboxes ({_COLUMNS}) VALUES ({marks})", rows)
 
     def remove(self, name: str) -> None:
         with self.lock:
+            self._flush()
             self._write("DELETE FROM sandboxes WHERE name = ?", [(name,)])
 
     def _write(self, statement: str, rows: list[tuple[Any, ...]]) -> None:
@@ -308,6 +365,7 @@ class _Store:
 
     def select(self, where: str, parameters: tuple[Any, ...] = ()) -> list[Record]:
         with self.lock:
+            self._flush()
             rows = self.connection.execute(
                 f"SELECT {_COLUMNS} FROM sandboxes WHERE {where} ORDER BY created_at, name",
                 parameters,
@@ -323,10 +381,19 @@ class _Store:
 
     def owners(self) -> list[Owner]:
         with self.lock:
+            self._flush()
             rows = self.connection.execute(
                 "SELECT DISTINCT host, pid, started FROM sandboxes"
             ).fetchall()
         return [Owner(host, pid, started) for host, pid, started in rows]
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    for store in list(_Store._open.values()):
+        if store.pid == os.getpid():
+            with contextlib.suppress(Exception):
+                store.flush()
 
 
 Dropper = Callable[[Record], None]

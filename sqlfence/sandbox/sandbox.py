@@ -397,8 +397,11 @@ class AgentSandbox:
         return self._container.healthy() if probe else not self._container.dead()
 
     def assign(self, agent_id: str, tenant: str | None = None) -> None:
-        """Hand this sandbox to another agent (a pool does, after resetting it)."""
-        self._update_record(agent_id=agent_id, tenant=tenant)
+        """Hand this sandbox to another agent (a pool does, after resetting it).
+
+        The registry learns it from a background write, within moments: who holds a sandbox
+        is for listing it, not for finding it after a crash (the owner process is)."""
+        self._update_record(soon=True, agent_id=agent_id, tenant=tenant)
         self._emit("assigned")
 
     def close_connections(self) -> None:
@@ -555,11 +558,14 @@ class AgentSandbox:
         if failure is not None:
             raise SandboxError(f"sandbox {self.name}: {failure}; refused")
 
-    def _update_record(self, **changes: Any) -> None:
-        # The registry file too: other processes (open, gc) read it.
+    def _update_record(self, soon: bool = False, **changes: Any) -> None:
+        # The registry too: other processes (open, gc) read it.
         with self._lock:
             self._record = replace(self._record, **changes)
-            self._registry.put(self._record)
+            if soon:
+                self._registry.put_soon(self._record)
+            else:
+                self._registry.put(self._record)
 
     def _forget(self, connection: GuardedConnection) -> None:
         with self._lock:
