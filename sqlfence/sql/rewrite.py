@@ -306,10 +306,19 @@ def _splice_end(analysis: Analysis, max_rows: int) -> str:
         if token.token_type is not TokenType.SEMICOLON:
             end = token.end + 1
             break
-    if analysis.trees and analysis.trees[0].args.get("locks"):
+    if analysis.trees and _locked(analysis.trees[0]):
         end = _locking_clause_start(analysis.tokens, end)
     sql = analysis.sql
     return f"{sql[:end]} LIMIT {max_rows}{sql[end:]}"
+
+
+def _locked(root: exp.Expr) -> bool:
+    """Whether the statement ends in a locking clause: sqlglot gives the one after a UNION
+    to its last arm."""
+    node = root
+    while isinstance(node, exp.SetOperation) and not node.args.get("locks"):
+        node = node.expression
+    return bool(node.args.get("locks"))
 
 
 def _locking_clause_start(tokens: tuple[Token, ...], end: int) -> int:
