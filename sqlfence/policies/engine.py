@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sqlglot.dialects.dialect import Dialect
 
 from sqlfence.errors import ConfigurationError
+from sqlfence.policies.cache import DEFAULT_BYTES, DEFAULT_ENTRIES, DecisionCache
 from sqlfence.policies.loader import PolicySource, load_policy
 from sqlfence.policies.model import Policy
 from sqlfence.policies.rules import (
@@ -25,7 +26,8 @@ from sqlfence.policies.rules import (
 )
 from sqlfence.policies.tables import TableSet
 from sqlfence.sql import postgres_grammar
-from sqlfence.sql.analysis import Analysis, FactHook, StatementFacts, analyze, statement_kind
+from sqlfence.sql.analysis import Analysis, StatementFacts, analyze, statement_kind
+from sqlfence.sql.builder import FactHook
 from sqlfence.sql.functions import builtin_denied, builtin_denied_rule, policy_names
 from sqlfence.sql.names import Namer
 from sqlfence.sql.postgres_grammar import EngineReading
@@ -75,7 +77,11 @@ def _closure(views: Mapping[str, frozenset[str]]) -> dict[str, frozenset[str]]:
 
 
 class Guard:
-    """Judges SQL against a policy for one dialect. Thread-safe; decisions are cached."""
+    """Judges SQL against a policy for one dialect. Thread-safe; decisions are cached.
+
+    The cache keeps at most ``cache_size`` decisions (0 switches it off) holding about
+    ``cache_bytes`` at most, the texts the guard rewrote included; the oldest go first.
+    """
 
     def __init__(
         self,
@@ -90,7 +96,8 @@ class Guard:
         view_columns: Mapping[str, Collection[tuple[str, str]]] | None = None,
         table_columns: Mapping[str, Collection[str]] | None = None,
         generated_columns: Mapping[str, Mapping[str, Collection[str]]] | None = None,
-        cache_size: int = 4096,
+        cache_size: int = DEFAULT_ENTRIES,
+        cache_bytes: int = DEFAULT_BYTES,
     ) -> None:
         self.policy = (
             policy if isinstance(policy, Policy) else load_policy(policy).resolve(agent_id, tenant)
@@ -119,8 +126,7 @@ class Guard:
         self._engine = _ENGINE_READERS.get(self.dialect_name)
         if self._engine is not None:
             postgres_grammar.require()
-        self._cache: dict[str, Decision] = {}
-        self._cache_size = cache_size
+        self._cache = DecisionCache(cache_size, cache_bytes)
 
     def decide(self, sql: str) -> Decision:
         """The decision on ``sql``. Never raises for bad SQL: it is denied with a reason."""
@@ -128,26 +134,27 @@ class Guard:
         if decision is None:
             with quiet_sqlglot():
                 decision = self._decide(sql)
-            if self._cache_size <= 0:
-                return decision  # caching switched off
-            if len(self._cache) >= self._cache_size:
-                self._cache.pop(next(iter(self._cache)), None)
-            self._cache[sql] = decision
-            if decision.rewritten and decision.allowed:
-                # The guard wrote that text itself: judged again, it stands as it is (its
-                # added LIMIT and LEAST are the guard's, not the agent's).
-                # (Built directly: dataclasses.replace costs microseconds on this path.)
-                stands = Decision(
-                    True,
-                    decision.sql,
-                    decision.facts,
-                    decision.reasons,
-                    decision.detected,
-                    False,
-                    decision.max_rows,
-                )
-                self._cache.setdefault(decision.sql, stands)
+            if self._cache.max_entries > 0:
+                self._remember(sql, decision)
         return decision
+
+    def _remember(self, sql: str, decision: Decision) -> None:
+        decision.facts.keep_text_only()  # a hit needs the facts, not the tokens they came from
+        self._cache.put(sql, decision)
+        if decision.rewritten and decision.allowed:
+            # The guard wrote that text itself: judged again, it stands as it is (its added
+            # LIMIT and LEAST are the guard's, not the agent's). An entry of its own, within
+            # the same bounds. (Built directly: dataclasses.replace costs microseconds here.)
+            stands = Decision(
+                True,
+                decision.sql,
+                decision.facts,
+                decision.reasons,
+                decision.detected,
+                False,
+                decision.max_rows,
+            )
+            self._cache.put(decision.sql, stands, replace=False)
 
     @property
     def policy_has_table_rules(self) -> bool:
@@ -186,7 +193,8 @@ class Guard:
             generated_columns=(
                 self.generated_columns if generated_columns is None else generated_columns
             ),
-            cache_size=self._cache_size,
+            cache_size=self._cache.max_entries,
+            cache_bytes=self._cache.max_bytes,
         )
 
     @property
