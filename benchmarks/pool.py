@@ -143,8 +143,8 @@ def main() -> None:
             "## Warm pools (`benchmarks/pool.py`)",
             "",
             f"Measured {machine()}, with the image `{args.image}` in a real Docker engine. Warm "
-            "acquire is `SandboxPool.acquire()` of a ready sandbox (dominated by rewriting its "
-            "registry record for the new agent: one write and one rename); reset is the reset "
+            "acquire is `SandboxPool.acquire()` of a ready sandbox (its registry record names the "
+            "new agent from a background write); reset is the reset "
             "to the pool's golden snapshot on release; cold start is a dedicated container "
             "from `docker run` to the first answered query.",
             "",

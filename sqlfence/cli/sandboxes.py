@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from sqlfence.cli.output import FAILED, OK, Output
-from sqlfence.sandbox import AgentSandbox, SandboxPool, listing, reap
+from sqlfence.sandbox import AgentSandbox, Owner, SandboxPool, listing, reap
 
 POOL_CHECK_AGENT = "pool-warm-check"
 
@@ -34,9 +34,12 @@ def sandbox_list(args: argparse.Namespace, out: Output) -> int:
         out.line("no sandboxes")
         return OK
     rows = []
+    alive: dict[Owner, bool] = {}  # once per owner, not per record: 10,000 records, few owners
     for record in records:
         owner = "detached" if record.owner.pid == 0 else str(record.owner.pid)
-        if not record.owner.alive():
+        if record.owner not in alive:
+            alive[record.owner] = record.owner.alive()
+        if not alive[record.owner]:
             owner += " (gone)"
         expires = "never" if record.expires_at is None else _when(record.expires_at)
         rows.append(
