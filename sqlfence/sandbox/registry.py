@@ -6,7 +6,8 @@ written before its namespace is created and removed after it is dropped, so a fr
 atomic across processes; lookup is by primary key and gc reads only what is expired or owned
 by a process that is gone (indexed), so neither grows with the number of sandboxes. The owner
 is (host, pid, process start time): a pid that was reused by another process does not keep a
-dead owner's sandboxes alive.
+dead owner's sandboxes alive. What a crash may lose without harm (which agent a pooled
+sandbox is lent to) is written from a background thread (``put_soon``), off the acquire path.
 
 The database is 0600 (its WAL files take its mode) in a 0700 directory, and records name their
 server by address only (no password, see ``credentials``). Older versions kept a JSON file per
