@@ -27,14 +27,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import SqlglotError
 from sqlglot.tokenizer_core import TokenType
 
-from sqlfence.errors import ConfigurationError
+from sqlfence.errors import ConfigurationError, PolicyError
+from sqlfence.policies import bounded_yaml
 from sqlfence.small_files import read_small
 
 BUILTIN_TOOLS = frozenset({"query", "list_tables", "describe_table", "explain"})
@@ -149,10 +149,12 @@ def load_tools(path: str | Path) -> tuple[CuratedTool, ...]:
         raise ConfigurationError(f"tools file {path}: {error.strerror or error}") from None
     if len(data) > _MAX_FILE_BYTES:
         raise ConfigurationError(f"tools file {path}: larger than {_MAX_FILE_BYTES} bytes")
-    try:
-        document = yaml.safe_load(data.decode("utf-8"))
-    except (UnicodeDecodeError, yaml.YAMLError) as error:
-        raise ConfigurationError(f"tools file {path}: not valid YAML: {error}") from None
+    try:  # the policy files' bounded reader: depth, size, aliases and tags are limited
+        document = bounded_yaml.compose(data.decode("utf-8"), str(path)).construct()
+    except UnicodeDecodeError as error:
+        raise ConfigurationError(f"tools file {path}: not UTF-8: {error}") from None
+    except PolicyError as error:
+        raise ConfigurationError(f"tools file {error}") from None
     try:
         tools = _ToolsFile.model_validate(document).tools
     except ValidationError as error:

@@ -36,7 +36,14 @@ from sqlfence.observe.head import continue_after_head, head_path
 from sqlfence.observe.integrity import GENESIS, Chain, Signer, resolve_key
 from sqlfence.observe.outbox import Failure, Outbox
 from sqlfence.observe.records import AuditRecord, StatementRecord
-from sqlfence.observe.roster import enroll
+from sqlfence.observe.roster import (
+    BadRoster,
+    base_of,
+    enroll,
+    mark_written,
+    read_roster,
+    roster_path,
+)
 from sqlfence.observe.settings import AuditSettings
 from sqlfence.observe.sinks import Sink, build_sink
 from sqlfence.observe.worker import BatchWorker
@@ -47,6 +54,7 @@ if TYPE_CHECKING:
     from sqlfence.observe.events import AuditEvent
     from sqlfence.observe.verify import VerifyResult
 
+_ROSTER_CHECK_S = 1.0  # how often a writer looks for chains enrolled since it opened
 logger = logging.getLogger("sqlfence.observe")
 _QUEUE_FULL = object()  # the cause of a drop when the files did not fail
 _CLOSE_TIMEOUT_S = 30.0  # close() waits this long at least for the writer to finish
@@ -79,8 +87,17 @@ class AuditLog:
         seq, prev = 0, GENESIS
         details: dict[str, Any] = {"pid": os.getpid(), "host": socket.gethostname()}
         head = None
+        self._signer = signer
+        self._roster: Path | None = None  # this chain's roster, watched for new chains
+        self._roster_due = 0.0
+        self._roster_seen: tuple[int, int, int] | None = None
+        self._vouched: set[str] = set()
+        self._listed = False  # is the chain in its roster (it has written)?
         if "file" in settings.sinks:
             seq, prev, head = self._open_files(signer, details)
+            self._roster = roster_path(settings.directory, base_of(self.chain))
+            self._vouched = set(details.get("roster_chains") or ())
+            self._listed = self.chain in self._vouched
         self._chain = Chain(signer, seq, prev)
         self.sink_failures: dict[str, int] = {}
         self._outbox = Outbox(
@@ -90,7 +107,9 @@ class AuditLog:
             head=head,
             capacity=settings.queue_size,
             sync=self._sync,
-            head_interval=settings.flush_interval_s,
+            # In sync durability an event is acknowledged only once the head covers it,
+            # so no acknowledged event can be cut off the end unseen.
+            head_interval=0.0 if self._sync else settings.flush_interval_s,
             sink_failures=self.sink_failures,
         )
         self.failure: Failure | None = None  # the outbox's, copied for the producers to read
@@ -141,7 +160,10 @@ class AuditLog:
             )
             resumed = self._file.resume()
             ends = chain_ends(settings.directory)
-            details.update(enroll(settings.directory, self._file.prefix, signer, ends))
+            head = head_path(settings.directory, self._file.prefix)
+            fresh = (resumed is None or not resumed.seq) and not head.exists()
+            enrolled = enroll(settings.directory, self._file.prefix, signer, ends, fresh=fresh)
+            details.update(enrolled)
         except OSError as error:
             if self._file is not None:
                 self._file.close()
@@ -284,6 +306,12 @@ class AuditLog:
         self._closed = True
         timeout = max(self.settings.wait_timeout_s, _CLOSE_TIMEOUT_S)
         self._worker.flush(timeout)
+        if self._roster is not None and self._lock.acquire(timeout=timeout):
+            try:  # vouch for every chain listed by now, whatever the last look was
+                self._roster_due = 0.0
+                self._vouch()
+            finally:
+                self._lock.release()
         self._queue(plain_event("audit.close", details=self.stats()))
         self._worker.close(timeout)
         self._finish_writes(timeout)
@@ -513,8 +541,49 @@ class AuditLog:
             self._put_now(event)
         self.failure = failure = outbox.failure
         self._worker.stalled = failure is not None
+        if self._roster is not None and failure is None:
+            if not self._listed:
+                self._list_chain()
+            self._vouch()
         if self._finished and outbox.pending:
             self._report_lost(outbox.give_up())  # written after close: no one retries
+
+    def _list_chain(self) -> None:
+        """Once the chain has a line on disk, list it in the roster (the caller holds the
+        lock): from then on deleting it whole fails verify."""
+        if self._outbox.written_seq <= 0:
+            return
+        assert self._file is not None
+        try:
+            mark_written(self.directory, self.chain, self._signer)
+        except OSError:
+            logger.exception("audit roster of %s not updated; tried again later", self.chain)
+            return
+        self._listed = True
+        self._vouched.add(self.chain)  # a chain need not vouch for itself
+
+    def _vouch(self) -> None:
+        """At most once a second: when chains were enrolled since this chain last looked,
+        record them (``audit.chains``), so this chain vouches for them (the caller holds
+        the lock)."""
+        now = time.monotonic()
+        if now < self._roster_due:
+            return
+        self._roster_due = now + _ROSTER_CHECK_S
+        assert self._roster is not None
+        try:
+            stat = self._roster.stat()
+            seen = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+            if seen == self._roster_seen:
+                return
+            self._roster_seen = seen
+            roster = read_roster(self._roster, self._signer)
+        except (OSError, BadRoster):
+            return  # verify reports a missing or bad roster itself
+        new = sorted(roster.chains - self._vouched) if roster is not None else []
+        if new:
+            self._vouched |= set(new)
+            self._put_now(plain_event("audit.chains", details={"chains": new}))
 
     def _append_now(self, events: list[dict[str, Any]]) -> None:
         """Sign and write ``events`` at once, outside the queue (the log's own events)."""
@@ -523,6 +592,8 @@ class AuditLog:
                 self._put_now(event)
             self.failure = self._outbox.failure
             self._worker.stalled = self.failure is not None
+            if self._roster is not None and self.failure is None and not self._listed:
+                self._list_chain()
 
     def _put_now(self, event: dict[str, Any]) -> None:
         """Sign ``event`` and hand it to the outbox (the caller holds the lock)."""

@@ -233,10 +233,16 @@ class FileSink:
         Returns the names removed and the first ``seq`` of the oldest file kept.
         """
         cutoff = time.time() - retention_days * 86400
+        # Both the file's time and the day in its name must be past the cutoff: a file's
+        # time can be set back (touch -d), the name of a file in a verified chain cannot.
+        last_day = datetime.datetime.fromtimestamp(cutoff, datetime.timezone.utc)
         files = chain_files(self.directory, self.prefix)
         removed = []
         for path in files[:-1]:
-            if path.stat().st_mtime >= cutoff:
+            match = _NAME.match(path.name)
+            if path.stat().st_mtime >= cutoff or match is None:
+                break
+            if match["day"] >= last_day.strftime("%Y%m%d"):
                 break
             path.unlink()
             removed.append(path.name)

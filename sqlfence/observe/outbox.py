@@ -105,6 +105,11 @@ class Outbox:
         return len(self._lines)
 
     @property
+    def written_seq(self) -> int:
+        """The ``seq`` of the newest line written to the file (0 before any)."""
+        return self._written_end[0]
+
+    @property
     def head_stale(self) -> bool:
         """True when lines were written since the head was last replaced."""
         return self._head_stale

@@ -2,15 +2,26 @@
 
 A second process writing the same directory gets a chain of its own (``audit.p<pid>``), and
 its files and head could be deleted together without a trace in any other chain. So each
-writer enrolls its chain in ``<prefix>.chains`` before its first event: one signed line
-naming every chain of the directory, replaced atomically under a lock (``<prefix>.chains
-.lock``). ``verify`` then fails for a chain the roster names when nothing of it is left,
-for a chain not in the roster that says it was enrolled, and for a roster that is missing
-or not signed with the key. A writer that finds no roster beside existing chains (logs from
-before rosters, or a deleted one) starts one and records in its ``audit.open`` which chains
-it found and where each ended, so ``verify`` can tell the two apart: a chain enrolled at or
-before that point means the roster was deleted. As with heads, what a roster cannot show is
-an older copy put back together with the chains enrolled since deleted.
+chain is listed in ``<prefix>.chains`` once it has written its first line: one signed line
+naming every chain of the directory that has written, and the directory's random id,
+replaced atomically under a lock (``<prefix>.chains.lock``). Each chain's ``audit.open``
+records the id and the chains the roster listed, and a live writer records the chains
+listed after it opened (``audit.chains``), so the chains vouch for each other in signed
+events.
+
+``verify`` fails for a chain the roster lists, or another chain vouches for, when nothing of
+it is left; for a chain not in the roster that names it (but one whose writer is still at
+work: it lists itself just after its first line); for a chain written in
+another directory; and for a roster that is missing or not signed with the key. A writer
+that finds no roster beside existing chains (logs from before rosters, or a deleted one)
+starts one and records which chains it found and where each ended, so ``verify`` can tell
+the two apart: a chain enrolled at or before that point means the roster was deleted. A
+writer whose chain the roster lists but which finds no file and no head of it records that
+the chain was lost.
+
+What no roster can show: a directory emptied of all of it (files, heads and roster) reads as
+one never written, and chains enrolled after every other writer last looked can be removed
+with an older roster put back. Ship events to a sink elsewhere for those.
 """
 
 from __future__ import annotations
@@ -20,7 +31,9 @@ import errno
 import json
 import os
 import re
+import secrets
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -51,59 +64,99 @@ def roster_path(directory: Path, base: str) -> Path:
     return directory / f"{base}{SUFFIX}"
 
 
-def read_roster(path: Path, signer: Signer) -> frozenset[str] | None:
-    """The chains ``path`` lists; None when there is no roster. Raises BadRoster when it is
-    not one signed with ``signer``'s key (altered, forged, or another key)."""
+@dataclass(frozen=True)
+class Roster:
+    """The chains of a directory, and the directory's own random id (which every chain's
+    ``audit.open`` records, so a chain copied in from another directory shows)."""
+
+    directory_id: str
+    chains: frozenset[str]
+
+
+def read_roster(path: Path, signer: Signer) -> Roster | None:
+    """The roster at ``path``; None when there is none. Raises BadRoster when it is not one
+    signed with ``signer``'s key (altered, forged, or another key)."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
         return None
     try:
         data = json.loads(raw)
-        chains = data["chains"]
-        signature = data["sig"]
+        chains, directory_id, signature = data["chains"], data["directory"], data["sig"]
         if not isinstance(chains, list) or not all(isinstance(c, str) for c in chains):
             raise TypeError("chains is not a list of names")
+        if not isinstance(directory_id, str):
+            raise TypeError("directory is not an id")
     except (ValueError, KeyError, TypeError) as error:
         raise BadRoster(f"{path} is not an audit roster ({error})") from None
-    if signer.mac(_LABEL + _body(chains)) != signature:
+    if signer.mac(_LABEL + _body(directory_id, chains)) != signature:
         raise BadRoster(f"{path} is not signed with this key (altered, forged or another key)")
-    return frozenset(chains)
+    return Roster(directory_id, frozenset(chains))
 
 
 def enroll(
-    directory: Path, chain: str, signer: Signer, on_disk: Mapping[str, int]
+    directory: Path, chain: str, signer: Signer, on_disk: Mapping[str, int], *, fresh: bool
 ) -> dict[str, object]:
-    """Add ``chain`` to its roster. Returns what an ``audit.open`` should record about it:
-    the roster's name, and ``roster_missing`` (the chains of its prefix found on disk with
-    no roster, each with its last ``seq`` from ``on_disk``; ``chain`` itself included)
-    or ``roster_invalid`` (a roster that was not signed with this key, now replaced).
-    Raises OSError when the roster cannot be written."""
+    """Look ``chain`` up in its roster (made when missing). Returns what the chain's
+    ``audit.open`` records: the roster's name, the directory's id, the chains the roster
+    lists (the chain vouches for them), and what was wrong: ``roster_missing`` (no roster,
+    beside the chains of its prefix found on disk, each with its last ``seq`` from
+    ``on_disk``; ``chain`` itself included), ``roster_invalid`` (not signed with this key;
+    replaced) or ``chain_lost`` (``chain`` is listed but ``fresh``: no file and no head of
+    it are left). A chain that is not ``fresh`` is listed from now on; a fresh one once it
+    has written (``mark_written``). Raises OSError when the roster cannot be written."""
     path = roster_path(directory, base_of(chain))
     found: dict[str, object] = {"roster": path.name}
-    with _locked(path.with_name(path.name + ".lock")):
+    with _locked(path):
         try:
-            chains = read_roster(path, signer)
+            roster = read_roster(path, signer)
         except BadRoster as error:
             found["roster_invalid"] = str(error)
-            chains = None
-        if chains is None:
+            roster = None
+        if roster is None:
             base = base_of(chain)
             ends = {c: seq for c, seq in sorted(on_disk.items()) if base_of(c) == base}
             if ends and "roster_invalid" not in found:
                 found["roster_missing"] = ends
-            _write(path, sorted(set(ends) | {chain}), signer)
-        elif chain not in chains:
-            _write(path, sorted(chains | {chain}), signer)
+            written = frozenset(ends) | (frozenset() if fresh else {chain})
+            roster = Roster(secrets.token_hex(16), written)
+            _write(path, roster, signer)
+        elif chain in roster.chains and fresh:
+            found["chain_lost"] = (
+                f"chain {chain} is listed in {path.name} but its files and head are gone: "
+                "every earlier event of it is missing"
+            )
+        elif chain not in roster.chains and not fresh:
+            roster = _listing(path, roster, chain, signer)
+    found["directory_id"] = roster.directory_id
+    found["roster_chains"] = sorted(roster.chains)
     return found
 
 
-def _body(chains: list[str]) -> bytes:
-    return json_text({"chains": chains}).encode("ascii")
+def mark_written(directory: Path, chain: str, signer: Signer) -> None:
+    """List ``chain`` in its roster: it has written its first line. Raises OSError."""
+    path = roster_path(directory, base_of(chain))
+    with _locked(path):
+        try:
+            roster = read_roster(path, signer)
+        except BadRoster:
+            return  # the chain's audit.open recorded it; verify fails on it
+        if roster is not None and chain not in roster.chains:
+            _listing(path, roster, chain, signer)
 
 
-def _write(path: Path, chains: list[str], signer: Signer) -> None:
-    body = _body(chains)
+def _listing(path: Path, roster: Roster, chain: str, signer: Signer) -> Roster:
+    listed = Roster(roster.directory_id, roster.chains | {chain})
+    _write(path, listed, signer)
+    return listed
+
+
+def _body(directory_id: str, chains: list[str]) -> bytes:
+    return json_text({"chains": chains, "directory": directory_id}).encode("ascii")
+
+
+def _write(path: Path, roster: Roster, signer: Signer) -> None:
+    body = _body(roster.directory_id, sorted(roster.chains))
     line = b'%s,"sig":"%s"}\n' % (body[:-1], signer.mac(_LABEL + body).encode("ascii"))
     temporary = path.with_name(path.name + ".tmp")
     try:
@@ -122,8 +175,10 @@ def _write(path: Path, chains: list[str], signer: Signer) -> None:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    handle: IO[bytes] = open(os.open(path, os.O_RDWR | os.O_CREAT, 0o600), "rb+")  # noqa: SIM115
+def _locked(roster: Path) -> Iterator[None]:
+    """Hold the roster's lock (``<roster>.lock``) while it is read and replaced."""
+    lock = roster.with_name(roster.name + ".lock")
+    handle: IO[bytes] = open(os.open(lock, os.O_RDWR | os.O_CREAT, 0o600), "rb+")  # noqa: SIM115
     try:
         if fcntl is not None:
             fcntl.flock(handle, fcntl.LOCK_EX)

@@ -133,6 +133,7 @@ def verify(path: str | Path, key: str | bytes | None = None) -> VerifyResult:
             checker.head_seq = head.seq
         try:
             checker.run()
+            checker.check_name(chain_of(paths[0]) if paths else name)
             checker.check_head(head, heads_required)
         except _Broken as broken:
             return VerifyResult(
@@ -172,6 +173,10 @@ def _head_of(
         head = read_head(path, signer)
     except BadHead as error:
         return VerifyError(ALTERED, str(error), path)
+    if head is not None and head.chain != prefix:
+        return VerifyError(
+            ALTERED, f"{path.name} is the head of chain {head.chain}: heads were swapped", path
+        )
     return _NO_HEAD if head is None else head
 
 
@@ -188,18 +193,19 @@ def _rosters_in(directory: Path) -> list[str]:
 def _check_rosters(
     directory: Path, checkers: dict[str, _ChainChecker], signer: Signer
 ) -> VerifyError | None:
-    """Every chain its roster lists must still be there, every chain enrolled must be
-    listed, and a roster started again over enrolled chains means one was deleted."""
+    """Every chain its roster lists or another chain vouches for must still be there, every
+    chain enrolled must be listed and written in this directory, and a roster started again
+    over enrolled chains means one was deleted."""
     bases = {base_of(name) for name in checkers} | set(_rosters_in(directory))
     for base in sorted(bases):
         path = roster_path(directory, base)
         try:
-            listed = read_roster(path, signer)
+            roster = read_roster(path, signer)
         except BadRoster as error:
             return VerifyError(ALTERED, str(error), path)
         ours = {name: c for name, c in checkers.items() if base_of(name) == base}
         enrolled = sorted(name for name, c in ours.items() if c.roster is not None)
-        if listed is None:
+        if roster is None:
             if enrolled:
                 return VerifyError(
                     MISSING,
@@ -208,25 +214,6 @@ def _check_rosters(
                     path,
                 )
             continue  # logs from before rosters
-        for name in enrolled:
-            if name not in listed:
-                return VerifyError(
-                    MISSING,
-                    f"chain {name} was enrolled in {path.name} but the roster does not list "
-                    "it: the roster was replaced (an older copy?), and chains may be missing",
-                    path,
-                )
-        for name in sorted(listed - set(checkers)):
-            if chain_files(directory, name) or head_path(directory, name).exists():
-                continue  # started after the files were listed
-            if is_being_written(directory, name):
-                continue  # enrolled, first line not written yet
-            return VerifyError(
-                MISSING,
-                f"chain {name} is listed in {path.name} but its files and head are gone "
-                "(deleted): every event of it is missing",
-                path,
-            )
         for name, checker in ours.items():
             for seq, found, where, number in checker.roster_missing:
                 deleted = [c for c, end in found.items() if _enrolled_by(ours.get(c), end)]
@@ -240,6 +227,41 @@ def _check_rosters(
                         number,
                         seq,
                     )
+        for name in enrolled:
+            # A live writer lists its chain just after its first line: not missing yet.
+            if name not in roster.chains and not is_being_written(directory, name):
+                return VerifyError(
+                    MISSING,
+                    f"chain {name} was enrolled in {path.name} but the roster does not list "
+                    "it: the roster was replaced (an older copy?), and chains may be missing",
+                    path,
+                )
+            elsewhere = sorted(ours[name].directory_ids - {roster.directory_id})
+            if elsewhere:
+                return VerifyError(
+                    INSERTED,
+                    f"chain {name} was written in another directory (id {elsewhere[0]}, this "
+                    f"one is {roster.directory_id}): its files were copied in",
+                    path,
+                )
+        vouched = {c: (name, seq) for name, ck in ours.items() for c, seq in ck.vouches.items()}
+        for name in sorted((roster.chains | set(vouched)) - set(checkers)):
+            if chain_files(directory, name) or head_path(directory, name).exists():
+                continue  # started after the files were listed
+            if is_being_written(directory, name):
+                continue  # enrolled, first line not written yet
+            by = ""
+            if name in vouched:
+                by = f" (chain {vouched[name][0]} names it at seq {vouched[name][1]})"
+            return VerifyError(
+                MISSING,
+                f"chain {name}{by} is listed in {path.name} but "
+                "its files and head are gone (deleted): every event of it is missing"
+                if name in roster.chains
+                else f"chain {name}{by} is gone, files and head, and the roster no longer "
+                "lists it (an older copy put back): every event of it is missing",
+                path,
+            )
     return None
 
 
@@ -281,6 +303,9 @@ class _ChainChecker:
         self.end: tuple[Path, int] | None = None  # the last line checked
         self.roster: str | None = None  # the roster the chain's events say it is enrolled in
         self.enrolled_at: int | None = None  # the seq of the first event saying so
+        self.directory_ids: set[str] = set()  # the directories its audit.open events name
+        self.vouches: dict[str, int] = {}  # chains its events name, and the first seq
+        self.opened_as: set[str] = set()  # the chain names its audit.open events give
         # (seq, {chain: its last seq}, file, line) of each audit.open that found no roster
         self.roster_missing: list[tuple[int, dict[str, int], Path, int]] = []
 
@@ -310,6 +335,10 @@ class _ChainChecker:
 
         if not raw.endswith(b"\n"):
             raise broken(MALFORMED, "the last line is incomplete (torn write or cut file)")
+        if not raw.strip():
+            raise broken(MALFORMED, "an empty line, which sqlfence never writes, was added")
+        if raw.endswith(b"\r\n"):
+            raise broken(MALFORMED, "the line ends in CR LF, which sqlfence never writes")
         split = split_line(raw)
         if split is None:
             raise broken(MALFORMED, "the line has no MAC")
@@ -341,9 +370,10 @@ class _ChainChecker:
                 seq,
             )
         event_type = event.get("event_type")
-        if event_type in ("audit.open", "audit.purge"):
+        if event_type in ("audit.open", "audit.purge", "audit.chains"):
             details = event.get("details") or {}
             if isinstance(details, dict):
+                self._note_chains(event_type, details, seq)
                 if isinstance(details.get("head"), str):
                     self.keeps_head = details["head"]
                 missing = details.get("roster_missing")
@@ -356,6 +386,7 @@ class _ChainChecker:
                     details.get("head_invalid")
                     or details.get("head_missing")
                     or details.get("roster_invalid")
+                    or details.get("chain_lost")
                 )
                 if event_type == "audit.open" and isinstance(lost, str):
                     # A writer reopened the chain without a head it could trust: whatever
@@ -375,6 +406,35 @@ class _ChainChecker:
         self.expected = seq + 1
         self.prev = mac
         self.end = (path, number)
+
+    def _note_chains(self, event_type: str, details: dict[str, Any], seq: int) -> None:
+        """What an ``audit.open`` or ``audit.chains`` says about this and other chains."""
+        named = details.get("roster_chains" if event_type == "audit.open" else "chains")
+        if isinstance(named, list):
+            for chain in named:
+                if isinstance(chain, str):
+                    self.vouches.setdefault(chain, seq)
+        if event_type == "audit.open":
+            if isinstance(details.get("directory_id"), str):
+                self.directory_ids.add(details["directory_id"])
+            if isinstance(details.get("chain"), str):
+                self.opened_as.add(details["chain"])
+
+    def check_name(self, prefix: str | None) -> None:
+        """After ``run``: the chain's events must have been written as chain ``prefix``."""
+        if prefix is None or not self.opened_as or self.opened_as == {prefix}:
+            return
+        other = sorted(self.opened_as - {prefix})[0]
+        path, number = self.end if self.end is not None else (self.paths[0], 0)
+        raise _Broken(
+            VerifyError(
+                ALTERED,
+                f"the files of chain {prefix} hold the events of chain {other}: files were "
+                "renamed or swapped",
+                path,
+                number,
+            )
+        )
 
     def check_head(self, head: Head | VerifyError | str | None, required: bool) -> None:
         """After ``run``: the chain must reach its head, and there must be one when the
@@ -491,6 +551,4 @@ def _purge_marks(paths: list[Path]) -> set[int]:
 
 def _numbered_lines(path: Path) -> Iterator[tuple[int, bytes]]:
     with path.open("rb") as handle:
-        for number, raw in enumerate(handle, 1):
-            if raw.strip():
-                yield number, raw
+        yield from enumerate(handle, 1)

@@ -107,7 +107,10 @@ def test_templates_compile_per_dialect(case: dict[str, Any], dialect: str) -> No
             "SELECT 2}]",
             "declared twice",
         ),
-        ("tools: [unclosed", "not valid YAML"),
+        ("tools: [unclosed", "invalid YAML"),
+        ("tools: " + "{a: " * 5000 + "1" + "}" * 5000, "nested deeper than"),  # no RecursionError
+        ("tools: " + "[" * 2000 + "]" * 2000, "nesting depth"),
+        ("a: &x [1, 2]\nb: [*x, *x, *x]\ntools: !!python/object:os.system x", "tag"),
     ],
 )
 def test_a_bad_tools_file_names_its_problem(tmp_path: Path, text: str, reason: str) -> None:

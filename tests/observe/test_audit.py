@@ -127,16 +127,24 @@ def test_retention_purges_old_files_and_records_it(audit_dir: Path) -> None:
     with AuditLog(settings) as log:
         for _ in range(30):
             log.submit(_statement())
-    files = chain_files(audit_dir, "audit")
+    today = chain_files(audit_dir, "audit")
     old = time.time() - 10 * 86400
-    for path in files[:3]:
-        os.utime(path, (old, old))
+    day = time.strftime("%Y%m%d", time.gmtime(old))
+    files = []
+    for path in today[:3]:  # as if written ten days ago: the day in the name, and the time
+        older = path.with_name(path.name.replace(path.name.split("-")[1], day))
+        path.rename(older)
+        os.utime(older, (old, old))
+        files.append(older)
+    touched = today[3]
+    os.utime(touched, (old, old))  # only its time set back (touch -d): not old enough
     with AuditLog(settings.model_copy(update={"retention_days": 7})):
         pass
     remaining = chain_files(audit_dir, "audit")
-    assert not any(path.exists() for path in files[:3])
+    assert not any(path.exists() for path in files)
+    assert touched.exists()
     purges = [e for e in audit_events(audit_dir) if e["event_type"] == "audit.purge"]
-    assert purges[0]["details"]["files"] == [p.name for p in files[:3]]
+    assert purges[0]["details"]["files"] == [p.name for p in files]
     assert verify(audit_dir).ok
     remaining[0].unlink()
     result = verify(audit_dir)

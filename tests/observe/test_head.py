@@ -153,3 +153,15 @@ def test_verify_reads_the_head_before_the_files_of_a_live_log(audit_dir: Path) -
                 assert log.flush()
                 result = verify(audit_dir)
                 assert result.ok, result
+
+
+def test_in_sync_durability_the_head_covers_every_acknowledged_event(audit_dir: Path) -> None:
+    """An event is acknowledged only once the head names it: none can be cut off the end
+    unseen after a crash (the head of batched durability trails by flush_interval_s)."""
+    signer = Signer(b"test-key-of-the-audit-chain")
+    with AuditLog(AuditSettings(directory=audit_dir, durability="sync")) as log:
+        for n in range(20):
+            log.emit("sandbox.step", details={"n": n})  # returns once written
+            head = read_head(head_path(audit_dir, "audit"), signer)
+            assert head is not None
+            assert head.seq == audit_events(audit_dir)[-1]["seq"]

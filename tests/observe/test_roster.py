@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,7 +17,15 @@ from sqlfence.observe.audit import AuditLog
 from sqlfence.observe.filesink import chain_files
 from sqlfence.observe.head import Head, head_path, write_head
 from sqlfence.observe.integrity import Chain, Signer
-from sqlfence.observe.roster import BadRoster, base_of, enroll, read_roster, roster_path
+from sqlfence.observe.roster import (
+    BadRoster,
+    Roster,
+    base_of,
+    enroll,
+    mark_written,
+    read_roster,
+    roster_path,
+)
 from sqlfence.observe.settings import AuditSettings
 from sqlfence.observe.verify import MISSING, verify
 
@@ -26,14 +35,21 @@ ENV_KEY = b"test-key-of-the-audit-chain"  # the audit_dir fixture's $SQLFENCE_AU
 
 
 def _two_chains(directory: Path, events: int = 5) -> str:
-    """A closed log with two chains, as two processes leave it; the second chain's name."""
+    """A closed log with two chains, as two processes leave it; the second chain's name.
+    The roster as it was before the second chain is kept beside the directory."""
     settings = AuditSettings(directory=directory)
-    with AuditLog(settings) as first, AuditLog(settings) as second:
-        assert second.chain != first.chain  # the chain lock is taken: a chain of its own
-        for n in range(events):
-            first.emit("sandbox.step", details={"n": n})
-            second.emit("sandbox.step", details={"n": n})
+    with AuditLog(settings) as first:
+        shutil.copy(roster_path(directory, "audit"), _older_copy(directory))
+        with AuditLog(settings) as second:
+            assert second.chain != first.chain  # the chain lock is taken: a chain of its own
+            for n in range(events):
+                first.emit("sandbox.step", details={"n": n})
+                second.emit("sandbox.step", details={"n": n})
         return second.chain
+
+
+def _older_copy(directory: Path) -> Path:
+    return directory.parent / "older.chains"
 
 
 def _delete_chain(directory: Path, chain: str, *, head: bool = True) -> None:
@@ -60,18 +76,29 @@ def _legacy_log(directory: Path) -> None:
 
 def test_a_roster_reads_back_only_with_its_key(tmp_path: Path) -> None:
     """Enrolling writes a signed roster; another key, a changed byte or junk is BadRoster."""
-    found = enroll(tmp_path, "audit", SIGNER, {})
-    assert found == {"roster": "audit.chains"}
-    enroll(tmp_path, "audit.p7", SIGNER, {"audit": 3})
+    found = enroll(tmp_path, "audit", SIGNER, {}, fresh=False)
+    directory_id = found.pop("directory_id")
+    assert found == {"roster": "audit.chains", "roster_chains": ["audit"]}
+    assert enroll(tmp_path, "audit.p7", SIGNER, {"audit": 3}, fresh=True)["roster_chains"] == [
+        "audit"
+    ]  # a fresh chain is listed once it has written
+    mark_written(tmp_path, "audit.p7", SIGNER)
     path = roster_path(tmp_path, "audit")
-    assert read_roster(path, SIGNER) == {"audit", "audit.p7"}
+    roster = read_roster(path, SIGNER)
+    assert roster == Roster(str(directory_id), frozenset({"audit", "audit.p7"}))
     assert oct(path.stat().st_mode & 0o777) == "0o600"
     with pytest.raises(BadRoster, match="not signed with this key"):
         read_roster(path, Signer(b"another-key-of-the-audit-chain"))
     path.write_bytes(path.read_bytes().replace(b"audit.p7", b"audit.p8"))
     with pytest.raises(BadRoster):
         read_roster(path, SIGNER)
-    for junk in (b"not json", b'{"chains": "audit", "sig": "x"}', b'{"chains": [1]}'):
+    junks = (
+        b"not json",
+        b'{"chains": "audit", "directory": "d", "sig": "x"}',
+        b'{"chains": [1], "directory": "d", "sig": "x"}',
+        b'{"chains": [], "directory": 5, "sig": "x"}',
+    )
+    for junk in junks:
         path.write_bytes(junk)
         with pytest.raises(BadRoster, match="not an audit roster"):
             read_roster(path, SIGNER)
@@ -92,14 +119,19 @@ def test_two_chains_verify_and_share_one_roster(audit_dir: Path) -> None:
     assert result.ok, result
     assert set(result.chains) == {"audit", second}
     listed = read_roster(roster_path(audit_dir, "audit"), Signer(ENV_KEY))
-    assert listed == {"audit", second}
+    assert listed is not None
+    assert listed.chains == {"audit", second}
 
 
 def _older_roster(directory: Path, chain: str) -> None:
-    """Put back the roster as it was before ``chain`` enrolled, keeping that chain."""
-    path = roster_path(directory, "audit")
-    path.unlink()
-    enroll(directory, "audit", Signer(ENV_KEY), {})
+    """Put back the roster as it was before ``chain`` was listed, keeping that chain."""
+    shutil.copy(_older_copy(directory), roster_path(directory, "audit"))
+
+
+def _older_roster_and_chain_deleted(directory: Path, chain: str) -> None:
+    """Put back the roster as it was before ``chain`` was listed, and delete ``chain``."""
+    _older_roster(directory, chain)
+    _delete_chain(directory, chain)
 
 
 DAMAGE: dict[str, Callable[[Path, str], None]] = {
@@ -112,10 +144,40 @@ DAMAGE: dict[str, Callable[[Path, str], None]] = {
         roster_path(d, "audit").unlink(),
     ),
     "roster forged": lambda d, c: roster_path(d, "audit").write_text(
-        '{"chains":["audit"],"sig":"' + "0" * 64 + '"}\n'
+        '{"chains":["audit"],"directory":"0","sig":"' + "0" * 64 + '"}\n'
     ),
     "roster from before the second chain": _older_roster,
+    "roster from before the second chain, which is deleted": _older_roster_and_chain_deleted,
+    "chains swapped, files and heads": lambda d, c: _swap(d, "audit", c),
+    "heads swapped": lambda d, c: _swap(d, "audit", c, files=False),
+    "a chain deleted and written again": lambda d, c: (_delete_chain(d, c), _write_again(d)),
+    "an empty line added": lambda d, c: _edit_first_file(d, lambda b: b + b"\n"),
+    "line ends made CR LF": lambda d, c: _edit_first_file(d, lambda b: b.replace(b"\n", b"\r\n")),
 }
+
+
+def _swap(directory: Path, one: str, other: str, *, files: bool = True) -> None:
+    """Exchange the names of two chains' heads (and files)."""
+    pairs = [(head_path(directory, one), head_path(directory, other))]
+    if files:
+        pairs += list(zip(chain_files(directory, one), chain_files(directory, other), strict=True))
+    for a, b in pairs:
+        swap = a.with_name("swap")
+        a.rename(swap)
+        b.rename(a)
+        swap.rename(b)
+
+
+def _write_again(directory: Path) -> None:
+    """A writer after the first chain was deleted whole: it starts the chain again."""
+    _delete_chain(directory, "audit")
+    with AuditLog(AuditSettings(directory=directory)) as log:
+        log.emit("sandbox.step")
+
+
+def _edit_first_file(directory: Path, edit: Callable[[bytes], bytes]) -> None:
+    path = chain_files(directory, "audit")[0]
+    path.write_bytes(edit(path.read_bytes()))
 
 
 @pytest.mark.parametrize("damage", sorted(DAMAGE))
@@ -125,7 +187,7 @@ def test_a_deleted_chain_or_roster_fails_verify(audit_dir: Path, damage: str) ->
     result = verify(audit_dir)
     assert not result.ok, damage
     assert result.first_error is not None
-    assert result.first_error.kind in (MISSING, "altered"), result.first_error
+    assert result.first_error.kind in (MISSING, "altered", "inserted", "malformed")
 
 
 @pytest.mark.parametrize("damage", ["roster deleted", "roster and second chain deleted"])
@@ -163,7 +225,7 @@ def test_every_file_deleted_with_the_heads_kept_is_a_failure_not_an_empty_log(
     result = verify(audit_dir)
     assert not result.ok
     assert result.first_error is not None
-    assert result.first_error.missing == 7
+    assert result.first_error.missing == 8  # open, 5 steps, the second chain vouched, close
     assert cli_main(["audit", "verify", str(audit_dir)]) == 1
     assert "missing" in capsys.readouterr().out
 
@@ -204,3 +266,35 @@ def test_a_live_log_with_two_writers_verifies(audit_dir: Path) -> None:
             result = verify(audit_dir)
             assert result.ok, result
             assert set(result.chains) == {"audit", second.chain}
+
+
+def test_a_chain_from_another_directory_with_the_same_key_fails(tmp_path: Path) -> None:
+    """Two directories share a key: one's log and head put in place of the other's (its
+    roster kept) is a chain written elsewhere."""
+    here, there = tmp_path / "here" / "audit", tmp_path / "there" / "audit"
+    for directory, events in ((here, 9), (there, 2)):
+        with AuditLog(AuditSettings(directory=directory, key=KEY.decode())) as log:
+            for n in range(events):
+                log.emit("sandbox.step", details={"n": n})
+    for path in [*chain_files(here, "audit"), head_path(here, "audit")]:
+        path.unlink()
+    for path in [*chain_files(there, "audit"), head_path(there, "audit")]:
+        shutil.copy(path, here / path.name)
+    result = verify(here, KEY)
+    assert result.first_error is not None
+    assert result.first_error.kind == "inserted"
+    assert "written in another directory" in result.first_error.message
+
+
+def test_a_single_chain_deleted_whole_and_written_again_fails(audit_dir: Path) -> None:
+    """The attack: log and head deleted, roster kept, then the application writes again."""
+    with AuditLog(AuditSettings(directory=audit_dir)) as log:
+        for n in range(50):
+            log.emit("sandbox.step", details={"n": n})
+    _delete_chain(audit_dir, "audit")
+    assert not verify(audit_dir).ok
+    with AuditLog(AuditSettings(directory=audit_dir)) as log:
+        log.emit("sandbox.step")
+    result = verify(audit_dir)
+    assert result.first_error is not None
+    assert "files and head are gone" in result.first_error.message
