@@ -15,7 +15,7 @@ import yaml
 from sqlfence.policies.learning import Seen, learned_policy
 from sqlfence.policies.loader import load_policy
 
-CASES = yaml.safe_load((Path(__file__).parent / "data" / "learning.yaml").read_text())
+CASES = yaml.safe_load((Path(__file__).parent / "learning" / "cases.yaml").read_text())
 SHAPES = ["0123456789abcdef", "fedcba9876543210"]
 REPO = Path(__file__).resolve().parents[2]
 READS = Seen(frozenset({"select"}), 37)
