@@ -38,6 +38,7 @@ from sqlfence.sandbox.credentials import CredentialsMissing
 REGISTRY_DIR = "registry"
 DATABASE = "records.sqlite"
 BUSY_TIMEOUT_S = 30.0  # another process's write transaction lasts microseconds
+WRITE_BEHIND_S = 0.02  # how often put_soon's writer looks for work
 
 
 @dataclass(frozen=True)
@@ -268,7 +269,7 @@ class _Store:
         self.path = path
         self.lock = threading.Lock()  # the connection's, and the order of writes
         self._pending: dict[str, Record] = {}  # put_soon's, by name: only the latest counts
-        self._wake = threading.Condition()
+        self._pending_lock = threading.Lock()
         self._behind: threading.Thread | None = None
         self._looked = time.monotonic()
         self.connection = sqlite3.connect(
@@ -308,21 +309,28 @@ class _Store:
             self._put(list(records))
 
     def put_soon(self, record: Record) -> None:
-        with self._wake:
+        # No wake-up call: on a busy machine, waking a thread from here costs the caller a
+        # context switch (milliseconds); the writer looks every WRITE_BEHIND_S instead.
+        with self._pending_lock:
             self._pending[record.name] = record
             if self._behind is None:
                 self._behind = threading.Thread(
                     target=self._write_behind, name="sqlfence-registry", daemon=True
                 )
                 self._behind.start()
-            self._wake.notify()
 
     def _write_behind(self) -> None:
+        idle = 0.0
         while True:
-            with self._wake:
-                if not self._pending and not self._wake.wait_for(lambda: self._pending, 1.0):
-                    self._behind = None  # idle: let the store be closed with its last user
-                    return
+            time.sleep(WRITE_BEHIND_S)
+            with self._pending_lock:
+                if not self._pending:
+                    idle += WRITE_BEHIND_S
+                    if idle >= 1.0:
+                        self._behind = None  # idle: let the store close with its last user
+                        return
+                    continue
+            idle = 0.0
             with self.lock:
                 self._flush()
 
@@ -333,7 +341,7 @@ class _Store:
 
     def _flush(self) -> None:
         # Called with self.lock held, so pending writes land before any later write.
-        with self._wake:
+        with self._pending_lock:
             pending, self._pending = self._pending, {}
         if pending:
             self._put(list(pending.values()))
