@@ -107,9 +107,9 @@ class AuditLog:
             head=head,
             capacity=settings.queue_size,
             sync=self._sync,
-            # In sync durability an event is acknowledged only once the head covers it,
-            # so no acknowledged event can be cut off the end unseen.
-            head_interval=0.0 if self._sync else settings.flush_interval_s,
+            # After every write: an event (in sync durability, acknowledged) is covered by
+            # the head before anyone is told it was written, so none is cut off unseen.
+            head_interval=0.0,
             sink_failures=self.sink_failures,
         )
         self.failure: Failure | None = None  # the outbox's, copied for the producers to read
@@ -337,6 +337,7 @@ class AuditLog:
             self._outbox.write_head()
             if self._file is not None:
                 self._file.close()
+            self._outbox.close_head()
         finally:
             self._lock.release()
 
@@ -364,6 +365,7 @@ class AuditLog:
             self._outbox.give_up()
             if self._file is not None:
                 self._file.close()
+            self._outbox.close_head()
 
     def at_exit(self) -> None:
         """Interpreter exit: close."""

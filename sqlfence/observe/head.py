@@ -1,8 +1,9 @@
 """The signed head of a chain: where its files ended at the last write, so a cut end shows.
 
 A MAC chain shows every change, deletion and reordering except the loss of its newest
-lines. After each write the audit writer replaces ``<prefix>.head`` beside the files (a
-temporary file renamed over it) with the last ``seq`` and MAC it wrote, signed with the
+lines. After each write the audit writer replaces ``<prefix>.head`` beside the files (one
+of its two sector-sized slots, in turn: see ``HeadFile``) with the last ``seq`` and MAC it
+wrote, signed with the
 chain key under a label of its own (a head can never pass for an event, nor an event for a
 head). The head is written after the lines it names, so it never runs ahead of them: a log
 that ends before its head's ``seq`` lost or had cut the difference. What a head cannot
@@ -25,6 +26,7 @@ from sqlfence.observe.events import json_text
 from sqlfence.observe.integrity import Signer
 
 logger = logging.getLogger("sqlfence.observe")
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 SUFFIX = ".head"
 _LABEL = b"sqlfence audit head\n"
 
@@ -53,15 +55,65 @@ def head_path(directory: Path, prefix: str) -> Path:
     return directory / f"{prefix}{SUFFIX}"
 
 
+SLOT = 512  # one disk sector: a slot is written whole or not at all
+
+
+class HeadFile:
+    """The head of a chain as its writer keeps it: a file of two sector-sized slots,
+    written in turn in place (one ``pwrite``, no rename and no sync), so that replacing the
+    head after every write costs next to nothing and a crash mid-write leaves the other
+    slot. The head is the valid slot with the higher ``seq``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+        self._slot = 0
+
+    def write(self, head: Head, signer: Signer) -> None:
+        """Replace the head. Raises OSError (the previous head still holds)."""
+        line = _signed(head, signer)
+        if len(line) >= SLOT:  # very long chain or file names: the whole-file replacement
+            self.close()
+            _replace(self.path, line)
+            return
+        slot = line[:-1].ljust(SLOT - 1, b" ") + b"\n"
+        if self._fd is None:
+            # A new head (or one in the older one-line form) is made whole first.
+            _replace(self.path, slot + slot)
+            self._fd = os.open(self.path, os.O_WRONLY | _CLOEXEC)
+            self._slot = 1
+            return
+        if os.pwrite(self._fd, slot, self._slot * SLOT) != SLOT:
+            raise OSError(errno.ENOSPC, "short write of the audit head")
+        self._slot ^= 1
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+
 def write_head(path: Path, head: Head, signer: Signer) -> None:
-    """Replace the head at ``path`` atomically. Raises OSError (the old head stays)."""
+    """Replace the head at ``path`` (for one-off writes; a writer keeps a HeadFile)."""
+    writer = HeadFile(path)
+    try:
+        writer.write(head, signer)
+    finally:
+        writer.close()
+
+
+def _signed(head: Head, signer: Signer) -> bytes:
     body = head.body()
-    line = b'%s,"sig":"%s"}\n' % (body[:-1], signer.mac(_LABEL + body).encode("ascii"))
+    return b'%s,"sig":"%s"}\n' % (body[:-1], signer.mac(_LABEL + body).encode("ascii"))
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically (a temporary file renamed over it)."""
     temporary = path.with_name(path.name + ".tmp")
     try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _CLOEXEC, 0o600)
         try:
-            if os.write(fd, line) != len(line):  # a few hundred bytes: short only on a full disk
+            if os.write(fd, data) != len(data):  # a kilobyte: short only on a full disk
                 raise OSError(errno.ENOSPC, "short write of the audit head")
         finally:
             os.close(fd)
@@ -74,11 +126,20 @@ def write_head(path: Path, head: Head, signer: Signer) -> None:
 
 def read_head(path: Path, signer: Signer) -> Head | None:
     """The head at ``path``; None when there is none. Raises BadHead when it is not one
-    signed with ``signer``'s key (altered, forged, or another key)."""
+    signed with ``signer``'s key (altered, forged, or another key): in the two-slot form
+    both slots must be heads of this key (a slot is written whole, so a bad one was
+    changed); the head is the one with the higher ``seq``."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
         return None
+    if len(raw) == 2 * SLOT:
+        heads = [_parse(path, raw[:SLOT], signer), _parse(path, raw[SLOT:], signer)]
+        return max(heads, key=lambda head: head.seq)
+    return _parse(path, raw, signer)  # the one-line form (written before slots, or long)
+
+
+def _parse(path: Path, raw: bytes, signer: Signer) -> Head:
     try:
         data = json.loads(raw)
         head = Head(str(data["chain"]), data["seq"], str(data["mac"]), str(data["file"]))

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlfence.observe.filesink import link_of
-from sqlfence.observe.head import Head, write_head
+from sqlfence.observe.head import Head, HeadFile
 from sqlfence.observe.sinks import Sink, decode
 
 if TYPE_CHECKING:
@@ -59,9 +59,8 @@ class Outbox:
     """Delivers signed lines: the file first (whole lines, kept and retried when refused),
     then the chain's head, then the other sinks (counted when they fail, never retried).
 
-    The head is replaced at most every ``head_interval`` seconds while lines are written
-    (renaming a file costs about as much as an fsync on some file systems) and again at
-    the writer's next idle wake-up and at close, so it trails the lines by that much.
+    The head is replaced after every write (one ``pwrite`` of a slot), or at most every
+    ``head_interval`` seconds and at the writer's next idle wake-up and at close.
     """
 
     def __init__(
@@ -80,7 +79,7 @@ class Outbox:
         self._sinks = sinks
         self._wants_events = any(sink.wants_events for sink in sinks)
         self._signer = signer
-        self._head = head
+        self._head = HeadFile(head) if head is not None else None
         self._head_interval = head_interval
         self._head_written = 0.0  # monotonic time of the last head written
         self._head_stale = False  # lines were written since
@@ -254,13 +253,18 @@ class Outbox:
         self._head_stale = False
         seq, mac, name = self._written_end
         try:
-            write_head(self._head, Head(self._file.prefix, seq, mac, name), self._signer)
+            self._head.write(Head(self._file.prefix, seq, mac, name), self._signer)
         except OSError:  # the old head still holds: it is behind, never ahead, of the lines
             self._head_stale = True
             count = self.sink_failures.get("head", 0) + 1
             self.sink_failures["head"] = count
             if count == 1 or count % 100 == 0:
-                logger.exception("audit head %s not replaced (%d times)", self._head, count)
+                logger.exception("audit head %s not replaced (%d times)", self._head.path, count)
+
+    def close_head(self) -> None:
+        """Close the head's file (the log is releasing its files)."""
+        if self._head is not None:
+            self._head.close()
 
     def _to_sinks(self, lines: list[bytes]) -> None:
         events = decode(lines) if self._wants_events else None

@@ -10,7 +10,7 @@ import pytest
 
 from sqlfence.observe.audit import AuditLog
 from sqlfence.observe.filesink import chain_files
-from sqlfence.observe.head import BadHead, Head, head_path, read_head, write_head
+from sqlfence.observe.head import SLOT, BadHead, Head, HeadFile, head_path, read_head, write_head
 from sqlfence.observe.integrity import Chain, Signer
 from sqlfence.observe.settings import AuditSettings
 from sqlfence.observe.verify import verify
@@ -55,8 +55,34 @@ def test_a_closed_log_has_a_head_at_its_last_event(audit_dir: Path) -> None:
     """After close the head names the last event: its seq, its MAC and its file."""
     path = _log(audit_dir)
     last = audit_events(audit_dir)[-1]
-    head = json.loads(head_path(audit_dir, "audit").read_text())
-    assert (head["seq"], head["mac"], head["file"]) == (last["seq"], last["mac"], path.name)
+    head = read_head(head_path(audit_dir, "audit"), Signer(b"test-key-of-the-audit-chain"))
+    assert head is not None
+    assert (head.seq, head.mac, head.file) == (last["seq"], last["mac"], path.name)
+
+
+def test_the_head_file_keeps_two_slots_written_in_turn(tmp_path: Path) -> None:
+    """The writer's head is two sector-sized slots replaced in turn; the head is the higher
+    seq; a changed slot (either) is a BadHead; the one-line form of older logs reads too."""
+    path = tmp_path / "audit.head"
+    writer = HeadFile(path)
+    for seq in range(1, 6):
+        writer.write(Head("audit", seq, "a" * 64, "f.jsonl"), SIGNER)
+        assert path.stat().st_size == 2 * SLOT
+        assert read_head(path, SIGNER) == Head("audit", seq, "a" * 64, "f.jsonl")
+    writer.close()
+    raw = path.read_bytes()
+    older, newer = sorted((raw[:SLOT], raw[SLOT:]), key=lambda slot: json.loads(slot)["seq"])
+    assert json.loads(older)["seq"] == 4
+    for damaged in (older, newer):
+        path.write_bytes(raw.replace(damaged, damaged.replace(b'"mac":"a', b'"mac":"b', 1)))
+        with pytest.raises(BadHead):
+            read_head(path, SIGNER)
+    one_line = raw[:SLOT].rstrip() + b"\n"  # as heads were written before slots
+    path.write_bytes(one_line)
+    assert read_head(path, SIGNER) is not None
+    long = Head("audit", 7, "b" * 64, "x" * 600)  # too long for a slot: a whole-file head
+    write_head(path, long, SIGNER)
+    assert read_head(path, SIGNER) == long
 
 
 @pytest.mark.parametrize("lines", [1, 3, 12])
