@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from types import TracebackType
 
-from sqlfence.cli.output import BROKEN_PIPE, INTERRUPTED, USAGE, CommandError, Output
+from sqlfence.cli.output import BROKEN_PIPE, INTERRUPTED, OK, USAGE, CommandError, Output
 from sqlfence.errors import Error
 
 # Errors raised inside these packages come from the environment (a server that is down, an
@@ -29,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = next((a for a in arguments if not a.startswith("-")), None)
     if command == "mcp":
         at = arguments.index("mcp")
-        return _mcp(arguments[at + 1 :])
+        return _mcp(arguments[at + 1 :], Output(as_json="--json" in arguments[:at]))
     out = Output(as_json="--json" in arguments)
     from sqlfence.cli import parser
 
@@ -97,13 +97,22 @@ def _quiet_stdout() -> None:
         pass
 
 
-def _mcp(arguments: list[str]) -> int:
+def _mcp(arguments: list[str], out: Output) -> int:
+    """``sqlfence mcp``: its own parser; under ``--json`` its errors are JSON too."""
     try:
         from sqlfence.integrations.mcp_serve import main as mcp_main
     except ImportError as error:
         if error.name is None or not error.name.startswith("mcp"):
             raise
-        Output().error("the MCP server needs the mcp extra: pip install 'sqlfence[mcp]'")
+        out.error("the MCP server needs the mcp extra: pip install 'sqlfence[mcp]'")
         return USAGE
-    mcp_main(arguments)
-    return 0
+    from sqlfence.cli.parser import JsonErrors
+
+    try:
+        if out.json:
+            mcp_main(arguments, parser_class=JsonErrors, report=out.error)
+        else:
+            mcp_main(arguments)
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else USAGE
+    return OK

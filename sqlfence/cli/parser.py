@@ -96,7 +96,7 @@ def moment(text: str, now: datetime.datetime | None = None) -> datetime.datetime
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.timezone.utc)
 
 
-class _JsonErrors(argparse.ArgumentParser):
+class JsonErrors(argparse.ArgumentParser):
     """A parser that reports a usage error as one JSON object (``--json``), exit 2."""
 
     def error(self, message: str) -> NoReturn:
@@ -108,7 +108,7 @@ def build(json_errors: bool = False) -> argparse.ArgumentParser:
     """The whole command line; each leaf parser sets ``run`` to its command function."""
     from sqlfence.cli import audit, commands, sandboxes
 
-    kind = _JsonErrors if json_errors else argparse.ArgumentParser
+    kind = JsonErrors if json_errors else argparse.ArgumentParser
     parser = kind(
         prog="sqlfence", description=DESCRIPTION, epilog=EPILOG, formatter_class=HelpFormatter
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -332,13 +332,22 @@ def serve(
         fence.close()
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """``sqlfence mcp [--policy P] [--sandbox] URL``; a configuration problem exits 2."""
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParser,
+    report: Callable[[str, str], None] | None = None,
+) -> None:
+    """``sqlfence mcp [--policy P] [--sandbox] URL``; a configuration problem exits 2.
+
+    ``report(message, kind)`` says what is wrong (default: one line on standard error), and
+    ``parser_class`` reports usage errors (the CLI passes its JSON ones under ``--json``).
+    """
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["token"]:
         _token_command(arguments[1:])
         return
-    parser = argparse.ArgumentParser(prog="sqlfence mcp", description=__doc__.splitlines()[0])
+    parser = parser_class(prog="sqlfence mcp", description=__doc__.splitlines()[0])
     parser.add_argument("url", nargs="?", help="database URL (not needed with --sandbox)")
     parser.add_argument("--policy", help="policy file (YAML)")
     parser.add_argument("--transport", choices=("stdio", "http"), default="stdio")
@@ -414,7 +423,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             sandbox_quota_mb=args.sandbox_quota_mb,
         )
     except (Error, OSError) as error:
-        print(f"sqlfence mcp: {error}", file=sys.stderr)
+        if report is None:
+            print(f"sqlfence mcp: {error}", file=sys.stderr)
+        else:
+            report(f"sqlfence mcp: {error}", type(error).__name__)
         raise SystemExit(2) from None
 
 

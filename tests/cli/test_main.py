@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -164,3 +165,18 @@ def test_errors_raised_inside_a_driver_are_expected() -> None:
     with pytest.raises(RuntimeError) as ours:
         raise RuntimeError("a bug")
     assert not from_driver(ours.value)
+
+
+def test_mcp_errors_are_json_under_json(tmp_path: Path) -> None:
+    """`sqlfence --json mcp ...`: a bad database and a usage error are one JSON object each
+    on standard error, exit 2; without --json they are one line."""
+    missing = f"sqlite:///{tmp_path / 'missing.db'}"
+    for args, kind in (([missing], "OperationalError"), (["--bogus"], "usage")):
+        done = cli("--json", "mcp", *args)
+        assert done.returncode == 2, done.stderr
+        error = json.loads(done.stderr)
+        assert error["kind"] == kind
+        assert error["error"].startswith("sqlfence mcp: ")
+    plain_done = cli("mcp", missing)
+    assert plain_done.returncode == 2
+    assert plain_done.stderr.startswith("sqlfence mcp: no SQLite database")
