@@ -31,19 +31,13 @@ from typing import TYPE_CHECKING, Any
 from sqlfence.errors import AuditError, AuditWarning
 from sqlfence.observe import lifecycle
 from sqlfence.observe.events import OK, VERSION, encode_event, plain_event, unwanted_kinds
-from sqlfence.observe.filesink import FileSink, chain_ends
-from sqlfence.observe.head import continue_after_head, head_path
+from sqlfence.observe.filesink import FileSink
+from sqlfence.observe.head import head_path
 from sqlfence.observe.integrity import GENESIS, Chain, Signer, resolve_key
+from sqlfence.observe.opening import open_chain
 from sqlfence.observe.outbox import Failure, Outbox
 from sqlfence.observe.records import AuditRecord, StatementRecord
-from sqlfence.observe.roster import (
-    BadRoster,
-    base_of,
-    enroll,
-    mark_written,
-    read_roster,
-    roster_path,
-)
+from sqlfence.observe.roster import RosterWatch
 from sqlfence.observe.settings import AuditSettings
 from sqlfence.observe.sinks import Sink, build_sink
 from sqlfence.observe.worker import BatchWorker
@@ -54,7 +48,6 @@ if TYPE_CHECKING:
     from sqlfence.observe.events import AuditEvent
     from sqlfence.observe.verify import VerifyResult
 
-_ROSTER_CHECK_S = 1.0  # how often a writer looks for chains enrolled since it opened
 logger = logging.getLogger("sqlfence.observe")
 _QUEUE_FULL = object()  # the cause of a drop when the files did not fail
 _CLOSE_TIMEOUT_S = 30.0  # close() waits this long at least for the writer to finish
@@ -87,17 +80,11 @@ class AuditLog:
         seq, prev = 0, GENESIS
         details: dict[str, Any] = {"pid": os.getpid(), "host": socket.gethostname()}
         head = None
-        self._signer = signer
-        self._roster: Path | None = None  # this chain's roster, watched for new chains
-        self._roster_due = 0.0
-        self._roster_seen: tuple[int, int, int] | None = None
-        self._vouched: set[str] = set()
-        self._listed = False  # is the chain in its roster (it has written)?
+        self._roster: RosterWatch | None = None
         if "file" in settings.sinks:
-            seq, prev, head = self._open_files(signer, details)
-            self._roster = roster_path(settings.directory, base_of(self.chain))
-            self._vouched = set(details.get("roster_chains") or ())
-            self._listed = self.chain in self._vouched
+            self._file, seq, prev, head = open_chain(settings, signer, self._sync, details)
+            listed = list(details.get("roster_chains") or ())
+            self._roster = RosterWatch(settings.directory, self.chain, signer, listed)
         self._chain = Chain(signer, seq, prev)
         self.sink_failures: dict[str, int] = {}
         self._outbox = Outbox(
@@ -145,41 +132,6 @@ class AuditLog:
         if settings.retention_days is not None:
             self._purge()
         lifecycle.register(self, lifecycle.AUDIT)
-
-    def _open_files(self, signer: Signer, details: dict[str, Any]) -> tuple[int, str, Any]:
-        """Open the chain's files and find where it ends: its last line, or its head when
-        the files end before it (the next event then follows the head, so the gap shows)."""
-        settings = self.settings
-        try:
-            self._file = FileSink(
-                settings.directory,
-                settings.prefix,
-                max_bytes=settings.max_file_bytes,
-                rotate_daily=settings.rotate_daily,
-                sync=self._sync,
-            )
-            resumed = self._file.resume()
-            ends = chain_ends(settings.directory)
-            head = head_path(settings.directory, self._file.prefix)
-            fresh = (resumed is None or not resumed.seq) and not head.exists()
-            enrolled = enroll(settings.directory, self._file.prefix, signer, ends, fresh=fresh)
-            details.update(enrolled)
-        except OSError as error:
-            if self._file is not None:
-                self._file.close()
-            raise AuditError(
-                f"cannot open the audit log in {settings.directory}: {error}", cause=str(error)
-            ) from error
-        seq, prev = 0, GENESIS
-        if resumed is not None:
-            if resumed.torn_bytes:
-                details["torn_bytes_cut"] = resumed.torn_bytes
-            if resumed.seq:
-                seq, prev = resumed.seq, resumed.mac
-        path = head_path(settings.directory, self._file.prefix)
-        details["head"] = path.name
-        seq, prev = continue_after_head(path, signer, seq, prev, details)
-        return seq, prev, path
 
     # -- writing --------------------------------------------------------------------------
 
@@ -308,8 +260,7 @@ class AuditLog:
         self._worker.flush(timeout)
         if self._roster is not None and self._lock.acquire(timeout=timeout):
             try:  # vouch for every chain listed by now, whatever the last look was
-                self._roster_due = 0.0
-                self._vouch()
+                self._watch_roster(now=True)
             finally:
                 self._lock.release()
         self._queue(plain_event("audit.close", details=self.stats()))
@@ -543,49 +494,18 @@ class AuditLog:
             self._put_now(event)
         self.failure = failure = outbox.failure
         self._worker.stalled = failure is not None
-        if self._roster is not None and failure is None:
-            if not self._listed:
-                self._list_chain()
-            self._vouch()
+        if failure is None:
+            self._watch_roster()
         if self._finished and outbox.pending:
             self._report_lost(outbox.give_up())  # written after close: no one retries
 
-    def _list_chain(self) -> None:
-        """Once the chain has a line on disk, list it in the roster (the caller holds the
-        lock): from then on deleting it whole fails verify."""
-        if self._outbox.written_seq <= 0:
-            return
-        assert self._file is not None
-        try:
-            mark_written(self.directory, self.chain, self._signer)
-        except OSError:
-            logger.exception("audit roster of %s not updated; tried again later", self.chain)
-            return
-        self._listed = True
-        self._vouched.add(self.chain)  # a chain need not vouch for itself
-
-    def _vouch(self) -> None:
-        """At most once a second: when chains were enrolled since this chain last looked,
-        record them (``audit.chains``), so this chain vouches for them (the caller holds
-        the lock)."""
-        now = time.monotonic()
-        if now < self._roster_due:
-            return
-        self._roster_due = now + _ROSTER_CHECK_S
-        assert self._roster is not None
-        try:
-            stat = self._roster.stat()
-            seen = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
-            if seen == self._roster_seen:
-                return
-            self._roster_seen = seen
-            roster = read_roster(self._roster, self._signer)
-        except (OSError, BadRoster):
-            return  # verify reports a missing or bad roster itself
-        new = sorted(roster.chains - self._vouched) if roster is not None else []
-        if new:
-            self._vouched |= set(new)
-            self._put_now(plain_event("audit.chains", details={"chains": new}))
+    def _watch_roster(self, *, now: bool = False) -> None:
+        """List the chain once it has written; vouch for chains listed since it opened
+        (the caller holds the lock)."""
+        if self._roster is not None:
+            new = self._roster.after_write(self._outbox.written_seq, now=now)
+            if new:
+                self._put_now(plain_event("audit.chains", details={"chains": new}))
 
     def _append_now(self, events: list[dict[str, Any]]) -> None:
         """Sign and write ``events`` at once, outside the queue (the log's own events)."""
@@ -594,8 +514,8 @@ class AuditLog:
                 self._put_now(event)
             self.failure = self._outbox.failure
             self._worker.stalled = self.failure is not None
-            if self._roster is not None and self.failure is None and not self._listed:
-                self._list_chain()
+            if self.failure is None:
+                self._watch_roster()
 
     def _put_now(self, event: dict[str, Any]) -> None:
         """Sign ``event`` and hand it to the outbox (the caller holds the lock)."""

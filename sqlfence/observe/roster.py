@@ -29,9 +29,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import logging
 import os
 import re
 import secrets
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +47,7 @@ try:
 except ImportError:  # pragma: no cover - Windows: no roster lock, one writer per directory
     fcntl = None  # type: ignore[assignment]
 
+logger = logging.getLogger("sqlfence.observe")
 SUFFIX = ".chains"
 _LABEL = b"sqlfence audit chains\n"
 _PER_PROCESS = re.compile(r"\.p\d+$")
@@ -149,6 +152,51 @@ def _listing(path: Path, roster: Roster, chain: str, signer: Signer) -> Roster:
     listed = Roster(roster.directory_id, roster.chains | {chain})
     _write(path, listed, signer)
     return listed
+
+
+class RosterWatch:
+    """A writer's side of its roster: lists its chain once it has written, and notices
+    chains listed after it opened, for it to vouch for (at most once a second)."""
+
+    CHECK_S = 1.0
+
+    def __init__(self, directory: Path, chain: str, signer: Signer, listed: list[str]) -> None:
+        self._directory = directory
+        self._chain = chain
+        self._signer = signer
+        self._path = roster_path(directory, base_of(chain))
+        self._vouched = set(listed)
+        self._listed = chain in self._vouched
+        self._due = 0.0
+        self._seen: tuple[int, int, int] | None = None
+
+    def after_write(self, written_seq: int, *, now: bool = False) -> list[str]:
+        """After a write that put the chain at ``written_seq``: the chains to vouch for
+        (an ``audit.chains`` event), none most of the time. ``now`` looks at once."""
+        if not self._listed and written_seq > 0:
+            try:
+                mark_written(self._directory, self._chain, self._signer)
+            except OSError:
+                logger.exception("audit roster of %s not updated; tried again", self._chain)
+            else:
+                self._listed = True
+                self._vouched.add(self._chain)  # a chain need not vouch for itself
+        moment = time.monotonic()
+        if not now and moment < self._due:
+            return []
+        self._due = moment + self.CHECK_S
+        try:
+            stat = self._path.stat()
+            seen = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+            if seen == self._seen:
+                return []
+            self._seen = seen
+            roster = read_roster(self._path, self._signer)
+        except (OSError, BadRoster):
+            return []  # verify reports a missing or bad roster itself
+        new = sorted(roster.chains - self._vouched) if roster is not None else []
+        self._vouched.update(new)
+        return new
 
 
 def _body(directory_id: str, chains: list[str]) -> bytes:
