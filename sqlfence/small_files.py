@@ -1,13 +1,17 @@
-"""Reading a small file that someone else may have made hostile: policy files, tools and
-tokens files, the audit key.
+"""Small files: reading one that someone else may have made hostile (policy files, tools
+and tokens files, the audit key), and replacing one whole (the audit head and roster).
 
 ``read_small`` reads at most ``limit + 1`` bytes (so ``/dev/zero`` or a 50 MB file cannot
 take memory), refuses a directory, and waits at most ``wait_s`` for a pipe or FIFO to give
 its bytes (a FIFO nobody writes to would otherwise block for ever, already at ``open``).
+``replace_small`` writes a temporary file and renames it over the old one, so a reader
+sees the old bytes or the new, never a part.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import select
 import stat
@@ -68,3 +72,25 @@ def _read_pipe(fd: int, path: Path, size: int, wait_s: float) -> bytes:
     if not chunks:  # a FIFO nobody writes to reads as empty: not a file's content
         raise NotReadable(f"{path} is a pipe or FIFO that gave nothing")
     return b"".join(chunks)
+
+
+def replace_small(path: Path, data: bytes, *, sync: bool = False) -> None:
+    """Replace ``path`` with ``data`` atomically (mode 0600); ``sync`` puts the bytes on
+    stable storage before the rename. Raises OSError and leaves the old file."""
+    temporary = path.with_name(path.name + ".tmp")
+    try:
+        fd = os.open(
+            temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600
+        )
+        try:
+            if os.write(fd, data) != len(data):  # a few hundred bytes: short on a full disk
+                raise OSError(errno.ENOSPC, f"short write of {path.name}")
+            if sync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise

@@ -13,7 +13,6 @@ to a sink elsewhere for that.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import logging
@@ -24,6 +23,7 @@ from typing import Any
 
 from sqlfence.observe.events import json_text
 from sqlfence.observe.integrity import Signer
+from sqlfence.small_files import replace_small
 
 logger = logging.getLogger("sqlfence.observe")
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -74,12 +74,12 @@ class HeadFile:
         line = _signed(head, signer)
         if len(line) >= SLOT:  # very long chain or file names: the whole-file replacement
             self.close()
-            _replace(self.path, line)
+            replace_small(self.path, line)
             return
         slot = line[:-1].ljust(SLOT - 1, b" ") + b"\n"
         if self._fd is None:
             # A new head (or one in the older one-line form) is made whole first.
-            _replace(self.path, slot + slot)
+            replace_small(self.path, slot + slot)
             self._fd = os.open(self.path, os.O_WRONLY | _CLOEXEC)
             self._slot = 1
             return
@@ -105,23 +105,6 @@ def write_head(path: Path, head: Head, signer: Signer) -> None:
 def _signed(head: Head, signer: Signer) -> bytes:
     body = head.body()
     return b'%s,"sig":"%s"}\n' % (body[:-1], signer.mac(_LABEL + body).encode("ascii"))
-
-
-def _replace(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically (a temporary file renamed over it)."""
-    temporary = path.with_name(path.name + ".tmp")
-    try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _CLOEXEC, 0o600)
-        try:
-            if os.write(fd, data) != len(data):  # a kilobyte: short only on a full disk
-                raise OSError(errno.ENOSPC, "short write of the audit head")
-        finally:
-            os.close(fd)
-        os.replace(temporary, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
 
 
 def read_head(path: Path, signer: Signer) -> Head | None:

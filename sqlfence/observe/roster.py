@@ -27,7 +27,6 @@ with an older roster put back. Ship events to a sink elsewhere for those.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import logging
 import os
@@ -41,6 +40,7 @@ from typing import IO
 
 from sqlfence.observe.events import json_text
 from sqlfence.observe.integrity import Signer
+from sqlfence.small_files import replace_small
 
 try:
     import fcntl
@@ -206,20 +206,7 @@ def _body(directory_id: str, chains: list[str]) -> bytes:
 def _write(path: Path, roster: Roster, signer: Signer) -> None:
     body = _body(roster.directory_id, sorted(roster.chains))
     line = b'%s,"sig":"%s"}\n' % (body[:-1], signer.mac(_LABEL + body).encode("ascii"))
-    temporary = path.with_name(path.name + ".tmp")
-    try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            if os.write(fd, line) != len(line):
-                raise OSError(errno.ENOSPC, "short write of the audit roster")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
+    replace_small(path, line, sync=True)
 
 
 @contextlib.contextmanager
