@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from tests.postgres_server import PostgresServer, find_bindir
+from tests.postgres_server import PostgresServer, started
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -35,16 +35,8 @@ def missing(component: str) -> None:
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """A PostgreSQL server started for this test session (superuser ``postgres``, trust)."""
-    bindir = find_bindir()
-    if bindir is None:
-        missing("PostgreSQL (initdb, pg_ctl)")
-        raise AssertionError("unreachable")
-    server = PostgresServer(bindir)
-    server.start()
-    try:
+    with started(missing) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -13,6 +13,8 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -40,8 +42,9 @@ def _free_port() -> int:
 class PostgresServer:
     """Start with ``start()``, stop with ``stop()``; ``url`` is a superuser URL."""
 
-    def __init__(self, bindir: Path) -> None:
+    def __init__(self, bindir: Path, max_connections: int = 200) -> None:
         self.bindir = bindir
+        self.max_connections = max_connections
         self.root = Path(tempfile.mkdtemp(prefix="sqlfence-pg-"))
         self.data = self.root / "data"
         self.port = _free_port()
@@ -72,7 +75,8 @@ class PostgresServer:
         )  # fmt: skip
         options = (
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+            "-c synchronous_commit=off -c full_page_writes=off "
+            f"-c max_connections={self.max_connections}"
         )
         self._run(
             str(self.bindir / "pg_ctl"),
@@ -95,3 +99,19 @@ class PostgresServer:
             self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop")
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextmanager
+def started(missing: Callable[[str], None], max_connections: int = 200) -> Iterator[PostgresServer]:
+    """A server started for the block and stopped after it; ``missing`` is told (it skips
+    or fails the test) when PostgreSQL is not installed."""
+    bindir = find_bindir()
+    if bindir is None:
+        missing("PostgreSQL (initdb, pg_ctl)")
+        raise AssertionError("unreachable")
+    server = PostgresServer(bindir, max_connections)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -19,7 +19,7 @@ import pytest
 from sqlfence.sandbox import AgentSandbox, Registry, reap
 from sqlfence.sandbox.registry import DATABASE
 from tests.conftest import missing
-from tests.postgres_server import PostgresServer, find_bindir
+from tests.postgres_server import PostgresServer, started
 
 REPOSITORY = Path(__file__).parents[2]
 
@@ -119,13 +119,7 @@ def password_server() -> Iterator[PasswordServer]:
     import psycopg
     from psycopg import sql
 
-    bindir = find_bindir()
-    if bindir is None:
-        missing("PostgreSQL (initdb, pg_ctl)")
-        raise AssertionError("unreachable")
-    server = PostgresServer(bindir)
-    server.start()
-    try:
+    with started(missing) as server:
         password = f"admin-{secrets.token_hex(16)}"
         with psycopg.connect(server.url, autocommit=True) as admin:
             admin.execute(sql.SQL("ALTER ROLE postgres PASSWORD {}").format(sql.Literal(password)))
@@ -138,8 +132,6 @@ def password_server() -> Iterator[PasswordServer]:
             assert time.monotonic() < deadline, "pg_hba.conf was not reloaded"
             time.sleep(0.05)
         yield PasswordServer(server.url, password, server.port)
-    finally:
-        server.stop()
 
 
 SMALL_MAX_CONNECTIONS = 20
@@ -147,23 +139,9 @@ SMALL_MAX_CONNECTIONS = 20
 
 @pytest.fixture(scope="session")
 def small_server() -> Iterator[PostgresServer]:
-    """A PostgreSQL server restarted with ``max_connections`` = SMALL_MAX_CONNECTIONS."""
-    bindir = find_bindir()
-    if bindir is None:
-        missing("PostgreSQL (initdb, pg_ctl)")
-        raise AssertionError("unreachable")
-    server = PostgresServer(bindir)
-    server.start()
-    try:
-        options = (
-            f"-p {server.port} -k {server.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-            f"-c synchronous_commit=off -c max_connections={SMALL_MAX_CONNECTIONS}"
-        )
-        server._run(str(bindir / "pg_ctl"), "-D", str(server.data), "-o", options,
-                    "-l", str(server.root / "server.log"), "-w", "-t", "60", "restart")  # fmt: skip
+    """A PostgreSQL server started with ``max_connections`` = SMALL_MAX_CONNECTIONS."""
+    with started(missing, SMALL_MAX_CONNECTIONS) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def _asks_for_password(url: str) -> bool:
