@@ -38,6 +38,18 @@ from common import machine, table, write_section
 
 import sqlfence
 from sqlfence import Guard
+from tests.sql.shapes import (
+    aliased_arms,
+    cte_chain,
+    in_list,
+    joins,
+    long_case,
+    nested_from,
+    nested_in_under_with,
+    scalar_subqueries,
+    union_arms,
+    wide,
+)
 
 # -- fence ---------------------------------------------------------------------------------
 
@@ -48,74 +60,23 @@ GROWTH_POLICY = {**FENCE_POLICY, "max_statement_length": 10**7, "max_statement_t
 FENCE_DIALECTS = ("sqlite", "postgres")
 
 
-def _cte_chain(n: int) -> str:
-    ctes = ["c0 AS (SELECT a FROM t)"] + [f"c{i} AS (SELECT a FROM c{i - 1})" for i in range(1, n)]
-    return "WITH " + ", ".join(ctes) + f" SELECT a FROM c{n - 1}"
-
-
-def _nested_from(n: int) -> str:
-    sql = "SELECT a FROM t"
-    for i in range(n):
-        sql = f"SELECT a FROM ({sql}) AS s{i}"
-    return sql
-
-
-def _nested_in_under_with(n: int) -> str:
-    sql = "SELECT a FROM x"
-    for i in range(n):
-        sql = f"SELECT a FROM t{i % 5} WHERE a IN ({sql})"
-    return "WITH x AS (SELECT 1 AS a) " + sql
-
-
-def _union_arms(n: int) -> str:
-    return " UNION ALL ".join(f"SELECT a, b FROM t{i % 7} WHERE a = {i}" for i in range(n))
-
-
-def _aliased_arms(n: int) -> str:
-    return " UNION ALL ".join(f"SELECT u.a, u.b FROM t{i} AS u WHERE u.a = {i}" for i in range(n))
-
-
-def _joins(n: int) -> str:
-    return "SELECT t0.a FROM t0 " + " ".join(
-        f"JOIN t{i} ON t{i}.a = t{i - 1}.a" for i in range(1, n)
-    )
-
-
-def _in_list(n: int) -> str:
-    return "SELECT a FROM t WHERE a IN (" + ", ".join(str(i) for i in range(n)) + ")"
-
-
-def _scalar_subqueries(n: int) -> str:
-    items = ", ".join(f"(SELECT max(a) FROM t{i % 5} WHERE b = {i}) AS m{i}" for i in range(n))
-    return f"SELECT {items} FROM t"
-
-
 def _columns(n: int) -> str:
     return "SELECT " + ", ".join(f"c{i}" for i in range(n)) + " FROM t"
 
 
-def _wide(n: int) -> str:
-    columns = ", ".join(f"c{i}" for i in range(n))
-    return f"SELECT {columns} FROM " + ", ".join(f"t{i}" for i in range(n))
-
-
-def _long_case(n: int) -> str:
-    return "SELECT CASE " + " ".join(f"WHEN a = {i} THEN 'v{i}'" for i in range(n)) + " END FROM t"
-
-
 # shape -> (builder, size at 1x, what grows); nesting stops where sqlglot's recursion does
 FENCE_SHAPES: dict[str, tuple[Callable[[int], str], int, str]] = {
-    "CTE chain": (_cte_chain, 10, "CTEs, each reading the one before"),
-    "nested derived tables": (_nested_from, 2, "levels of SELECT ... FROM (SELECT ...)"),
-    "nested IN under a WITH": (_nested_in_under_with, 2, "levels, a table at each"),
-    "UNION ALL arms": (_union_arms, 10, "arms"),
-    "aliased arms (u.a, u.b)": (_aliased_arms, 10, "arms aliasing their table u"),
-    "joins": (_joins, 10, "tables joined in a chain"),
-    "IN list": (_in_list, 100, "literals"),
-    "scalar subqueries": (_scalar_subqueries, 10, "subqueries in the select list"),
+    "CTE chain": (cte_chain, 10, "CTEs, each reading the one before"),
+    "nested derived tables": (nested_from, 2, "levels of SELECT ... FROM (SELECT ...)"),
+    "nested IN under a WITH": (nested_in_under_with, 2, "levels, a table at each"),
+    "UNION ALL arms": (union_arms, 10, "arms"),
+    "aliased arms (u.a, u.b)": (aliased_arms, 10, "arms aliasing their table u"),
+    "joins": (joins, 10, "tables joined in a chain"),
+    "IN list": (in_list, 100, "literals"),
+    "scalar subqueries": (scalar_subqueries, 10, "subqueries in the select list"),
     "columns": (_columns, 100, "columns of one table"),
-    "columns x tables": (_wide, 10, "unqualified columns over as many tables"),
-    "CASE arms": (_long_case, 100, "WHEN arms"),
+    "columns x tables": (wide, 10, "unqualified columns over as many tables"),
+    "CASE arms": (long_case, 100, "WHEN arms"),
 }
 
 
