@@ -101,6 +101,23 @@ class SandboxError(OperationalError):
     """A sandbox could not be created, reached, or is gone (destroyed, paused, OOM-killed)."""
 
 
+class NothingMade(SandboxError):
+    """A sandbox's ``create`` failed before it made anything (its server did not answer):
+    there is nothing for a reaper to remove."""
+
+
+class LicenceRefused(SandboxError):
+    """IRIS refused a login for want of a licence unit: it runs, and it is full."""
+
+
+class SnapshotCorrupt(SandboxError):
+    """A snapshot's files do not match their checksums, or its manifest is unreadable."""
+
+
+class PoolTimeout(OperationalError):
+    """No sandbox of a pool became free within the acquire timeout."""
+
+
 class ConfigurationError(InterfaceError):
     """A URL, driver or setting cannot be used: unknown scheme, missing extra, bad option."""
 
@@ -117,14 +134,18 @@ __all__ = [
     "IntegrityError",
     "InterfaceError",
     "InternalError",
+    "LicenceRefused",
     "NotSupportedError",
+    "NothingMade",
     "OperationalError",
     "PolicyError",
+    "PoolTimeout",
     "PolicyViolation",
     "ProgrammingError",
     "QuotaExceeded",
     "RowLimitExceeded",
     "SandboxError",
+    "SnapshotCorrupt",
     "Warning",
 ]
 

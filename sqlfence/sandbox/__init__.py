@@ -7,14 +7,15 @@ processes left behind.
 
 from __future__ import annotations
 
+from sqlfence.errors import PoolTimeout, SnapshotCorrupt
 from sqlfence.sandbox.backends.base import Backend, Contents, Namespace
 from sqlfence.sandbox.credentials import CredentialsMissing
 from sqlfence.sandbox.limits import Limits
-from sqlfence.sandbox.pool import Lease, PoolTimeout, SandboxPool
+from sqlfence.sandbox.pool import Lease, SandboxPool
 from sqlfence.sandbox.reaper import listing, reap
 from sqlfence.sandbox.registry import Owner, Record, Registry
 from sqlfence.sandbox.sandbox import AgentSandbox
-from sqlfence.sandbox.snapshots import Manifest, SnapshotCorrupt, SnapshotStore
+from sqlfence.sandbox.snapshots import Manifest, SnapshotStore
 
 __all__ = [
     "AgentSandbox",

@@ -17,16 +17,12 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlfence.errors import ConfigurationError, OperationalError, SandboxError
+from sqlfence.errors import ConfigurationError, PoolTimeout, SandboxError
 from sqlfence.sandbox.runtimes.base import Runtime
 from sqlfence.sandbox.sandbox import AgentSandbox
 
 GOLDEN = "pool-golden"
 POOL_AGENT = "pool"
-
-
-class PoolTimeout(OperationalError):
-    """No sandbox became free within the acquire timeout."""
 
 
 class Lease:

@@ -15,14 +15,14 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlfence.errors import ConfigurationError, QuotaExceeded, SandboxError
+from sqlfence.errors import ConfigurationError, NothingMade, QuotaExceeded, SandboxError
 from sqlfence.observe.monitor import RESOURCES
 from sqlfence.policies.engine import Decision
 from sqlfence.policies.model import Policy
 from sqlfence.proxy.connect import connect
 from sqlfence.proxy.connection import GuardedConnection
 from sqlfence.sandbox import lifecycle, naming, snapshotting
-from sqlfence.sandbox.backends.base import Backend, Namespace, NothingMade
+from sqlfence.sandbox.backends.base import Backend, Namespace
 from sqlfence.sandbox.credentials import Credentials, CredentialsMissing, urls
 from sqlfence.sandbox.limits import Limits, build_limits, build_policy
 from sqlfence.sandbox.registry import Owner, Record, Registry

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlfence.errors import SandboxError
+from sqlfence.errors import SandboxError, SnapshotCorrupt
 from sqlfence.sandbox import private_files
 
 MANIFEST = "manifest.json"
@@ -47,10 +47,6 @@ class Manifest:
     def portable(self) -> bool:
         """True when the data is in files (loadable on another machine)."""
         return self.clone is None
-
-
-class SnapshotCorrupt(SandboxError):
-    """A snapshot's files do not match their checksums, or its manifest is unreadable."""
 
 
 def check_name(name: str) -> str:

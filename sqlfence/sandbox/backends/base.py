@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from sqlfence.errors import SandboxError
 from sqlfence.policies.model import Policy
 from sqlfence.sandbox.limits import Limits
 
@@ -32,11 +31,6 @@ class Contents:
 
     tables: dict[str, int] = field(default_factory=dict)
     schema_digest: str = ""
-
-
-class NothingMade(SandboxError):
-    """``create`` failed before it made anything (its server did not answer): there is
-    nothing for a reaper to remove."""
 
 
 @runtime_checkable

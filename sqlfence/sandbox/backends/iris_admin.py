@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import SplitResult, unquote, urlsplit
 
-from sqlfence.errors import SandboxError
+from sqlfence.errors import LicenceRefused, SandboxError
 from sqlfence.proxy.iris_driver import LICENCE_LIMIT, is_licence_refusal
 from sqlfence.sandbox import naming
 
@@ -111,10 +111,6 @@ def login(
         raise SandboxError(f"IRIS server {where}: cannot log in: {error}") from error
     except (OSError, RuntimeError) as error:  # the driver's socket errors are not DB-API ones
         raise SandboxError(f"IRIS server {where}: cannot log in: {error}") from error
-
-
-class LicenceRefused(SandboxError):
-    """IRIS refused a login for want of a licence unit: it runs, and it is full."""
 
 
 def probe(url: str, timeout: float) -> Answer:

@@ -34,8 +34,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from sqlfence.errors import SnapshotCorrupt
 from sqlfence.sandbox import private_files
-from sqlfence.sandbox.snapshots import SnapshotCorrupt
 
 FILE = "globals.jsonl.gz"
 Subscript = str | int | float | Decimal | bytes

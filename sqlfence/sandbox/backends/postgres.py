@@ -37,15 +37,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from sqlfence.errors import ConfigurationError, SandboxError
+from sqlfence.errors import ConfigurationError, NothingMade, SandboxError, SnapshotCorrupt
 from sqlfence.policies.model import Policy
 from sqlfence.sandbox import credentials, naming, private_files
 from sqlfence.sandbox.backends import postgres_admin
 from sqlfence.sandbox.backends import postgres_digest as content_digest
 from sqlfence.sandbox.backends import postgres_grants as grants
-from sqlfence.sandbox.backends.base import Contents, Namespace, NothingMade
+from sqlfence.sandbox.backends.base import Contents, Namespace
 from sqlfence.sandbox.limits import Limits
-from sqlfence.sandbox.snapshots import SnapshotCorrupt
 
 DUMP_FILE = "data.pgdump"
 # What a database's comment may say: everyone can read comments, so no agent id or tenant.
