@@ -152,7 +152,7 @@ def _rows(result: Any) -> Any:
 
 def test_curated_tools_bind_their_arguments(tmp_path: Path, database: Path) -> None:
     """Arguments are values, never SQL: a quote is just a character of the name."""
-    calls = [
+    calls: list[tuple[str, dict[str, Any]]] = [
         ("person_by_name", {"name": "Ada"}),
         ("person_by_name", {"name": "Ada' OR '1'='1"}),
         ("people_after", {"low": 1}),
@@ -187,7 +187,7 @@ def test_curated_tools_declare_their_schemas(tmp_path: Path, database: Path) -> 
 def test_arguments_are_validated_and_the_template_is_judged(tmp_path: Path, database: Path) -> None:
     """A wrong type or an out-of-range value is refused before SQL; the fence still judges
     the template (a denied table, a write under a read-only policy)."""
-    calls = [
+    calls: list[tuple[str, dict[str, Any]]] = [
         ("people_after", {"low": "one"}),
         ("people_after", {"low": 0, "count": 50}),
         ("secret_values", {}),

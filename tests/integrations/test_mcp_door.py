@@ -256,7 +256,8 @@ def test_a_long_client_name_is_cut(tmp_path: Path, database: Path) -> None:
     """clientInfo.name is copied into every event: only its first 200 characters are kept."""
     audit = tmp_path / "audit"
     params = _params(tmp_path, "--audit", str(audit), f"sqlite:///{database}")
-    anyio.run(_calls, params, [("list_tables", {})], "x" * 100_000)
+    calls: list[tuple[str, dict[str, Any]]] = [("list_tables", {})]
+    anyio.run(_calls, params, calls, "x" * 100_000)
     events = audit_events(audit, lambda found: any(e["event_type"] == "mcp.call" for e in found))
     names = {e.get("client_name") for e in events if e.get("client_name")}
     assert names == {"x" * 200}

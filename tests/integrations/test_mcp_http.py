@@ -211,7 +211,8 @@ def test_abandoned_sessions_do_not_lock_out_a_fresh_client(tmp_path: Path, datab
     with _server(tmp_path, database, "--max-sessions", "5") as url:
         opened = [_post(url) for _ in range(20)]
         assert {response.status_code for response in opened} == {200}
-        [listing] = anyio.run(_calls_without_token, url, [("list_tables", {})])
+        calls: list[tuple[str, dict[str, Any]]] = [("list_tables", {})]
+        [listing] = anyio.run(_calls_without_token, url, calls)
         assert not listing.is_error, _text(listing)
         assert json.loads(_text(listing))["tables"] == ["people"]
         assert _session_answers(url, opened[0]) == 404  # the idlest, ended for a newer one
@@ -251,7 +252,8 @@ def test_one_token_cannot_hoard_sessions(tmp_path: Path, database: Path) -> None
         opened = [_open(url, hoarder) for _ in range(5)]
         assert [_session_status(url, s, hoarder) for s in opened] == [404, 404, 404, 200, 200]
         assert _session_status(url, kept, other) == 200
-        [listing] = anyio.run(_calls, url, other, [("list_tables", {})])
+        calls: list[tuple[str, dict[str, Any]]] = [("list_tables", {})]
+        [listing] = anyio.run(_calls, url, other, calls)
         assert not listing.is_error, _text(listing)
 
 

@@ -67,8 +67,10 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine
         setup = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://", 1))
         url = pg_url.replace("postgresql://", "sqlfence+postgresql://", 1)
     Base.metadata.create_all(setup)
+    secrets = Secret.__table__
+    assert isinstance(secrets, sa.Table)  # typed FromClause: a declarative class maps a Table
     with setup.begin() as connection:
-        connection.execute(sa.insert(Secret.__table__), [{"id": 1, "value": "s3cr3t"}])
+        connection.execute(sa.insert(secrets), [{"id": 1, "value": "s3cr3t"}])
     setup.dispose()
     engine = sa.create_engine(
         url, connect_args={"policy": WRITER, "agent_id": "orm-agent", "audit": str(tmp_path)}
@@ -90,6 +92,7 @@ def test_orm_round_trip(engine: sa.Engine) -> None:
 def test_core_select(engine: sa.Engine) -> None:
     """A Core select runs through the fence and returns the driver's rows."""
     table = Person.__table__
+    assert isinstance(table, sa.Table)  # typed FromClause: a declarative class maps a Table
     with engine.begin() as connection:
         connection.execute(sa.insert(table), [{"name": "Ada"}, {"name": "Grace"}])
     with engine.connect() as connection:

@@ -161,7 +161,12 @@ def test_sync_durability_syncs_before_submit_returns(
     batch holding its event was written and synced to stable storage."""
     synced: list[int] = []
     real = filesink._sync_data
-    monkeypatch.setattr(filesink, "_sync_data", lambda fd: (real(fd), synced.append(fd))[0])
+
+    def counting_sync(fd: int) -> None:
+        real(fd)
+        synced.append(fd)
+
+    monkeypatch.setattr(filesink, "_sync_data", counting_sync)
     with AuditLog(AuditSettings(directory=audit_dir, **spelling)) as log:
         assert log.settings.durability == "sync"
         before = len(synced)
@@ -213,10 +218,12 @@ def test_a_full_queue_blocks_producers_instead_of_dropping(audit_dir: Path) -> N
 
     settings = AuditSettings(directory=audit_dir, sinks=("file", slow), queue_size=5, batch_size=2)
     with AuditLog(settings) as log:
-        threads = [
-            threading.Thread(target=lambda: [log.submit(_statement()) for _ in range(50)])
-            for _ in range(4)
-        ]
+
+        def produce() -> None:
+            for _ in range(50):
+                log.submit(_statement())
+
+        threads = [threading.Thread(target=produce) for _ in range(4)]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -235,12 +242,12 @@ def test_a_put_timeout_drops_are_counted_and_recorded(audit_dir: Path) -> None:
     def stuck(event: dict[str, Any]) -> None:
         gate.wait(5)
 
-    settings = AuditSettings(
+    settings = AuditSettings(  # type: ignore[call-arg]  # put_timeout_s: see below
         directory=audit_dir,
         sinks=("file", stuck),
         queue_size=2,
         batch_size=1,
-        put_timeout_s=0.01,
+        put_timeout_s=0.01,  # the older name of wait_timeout_s, still accepted
         on_audit_failure="continue",
     )
     log = AuditLog(settings)
@@ -365,7 +372,7 @@ def test_connections_share_one_log_per_directory(audit_dir: Path) -> None:
     second = AuditLog.shared(AuditSettings(directory=audit_dir))
     assert first is second
     with pytest.raises(ValueError, match="other settings"):
-        AuditLog.shared(AuditSettings(directory=audit_dir, durable=True))
+        AuditLog.shared(AuditSettings(directory=audit_dir, durability="sync"))
     first.release()
     assert not first.closed
     second.release()

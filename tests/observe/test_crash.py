@@ -35,7 +35,7 @@ def _acknowledged_until_killed(child: Child, count: int) -> set[int]:
     statement it acknowledged, including those still in the pipe when it died."""
     assert child.ask("connect") == "ok"
     child.send("loop")
-    acknowledged = set()
+    acknowledged: set[int] = set()
     while len(acknowledged) < count:
         line = child.answer()
         assert line.startswith("ok "), line
@@ -48,7 +48,7 @@ def _acknowledged_until_killed(child: Child, count: int) -> set[int]:
 
 def _reopen(directory: Path) -> None:
     """Open and close the log again, as the next process would (a torn tail is cut)."""
-    with AuditLog(AuditSettings(directory=directory, key=KEY)):  # type: ignore[arg-type]
+    with AuditLog(AuditSettings(directory=directory, key=KEY)):
         pass
 
 

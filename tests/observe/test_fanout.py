@@ -7,6 +7,7 @@ import shutil
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -500,7 +501,7 @@ def _disk_refuses(monkeypatch: pytest.MonkeyPatch) -> dict[str, bool]:
     return switch
 
 
-def _until(condition: Any) -> None:
+def _until(condition: Callable[[], bool]) -> None:
     deadline = time.monotonic() + 30  # a hang detector, not a timing assertion
     while not condition():
         assert time.monotonic() < deadline
@@ -515,12 +516,15 @@ def test_statements_fail_closed_while_the_audit_log_cannot_write(
     run again and the log verifies."""
     disk = _disk_refuses(monkeypatch)
     observer = build_observer(audit=audit_dir, telemetry=False)
+    assert isinstance(observer, FanoutObserver)
+    audit = observer.audit
+    assert audit is not None
     session = make_session()
     observer.connected(session)
     execute(observer, session, SELECT)
     disk["full"] = True
-    observer.audit.submit(plain_event("sandbox.step"), acknowledge=False)  # finds it full
-    _until(lambda: observer.audit.failure is not None)
+    audit.submit(plain_event("sandbox.step"), acknowledge=False)  # finds it full
+    _until(lambda: audit.failure is not None)
     with pytest.raises(OperationalError, match="No space left on device") as raised:
         observer.started(session, SELECT.sql, SELECT, (1,))
     assert isinstance(raised.value, AuditError)
@@ -530,7 +534,7 @@ def test_statements_fail_closed_while_the_audit_log_cannot_write(
     with pytest.raises(AuditError):
         observer.connected(make_session(agent_id="late"))
     disk["full"] = False
-    _until(lambda: observer.audit.failure is None)
+    _until(lambda: audit.failure is None)
     execute(observer, session, SELECT)
     observer.disconnected(session)
     observer.close()
@@ -548,19 +552,22 @@ def test_continue_lets_statements_run_counts_and_warns(
     disk = _disk_refuses(monkeypatch)
     settings = AuditSettings(directory=audit_dir, on_audit_failure="continue")
     observer = build_observer(audit=settings, telemetry=False)
+    assert isinstance(observer, FanoutObserver)
+    audit = observer.audit
+    assert audit is not None
     session = make_session()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         disk["full"] = True
-        observer.audit.submit(plain_event("sandbox.step"), acknowledge=False)
-        _until(lambda: observer.audit.failure is not None)
+        audit.submit(plain_event("sandbox.step"), acknowledge=False)
+        _until(lambda: audit.failure is not None)
         for _ in range(3):
             execute(observer, session, SELECT)
     (warning,) = [w for w in caught if w.category is AuditWarning]  # once per failure
     assert "not recording events" in str(warning.message)
-    assert observer.audit.stats()["unaudited"] == 3
+    assert audit.stats()["unaudited"] == 3
     disk["full"] = False
-    _until(lambda: observer.audit.failure is None)
+    _until(lambda: audit.failure is None)
     observer.close()
     assert [e["event_type"] for e in audit_events(audit_dir)].count("query") == 3
     assert verify(audit_dir).ok

@@ -46,7 +46,7 @@ def test_split_line_rejects_lines_without_a_mac(line: bytes) -> None:
 def test_key_from_settings_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An explicit key beats the environment variable and the key file."""
     monkeypatch.setenv("SQLFENCE_AUDIT_KEY", "from-env-key-of-the-chain")
-    settings = AuditSettings(directory=tmp_path, key="explicit-key-of-the-chain")  # type: ignore[arg-type]
+    settings = AuditSettings(directory=tmp_path, key="explicit-key-of-the-chain")
     assert resolve_key(settings, create=True) == b"explicit-key-of-the-chain"
 
 
@@ -86,7 +86,7 @@ def test_an_empty_or_short_key_is_refused(
     monkeypatch.delenv("SQLFENCE_AUDIT_KEY", raising=False)
     settings = AuditSettings(directory=tmp_path)
     if where == "settings":
-        settings = AuditSettings(directory=tmp_path, key=key)  # type: ignore[arg-type]
+        settings = AuditSettings(directory=tmp_path, key=key)
     elif where == "environment":
         monkeypatch.setenv("SQLFENCE_AUDIT_KEY", key)
     else:

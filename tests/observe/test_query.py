@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import datetime
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,7 +19,7 @@ from tests.observe.conftest import DENIED, SELECT, make_session
 
 
 @pytest.fixture
-def log(audit_dir: Path) -> AuditLog:
+def log(audit_dir: Path) -> Iterator[AuditLog]:
     """A log with statements and denials of two agents in two tenants."""
     audit = AuditLog(AuditSettings(directory=audit_dir, export_format="csv"))
     for agent, tenant in (("a1", "acme"), ("a2", "globex")):
@@ -44,7 +46,7 @@ def log(audit_dir: Path) -> AuditLog:
         ({"limit": 3}, 3),
     ],
 )
-def test_query_filters(log: AuditLog, filters: dict, count: int) -> None:
+def test_query_filters(log: AuditLog, filters: dict[str, Any], count: int) -> None:
     """Events can be selected by agent, tenant, status, type, time range, with a limit."""
     assert len(log.query(**filters)) == count
 

@@ -4,6 +4,7 @@ fast JSON the writer makes of them."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -39,9 +40,12 @@ def _record(decision: Decision = SELECT, **fields: object) -> StatementRecord:
     return record
 
 
-def _decode(record: StatementRecord | DenialRecord | FetchRecord, **settings: object) -> dict:
-    body = record.json_body(5, "a" * 64, AuditSettings(**settings), record.kind())  # type: ignore[arg-type]
-    return json.loads(body)
+def _decode(
+    record: StatementRecord | DenialRecord | FetchRecord, **settings: object
+) -> dict[str, Any]:
+    body = record.json_body(5, "a" * 64, AuditSettings(**settings), record.kind())
+    event: dict[str, Any] = json.loads(body)
+    return event
 
 
 def test_statement_events_start_with_the_design_report_schema() -> None:
@@ -67,7 +71,9 @@ def test_statement_events_start_with_the_design_report_schema() -> None:
         ({"error": ValueError("x")}, CREATE, ("error", "error")),
     ],
 )
-def test_statement_kinds(fields: dict, decision: Decision, kind: tuple[str, str]) -> None:
+def test_statement_kinds(
+    fields: dict[str, object], decision: Decision, kind: tuple[str, str]
+) -> None:
     """Errors first, then DDL, then slow queries decide a statement's event type."""
     record = _record(decision, **fields)
     assert record.kind() == kind

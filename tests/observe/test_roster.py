@@ -9,6 +9,7 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -66,7 +67,12 @@ def _legacy_log(directory: Path) -> None:
     name = "audit-20250101-000001.jsonl"
     lines = []
     for seq in (1, 2, 3):
-        body = {"seq": seq, "event_type": "audit.open", "prev": chain.prev, "details": {}}
+        body: dict[str, Any] = {
+            "seq": seq,
+            "event_type": "audit.open",
+            "prev": chain.prev,
+            "details": {},
+        }
         if seq == 1:
             body["details"] = {"head": "audit.head"}
         lines.append(chain.sign(json.dumps(body, separators=(",", ":")).encode()))
@@ -134,23 +140,38 @@ def _older_roster_and_chain_deleted(directory: Path, chain: str) -> None:
     _delete_chain(directory, chain)
 
 
+def _roster_deleted(directory: Path, chain: str) -> None:
+    roster_path(directory, "audit").unlink()
+
+
+def _roster_and_chain_deleted(directory: Path, chain: str) -> None:
+    _delete_chain(directory, chain)
+    roster_path(directory, "audit").unlink()
+
+
+def _roster_forged(directory: Path, chain: str) -> None:
+    roster_path(directory, "audit").write_text(
+        '{"chains":["audit"],"directory":"0","sig":"' + "0" * 64 + '"}\n'
+    )
+
+
+def _chain_deleted_and_written_again(directory: Path, chain: str) -> None:
+    _delete_chain(directory, chain)
+    _write_again(directory)
+
+
 DAMAGE: dict[str, Callable[[Path, str], None]] = {
     "second chain deleted whole": _delete_chain,
     "first chain deleted whole": lambda d, c: _delete_chain(d, "audit"),
     "second chain's files deleted, head kept": lambda d, c: _delete_chain(d, c, head=False),
-    "roster deleted": lambda d, c: roster_path(d, "audit").unlink(),
-    "roster and second chain deleted": lambda d, c: (
-        _delete_chain(d, c),
-        roster_path(d, "audit").unlink(),
-    ),
-    "roster forged": lambda d, c: roster_path(d, "audit").write_text(
-        '{"chains":["audit"],"directory":"0","sig":"' + "0" * 64 + '"}\n'
-    ),
+    "roster deleted": _roster_deleted,
+    "roster and second chain deleted": _roster_and_chain_deleted,
+    "roster forged": _roster_forged,
     "roster from before the second chain": _older_roster,
     "roster from before the second chain, which is deleted": _older_roster_and_chain_deleted,
     "chains swapped, files and heads": lambda d, c: _swap(d, "audit", c),
     "heads swapped": lambda d, c: _swap(d, "audit", c, files=False),
-    "a chain deleted and written again": lambda d, c: (_delete_chain(d, c), _write_again(d)),
+    "a chain deleted and written again": _chain_deleted_and_written_again,
     "an empty line added": lambda d, c: _edit_first_file(d, lambda b: b + b"\n"),
     "line ends made CR LF": lambda d, c: _edit_first_file(d, lambda b: b.replace(b"\n", b"\r\n")),
 }

@@ -33,7 +33,7 @@ def test_audit_defaults_and_design_report_keys() -> None:
     assert settings.directory == Path(".sqlfence/audit")
     assert settings.resolved_key_file == Path(".sqlfence/audit/audit.key")
     assert settings.sinks == ("file",)
-    assert AuditSettings(sinks="stdout").sinks == ("stdout",)  # type: ignore[arg-type]
+    assert AuditSettings(sinks="stdout").sinks == ("stdout",)
 
 
 def test_monitor_thresholds_and_webhooks() -> None:
@@ -44,7 +44,7 @@ def test_monitor_thresholds_and_webhooks() -> None:
         webhook="https://hooks.example/a",
         webhooks=("http://b",),
         callbacks=print,
-    )  # type: ignore[arg-type]
+    )
     assert settings.slow_threshold_ms == 250
     assert settings.webhook_urls == ("https://hooks.example/a", "http://b")
     assert settings.callbacks == (print,)
@@ -67,6 +67,6 @@ def test_durability_and_failure_settings_and_their_older_names() -> None:
     with pytest.raises(pydantic.ValidationError, match="contradicts"):
         AuditSettings(durable=True, durability="batched")  # type: ignore[call-arg]
     with pytest.raises(pydantic.ValidationError):
-        AuditSettings(durability="eventually")  # type: ignore[arg-type]
+        AuditSettings(durability="eventually")
     with pytest.raises(pydantic.ValidationError):
-        AuditSettings(on_audit_failure="ignore")  # type: ignore[arg-type]
+        AuditSettings(on_audit_failure="ignore")

@@ -17,7 +17,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, StatusCode
 
-from sqlfence.observe import telemetry as telemetry_module
+from sqlfence.observe import lifecycle
 from sqlfence.observe.fanout import FanoutObserver, build_observer
 from sqlfence.observe.filesink import chain_files
 from sqlfence.observe.settings import TelemetrySettings
@@ -331,12 +331,28 @@ def test_spans_reach_an_otlp_http_collector(collector: tuple[str, list[Any]]) ->
     assert scope_names == {"sqlfence"}
 
 
-def test_the_background_worker_registers_for_exit(otel: OTel) -> None:
-    """Telemetry flushes at interpreter exit only once it has something to export."""
+def test_the_background_worker_registers_for_exit(
+    otel: OTel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Telemetry flushes at interpreter exit only once it has something to export: it hands
+    itself to the exit registry (in the telemetry stage) and takes itself back on close."""
+    calls: list[tuple[str, lifecycle.Flushable, int]] = []
+    register, unregister = lifecycle.register, lifecycle.unregister
+
+    def recording_register(thing: lifecycle.Flushable, stage: int) -> None:
+        calls.append(("register", thing, stage))
+        register(thing, stage)
+
+    def recording_unregister(thing: lifecycle.Flushable, stage: int) -> None:
+        calls.append(("unregister", thing, stage))
+        unregister(thing, stage)
+
+    monkeypatch.setattr(lifecycle, "register", recording_register)
+    monkeypatch.setattr(lifecycle, "unregister", recording_unregister)
     telemetry = Telemetry(TelemetrySettings(tracer_provider=otel.tracer_provider))
-    assert telemetry in telemetry_module.lifecycle._stages[telemetry_module.lifecycle.TELEMETRY]
+    assert calls == [("register", telemetry, lifecycle.TELEMETRY)]
     telemetry.close()
-    assert telemetry not in telemetry_module.lifecycle._stages[telemetry_module.lifecycle.TELEMETRY]
+    assert calls[1:] == [("unregister", telemetry, lifecycle.TELEMETRY)]
     assert otel_context.get_current() is not None
 
 

@@ -56,7 +56,11 @@ def test_a_failing_handler_is_counted_and_the_thread_survives() -> None:
 def test_non_blocking_mode_drops_when_full() -> None:
     """With block=False a full queue drops and counts instead of waiting."""
     gate = threading.Event()
-    worker = BatchWorker("t", lambda b: gate.wait(5), capacity=3, batch_size=1, block=False)
+
+    def handle(batch: list[int]) -> None:
+        gate.wait(5)
+
+    worker = BatchWorker("t", handle, capacity=3, batch_size=1, block=False)
     results = [worker.submit(i) for i in range(10)]
     assert results.count(False) == worker.dropped >= 6
     gate.set()

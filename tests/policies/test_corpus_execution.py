@@ -120,7 +120,7 @@ class Database:
         key = f"{case.file}:{case.policy_name}"
         conn = self._guarded.get(key)
         if conn is None:
-            kwargs = {"options": PG_TIMEOUT} if self.dialect == "postgres" else {}
+            kwargs: dict[str, Any] = {"options": PG_TIMEOUT} if self.dialect == "postgres" else {}
             conn = sqlfence.connect(self.url, policy=case.policy, **kwargs)
             self._guarded[key] = conn
         return conn

@@ -24,7 +24,8 @@ from pglast import ast, parse_sql, visitors
 import sqlfence
 from sqlfence import Guard
 
-POLICY = {"read_only": True, "denied_tables": ["secrets"], "max_rows": 5}
+MAX_ROWS = 5
+POLICY = {"read_only": True, "denied_tables": ["secrets"], "max_rows": MAX_ROWS}
 SECRET = "s3cr3t-value"
 
 TAG_CHARACTERS = [
@@ -92,21 +93,22 @@ def _server_reading(sql: str) -> tuple[int, set[str]]:
     """PostgreSQL's statements and the unqualified-or-qualified tables it reads (pglast AST)."""
     tree = parse_sql(sql)
     ctes: set[str] = set()
-    relations: list[ast.RangeVar] = []
+    relations: list[tuple[str | None, str]] = []  # (schema, name)
 
-    class Collect(visitors.Visitor):  # type: ignore[misc]
+    class Collect(visitors.Visitor):
         def visit_CommonTableExpr(self, ancestors: Any, node: ast.CommonTableExpr) -> None:
+            assert node.ctename is not None  # the grammar requires a name
             ctes.add(node.ctename)
 
         def visit_RangeVar(self, ancestors: Any, node: ast.RangeVar) -> None:
-            relations.append(node)
+            assert node.relname is not None  # the grammar requires a name
+            relations.append((node.schemaname, node.relname))
 
     Collect()(tree)
     tables = {
-        f"{node.schemaname or ('pg_catalog' if node.relname.startswith('pg_') else 'public')}"
-        f".{node.relname}"
-        for node in relations
-        if node.schemaname is not None or node.relname not in ctes
+        f"{schema or ('pg_catalog' if name.startswith('pg_') else 'public')}.{name}"
+        for schema, name in relations
+        if schema is not None or name not in ctes
     }
     return len(tree), tables
 
@@ -168,7 +170,7 @@ def test_allowed_texts_run_as_judged(fuzz_db: str, sql: str) -> None:
         except sqlfence.DatabaseError:
             conn.rollback()  # the server's own error: nothing ran
         assert SECRET not in repr(rows), f"a secret came back for {sql!r}"
-        assert len(rows) <= POLICY["max_rows"]
+        assert len(rows) <= MAX_ROWS
     finally:
         conn.close()
     with psycopg.connect(fuzz_db) as raw:

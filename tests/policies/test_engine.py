@@ -13,6 +13,7 @@ def test_the_cache_never_holds_more_than_asked(size: int) -> None:
     guard = Guard({"max_rows": None}, dialect="sqlite", cache_size=size)
     decisions = [guard.decide(f"SELECT {n}") for n in range(5)]
     assert all(d.allowed for d in decisions)
-    assert len(guard._cache) == min(size, 5)
-    again = guard.decide("SELECT 4")
-    assert (again is decisions[4]) is (size > 0)
+    # Asked again, newest first (a hit changes nothing, a miss lets the oldest entry go), the
+    # guard hands back its own decision for exactly the newest ``size`` statements.
+    again = [guard.decide(f"SELECT {n}") is decisions[n] for n in reversed(range(5))]
+    assert again == [n >= 5 - size for n in reversed(range(5))]

@@ -126,7 +126,7 @@ def test_many_problems_are_counted_not_listed() -> None:
 
 def test_lint_prints_one_line_per_hostile_file(tmp_path: Path) -> None:
     """`sqlfence policy lint` names each hostile file on one line, exits 2, no traceback."""
-    paths = []
+    paths: list[str] = []
     for number, case in enumerate(CASES):
         path = tmp_path / f"hostile_{number}.yaml"
         path.write_bytes(_content(case))
@@ -143,5 +143,5 @@ def test_lint_prints_one_line_per_hostile_file(tmp_path: Path) -> None:
     assert "Traceback" not in lint.stderr
     lines = lint.stderr.splitlines()
     assert len(lines) == len(paths)
-    for path, line in zip(paths, lines, strict=True):
-        assert line.startswith(f"{path}: "), line[:300]
+    for listed, line in zip(paths, lines, strict=True):
+        assert line.startswith(f"{listed}: "), line[:300]

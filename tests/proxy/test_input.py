@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +126,11 @@ def test_out_of_range_limit_parameter(conn: sqlfence.GuardedConnection) -> None:
 
 def test_the_connection_stays_usable_after_bad_input(conn: sqlfence.GuardedConnection) -> None:
     """After each kind of bad input the same connection runs the next statement."""
-    for bad in (lambda: conn.execute(b"SELECT 1"), lambda: conn.execute("SELECT 1\x00")):
+    bad_inputs: list[Callable[[], object]] = [
+        lambda: conn.execute(b"SELECT 1"),  # type: ignore[arg-type]  # bytes: refused on purpose
+        lambda: conn.execute("SELECT 1\x00"),
+    ]
+    for bad in bad_inputs:
         with pytest.raises(sqlfence.Error):
             bad()
     conn.rollback()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,7 +15,9 @@ WRITER = {"read_only": False, "statements": ["select", "create", "insert"]}
 
 
 @pytest.mark.parametrize("policy", [None, {"read_only": True}, WRITER])
-def test_a_missing_file_is_refused_and_not_created(tmp_path: Path, policy: object) -> None:
+def test_a_missing_file_is_refused_and_not_created(
+    tmp_path: Path, policy: dict[str, Any] | None
+) -> None:
     path = tmp_path / "misspelt.db"
     with pytest.raises(sqlfence.OperationalError, match=r"no SQLite database at .*mode=rwc"):
         sqlfence.connect(f"sqlite:///{path}", policy=policy or {})
@@ -25,7 +28,7 @@ def test_a_missing_file_is_refused_and_not_created(tmp_path: Path, policy: objec
 def test_creating_is_explicit(tmp_path: Path, how: str) -> None:
     path = tmp_path / "new.db"
     url = f"sqlite:///{path}" + ("?mode=rwc" if how == "url" else "")
-    extra = {"mode": "rwc"} if how == "keyword" else {}
+    extra: dict[str, Any] = {"mode": "rwc"} if how == "keyword" else {}
     with sqlfence.connect(url, policy=WRITER, **extra) as conn:
         conn.execute("CREATE TABLE t (x INT)")
     assert path.exists()
