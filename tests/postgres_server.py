@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 def find_bindir() -> Path | None:
@@ -115,3 +116,10 @@ def started(missing: Callable[[str], None], max_connections: int = 200) -> Itera
         yield server
     finally:
         server.stop()
+
+
+def one(cursor: Any) -> tuple[Any, ...]:
+    """The one row a psycopg cursor's query returned (the test fails when there is none)."""
+    row = cursor.fetchone()
+    assert row is not None, "the query returned no row"
+    return tuple(row)

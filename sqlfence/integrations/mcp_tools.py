@@ -92,6 +92,7 @@ class FenceTools:
 
     def list_tables(self, ctx: Context) -> Annotated[CallToolResult, TablesResult]:
         """The tables and views the policy lets this identity read."""
+
         def listing(session: AgentSession) -> CallToolResult:
             found = self._listing(session)
             views = [name for name, is_view in found if is_view]

@@ -13,7 +13,7 @@ import yaml
 
 from sqlfence.sandbox import AgentSandbox, naming
 from sqlfence.sandbox.runtimes.external import ExternalRuntime
-from tests.postgres_server import PostgresServer, find_bindir
+from tests.postgres_server import PostgresServer, find_bindir, one
 
 pytestmark = pytest.mark.postgres
 
@@ -97,10 +97,12 @@ def test_read_only_data_belongs_to_no_login_role(server: str, root: Path, golden
         _create(server, root, access_policy={"read_only": True}, load_snapshot=golden) as sb,
         psycopg.connect(sb.namespace.url) as raw,
     ):
-        owner, can_login, superuser = raw.execute(
-            "SELECT r.rolname, r.rolcanlogin, r.rolsuper FROM pg_class c "
-            "JOIN pg_roles r ON r.oid = c.relowner WHERE c.relname = 'entities'"
-        ).fetchone()
+        owner, can_login, superuser = one(
+            raw.execute(
+                "SELECT r.rolname, r.rolcanlogin, r.rolsuper FROM pg_class c "
+                "JOIN pg_roles r ON r.oid = c.relowner WHERE c.relname = 'entities'"
+            )
+        )
         assert owner == naming.derived(sb.name, "OWNER")
         assert (can_login, superuser) == (False, False)
 
@@ -110,16 +112,21 @@ def test_role_cannot_open_its_database_to_others(server: str, root: Path) -> Non
     grants nothing, and that other sandbox's role is still refused by the server."""
     with _create(server, root) as mine, _create(server, root) as other:
         with psycopg.connect(mine.namespace.url, autocommit=True) as raw:
-            owner = raw.execute(
-                "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()"
-            ).fetchone()[0]
+            (owner,) = one(
+                raw.execute(
+                    "SELECT pg_get_userbyid(datdba) FROM pg_database "
+                    "WHERE datname = current_database()"
+                )
+            )
             assert owner != mine.name
             raw.execute(f'GRANT CONNECT ON DATABASE "{mine.name}" TO PUBLIC')
             raw.execute(f'GRANT ALL ON DATABASE "{mine.name}" TO "{other.name}"')
             assert _refused(raw, f'ALTER DATABASE "{mine.name}" OWNER TO CURRENT_USER')
-            public = raw.execute(
-                "SELECT has_database_privilege('public', current_database(), 'CONNECT')"
-            ).fetchone()[0]
+            (public,) = one(
+                raw.execute(
+                    "SELECT has_database_privilege('public', current_database(), 'CONNECT')"
+                )
+            )
             assert public is False
         with pytest.raises(psycopg.OperationalError, match="permission denied"):
             psycopg.connect(_on(other, mine.name)).close()

@@ -14,7 +14,7 @@ import sqlfence
 from sqlfence.sandbox import AgentSandbox, Registry, SandboxPool, SnapshotCorrupt, naming
 from sqlfence.sandbox.backends import postgres_admin
 from sqlfence.sandbox.backends.postgres import PostgresBackend
-from tests.postgres_server import PostgresServer
+from tests.postgres_server import PostgresServer, one
 from tests.sandbox.conftest import SMALL_MAX_CONNECTIONS, count_rows, flip_byte
 
 pytestmark = pytest.mark.postgres
@@ -78,9 +78,11 @@ def test_role_carries_the_limits(server: str, root: Path) -> None:
         server, root, agent_id="a1", limits=limits, access_policy={"read_only": True}
     ) as sb:
         with psycopg.connect(server) as admin:
-            limit, config = admin.execute(
-                "SELECT rolconnlimit, rolconfig FROM pg_roles WHERE rolname = %s", (sb.name,)
-            ).fetchone()
+            limit, config = one(
+                admin.execute(
+                    "SELECT rolconnlimit, rolconfig FROM pg_roles WHERE rolname = %s", (sb.name,)
+                )
+            )
         assert limit == 3
         assert set(config) == {"statement_timeout=1500", "default_transaction_read_only=on"}
         with sb.get_connection() as conn, pytest.raises(sqlfence.PolicyViolation):
@@ -252,7 +254,7 @@ def test_live_sandboxes_outnumber_the_servers_max_connections(
     each still usable, and the server sees only the few connections of the shared admin pool."""
     url = small_server.url
     with psycopg.connect(url, autocommit=True) as admin:
-        limit = int(admin.execute("SHOW max_connections").fetchone()[0])
+        limit = int(one(admin.execute("SHOW max_connections"))[0])
     assert limit == SMALL_MAX_CONNECTIONS
     sandboxes = []
     try:
@@ -271,12 +273,13 @@ def test_live_sandboxes_outnumber_the_servers_max_connections(
 
 def _other_sessions(url: str) -> int:
     with psycopg.connect(url, autocommit=True) as admin:
-        return int(
+        (count,) = one(
             admin.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
                 "AND pid <> pg_backend_pid()"
-            ).fetchone()[0]
+            )
         )
+        return int(count)
 
 
 def test_a_clone_changed_in_form_only_is_refused(server: str, root: Path) -> None:
