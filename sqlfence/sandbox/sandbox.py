@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from sqlfence.errors import ConfigurationError, NothingMade, QuotaExceeded, SandboxError
-from sqlfence.observe.monitor import RESOURCES
 from sqlfence.policies.engine import Decision
 from sqlfence.policies.model import Policy
 from sqlfence.proxy.connect import connect
@@ -25,6 +24,7 @@ from sqlfence.sandbox import lifecycle, naming, snapshotting
 from sqlfence.sandbox.backends.base import Backend, Namespace
 from sqlfence.sandbox.credentials import Credentials, CredentialsMissing, urls
 from sqlfence.sandbox.limits import Limits, build_limits, build_policy
+from sqlfence.sandbox.metrics import RESOURCE_INTERVAL_S, add_numbers, watches_resources
 from sqlfence.sandbox.registry import Owner, Record, Registry
 from sqlfence.sandbox.runtimes import runtime_for
 from sqlfence.sandbox.runtimes.base import ContainerHost, Runtime, backend_for, names_are_public
@@ -307,7 +307,7 @@ class AgentSandbox:
         """State, size, quota, connections, and the fence metrics summed over connections."""
         summed = dict(self._closed_metrics)
         for connection in list(self._connections):
-            _add_numbers(summed, connection.get_metrics())
+            add_numbers(summed, connection.get_metrics())
         size = self.size_bytes() if self._state != "destroyed" else 0
         container = self._container.container_metrics() if self._container else {}
         self._report_resources(container, size)
@@ -434,7 +434,7 @@ class AgentSandbox:
         quota = self.limits.quota_check_interval_s is not None and (
             self.limits.disk_quota_bytes is not None
         )
-        resources = _watches_resources(self._monitoring)
+        resources = watches_resources(self._monitoring)
         if not quota and not resources:
             return
         interval = self.limits.quota_check_interval_s or RESOURCE_INTERVAL_S
@@ -571,7 +571,7 @@ class AgentSandbox:
         with self._lock:
             if connection in self._connections:
                 self._connections.discard(connection)
-                _add_numbers(self._closed_metrics, connection.get_metrics())
+                add_numbers(self._closed_metrics, connection.get_metrics())
 
     def _emit(self, event: str, **fields: Any) -> None:
         if self._sinks:
@@ -593,23 +593,3 @@ def _undo_create(database: Backend, registry: Registry, name: str, error: BaseEx
     finally:
         database.close()
     registry.remove(name)
-
-
-RESOURCE_INTERVAL_S = 5.0
-# The monitor's threshold fields for resource readings (alert_on_cpu_percent, ...).
-_RESOURCE_ALERTS = tuple(dict.fromkeys(threshold for _, threshold in RESOURCES.values()))
-
-
-def _watches_resources(monitoring: Any) -> bool:
-    """True when the monitoring settings alert on a resource reading."""
-    if isinstance(monitoring, Mapping):
-        return any(monitoring.get(key) is not None for key in _RESOURCE_ALERTS)
-    settings = getattr(monitoring, "settings", monitoring)  # a Monitor, or its settings
-    return any(getattr(settings, key, None) is not None for key in _RESOURCE_ALERTS)
-
-
-def _add_numbers(total: dict[str, float], metrics: Mapping[str, Any]) -> None:
-    for key, value in metrics.items():
-        # Counters add up across connections; averages and percentiles do not.
-        if isinstance(value, int) and not isinstance(value, bool):
-            total[key] = total.get(key, 0) + value
