@@ -554,7 +554,7 @@ class AuditLog:
     def _purge_locked(self) -> None:
         assert self._file is not None
         assert self.settings.retention_days is not None
-        removed, first_seq = self._file.purge(self.settings.retention_days)
+        removed, first_seq = self._file.purge(self.settings.retention_days, self._chain.signer)
         if removed:
             event = plain_event(
                 "audit.purge",

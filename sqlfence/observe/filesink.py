@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from sqlfence.observe.integrity import split_line, sync_directory
+from sqlfence.observe.integrity import Signer, split_line, sync_directory
 
 try:
     import fcntl
@@ -227,28 +227,40 @@ class FileSink:
                 return Resumed(link[0], link[1], torn)
         return Resumed(0, "", torn) if torn else None
 
-    def purge(self, retention_days: float) -> tuple[list[str], int | None]:
-        """Delete files last written more than ``retention_days`` ago (never the newest).
-
-        Returns the names removed and the first ``seq`` of the oldest file kept.
+    def purge(self, retention_days: float, signer: Signer) -> tuple[list[str], int | None]:
+        """Delete files whose newest event is more than ``retention_days`` old (never the
+        newest file). The age is the time in the file's last line, signed with
+        ``signer``'s key (a line that is not stops the purge there): a file's name and
+        time can be set back, its signed lines cannot. Returns the names removed and the
+        first ``seq`` of the oldest file kept.
         """
         cutoff = time.time() - retention_days * 86400
-        # Both the file's time and the day in its name must be past the cutoff: a file's
-        # time can be set back (touch -d), the name of a file in a verified chain cannot.
-        last_day = datetime.datetime.fromtimestamp(cutoff, datetime.timezone.utc)
         files = chain_files(self.directory, self.prefix)
         removed = []
         for path in files[:-1]:
-            match = _NAME.match(path.name)
-            if path.stat().st_mtime >= cutoff or match is None:
-                break
-            if match["day"] >= last_day.strftime("%Y%m%d"):
+            if path.stat().st_mtime >= cutoff:
+                break  # written since: no need to read it
+            last = next(iter(_lines_backwards(path)), None)
+            written = _signed_time(last, signer) if last is not None else None
+            if written is None or written >= cutoff:
                 break
             path.unlink()
             removed.append(path.name)
         kept = chain_files(self.directory, self.prefix)
         first_seq = _first_seq(kept[0]) if kept else None
         return removed, first_seq
+
+
+def _signed_time(line: bytes, signer: Signer) -> float | None:
+    """The time of an event line signed with ``signer``'s key (None: not such a line)."""
+    split = split_line(line)
+    if split is None or signer.mac(split[0]) != split[1]:
+        return None
+    try:
+        stamp = json.loads(split[0])["timestamp"]
+        return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def _lock(path: Path) -> IO[bytes] | None:

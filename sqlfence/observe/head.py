@@ -17,7 +17,7 @@ import errno
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,16 +37,26 @@ class BadHead(ValueError):
 
 @dataclass(frozen=True)
 class Head:
-    """The end of a chain as last written: its ``seq``, that event's MAC, and its file."""
+    """The end of a chain as last written: its ``seq``, that event's MAC, and its file;
+    ``prev``: the signature of the head written before it ("" for a file's first, None for
+    heads from before slots), so that the two slots must follow each other."""
 
     chain: str
     seq: int
     mac: str
     file: str
+    prev: str | None = None
 
     def body(self) -> bytes:
         """The signed bytes (fixed key order)."""
-        fields = {"chain": self.chain, "seq": self.seq, "mac": self.mac, "file": self.file}
+        fields: dict[str, object] = {
+            "chain": self.chain,
+            "seq": self.seq,
+            "mac": self.mac,
+            "file": self.file,
+        }
+        if self.prev is not None:
+            fields["prev"] = self.prev
         return json_text(fields).encode("ascii")
 
 
@@ -62,30 +72,34 @@ class HeadFile:
     """The head of a chain as its writer keeps it: a file of two sector-sized slots,
     written in turn in place (one ``pwrite``, no rename and no sync), so that replacing the
     head after every write costs next to nothing and a crash mid-write leaves the other
-    slot. The head is the valid slot with the higher ``seq``."""
+    slot. Each head names the signature of the one before it: the newer slot is the one
+    that follows the other, so an older slot copied over the newer one shows."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fd: int | None = None
         self._slot = 0
+        self._last = ""  # the signature of the head written last
 
     def write(self, head: Head, signer: Signer) -> None:
         """Replace the head. Raises OSError (the previous head still holds)."""
-        line = _signed(head, signer)
-        if len(line) >= SLOT:  # very long chain or file names: the whole-file replacement
+        head = replace(head, prev=self._last if self._fd is not None else "")
+        line, signature = _signed(head, signer)
+        if len(line) > SLOT:  # very long chain or file names: the whole-file replacement
             self.close()
             replace_small(self.path, line)
             return
         slot = line[:-1].ljust(SLOT - 1, b" ") + b"\n"
         if self._fd is None:
-            # A new head (or one in the older one-line form) is made whole first.
+            # A file's first head fills both slots (prev ""), replacing any older form.
             replace_small(self.path, slot + slot)
             self._fd = os.open(self.path, os.O_WRONLY | _CLOEXEC)
             self._slot = 1
-            return
-        if os.pwrite(self._fd, slot, self._slot * SLOT) != SLOT:
+        elif os.pwrite(self._fd, slot, self._slot * SLOT) != SLOT:
             raise OSError(errno.ENOSPC, "short write of the audit head")
-        self._slot ^= 1
+        else:
+            self._slot ^= 1
+        self._last = signature
 
     def close(self) -> None:
         fd, self._fd = self._fd, None
@@ -102,36 +116,51 @@ def write_head(path: Path, head: Head, signer: Signer) -> None:
         writer.close()
 
 
-def _signed(head: Head, signer: Signer) -> bytes:
+def _signed(head: Head, signer: Signer) -> tuple[bytes, str]:
     body = head.body()
-    return b'%s,"sig":"%s"}\n' % (body[:-1], signer.mac(_LABEL + body).encode("ascii"))
+    signature = signer.mac(_LABEL + body)
+    return b'%s,"sig":"%s"}\n' % (body[:-1], signature.encode("ascii")), signature
 
 
 def read_head(path: Path, signer: Signer) -> Head | None:
     """The head at ``path``; None when there is none. Raises BadHead when it is not one
-    signed with ``signer``'s key (altered, forged, or another key): in the two-slot form
-    both slots must be heads of this key (a slot is written whole, so a bad one was
-    changed); the head is the one with the higher ``seq``."""
+    signed with ``signer``'s key (altered, forged, or another key), when its two slots do
+    not follow each other (one was put back over the other), or when it is one slot taken
+    out of a two-slot head."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
         return None
     if len(raw) == 2 * SLOT:
-        heads = [_parse(path, raw[:SLOT], signer), _parse(path, raw[SLOT:], signer)]
-        return max(heads, key=lambda head: head.seq)
-    return _parse(path, raw, signer)  # the one-line form (written before slots, or long)
+        (first, first_sig), (second, second_sig) = (
+            _parse(path, raw[:SLOT], signer),
+            _parse(path, raw[SLOT:], signer),
+        )
+        if raw[:SLOT] == raw[SLOT:] and first.prev == "":
+            return first  # the file's first head, in both slots
+        if second.prev is not None and second.prev == first_sig:
+            return second
+        if first.prev is not None and first.prev == second_sig:
+            return first
+        raise BadHead(f"{path}: its two slots do not follow each other (one was put back)")
+    head, _ = _parse(path, raw, signer)  # the one-line form (written before slots, or long)
+    if head.prev is not None and len(raw) <= SLOT:
+        raise BadHead(f"{path} is one slot taken out of a two-slot head")
+    return head
 
 
-def _parse(path: Path, raw: bytes, signer: Signer) -> Head:
+def _parse(path: Path, raw: bytes, signer: Signer) -> tuple[Head, str]:
     try:
         data = json.loads(raw)
-        head = Head(str(data["chain"]), data["seq"], str(data["mac"]), str(data["file"]))
+        prev = data.get("prev")
+        head = Head(str(data["chain"]), data["seq"], str(data["mac"]), str(data["file"]), prev)
         signature = data["sig"]
-    except (ValueError, KeyError, TypeError) as error:
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise BadHead(f"{path} is not an audit head ({error})") from None
-    if not isinstance(head.seq, int) or signer.mac(_LABEL + head.body()) != signature:
+    valid = isinstance(head.seq, int) and (prev is None or isinstance(prev, str))
+    if not valid or signer.mac(_LABEL + head.body()) != signature:
         raise BadHead(f"{path} is not signed with this key (altered, forged or another key)")
-    return head
+    return head, str(signature)
 
 
 def continue_after_head(

@@ -50,5 +50,6 @@ def open_chain(
         if resumed.seq:
             seq, prev = resumed.seq, resumed.mac
     details["head"] = head.name
+    details["head_form"] = "slots"  # from now on a one-line head without prev is a fake
     seq, prev = continue_after_head(head, signer, seq, prev, details)
     return sink, seq, prev, head

@@ -299,7 +299,9 @@ class _ChainChecker:
         self.purged_to: set[int] = set()
         self.head_seq: int | None = None  # the seq whose MAC the head records
         self.mac_at_head: str | None = None
+        self.file_at_head: str | None = None  # the name of the file holding that event
         self.keeps_head: str | None = None  # the head file the chain's own events name
+        self.slot_heads = False  # its writers keep two-slot heads (each naming the one before)
         self.end: tuple[Path, int] | None = None  # the last line checked
         self.roster: str | None = None  # the roster the chain's events say it is enrolled in
         self.enrolled_at: int | None = None  # the seq of the first event saying so
@@ -376,6 +378,8 @@ class _ChainChecker:
                 self._note_chains(event_type, details, seq)
                 if isinstance(details.get("head"), str):
                     self.keeps_head = details["head"]
+                if details.get("head_form") == "slots":
+                    self.slot_heads = True
                 missing = details.get("roster_missing")
                 if event_type == "audit.open" and isinstance(missing, dict):
                     ends = {str(c): n for c, n in missing.items() if isinstance(n, int)}
@@ -401,7 +405,7 @@ class _ChainChecker:
                 if event_type == "audit.purge" and isinstance(first_seq, int):
                     self.purged_to.add(first_seq)
         if seq == self.head_seq:
-            self.mac_at_head = mac
+            self.mac_at_head, self.file_at_head = mac, path.name
         self.count += 1
         self.expected = seq + 1
         self.prev = mac
@@ -462,6 +466,16 @@ class _ChainChecker:
                     )
                 )
             return
+        if head.prev is None and self.slot_heads:
+            raise _Broken(
+                VerifyError(
+                    ALTERED,
+                    f"the head of chain {head.chain} is in the one-line form of older logs, "
+                    "which this chain's writers no longer write: it was put back",
+                    path,
+                    number,
+                )
+            )
         if head.seq > last:
             count = head.seq - last
             raise _Broken(
@@ -474,6 +488,17 @@ class _ChainChecker:
                     number + 1,
                     last + 1,
                     count,
+                )
+            )
+        if self.file_at_head is not None and self.file_at_head != head.file:
+            raise _Broken(
+                VerifyError(
+                    ALTERED,
+                    f"event seq {head.seq} is in {self.file_at_head}, but the signed head "
+                    f"records it in {head.file}: files were renamed",
+                    path,
+                    number,
+                    head.seq,
                 )
             )
         if self.mac_at_head is not None and self.mac_at_head != head.mac:

@@ -121,28 +121,66 @@ def test_daily_rotation_starts_a_file_per_day(
     assert verify(audit_dir).ok
 
 
-def test_retention_purges_old_files_and_records_it(audit_dir: Path) -> None:
-    """Old files are purged and the purge recorded; an unrecorded removal fails verify."""
+class _Clock:
+    """``time`` for the event modules, set back ``days``: events written "then"."""
+
+    def __init__(self, days: float) -> None:
+        self._offset_ns = int(days * 86400 * 1e9)
+
+    def time_ns(self) -> int:
+        return time.time_ns() - self._offset_ns
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+def _written_days_ago(
+    monkeypatch: pytest.MonkeyPatch, settings: AuditSettings, days: float, statements: int
+) -> list[Path]:
+    """A log written ``days`` ago: its events' signed times, its file names and times."""
+    from sqlfence.observe import events as events_module
+
+    then = time.time() - days * 86400
+    with monkeypatch.context() as patch:
+        patch.setattr(events_module, "time", _Clock(days))
+        patch.setattr(filesink, "_today", lambda: time.strftime("%Y%m%d", time.gmtime(then)))
+        before = set(chain_files(settings.directory, "audit"))
+        with AuditLog(settings) as log:
+            for _ in range(statements):
+                record = StatementRecord(
+                    make_session(), SELECT.sql, SELECT, 0.0, int(then * 1e9), 1
+                )
+                log.submit(record)
+    written = [path for path in chain_files(settings.directory, "audit") if path not in before]
+    for path in written:
+        os.utime(path, (then, then))
+    return written
+
+
+def test_retention_purges_old_files_and_records_it(
+    audit_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files whose signed events are older than retention_days are purged and the purge
+    recorded; recent events in files renamed and touched to look old are kept; an
+    unrecorded removal fails verify."""
     settings = AuditSettings(directory=audit_dir, max_file_bytes=1500, batch_size=2)
-    with AuditLog(settings) as log:
-        for _ in range(30):
-            log.submit(_statement())
-    today = chain_files(audit_dir, "audit")
-    old = time.time() - 10 * 86400
-    day = time.strftime("%Y%m%d", time.gmtime(old))
-    files = []
-    for path in today[:3]:  # as if written ten days ago: the day in the name, and the time
-        older = path.with_name(path.name.replace(path.name.split("-")[1], day))
-        path.rename(older)
-        os.utime(older, (old, old))
-        files.append(older)
-    touched = today[3]
-    os.utime(touched, (old, old))  # only its time set back (touch -d): not old enough
+    files = _written_days_ago(monkeypatch, settings, 10, 30)
+    assert len(files) > 3
+    recent = _written_days_ago(monkeypatch, settings, 0, 30)
+    disguised = []
+    old_day = files[0].name.split("-")[1]
+    for path in recent[:-1]:  # the attack: recent files renamed to an old day, times set back
+        name = path.name.replace(path.name.split("-")[1], old_day)
+        number = int(name.rsplit("-", 1)[1][:6]) + 500
+        target = path.with_name(f"{name.rsplit('-', 1)[0]}-{number:06d}.jsonl")
+        path.rename(target)
+        os.utime(target, (time.time() - 30 * 86400,) * 2)
+        disguised.append(target)
     with AuditLog(settings.model_copy(update={"retention_days": 7})):
         pass
     remaining = chain_files(audit_dir, "audit")
     assert not any(path.exists() for path in files)
-    assert touched.exists()
+    assert all(path.exists() for path in disguised)
     purges = [e for e in audit_events(audit_dir) if e["event_type"] == "audit.purge"]
     assert purges[0]["details"]["files"] == [p.name for p in files]
     assert verify(audit_dir).ok

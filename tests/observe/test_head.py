@@ -4,6 +4,7 @@ make of it: a log cut at its end fails with the number of events missing."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -38,7 +39,7 @@ def test_a_head_reads_back_only_with_its_key(tmp_path: Path) -> None:
     path = tmp_path / "audit.head"
     head = Head("audit", 42, "a" * 64, "audit-20260101-000001.jsonl")
     write_head(path, head, SIGNER)
-    assert read_head(path, SIGNER) == head
+    assert read_head(path, SIGNER) == replace(head, prev="")  # a file's first head
     assert not (tmp_path / "audit.head.tmp").exists()
     with pytest.raises(BadHead, match="not signed with this key"):
         read_head(path, Signer(b"another-key-of-the-audit-chain"))
@@ -68,21 +69,62 @@ def test_the_head_file_keeps_two_slots_written_in_turn(tmp_path: Path) -> None:
     for seq in range(1, 6):
         writer.write(Head("audit", seq, "a" * 64, "f.jsonl"), SIGNER)
         assert path.stat().st_size == 2 * SLOT
-        assert read_head(path, SIGNER) == Head("audit", seq, "a" * 64, "f.jsonl")
+        found = read_head(path, SIGNER)
+        assert found is not None
+        assert (found.chain, found.seq, found.mac, found.file) == (
+            "audit",
+            seq,
+            "a" * 64,
+            "f.jsonl",
+        )
     writer.close()
     raw = path.read_bytes()
     older, newer = sorted((raw[:SLOT], raw[SLOT:]), key=lambda slot: json.loads(slot)["seq"])
     assert json.loads(older)["seq"] == 4
-    for damaged in (older, newer):
-        path.write_bytes(raw.replace(damaged, damaged.replace(b'"mac":"a', b'"mac":"b', 1)))
+    damages = {
+        "older slot changed": raw.replace(older, older.replace(b'"mac":"a', b'"mac":"b', 1)),
+        "newer slot changed": raw.replace(newer, newer.replace(b'"mac":"a', b'"mac":"b', 1)),
+        "older slot copied over the newer": older + older,
+        "newer slot copied over the older": newer + newer,
+        "slots swapped": raw[SLOT:] + raw[:SLOT],  # still a valid pair: harmless
+        "one slot left": older,
+        "one slot left, unpadded": older.rstrip() + b"\n",
+        "cut inside a slot": raw[: SLOT + 100],
+    }
+    for damage, data in damages.items():
+        path.write_bytes(data)
+        if damage == "slots swapped":
+            assert read_head(path, SIGNER) is not None
+            continue
         with pytest.raises(BadHead):
             read_head(path, SIGNER)
-    one_line = raw[:SLOT].rstrip() + b"\n"  # as heads were written before slots
-    path.write_bytes(one_line)
-    assert read_head(path, SIGNER) is not None
+    legacy = b'{"chain":"audit","seq":3,"mac":"%s","file":"f.jsonl"}' % (b"a" * 64)
+    signature = SIGNER.mac(b"sqlfence audit head\n" + legacy).encode()
+    path.write_bytes(legacy[:-1] + b',"sig":"' + signature + b'"}\n')  # before slots
+    assert read_head(path, SIGNER) == Head("audit", 3, "a" * 64, "f.jsonl")
     long = Head("audit", 7, "b" * 64, "x" * 600)  # too long for a slot: a whole-file head
     write_head(path, long, SIGNER)
-    assert read_head(path, SIGNER) == long
+    assert read_head(path, SIGNER) == replace(long, prev="")
+
+
+def test_an_older_slot_put_over_the_newer_with_the_last_event_cut_fails_verify(
+    audit_dir: Path,
+) -> None:
+    """The attack: the last line cut and the older slot copied over the newer one (or the
+    head cut to one slot, or replaced by a one-line head) in sync durability."""
+    settings = AuditSettings(directory=audit_dir, durability="sync")
+    with AuditLog(settings) as log:
+        for n in range(5):
+            log.emit("sandbox.step", details={"n": n})
+    head = head_path(audit_dir, "audit")
+    raw = head.read_bytes()
+    (path,) = chain_files(audit_dir, "audit")
+    _cut(path, 1)
+    older = min((raw[:SLOT], raw[SLOT:]), key=lambda slot: json.loads(slot)["seq"])
+    for data in (older + older, older, older.rstrip() + b"\n"):
+        head.write_bytes(data)
+        result = verify(audit_dir)
+        assert not result.ok, data[:40]
 
 
 @pytest.mark.parametrize("lines", [1, 3, 12])
@@ -191,3 +233,12 @@ def test_in_sync_durability_the_head_covers_every_acknowledged_event(audit_dir: 
             head = read_head(head_path(audit_dir, "audit"), signer)
             assert head is not None
             assert head.seq == audit_events(audit_dir)[-1]["seq"]
+
+
+def test_the_last_file_renamed_fails_verify(audit_dir: Path) -> None:
+    """The head names the file of its event: renaming that file shows."""
+    path = _log(audit_dir)
+    path.rename(path.with_name(path.name.replace("-000001", "-000099")))
+    result = verify(audit_dir)
+    assert result.first_error is not None
+    assert "files were renamed" in result.first_error.message
