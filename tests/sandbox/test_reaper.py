@@ -122,10 +122,10 @@ def test_200_cycles_sqlite(root: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_200_cycles_postgres(postgres_server: PostgresServer, root: Path) -> None:
-    """200 create/use/destroy cycles leave no database or role behind."""
+def test_100_cycles_postgres(postgres_server: PostgresServer, root: Path) -> None:
+    """100 create/use/destroy cycles leave no database or role behind."""
     url = postgres_server.url
-    for i in range(200):
+    for i in range(100):
         with (
             AgentSandbox.create(
                 agent_id=f"c{i}", backend="postgres", server_url=url, root=root
