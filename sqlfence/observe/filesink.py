@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import itertools
 import json
 import logging
 import os
@@ -229,19 +230,19 @@ class FileSink:
 
     def purge(self, retention_days: float, signer: Signer) -> tuple[list[str], int | None]:
         """Delete files whose newest event is more than ``retention_days`` old (never the
-        newest file). The age is the time in the file's last line, signed with
-        ``signer``'s key (a line that is not stops the purge there): a file's name and
-        time can be set back, its signed lines cannot. Returns the names removed and the
-        first ``seq`` of the oldest file kept.
+        newest file). The age is the signed time of the file's last event, and that event
+        must be the one the next file's first event follows (its ``prev`` is its MAC): a
+        file's name and time can be set back and old signed lines appended to it, but the
+        next file's first line cannot be changed. Returns the names removed and the first
+        ``seq`` of the oldest file kept.
         """
         cutoff = time.time() - retention_days * 86400
         files = chain_files(self.directory, self.prefix)
         removed = []
-        for path in files[:-1]:
+        for path, following in itertools.pairwise(files):
             if path.stat().st_mtime >= cutoff:
                 break  # written since: no need to read it
-            last = next(iter(_lines_backwards(path)), None)
-            written = _signed_time(last, signer) if last is not None else None
+            written = _time_of_last_event(path, following, signer)
             if written is None or written >= cutoff:
                 break
             path.unlink()
@@ -251,16 +252,49 @@ class FileSink:
         return removed, first_seq
 
 
-def _signed_time(line: bytes, signer: Signer) -> float | None:
-    """The time of an event line signed with ``signer``'s key (None: not such a line)."""
+def _time_of_last_event(path: Path, following: Path, signer: Signer) -> float | None:
+    """The signed time of ``path``'s last event when ``following``'s first event follows
+    it; None when either is not a line of this key, or they do not link."""
+    last = next(iter(_lines_backwards(path)), None)
+    first = _first_line(following)
+    if last is None or first is None:
+        return None
+    before, after = _signed_event(last, signer), _signed_event(first, signer)
+    if before is None or after is None:
+        return None
+    (event, mac), (next_event, _) = before, after
+    if next_event.get("prev") != mac or next_event.get("seq") != _seq_after(event):
+        return None
+    try:
+        stamp = str(event["timestamp"])
+        return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except (ValueError, KeyError):
+        return None
+
+
+def _seq_after(event: dict[str, object]) -> int | None:
+    seq = event.get("seq")
+    return seq + 1 if isinstance(seq, int) else None
+
+
+def _signed_event(line: bytes, signer: Signer) -> tuple[dict[str, object], str] | None:
+    """(event, MAC) of a line signed with ``signer``'s key; None for any other line."""
     split = split_line(line)
     if split is None or signer.mac(split[0]) != split[1]:
         return None
-    try:
-        stamp = json.loads(split[0])["timestamp"]
-        return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return None
+    with contextlib.suppress(ValueError):
+        event = json.loads(split[0])
+        if isinstance(event, dict):
+            return event, split[1]
+    return None
+
+
+def _first_line(path: Path) -> bytes | None:
+    with path.open("rb") as handle:
+        for line in handle:
+            if line.strip():
+                return line
+    return None
 
 
 def _lock(path: Path) -> IO[bytes] | None:

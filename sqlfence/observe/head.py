@@ -71,8 +71,8 @@ SLOT = 512  # one disk sector: a slot is written whole or not at all
 class HeadFile:
     """The head of a chain as its writer keeps it: a file of two sector-sized slots,
     written in turn in place (one ``pwrite``, no rename and no sync), so that replacing the
-    head after every write costs next to nothing and a crash mid-write leaves the other
-    slot. Each head names the signature of the one before it: the newer slot is the one
+    head after every write costs next to nothing (a slot is one sector: written whole).
+    Each head names the signature of the one before it: the newer slot is the one
     that follows the other, so an older slot copied over the newer one shows."""
 
     def __init__(self, path: Path) -> None:

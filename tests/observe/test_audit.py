@@ -502,3 +502,25 @@ def test_the_chain_end_is_found_behind_unsigned_lines(audit_dir: Path) -> None:
         sink.close()
     assert resumed is not None
     assert resumed.seq == last_seq
+
+
+def test_old_signed_lines_appended_to_recent_files_do_not_get_them_purged(
+    audit_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The attack: a saved old signed line (or two) appended to recent files, their times
+    set back. The last line of a purged file must be the one the next file follows."""
+    settings = AuditSettings(directory=audit_dir, max_file_bytes=1500, batch_size=2)
+    old = _written_days_ago(monkeypatch, settings, 10, 20)
+    recent = _written_days_ago(monkeypatch, settings, 1, 20)
+    saved = old[0].read_bytes().splitlines(keepends=True)[-2:]
+    for path in old[1:] + recent[:-1]:
+        with path.open("ab") as handle:
+            handle.writelines(saved)
+    back = time.time() - 30 * 86400
+    for path in old + recent:
+        os.utime(path, (back, back))
+    with AuditLog(settings.model_copy(update={"retention_days": 3})):
+        pass
+    assert not old[0].exists()  # untouched and old: purged
+    assert all(path.exists() for path in recent)
+    assert not verify(audit_dir).ok  # the appended lines themselves show
