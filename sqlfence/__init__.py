@@ -7,6 +7,7 @@ every statement is parsed, judged against the policy, row-limited, timed and rec
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from sqlfence.errors import (
     AuditError,
@@ -30,13 +31,34 @@ from sqlfence.errors import (
     SandboxError,
     Warning,
 )
-from sqlfence.policies.engine import Decision, Guard
-from sqlfence.policies.loader import load_policy
-from sqlfence.policies.model import Policy, PolicySet
-from sqlfence.policies.rules import Violation
-from sqlfence.proxy.connect import connect, wrap
-from sqlfence.proxy.connection import GuardedConnection
-from sqlfence.proxy.cursor import GuardedCursor
+from sqlfence.lazy import exports
+
+if TYPE_CHECKING:  # the names below are imported on first use (see ``__getattr__``)
+    from sqlfence.policies.engine import Decision, Guard
+    from sqlfence.policies.loader import load_policy
+    from sqlfence.policies.model import Policy, PolicySet
+    from sqlfence.policies.rules import Violation
+    from sqlfence.proxy.connect import connect, wrap
+    from sqlfence.proxy.connection import GuardedConnection
+    from sqlfence.proxy.cursor import GuardedCursor
+
+# The fence (sqlglot, pydantic, the observers) is imported when one of its names is first
+# used, not by ``import sqlfence``: a command such as ``sqlfence sandbox list`` never needs it
+# and starts in a fraction of the time. The errors above are cheap and always there.
+_LATER = {
+    "Decision": "sqlfence.policies.engine",
+    "Guard": "sqlfence.policies.engine",
+    "load_policy": "sqlfence.policies.loader",
+    "Policy": "sqlfence.policies.model",
+    "PolicySet": "sqlfence.policies.model",
+    "Violation": "sqlfence.policies.rules",
+    "connect": "sqlfence.proxy.connect",
+    "wrap": "sqlfence.proxy.connect",
+    "GuardedConnection": "sqlfence.proxy.connection",
+    "GuardedCursor": "sqlfence.proxy.cursor",
+}
+
+__getattr__, __dir__ = exports(__name__, globals(), _LATER)
 
 __version__ = "0.1.0"
 

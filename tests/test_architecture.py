@@ -18,6 +18,8 @@ DOCS = PACKAGE.parent / "docs" / "architecture.md"
 LAYERS = {
     "errors": 0,
     "small_files": 0,
+    "lazy": 0,
+    "exits": 0,
     "sql": 1,
     "policies": 2,
     "observe": 3,

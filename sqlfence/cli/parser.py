@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib
 import json
 import re
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 from sqlfence import __version__
@@ -106,8 +108,9 @@ class JsonErrors(argparse.ArgumentParser):
 
 def build(json_errors: bool = False) -> argparse.ArgumentParser:
     """The whole command line; each leaf parser sets ``run`` to its command function."""
-    from sqlfence.cli import audit, commands, sandboxes
-
+    audit, commands, sandboxes = (
+        _Later(f"sqlfence.cli.{name}") for name in ("audit", "commands", "sandboxes")
+    )
     kind = JsonErrors if json_errors else argparse.ArgumentParser
     parser = kind(
         prog="sqlfence", description=DESCRIPTION, epilog=EPILOG, formatter_class=HelpFormatter
@@ -283,6 +286,25 @@ def _sandbox_commands(sub: _Commands, sandboxes: Any) -> None:
     warm.add_argument("--server-url", metavar="URL", help="admin URL (runtime external)")
     warm.add_argument("--timeout", type=positive_float, default=120.0, help="seconds to wait")
     warm.set_defaults(run=sandboxes.pool_warm)
+
+
+class _Later:
+    """A module of command functions, imported when one of its commands runs.
+
+    Building the parser then imports none of them, so a command pays only for what it uses:
+    ``sandbox list`` never imports the fence.
+    """
+
+    def __init__(self, module: str) -> None:
+        self._module = module
+
+    def __getattr__(self, name: str) -> Callable[[argparse.Namespace, Any], int]:
+        def run(args: argparse.Namespace, out: Any) -> int:
+            command = getattr(importlib.import_module(self._module), name)
+            return int(command(args, out))
+
+        run.__qualname__ = f"{self._module}.{name}"
+        return run
 
 
 class _Commands:

@@ -13,20 +13,25 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from sqlfence.cli.output import FAILED, OK, Output
-from sqlfence.sandbox import AgentSandbox, Owner, SandboxPool, listing, reap
+from sqlfence.sandbox.registry import Owner, Registry, resolve_root
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+# The commands that make or change sandboxes import the sandbox machinery (and through it the
+# fence) when they run: ``sandbox list`` reads only the registry and starts fast.
 
 POOL_CHECK_AGENT = "pool-warm-check"
 
 
 def sandbox_list(args: argparse.Namespace, out: Output) -> int:
     """Every recorded sandbox; owners that are gone are marked (``gc`` removes those)."""
-    records = listing(args.root)
+    records = Registry(resolve_root(args.root)).records()
     if out.json:
         out.document([asdict(record) for record in records], indent=2)
         return OK
@@ -51,6 +56,8 @@ def sandbox_list(args: argparse.Namespace, out: Output) -> int:
 
 def sandbox_gc(args: argparse.Namespace, out: Output) -> int:
     """Remove what is expired or whose owner is gone (``--all``: everything)."""
+    from sqlfence.sandbox.reaper import reap
+
     removed = reap(args.root, everything=args.all)
     if out.json:
         out.document({"removed": removed})
@@ -63,6 +70,8 @@ def sandbox_gc(args: argparse.Namespace, out: Output) -> int:
 
 def sandbox_create(args: argparse.Namespace, out: Output) -> int:
     """Create a detached sandbox and print its name, alone on one line (``N=$(...)`` works)."""
+    from sqlfence.sandbox.sandbox import AgentSandbox
+
     with _status(out, f"creating a {args.backend} sandbox for {args.agent_id}"):
         sandbox = AgentSandbox.create(
             args.agent_id,
@@ -87,6 +96,8 @@ def sandbox_create(args: argparse.Namespace, out: Output) -> int:
 
 def sandbox_destroy(args: argparse.Namespace, out: Output) -> int:
     """Destroy the named sandboxes."""
+    from sqlfence.sandbox.sandbox import AgentSandbox
+
     for name in args.names:
         AgentSandbox.open(name, args.root).destroy()
         if out.json:
@@ -98,6 +109,8 @@ def sandbox_destroy(args: argparse.Namespace, out: Output) -> int:
 
 def sandbox_snapshot(args: argparse.Namespace, out: Output) -> int:
     """Snapshot a sandbox (``--shared``: as a golden dataset other sandboxes can load)."""
+    from sqlfence.sandbox.sandbox import AgentSandbox
+
     sandbox = AgentSandbox.open(args.name, args.root)
     with _status(out, f"snapshotting {args.name} as {args.snapshot}"):
         manifest = sandbox.create_snapshot(args.snapshot, shared=args.shared)
@@ -107,6 +120,8 @@ def sandbox_snapshot(args: argparse.Namespace, out: Output) -> int:
 
 def sandbox_restore(args: argparse.Namespace, out: Output) -> int:
     """Restore a sandbox to one of its snapshots (checksums are verified first)."""
+    from sqlfence.sandbox.sandbox import AgentSandbox
+
     sandbox = AgentSandbox.open(args.name, args.root)
     with _status(out, f"restoring {args.name} to {args.snapshot}"):
         manifest = sandbox.restore_snapshot(args.snapshot)
@@ -120,6 +135,8 @@ def pool_warm(args: argparse.Namespace, out: Output) -> int:
     When the pool cannot make a sandbox, one is made in the foreground to learn why, and
     the command stops there with that reason (exit 1) instead of retrying until the timeout.
     """
+    from sqlfence.sandbox.pool import SandboxPool
+
     options = {
         "backend": args.backend,
         "runtime": args.runtime,
@@ -165,6 +182,7 @@ def _why_not(options: dict[str, Any]) -> str | None:
     """Make one sandbox as the pool does; the reason it fails (None when it works)."""
     from sqlfence.cli import describe, from_driver
     from sqlfence.errors import Error
+    from sqlfence.sandbox.sandbox import AgentSandbox
 
     try:
         AgentSandbox.create(POOL_CHECK_AGENT, **options).destroy()
@@ -196,6 +214,8 @@ def _status(out: Output, text: str) -> Any:
 
 @contextmanager
 def _progress(out: Output) -> Iterator[Progress | None]:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     console = Console(stderr=True)
     if out.json or not console.is_terminal:
         yield None

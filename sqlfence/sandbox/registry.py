@@ -128,6 +128,14 @@ _COLUMNS = (
 )
 
 
+DEFAULT_ROOT = Path(".sqlfence")
+
+
+def resolve_root(root: str | Path | None) -> Path:
+    """The absolute sandbox root: ``root``, or ``.sqlfence`` in the working directory."""
+    return Path(root if root is not None else DEFAULT_ROOT).resolve()
+
+
 class Registry:
     """The records of one sandbox root; safe to share between threads and processes.
 
