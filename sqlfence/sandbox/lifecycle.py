@@ -1,36 +1,23 @@
-"""Lifecycle events of sandboxes, and their cleanup when the interpreter exits.
+"""Lifecycle events of sandboxes.
 
 Every step (created, connected, paused, snapshot, quota, destroyed ...) becomes one event
 dict. It goes to the caller's ``on_event`` callable and, when ``audit`` is an
 ``sqlfence.observe.audit.AuditLog``, to ``AuditLog.emit`` as a ``sandbox.*`` event.
-Sandboxes still alive at interpreter exit, or when a SIGTERM arrives and nobody else
-handles it, are destroyed; SIGKILL leaves them to the reaper.
+Sandboxes still alive at interpreter exit are destroyed in the ``SANDBOXES`` stage of
+``sqlfence.exits``, before the audit log closes, so these events are still recorded.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import signal
-import threading
 import time
-import weakref
 from collections.abc import Callable
-from types import FrameType
-from typing import Any, Protocol
+from typing import Any
 
 EventSink = Callable[[dict[str, Any]], None]
 # Events that record a refusal or a failure rather than a step that went well.
 _FAILED = {"quota_exceeded", "connection_refused", "snapshot_refused", "container_failed"}
 _CORE = ("event", "at", "agent_id", "tenant", "sandbox", "error")
-
-
-class Destroyable(Protocol):
-    """What exit cleanup needs of a sandbox."""
-
-    def destroy(self) -> None:
-        """Remove the sandbox (idempotent)."""
-        ...
 
 
 def emit(sinks: tuple[EventSink, ...], event: str, fields: dict[str, Any]) -> dict[str, Any]:
@@ -62,45 +49,3 @@ def audit_sink(audit: Any) -> EventSink | None:
         )
 
     return sink
-
-
-_live: weakref.WeakSet[Any] = weakref.WeakSet()
-_installed = threading.Lock()
-_done = False
-
-
-def track(sandbox: Destroyable) -> None:
-    """Destroy ``sandbox`` at interpreter exit (and on an unhandled SIGTERM) if still alive."""
-    global _done  # noqa: PLW0603 - one process-wide hook, installed once
-    _live.add(sandbox)
-    with _installed:
-        if _done:
-            return
-        _done = True
-        atexit.register(_cleanup)
-        _install_sigterm()
-
-
-def untrack(sandbox: Destroyable) -> None:
-    """Forget ``sandbox`` (it was destroyed)."""
-    _live.discard(sandbox)
-
-
-def _cleanup() -> None:
-    for sandbox in list(_live):
-        with contextlib.suppress(Exception):
-            sandbox.destroy()
-
-
-def _install_sigterm() -> None:
-    # Only when nobody chose a handler: turning SIGTERM into SystemExit runs atexit hooks.
-    if threading.current_thread() is not threading.main_thread():
-        return
-    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        return
-
-    def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-        _cleanup()
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, _on_sigterm)

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from sqlfence import exits
 from sqlfence.errors import ConfigurationError, NothingMade, QuotaExceeded, SandboxError
 from sqlfence.policies.engine import Decision
 from sqlfence.policies.model import Policy
@@ -170,7 +171,7 @@ class AgentSandbox:
             audit=audit,
             on_event=on_event,
         )
-        lifecycle.track(sandbox)
+        exits.register(sandbox, exits.SANDBOXES)
         sandbox._emit("created", location=namespace.location, expires_at=record.expires_at)
         try:
             if load_snapshot is not None:
@@ -190,7 +191,7 @@ class AgentSandbox:
         """
         if self._record.runtime == "docker":
             raise ConfigurationError("a docker sandbox cannot outlive the process that runs it")
-        lifecycle.untrack(self)
+        exits.unregister(self, exits.SANDBOXES)
         self._update_record(owner=Owner.detached())
         self._emit("detached")
 
@@ -255,8 +256,12 @@ class AgentSandbox:
             self._registry.remove(self.name)
         finally:
             self._backend.close()
-            lifecycle.untrack(self)
+            exits.unregister(self, exits.SANDBOXES)
         self._emit("destroyed")
+
+    def at_exit(self) -> None:
+        """Interpreter exit (or SIGTERM): destroy, while the audit log still records."""
+        self.destroy()
 
     def __enter__(self) -> AgentSandbox:
         return self

@@ -15,7 +15,6 @@ reported to the sandbox that owns it.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import secrets
 import threading
@@ -24,6 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from sqlfence import exits
 from sqlfence.errors import ConfigurationError, SandboxError
 from sqlfence.policies.model import Policy
 from sqlfence.sandbox.backends.base import Backend, Contents, Namespace
@@ -123,6 +123,8 @@ class Server:
         except BaseException:
             self.remove()
             raise
+        # After the sandboxes in it are destroyed (a dedicated one usually goes with its own).
+        exits.register(self, exits.SERVERS)
 
     @property
     def id(self) -> str:
@@ -131,7 +133,12 @@ class Server:
 
     def remove(self) -> None:
         """Remove the container and its anonymous volumes. No error when already gone."""
+        exits.unregister(self, exits.SERVERS)
         remove_container(self.container)
+
+    def at_exit(self) -> None:
+        """Interpreter exit: remove the container."""
+        self.remove()
 
     def status(self) -> str:
         """running, paused, exited, ... or ``gone``."""
@@ -341,8 +348,6 @@ def shared_server(runtime: DockerRuntime, spec: EngineSpec, image: str, root: Pa
             server.remove()
         labels = {**owner_labels(root), "sqlfence.placement": "shared"}
         server = Server(spec, image, labels, None, runtime.ready_timeout)
-        if not _shared:
-            atexit.register(stop_shared)
         _shared[key] = server
         return server
 
