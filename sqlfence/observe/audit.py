@@ -554,13 +554,14 @@ class AuditLog:
     def _purge_locked(self) -> None:
         assert self._file is not None
         assert self.settings.retention_days is not None
-        removed, first_seq = self._file.purge(self.settings.retention_days, self._chain.signer)
-        if removed:
+        purged = self._file.purge(self.settings.retention_days, self._chain.signer)
+        if purged.files:
             event = plain_event(
                 "audit.purge",
                 details={
-                    "files": removed,
-                    "first_seq": first_seq,
+                    "files": purged.files,
+                    "first_seq": purged.first_seq,
+                    "first_prev": purged.first_prev,
                     "retention_days": self.settings.retention_days,
                     "head": head_path(self.directory, self.chain).name,
                 },

@@ -228,13 +228,17 @@ class FileSink:
                 return Resumed(link[0], link[1], torn)
         return Resumed(0, "", torn) if torn else None
 
-    def purge(self, retention_days: float, signer: Signer) -> tuple[list[str], int | None]:
+    def purge(self, retention_days: float, signer: Signer) -> Purged:
         """Delete files whose newest event is more than ``retention_days`` old (never the
-        newest file). The age is the signed time of the file's last event, and that event
-        must be the one the next file's first event follows (its ``prev`` is its MAC): a
-        file's name and time can be set back and old signed lines appended to it, but the
-        next file's first line cannot be changed. Returns the names removed and the first
-        ``seq`` of the oldest file kept.
+        newest file), oldest first, stopping at the first file kept.
+
+        A file is purged only when it is a whole piece of the chain: every line signed with
+        this key, each following the one before it, and the next file's first event following
+        its last (its ``prev`` is that event's MAC). The age is the signed time of that last
+        event. A file's name and time can be set back and signed lines of another chain or
+        directory copied in, but none of that makes such a piece. The purge event records
+        the first ``seq`` kept and the MAC its first event must follow, so that ``verify``
+        can tell the log that was kept from one put in its place.
         """
         cutoff = time.time() - retention_days * 86400
         files = chain_files(self.directory, self.prefix)
@@ -242,34 +246,89 @@ class FileSink:
         for path, following in itertools.pairwise(files):
             if path.stat().st_mtime >= cutoff:
                 break  # written since: no need to read it
-            written = _time_of_last_event(path, following, signer)
+            written = _age_of_piece(path, following, signer)
             if written is None or written >= cutoff:
                 break
             path.unlink()
             removed.append(path.name)
         kept = chain_files(self.directory, self.prefix)
-        first_seq = _first_seq(kept[0]) if kept else None
-        return removed, first_seq
+        first = _first_link(kept[0]) if kept else None
+        return Purged(removed, *(first if first is not None else (None, None)))
+
+    def follows(self, seq: int, mac: str, signer: Signer) -> str | None:
+        """Why the files do not go on from the event (``seq``, ``mac``) a head records, or
+        None when they do: that event is in them and every line after it follows it.
+
+        A reopened chain goes on from its files only then. Otherwise the lines past the
+        head were put there (another chain's or directory's signed lines, copied in), and
+        going on from them would make them part of the chain.
+        """
+        after: list[tuple[int, str, str]] = []  # (seq, prev, mac) of the lines past the head
+        for path in reversed(chain_files(self.directory, self.prefix)):
+            for line in _lines_backwards(path):
+                signed = _signed_event(line, signer)
+                if signed is None:
+                    continue  # not a line of this key: verify reports it where it is
+                event, line_mac = signed
+                line_seq, prev = event.get("seq"), event.get("prev")
+                if not isinstance(line_seq, int) or not isinstance(prev, str):
+                    continue
+                if line_seq < seq:
+                    return f"the files hold no event seq {seq}, the one the head records"
+                if line_seq == seq:
+                    if line_mac != mac:
+                        return f"event seq {seq} of the files is not the one the head records"
+                    return _unlinked(seq, mac, after[::-1])
+                after.append((line_seq, prev, line_mac))
+        return f"the files hold no event seq {seq}, the one the head records"
 
 
-def _time_of_last_event(path: Path, following: Path, signer: Signer) -> float | None:
-    """The signed time of ``path``'s last event when ``following``'s first event follows
-    it; None when either is not a line of this key, or they do not link."""
-    last = next(iter(_lines_backwards(path)), None)
+def _unlinked(seq: int, mac: str, after: list[tuple[int, str, str]]) -> str | None:
+    """Why the lines ``after`` (in file order) do not each follow the one before, from
+    (``seq``, ``mac``); None when they do."""
+    for line_seq, prev, line_mac in after:
+        if line_seq != seq + 1 or prev != mac:
+            return f"event seq {line_seq} after the head's event seq {seq} does not follow it"
+        seq, mac = line_seq, line_mac
+    return None
+
+
+@dataclass(frozen=True)
+class Purged:
+    """What a retention purge removed, and where the kept log starts: the first ``seq`` and
+    the MAC its first event follows (``prev``)."""
+
+    files: list[str]
+    first_seq: int | None
+    first_prev: str | None
+
+
+def _age_of_piece(path: Path, following: Path, signer: Signer) -> float | None:
+    """The signed time of ``path``'s last event when ``path`` is a whole piece of the chain
+    that ``following``'s first event goes on from; None otherwise."""
+    last: tuple[dict[str, object], str] | None = None
+    with path.open("rb") as handle:
+        for line in handle:
+            signed = _signed_event(line, signer)
+            if signed is None:
+                return None
+            if last is not None and not _goes_on(last, signed[0]):
+                return None
+            last = signed
     first = _first_line(following)
-    if last is None or first is None:
-        return None
-    before, after = _signed_event(last, signer), _signed_event(first, signer)
-    if before is None or after is None:
-        return None
-    (event, mac), (next_event, _) = before, after
-    if next_event.get("prev") != mac or next_event.get("seq") != _seq_after(event):
+    after = None if first is None else _signed_event(first, signer)
+    if last is None or after is None or not _goes_on(last, after[0]):
         return None
     try:
-        stamp = str(event["timestamp"])
+        stamp = str(last[0]["timestamp"])
         return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
     except (ValueError, KeyError):
         return None
+
+
+def _goes_on(before: tuple[dict[str, object], str], event: dict[str, object]) -> bool:
+    """Does ``event`` follow ``before`` (event, MAC) in a chain?"""
+    return event.get("prev") == before[1] and event.get("seq") == _seq_after(before[0])
 
 
 def _seq_after(event: dict[str, object]) -> int | None:
@@ -364,10 +423,16 @@ def link_of(line: bytes) -> tuple[int, str] | None:
     return None
 
 
-def _first_seq(path: Path) -> int | None:
+def _first_link(path: Path) -> tuple[int, str] | None:
+    """(``seq``, ``prev``) of the first event in ``path``."""
     with path.open("rb") as handle:
         for line in handle:
-            link = link_of(line)
-            if link is not None:
-                return link[0]
+            split = split_line(line)
+            if split is None:
+                continue
+            with contextlib.suppress(ValueError, AttributeError):
+                event = json.loads(split[0])
+                seq, prev = event.get("seq"), event.get("prev")
+                if isinstance(seq, int) and isinstance(prev, str):
+                    return seq, prev
     return None

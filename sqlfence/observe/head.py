@@ -17,6 +17,7 @@ import errno
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -164,11 +165,17 @@ def _parse(path: Path, raw: bytes, signer: Signer) -> tuple[Head, str]:
 
 
 def continue_after_head(
-    path: Path, signer: Signer, seq: int, mac: str, details: dict[str, Any]
+    path: Path,
+    signer: Signer,
+    seq: int,
+    mac: str,
+    details: dict[str, Any],
+    follows: Callable[[int, str], str | None],
 ) -> tuple[int, str]:
-    """Where a reopened chain goes on: after its last line (``seq``, ``mac``), or after its
-    head when the files end before it, so that the next event leaves a gap ``verify``
-    reports. What was found goes into ``details`` (of the ``audit.open`` event)."""
+    """Where a reopened chain goes on: after its last line (``seq``, ``mac``) when the files
+    hold the head's event and every line after it follows it (``follows`` says why not);
+    else after its head, so that the next event leaves a gap ``verify`` reports. What was
+    found goes into ``details`` (of the ``audit.open`` event)."""
     try:
         head = read_head(path, signer)
     except BadHead as error:
@@ -181,7 +188,12 @@ def continue_after_head(
             logger.error("audit: %s is missing; events after seq %d may have been cut", path, seq)
         return seq, mac
     if head.seq <= seq:
-        return seq, mac
+        why = follows(head.seq, head.mac)
+        if why is None:
+            return seq, mac
+        details["head_not_followed"] = why
+        logger.error("audit chain %s: %s; the chain continues after its head", head.chain, why)
+        return head.seq, head.mac
     missing = head.seq - seq
     details["missing_at_end"] = {"from_seq": seq + 1, "to_seq": head.seq, "count": missing}
     logger.error(

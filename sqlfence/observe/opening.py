@@ -1,7 +1,8 @@
 """Opening a chain: its files, where it ended, its roster and its head.
 
-Where the chain goes on is its last line, or its head when the files end before it (the
-next event then follows the head, so the gap shows). What was found (a torn line cut, a
+Where the chain goes on is its last line when that line is the head's event or follows it,
+else its head (the next event then follows the head, so the gap or the lines put past it
+show). What was found (a torn line cut, a
 lost head, a missing roster) goes into the details of the chain's ``audit.open`` event.
 """
 
@@ -51,5 +52,7 @@ def open_chain(
             seq, prev = resumed.seq, resumed.mac
     details["head"] = head.name
     details["head_form"] = "slots"  # from now on a one-line head without prev is a fake
-    seq, prev = continue_after_head(head, signer, seq, prev, details)
+    seq, prev = continue_after_head(
+        head, signer, seq, prev, details, lambda at, mac: sink.follows(at, mac, signer)
+    )
     return sink, seq, prev, head

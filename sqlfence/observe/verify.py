@@ -127,7 +127,7 @@ def verify(path: str | Path, key: str | bytes | None = None) -> VerifyResult:
     checkers: dict[str, _ChainChecker] = {}
     for name, paths in chains.items():
         checker = _ChainChecker(signer, paths, whole)
-        checker.purged_to.update(purges)
+        checker.purged_to.update(dict.fromkeys(purges))  # one file: marks not checked
         head = heads[name]
         if isinstance(head, Head):
             checker.head_seq = head.seq
@@ -296,7 +296,9 @@ class _ChainChecker:
         self.expected = 0
         self.prev = ""
         self.first: tuple[Path, int, int] | None = None
-        self.purged_to: set[int] = set()
+        # the first seq kept by each retention purge, and the MAC its event must follow
+        self.purged_to: dict[int, str | None] = {}
+        self.first_prev: str | None = None
         self.head_seq: int | None = None  # the seq whose MAC the head records
         self.mac_at_head: str | None = None
         self.file_at_head: str | None = None  # the name of the file holding that event
@@ -318,6 +320,18 @@ class _ChainChecker:
                 self._check(index, path, number, raw)
         if self.whole and self.first is not None and self.first[2] != 1:
             path, number, seq = self.first
+            follows = self.purged_to.get(seq)
+            if seq in self.purged_to and follows is not None and follows != self.first_prev:
+                raise _Broken(
+                    VerifyError(
+                        INSERTED,
+                        f"the log starts at seq {seq}, where a retention purge kept the log, "
+                        "but not with the event the purge kept (it was put in its place)",
+                        path,
+                        number,
+                        seq,
+                    )
+                )
             if seq not in self.purged_to:
                 raise _Broken(
                     VerifyError(
@@ -361,6 +375,7 @@ class _ChainChecker:
             raise broken(MALFORMED, "seq or prev has the wrong type")
         if self.first is None:
             self.first = (path, number, seq)
+            self.first_prev = prev
             if seq == 1 and prev != GENESIS:
                 raise broken(INSERTED, "seq 1 does not start a chain", seq)
         elif seq != self.expected:
@@ -389,6 +404,7 @@ class _ChainChecker:
                 lost = (
                     details.get("head_invalid")
                     or details.get("head_missing")
+                    or details.get("head_not_followed")
                     or details.get("roster_invalid")
                     or details.get("chain_lost")
                 )
@@ -397,13 +413,15 @@ class _ChainChecker:
                     # was cut before it cannot be told, so the log cannot verify.
                     raise broken(
                         MISSING,
-                        f"the chain was reopened after its head was lost or altered ({lost}): "
-                        f"events before seq {seq} may have been cut",
+                        f"the chain was reopened after its head was lost or altered, or with "
+                        f"lines past its head that do not follow it ({lost}): events before "
+                        f"seq {seq} may have been cut or replaced",
                         seq,
                     )
                 first_seq = details.get("first_seq")
                 if event_type == "audit.purge" and isinstance(first_seq, int):
-                    self.purged_to.add(first_seq)
+                    first_prev = details.get("first_prev")  # older purges did not record it
+                    self.purged_to[first_seq] = first_prev if isinstance(first_prev, str) else None
         if seq == self.head_seq:
             self.mac_at_head, self.file_at_head = mac, path.name
         self.count += 1
