@@ -44,6 +44,7 @@ QUERY = "SELECT id, name, score FROM t WHERE id = ?"
 POLICY = {"allowed_tables": ["t"]}  # read-only, 1,000-row limit and the rest by default
 TARGET_ADDED_US = 3.0
 TARGET_PIPELINE_RATIO = 0.5  # the full pipeline adds at most half of what dbapi adds
+TARGET_ABOVE_FLOOR_US = 15.0  # the full pipeline's CPU at most this above the SDK floor
 WARMUP = 500
 
 
@@ -274,16 +275,19 @@ def interleaved(variants: list[Variant], ids: list[int], rounds: int) -> None:
 
 
 def span_floor_us(sdk: SDKSetup, count: int = 20_000) -> float:
-    """CPU per bare span (three attributes) through the run's SDK setup, export drained:
-    the least any instrumentation that makes one span per statement can add."""
+    """CPU per bare span (three attributes) plus one duration-histogram record through the
+    run's SDK setup, export drained: the least any instrumentation that makes one span and
+    records one duration per statement can add."""
     from opentelemetry.trace import SpanKind
 
     tracer = sdk.tracer_provider.get_tracer("floor")
+    histogram = sdk.meter_provider.get_meter("floor").create_histogram("floor.duration", unit="s")
     attributes = {"db.system.name": "sqlite", "db.operation.name": "SELECT", "db.namespace": "t"}
     sdk.flush()
     began = time.process_time_ns()
     for _ in range(count):
         tracer.start_span("SELECT t", kind=SpanKind.CLIENT, attributes=attributes).end()
+        histogram.record(0.0001, attributes)
     sdk.flush()
     return us((time.process_time_ns() - began) / count)
 
@@ -413,9 +417,13 @@ def main() -> int:
     notes = [f"- {v.name}: {v.note}" for v in variants if v.note]
     recorded = [f"- {name}: {text}" for name, text in evidence.items() if text]
     verdicts = pipeline_verdicts(raw, dbapi, full)
+    above = per_query(full)["cpu"] - per_query(raw)["cpu"] - floor
+    floor_verdict = "met" if above <= TARGET_ABOVE_FLOOR_US else "MISSED"
     verdicts.append(
-        f"- for scale: one bare SDK span (three attributes, same setup, export drained) costs "
-        f"{floor:.1f} us of CPU, which any per-statement span pays"
+        f"- the SDK floor: one bare span (three attributes) and one histogram record (same "
+        f"setup, export drained) cost {floor:.1f} us of CPU, which any per-statement span and "
+        f"duration pay; the full pipeline's added CPU is {above:+.2f} us above it (target "
+        f"<= {TARGET_ABOVE_FLOOR_US:g}): **{floor_verdict}**"
     )
     print(body)
     print("\n".join(["", *notes, "", "Recorded:", *recorded, "", *verdicts]))

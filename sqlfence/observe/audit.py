@@ -34,9 +34,10 @@ from sqlfence.observe.events import OK, VERSION, encode_event, plain_event, unwa
 from sqlfence.observe.filesink import FileSink
 from sqlfence.observe.head import head_path
 from sqlfence.observe.integrity import GENESIS, Chain, Signer, resolve_key
+from sqlfence.observe.lines import AuditRecord, LineWriter
 from sqlfence.observe.opening import open_chain
 from sqlfence.observe.outbox import Failure, Outbox
-from sqlfence.observe.records import AuditRecord, StatementRecord
+from sqlfence.observe.records import StatementRecord
 from sqlfence.observe.roster import RosterWatch
 from sqlfence.observe.settings import AuditSettings
 from sqlfence.observe.sinks import Sink, build_sink
@@ -72,6 +73,7 @@ class AuditLog:
         signer = Signer(key)
         self._processors = processors
         self._unwanted = unwanted_kinds(settings)
+        self._lines = LineWriter(settings)
         self._lock = threading.Lock()  # the writer's: the chain, the outbox and the files
         self._users_lock = threading.Lock()
         self._sync = settings.durability == "sync"
@@ -426,7 +428,6 @@ class AuditLog:
     # -- the writer thread ----------------------------------------------------------------
 
     def _write_batch(self, items: list[Any]) -> None:
-        settings = self.settings
         unwanted = self._unwanted
         with self._lock:
             upto = self._consumed = self._consumed + len(items)
@@ -449,9 +450,9 @@ class AuditLog:
                         continue
                     seq, prev = chain.seq + 1, chain.prev
                     if is_dict:
-                        body = encode_event(dict(item), seq, prev)
+                        body = encode_event(item, seq, prev)
                     else:
-                        body = item.json_body(seq, prev, settings, kind)
+                        body = self._lines.record(item, seq, prev, kind)
                     if self._processors:
                         body = self._process(body, seq, prev)
                 except Exception as error:  # a record that cannot be written is itself recorded
@@ -534,7 +535,7 @@ class AuditLog:
         event: MutableMapping[str, Any] = json.loads(body)
         for processor in self._processors:
             event = processor(None, "audit", event)
-        return encode_event(dict(event), seq, prev)
+        return encode_event(event, seq, prev)
 
     def _drop_line(self) -> bytes:
         dropped = self._worker.dropped

@@ -1,10 +1,8 @@
-"""Audit events: the design report's schema plus the correlation and integrity fields.
+"""Audit events: the event types, the events that are not statements, and ``AuditEvent``,
+an event read back from a log.
 
-Records (``records.py``) become events on the writer thread. Key order of an event is
-fixed: ``seq`` first, then the design report's fields (``timestamp``, ``agent_id``, ``tenant``,
-``event_type``, ``query``, ``status``, ``duration_ms``, ``rows_affected``, ``error``), then what
-the event carries, then ``prev`` and ``mac`` (added by the chain). Optional fields that do
-not apply are left out rather than written as null.
+What each kind of event holds, in which order, is declared once in ``schema.py``; the
+writer (``lines.py``) renders by it and ``AuditEvent`` knows its fields from it.
 """
 
 from __future__ import annotations
@@ -12,34 +10,65 @@ from __future__ import annotations
 import datetime
 import decimal
 import importlib.metadata
-import json
 import secrets
 import time
 import uuid
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
+from sqlfence.observe.lines import encode_event, json_text, session_fields
+from sqlfence.observe.schema import (
+    ALERT,
+    CONNECT,
+    DENIAL,
+    DENIED,
+    DETECTED,
+    DISCONNECT,
+    ERROR,
+    FAILED,
+    FETCH,
+    FIELD_NAMES,
+    OK,
+    QUERY,
+    SCHEMA_CHANGE,
+    SESSION,
+    SLOW_QUERY,
+    STATEMENT_TYPES,
+)
+
 if TYPE_CHECKING:
     from sqlfence.observe.observer import Session
     from sqlfence.observe.settings import AuditSettings
 
-# event_type values written by sqlfence itself (the sandbox layer adds "sandbox.*").
-CONNECT = "connect"
-DISCONNECT = "disconnect"
-QUERY = "query"
-DENIAL = "denial"
-ERROR = "error"
-SLOW_QUERY = "slow_query"
-SCHEMA_CHANGE = "schema_change"
-FETCH = "fetch"
-ALERT = "alert"
-STATEMENT_TYPES = frozenset({QUERY, DENIAL, ERROR, SLOW_QUERY, SCHEMA_CHANGE})
-
-# status values.
-OK = "ok"
-DENIED = "denied"
-DETECTED = "detected"
-FAILED = "error"
+__all__ = [  # the event types and statuses are read from here by the CLI and integrations
+    "ALERT",
+    "CONNECT",
+    "DENIAL",
+    "DENIED",
+    "DETECTED",
+    "DISCONNECT",
+    "ERROR",
+    "FAILED",
+    "FETCH",
+    "OK",
+    "QUERY",
+    "SCHEMA_CHANGE",
+    "SLOW_QUERY",
+    "STATEMENT_TYPES",
+    "COLUMNS",
+    "PROCESS_TAG",
+    "VERSION",
+    "AuditEvent",
+    "encode_event",
+    "iso_timestamp",
+    "json_text",
+    "jsonable",
+    "parse_timestamp",
+    "plain_event",
+    "session_event",
+    "unwanted_kinds",
+    "wanted",
+]
 
 PROCESS_TAG = secrets.token_hex(4)  # query ids are unique across processes and restarts
 
@@ -80,6 +109,8 @@ class AuditEvent:
     final_query: str | None = None
     params: Any = None
     error_type: str | None = None
+    privileges: tuple[str, ...] | None = None
+    client_name: str | None = None
     namespace: str | None = None
     sandbox: str | None = None
     db_system: str | None = None
@@ -97,8 +128,9 @@ class AuditEvent:
     def from_dict(cls, data: dict[str, Any]) -> AuditEvent:
         """Build from a decoded JSON line; keys this class does not know go to ``extra``."""
         known = {name: data[name] for name in _FIELD_NAMES if name in data}
-        if isinstance(known.get("tables"), list):
-            known["tables"] = tuple(known["tables"])
+        for name in ("tables", "privileges"):
+            if isinstance(known.get(name), list):
+                known[name] = tuple(known[name])
         extra = {key: value for key, value in data.items() if key not in _FIELD_NAMES}
         return cls(**known, extra=extra)
 
@@ -108,8 +140,11 @@ class AuditEvent:
         return parse_timestamp(self.timestamp)
 
 
-_FIELD_NAMES = frozenset(f.name for f in fields(AuditEvent)) - {"extra"}
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(AuditEvent) if f.name != "extra")
+"""AuditEvent's fields: every key of ``schema.py``'s layouts, in a reading order."""
+_FIELD_NAMES = frozenset(COLUMNS)
+if frozenset(FIELD_NAMES) != _FIELD_NAMES:  # the schema is the declaration; keep in step
+    raise ImportError(f"AuditEvent and the schema differ: {_FIELD_NAMES ^ set(FIELD_NAMES)}")
 
 _second_cache: tuple[int, str] = (-1, "")
 
@@ -160,8 +195,12 @@ def unwanted_kinds(settings: AuditSettings) -> frozenset[tuple[str, str]]:
 
 def session_event(session: Session, event_type: str, status: str = OK) -> dict[str, Any]:
     """An event about a connection as a whole (connect, disconnect), stamped now."""
-    event = event_head(time.time_ns(), session.agent_id, session.tenant, event_type, None, status)
-    add_session(event, session)
+    event = _head(event_type, status, session.agent_id, session.tenant)
+    values = session_fields(session)
+    for entry in SESSION:
+        value = values[entry.name]
+        if value is not None or not entry.optional:
+            event[entry.name] = value
     return event
 
 
@@ -176,7 +215,7 @@ def plain_event(
     error: str | None = None,
 ) -> dict[str, Any]:
     """An event that is not about a statement: sandbox lifecycle, alerts, the log itself."""
-    event = event_head(time.time_ns(), agent_id, tenant, event_type, None, status)
+    event = _head(event_type, status, agent_id, tenant)
     event["error"] = error
     if sandbox is not None:
         event["sandbox"] = sandbox
@@ -185,56 +224,20 @@ def plain_event(
     return event
 
 
-def encode_event(event: dict[str, Any], seq: int, prev: str) -> bytes:
-    """``event`` with ``seq`` first and ``prev`` last, as compact ASCII JSON."""
-    event["seq"] = seq  # every event dict starts with a "seq" key (see event_head)
-    event.pop("prev", None)
-    event.pop("mac", None)
-    event["prev"] = prev
-    return json_text(event).encode("ascii")
-
-
-def event_head(
-    ts_ns: int,
-    agent_id: str | None,
-    tenant: str | None,
-    event_type: str,
-    query: str | None,
-    status: str,
-) -> dict[str, Any]:
+def _head(event_type: str, status: str, agent_id: str | None, tenant: str | None) -> dict[str, Any]:
+    """The design report's fields of an event stamped now (``seq`` is the writer's)."""
     return {
         "seq": None,
-        "timestamp": iso_timestamp(ts_ns),
+        "timestamp": iso_timestamp(time.time_ns()),
         "agent_id": agent_id,
         "tenant": tenant,
         "event_type": event_type,
-        "query": query,
+        "query": None,
         "status": status,
         "duration_ms": None,
         "rows_affected": None,
         "error": None,
     }
-
-
-def add_session(event: dict[str, Any], session: Session) -> None:
-    if session.privileges:
-        event["privileges"] = list(session.privileges)
-    if session.client_name is not None:
-        event["client_name"] = session.client_name
-    if session.namespace is not None:
-        event["namespace"] = session.namespace
-    if session.sandbox is not None:
-        event["sandbox"] = session.sandbox
-    event["db_system"] = session.system
-    if session.server_address is not None:
-        port = session.server_port
-        event["server"] = session.server_address + ("" if port is None else f":{port}")
-    event["connection_id"] = session.connection_id
-
-
-_encoder = json.JSONEncoder(separators=(",", ":"), check_circular=False, default=repr)
-json_text = _encoder.encode
-"""Compact ASCII JSON text of a value (the encoder every event uses)."""
 
 
 def jsonable(value: Any) -> Any:

@@ -1,5 +1,5 @@
 """Records built on the query path (sqlfence/observe/records.py): their event kinds and the
-fast JSON the writer makes of them."""
+JSON the writer (sqlfence/observe/lines.py) makes of them."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from sqlfence.observe.lines import LineWriter
 from sqlfence.observe.records import DenialRecord, FetchRecord, StatementRecord, snapshot_params
 from sqlfence.observe.settings import AuditSettings
 from sqlfence.policies.engine import Decision
@@ -43,7 +44,7 @@ def _record(decision: Decision = SELECT, **fields: object) -> StatementRecord:
 def _decode(
     record: StatementRecord | DenialRecord | FetchRecord, **settings: object
 ) -> dict[str, Any]:
-    body = record.json_body(5, "a" * 64, AuditSettings(**settings), record.kind())
+    body = LineWriter(AuditSettings(**settings)).record(record, 5, "a" * 64, record.kind())
     event: dict[str, Any] = json.loads(body)
     return event
 
@@ -91,7 +92,7 @@ def test_the_fast_json_is_valid_for_every_field() -> None:
     assert event["error_type"] == "KeyError"
     assert event["params"] == ["ünïcode", "0xff"]
     assert event["final_query"] == 'SELECT "naïve" FROM t LIMIT 100'
-    body = record.json_body(1, "b" * 64, AuditSettings(), record.kind())
+    body = LineWriter(AuditSettings()).record(record, 1, "b" * 64, record.kind())
     assert body.isascii()
 
 

@@ -17,6 +17,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, StatusCode
 
+from sqlfence.exits import Stage
 from sqlfence.observe import lifecycle
 from sqlfence.observe.fanout import FanoutObserver, build_observer
 from sqlfence.observe.filesink import chain_files
@@ -339,11 +340,11 @@ def test_the_background_worker_registers_for_exit(
     calls: list[tuple[str, lifecycle.Flushable, int]] = []
     register, unregister = lifecycle.register, lifecycle.unregister
 
-    def recording_register(thing: lifecycle.Flushable, stage: int) -> None:
+    def recording_register(thing: lifecycle.Flushable, stage: Stage) -> None:
         calls.append(("register", thing, stage))
         register(thing, stage)
 
-    def recording_unregister(thing: lifecycle.Flushable, stage: int) -> None:
+    def recording_unregister(thing: lifecycle.Flushable, stage: Stage) -> None:
         calls.append(("unregister", thing, stage))
         unregister(thing, stage)
 
