@@ -22,7 +22,16 @@ import jsonschema  # type: ignore[import-untyped]  # no stubs: types-jsonschema 
 import pytest
 import yaml
 
-REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "agent-sandbox"
+_CHECKOUT = Path(__file__).resolve().parents[2]
+# ``../shared/reference/agent-sandbox`` beside the checkout (or beside a folder holding it).
+REFERENCE = next(
+    (
+        place / "shared" / "reference" / "agent-sandbox"
+        for place in _CHECKOUT.parents
+        if (place / "shared" / "reference" / "agent-sandbox").is_dir()
+    ),
+    _CHECKOUT.parent / "shared" / "reference" / "agent-sandbox",
+)
 CRDS = {
     ("agents.x-k8s.io", "Sandbox"): "agents.x-k8s.io_sandboxes.yaml",
     ("extensions.agents.x-k8s.io", "SandboxTemplate"): (
