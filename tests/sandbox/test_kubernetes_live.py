@@ -1,0 +1,116 @@
+"""The Kubernetes runtime's client calls on a real cluster serving agent-sandbox ``v1beta1``.
+
+Run only when ``SQLFENCE_K8S_CONTEXT`` names a kubeconfig context (the house exception, as
+for IRIS: no cluster can run where sqlfence is built). ``SQLFENCE_K8S_NAMESPACE`` picks the
+namespace (default: the context's), ``SQLFENCE_K8S_PG_IMAGE`` the PostgreSQL image (default
+``postgres:16``). What each test makes carries the labels of a root of its own, and is
+deleted at the end whatever happens. See the README's Kubernetes section for the set-up.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from sqlfence.sandbox.limits import Limits
+from sqlfence.sandbox.registry import Owner
+from sqlfence.sandbox.runtimes import kubernetes
+from sqlfence.sandbox.runtimes import kubernetes_manifests as k8s
+
+pytestmark = pytest.mark.skipif(
+    not os.environ.get(kubernetes.CONTEXT_ENV),
+    reason="no cluster: set SQLFENCE_K8S_CONTEXT to run the Kubernetes live tests",
+)
+READY_S = 180.0
+
+
+@pytest.fixture(scope="module")
+def cluster() -> kubernetes.Cluster:
+    return kubernetes.Cluster(namespace=os.environ.get(kubernetes.NAMESPACE_ENV))
+
+
+@pytest.fixture
+def root(cluster: kubernetes.Cluster) -> Iterator[str]:
+    """A sandbox root of the test's own; everything labelled with it is deleted afterwards."""
+    path = f"/sqlfence-live/{secrets.token_hex(4)}"
+    yield path
+    for found in kubernetes.leftovers(cluster, path):
+        cluster.delete(found["kind"], found["metadata"]["name"])
+
+
+def _server(cluster: kubernetes.Cluster, root: str, name: str) -> k8s.Server:
+    return k8s.Server(
+        name=name,
+        namespace=cluster.namespace,
+        pod=k8s.POSTGRES_POD,
+        root=root,
+        owner=Owner.current(),
+        limits=Limits(cpu="0.5", memory="512M", disk_quota_mb=512),
+        image=os.environ.get("SQLFENCE_K8S_PG_IMAGE"),
+        clients={k8s.CLIENT_LABEL: "true"},
+    )
+
+
+def _login(cluster: kubernetes.Cluster, sandbox: dict[str, Any], password: str) -> Any:
+    host, port, tunnel = cluster.endpoint(sandbox, 5432)
+    try:
+        url = f"postgresql://admin:{password}@{host}:{port}/postgres"
+        with psycopg.connect(url, connect_timeout=10) as conn:
+            row = conn.execute("SELECT 1").fetchone()
+            return None if row is None else row[0]
+    finally:
+        if tunnel is not None:
+            tunnel.close()
+
+
+def test_shared_server_create_connect_renew_destroy(cluster: kubernetes.Cluster, root: str) -> None:
+    server = _server(cluster, root, f"sqlfence-live-{secrets.token_hex(3)}")
+    password = secrets.token_urlsafe(16)
+    made = [
+        cluster.create(m)
+        for m in k8s.placement_objects("shared", server, "admin", password, time.time() + 600)
+    ]
+    sandbox = cluster.wait_ready("Sandbox", server.name, READY_S)
+    assert _login(cluster, sandbox, password) == 1
+    cluster.patch("Sandbox", server.name, k8s.renewed(sandbox, time.time() + 1200))
+    renewed = cluster.get("Sandbox", server.name)
+    assert renewed is not None
+    assert renewed["spec"]["shutdownTime"] > sandbox["spec"]["shutdownTime"]
+    found = {(f["kind"], f["metadata"]["name"]) for f in kubernetes.leftovers(cluster, root)}
+    assert {(m["kind"], m["metadata"]["name"]) for m in made} <= found
+    uid = sandbox["metadata"]["uid"]
+    assert (
+        cluster.delete("Sandbox", server.name, uid="00000000-0000-0000-0000-000000000000") is False
+    )
+    assert cluster.get("Sandbox", server.name) is not None  # a uid precondition that fails
+    assert cluster.delete("Sandbox", server.name, uid=uid) is True
+
+
+def test_an_expired_lease_deletes_the_server(cluster: kubernetes.Cluster, root: str) -> None:
+    """The owner stops renewing (it died): the controller deletes the Sandbox by itself."""
+    server = _server(cluster, root, f"sqlfence-lease-{secrets.token_hex(3)}")
+    for manifest in k8s.placement_objects("shared", server, "admin", "p", time.time() + 30):
+        cluster.create(manifest)
+    deadline = time.monotonic() + 300  # a poll bound, not a timing assertion
+    while cluster.get("Sandbox", server.name) is not None:
+        assert time.monotonic() < deadline, "the lease ended but the Sandbox is still there"
+        time.sleep(2)
+
+
+def test_dedicated_server_from_a_warm_pool(cluster: kubernetes.Cluster, root: str) -> None:
+    template = _server(cluster, root, f"sqlfence-pool-{secrets.token_hex(3)}")
+    password = secrets.token_urlsafe(16)
+    for manifest in k8s.placement_objects(
+        "dedicated", template, "admin", password, time.time() + 600, replicas=1
+    ):
+        cluster.create(manifest)
+    claim = k8s.claim(f"agent-{secrets.token_hex(3)}", template, time.time() + 600)
+    cluster.create(claim)
+    sandbox = cluster.wait_ready("SandboxClaim", claim["metadata"]["name"], READY_S)
+    assert _login(cluster, sandbox, password) == 1
