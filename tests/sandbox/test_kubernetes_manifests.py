@@ -215,3 +215,31 @@ def test_bad_requests_are_refused_before_the_cluster() -> None:
         k8s.warm_pool(server("postgres"), -1)
     with pytest.raises(ConfigurationError, match="not a Kubernetes name"):
         k8s.claim("Agent 1", server("postgres"), LEASE)
+
+
+RBAC = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes" / "rbac.yaml"
+
+
+def test_the_rbac_manifest_is_valid_and_covers_what_the_runtime_does() -> None:
+    """The repository's RBAC manifest parses into the client's models (unknown fields
+    refused) and grants each kind of object the runtime creates, nothing cluster-wide."""
+    from kubernetes import client
+
+    documents = list(yaml.safe_load_all(RBAC.read_text()))
+    models: dict[str, Any] = {"ServiceAccount": client.V1ServiceAccount, "Role": client.V1Role}
+    models["RoleBinding"] = client.V1RoleBinding
+    assert sorted(d["kind"] for d in documents) == ["Role", "RoleBinding", "ServiceAccount"]
+    for document in documents:
+        models[document["kind"]].model_validate(document)
+    role = next(d for d in documents if d["kind"] == "Role")
+    granted = {
+        (g, r) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]
+    }
+    made = {m["kind"] for _, m in EVERY}
+    plural = {"Secret": ("", "secrets"), "ConfigMap": ("", "configmaps")}
+    plural |= {"NetworkPolicy": ("networking.k8s.io", "networkpolicies")}
+    plural |= {"Sandbox": ("agents.x-k8s.io", "sandboxes")}
+    for kind in ("SandboxTemplate", "SandboxWarmPool", "SandboxClaim"):
+        plural[kind] = ("extensions.agents.x-k8s.io", f"{kind.lower()}s")
+    assert {plural[kind] for kind in made} <= granted
+    assert ("", "pods/portforward") in granted
