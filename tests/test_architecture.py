@@ -18,6 +18,7 @@ DOCS = PACKAGE.parent / "docs" / "architecture.md"
 LAYERS = {
     "errors": 0,
     "small_files": 0,
+    "databases": 0,
     "lazy": 0,
     "exits": 0,
     "sql": 1,

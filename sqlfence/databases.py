@@ -1,0 +1,301 @@
+"""One profile per database sqlfence knows: SQLite, PostgreSQL and InterSystems IRIS.
+
+A ``DatabaseProfile`` is data only: the names a database goes by (kind, aliases, URL
+schemes, sqlglot dialect, OpenTelemetry system), where unqualified names live, its DBAPI
+driver's module, the fixed catalog SQL the MCP server and the shell run, what its system
+catalog is, how a session is made read-only, and the Docker image its servers run from.
+What a database *does* stays code beside its kind: the driver (``proxy/``), the backend
+(``sandbox/backends/``) and the sqlglot dialect (``sql/dialects/``).
+
+``profile(name)`` resolves any name a database goes by; ``find(name)`` is the same for
+callers that also serve other sqlglot dialects (None for those).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from sqlfence.errors import ConfigurationError
+
+__all__ = [
+    "IRIS",
+    "POSTGRES",
+    "PROFILES",
+    "SQLITE",
+    "CatalogQueries",
+    "DatabaseProfile",
+    "DockerImage",
+    "SystemCatalog",
+    "find",
+    "profile",
+]
+
+
+@dataclass(frozen=True)
+class CatalogQueries:
+    """The catalog SQL sqlfence runs itself (fixed text, never the agent's), on a read-only
+    connection of its own: the MCP server's tools and the shell's ``\\d``."""
+
+    list_tables: str  # rows: schema (NULL where there is none), name, whether it is a view
+    describe_table: str  # rows: column, type, not null, primary key
+    describe_with_schema: bool  # its parameters: (schema, table), else (table,)
+    explain_prefix: str  # put before a judged statement to have its plan
+    # Something that changes with any DDL; None where the database has none
+    schema_stamp: str | None = None
+
+
+@dataclass(frozen=True)
+class SystemCatalog:
+    """What the system catalog is (the ``system_catalog`` rule's ground): names are
+    compared in lower case, but for ``marks``."""
+
+    schemas: frozenset[str] = frozenset()  # every table in them is the catalog's
+    tables: frozenset[str] = frozenset()  # in any schema
+    table_prefixes: tuple[str, ...] = ()  # a table whose name starts so
+    schema_prefixes: tuple[str, ...] = ()  # a schema whose name starts so
+    function_prefixes: tuple[str, ...] = ()  # functions that read the catalog
+    function_suffixes: tuple[str, ...] = ()
+    # Substrings (case as written) at least one of which every catalog name the rule
+    # recognises holds: a cheap test before the name is split
+    marks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DockerImage:
+    """The image sandbox servers run from, and how its first start is given the admin login.
+    Its port is the profile's ``default_port``."""
+
+    name: str
+    user: str  # the admin login it makes
+    user_env: str  # the environment variables naming that login and its password
+    password_env: str
+
+
+@dataclass(frozen=True)
+class DatabaseProfile:
+    """Everything sqlfence knows about one database as plain data."""
+
+    name: str  # the kind: a sandbox backend's name, and what other names resolve to
+    title: str  # as people write it, in messages
+    aliases: tuple[str, ...]
+    system: str  # OpenTelemetry db.system.name, what events and sessions say
+    dialect: str  # sqlglot's dialect name
+    default_schema: str  # where unqualified names live
+    paramstyle: str  # its DBAPI module's (PEP 249)
+    driver_module: str  # the DBAPI module, imported when first needed
+    driver_packages: tuple[str, ...]  # top-level packages of its connection classes
+    pip_extra: str | None  # sqlfence's extra that installs the driver; None: a core dependency
+    url_schemes: tuple[str, ...]
+    default_port: int | None
+    catalog: CatalogQueries
+    system_catalog: SystemCatalog
+    # connect() keywords that make a session read-only in the database itself
+    read_only_options: Mapping[str, str] = field(
+        default_factory=lambda: MappingProxyType({}), hash=False
+    )
+    image: DockerImage | None = None  # None: no server to run (SQLite)
+    users_ignore_case: bool = False  # login names compare case-insensitively
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every name ``profile`` resolves to this database."""
+        spelled = (self.name, *self.aliases, self.dialect, self.system, *self.url_schemes)
+        return tuple(dict.fromkeys(spelled))
+
+
+# Is {column} of the outer row (c) part of its table's primary key? (information_schema)
+_PRIMARY_KEY = (
+    "SELECT 1 FROM information_schema.table_constraints k "
+    "JOIN information_schema.key_column_usage u ON u.constraint_schema = k.constraint_schema "
+    "AND u.constraint_name = k.constraint_name AND u.table_name = k.table_name "
+    "WHERE k.constraint_type = 'PRIMARY KEY' AND k.table_schema = c.table_schema "
+    "AND k.table_name = c.table_name AND u.column_name = {column}"
+)
+
+SQLITE = DatabaseProfile(
+    name="sqlite",
+    title="SQLite",
+    aliases=("sqlite3",),
+    system="sqlite",
+    dialect="sqlite",
+    default_schema="main",
+    paramstyle="qmark",
+    driver_module="sqlite3",
+    driver_packages=("sqlite3",),
+    pip_extra=None,
+    url_schemes=("sqlite", "sqlite3"),
+    default_port=None,
+    catalog=CatalogQueries(
+        list_tables=(
+            "SELECT NULL, name, type = 'view' FROM sqlite_master WHERE type IN ('table', 'view') "
+            "AND name NOT LIKE 'sqlite~_%' ESCAPE '~' ORDER BY name"
+        ),
+        # table_xinfo lists generated columns too (hidden 2, 3); hidden 1 is a virtual
+        # table's own
+        describe_table=(
+            'SELECT name, type, "notnull", pk FROM pragma_table_xinfo(?) WHERE hidden <> 1'
+        ),
+        describe_with_schema=False,
+        explain_prefix="EXPLAIN QUERY PLAN ",
+        schema_stamp="PRAGMA schema_version",
+    ),
+    system_catalog=SystemCatalog(
+        tables=frozenset(
+            {
+                "sqlite_master",
+                "sqlite_schema",
+                "sqlite_temp_master",
+                "sqlite_temp_schema",
+                "dbstat",
+                "sqlite_stmt",
+                "sqlite_dbpage",
+            }
+        ),
+        table_prefixes=("pragma_",),  # pragma_table_info written without arguments
+        # pragma_* and the catalog's virtual tables called as table-valued functions
+        function_prefixes=("pragma_", "dbstat", "sqlite_stmt", "sqlite_dbpage", "sqlite_schema"),
+        marks=("sqlite_", "dbstat", "pragma_"),
+    ),
+    read_only_options=MappingProxyType({"mode": "ro"}),
+)
+
+# Functions that read PostgreSQL's catalog (name prefixes)
+_POSTGRES_CATALOG_FUNCTIONS = (
+    # definitions, names and privileges of every object, denied ones included
+    "pg_get_", "to_reg", "obj_description", "col_description", "shobj_description",
+    "has_",  # has_table_privilege, has_any_column_privilege, ... every privilege check
+    "pg_has_role", "pg_describe_object", "pg_identify_object",
+    # take a table's name and tell whether it exists, its size or its file
+    "pg_relation_", "pg_total_relation_size", "pg_table_size", "pg_indexes_size",
+    "pg_filenode_relation", "pg_partition_",
+    # functions that take an object's name or oid and tell about it: sequences, heap
+    # tuples, indexes, updatability, row security, statistics, cursors, prepared
+    # statements, extensions and tablespaces on the server, settings' flags, types
+    "pg_sequence_", "currtid", "pg_index_", "pg_indexam_", "pg_column_is_updatable",
+    "pg_relation_is_updatable", "row_security_active", "pg_stat_have_stats", "pg_cursor",
+    "pg_prepared_statement", "pg_prepared_xact", "pg_available_extension",
+    "pg_extension_update_paths", "pg_tablespace_", "pg_database_size",
+    "pg_settings_get_flags", "ts_debug", "format_type", "pg_options_to_table",
+    # casts that look a name up in the catalog ('secrets'::regclass)
+    "regclass", "regproc", "regoper", "regtype", "regrole", "regnamespace", "regconfig",
+    "regdictionary", "regcollation",
+)  # fmt: skip
+
+POSTGRES = DatabaseProfile(
+    name="postgres",
+    title="PostgreSQL",
+    aliases=("postgresql", "postgresql+psycopg"),
+    system="postgresql",
+    dialect="postgres",
+    default_schema="public",
+    paramstyle="pyformat",
+    driver_module="psycopg",
+    driver_packages=("psycopg",),
+    pip_extra="postgres",
+    url_schemes=("postgresql", "postgres", "postgresql+psycopg"),
+    default_port=5432,
+    catalog=CatalogQueries(
+        list_tables=(
+            "SELECT table_schema, table_name, table_type = 'VIEW' FROM information_schema.tables "
+            "WHERE table_schema NOT IN ('pg_catalog', 'information_schema') "
+            "ORDER BY table_schema, table_name"
+        ),
+        describe_table=(
+            "SELECT c.column_name, c.data_type, c.is_nullable = 'NO', EXISTS ("
+            + _PRIMARY_KEY.format(column="c.column_name")
+            + ") FROM information_schema.columns c "
+            "WHERE c.table_schema = %s AND c.table_name = %s ORDER BY c.ordinal_position"
+        ),
+        describe_with_schema=True,
+        explain_prefix="EXPLAIN ",
+        # no schema version: the catalog's size stands in
+        schema_stamp=(
+            "SELECT (SELECT count(*) FROM pg_class), (SELECT max(oid::int8) FROM pg_class), "
+            "(SELECT count(*) FROM pg_attribute WHERE attnum > 0), "
+            "(SELECT count(*) FROM pg_attrdef), (SELECT count(*) FROM pg_rewrite)"
+        ),
+    ),
+    system_catalog=SystemCatalog(
+        schemas=frozenset({"pg_catalog", "information_schema"}),
+        table_prefixes=("pg_",),  # pg_catalog is searched first: pg_shadow means it
+        function_prefixes=_POSTGRES_CATALOG_FUNCTIONS,
+        # pg_table_is_visible, pg_type_is_visible, ...: whether a named object is on the path
+        function_suffixes=("_is_visible",),
+        marks=("pg_", "information_schema", "INFORMATION_SCHEMA"),
+    ),
+    read_only_options=MappingProxyType({"options": "-c default_transaction_read_only=on"}),
+    image=DockerImage(
+        name="postgres:16",
+        user="postgres",
+        user_env="POSTGRES_USER",
+        password_env="POSTGRES_PASSWORD",
+    ),
+)
+
+IRIS = DatabaseProfile(
+    name="iris",
+    title="InterSystems IRIS",
+    aliases=("intersystems", "intersystems_iris"),
+    system="intersystems_iris",
+    dialect="iris",
+    default_schema="SQLUser",
+    paramstyle="qmark",
+    driver_module="iris.dbapi",
+    driver_packages=("iris", "intersystems_iris"),
+    pip_extra=None,  # intersystems-irispython is a core dependency
+    url_schemes=("iris", "intersystems"),
+    default_port=1972,
+    catalog=CatalogQueries(
+        list_tables=(
+            "SELECT TABLE_SCHEMA, TABLE_NAME, CASE WHEN TABLE_TYPE = 'VIEW' THEN 1 ELSE 0 END "
+            "FROM INFORMATION_SCHEMA.TABLES "
+            "WHERE TABLE_SCHEMA NOT LIKE '%SYS%' AND TABLE_SCHEMA NOT LIKE 'Ens%' "
+            "ORDER BY TABLE_SCHEMA, TABLE_NAME"
+        ),
+        describe_table=(
+            "SELECT c.COLUMN_NAME, c.DATA_TYPE, CASE WHEN c.IS_NULLABLE = 'NO' THEN 1 ELSE 0 END, "
+            "CASE WHEN EXISTS ("
+            + _PRIMARY_KEY.format(column="c.COLUMN_NAME")
+            + ") THEN 1 ELSE 0 END FROM INFORMATION_SCHEMA.COLUMNS c "
+            "WHERE c.TABLE_SCHEMA = ? AND c.TABLE_NAME = ? ORDER BY c.ORDINAL_POSITION"
+        ),
+        describe_with_schema=True,
+        explain_prefix="EXPLAIN ",
+    ),
+    system_catalog=SystemCatalog(
+        schemas=frozenset({"information_schema"}),
+        schema_prefixes=("%",),  # %Dictionary and the other system class packages
+        marks=("information_schema", "INFORMATION_SCHEMA", "%"),
+    ),
+    # no read_only_options: sqlfence knows none for IRIS's driver
+    image=DockerImage(
+        name="intersystemsdc/iris-community:latest",
+        user="_SYSTEM",
+        user_env="IRIS_USERNAME",
+        password_env="IRIS_PASSWORD",
+    ),
+    users_ignore_case=True,
+)
+
+PROFILES = (SQLITE, POSTGRES, IRIS)
+_BY_NAME = {name: each for each in PROFILES for name in each.names}
+
+
+def find(name: str) -> DatabaseProfile | None:
+    """The profile ``name`` (any case) names, or None for a database sqlfence has none of."""
+    found = _BY_NAME.get(name)
+    return found if found is not None else _BY_NAME.get(name.lower())
+
+
+def profile(name: str) -> DatabaseProfile:
+    """The profile ``name`` (kind, alias, URL scheme, dialect or system, any case) names.
+
+    Raises ConfigurationError naming the known kinds.
+    """
+    found = find(name)
+    if found is None:
+        known = ", ".join(each.name for each in PROFILES)
+        raise ConfigurationError(f"unknown database {name!r} (known: {known})")
+    return found
