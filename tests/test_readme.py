@@ -62,6 +62,7 @@ NOT_RUN = {
     "import sqlalchemy as sa": "needs a PostgreSQL server at localhost/shop",
     "sqlfence mcp --agent-id": "MCP servers run until stopped, on a PostgreSQL server",
     "docker run": "needs a Docker engine and an IRIS image",
+    "SQLFENCE_K8S_CONTEXT=": "needs a Kubernetes cluster serving agent-sandbox v1beta1",
 }
 
 
