@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from sqlglot.dialects.dialect import Dialect
 
+from sqlfence import databases
 from sqlfence.errors import ConfigurationError
 from sqlfence.policies.cache import DEFAULT_BYTES, DEFAULT_ENTRIES, DecisionCache
 from sqlfence.policies.loader import PolicySource, load_policy
@@ -105,7 +106,8 @@ class Guard:
         self.dialect = dialect_instance(dialect)
         self.dialect_name = _dialect_name(dialect, self.dialect)
         if default_schema is None:
-            default_schema = _DEFAULT_SCHEMAS.get(self.dialect_name)
+            database = databases.find(self.dialect_name)
+            default_schema = database.default_schema if database is not None else None
         self.namer = Namer(self.dialect, default_schema)
         self.catalog = dict(catalog or {})
         self.views = {view: frozenset(bases) for view, bases in (views or {}).items()}
@@ -347,7 +349,6 @@ _SERIALIZED = frozenset({"iris"})
 _ENGINE_READERS: dict[str, Callable[[str, str | None, bool], EngineReading]] = {
     "postgres": postgres_grammar.read
 }
-_DEFAULT_SCHEMAS = {"postgres": "public", "sqlite": "main", "iris": "SQLUser"}
 _DIALECTS: dict[str, Dialect] = {}
 
 
@@ -390,7 +391,7 @@ def _hooks_for(
     if dialect == "iris":
         from sqlfence.sql.implicit_joins import ImplicitJoinFacts
 
-        return (ImplicitJoinFacts(catalog, default_schema or "SQLUser"),)
+        return (ImplicitJoinFacts(catalog, default_schema or databases.IRIS.default_schema),)
     return ()
 
 

@@ -14,7 +14,8 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from sqlfence import errors
+from sqlfence import databases, errors
+from sqlfence.databases import DatabaseProfile
 from sqlfence.errors import ConfigurationError
 from sqlfence.observe.observer import Session
 from sqlfence.policies.engine import Decision, Guard
@@ -72,8 +73,11 @@ class ConnectionURL:
 
 
 class Driver:
-    """One database family. Subclasses say how to connect and how to harden a session."""
+    """One database family. Subclasses name their ``database`` profile and say how to
+    connect and how to harden a session; a Driver without a profile is a generic one."""
 
+    database: DatabaseProfile | None = None
+    # What the profile says, or a generic driver's
     name = "generic"
     schemes: tuple[str, ...] = ()
     module_name = ""
@@ -84,12 +88,21 @@ class Driver:
 
     @property
     def paramstyle(self) -> str:
-        """The DBAPI module's placeholder style (PEP 249), ``qmark`` when it does not say."""
-        return str(getattr(self.module, "paramstyle", None) or self._default_paramstyle)
-
-    _default_paramstyle = "qmark"
+        """The DBAPI module's placeholder style (PEP 249); the profile's, else ``qmark``,
+        when the module does not say."""
+        default = self.database.paramstyle if self.database is not None else "qmark"
+        return str(getattr(self.module, "paramstyle", None) or default)
 
     def __init__(self) -> None:
+        database = self.database
+        if database is not None:
+            self.name = database.name
+            self.schemes = database.url_schemes
+            self.module_name = database.driver_module
+            self.extra = database.pip_extra
+            self.dialect = database.dialect
+            self.system = database.system
+            self.default_schema = database.default_schema
         self._module: ModuleType | None = None
         self._errors: tuple[tuple[type[BaseException], type[errors.Error]], ...] = ()
 
@@ -239,7 +252,8 @@ def for_url(url: ConnectionURL) -> Driver:
 def for_dialect(dialect: str) -> Driver:
     """The driver profile for a dialect name (``sqlite``, ``postgres``, ``iris``...)."""
     _load_builtin()
-    name = {"postgresql": "postgres", "intersystems_iris": "iris"}.get(dialect, dialect)
+    database = databases.find(dialect)
+    name = database.dialect if database is not None else dialect
     driver = _BY_DIALECT.get(name)
     if driver is not None:
         return driver

@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from sqlfence import databases
 from sqlfence.policies.engine import Guard
 from sqlfence.proxy.drivers import ConnectionURL, Driver
 
@@ -77,18 +78,12 @@ def is_licence_refusal(error: BaseException | str) -> bool:
 class IrisDriver(Driver):
     """intersystems-irispython's ``iris.dbapi``."""
 
-    name = "iris"
-    schemes = ("iris", "intersystems")
-    module_name = "iris.dbapi"
-    extra = None  # a core dependency
-    dialect = "iris"
-    system = "intersystems_iris"
-    default_schema = "SQLUser"
+    database = databases.IRIS
 
     def connect(self, url: ConnectionURL, guard: Guard, kwargs: dict[str, Any]) -> Any:
         params: dict[str, Any] = {
             "hostname": url.host or "localhost",
-            "port": url.port or 1972,
+            "port": url.port or databases.IRIS.default_port,
             "namespace": url.database or "USER",
             "username": url.username or "",
             "password": url.password or "",

@@ -13,6 +13,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from sqlfence import databases
 from sqlfence.errors import ConfigurationError
 from sqlfence.policies.engine import Decision, Guard
 from sqlfence.proxy.deadline import WATCHDOG
@@ -23,13 +24,7 @@ from sqlfence.sql import postgres_grammar
 class PostgresDriver(Driver):
     """psycopg 3 (the ``postgres`` extra)."""
 
-    name = "postgresql"
-    schemes = ("postgresql", "postgres", "postgresql+psycopg")
-    module_name = "psycopg"
-    extra = "postgres"
-    dialect = "postgres"
-    system = "postgresql"
-    default_schema = "public"
+    database = databases.POSTGRES
 
     def connect(self, url: ConnectionURL, guard: Guard, kwargs: dict[str, Any]) -> Any:
         params: dict[str, Any] = dict(url.options)
@@ -97,7 +92,7 @@ class PostgresDriver(Driver):
         # pg_depend records nothing on the system catalog (it is pinned): a view's own
         # definition, read by PostgreSQL's grammar, says which catalog tables it reads.
         for view_schema, view, definition, path in _catalog_rows(raw, _VIEW_TEXT_QUERY):
-            reading = postgres_grammar.read(definition or "", path or "public", False)
+            reading = postgres_grammar.read(definition or "", path or self.default_schema, False)
             if reading.error is None:
                 views.setdefault(f"{view_schema}.{view}", set()).update(reading.tables)
         return views
@@ -113,9 +108,11 @@ class PostgresDriver(Driver):
         from sqlfence.sql.analysis import analyze
         from sqlfence.sql.names import Namer
 
-        dialect = dialect_instance("postgres")
+        dialect = dialect_instance(self.dialect)
         for view_schema, view, definition, path in _catalog_rows(raw, _VIEW_TEXT_QUERY):
-            facts = analyze(definition or "", dialect, Namer(dialect, path or "public")).facts
+            facts = analyze(
+                definition or "", dialect, Namer(dialect, path or self.default_schema)
+            ).facts
             for table in facts.star_tables:
                 columns.setdefault(f"{view_schema}.{view}", set()).add((table, "*"))
         return columns

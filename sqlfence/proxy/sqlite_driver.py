@@ -15,6 +15,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
+from sqlfence import databases
 from sqlfence.errors import ConfigurationError, Error, OperationalError, PolicyViolation
 from sqlfence.observe.observer import Session
 from sqlfence.policies.engine import Decision, Guard
@@ -30,18 +31,14 @@ _STATEMENT_ACTIONS = {
     sqlite3.SQLITE_DETACH: "detach",
     sqlite3.SQLITE_PRAGMA: "pragma",
 }
+_DIALECT = databases.SQLITE.dialect
 _PROGRESS_STEPS = 1000  # virtual machine instructions between deadline checks
 
 
 class SQLiteDriver(Driver):
     """The standard library's sqlite3."""
 
-    name = "sqlite"
-    schemes = ("sqlite", "sqlite3")
-    module_name = "sqlite3"
-    dialect = "sqlite"
-    system = "sqlite"
-    default_schema = "main"
+    database = databases.SQLITE
 
     def connect(self, url: ConnectionURL, guard: Guard, kwargs: dict[str, Any]) -> Any:
         path = url.database or ":memory:"
@@ -79,7 +76,7 @@ class SQLiteDriver(Driver):
         from sqlfence.sql.analysis import analyze
         from sqlfence.sql.names import Namer
 
-        dialect = dialect_instance("sqlite")
+        dialect = dialect_instance(self.dialect)
         namer = Namer(dialect, self.default_schema)
         views: dict[str, set[str]] = {}
         for schema, name, sql in _view_definitions(raw):
@@ -112,7 +109,7 @@ class SQLiteDriver(Driver):
                 if not sql or ("generated" not in sql.lower() and " as " not in sql.lower()):
                     continue
                 try:
-                    tree = sqlglot.parse_one(sql, read="sqlite")
+                    tree = sqlglot.parse_one(sql, read=self.dialect)
                 except sqlglot.errors.SqlglotError:
                     continue  # the authorizer still stands; such a table is rare
                 for column in tree.find_all(exp.ColumnDef):
@@ -279,7 +276,7 @@ class _Authorizer:
     ) -> int:
         if not table:
             return sqlite3.SQLITE_OK
-        parts = ((db or "main").lower(), table.lower())
+        parts = ((db or databases.SQLITE.default_schema).lower(), table.lower())
         facts: StatementFacts | None = getattr(self._judged, "facts", None)
         if parts[1] in _BOOKKEEPING and (
             not read or column == "ROWID" or (facts is not None and facts.is_ddl)
@@ -293,7 +290,7 @@ class _Authorizer:
             # table read by count(*): nothing to agree on (deny and allow lists still judge it)
             and not (db is None and not column)
             # the catalog's own virtual tables (dbstat) read the schema where it is allowed
-            and not (self._catalog_allowed and is_catalog_table("sqlite", ".".join(parts)))
+            and not (self._catalog_allowed and is_catalog_table(_DIALECT, ".".join(parts)))
             and not _judged(facts, parts[1], self._allow_unparsed)
         ):
             return sqlite3.SQLITE_DENY
@@ -302,7 +299,7 @@ class _Authorizer:
         if (
             read
             and not self._catalog_allowed
-            and is_catalog_table("sqlite", ".".join(parts))
+            and is_catalog_table(_DIALECT, ".".join(parts))
             and not self._named_in_allow_list(parts)
         ):
             return sqlite3.SQLITE_DENY

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from sqlfence import databases
 from sqlfence.errors import ConfigurationError
 
 # Statement node -> the fence's operation name (the kinds whose tables the fence must agree on).
@@ -195,7 +196,7 @@ def _read(sent: str, default_schema: str | None, columns: bool) -> EngineReading
         return EngineReading(error=f"{message}{at}")
     except Exception as error:  # fail closed: whatever else the library raises
         return EngineReading(error=f"{type(error).__name__}: {error}")
-    schema = default_schema or "public"
+    schema = default_schema or databases.POSTGRES.default_schema
     if '"ctename"' in text:  # CTE names need scopes: walk the decoded tree
         walk = _Walk(schema)
         walk.run(json.loads(text))

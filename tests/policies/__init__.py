@@ -30,12 +30,12 @@ from typing import Any
 import pytest
 import yaml
 
-from sqlfence import Guard
+from sqlfence import Guard, databases
 from sqlfence.sql.fingerprint import fingerprint
 
 DATA = Path(__file__).parent / "data"
 DIALECTS = ("sqlite", "postgres")
-DEFAULT_SCHEMAS = {"sqlite": "main", "postgres": "public"}
+DEFAULT_SCHEMAS = {dialect: databases.profile(dialect).default_schema for dialect in DIALECTS}
 RULES = frozenset(
     {
         "unparsed",

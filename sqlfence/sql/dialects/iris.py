@@ -66,6 +66,7 @@ from sqlglot.dialects.dialect import Dialect, NormalizationStrategy
 from sqlglot.errors import TokenError
 from sqlglot.tokenizer_core import TokenType
 
+from sqlfence import databases
 from sqlfence.sql.dialects import iris_parsing
 from sqlfence.sql.dialects.iris_expressions import (
     CLASS_METHOD_PREFIX,
@@ -99,8 +100,8 @@ __all__ = [
     "strip_terminator",
 ]
 
-DEFAULT_SCHEMA = "SQLUser"
-"""The schema IRIS gives unqualified table, view and procedure names."""
+DEFAULT_SCHEMA = databases.IRIS.default_schema
+"""The schema IRIS gives unqualified table, view and procedure names (``SQLUser``)."""
 
 
 class IRIS(Dialect):

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from sqlglot import exp
 
+from sqlfence import databases
 from sqlfence.sql.dialects.iris_expressions import ImplicitJoin
 
 TableName = tuple[str, str]
@@ -15,7 +16,7 @@ _SCOPES = (exp.Select, exp.Update, exp.Delete)
 def implicit_join_targets(
     tree: exp.Expr,
     catalog: Mapping[str, str] | None,
-    default_schema: str = "SQLUser",
+    default_schema: str = databases.IRIS.default_schema,
 ) -> tuple[set[TableName], list[str]]:
     """Return the tables that the arrows in `tree` reach, and the arrows nobody can resolve.
 
