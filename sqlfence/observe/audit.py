@@ -552,6 +552,9 @@ class AuditLog:
         with self._lock:
             self._purge_locked()
 
+    def _vouched(self) -> list[str]:
+        return self._roster.vouched if self._roster is not None else []
+
     def _purge_locked(self) -> None:
         assert self._file is not None
         assert self.settings.retention_days is not None
@@ -563,6 +566,8 @@ class AuditLog:
                     "files": purged.files,
                     "first_seq": purged.first_seq,
                     "first_prev": purged.first_prev,
+                    # the chains the purged events vouched for, so a vouch outlives its file
+                    "chains": sorted({*purged.chains, *self._vouched()}),
                     "retention_days": self.settings.retention_days,
                     "head": head_path(self.directory, self.chain).name,
                 },

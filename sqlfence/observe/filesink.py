@@ -243,17 +243,21 @@ class FileSink:
         cutoff = time.time() - retention_days * 86400
         files = chain_files(self.directory, self.prefix)
         removed = []
+        vouched: set[str] = set()  # chains the purged events named: the purge names them again
         for path, following in itertools.pairwise(files):
             if path.stat().st_mtime >= cutoff:
                 break  # written since: no need to read it
-            written = _age_of_piece(path, following, signer)
+            named: set[str] = set()
+            written = _age_of_piece(path, following, signer, named)
             if written is None or written >= cutoff:
                 break
             path.unlink()
             removed.append(path.name)
+            vouched |= named
         kept = chain_files(self.directory, self.prefix)
         first = _first_link(kept[0]) if kept else None
-        return Purged(removed, *(first if first is not None else (None, None)))
+        first_seq, first_prev = first if first is not None else (None, None)
+        return Purged(removed, first_seq, first_prev, sorted(vouched - {self.prefix}))
 
     def follows(self, seq: int, mac: str, signer: Signer) -> str | None:
         """Why the files do not go on from the event (``seq``, ``mac``) a head records, or
@@ -301,11 +305,13 @@ class Purged:
     files: list[str]
     first_seq: int | None
     first_prev: str | None
+    chains: list[str]  # the other chains the purged events vouched for
 
 
-def _age_of_piece(path: Path, following: Path, signer: Signer) -> float | None:
+def _age_of_piece(path: Path, following: Path, signer: Signer, named: set[str]) -> float | None:
     """The signed time of ``path``'s last event when ``path`` is a whole piece of the chain
-    that ``following``'s first event goes on from; None otherwise."""
+    that ``following``'s first event goes on from; None otherwise. The chains its events
+    vouch for are added to ``named``."""
     last: tuple[dict[str, object], str] | None = None
     with path.open("rb") as handle:
         for line in handle:
@@ -315,6 +321,7 @@ def _age_of_piece(path: Path, following: Path, signer: Signer) -> float | None:
             if last is not None and not _goes_on(last, signed[0]):
                 return None
             last = signed
+            named.update(_vouched_in(signed[0]))
     first = _first_line(following)
     after = None if first is None else _signed_event(first, signer)
     if last is None or after is None or not _goes_on(last, after[0]):
@@ -324,6 +331,22 @@ def _age_of_piece(path: Path, following: Path, signer: Signer) -> float | None:
         return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
     except (ValueError, KeyError):
         return None
+
+
+def _vouched_in(event: dict[str, object]) -> list[str]:
+    """The chains an ``audit.open``, ``audit.chains`` or ``audit.purge`` event names."""
+    details = event.get("details")
+    if not isinstance(details, dict) or event.get("event_type") not in _VOUCHING:
+        return []
+    names = []
+    for key in ("roster_chains", "chains_on_disk", "chains"):
+        listed = details.get(key)
+        if isinstance(listed, list):
+            names += [name for name in listed if isinstance(name, str)]
+    return names
+
+
+_VOUCHING = frozenset({"audit.open", "audit.chains", "audit.purge"})
 
 
 def _goes_on(before: tuple[dict[str, object], str], event: dict[str, object]) -> bool:

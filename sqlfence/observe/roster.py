@@ -19,9 +19,13 @@ the two apart: a chain enrolled at or before that point means the roster was del
 writer whose chain the roster lists but which finds no file and no head of it records that
 the chain was lost.
 
+Writers vouch for the chains they find on disk (files or a head) as well as those the roster
+lists, and a retention purge names again the chains its purged events vouched for, so an
+older roster put back does not hide a chain another writer has seen, nor does retention.
+
 What no roster can show: a directory emptied of all of it (files, heads and roster) reads as
-one never written, and chains enrolled after every other writer last looked can be removed
-with an older roster put back. Ship events to a sink elsewhere for those.
+one never written, and a chain written and deleted whole between two looks of every other
+writer (a second apart), with an older roster put back. Ship events to a sink elsewhere.
 """
 
 from __future__ import annotations
@@ -133,7 +137,29 @@ def enroll(
             roster = _listing(path, roster, chain, signer)
     found["directory_id"] = roster.directory_id
     found["roster_chains"] = sorted(roster.chains)
+    # Chains found on disk are vouched for too: a roster put back from an older copy does
+    # not list a chain enrolled since, but its files and head are still there.
+    others = sorted(set(chains_on_disk(directory, base_of(chain))) - roster.chains - {chain})
+    if others:
+        found["chains_on_disk"] = others
     return found
+
+
+def chains_on_disk(directory: Path, base: str) -> list[str]:
+    """The chains of prefix ``base`` that have files or a head in ``directory``."""
+    names = set()
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(directory):
+            name = entry.name
+            if name.endswith(".head"):
+                chain = name[: -len(".head")]
+            elif name.endswith(".jsonl") and name.count("-") >= 2:
+                chain = name.rsplit("-", 2)[0]
+            else:
+                continue
+            if base_of(chain) == base:
+                names.add(chain)
+    return sorted(names)
 
 
 def mark_written(directory: Path, chain: str, signer: Signer) -> None:
@@ -156,7 +182,9 @@ def _listing(path: Path, roster: Roster, chain: str, signer: Signer) -> Roster:
 
 class RosterWatch:
     """A writer's side of its roster: lists its chain once it has written, and notices
-    chains listed after it opened, for it to vouch for (at most once a second)."""
+    chains listed after it opened, or found on disk (files or a head), for it to vouch for
+    (at most once a second). Looking on disk too means that keeping an older roster in
+    place while another process writes does not keep that process's chain out of sight."""
 
     CHECK_S = 1.0
 
@@ -185,18 +213,24 @@ class RosterWatch:
         if not now and moment < self._due:
             return []
         self._due = moment + self.CHECK_S
+        found = set(chains_on_disk(self._directory, base_of(self._chain)))
         try:
             stat = self._path.stat()
             seen = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
-            if seen == self._seen:
-                return []
-            self._seen = seen
-            roster = read_roster(self._path, self._signer)
+            if seen != self._seen:
+                self._seen = seen
+                roster = read_roster(self._path, self._signer)
+                found |= roster.chains if roster is not None else set()
         except (OSError, BadRoster):
-            return []  # verify reports a missing or bad roster itself
-        new = sorted(roster.chains - self._vouched) if roster is not None else []
+            pass  # verify reports a missing or bad roster itself
+        new = sorted(found - self._vouched - {self._chain})
         self._vouched.update(new)
         return new
+
+    @property
+    def vouched(self) -> list[str]:
+        """Every chain this writer has vouched for (a purge records them again)."""
+        return sorted(self._vouched - {self._chain})
 
 
 def _body(directory_id: str, chains: list[str]) -> bytes:

@@ -431,11 +431,13 @@ class _ChainChecker:
 
     def _note_chains(self, event_type: str, details: dict[str, Any], seq: int) -> None:
         """What an ``audit.open`` or ``audit.chains`` says about this and other chains."""
-        named = details.get("roster_chains" if event_type == "audit.open" else "chains")
-        if isinstance(named, list):
-            for chain in named:
-                if isinstance(chain, str):
-                    self.vouches.setdefault(chain, seq)
+        keys = ("roster_chains", "chains_on_disk") if event_type == "audit.open" else ("chains",)
+        for key in keys:
+            named = details.get(key)
+            if isinstance(named, list):
+                for chain in named:
+                    if isinstance(chain, str):
+                        self.vouches.setdefault(chain, seq)
         if event_type == "audit.open":
             if isinstance(details.get("directory_id"), str):
                 self.directory_ids.add(details["directory_id"])

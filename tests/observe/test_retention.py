@@ -147,3 +147,86 @@ def test_a_genuine_purge_still_verifies_and_keeps_what_is_recent(
     purge = [e for e in audit_events(audit_dir) if e["event_type"] == "audit.purge"][-1]
     assert purge["details"]["files"] == [path.name for path in old]
     assert verify(audit_dir).ok
+
+
+def _roster(audit_dir: Path) -> Path:
+    return audit_dir / "audit.chains"
+
+
+def _delete_chain(audit_dir: Path, chain: str) -> None:
+    for path in audit_dir.iterdir():
+        if path.name.startswith(f"{chain}-") or path.name in (f"{chain}.head", f"{chain}.lock"):
+            path.unlink()
+
+
+def test_an_older_roster_kept_in_place_does_not_hide_a_second_chain(audit_dir: Path) -> None:
+    """While the application writes, an older roster is put back each time a second process
+    lists its chain, then that chain is deleted whole: the writer found the chain on disk
+    (its files and head), so it vouched for it anyway."""
+    settings = AuditSettings(directory=audit_dir)
+    with AuditLog(settings) as main:
+        main.emit("sandbox.step", details={"n": 1})
+        main.flush()
+        older = _roster(audit_dir).read_bytes()
+        with AuditLog(settings) as second:
+            assert second.chain != main.chain
+            second.emit("sandbox.step", details={"n": 2})
+            second.flush()
+            _roster(audit_dir).write_bytes(older)
+        _roster(audit_dir).write_bytes(older)
+        main.emit("sandbox.step", details={"n": 3})
+        side = second.chain
+    _roster(audit_dir).write_bytes(older)
+    vouched = [
+        e for e in audit_events(audit_dir) if e["event_type"] in ("audit.chains", "audit.open")
+    ]
+    assert any(side in str(e["details"]) for e in vouched)
+    _delete_chain(audit_dir, side)
+    result = verify(audit_dir)
+    assert not result.ok
+    assert result.first_error is not None
+    assert side in result.first_error.message
+
+
+def test_a_purge_names_again_the_chains_its_purged_events_vouched_for(
+    audit_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The only events naming a second chain are old and get purged; an older roster is put
+    back and the second chain deleted: the purge event names the chain again, so its
+    deletion still shows. (Every file is made to look old by setting back the age the purge
+    reads, so that all but the newest are purged.)"""
+    settings = AuditSettings(directory=audit_dir, max_file_bytes=1500, batch_size=2)
+    older = None
+    with AuditLog(settings) as main:
+        main.emit("sandbox.step", details={"n": 1})
+        main.flush()
+        older = _roster(audit_dir).read_bytes()
+        with AuditLog(settings) as second:
+            second.emit("sandbox.step", details={"n": 2})
+            side = second.chain
+        main.emit("sandbox.step", details={"n": 3})
+    with AuditLog(settings) as later:  # more files after the ones naming the second chain
+        for n in range(12):
+            later.emit("sandbox.step", details={"n": n, "pad": "x" * 200})
+    older_files = chain_files(audit_dir, "audit")[:-1]  # what the purge below removes
+    lines = [line for path in older_files for line in path.read_bytes().splitlines()]
+    assert any(side in str(json.loads(line).get("details")) for line in lines)
+    _delete_chain(audit_dir, side)
+    _roster(audit_dir).write_bytes(older)
+    for path in chain_files(audit_dir, "audit"):
+        os.utime(path, (LONG_AGO, LONG_AGO))
+    with monkeypatch.context() as patch:  # the old files' events are "old": purge them
+        from sqlfence.observe import filesink
+
+        real = filesink._age_of_piece
+
+        def aged(*args: object) -> float | None:
+            found = real(*args)  # type: ignore[arg-type]
+            return None if found is None else found - 30 * 86400
+
+        patch.setattr(filesink, "_age_of_piece", aged)
+        _reopen(settings)
+    purge = [e for e in audit_events(audit_dir) if e["event_type"] == "audit.purge"][-1]
+    assert side in purge["details"]["chains"]
+    result = verify(audit_dir)
+    assert not result.ok
