@@ -2,19 +2,22 @@
 
 What ``sqlfence sandbox gc`` runs. It needs the sandbox root and the admin credentials of
 the servers: each registry record says which backend and server address hold the namespace
-(never a password: that comes from the environment or ``credentials``), and containers
-started by the docker runtime are found by their labels (owner process, root, expiry).
+(never a password: that comes from the environment or ``credentials``), its runtime says
+where that server is now, and each runtime sweeps the servers it started that a dead or
+expired owner left (docker: containers, by their labels: owner process, root, expiry).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from sqlfence.sandbox.backends.base import backend_for
 from sqlfence.sandbox.credentials import Credentials, CredentialsMissing, urls
-from sqlfence.sandbox.registry import Record, Registry
+from sqlfence.sandbox.registry import Record, Registry, resolve_root
 from sqlfence.sandbox.registry import reap as _reap
-from sqlfence.sandbox.runtimes.base import drop_recorded
-from sqlfence.sandbox.sandbox import OWN_SNAPSHOTS, resolve_root
+from sqlfence.sandbox.runtimes import runtime_type, runtime_types
+from sqlfence.sandbox.runtimes.base import drop_namespace
+from sqlfence.sandbox.sandbox import OWN_SNAPSHOTS
 from sqlfence.sandbox.snapshots import SnapshotStore
 
 
@@ -34,15 +37,16 @@ def reap(
     given = urls(credentials)
 
     def drop(record: Record) -> None:
-        if record.runtime == "docker":
-            from sqlfence.sandbox.runtimes import docker
-
-            docker.drop_record(home, record.name, record.backend, record.clones)
-        else:
+        where = runtime_type(record.runtime).reopen(record, home)
+        if where.holds_namespaces():
             recovered = list(registry.recovered.values())  # from records an older version wrote
-            drop_recorded(
-                record.backend, home, record.server, record.name, record.clones, given + recovered
-            )
+            backend = backend_for(record.backend, home, where.admin_url, given + recovered)
+            try:
+                drop_namespace(where, backend, record.name, record.clones)
+            finally:
+                backend.close()
+        else:
+            where.release()
         SnapshotStore(home / OWN_SNAPSHOTS / record.name).clear()
 
     lacking: CredentialsMissing | None = None
@@ -50,30 +54,16 @@ def reap(
         removed = _reap(registry, drop, everything=everything)
     except CredentialsMissing as error:
         lacking, removed = error, error.removed
-    if _has_engine():
-        from sqlfence.sandbox.runtimes import docker
-
+    # Servers outlive their records when a process dies between the two: each runtime
+    # finds its own by their labels.
+    for runtime in runtime_types():
         removed += [
-            name
-            for name in docker.reap_containers(home, everything=everything)
-            if name not in removed
+            name for name in runtime.sweep(home, everything=everything) if name not in removed
         ]
     if lacking is not None:
         lacking.removed = removed
         raise lacking
     return removed
-
-
-def _has_engine() -> bool:
-    # Containers outlive their records when a process dies between the two: look whenever
-    # an engine answers. No engine (or no docker SDK) means no containers to reap.
-    try:
-        from sqlfence.sandbox.runtimes.docker import client
-
-        client()
-    except Exception:
-        return False
-    return True
 
 
 def listing(root: str | Path | None = None) -> list[Record]:

@@ -16,29 +16,38 @@ from pathlib import Path
 from typing import Any
 
 from sqlfence import exits
-from sqlfence.errors import ConfigurationError, NothingMade, QuotaExceeded, SandboxError
+from sqlfence.errors import ConfigurationError, QuotaExceeded, SandboxError
 from sqlfence.policies.engine import Decision
 from sqlfence.policies.model import Policy
 from sqlfence.proxy.connect import connect
 from sqlfence.proxy.connection import GuardedConnection
 from sqlfence.sandbox import lifecycle, naming, snapshotting
-from sqlfence.sandbox.backends.base import Backend, Namespace
-from sqlfence.sandbox.credentials import Credentials, CredentialsMissing, urls
+from sqlfence.sandbox.backends.base import (
+    Backend,
+    Namespace,
+    backend_for,
+    backend_type,
+    names_are_public,
+)
+from sqlfence.sandbox.credentials import Credentials, urls
 from sqlfence.sandbox.limits import Limits, build_limits, build_policy
 from sqlfence.sandbox.metrics import RESOURCE_INTERVAL_S, add_numbers, watches_resources
 from sqlfence.sandbox.registry import Owner, Record, Registry
-from sqlfence.sandbox.runtimes import runtime_for
-from sqlfence.sandbox.runtimes.base import ContainerHost, Runtime, backend_for, names_are_public
+from sqlfence.sandbox.registry import (  # re-exported: integrations/mcp.py imports it here
+    resolve_root as resolve_root,  # noqa: PLC0414
+)
+from sqlfence.sandbox.runtimes import runtime_for, runtime_type
+from sqlfence.sandbox.runtimes.base import (
+    Placement,
+    PlacementRequest,
+    Runtime,
+    RuntimeOptions,
+    drop_namespace,
+)
 from sqlfence.sandbox.snapshots import Manifest, SnapshotStore
 
-DEFAULT_ROOT = Path(".sqlfence")
 SNAPSHOTS = "snapshots"  # shared: golden datasets, load_snapshot(name)
 OWN_SNAPSHOTS = "sandbox-snapshots"  # private to one sandbox, removed with it
-
-
-def resolve_root(root: str | Path | None) -> Path:
-    """The absolute sandbox root: ``root``, or ``.sqlfence`` in the working directory."""
-    return Path(root if root is not None else DEFAULT_ROOT).resolve()
 
 
 # Statements that only free space: they run over the disk quota, so the agent can get under.
@@ -52,6 +61,7 @@ class AgentSandbox:
         self,
         namespace: Namespace,
         backend: Backend,
+        placement: Placement,
         record: Record,
         registry: Registry,
         limits: Limits,
@@ -65,6 +75,7 @@ class AgentSandbox:
         self.limits = limits
         self.policy = policy
         self._backend = backend
+        self._placement = placement
         self._record = record
         self._registry = registry
         self._root = registry.root
@@ -81,9 +92,7 @@ class AgentSandbox:
         self.snapshots = SnapshotStore(self._root / OWN_SNAPSHOTS / namespace.name)
         self.shared_snapshots = SnapshotStore(self._root / SNAPSHOTS)
         # A server in a container can die or be OOM-killed behind our back.
-        self._container = backend if isinstance(backend, ContainerHost) else None
-        if self._container is not None:
-            self._container.on_failure(lambda reason: self._emit("container_failed", error=reason))
+        placement.on_failure(lambda reason: self._emit("container_failed", error=reason))
 
     # -- life ------------------------------------------------------------------------
 
@@ -121,10 +130,11 @@ class AgentSandbox:
         settings = build_limits(limits)
         policy = build_policy(access_policy, settings)
         home = resolve_root(root)
-        chosen = runtime_for(runtime, backend, server_url, placement=placement, image=image)
-        database = chosen.backend(backend, home)
+        kind = backend_type(backend)
+        options = RuntimeOptions(server_url=server_url, placement=placement, image=image)
+        chosen = runtime_for(runtime, kind.name, options)
         now = datetime.now(timezone.utc)
-        if names_are_public(database):  # the registry alone maps the name to agent and tenant
+        if names_are_public(kind):  # the registry alone maps the name to agent and tenant
             name = naming.opaque_name(secrets.token_hex(8))
         else:
             name = naming.namespace_name(agent_id, tenant, now, token=secrets.token_hex(3))
@@ -138,31 +148,28 @@ class AgentSandbox:
             labels["expires_at"] = expires_at
         record = Record(
             name=name,
-            backend=database.name,
+            backend=kind.name,
             agent_id=agent_id,
             tenant=tenant,
             owner=Owner.current(),
             created_at=created,
             expires_at=expires_at,
             location="",
-            server=server_url if database.name != "sqlite" else None,  # kept without password
+            server=server_url if kind.name != "sqlite" else None,  # kept without password
             labels=labels,
             runtime=chosen.name,
         )
         registry = Registry(home)
-        registry.put(record)  # first, so a crash from here on is found by the reaper
-        try:
-            namespace = database.create(name, settings, policy, labels)
-            record = replace(record, location=namespace.location)
-            registry.put(record)
-        except BaseException as error:
-            _undo_create(database, registry, name, error)
-            raise
+        request = PlacementRequest(name, kind.name, home, settings, agent_id, tenant, expires_at)
+        namespace, database, where, record = lifecycle.make(
+            chosen, request, record, registry, policy
+        )
         if audit is None and audit_log and audit_log.get("enabled", True):
             audit = dict(audit_log)
         sandbox = cls(
             namespace,
             database,
+            where,
             record,
             registry,
             settings,
@@ -189,8 +196,10 @@ class AgentSandbox:
         ``sqlfence sandbox gc --all`` end it. Not for container runtimes, whose servers stop
         with the process that started them.
         """
-        if self._record.runtime == "docker":
-            raise ConfigurationError("a docker sandbox cannot outlive the process that runs it")
+        if not self._placement.outlives_process:
+            raise ConfigurationError(
+                f"a {self._record.runtime} sandbox cannot outlive the process that runs it"
+            )
         exits.unregister(self, exits.SANDBOXES)
         self._update_record(owner=Owner.detached())
         self._emit("detached")
@@ -222,12 +231,14 @@ class AgentSandbox:
         settings = build_limits(options.get("limits"))
         policy = build_policy(options.get("access_policy"), settings)
         given = [*urls(credentials), *registry.recovered.values()]
-        database = backend_for(record.backend, home, record.server, given)
+        where = runtime_type(record.runtime).reopen(record, home)
+        database = backend_for(record.backend, home, where.admin_url, given)
         url = f"sqlite:///{record.location}" if record.backend == "sqlite" else ""
         namespace = Namespace(name, record.backend, url=url, location=record.location)
         return cls(
             namespace,
             database,
+            where,
             record,
             registry,
             settings,
@@ -249,9 +260,7 @@ class AgentSandbox:
             self._timer.set()
         self.close_connections()
         try:
-            for clone in self._record.clones:
-                self._backend.drop_clone(clone)
-            self._backend.drop(self.name)
+            drop_namespace(self._placement, self._backend, self.name, self._record.clones)
             self.snapshots.clear()
             self._registry.remove(self.name)
         finally:
@@ -314,7 +323,7 @@ class AgentSandbox:
         for connection in list(self._connections):
             add_numbers(summed, connection.get_metrics())
         size = self.size_bytes() if self._state != "destroyed" else 0
-        container = self._container.container_metrics() if self._container else {}
+        container = self._placement.metrics()
         self._report_resources(container, size)
         return {
             **summed,
@@ -356,7 +365,8 @@ class AgentSandbox:
         with self._lock:
             self._check_usable(allow_paused=True)
             self._state = "paused"
-        self._backend.set_paused(self.name, True)
+        if not self._placement.pause(True):
+            self._backend.set_paused(self.name, True)
         self._emit("paused")
 
     def resume(self) -> None:
@@ -364,7 +374,8 @@ class AgentSandbox:
         with self._lock:
             if self._state != "paused":
                 raise SandboxError(f"sandbox {self.name} is {self._state}, not paused")
-            self._backend.set_paused(self.name, False)
+            if not self._placement.pause(False):
+                self._backend.set_paused(self.name, False)
             self._state = "active"
         self._emit("resumed")
 
@@ -397,9 +408,7 @@ class AgentSandbox:
         """
         if self.state != "active":
             return False
-        if self._container is None:
-            return True
-        return self._container.healthy() if probe else not self._container.dead()
+        return self._placement.healthy() if probe else not self._placement.dead()
 
     def assign(self, agent_id: str, tenant: str | None = None) -> None:
         """Hand this sandbox to another agent (a pool does, after resetting it).
@@ -559,7 +568,7 @@ class AgentSandbox:
         raise SandboxError(f"sandbox {self.name} is {state}")
 
     def _check_container(self) -> None:
-        failure = self._container.failure() if self._container is not None else None
+        failure = self._placement.failure()
         if failure is not None:
             raise SandboxError(f"sandbox {self.name}: {failure}; refused")
 
@@ -585,16 +594,3 @@ class AgentSandbox:
 
     def __repr__(self) -> str:
         return f"<AgentSandbox {self._backend.name}:{self.name} {self.state}>"
-
-
-def _undo_create(database: Backend, registry: Registry, name: str, error: BaseException) -> None:
-    """After a failed create: drop what it made, then forget the record. A drop that fails
-    keeps the record, for gc to try again, unless the create never reached its server."""
-    try:
-        if not isinstance(error, (NothingMade, CredentialsMissing)):
-            database.drop(name)
-    except Exception:
-        return  # the namespace may exist: the record is how gc finds it
-    finally:
-        database.close()
-    registry.remove(name)

@@ -1,7 +1,8 @@
 """The ``Backend`` protocol: one database kind's namespaces (create, drop, size, snapshot data).
 
-A backend knows nothing of sandboxes, registries or fences: it turns names into namespaces
-and back. Every drop is idempotent, so teardown and the reaper can call it blindly.
+A backend knows nothing of sandboxes, registries, fences or where its server runs (that is
+a runtime's business): given a server's admin URL, it turns names into namespaces and back.
+Every drop is idempotent, so teardown and the reaper can call it blindly.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from sqlfence.errors import ConfigurationError
 from sqlfence.policies.model import Policy
+from sqlfence.sandbox import credentials
 from sqlfence.sandbox.limits import Limits
 
 
@@ -95,3 +98,60 @@ class Backend(Protocol):
     def close(self) -> None:
         """Release admin connections."""
         ...
+
+
+def backend_type(kind: str) -> type[Backend]:
+    """The backend class of database ``kind``, whose class attributes say what it is
+    (``name``, ``clones``, ``shared_catalog``) before any server exists. Raises
+    ConfigurationError for an unknown kind."""
+    if kind == "sqlite":
+        from sqlfence.sandbox.backends.sqlite import SQLiteBackend
+
+        return SQLiteBackend
+    if kind in ("postgres", "postgresql"):
+        from sqlfence.sandbox.backends.postgres import PostgresBackend
+
+        return PostgresBackend
+    if kind == "iris":
+        from sqlfence.sandbox.backends.iris import IRISBackend
+
+        return IRISBackend
+    raise ConfigurationError(f"unknown sandbox backend {kind!r} (sqlite, postgres, iris)")
+
+
+def backend_for(
+    kind: str,
+    root: Path,
+    server_url: str | None,
+    given: credentials.Credentials = None,
+    *,
+    managed: bool = False,
+) -> Backend:
+    """Backend ``kind`` for sandboxes under ``root`` (files) or on the server at ``server_url``.
+
+    ``server_url`` may be an address without a password (a registry record's): the password
+    then comes from ``given`` admin URLs or the environment (see ``credentials``).
+    ``managed`` says the server is sqlfence's alone (one it started), so the backend may
+    confine it server-wide. Raises ConfigurationError, CredentialsMissing.
+    """
+    name = backend_type(kind).name
+    if name == "sqlite":
+        from sqlfence.sandbox.backends.sqlite import SQLiteBackend
+
+        return SQLiteBackend(root / "sandboxes")
+    if server_url is None:
+        raise ConfigurationError(f"the {kind} backend needs server_url=<admin URL of a server>")
+    server_url = credentials.admin_url(kind, server_url, given)
+    if name == "postgres":
+        from sqlfence.sandbox.backends.postgres import PostgresBackend
+
+        return PostgresBackend(server_url, managed=managed)
+    from sqlfence.sandbox.backends.iris import IRISBackend
+
+    return IRISBackend(server_url)
+
+
+def names_are_public(backend: type[Backend] | Backend) -> bool:
+    """True when every login on the backend's server can list its namespaces and roles
+    (``shared_catalog``, PostgreSQL): sandbox names there must not say whose they are."""
+    return bool(getattr(backend, "shared_catalog", False))

@@ -1,39 +1,55 @@
-"""Where sandbox servers run: ``embedded``, ``external`` and ``docker`` (kubernetes: later)."""
+"""Where sandbox servers run, by name: ``embedded``, ``external``, ``docker``.
+
+A runtime is one file here implementing ``runtimes.base.Runtime`` and one line in
+``RUNTIMES``; the sandbox, the pool and the reaper reach it only through that protocol.
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import cast
+
 from sqlfence.errors import ConfigurationError
-from sqlfence.sandbox.runtimes.base import Runtime
+from sqlfence.sandbox.runtimes.base import Runtime, RuntimeOptions
+
+# Imported on first use: a runtime's module may need an optional package (docker).
+RUNTIMES = {
+    "embedded": "sqlfence.sandbox.runtimes.embedded:EmbeddedRuntime",
+    "external": "sqlfence.sandbox.runtimes.external:ExternalRuntime",
+    "docker": "sqlfence.sandbox.runtimes.docker:DockerRuntime",
+}
+# Records written before runtimes were recorded held embedded or external sandboxes, which
+# reopen the same way: by the record's server address.
+_UNRECORDED = "external"
 
 
-def runtime_for(
-    name: str | Runtime | None,
-    backend: str,
-    server_url: str | None,
-    *,
-    placement: str | None = None,
-    image: str | None = None,
-) -> Runtime:
-    """The runtime called ``name`` (default: embedded for SQLite, external otherwise).
+def runtime_type(name: str | None) -> type[Runtime]:
+    """The runtime class registered as ``name`` (None: a record that names none).
 
-    A ``Runtime`` object is used as given. ``placement`` and ``image`` are for ``docker``.
+    Raises ConfigurationError for a name not registered.
     """
-    from sqlfence.sandbox.runtimes.embedded import EmbeddedRuntime
-    from sqlfence.sandbox.runtimes.external import ExternalRuntime
+    where = RUNTIMES.get(name or _UNRECORDED)
+    if where is None:
+        raise ConfigurationError(f"runtime {name!r} is not available ({', '.join(RUNTIMES)})")
+    module, _, attribute = where.partition(":")
+    return cast("type[Runtime]", getattr(importlib.import_module(module), attribute))
 
-    if name is not None and not isinstance(name, str):
-        return name
-    if backend not in ("sqlite", "postgres", "iris"):
-        raise ConfigurationError(f"unknown backend {backend!r} (known: sqlite, postgres, iris)")
-    chosen = name or ("embedded" if backend == "sqlite" else "external")
-    if chosen != "docker" and (placement is not None or image is not None):
-        raise ConfigurationError(f"placement= and image= need runtime='docker', not {chosen!r}")
-    if chosen == "embedded":
-        return EmbeddedRuntime()
-    if chosen == "external":
-        return ExternalRuntime(server_url)
-    if chosen == "docker":
-        from sqlfence.sandbox.runtimes.docker import DockerRuntime
 
-        return DockerRuntime(placement=placement or "shared", image=image)
-    raise ConfigurationError(f"runtime {chosen!r} is not available (embedded, external, docker)")
+def runtime_types() -> list[type[Runtime]]:
+    """Every registered runtime (the reaper sweeps each)."""
+    return [runtime_type(name) for name in RUNTIMES]
+
+
+def runtime_for(name: str | Runtime | None, backend: str, options: RuntimeOptions) -> Runtime:
+    """The runtime called ``name`` (default: embedded for SQLite, external otherwise), made
+    from ``options``, checked to run ``backend``. A ``Runtime`` object is used as given.
+
+    Raises ConfigurationError.
+    """
+    if name is None or isinstance(name, str):
+        chosen = runtime_type(name or ("embedded" if backend == "sqlite" else "external"))
+        runtime = chosen.from_options(options)
+    else:
+        runtime = name
+    runtime.check(backend)
+    return runtime

@@ -1,116 +1,189 @@
-"""The ``Runtime`` protocol: where a sandbox's server runs, and which backend talks to it.
+"""The ``Runtime`` protocol: where a sandbox's server runs. Runtimes make servers, backends
+make namespaces on them.
 
-``embedded`` needs no server (SQLite files), ``external`` is a server you already run (given
-by its admin URL). A Docker or Kubernetes runtime adds a file here that starts the server,
-then hands back the same backends with the URL of what it started.
+A runtime hands each new sandbox a ``Placement``: the admin URL of a server (one it started,
+found, or was given), and what that server adds (health, stats, freezing, failures). The
+sandbox then asks the database's backend (``backends.base.backend_for``) for its namespace
+on that server. ``embedded`` needs no server (SQLite files), ``external`` is a server you
+already run; ``docker`` starts containers, ``shared`` (many sandboxes per server) or
+``dedicated`` (one each). A new orchestrator is a new file here and one line in the
+registry of ``runtimes/__init__.py``; nothing else asks which runtime a sandbox has.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
-from sqlfence.sandbox import credentials
+from sqlfence.errors import ConfigurationError
 from sqlfence.sandbox.backends.base import Backend
+from sqlfence.sandbox.limits import Limits
+from sqlfence.sandbox.registry import Record
 
 
-class Runtime(Protocol):
-    """A place where namespaces live."""
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """What ``AgentSandbox.create`` (and a pool) was told about where servers run."""
 
-    name: str
+    server_url: str | None = None  # external: the admin URL of your server
+    placement: str | None = None  # container runtimes: "shared" or "dedicated"
+    image: str | None = None  # container runtimes: instead of the database's default image
 
-    def backend(self, kind: str, root: Path) -> Backend:
-        """The backend of database ``kind`` on this runtime. Raises ConfigurationError."""
+
+@dataclass(frozen=True)
+class PlacementRequest:
+    """One new sandbox, as a runtime needs to know it to find or start its server."""
+
+    name: str  # the namespace name, chosen before the server
+    kind: str  # the backend's name: "sqlite", "postgres", "iris"
+    root: Path  # the sandbox root (labels tie servers to it, for the reaper)
+    limits: Limits  # a dedicated server enforces them (cgroups, pod resources)
+    agent_id: str
+    tenant: str | None
+    expires_at: float | None  # epoch seconds: labels, or a lease the server side ends
+
+
+class Placement(Protocol):
+    """The server holding one sandbox's namespace, as the runtime placed it there."""
+
+    admin_url: str | None  # what the backend connects with (None: no server, SQLite)
+    managed: bool  # the server is sqlfence's alone: the backend may confine it server-wide
+    outlives_process: bool  # the server stays up without this process (the sandbox may detach)
+
+    def holds_namespaces(self) -> bool:
+        """True when the namespace must be dropped in the server before ``release``; False
+        when the server takes it along (a dedicated server) or is already gone."""
         ...
 
-    def stop(self) -> None:
-        """Release what the runtime started (nothing for servers it did not start)."""
+    def release(self) -> None:
+        """The sandbox is gone: stop what was started for it alone (idempotent)."""
         ...
 
+    def pause(self, paused: bool) -> bool:
+        """Freeze or thaw the whole server; False when it is shared (pause the namespace)."""
+        ...
 
-@runtime_checkable
-class ContainerHost(Protocol):
-    """What a backend whose server is a container adds: its health, stats and failures."""
-
-    def container_metrics(self) -> dict[str, Any]:
-        """``cpu_percent`` and ``memory_used_mb`` of the container (empty when unknown)."""
+    def metrics(self) -> dict[str, Any]:
+        """What the server measures of itself (``cpu_percent``, ``memory_used_mb``...)."""
         ...
 
     def failure(self) -> str | None:
-        """Why the container cannot serve (dead, OOM-killed), or None."""
+        """Why the server cannot serve (dead, OOM-killed), or None."""
         ...
 
     def healthy(self) -> bool:
-        """True when the container runs and its server answers (asks the engine)."""
+        """True when the server runs and answers (may ask its engine: not cheap)."""
         ...
 
     def dead(self) -> bool:
-        """True once the container is known to have died (cheap: no engine call)."""
+        """True once the server is known to have died (cheap: no round trip)."""
         ...
 
     def on_failure(self, listener: Callable[[str], None]) -> None:
-        """Call ``listener(reason)`` when the container fails."""
+        """Call ``listener(reason)`` when the server fails."""
         ...
 
 
-def backend_for(
-    kind: str,
-    root: Path,
-    server_url: str | None,
-    given: credentials.Credentials = None,
-    *,
-    managed: bool = False,
-) -> Backend:
-    """Build backend ``kind`` for sandboxes under ``root`` (files) or on ``server_url``.
+class Runtime(Protocol):
+    """A place where servers run. Registered by ``name`` in ``runtimes/__init__.py``."""
 
-    ``server_url`` may be an address without a password (a registry record's): the password
-    then comes from ``given`` admin URLs or the environment (see ``credentials``).
-    ``managed`` says the server is sqlfence's alone (one it started), so the backend may
-    confine it server-wide. Raises ConfigurationError, CredentialsMissing.
+    name: str
+
+    @classmethod
+    def from_options(cls, options: RuntimeOptions) -> Runtime:
+        """This runtime, configured. Raises ConfigurationError for options it has no use for."""
+        ...
+
+    def check(self, kind: str) -> None:
+        """Raise ConfigurationError unless servers of backend ``kind`` run here."""
+        ...
+
+    def place(self, request: PlacementRequest) -> Placement:
+        """Start or find the server for a new sandbox. Raises SandboxError; nothing is left
+        behind when it does (or labels let the reaper find it)."""
+        ...
+
+    def stop(self) -> None:
+        """Release the servers this runtime started for many sandboxes (shared ones)."""
+        ...
+
+    @classmethod
+    def reopen(cls, record: Record, root: Path) -> Placement:
+        """The placement of a recorded sandbox, from another process: ``AgentSandbox.open``
+        and the reaper. A server that is gone gives a placement holding no namespaces."""
+        ...
+
+    @classmethod
+    def sweep(cls, root: Path, everything: bool) -> list[str]:
+        """Remove servers of ``root`` no live record owns (expired, owner dead; every one
+        with ``everything``), found by their labels; what went. The reaper calls it."""
+        ...
+
+
+class GivenServer:
+    """The placement on a server sqlfence did not start (or no server at all: SQLite).
+
+    Nothing to release, freeze or measure: the server's own health is the backend's to find.
     """
-    from sqlfence.errors import ConfigurationError
 
-    if kind == "sqlite":
-        from sqlfence.sandbox.backends.sqlite import SQLiteBackend
+    outlives_process = True
 
-        return SQLiteBackend(root / "sandboxes")
-    if server_url is None:
-        raise ConfigurationError(f"the {kind} backend needs server_url=<admin URL of a server>")
-    server_url = credentials.admin_url(kind, server_url, given)
-    if kind in ("postgres", "postgresql"):
-        from sqlfence.sandbox.backends.postgres import PostgresBackend
+    def __init__(self, admin_url: str | None, managed: bool = False) -> None:
+        self.admin_url = admin_url
+        self.managed = managed
 
-        return PostgresBackend(server_url, managed=managed)
-    if kind == "iris":
-        from sqlfence.sandbox.backends.iris import IRISBackend
+    def holds_namespaces(self) -> bool:
+        """Always: drop the namespace in the server."""
+        return True
 
-        return IRISBackend(server_url)
-    raise ConfigurationError(f"unknown sandbox backend {kind!r} (sqlite, postgres, iris)")
+    def release(self) -> None:
+        """The server is not ours."""
+
+    def pause(self, paused: bool) -> bool:
+        """Never the whole server."""
+        return False
+
+    def metrics(self) -> dict[str, Any]:
+        """Nothing measured."""
+        return {}
+
+    def failure(self) -> str | None:
+        """Not watched."""
+        return None
+
+    def healthy(self) -> bool:
+        """Not probed: the backend finds out."""
+        return True
+
+    def dead(self) -> bool:
+        """Not watched."""
+        return False
+
+    def on_failure(self, listener: Callable[[str], None]) -> None:
+        """Never called."""
 
 
-def names_are_public(backend: Backend) -> bool:
-    """True when every login on the backend's server can list its namespaces and roles
-    (``shared_catalog``, PostgreSQL): sandbox names there must not say whose they are."""
-    return bool(getattr(backend, "shared_catalog", False))
+def refuse_container_options(name: str, options: RuntimeOptions) -> None:
+    """For runtimes without containers: ``placement=`` and ``image=`` have no meaning."""
+    if options.placement is not None or options.image is not None:
+        raise ConfigurationError(
+            f"placement= and image= need a container runtime (docker), not {name!r}"
+        )
 
 
-def drop_recorded(
-    kind: str,
-    root: Path,
-    server_url: str | None,
-    name: str,
-    clones: Iterable[str],
-    given: credentials.Credentials = None,
+def drop_namespace(
+    placement: Placement, backend: Backend, name: str, clones: Iterable[str]
 ) -> None:
-    """Drop namespace ``name`` and its ``clones`` through a backend made for it, then close it.
+    """Drop namespace ``name`` and its ``clones`` where they live, then release the server.
 
-    What the reaper does with a record whose owning process is gone.
+    What both ``AgentSandbox.destroy`` and the reaper do: a dedicated server goes whole.
     """
-    backend = backend_for(kind, root, server_url, given)
     try:
-        for clone in clones:
-            backend.drop_clone(clone)
-        backend.drop(name)
+        if placement.holds_namespaces():
+            for clone in clones:
+                backend.drop_clone(clone)
+            backend.drop(name)
     finally:
-        backend.close()
+        placement.release()

@@ -25,11 +25,9 @@ from typing import Any
 
 from sqlfence import exits
 from sqlfence.errors import ConfigurationError, SandboxError
-from sqlfence.policies.model import Policy
-from sqlfence.sandbox.backends.base import Backend, Contents, Namespace
 from sqlfence.sandbox.limits import Limits
-from sqlfence.sandbox.registry import Owner
-from sqlfence.sandbox.runtimes.base import backend_for, drop_recorded
+from sqlfence.sandbox.registry import Owner, Record
+from sqlfence.sandbox.runtimes.base import GivenServer, PlacementRequest, RuntimeOptions
 from sqlfence.sandbox.runtimes.docker_specs import (
     SPECS,
     EngineSpec,
@@ -142,11 +140,7 @@ class Server:
 
     def status(self) -> str:
         """running, paused, exited, ... or ``gone``."""
-        try:
-            self.container.reload()
-        except Exception:
-            return "gone"
-        return str(self.container.status)
+        return _status(self.container)
 
     def logs(self, lines: int | None = 20) -> str:
         """The last ``lines`` lines of the container's log (all of it for None)."""
@@ -154,14 +148,6 @@ class Server:
             tail = "all" if lines is None else lines
             return str(self.container.logs(tail=tail).decode(errors="replace")).strip()
         return ""
-
-    def stats(self) -> dict[str, float]:
-        """``cpu_percent`` and ``memory_used_mb`` (the formulas docker stats uses)."""
-        raw = self.container.stats(stream=False)
-        return {
-            "cpu_percent": round(cpu_percent(raw), 2),
-            "memory_used_mb": round(memory_used(raw) / (1024 * 1024), 2),
-        }
 
     def _published_port(self, timeout: float) -> int:
         deadline = time.monotonic() + timeout
@@ -295,7 +281,7 @@ class _Watcher:
 WATCHER = _Watcher()
 
 
-# -- the runtime and the backend it hands out ----------------------------------------------
+# -- the runtime and the placements it hands out ------------------------------------------
 
 
 class DockerRuntime:
@@ -315,6 +301,15 @@ class DockerRuntime:
         self.image = image
         self.ready_timeout = ready_timeout
 
+    @classmethod
+    def from_options(cls, options: RuntimeOptions) -> DockerRuntime:
+        """``placement`` (default shared) and ``image`` (default: the database's)."""
+        return cls(placement=options.placement or "shared", image=options.image)
+
+    def check(self, kind: str) -> None:
+        """A database with a container spec (PostgreSQL, IRIS)."""
+        self.spec(kind)
+
     def spec(self, kind: str) -> EngineSpec:
         """The engine spec of ``kind``. Raises ConfigurationError for SQLite and unknowns."""
         if kind == "sqlite":
@@ -323,15 +318,67 @@ class DockerRuntime:
             raise ConfigurationError(f"no container spec for backend {kind!r} (postgres, iris)")
         return SPECS[kind]
 
-    def backend(self, kind: str, root: Path) -> Backend:
-        """A backend whose namespaces live in containers of this runtime."""
-        spec = self.spec(kind)
-        return ContainerBackend(self, spec, self.image or spec.image, root)
+    def place(self, request: PlacementRequest) -> ContainerPlacement:
+        """Start the sandbox's own container (dedicated), or reuse the shared one."""
+        spec = self.spec(request.kind)
+        image = self.image or spec.image
+        dedicated = self.placement == "dedicated"
+        if dedicated:
+            labels = {
+                **owner_labels(request.root, request.expires_at),
+                "sqlfence.placement": "dedicated",
+                "sqlfence.sandbox": request.name,
+                "sqlfence.agent_id": request.agent_id,
+                "sqlfence.tenant": request.tenant or "",
+            }
+            server = Server(spec, image, labels, request.limits, self.ready_timeout)
+        else:
+            server = shared_server(self, spec, image, request.root)
+        return ContainerPlacement(server.container, server.admin_url, dedicated, server)
 
     def stop(self) -> None:
         """Remove the shared servers this process started (dedicated ones go with sandboxes)."""
         stop_shared()
 
+    @classmethod
+    def reopen(cls, record: Record, root: Path) -> ContainerPlacement | GivenServer:
+        """The sandbox's own container, or the shared one of its kind holding it; a placement
+        holding nothing when the container is gone (its namespace went with it)."""
+        shared = []
+        for container in containers(root):
+            labels = container.labels
+            if labels.get("sqlfence.sandbox") == record.name:
+                return ContainerPlacement(container, admin_url_of(container), dedicated=True)
+            if (
+                labels.get("sqlfence.placement") == "shared"
+                and kind_of(container) == SPECS[record.backend].kind
+            ):
+                shared.append(container)
+        for container in sorted(shared, key=lambda c: _port_of(c) not in record.location):
+            url = admin_url_of(container)
+            if url is not None:
+                return ContainerPlacement(container, url, dedicated=False)
+        return _GONE
+
+    @classmethod
+    def sweep(cls, root: Path, everything: bool) -> list[str]:
+        """Containers of ``root`` whose owner is gone or that expired (none without an engine)."""
+        try:
+            client()
+        except SandboxError:  # no engine, or no docker SDK: no containers to reap
+            return []
+        return reap_containers(root, everything=everything)
+
+
+class _Gone(GivenServer):
+    """A container that is no more: its namespaces went with it."""
+
+    def holds_namespaces(self) -> bool:
+        """Nothing left to drop."""
+        return False
+
+
+_GONE = _Gone(None)
 
 _shared: dict[tuple[str, str, str], Server] = {}
 _shared_lock = threading.Lock()
@@ -361,115 +408,58 @@ def stop_shared() -> None:
         server.remove()
 
 
-class ContainerBackend:
-    """A ``Backend`` whose server is a container, plus the container's health and stats.
+class ContainerPlacement:
+    """A sandbox's place in a container: its own (dedicated) or the shared server's.
 
-    Dedicated: ``create`` starts the sandbox's container, ``drop`` removes it, ``set_paused``
-    is docker pause. Shared: namespaces on the process's shared server.
+    Dedicated: releasing removes the container (and the namespace in it), pausing freezes
+    it. Shared: the namespace is dropped and paused in the server, which stays. Either way
+    the engine's events say when the container dies or is OOM-killed.
     """
 
-    def __init__(self, runtime: DockerRuntime, spec: EngineSpec, image: str, root: Path) -> None:
-        self.runtime = runtime
-        self.spec = spec
-        self.image = image
-        self.root = root
-        self.name = spec.kind  # SPECS maps "postgresql" to the "postgres" spec
-        self.clones = spec.kind != "iris"
-        self.shared_catalog = spec.kind == "postgres"  # as PostgresBackend's
-        self.placement = runtime.placement
-        self.server: Server | None = None
-        self._inner: Backend | None = None
+    managed = True  # sqlfence started it: confined server-wide
+    outlives_process = False  # the owner's exit removes it (and the reaper, after a crash)
+
+    def __init__(
+        self, container: Any, admin_url: str | None, dedicated: bool, server: Server | None = None
+    ) -> None:
+        self.container = container
+        self.admin_url = admin_url
+        self.dedicated = dedicated
+        self._server = server  # started by this process: removed at exit if still there
+        self._spec = SPECS[kind_of(container)]
         self._failure: str | None = None
         self._sticky = False
         self._listeners: list[Callable[[str], None]] = []
+        WATCHER.watch(self.container.id, self._on_event)
 
-    # -- the Backend protocol ----------------------------------------------------------
+    def holds_namespaces(self) -> bool:
+        """Shared and running: drop in the server. Dedicated, or gone: the container goes."""
+        return not self.dedicated and _status(self.container) == "running"
 
-    def create(
-        self, name: str, limits: Limits, policy: Policy, labels: dict[str, Any]
-    ) -> Namespace:
-        """Start (dedicated) or reuse (shared) a server, then make the namespace in it."""
-        if self.placement == "dedicated":
-            container_labels = {
-                **owner_labels(self.root, _expiry(labels)),
-                "sqlfence.placement": "dedicated",
-                "sqlfence.sandbox": name,
-                "sqlfence.agent_id": str(labels.get("agent_id") or ""),
-                "sqlfence.tenant": str(labels.get("tenant") or ""),
-            }
-            self.server = Server(
-                self.spec, self.image, container_labels, limits, self.runtime.ready_timeout
-            )
-        else:
-            self.server = shared_server(self.runtime, self.spec, self.image, self.root)
-        WATCHER.watch(self.server.id, self._on_event)
-        self._inner = backend_for(self.spec.kind, self.root, self.server.admin_url, managed=True)
-        return self._inner.create(name, limits, policy, labels)
+    def release(self) -> None:
+        """Stop following the container; remove it when it was the sandbox's own."""
+        WATCHER.forget(self.container.id, self._on_event)
+        if self.dedicated and self._server is not None:
+            self._server.remove()
+        elif self.dedicated:
+            remove_container(self.container)
 
-    def drop(self, name: str) -> None:
-        """Dedicated: remove the container. Shared: drop the namespace in the server."""
-        if self.server is None:
-            return
-        WATCHER.forget(self.server.id, self._on_event)
-        if self.placement == "dedicated":
-            self._close_inner()
-            self.server.remove()
-        elif self._inner is not None and self.server.status() == "running":
-            self._inner.drop(name)
+    def pause(self, paused: bool) -> bool:
+        """Dedicated: docker pause or unpause. Shared: False (pause the namespace)."""
+        if not self.dedicated:
+            return False
+        (self.container.pause if paused else self.container.unpause)()
+        return True
 
-    def names(self) -> list[str]:
-        """Sandbox namespaces on this backend's server."""
-        return self._backend().names()
-
-    def size_bytes(self, name: str) -> int:
-        """The namespace's size on disk."""
-        return self._backend().size_bytes(name)
-
-    def set_paused(self, name: str, paused: bool) -> None:
-        """Dedicated: freeze or thaw the container. Shared: refuse new connections."""
-        if self.placement == "dedicated" and self.server is not None:
-            (self.server.container.pause if paused else self.server.container.unpause)()
-        else:
-            self._backend().set_paused(name, paused)
-
-    def contents(self, name: str) -> Contents:
-        """Tables, row counts and schema digest."""
-        return self._backend().contents(name)
-
-    def export_files(self, name: str, directory: Path) -> list[str]:
-        """Portable snapshot files."""
-        return self._backend().export_files(name, directory)
-
-    def import_files(self, name: str, directory: Path, files: list[str]) -> None:
-        """Load portable snapshot files."""
-        self._backend().import_files(name, directory, files)
-
-    def clone(self, name: str, clone: str) -> str:
-        """In-server clone."""
-        return self._backend().clone(name, clone)
-
-    def restore_clone(self, name: str, clone: str, digest: str) -> None:
-        """Restore an in-server clone."""
-        self._backend().restore_clone(name, clone, digest)
-
-    def drop_clone(self, clone: str) -> None:
-        """Drop an in-server clone (nothing to do once a dedicated container is gone)."""
-        if self.server is not None and self.server.status() == "running":
-            self._backend().drop_clone(clone)
-
-    def close(self) -> None:
-        """Close admin connections (the container stays until ``drop``)."""
-        self._close_inner()
-
-    # -- the container side ------------------------------------------------------------
-
-    def container_metrics(self) -> dict[str, Any]:
-        """``cpu_percent``, ``memory_used_mb`` (of the whole shared server when shared)."""
-        if self.server is None:
-            return {}
-        measured: dict[str, Any] = {"placement": self.placement, "container": self.server.id[:12]}
+    def metrics(self) -> dict[str, Any]:
+        """``cpu_percent``, ``memory_used_mb`` (of the whole shared server when shared), by
+        the formulas docker stats uses."""
+        placement = "dedicated" if self.dedicated else "shared"
+        measured: dict[str, Any] = {"placement": placement, "container": self.container.id[:12]}
         with contextlib.suppress(Exception):
-            measured.update(self.server.stats())
+            raw = self.container.stats(stream=False)
+            measured["cpu_percent"] = round(cpu_percent(raw), 2)
+            measured["memory_used_mb"] = round(memory_used(raw) / (1024 * 1024), 2)
         return measured
 
     def failure(self) -> str | None:
@@ -485,11 +475,9 @@ class ContainerBackend:
     def healthy(self) -> bool:
         """True when the container runs and its server answers a login (or refuses one only
         for want of capacity: a full server is not a broken one)."""
-        if self.server is None or self._sticky:
+        if self._sticky or self.admin_url is None or _status(self.container) != "running":
             return False
-        if self.server.status() != "running":
-            return False
-        return self.spec.probe(self.server.admin_url, PROBE_TIMEOUT_S) in ("ok", "busy")
+        return self._spec.probe(self.admin_url, PROBE_TIMEOUT_S) in ("ok", "busy")
 
     def dead(self) -> bool:
         """True once the watcher saw the container die."""
@@ -508,19 +496,14 @@ class ContainerBackend:
         for listener in list(self._listeners):
             listener(self._failure)
 
-    def _backend(self) -> Backend:
-        if self._inner is None:
-            raise SandboxError("the container backend has no server yet")
-        return self._inner
 
-    def _close_inner(self) -> None:
-        if self._inner is not None:
-            self._inner.close()
-
-
-def _expiry(labels: dict[str, Any]) -> float | None:
-    value = labels.get("expires_at")
-    return None if value is None else float(value)
+def _status(container: Any) -> str:
+    """running, paused, exited, ... or ``gone``."""
+    try:
+        container.reload()
+    except Exception:
+        return "gone"
+    return str(container.status)
 
 
 # -- the reaper's side -------------------------------------------------------------------
@@ -534,10 +517,23 @@ def containers(root: Path) -> list[Any]:
     return found
 
 
+def kind_of(container: Any) -> str:
+    """The database a server container runs (``postgres`` or ``iris``), from its env."""
+    env = container.attrs["Config"]["Env"] or []
+    return "iris" if any(item.startswith("IRIS_PASSWORD=") for item in env) else "postgres"
+
+
+def _port_of(container: Any) -> str:
+    bound = (container.attrs["NetworkSettings"]["Ports"] or {}).get(
+        f"{SPECS[kind_of(container)].port}/tcp"
+    )
+    return f":{bound[0]['HostPort']}/" if bound else "-"
+
+
 def admin_url_of(container: Any) -> str | None:
     """The admin URL of a running server container, rebuilt from its env and ports."""
     env = dict(item.split("=", 1) for item in container.attrs["Config"]["Env"] or [] if "=" in item)
-    kind = "iris" if "IRIS_PASSWORD" in env else "postgres"
+    kind = kind_of(container)
     spec = SPECS[kind]
     bound = (container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{spec.port}/tcp")
     if container.status != "running" or not bound:
@@ -545,21 +541,6 @@ def admin_url_of(container: Any) -> str | None:
     user = env.get("IRIS_USERNAME" if kind == "iris" else "POSTGRES_USER", spec.user)
     password = env.get("IRIS_PASSWORD" if kind == "iris" else "POSTGRES_PASSWORD", "")
     return spec.admin_url("127.0.0.1", int(bound[0]["HostPort"]), user, password)
-
-
-def drop_record(root: Path, name: str, kind: str, clones: tuple[str, ...]) -> None:
-    """Remove sandbox ``name``'s container (dedicated) or its namespace in a shared server.
-
-    Nothing to do when the container is already gone: its namespace went with it.
-    """
-    for container in containers(root):
-        labels = container.labels
-        if labels.get("sqlfence.sandbox") == name:
-            remove_container(container)
-        elif labels.get("sqlfence.placement") == "shared":
-            url = admin_url_of(container)
-            if url is not None:
-                drop_recorded(kind, root, url, name, clones)
 
 
 def reap_containers(root: Path, now: float | None = None, everything: bool = False) -> list[str]:

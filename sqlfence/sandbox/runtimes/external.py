@@ -5,8 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from sqlfence.errors import ConfigurationError
-from sqlfence.sandbox.backends.base import Backend
-from sqlfence.sandbox.runtimes.base import backend_for
+from sqlfence.sandbox.registry import Record
+from sqlfence.sandbox.runtimes.base import (
+    GivenServer,
+    PlacementRequest,
+    RuntimeOptions,
+    refuse_container_options,
+)
 
 
 class ExternalRuntime:
@@ -25,11 +30,31 @@ class ExternalRuntime:
         self.server_url = server_url
         self.managed = managed
 
-    def backend(self, kind: str, root: Path) -> Backend:
-        """The backend of ``kind`` on this server."""
+    @classmethod
+    def from_options(cls, options: RuntimeOptions) -> ExternalRuntime:
+        """The server at ``options.server_url``."""
+        refuse_container_options(cls.name, options)
+        return cls(options.server_url)
+
+    def check(self, kind: str) -> None:
+        """Any database with a server: not SQLite."""
         if kind == "sqlite":
             raise ConfigurationError("SQLite has no server: use runtime='embedded'")
-        return backend_for(kind, root, self.server_url, managed=self.managed)
+
+    def place(self, request: PlacementRequest) -> GivenServer:
+        """This server, for every sandbox."""
+        return GivenServer(self.server_url, self.managed)
 
     def stop(self) -> None:
         """The server is not ours to stop."""
+
+    @classmethod
+    def reopen(cls, record: Record, root: Path) -> GivenServer:
+        """The server the record names (its address only: the password comes from the
+        environment or the credentials the caller gives the backend)."""
+        return GivenServer(record.server)
+
+    @classmethod
+    def sweep(cls, root: Path, everything: bool) -> list[str]:
+        """Nothing started: the records are all there is."""
+        return []
