@@ -20,12 +20,12 @@ import re
 from collections.abc import Iterable
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
+from sqlfence import databases
 from sqlfence.errors import ConfigurationError
 
 IRIS_PASSWORD_ENV = "SQLFENCE_IRIS_PASSWORD"
 Credentials = str | Iterable[str] | None  # admin URLs (with passwords) a caller hands over
 
-_DEFAULT_PORTS = {"postgresql": 5432, "iris": 1972}
 # key=value connection strings (libpq's other form): the password pair, quoted or not.
 _PASSWORD_PAIR = re.compile(r"\bpassword\s*=\s*(?:'(?:[^'\\]|\\.)*'|\S+)\s*")
 
@@ -142,11 +142,13 @@ def how_to_give(kind: str) -> str:
 def _server_key(url: str) -> tuple[str, str, str]:
     """Which server and login a URL names: scheme, hosts with ports, user."""
     parts = urlsplit(url)
-    scheme = "postgresql" if parts.scheme in ("postgres", "postgresql") else parts.scheme
+    database = databases.find(parts.scheme)
+    scheme = database.name if database is not None else parts.scheme  # postgresql: postgres
     userinfo, _, hosts = parts.netloc.rpartition("@")
     hosts = hosts.lower()
-    default = _DEFAULT_PORTS.get(scheme)
+    default = database.default_port if database is not None else None
     if default is not None and ":" not in hosts.rsplit("]", 1)[-1]:
         hosts = f"{hosts}:{default}"
     user = unquote(userinfo)
-    return scheme, hosts, user.lower() if scheme == "iris" else user  # IRIS users ignore case
+    ignore_case = database is not None and database.users_ignore_case  # IRIS
+    return scheme, hosts, user.lower() if ignore_case else user

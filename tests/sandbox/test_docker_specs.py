@@ -11,7 +11,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from sqlfence.sandbox.runtimes.docker_specs import IRIS, POSTGRES, ready_logs_missing
+from sqlfence import databases
+from sqlfence.errors import ConfigurationError
+from sqlfence.sandbox.runtimes.docker_specs import (
+    IRIS,
+    POSTGRES,
+    EngineSpec,
+    ready_logs_missing,
+    spec_for,
+    spec_of_container,
+)
 
 IRIS_LINES = ("Enabling logons", "executed command")
 # A log as the community image writes it: logons open, then the IRIS_PASSWORD hook runs.
@@ -40,6 +49,44 @@ def test_iris_waits_for_the_password_hook() -> None:
     assert IRIS.ready_logs == IRIS_LINES
     assert IRIS.probe_every >= 1.0
     assert POSTGRES.ready_logs == ()
+
+
+@pytest.mark.parametrize(
+    ("spec", "database"),
+    [(POSTGRES, databases.POSTGRES), (IRIS, databases.IRIS)],
+    ids=["pg", "iris"],
+)
+def test_a_spec_runs_its_profiles_image(
+    spec: EngineSpec, database: databases.DatabaseProfile
+) -> None:
+    """Image, port and admin login come from the profile; every name of it finds the spec."""
+    assert database.image is not None
+    assert (spec.kind, spec.image, spec.port, spec.user) == (
+        database.name,
+        database.image.name,
+        database.default_port,
+        database.image.user,
+    )
+    environment = spec.environment("admin", "s3cret")
+    assert environment[database.image.user_env] == "admin"
+    assert environment[database.image.password_env] == "s3cret"
+    assert spec_of_container(environment) is spec
+    for name in database.names:
+        assert spec_for(name) is spec
+
+
+def test_sqlite_and_unknown_kinds_have_no_spec() -> None:
+    """SQLite has no server to run; a kind of no database names those that have one."""
+    with pytest.raises(ConfigurationError, match="SQLite has no server"):
+        spec_for("sqlite3")
+    with pytest.raises(ConfigurationError, match=r"'mysql' \(postgres, iris\)"):
+        spec_for("mysql")
+
+
+def test_a_container_without_a_known_password_variable_is_postgres() -> None:
+    """As before the profiles: a container is IRIS's only when IRIS's password is set."""
+    assert spec_of_container({}) is POSTGRES
+    assert spec_of_container({"IRIS_PASSWORD": "x", "POSTGRES_PASSWORD": "y"}) is IRIS
 
 
 _LISTENER = """

@@ -5,10 +5,12 @@ and memory used)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from sqlfence import databases
+from sqlfence.databases import DatabaseProfile, DockerImage
 from sqlfence.errors import ConfigurationError
 from sqlfence.sandbox.limits import Limits
 
@@ -26,20 +28,58 @@ class EngineSpec:
     refuses a login because it is full still runs.
     """
 
-    kind: str
-    image: str
-    port: int
-    environment: Callable[[str, str], dict[str, str]]  # (user, password) -> env
+    database: DatabaseProfile  # its image, port and admin login
     admin_url: Callable[[str, int, str, str], str]  # (host, port, user, password) -> URL
     probe: Callable[[str, float], Answer]  # (admin URL, timeout in seconds) -> answer
     ready_logs: tuple[str, ...] = ()
     probe_every: float = 0.0
-    user: str = "postgres"
+    extra_environment: tuple[tuple[str, str], ...] = ()  # set on every container of the kind
     command: Callable[[Limits], list[str]] = field(default=lambda limits: [])
     tmpfs: tuple[str, ...] = ()  # scratch directories when the root is read-only
     data_dir: str | None = None  # an anonymous volume (removed with the container)
     read_only_root: bool = False
     files: tuple[tuple[str, str], ...] = ()  # (path, text) written before start (IRIS merge)
+
+    def __post_init__(self) -> None:
+        if self.database.image is None or self.database.default_port is None:
+            raise ConfigurationError(f"{self.database.name} has no server image to run")
+
+    @property
+    def kind(self) -> str:
+        """The database kind (``postgres``, ``iris``)."""
+        return self.database.name
+
+    @property
+    def image(self) -> str:
+        """The image servers run from unless the runtime is given another."""
+        return self._image.name
+
+    @property
+    def port(self) -> int:
+        """The port the server listens on inside the container."""
+        assert self.database.default_port is not None  # __post_init__
+        return self.database.default_port
+
+    @property
+    def user(self) -> str:
+        """The admin login the image makes."""
+        return self._image.user
+
+    @property
+    def password_env(self) -> str:
+        """The variable that gives the image the admin password (and tells a container of
+        this kind from its environment)."""
+        return self._image.password_env
+
+    def environment(self, user: str, password: str) -> dict[str, str]:
+        """The container's environment for an admin login ``user`` with ``password``."""
+        image = self._image
+        return {image.user_env: user, image.password_env: password, **dict(self.extra_environment)}
+
+    @property
+    def _image(self) -> DockerImage:
+        assert self.database.image is not None  # __post_init__
+        return self.database.image
 
 
 def _postgres_command(limits: Limits) -> list[str]:
@@ -84,10 +124,7 @@ def ready_logs_missing(log: str, lines: tuple[str, ...]) -> tuple[str, ...]:
 
 
 POSTGRES = EngineSpec(
-    kind="postgres",
-    image="postgres:16",
-    port=5432,
-    environment=lambda user, password: {"POSTGRES_USER": user, "POSTGRES_PASSWORD": password},
+    database=databases.POSTGRES,
     admin_url=lambda host, port, user, password: (
         f"postgresql://{user}:{password}@{host}:{port}/postgres"
     ),
@@ -107,19 +144,12 @@ POSTGRES = EngineSpec(
 # forced first-login password change (SQLCODE -853).
 _IRIS_MERGE = "/tmp/sqlfence-merge.cpf"
 IRIS = EngineSpec(
-    kind="iris",
-    image="intersystemsdc/iris-community:latest",
-    port=1972,
-    environment=lambda user, password: {
-        "IRIS_USERNAME": user,
-        "IRIS_PASSWORD": password,
-        "ISC_CPF_MERGE_FILE": _IRIS_MERGE,
-    },
+    database=databases.IRIS,
+    extra_environment=(("ISC_CPF_MERGE_FILE", _IRIS_MERGE),),
     admin_url=lambda host, port, user, password: f"iris://{user}:{password}@{host}:{port}/USER",
     probe=iris_probe,
     ready_logs=("Enabling logons", "executed command"),
     probe_every=2.0,
-    user="_SYSTEM",
     files=(
         (
             _IRIS_MERGE,
@@ -129,7 +159,27 @@ IRIS = EngineSpec(
     ),
 )
 
-SPECS = {"postgres": POSTGRES, "postgresql": POSTGRES, "iris": IRIS}
+# Every name of a database with a server image: SPECS["postgresql"] is the postgres spec
+SPECS = {name: spec for spec in (POSTGRES, IRIS) for name in databases.profile(spec.kind).names}
+
+
+def spec_for(kind: str) -> EngineSpec:
+    """The spec of database ``kind`` (any of its names). Raises ConfigurationError for SQLite
+    (no server) and unknown kinds."""
+    database = databases.find(kind)
+    spec = SPECS.get(database.name) if database is not None else None
+    if spec is not None:
+        return spec
+    if database is not None:
+        raise ConfigurationError(f"{database.title} has no server: use runtime='embedded'")
+    known = ", ".join(dict.fromkeys(each.kind for each in SPECS.values()))
+    raise ConfigurationError(f"no container spec for backend {kind!r} ({known})")
+
+
+def spec_of_container(environment: Mapping[str, str]) -> EngineSpec:
+    """The spec of a server container sqlfence started, told from its environment: the
+    kind whose admin password variable is set (PostgreSQL when none is)."""
+    return next((spec for spec in (IRIS, POSTGRES) if spec.password_env in environment), POSTGRES)
 
 
 def memory_bytes(value: str | None) -> int | None:
