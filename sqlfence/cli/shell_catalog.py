@@ -14,32 +14,9 @@ from typing import Any
 from sqlglot import exp
 
 import sqlfence
+from sqlfence import databases
 from sqlfence.integrations import mcp_catalog
 
-# (schema, name, type) of every table and view; the type is TABLE or VIEW.
-RELATIONS = {
-    "sqlite": (
-        "SELECT NULL, name, upper(type) FROM sqlite_master WHERE type IN ('table', 'view') "
-        "AND name NOT LIKE 'sqlite~_%' ESCAPE '~' ORDER BY name"
-    ),
-    "postgresql": (
-        "SELECT table_schema, table_name, CASE table_type WHEN 'VIEW' THEN 'VIEW' "
-        "ELSE 'TABLE' END FROM information_schema.tables "
-        "WHERE table_schema NOT IN ('pg_catalog', 'information_schema') "
-        "ORDER BY table_schema, table_name"
-    ),
-    "intersystems_iris": (
-        "SELECT TABLE_SCHEMA, TABLE_NAME, CASE TABLE_TYPE WHEN 'VIEW' THEN 'VIEW' "
-        "ELSE 'TABLE' END FROM INFORMATION_SCHEMA.TABLES "
-        "WHERE TABLE_SCHEMA NOT LIKE '%SYS%' AND TABLE_SCHEMA NOT LIKE 'Ens%' "
-        "ORDER BY TABLE_SCHEMA, TABLE_NAME"
-    ),
-}
-# Made read-only by the database itself, as the MCP server's catalog connection is.
-_READ_ONLY: dict[str, dict[str, Any]] = {
-    "sqlite": {"mode": "ro"},
-    "postgresql": {"options": "-c default_transaction_read_only=on"},
-}
 _READER = sqlfence.Policy.unrestricted().model_copy(update={"allow_multiple_statements": False})
 
 
@@ -63,16 +40,16 @@ class Catalog:
         """The tables (and views) the agent may read, in catalog order."""
         guard = self._agent.guard
         system = self._agent.session.system
-        sql = RELATIONS.get(system)
-        if sql is None:
+        database = databases.find(system)
+        if database is None:
             raise sqlfence.NotSupportedError(f"\\d is not available for {system}")
         found = []
-        for schema, name, kind in self._read(sql):
-            if tables_only and kind != "TABLE":
+        for schema, name, is_view in self._read(database.catalog.list_tables):
+            if tables_only and is_view:
                 continue
             if mcp_catalog.visible(guard, schema, name):
                 shown = name if not schema or schema == guard.namer.default_schema else None
-                found.append(Relation(shown or f"{schema}.{name}", kind))
+                found.append(Relation(shown or f"{schema}.{name}", "VIEW" if is_view else "TABLE"))
         return found
 
     def columns(self, table: str) -> list[tuple[str, str, bool, bool]] | None:
@@ -87,11 +64,12 @@ class Catalog:
             return None  # a denied table is shown as a missing one
         if not mcp_catalog.visible(guard, schema or None, name):
             return None
-        sql = mcp_catalog.DESCRIBE_TABLE.get(system)
-        if sql is None:
+        database = databases.find(system)
+        if database is None:
             raise sqlfence.NotSupportedError(f"\\d NAME is not available for {system}")
-        params: tuple[str, ...] = (name,) if system == "sqlite" else (schema, name)
-        rows = self._read(sql, params)
+        queries = database.catalog
+        params = (schema, name) if queries.describe_with_schema else (name,)
+        rows = self._read(queries.describe_table, params)
         return [
             (column, str(kind), bool(not_null), bool(pk))
             for column, kind, not_null, pk in rows
@@ -120,6 +98,9 @@ class Catalog:
                     "cannot be read beside it (use a database file)"
                 )
             self._reader = sqlfence.connect(
-                self._url, policy=_READER, telemetry=False, **_READ_ONLY.get(system, {})
+                self._url,
+                policy=_READER,
+                telemetry=False,
+                **mcp_catalog.read_only_options(system),
             )
         return self._reader

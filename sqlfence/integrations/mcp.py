@@ -53,12 +53,9 @@ DEFAULT_SANDBOX_QUOTA_MB = 256
 # over this are an error on the server's SQLite connections instead of gigabytes of memory.
 MAX_VALUE_BYTES = 16 * 1024 * 1024
 # The server's own connection runs fixed catalog SQL and EXPLAIN of already-judged
-# statements, one at a time; the database makes it read-only underneath (_READ_ONLY_KWARGS).
+# statements, one at a time; the database makes it read-only underneath (the profile's
+# read-only options).
 _SERVER_POLICY = Policy.unrestricted().model_copy(update={"allow_multiple_statements": False})
-_READ_ONLY_KWARGS: dict[str, dict[str, Any]] = {
-    "sqlite": {"mode": "ro"},
-    "postgresql": {"options": "-c default_transaction_read_only=on"},
-}
 
 
 @dataclass(frozen=True)
@@ -202,7 +199,7 @@ class AgentSession:
                 audit=audit,
                 client_name=client_name,
                 sandbox=self.sandbox,
-                **_READ_ONLY_KWARGS.get(self.system, {}),
+                **mcp_catalog.read_only_options(self.system),
             )
             self._stamp = mcp_catalog.schema_stamp(self.server)
         except BaseException:
