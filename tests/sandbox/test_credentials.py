@@ -76,6 +76,20 @@ def test_credentials_of_another_server_or_user_are_not_used(given: str) -> None:
     assert creds.admin_url("postgres", ADDRESS, given) == ADDRESS
 
 
+@pytest.mark.parametrize(
+    "given",
+    [
+        "iris://_SYSTEM:s3cret@h/%SYS",  # the default port
+        "intersystems://_system:s3cret@H:1972/USER",  # another scheme of IRIS; users ignore case
+    ],
+)
+def test_iris_credentials_match_by_the_profile(given: str) -> None:
+    """IRIS servers match by any of its URL schemes, its default port and case-blind users."""
+    assert creds.admin_url("iris", "iris://_SYSTEM@h:1972/%SYS", given) == (
+        "iris://_SYSTEM:s3cret@h:1972/%SYS"
+    )
+
+
 def test_iris_password_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """IRIS's driver reads no environment: sqlfence reads SQLFENCE_IRIS_PASSWORD for it."""
     monkeypatch.setenv(creds.IRIS_PASSWORD_ENV, "p@ss")
