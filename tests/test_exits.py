@@ -3,12 +3,14 @@ closed at exit in dependency order, so the audit log records it before it closes
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 from tests.observe.conftest import audit_events
 
@@ -21,15 +23,16 @@ TIMEOUT_S = 120.0  # a hang detector: each child takes about a second
 # OpenTelemetry provider's shutdown would be) must run after sqlfence's own.
 CHILD = textwrap.dedent(
     """
-    import atexit, sys
+    import atexit, json, sys
     from sqlfence.observe.audit import AuditLog
     from sqlfence.observe.settings import AuditSettings
     from sqlfence.sandbox import AgentSandbox
 
     audit_dir, root, wait = sys.argv[1], sys.argv[2], sys.argv[3] == "wait"
+    options = json.loads(sys.argv[4])
     atexit.register(lambda: print("earlier handler", flush=True))
     log = AuditLog(AuditSettings(directory=audit_dir))
-    sandbox = AgentSandbox.create("agent-1", root=root, audit=log)
+    sandbox = AgentSandbox.create("agent-1", root=root, audit=log, **options)
     conn = sandbox.get_connection()
     conn.execute("CREATE TABLE t (id INTEGER)")
     print(sandbox.name, flush=True)
@@ -39,10 +42,14 @@ CHILD = textwrap.dedent(
 )
 
 
-def _child(tmp_path: Path, wait: bool) -> subprocess.Popen[str]:
+def exiting_child(
+    audit: Path, root: Path, options: dict[str, Any] | None = None, wait: bool = False
+) -> subprocess.Popen[str]:
+    """The child above, with ``options`` for ``AgentSandbox.create``; it prints the
+    sandbox's name, then (``wait``) waits for stdin to close or a signal, or exits."""
     return subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(tmp_path / "audit"), str(tmp_path / "root"),
-         "wait" if wait else "exit"],
+        [sys.executable, "-c", CHILD, str(audit), str(root), "wait" if wait else "exit",
+         json.dumps(options or {})],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -52,7 +59,7 @@ def _child(tmp_path: Path, wait: bool) -> subprocess.Popen[str]:
     )  # fmt: skip
 
 
-def _check_closed_in_order(audit: Path, name: str) -> None:
+def check_closed_in_order(audit: Path, name: str) -> None:
     """disconnect, then sandbox.destroyed, then audit.close last; the chain verifies."""
     kinds = [event["event_type"] for event in audit_events(audit)]
     assert kinds[-1] == "audit.close", kinds
@@ -78,23 +85,23 @@ def test_exit_without_closing_records_disconnect_and_destroy_before_audit_close(
 ) -> None:
     """A process that exits with its connection, sandbox and audit log open: the log has
     the disconnect and sandbox.destroyed before audit.close, verifies, and no sandbox is left."""
-    child = _child(tmp_path, wait=False)
+    child = exiting_child(tmp_path / "audit", tmp_path / "root")
     out, err = child.communicate(timeout=TIMEOUT_S)
     assert child.returncode == 0, err
     name, earlier = out.splitlines()
     assert earlier == "earlier handler"  # it ran after sqlfence's handler, not before
-    _check_closed_in_order(tmp_path / "audit", name)
+    check_closed_in_order(tmp_path / "audit", name)
     assert list((tmp_path / "root" / "sandboxes").glob(f"{name}*")) == []
 
 
 def test_sigterm_destroys_the_sandbox_and_closes_the_audit_log(tmp_path: Path) -> None:
     """An unhandled SIGTERM exits with 128 + 15 through the same ordered exit."""
-    child = _child(tmp_path, wait=True)
+    child = exiting_child(tmp_path / "audit", tmp_path / "root", wait=True)
     assert child.stdout is not None
     name = child.stdout.readline().strip()
     child.send_signal(signal.SIGTERM)
     out, err = child.communicate(timeout=TIMEOUT_S)
     assert child.returncode == 128 + signal.SIGTERM, err
     assert out.splitlines() == ["earlier handler"]
-    _check_closed_in_order(tmp_path / "audit", name)
+    check_closed_in_order(tmp_path / "audit", name)
     assert list((tmp_path / "root" / "sandboxes").glob(f"{name}*")) == []

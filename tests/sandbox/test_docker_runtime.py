@@ -21,6 +21,7 @@ from sqlfence.sandbox import AgentSandbox, SandboxPool, listing, reap
 from sqlfence.sandbox.runtimes import docker as runtime
 from tests.conftest import missing
 from tests.sandbox.conftest import signal_when_ready
+from tests.test_exits import TIMEOUT_S, check_closed_in_order, exiting_child
 
 pytestmark = pytest.mark.docker
 
@@ -209,6 +210,23 @@ def test_sigkilled_pool_owner_leaves_nothing_after_reap(image: str, home: Path) 
     assert len(runtime.containers(home)) == 3  # two dedicated, one shared server
     assert len(listing(home)) >= 4  # the shared pool may be replenishing its leased one
     reap(home)
+    assert runtime.containers(home) == []
+    assert listing(home) == []
+
+
+@pytest.mark.parametrize("placement", ["shared", "dedicated"])
+def test_exit_without_closing_removes_the_container_after_recording(
+    image: str, home: Path, tmp_path: Path, placement: str
+) -> None:
+    """A process leaving a docker sandbox, its connection and audit log open: at exit the
+    disconnect and sandbox.destroyed are recorded before audit.close, then the container
+    goes (the shared server after the namespaces in it)."""
+    options: dict[str, Any] = {"backend": "postgres", "runtime": "docker", "placement": placement,
+               "image": image}  # fmt: skip
+    child = exiting_child(tmp_path / "audit", home, options)
+    out, err = child.communicate(timeout=TIMEOUT_S)
+    assert child.returncode == 0, err
+    check_closed_in_order(tmp_path / "audit", out.splitlines()[0])
     assert runtime.containers(home) == []
     assert listing(home) == []
 
