@@ -68,8 +68,8 @@ def test_a_spec_runs_its_profiles_image(
         database.image.user,
     )
     environment = spec.environment("admin", "s3cret")
-    assert environment[database.image.user_env] == "admin"
-    assert environment[database.image.password_env] == "s3cret"
+    assert environment[spec.user_env] == environment[database.image.user_env] == "admin"
+    assert environment[spec.password_env] == environment[database.image.password_env] == "s3cret"
     assert spec_of_container(environment) is spec
     for name in database.names:
         assert spec_for(name) is spec

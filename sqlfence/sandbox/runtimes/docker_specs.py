@@ -66,6 +66,11 @@ class EngineSpec:
         return self._image.user
 
     @property
+    def user_env(self) -> str:
+        """The variable that gives the image the admin login's name."""
+        return self._image.user_env
+
+    @property
     def password_env(self) -> str:
         """The variable that gives the image the admin password (and tells a container of
         this kind from its environment)."""
