@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from sqlfence import __version__
+from sqlfence import __version__, databases
 from sqlfence.observe import events
 
 DESCRIPTION = """\
@@ -40,7 +40,7 @@ KNOWN_EVENT_TYPES = (
     "sandbox.*",
     "audit.*",
 )
-BACKENDS = ("sqlite", "postgres", "iris")
+BACKENDS = tuple(database.name for database in databases.PROFILES)
 RUNTIMES = ("embedded", "external", "docker")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from sqlfence import databases
 from sqlfence.errors import ConfigurationError, DefaultPolicyWarning, PrivilegeWarning
 from sqlfence.observe.observer import Observer, Session
 from sqlfence.policies.engine import Guard
@@ -130,10 +131,9 @@ def wrap(
 
 
 _DIALECTS_BY_MODULE = {
-    "sqlite3": "sqlite",
-    "psycopg": "postgres",
-    "iris": "iris",
-    "intersystems_iris": "iris",
+    package: database.dialect
+    for database in databases.PROFILES
+    for package in database.driver_packages
 }
 
 

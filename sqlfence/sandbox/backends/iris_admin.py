@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import SplitResult, unquote, urlsplit
 
+from sqlfence import databases
 from sqlfence.errors import LicenceRefused, SandboxError
 from sqlfence.proxy.iris_driver import LICENCE_LIMIT, is_licence_refusal
 from sqlfence.sandbox import naming
@@ -90,7 +91,7 @@ def login(
 
     arguments: dict[str, Any] = {
         "hostname": parts.hostname,
-        "port": parts.port or 1972,
+        "port": parts.port or databases.IRIS.default_port,
         "namespace": namespace,
         "username": unquote(parts.username or ""),
         "password": unquote(parts.password or ""),
@@ -99,7 +100,7 @@ def login(
         arguments["timeout"] = max(1, math.ceil(timeout))  # the driver takes whole seconds
     if tcp:
         arguments["sharedmemory"] = False
-    where = f"{parts.hostname}:{parts.port or 1972}"
+    where = f"{parts.hostname}:{parts.port or databases.IRIS.default_port}"
     try:
         return iris.dbapi.connect(**arguments)
     except iris.dbapi.Error as error:
@@ -394,7 +395,7 @@ def shared_server(parts: SplitResult) -> IRISServer:
     first use; give it back with ``release``."""
     key = (
         str(parts.hostname),
-        parts.port or 1972,
+        parts.port or databases.IRIS.default_port,
         unquote(parts.username or ""),
         unquote(parts.password or ""),
     )
