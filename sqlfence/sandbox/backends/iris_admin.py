@@ -44,6 +44,11 @@ _WRITABLE = "(writable)"
 Answer = Literal["ok", "busy", "no"]
 
 
+def _port(parts: SplitResult) -> int:
+    """The superserver port of an IRIS URL: its own, else the profile's (1972)."""
+    return parts.port or int(databases.IRIS.default_port or 0)
+
+
 def resource_names(name: str) -> tuple[str, str]:
     """The resources protecting sandbox ``name``'s globals and routines databases."""
     limit = naming.MAX_LENGTH - len("%DB_")
@@ -91,7 +96,7 @@ def login(
 
     arguments: dict[str, Any] = {
         "hostname": parts.hostname,
-        "port": parts.port or databases.IRIS.default_port,
+        "port": _port(parts),
         "namespace": namespace,
         "username": unquote(parts.username or ""),
         "password": unquote(parts.password or ""),
@@ -100,7 +105,7 @@ def login(
         arguments["timeout"] = max(1, math.ceil(timeout))  # the driver takes whole seconds
     if tcp:
         arguments["sharedmemory"] = False
-    where = f"{parts.hostname}:{parts.port or databases.IRIS.default_port}"
+    where = f"{parts.hostname}:{_port(parts)}"
     try:
         return iris.dbapi.connect(**arguments)
     except iris.dbapi.Error as error:
@@ -395,7 +400,7 @@ def shared_server(parts: SplitResult) -> IRISServer:
     first use; give it back with ``release``."""
     key = (
         str(parts.hostname),
-        parts.port or databases.IRIS.default_port,
+        _port(parts),
         unquote(parts.username or ""),
         unquote(parts.password or ""),
     )

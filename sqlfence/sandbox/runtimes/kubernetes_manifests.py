@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Literal
 
+from sqlfence import databases
 from sqlfence.errors import ConfigurationError
 from sqlfence.sandbox.limits import Limits
 from sqlfence.sandbox.registry import Owner
@@ -68,9 +69,7 @@ class ServerPod:
     engine: EngineSpec
     uid: int
     gid: int
-    probe: tuple[str, ...]  # a shell command that logs in with $ADMIN_USER / $ADMIN_PASSWORD
-    user_env: str
-    password_env: str
+    probe: tuple[str, ...]  # a shell command that logs in with the engine's admin variables
     data_mount: str | None = None
     data_env: tuple[str, str] | None = None  # (variable, directory under data_mount)
     start_seconds: int = 60  # how long the server may take to answer for the first time
@@ -87,8 +86,6 @@ POSTGRES_POD = ServerPod(
         'PGPASSWORD="$POSTGRES_PASSWORD" psql -w -h 127.0.0.1 -U "$POSTGRES_USER" '
         "-d postgres -tAc 'SELECT 1' >/dev/null",
     ),
-    user_env="POSTGRES_USER",
-    password_env="POSTGRES_PASSWORD",
     data_mount="/var/lib/postgresql/data",
     data_env=("PGDATA", "/var/lib/postgresql/data/pgdata"),
     start_seconds=60,
@@ -109,20 +106,19 @@ IRIS_POD = ServerPod(
         "iris.connect('127.0.0.1', 1972, 'USER', os.environ['IRIS_USERNAME'], "
         "os.environ['IRIS_PASSWORD']).close()\"",
     ),
-    user_env="IRIS_USERNAME",
-    password_env="IRIS_PASSWORD",
     start_seconds=300,
     config_files=IRIS.files,
 )
 
-PODS = {"postgres": POSTGRES_POD, "postgresql": POSTGRES_POD, "iris": IRIS_POD}
+PODS = {pod.engine.kind: pod for pod in (POSTGRES_POD, IRIS_POD)}
 
 
 def server_pod(kind: str) -> ServerPod:
-    """The pod facts of a database kind; SQLite has no server to place."""
-    pod = PODS.get(kind)
+    """The pod facts of a database kind (any of its names); SQLite has no server to place."""
+    database = databases.find(kind)
+    pod = PODS.get(database.name) if database is not None else None
     if pod is None:
-        if kind == "sqlite":
+        if database is databases.SQLITE:
             raise ConfigurationError(
                 "a sqlite sandbox is a file in this process: the kubernetes runtime places "
                 "database servers (postgres, iris)"
@@ -397,13 +393,13 @@ def _container(server: Server, limits: Limits, mounts: list[Manifest]) -> Manife
     engine = pod.engine
     secret = server.secret_name
     env: list[Manifest] = [
-        {"name": pod.user_env, "valueFrom": _secret_key(secret, ADMIN_USER_KEY)},
-        {"name": pod.password_env, "valueFrom": _secret_key(secret, ADMIN_PASSWORD_KEY)},
+        {"name": engine.user_env, "valueFrom": _secret_key(secret, ADMIN_USER_KEY)},
+        {"name": engine.password_env, "valueFrom": _secret_key(secret, ADMIN_PASSWORD_KEY)},
     ]
     if pod.data_env is not None:
         env.append({"name": pod.data_env[0], "value": pod.data_env[1]})
     for name, value in engine.environment("", "").items():
-        if name not in (pod.user_env, pod.password_env):
+        if name not in (engine.user_env, engine.password_env):
             env.append({"name": name, "value": value})
     probe = {"exec": {"command": list(pod.probe)}, "timeoutSeconds": 5}
     container: Manifest = {
