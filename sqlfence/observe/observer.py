@@ -50,16 +50,17 @@ class Observer:
     def denied(self, session: Session, sql: str, decision: Decision) -> None:
         """The fence refused ``sql``; ``decision.reasons`` says why. Nothing reached the driver."""
 
-    def started(self, session: Session, sql: str, decision: Decision, params: Any) -> Any:
-        """``decision.sql`` is about to go to the driver. Returns a token for ``finished``."""
+    def started(self, session: Session, sql: str, decision: Decision, params: Any) -> object:
+        """``decision.sql`` is about to go to the driver. Returns a token for ``finished``
+        (whatever the observer likes; the cursor only hands it back)."""
         return None
 
     def finished(
-        self, session: Session, token: Any, rowcount: int, error: BaseException | None
+        self, session: Session, token: object, rowcount: int, error: BaseException | None
     ) -> None:
         """The driver call returned (``error`` is None) or raised ``error``."""
 
-    def fetched(self, session: Session, token: Any, rows: int, truncated: bool) -> None:
+    def fetched(self, session: Session, token: object, rows: int, truncated: bool) -> None:
         """The statement's result set is done: ``rows`` were returned to the caller."""
 
     def metrics(self, session: Session) -> dict[str, Any]:

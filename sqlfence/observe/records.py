@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from opentelemetry.context import Context
 
     from sqlfence.observe.observer import Session
+    from sqlfence.observe.steps import Link
     from sqlfence.policies.engine import Decision
 
 _MAX_ERROR_CHARS = 2000
@@ -50,12 +51,15 @@ class StatementRecord:
         "_claim",
         "_rows_out",
         "_truncated_out",
+        "caller_token",
         "context",
         "decision",
         "duration",
         "error",
+        "link",
         "parameterised",
         "params",
+        "phase",
         "query_id",
         "rowcount",
         "rows",
@@ -76,6 +80,9 @@ class StatementRecord:
         self.t0 = t0
         self.ts_ns = ts_ns
         self.query_id = query_id
+        self.phase = 0  # the step of the statement the pipeline is at (pipeline.STARTED...)
+        self.link: Link | None = None  # the pipeline's per-connection state
+        self.caller_token: object = None  # what a caller's Observer returned from started
         self.params: Any = None  # kept only when the audit settings record parameters
         self.parameterised = False
         self.context: Context | None = None
@@ -96,17 +103,23 @@ class StatementRecord:
         self._claim = [None]
 
     def add_rows(self, rows: int, truncated: bool) -> bool:
-        """The result is done: True when the rows will be in the statement's own audit event,
-        False when they need a ``fetch`` event (the writer took the event first, or it was
-        queued without ``await_rows``).
+        """The result is done: store the rows and ``claim_rows``."""
+        self.rows = rows
+        self.truncated = truncated
+        return self.claim_rows()
+
+    def claim_rows(self) -> bool:
+        """True when ``rows`` will be in the statement's own audit event, False when they
+        need a ``fetch`` event (the writer took the event first, or it was queued without
+        ``await_rows``).
 
         The query's thread and the audit writer race to pop the one token (``list.pop`` is
         atomic): the rows are stored before the attempt, and the writer reads them only when
         it lost, so they land in exactly one event. No allocation: this runs for every
         statement that returns rows.
         """
-        self.rows = rows
-        self.truncated = truncated
+        rows = self.rows
+        truncated = self.truncated
         claim = self._claim
         if claim is None:
             return False
@@ -172,11 +185,12 @@ class DenialRecord:
     """A statement the fence refused; nothing reached the driver."""
 
     layout = DENIAL_LAYOUT
-    __slots__ = ("context", "decision", "session", "sql", "ts_ns")
+    __slots__ = ("context", "decision", "link", "session", "sql", "ts_ns")
 
     def __init__(
         self, session: Session, sql: str, decision: Decision, context: Context | None
     ) -> None:
+        self.link: Link | None = None  # the pipeline's per-connection state
         self.session = session
         self.sql = sql
         self.decision = decision

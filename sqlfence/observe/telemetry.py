@@ -84,6 +84,13 @@ class Telemetry:
             return otel_context.get_current()
         return None
 
+    def poll(self, now: float) -> bool:
+        """Whether there is something to export, looking the providers up again when it is
+        time (``now`` is perf_counter)."""
+        if now >= self._next_check:
+            self.refresh(now)
+        return self.active
+
     def submit(self, record: StatementRecord | DenialRecord | FetchRecord) -> None:
         """Export ``record`` (on the worker thread unless ``background`` is off)."""
         if self._worker is None:

@@ -54,7 +54,7 @@ class GuardedCursor:
         self._connection = connection
         self._raw = raw
         self._decision: Decision | None = None
-        self._token: Any = None
+        self._token: object = None  # the observer's, handed back to it
         self._cap: int | None = None
         self._returned = 0
         self._truncated = False
@@ -146,7 +146,7 @@ class GuardedCursor:
         self._ran(decision, token)
         return result if result is not None else parameters
 
-    def _start(self, operation: str, parameters: Any) -> tuple[Decision, Any]:
+    def _start(self, operation: str, parameters: Any) -> tuple[Decision, object]:
         """Decide; refuse (denied, paused, over quota) or record the start. Returns the token."""
         if self._pending:
             self._finish()
@@ -170,13 +170,13 @@ class GuardedCursor:
             connection._before(decision)
         return decision, token
 
-    def _failed(self, token: Any, error: BaseException) -> Exception:
+    def _failed(self, token: object, error: BaseException) -> Exception:
         """Record the driver's error; the sqlfence error to raise in its place."""
         connection = self._connection
         connection._observer.finished(connection._session, token, -1, error)
         return connection._translate(error)
 
-    def _bad_value(self, token: Any, error: Exception) -> DataError | ProgrammingError:
+    def _bad_value(self, token: object, error: Exception) -> DataError | ProgrammingError:
         """Record a parameter the driver could not send; the DataError to raise instead."""
         connection = self._connection
         connection._observer.finished(connection._session, token, -1, error)
@@ -185,7 +185,7 @@ class GuardedCursor:
         what = "cannot be encoded" if isinstance(error, UnicodeError) else "is out of range"
         return DataError(f"a parameter value {what} for the database: {error}")
 
-    def _ran(self, decision: Decision, token: Any) -> None:
+    def _ran(self, decision: Decision, token: object) -> None:
         """Record success; the result set (if any) is now open for fetching."""
         connection = self._connection
         connection._observer.finished(connection._session, token, self._raw.rowcount, None)

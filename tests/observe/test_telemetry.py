@@ -22,6 +22,7 @@ from sqlfence.observe import lifecycle
 from sqlfence.observe.fanout import FanoutObserver, build_observer
 from sqlfence.observe.filesink import chain_files
 from sqlfence.observe.settings import TelemetrySettings
+from sqlfence.observe.steps import Counted
 from sqlfence.observe.telemetry import DURATION_BUCKETS, Telemetry
 from tests.observe.conftest import (
     DENIED,
@@ -219,7 +220,7 @@ def test_without_an_sdk_nothing_is_built() -> None:
     assert observer.telemetry is not None
     assert not observer.telemetry.active
     token = observer.started(make_session(), SELECT.sql, SELECT, None)
-    assert type(token) is tuple
+    assert type(token) is Counted
     observer.close()
 
 

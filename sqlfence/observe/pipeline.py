@@ -1,0 +1,336 @@
+"""``Pipeline``: the one observer the cursor calls. Each step of a connection's life becomes
+an event, handed to every part in order by one loop (``_handle``), structlog's way.
+
+The parts (``parts.py``: audit, monitor, telemetry, a caller's ``Observer``) each have one
+small interface: ``handle(event)``, ``flush()``, ``close()``. A part that raises is counted
+(``metrics()["observer"]["failures"]``) and logged, never raised into the query, with one
+exception: an audit log that fails closed raises ``AuditError``, which the loop raises once
+every part has seen the event (from ``connected``, ``denied``, ``started`` and ``finished``).
+
+The events: a ``ConnectionEvent`` (connected, attached, refused, disconnected), the
+statement's ``StatementRecord`` at each ``phase`` (started, finished, fetched), a
+``DenialRecord``, an ``Alert`` the monitor raised, ``CLOSING``; and, when no part records
+statements (no audit log, no telemetry SDK), a ``Counted`` tuple that costs no allocation
+beyond a tuple on the query's thread.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from time import perf_counter, time_ns
+from typing import TYPE_CHECKING, Any
+
+from sqlfence.errors import AuditError
+from sqlfence.observe import lifecycle
+from sqlfence.observe.observer import Observer, Session
+from sqlfence.observe.parts import AuditPart, MonitorPart, TelemetryPart
+from sqlfence.observe.records import DenialRecord, StatementRecord
+from sqlfence.observe.settings import MonitorSettings
+from sqlfence.observe.steps import (
+    ATTACHED,
+    CLOSING,
+    CONNECTED,
+    DISCONNECTED,
+    EVENT_TYPES,
+    FETCHED,
+    FINISHED,
+    REFUSED,
+    STARTED,
+    ConnectionEvent,
+    Counted,
+    Event,
+    Link,
+    Part,
+    Tick,
+    Token,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+    from sqlfence.observe.alerts import Alert
+    from sqlfence.observe.audit import AuditLog
+    from sqlfence.observe.monitor import Monitor
+    from sqlfence.observe.telemetry import Telemetry
+    from sqlfence.policies.engine import Decision
+
+logger = logging.getLogger("sqlfence.observe")
+_TICK_S = 1.0
+
+
+class Pipeline(Observer):
+    """The parts behind the ``Observer`` hooks. Build with ``build_observer``.
+
+    ``monitor``, ``telemetry``, then ``parts`` (a caller's ``ObserverPart``...), then
+    ``audit`` are the parts, in that order; the three are kept as attributes for
+    ``metrics()``, ``health()`` and ``report_resource()``.
+    ``release`` are called once by ``close()`` (they hand back shared audit logs, monitors
+    and telemetry).
+    """
+
+    def __init__(
+        self,
+        *,
+        audit: AuditLog | None = None,
+        monitor: Monitor | None = None,
+        telemetry: Telemetry | None = None,
+        parts: Iterable[Part] = (),
+        release: tuple[Callable[[], None], ...] = (),
+    ) -> None:
+        self.audit = audit
+        self.monitor = monitor
+        self.telemetry = telemetry
+        # The monitor first (an alert it raises is recorded), the audit log last (the
+        # denial's event carries the trace the telemetry part captured; a caller's part
+        # sees the parameters before the audit log keeps or drops them).
+        parts = tuple(parts)
+        built: list[Part] = []
+        if monitor is not None:
+            built.append(MonitorPart(monitor, self._notify))
+        if telemetry is not None:
+            built.append(TelemetryPart(telemetry))
+        built.extend(parts)
+        if audit is not None:
+            built.append(AuditPart(audit))
+        self.parts: tuple[Part, ...] = tuple(built)
+        # Each kind of event goes to the parts that act on it, in order.
+        self._routes = {
+            kind: tuple(part for part in built if kind in part.handles) for kind in EVENT_TYPES
+        }
+        self._release = release
+        self._links: dict[int, Link] = {}
+        self._ids = itertools.count(1)
+        slow_ms = (monitor.settings if monitor else MonitorSettings()).slow_threshold_ms
+        self._slow_s = slow_ms / 1000
+        names = ("audit", "monitor", "telemetry", *(part.name for part in parts), "observer")
+        self.failures = dict.fromkeys(names, 0)
+        self._next_tick = 0.0
+        self._closed = False
+        lifecycle.register(self, lifecycle.OBSERVERS)
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def _handle(self, event: Event) -> None:
+        """Hand ``event`` to every part; a fail-closed refusal is raised after the last."""
+        refusal = None
+        for part in self._routes[type(event)]:
+            try:
+                part.handle(event)
+            except AuditError as error:
+                refusal = error
+            except Exception as error:
+                self._failed(part.name, error)
+        if refusal is not None:
+            raise refusal
+
+    # -- connections ----------------------------------------------------------------------
+
+    def connected(self, session: Session) -> None:
+        """Record the connection. Raises AuditError when it cannot be audited and the audit
+        log fails closed."""
+        try:
+            link = self._links[session.connection_id] = Link(session)
+            try:
+                self._handle(ConnectionEvent(CONNECTED, link))
+            except AuditError:
+                self._links.pop(session.connection_id, None)
+                self._handle(ConnectionEvent(REFUSED, link))
+                raise
+        except AuditError:
+            raise
+        except Exception as error:  # never into the query
+            self._failed("observer", error)
+
+    def _attach(self, session: Session) -> Link:
+        """A session first seen in a statement (given to the observer directly)."""
+        link = self._links[session.connection_id] = Link(session)
+        self._handle(ConnectionEvent(ATTACHED, link))
+        return link
+
+    def disconnected(self, session: Session) -> None:
+        """Record the disconnection. Never raises: an audit failure here is counted (the
+        connection is closed either way)."""
+        try:
+            link = self._links.pop(session.connection_id, None)
+            if link is not None:
+                self._handle(ConnectionEvent(DISCONNECTED, link))
+        except AuditError as error:
+            self._failed("audit", error)
+        except Exception as error:  # never into the query
+            self._failed("observer", error)
+
+    # -- statements (the hot path) --------------------------------------------------------
+
+    def denied(self, session: Session, sql: str, decision: Decision) -> None:
+        """Count, record and trace the denial. Raises AuditError when it cannot be audited
+        and the audit log fails closed."""
+        try:
+            record = DenialRecord(session, sql, decision, None)
+            record.link = self._links.get(session.connection_id) or self._attach(session)
+            self._handle(record)
+        except AuditError as error:
+            error.ran = False  # a denied statement never reaches the database
+            raise
+        except Exception as error:  # never into the query
+            self._failed("observer", error)
+
+    def started(self, session: Session, sql: str, decision: Decision, params: Any) -> Token:
+        """Take the start time. The token is the statement's record, or a ``Counted`` when
+        no part records statements. Raises AuditError, before anything reaches the
+        database, while the audit log refuses writes and fails closed."""
+        try:
+            t0 = perf_counter()
+            link = self._links.get(session.connection_id) or self._attach(session)
+            if t0 >= self._next_tick:
+                self._next_tick = t0 + _TICK_S
+                self._handle(Tick(t0))
+            for part in self.parts:
+                if part.records:
+                    break
+            else:
+                return Counted(link, decision, sql, t0)
+            record = StatementRecord(session, sql, decision, t0, time_ns(), next(self._ids))
+            record.link = link
+            record.phase = STARTED
+            if params is not None and not (isinstance(params, (tuple, list, dict)) and not params):
+                record.parameterised = True
+                record.params = params
+            self._handle(record)
+            return record
+        except AuditError:
+            raise
+        except Exception as error:  # never into the query
+            self._failed("observer", error)
+            return None
+
+    def finished(
+        self, session: Session, token: object, rowcount: int, error: BaseException | None
+    ) -> None:
+        """Time the statement, count it, and record it (in ``sync`` durability, return once
+        its audit event is on disk). Raises AuditError when the event cannot be recorded and
+        the audit log fails closed; the statement has run then (``error.ran``)."""
+        try:
+            end = perf_counter()
+            if type(token) is StatementRecord:
+                token.duration = duration = end - token.t0
+                token.rowcount = rowcount
+                token.error = error
+                token.slow = duration >= self._slow_s
+                token.phase = FINISHED
+                self._handle(token)
+            elif type(token) is Counted:
+                token.duration = end - token.t0
+                token.error = error
+                token.rowcount = rowcount
+                token.phase = FINISHED
+                self._handle(token)
+        except AuditError:
+            raise
+        except Exception as failure:  # never into the query
+            self._failed("observer", failure)
+
+    def fetched(self, session: Session, token: object, rows: int, truncated: bool) -> None:
+        """The statement's result is done: count and record its rows. Never raises."""
+        try:
+            if type(token) is StatementRecord or type(token) is Counted:
+                token.rows = rows
+                token.truncated = truncated
+                token.phase = FETCHED
+                self._handle(token)
+        except AuditError as error:
+            self._failed("audit", error)
+        except Exception as error:  # never into the query
+            self._failed("observer", error)
+
+    def _notify(self, alert: Alert) -> None:
+        """An alert the monitor raised: an event for the other parts (the audit log records
+        it). A failure is the audit log's, never the statement's."""
+        try:
+            self._handle(alert)
+        except AuditError as error:
+            self._failed("audit", error)
+
+    # -- reading and the rest -------------------------------------------------------------
+
+    def metrics(self, session: Session) -> dict[str, Any]:
+        """The connection's metrics, its agent's under ``agent``, health under ``observer``."""
+        result: dict[str, Any] = {}
+        link = self._links.get(session.connection_id)
+        monitor = self.monitor
+        try:
+            if monitor is not None and link is not None and link.stats is not None:
+                result.update(monitor.metrics(link.stats))
+                if session.agent_id is not None:
+                    result["agent"] = monitor.agent_metrics(session.agent_id)
+        except Exception as error:
+            self._failed("monitor", error)
+        result["observer"] = self.health()
+        return result
+
+    def health(self) -> dict[str, Any]:
+        """Failures per part, audit queue and drops, telemetry drops, alert deliveries."""
+        health: dict[str, Any] = {"failures": dict(self.failures)}
+        if self.audit is not None:
+            health["audit"] = self.audit.stats()
+        if self.telemetry is not None:
+            health["telemetry"] = {
+                "active": self.telemetry.active,
+                "queued": self.telemetry.queued,
+                "failures": self.telemetry.failures,
+            }
+        if self.monitor is not None:
+            dispatcher = self.monitor.dispatcher
+            health["alerts"] = {
+                "delivered": dispatcher.delivered,
+                "failures": dispatcher.failures,
+                "dropped": dispatcher.dropped,
+            }
+        return health
+
+    def report_resource(
+        self, kind: str, value: float, session: Session | None = None, **where: Any
+    ) -> None:
+        """A resource reading from the sandbox layer (see ``Monitor.report_resource``)."""
+        if self.monitor is not None:
+            self.monitor.report_resource(kind, value, session=session, notify=self._notify, **where)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until what was recorded so far reached the files, providers and webhooks."""
+        for part in self.parts:
+            part.flush(timeout)
+
+    def close(self) -> None:
+        """Record what is held back, close the parts and hand back the shared ones.
+        Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self.at_exit()
+        for part in self.parts:
+            try:
+                part.close()
+            except Exception:
+                logger.exception("closing the %s part failed", part.name)
+        for release in self._release:
+            try:
+                release()
+            except Exception:
+                logger.exception("releasing %r failed", release)
+        lifecycle.unregister(self, lifecycle.OBSERVERS)
+
+    def at_exit(self) -> None:
+        """Record every statement still waiting for its rows."""
+        try:
+            self._handle(CLOSING)
+        except AuditError as error:
+            self._failed("audit", error)
+
+    def _failed(self, part: str, error: BaseException) -> None:
+        count = self.failures[part] = self.failures.get(part, 0) + 1
+        if count == 1 or count % 1000 == 0:
+            logger.error("sqlfence %s failed (%d times): %r", part, count, error, exc_info=error)
+
+
+FanoutObserver = Pipeline
+"""The name this observer had before it was a pipeline of parts."""
