@@ -188,6 +188,10 @@ class TelemetrySettings(_Settings):
     (its queue is full) the query's thread waits rather than telemetry being lost.
     ``exemplars`` records metrics in the statement span's context, so the SDK may attach
     exemplars (linking a histogram bucket to a trace) at a few microseconds per measurement.
+    ``returned_rows`` (opt-in, as in the semantic conventions) adds ``db.response.returned_rows``
+    to spans and records the ``db.client.response.returned_rows`` histogram, one more SDK
+    measurement per statement. Span attributes are built only for spans the application's
+    sampler records.
     ``tracer_provider``/``meter_provider`` override the global ones.
     """
 
@@ -195,7 +199,7 @@ class TelemetrySettings(_Settings):
     spans: bool = True
     metrics: bool = True
     query_text: Literal["auto", "masked", "raw", "off"] = "auto"
-    returned_rows: bool = True
+    returned_rows: bool = False
     exemplars: bool = False
     background: bool = True
     queue_size: int = Field(16_384, gt=0)

@@ -57,8 +57,11 @@ class Telemetry:
         self._instruments: tuple[Any, Any, Any] | None = None
         self._next_check = 0.0
         self.active = False
-        self._span_attrs: dict[tuple[int, str, bool], tuple[Decision, dict[str, Any]]] = {}
-        self._metric_attrs: dict[tuple[int, int], tuple[Decision, dict[str, Any]]] = {}
+        # Keyed by connection and SQL text, checked to be the same decision and session.
+        self._span_attrs: dict[
+            tuple[int, str, bool], tuple[Decision, Session, str, dict[str, Any]]
+        ] = {}
+        self._metric_attrs: dict[tuple[int, str], tuple[Decision, Session, dict[str, Any]]] = {}
         self.failures = 0
         self._decisions: dict[tuple[str, str, str | None], int] = {}
         self._worker: BatchWorker | None = None
@@ -162,18 +165,21 @@ class Telemetry:
         error_type = None if error is None else qualified_name(error)
         metric_context = _NO_EXEMPLARS
         tracer = self._tracer
+        returned_rows = self.settings.returned_rows and record.rows is not None
         if tracer is not None:
-            attributes = dict(self._span_attributes(session, decision, record.parameterised))
-            attributes["sqlfence.query_id"] = record.query_id
-            if record.rows is not None and self.settings.returned_rows:
-                attributes["db.response.returned_rows"] = record.rows
-                if record.truncated:
-                    attributes["sqlfence.truncated"] = True
-            if error_type is not None:
-                attributes["error.type"] = error_type
-            failure = None if error is None else f"{type(error).__name__}: {error}"
-            end_ns = record.ts_ns + int(record.duration * 1e9)
-            span = _client_span(tracer, record, attributes, end_ns, failure)
+            name, attributes = self._span_attributes(session, decision, record.parameterised)
+            span = _start_span(tracer, name, record, attributes)
+            if span.is_recording():  # the application's sampler kept it: finish its attributes
+                extra: dict[str, Any] = {"sqlfence.query_id": record.query_id}
+                if returned_rows:
+                    extra["db.response.returned_rows"] = record.rows
+                    if record.truncated:
+                        extra["sqlfence.truncated"] = True
+                if error is not None:
+                    extra["error.type"] = error_type
+                    span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+                span.set_attributes(extra)
+            span.end(end_time=record.ts_ns + int(record.duration * 1e9))
             if self.settings.exemplars:
                 metric_context = trace.set_span_in_context(span, record.context)
         if self._instruments is not None:
@@ -182,7 +188,7 @@ class Telemetry:
             if error_type is not None:
                 attributes = {**attributes, "error.type": error_type}
             duration.record(record.duration, attributes, context=metric_context)
-            if record.rows is not None:
+            if returned_rows:
                 rows.record(record.rows, attributes, context=metric_context)
             self._count_decision(session, decision)
 
@@ -190,16 +196,20 @@ class Telemetry:
         decision = record.decision
         session = record.session
         if self._tracer is not None:
-            attributes = dict(self._span_attributes(session, decision, False))
-            attributes["error.type"] = "PolicyViolation"
-            reasons = "; ".join(str(reason) for reason in decision.reasons)
-            failure = f"denied: {reasons}" if reasons else "denied"
-            _client_span(self._tracer, record, attributes, record.ts_ns, failure)
+            name, attributes = self._span_attributes(session, decision, False)
+            span = _start_span(self._tracer, name, record, attributes)
+            if span.is_recording():
+                span.set_attribute("error.type", "PolicyViolation")
+                reasons = "; ".join(str(reason) for reason in decision.reasons)
+                span.set_status(
+                    Status(StatusCode.ERROR, f"denied: {reasons}" if reasons else "denied")
+                )
+            span.end(end_time=record.ts_ns)
         if self._instruments is not None:
             self._count_decision(session, decision)
 
     def _fetch(self, record: FetchRecord) -> None:
-        if self._instruments is not None:
+        if self._instruments is not None and self.settings.returned_rows:
             statement = record.statement
             attributes = self._metric_attributes(statement.session, statement.decision)
             self._instruments[1].record(record.rows, attributes, context=_NO_EXEMPLARS)
@@ -224,11 +234,14 @@ class Telemetry:
 
     def _span_attributes(
         self, session: Session, decision: Decision, parameterised: bool
-    ) -> dict[str, Any]:
+    ) -> tuple[str, dict[str, Any]]:
+        """The span's name and the attributes known when it starts (what a sampler may
+        look at), built once per connection and decision. Never modified once built: the
+        SDK copies what it keeps."""
         key = (session.connection_id, decision.sql, parameterised)
         entry = self._span_attrs.get(key)
-        if entry is not None and entry[0] is decision:
-            return entry[1]
+        if entry is not None and entry[0] is decision and entry[1] is session:
+            return entry[2], entry[3]
         attributes = _common_attributes(session, decision)
         text = _query_text(decision.sql, parameterised, self.settings.query_text)
         if text is not None:
@@ -246,30 +259,29 @@ class Telemetry:
         ):
             if value is not None:
                 attributes[name] = value
-        _remember(self._span_attrs, key, (decision, attributes))
-        return attributes
+        name = _span_name(session, decision)
+        _remember(self._span_attrs, key, (decision, session, name, attributes))
+        return name, attributes
 
     def _metric_attributes(self, session: Session, decision: Decision) -> dict[str, Any]:
-        key = (session.connection_id, id(decision))
+        key = (session.connection_id, decision.sql)
         entry = self._metric_attrs.get(key)
-        if entry is not None and entry[0] is decision:
-            return entry[1]
+        if entry is not None and entry[0] is decision and entry[1] is session:
+            return entry[2]
         attributes = _common_attributes(session, decision)
-        _remember(self._metric_attrs, key, (decision, attributes))
+        _remember(self._metric_attrs, key, (decision, session, attributes))
         return attributes
 
 
-def _client_span(
+def _start_span(
     tracer: trace.Tracer,
+    name: str,
     record: StatementRecord | DenialRecord,
     attributes: dict[str, Any],
-    end_ns: int,
-    failure: str | None,
 ) -> trace.Span:
-    """The statement's ended CLIENT span, with error status ``failure`` when there is one."""
-    decision = record.decision
-    span = tracer.start_span(
-        _span_name(record.session, decision),
+    """The statement's CLIENT span, started at the statement's own time."""
+    return tracer.start_span(
+        name,
         context=record.context,
         kind=SpanKind.CLIENT,
         attributes=attributes,
@@ -277,10 +289,6 @@ def _client_span(
         record_exception=False,
         set_status_on_exception=False,
     )
-    if failure is not None:
-        span.set_status(Status(StatusCode.ERROR, failure))
-    span.end(end_time=end_ns)
-    return span
 
 
 def _is_real(provider: Any) -> bool:
@@ -324,8 +332,9 @@ def _common_attributes(session: Session, decision: Decision) -> dict[str, Any]:
     attributes: dict[str, Any] = {"db.system.name": session.system}
     if session.namespace is not None:
         attributes["db.namespace"] = session.namespace
-    if len(facts.tables) == 1:
-        attributes["db.collection.name"] = next(iter(facts.tables))
+    collection = collection_name(decision)
+    if collection is not None:
+        attributes["db.collection.name"] = collection
     if facts.operation:
         attributes["db.operation.name"] = facts.operation.upper()
     if facts.summary:
@@ -335,6 +344,28 @@ def _common_attributes(session: Session, decision: Decision) -> dict[str, Any]:
         if session.server_port is not None:
             attributes["server.port"] = session.server_port
     return attributes
+
+
+def collection_name(decision: Decision) -> str | None:
+    """``db.collection.name``: the statement's one table as the query wrote it (its case,
+    and its schema only when the query named one); None for no table or several.
+
+    The facts hold the name normalised and qualified by the default schema; the summary
+    holds it as written, without a schema.
+    """
+    facts = decision.facts
+    if len(facts.tables) != 1:
+        return None
+    qualified = next(iter(facts.tables))
+    schema, _, table = qualified.rpartition(".")
+    written = next((w for w in facts.summary.split() if w.lower() == table.lower()), table)
+    if schema:
+        text = decision.sql
+        lowered = text.lower()
+        at = lowered.find(f"{schema}.{written}".lower())
+        if at >= 0 and len(lowered) == len(text):
+            return text[at : at + len(schema) + 1 + len(written)]
+    return written
 
 
 def _outcome(decision: Decision) -> str:

@@ -23,7 +23,7 @@ from sqlfence.observe.fanout import FanoutObserver, build_observer
 from sqlfence.observe.filesink import chain_files
 from sqlfence.observe.settings import TelemetrySettings
 from sqlfence.observe.steps import Counted
-from sqlfence.observe.telemetry import DURATION_BUCKETS, Telemetry
+from sqlfence.observe.telemetry import DURATION_BUCKETS, Telemetry, collection_name
 from tests.observe.conftest import (
     DENIED,
     DETECTED,
@@ -51,7 +51,7 @@ def _observer(otel: OTel, background: bool = False, **settings: Any) -> FanoutOb
 
 def test_a_statement_is_a_client_span_per_the_conventions(otel: OTel) -> None:
     """A statement is a CLIENT span named by its summary, with db.* and sqlfence.* attributes."""
-    observer = _observer(otel)
+    observer = _observer(otel, returned_rows=True)
     session = make_session(server_address="db.internal", server_port=5433)
     token = execute(observer, session, SELECT, rows=3)
     observer.close()
@@ -62,7 +62,7 @@ def test_a_statement_is_a_client_span_per_the_conventions(otel: OTel) -> None:
     assert dict(span.attributes) == {
         "db.system.name": "sqlite",
         "db.namespace": "main",
-        "db.collection.name": "main.orders",
+        "db.collection.name": "orders",
         "db.operation.name": "SELECT",
         "db.query.summary": "SELECT orders",
         "db.query.text": "SELECT * FROM orders WHERE id = ?",
@@ -129,8 +129,8 @@ def test_a_denied_statement_has_an_error_span_and_no_duration(otel: OTel) -> Non
 
 
 def test_metrics_follow_the_conventions(otel: OTel) -> None:
-    """Duration (advisory buckets), returned rows and decisions by outcome are recorded."""
-    observer = _observer(otel)
+    """Duration (advisory buckets), returned rows (opted in) and decisions by outcome."""
+    observer = _observer(otel, returned_rows=True)
     session = make_session()
     for _ in range(3):
         execute(observer, session, SELECT, rows=4)
@@ -147,7 +147,7 @@ def test_metrics_follow_the_conventions(otel: OTel) -> None:
     assert dict(select.attributes) == {
         "db.system.name": "sqlite",
         "db.namespace": "main",
-        "db.collection.name": "main.orders",
+        "db.collection.name": "orders",
         "db.operation.name": "SELECT",
         "db.query.summary": "SELECT orders",
     }
@@ -303,7 +303,7 @@ def test_spans_reach_an_otlp_http_collector(collector: tuple[str, list[Any]]) ->
     url, received = collector
     provider = TracerProvider()
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=url, timeout=10)))
-    telemetry = TelemetrySettings(tracer_provider=provider, metrics=False)
+    telemetry = TelemetrySettings(tracer_provider=provider, metrics=False, returned_rows=True)
     observer = build_observer(monitoring=False, telemetry=telemetry)
     session = make_session()
     execute(observer, session, SELECT, rows=2)
@@ -370,3 +370,67 @@ def test_exemplars_link_metrics_to_the_span_only_when_asked(otel: OTel, exemplar
     db_span = next(s for s in otel.spans.get_finished_spans() if s.name == "SELECT orders")
     span_ids = {e.span_id for e in point.exemplars}
     assert span_ids == ({db_span.context.span_id} if exemplars else set())
+
+
+def test_returned_rows_are_opt_in(otel: OTel) -> None:
+    """By default neither the span nor a histogram carries the rows (semantic conventions:
+    opt-in); the duration histogram is still recorded."""
+    observer = _observer(otel)
+    execute(observer, make_session(), SELECT, rows=3)
+    observer.close()
+    (span,) = otel.spans.get_finished_spans()
+    assert "db.response.returned_rows" not in span.attributes
+    points = otel.metric_points()
+    assert "db.client.response.returned_rows" not in points
+    assert sum(p.count for p in points["db.client.operation.duration"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("sql", "tables", "summary", "expected"),
+    [
+        ("SELECT * FROM Orders", {"main.orders"}, "SELECT Orders", "Orders"),
+        ("SELECT * FROM main.orders", {"main.orders"}, "SELECT orders", "main.orders"),
+        ('SELECT * FROM "Shop".Orders', {"Shop.Orders"}, "SELECT Orders", "Orders"),
+        ("SELECT * FROM a JOIN b ON 1", {"main.a", "main.b"}, "SELECT a b", None),
+        ("SELECT 1", set(), "SELECT", None),
+    ],
+)
+def test_the_collection_is_named_as_the_query_wrote_it(
+    sql: str, tables: set[str], summary: str, expected: str | None
+) -> None:
+    """db.collection.name is the one table as written (its case; its schema only when the
+    query named it), not qualified with the default schema; none for several tables."""
+    decision = make_decision(sql=sql, facts=make_facts(tables=frozenset(tables), summary=summary))
+    assert collection_name(decision) == expected
+
+
+def test_spans_the_sampler_drops_get_no_attributes_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a sampler that records nothing, no span is exported and the per-statement
+    attributes are never set (the span does not record); the histogram still counts."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+    from opentelemetry.trace import NonRecordingSpan
+
+    exported = InMemorySpanExporter()
+    tracer_provider = TracerProvider(sampler=ALWAYS_OFF)
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exported))
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    set_calls: list[object] = []
+    monkeypatch.setattr(
+        NonRecordingSpan, "set_attributes", lambda self, attributes: set_calls.append(attributes)
+    )
+    otel = OTel(exported, reader, tracer_provider, meter_provider)
+    observer = _observer(otel)
+    execute(observer, make_session(), SELECT, rows=3)
+    execute(observer, make_session(), DENIED)
+    observer.close()
+    assert exported.get_finished_spans() == ()
+    assert set_calls == []
+    assert sum(p.count for p in otel.metric_points()["db.client.operation.duration"]) == 1
+    tracer_provider.shutdown()
+    meter_provider.shutdown()
