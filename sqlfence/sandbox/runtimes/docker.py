@@ -29,13 +29,14 @@ from sqlfence.sandbox.limits import Limits
 from sqlfence.sandbox.registry import Owner, Record
 from sqlfence.sandbox.runtimes.base import GivenServer, PlacementRequest, RuntimeOptions
 from sqlfence.sandbox.runtimes.docker_specs import (
-    SPECS,
     EngineSpec,
     cpu_percent,
     memory_bytes,
     memory_used,
     nano_cpus,
     ready_logs_missing,
+    spec_for,
+    spec_of_container,
 )
 
 LABEL = "sqlfence"  # value: "server" on every container sqlfence starts
@@ -153,11 +154,9 @@ class Server:
         deadline = time.monotonic() + timeout
         while True:
             self.container.reload()
-            bound = (self.container.attrs["NetworkSettings"]["Ports"] or {}).get(
-                f"{self.spec.port}/tcp"
-            )
-            if bound:
-                return int(bound[0]["HostPort"])
+            port = _published(self.container, self.spec)
+            if port is not None:
+                return int(port)
             if self.container.status not in ("created", "running") or (time.monotonic() > deadline):
                 raise self._not_ready("its port was never published")
             time.sleep(0.05)
@@ -312,11 +311,7 @@ class DockerRuntime:
 
     def spec(self, kind: str) -> EngineSpec:
         """The engine spec of ``kind``. Raises ConfigurationError for SQLite and unknowns."""
-        if kind == "sqlite":
-            raise ConfigurationError("SQLite has no server: use runtime='embedded'")
-        if kind not in SPECS:
-            raise ConfigurationError(f"no container spec for backend {kind!r} (postgres, iris)")
-        return SPECS[kind]
+        return spec_for(kind)
 
     def place(self, request: PlacementRequest) -> ContainerPlacement:
         """Start the sandbox's own container (dedicated), or reuse the shared one."""
@@ -349,9 +344,8 @@ class DockerRuntime:
             labels = container.labels
             if labels.get("sqlfence.sandbox") == record.name:
                 return ContainerPlacement(container, admin_url_of(container), dedicated=True)
-            if (
-                labels.get("sqlfence.placement") == "shared"
-                and kind_of(container) == SPECS[record.backend].kind
+            if labels.get("sqlfence.placement") == "shared" and (
+                spec_of(container).kind == spec_for(record.backend).kind
             ):
                 shared.append(container)
         for container in sorted(shared, key=lambda c: _port_of(c) not in record.location):
@@ -426,7 +420,7 @@ class ContainerPlacement:
         self.admin_url = admin_url
         self.dedicated = dedicated
         self._server = server  # started by this process: removed at exit if still there
-        self._spec = SPECS[kind_of(container)]
+        self._spec = spec_of(container)
         self._failure: str | None = None
         self._sticky = False
         self._listeners: list[Callable[[str], None]] = []
@@ -517,30 +511,38 @@ def containers(root: Path) -> list[Any]:
     return found
 
 
-def kind_of(container: Any) -> str:
-    """The database a server container runs (``postgres`` or ``iris``), from its env."""
-    env = container.attrs["Config"]["Env"] or []
-    return "iris" if any(item.startswith("IRIS_PASSWORD=") for item in env) else "postgres"
+def spec_of(container: Any) -> EngineSpec:
+    """The engine spec of a server container sqlfence started, told from its environment."""
+    return spec_of_container(_environment(container))
+
+
+def _environment(container: Any) -> dict[str, str]:
+    return dict(
+        item.split("=", 1) for item in container.attrs["Config"]["Env"] or [] if "=" in item
+    )
+
+
+def _published(container: Any, spec: EngineSpec) -> str | None:
+    """The host port the server's port is published on, or None."""
+    bound = (container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{spec.port}/tcp")
+    return str(bound[0]["HostPort"]) if bound else None
 
 
 def _port_of(container: Any) -> str:
-    bound = (container.attrs["NetworkSettings"]["Ports"] or {}).get(
-        f"{SPECS[kind_of(container)].port}/tcp"
-    )
-    return f":{bound[0]['HostPort']}/" if bound else "-"
+    port = _published(container, spec_of(container))
+    return f":{port}/" if port else "-"
 
 
 def admin_url_of(container: Any) -> str | None:
     """The admin URL of a running server container, rebuilt from its env and ports."""
-    env = dict(item.split("=", 1) for item in container.attrs["Config"]["Env"] or [] if "=" in item)
-    kind = kind_of(container)
-    spec = SPECS[kind]
-    bound = (container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{spec.port}/tcp")
-    if container.status != "running" or not bound:
+    env = _environment(container)
+    spec = spec_of_container(env)
+    port = _published(container, spec)
+    if container.status != "running" or port is None:
         return None
-    user = env.get("IRIS_USERNAME" if kind == "iris" else "POSTGRES_USER", spec.user)
-    password = env.get("IRIS_PASSWORD" if kind == "iris" else "POSTGRES_PASSWORD", "")
-    return spec.admin_url("127.0.0.1", int(bound[0]["HostPort"]), user, password)
+    user = env.get(spec.user_env, spec.user)
+    password = env.get(spec.password_env, "")
+    return spec.admin_url("127.0.0.1", int(port), user, password)
 
 
 def reap_containers(root: Path, now: float | None = None, everything: bool = False) -> list[str]:
