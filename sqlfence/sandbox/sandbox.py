@@ -198,7 +198,8 @@ class AgentSandbox:
         """
         if not self._placement.outlives_process:
             raise ConfigurationError(
-                f"a {self._record.runtime} sandbox cannot outlive the process that runs it"
+                f"sandbox {self.name} cannot outlive this process: the {self._record.runtime} "
+                "runtime's server stops with it"
             )
         exits.unregister(self, exits.SANDBOXES)
         self._update_record(owner=Owner.detached())
