@@ -80,3 +80,22 @@ def test_the_tunnel_pump_copies_both_ways_until_one_side_closes() -> None:
     assert not pump.is_alive()
     for end in (client, near, far):
         end.close()
+
+
+def test_runtime_kubernetes_never_falls_back(no_cluster: Path, tmp_path: Path) -> None:
+    """Asked for Kubernetes with no cluster behind the configuration: a clear error, and no
+    sandbox made anywhere else."""
+    from sqlfence.sandbox import AgentSandbox, listing
+    from sqlfence.sandbox.runtimes.kubernetes_runtime import KubernetesRuntime
+
+    with pytest.raises(SandboxError, match="does not answer"):
+        AgentSandbox.create(
+            "a1", backend="postgres", runtime=KubernetesRuntime(context="laptop"), root=tmp_path
+        )
+    assert listing(tmp_path) == []
+
+
+def test_gc_without_a_cluster_configured_asks_no_cluster(no_cluster: Path, tmp_path: Path) -> None:
+    from sqlfence.sandbox.runtimes.kubernetes_runtime import KubernetesRuntime
+
+    assert KubernetesRuntime.sweep(tmp_path, everything=True) == []

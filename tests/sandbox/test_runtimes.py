@@ -21,9 +21,15 @@ from sqlfence.sandbox.runtimes.base import (
 from sqlfence.sandbox.runtimes.docker import DockerRuntime
 from sqlfence.sandbox.runtimes.embedded import EmbeddedRuntime
 from sqlfence.sandbox.runtimes.external import ExternalRuntime
+from sqlfence.sandbox.runtimes.kubernetes_runtime import KubernetesRuntime
 
 # mypy checks that each runtime class is a Runtime (classmethods included).
-_RUNTIMES: tuple[type[Runtime], ...] = (EmbeddedRuntime, ExternalRuntime, DockerRuntime)
+_RUNTIMES: tuple[type[Runtime], ...] = (
+    EmbeddedRuntime,
+    ExternalRuntime,
+    DockerRuntime,
+    KubernetesRuntime,
+)
 
 
 class Frozen(GivenServer):
@@ -83,6 +89,10 @@ def test_every_registered_name_gives_its_runtime() -> None:
         ("external", "sqlite", RuntimeOptions(server_url="postgresql://h/p"), "no server"),
         ("docker", "sqlite", RuntimeOptions(), "no server"),
         ("docker", "postgres", RuntimeOptions(placement="sideways"), "placement must be"),
+        ("kubernetes", "sqlite", RuntimeOptions(), "a sqlite sandbox is a file"),
+        ("kubernetes", "postgres", RuntimeOptions(server_url="postgresql://h/p"), "no server_url"),
+        ("kubernetes", "postgres", RuntimeOptions(placement="sideways"), "placement must be"),
+        ("kubernetes", "iris", RuntimeOptions(placement="dedicated"), "use placement='shared'"),
     ],
 )
 def test_each_runtime_refuses_what_it_cannot_do(
@@ -134,3 +144,10 @@ def test_the_reaper_reopens_a_record_through_its_runtime(root: Path) -> None:
     assert isinstance(EmbeddedRuntime.reopen(record, home), GivenServer)
     assert sandbox.name in reap(home, everything=True)
     assert Registry(home).get(sandbox.name) is None
+
+
+def test_the_command_line_offers_every_registered_runtime() -> None:
+    """The CLI keeps its own list (it must not import the runtimes to build its parser)."""
+    from sqlfence.cli.parser import RUNTIMES as OFFERED
+
+    assert set(OFFERED) == set(RUNTIMES)

@@ -1,4 +1,4 @@
-"""Where sandbox servers run, by name: ``embedded``, ``external``, ``docker``.
+"""Where sandbox servers run, by name: ``embedded``, ``external``, ``docker``, ``kubernetes``.
 
 A runtime is one file here implementing ``runtimes.base.Runtime`` and one line in
 ``RUNTIMES``; the sandbox, the pool and the reaper reach it only through that protocol.
@@ -17,6 +17,7 @@ RUNTIMES = {
     "embedded": "sqlfence.sandbox.runtimes.embedded:EmbeddedRuntime",
     "external": "sqlfence.sandbox.runtimes.external:ExternalRuntime",
     "docker": "sqlfence.sandbox.runtimes.docker:DockerRuntime",
+    "kubernetes": "sqlfence.sandbox.runtimes.kubernetes_runtime:KubernetesRuntime",
 }
 # Records written before runtimes were recorded held embedded or external sandboxes, which
 # reopen the same way: by the record's server address.

@@ -147,6 +147,19 @@ class Cluster:
             raise
         return found
 
+    def secret(self, name: str) -> dict[str, str] | None:
+        """The values of the Secret ``name`` (decoded), or None when there is none."""
+        import base64
+
+        try:
+            found = self.core.read_namespaced_secret(name, self.namespace)
+        except Exception as error:
+            if getattr(error, "status", None) == 404:
+                return None
+            raise
+        data = found.data or {}
+        return {key: base64.b64decode(value).decode() for key, value in data.items()}
+
     def patch(self, kind: str, name: str, body: manifests.Manifest) -> None:
         """A merge patch of a custom object (a lease renewal, a warm pool's size)."""
         group, plural = _CUSTOM[kind]
