@@ -114,3 +114,60 @@ def test_dedicated_server_from_a_warm_pool(cluster: kubernetes.Cluster, root: st
     cluster.create(claim)
     sandbox = cluster.wait_ready("SandboxClaim", claim["metadata"]["name"], READY_S)
     assert _login(cluster, sandbox, password) == 1
+
+
+# -- through AgentSandbox and SandboxPool ---------------------------------------------------
+
+
+def _runtime(**options: Any) -> Any:
+    from sqlfence.sandbox.runtimes.kubernetes_runtime import KubernetesRuntime
+
+    return KubernetesRuntime(
+        namespace=os.environ.get(kubernetes.NAMESPACE_ENV),
+        image=os.environ.get("SQLFENCE_K8S_PG_IMAGE"),
+        **options,
+    )
+
+
+@pytest.mark.parametrize("placement", ["shared", "dedicated"])
+def test_a_sandbox_on_the_cluster_connects_snapshots_and_goes(
+    tmp_path: Any, cluster: kubernetes.Cluster, placement: str
+) -> None:
+    from sqlfence.sandbox import AgentSandbox, reap
+
+    runtime = _runtime(placement=placement, pool_size=1 if placement == "dedicated" else 0)
+    root = tmp_path / "root"
+    try:
+        with AgentSandbox.create("a1", backend="postgres", runtime=runtime, root=root) as sb:
+            with sb.get_connection() as conn:
+                conn.execute("CREATE TABLE t (id INT)")
+                conn.execute("INSERT INTO t VALUES (1)")
+                conn.commit()
+            sb.create_snapshot("one")
+            with sb.get_connection() as conn:
+                conn.execute("DELETE FROM t")
+                conn.commit()
+            sb.restore_snapshot("one")
+            with sb.get_connection() as conn:
+                assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 1
+        # the sandbox went; gc finds nothing of this process's to remove
+        assert reap(root) == []
+    finally:
+        runtime.stop()
+        reap(root, everything=True)
+    assert list(kubernetes.leftovers(cluster, str(root.resolve()))) == []
+
+
+def test_a_pool_acquires_from_the_warm_pool(tmp_path: Any, cluster: kubernetes.Cluster) -> None:
+    from sqlfence.sandbox import SandboxPool, reap
+
+    runtime = _runtime(placement="dedicated", pool_size=2)
+    root = tmp_path / "root"
+    pool = SandboxPool(size=1, backend="postgres", runtime=runtime, root=root, warmup=True)
+    try:
+        with pool.acquire(agent_id="a2") as sb, sb.get_connection() as conn:
+            assert conn.execute("SELECT 1").fetchone()[0] == 1
+    finally:
+        pool.close()
+        runtime.stop()
+        reap(root, everything=True)
