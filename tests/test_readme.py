@@ -63,6 +63,7 @@ NOT_RUN = {
     "sqlfence mcp --agent-id": "MCP servers run until stopped, on a PostgreSQL server",
     "docker run": "needs a Docker engine and an IRIS image",
     "SQLFENCE_K8S_CONTEXT=": "needs a Kubernetes cluster serving agent-sandbox v1beta1",
+    "from sqlfence.sandbox.runtimes.kubernetes_runtime": "needs a Kubernetes cluster",
 }
 
 
