@@ -167,10 +167,9 @@ class Monitor:
                     scope.closed.add(stats)
             # Forget the connection's own alert state (agents' and sandboxes' stays).
             connection = ("connection", stats.session.connection_id)
-            self._denials.pop(("connection", id(stats)), None)
-            for kind in (SLOW_QUERY, ERROR_RATE):
+            self._denials.pop(connection, None)
+            for kind in (SLOW_QUERY, ERROR_RATE, DENIAL_BURST):
                 self._last_alert.pop((kind, connection), None)
-            self._last_alert.pop((DENIAL_BURST, ("connection", id(stats))), None)
 
     def _scopes(self, session: Session, *, create: bool) -> list[_Scope]:
         """The agent's and the sandbox's scope of ``session``, in that order."""
@@ -233,7 +232,11 @@ class Monitor:
             return
         session = stats.session
         assert session is not None
-        key = ("agent", session.agent_id) if session.agent_id else ("connection", id(stats))
+        key = (
+            ("agent", session.agent_id)
+            if session.agent_id
+            else ("connection", session.connection_id)
+        )
         now = time.monotonic()
         horizon = now - self.settings.denial_window_s
         with self._lock:
