@@ -41,8 +41,8 @@ KNOWN_EVENT_TYPES = (
     "audit.*",
 )
 BACKENDS = tuple(database.name for database in databases.PROFILES)
-RUNTIMES = ("embedded", "external", "docker", "kubernetes")  # sandbox.runtimes.RUNTIMES
-# (not imported: the parser must stay cheap to build)
+RUNTIMES = ("auto", "embedded", "external", "docker", "kubernetes")  # sandbox.runtimes
+# RUNTIMES and "auto" (not imported: the parser must stay cheap to build)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 

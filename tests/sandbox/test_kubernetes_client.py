@@ -5,6 +5,7 @@ closed port), and the tunnel's byte pump on real sockets. The calls that need a 
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 from pathlib import Path
@@ -99,3 +100,42 @@ def test_gc_without_a_cluster_configured_asks_no_cluster(no_cluster: Path, tmp_p
     from sqlfence.sandbox.runtimes.kubernetes_runtime import KubernetesRuntime
 
     assert KubernetesRuntime.sweep(tmp_path, everything=True) == []
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_auto_on_a_laptop_with_kubectl_but_no_cluster_chooses_docker(no_cluster: Path) -> None:
+    """kubectl's configuration alone does not pick Kubernetes; a cluster configured for
+    sqlfence that does not answer does not either: Docker, when an engine answers."""
+    from sqlfence.sandbox.runtimes import runtime_for
+    from sqlfence.sandbox.runtimes.base import RuntimeOptions
+    from sqlfence.sandbox.runtimes.docker import client
+    from tests.conftest import missing
+
+    try:
+        client()
+    except SandboxError:
+        missing("Docker engine")
+    assert runtime_for("auto", "postgres", RuntimeOptions()).name == "docker"
+    assert runtime_for("auto", "sqlite", RuntimeOptions()).name == "embedded"
+    os.environ[kubernetes.CONTEXT_ENV] = "laptop"
+    try:
+        assert runtime_for("auto", "postgres", RuntimeOptions()).name == "docker"
+    finally:
+        del os.environ[kubernetes.CONTEXT_ENV]
+
+
+def test_auto_with_neither_says_why(no_cluster: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sqlfence.errors import ConfigurationError
+    from sqlfence.sandbox.runtimes import runtime_for
+    from sqlfence.sandbox.runtimes.base import RuntimeOptions
+
+    monkeypatch.setenv("DOCKER_HOST", f"tcp://127.0.0.1:{_closed_port()}")
+    with pytest.raises(ConfigurationError, match="found no place to run servers") as raised:
+        runtime_for("auto", "postgres", RuntimeOptions())
+    assert "kubernetes: not in a cluster" in str(raised.value)
+    assert "docker: no Docker engine answers" in str(raised.value)

@@ -150,4 +150,4 @@ def test_the_command_line_offers_every_registered_runtime() -> None:
     """The CLI keeps its own list (it must not import the runtimes to build its parser)."""
     from sqlfence.cli.parser import RUNTIMES as OFFERED
 
-    assert set(OFFERED) == set(RUNTIMES)
+    assert set(OFFERED) == {*RUNTIMES, "auto"}

@@ -43,10 +43,13 @@ def runtime_types() -> list[type[Runtime]]:
 
 def runtime_for(name: str | Runtime | None, backend: str, options: RuntimeOptions) -> Runtime:
     """The runtime called ``name`` (default: embedded for SQLite, external otherwise), made
-    from ``options``, checked to run ``backend``. A ``Runtime`` object is used as given.
+    from ``options``, checked to run ``backend``. A ``Runtime`` object is used as given;
+    ``"auto"`` picks one (``_automatic``).
 
     Raises ConfigurationError.
     """
+    if name == "auto":
+        name = _automatic(backend)
     if name is None or isinstance(name, str):
         chosen = runtime_type(name or ("embedded" if backend == "sqlite" else "external"))
         runtime = chosen.from_options(options)
@@ -54,3 +57,35 @@ def runtime_for(name: str | Runtime | None, backend: str, options: RuntimeOption
         runtime = name
     runtime.check(backend)
     return runtime
+
+
+def _automatic(backend: str) -> str:
+    """``runtime="auto"``: embedded for SQLite; else Kubernetes when running in a cluster or
+    configured for one (``SQLFENCE_K8S_CONTEXT``/``_NAMESPACE``) and it serves agent-sandbox
+    ``v1beta1``; else Docker when an engine answers; else a ConfigurationError saying why
+    neither. A kubeconfig alone (kubectl on a laptop) is not a choice of Kubernetes."""
+    if backend == "sqlite":
+        return "embedded"
+    from sqlfence.errors import SandboxError
+    from sqlfence.sandbox.runtimes import kubernetes
+
+    reasons = []
+    wanted = kubernetes.choose()
+    if wanted is not None:
+        try:
+            kubernetes.Cluster()
+        except (SandboxError, ConfigurationError) as error:
+            reasons.append(f"kubernetes ({wanted}): {error}")
+        else:
+            return "kubernetes"
+    else:
+        reasons.append("kubernetes: not in a cluster and none configured")
+    from sqlfence.sandbox.runtimes.docker import client
+
+    try:
+        client()
+    except SandboxError as error:
+        reasons.append(f"docker: {error}")
+    else:
+        return "docker"
+    raise ConfigurationError(f"runtime='auto' found no place to run servers ({'; '.join(reasons)})")
