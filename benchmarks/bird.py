@@ -61,10 +61,12 @@ from common import REPO_ROOT, median, us, write_section
 from sqlglot.dialects.dialect import Dialect
 
 import sqlfence
+from sqlfence import databases
 
 DEFAULT_DIR = REPO_ROOT.parent / "shared" / "corpora" / "bird-minidev"
 DIALECTS = {"sqlite": "sqlite", "postgres": "postgresql"}  # sqlglot name -> corpus file suffix
-DEFAULT_SCHEMAS = {"sqlite": "main", "postgres": "public"}  # what sqlfence.connect qualifies with
+# what sqlfence.connect qualifies unqualified names with, by dialect (the databases' profiles)
+DEFAULT_SCHEMAS = {name: databases.profile(name).default_schema for name in DIALECTS}
 
 
 def corpus_dir() -> Path:

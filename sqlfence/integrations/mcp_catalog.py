@@ -13,12 +13,6 @@ from sqlfence import databases
 from sqlfence.policies.engine import Guard
 from sqlfence.policies.tables import is_catalog_table, table_matches
 
-# The catalog SQL the MCP server runs, by database system (the profiles' fixed text):
-# list_tables rows are schema, name and whether it is a view.
-LIST_TABLES = {each.system: each.catalog.list_tables for each in databases.PROFILES}
-DESCRIBE_TABLE = {each.system: each.catalog.describe_table for each in databases.PROFILES}
-EXPLAIN = {each.system: each.catalog.explain_prefix for each in databases.PROFILES}
-
 
 def read_only_options(system: str) -> dict[str, Any]:
     """The connect() keywords that make a session of ``system`` read-only in the database

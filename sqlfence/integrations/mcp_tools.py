@@ -20,6 +20,8 @@ from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.types import CallToolResult, Resource
 from sqlglot import exp
 
+from sqlfence import databases
+from sqlfence.databases import CatalogQueries
 from sqlfence.errors import Error, PolicyViolation
 from sqlfence.integrations import mcp_catalog
 from sqlfence.integrations.mcp import AgentSession, MCPSettings, policy_for
@@ -205,9 +207,7 @@ class FenceTools:
     def _listing(self, session: AgentSession) -> list[tuple[str, bool]]:
         """(name, is it a view) of each table and view this identity may read."""
         guard = session.agent.guard
-        sql = mcp_catalog.LIST_TABLES.get(session.system)
-        if sql is None:
-            raise ToolError(f"list_tables is not available for {session.system}")
+        sql = _catalog(session, "list_tables").list_tables
         return [
             (
                 f"{schema}.{name}" if schema and schema != guard.namer.default_schema else name,
@@ -231,10 +231,9 @@ class FenceTools:
             raise Refused(unknown, str(violation)) from None
         if not mcp_catalog.visible(guard, schema or None, name):
             raise Refused(unknown, "a view over a table this identity may not read")
-        sql = mcp_catalog.DESCRIBE_TABLE.get(session.system)
-        if sql is None:
-            raise ToolError(f"describe_table is not available for {session.system}")
-        params: tuple[str, ...] = (name,) if session.system == "sqlite" else (schema, name)
+        catalog = _catalog(session, "describe_table")
+        sql = catalog.describe_table
+        params: tuple[str, ...] = (schema, name) if catalog.describe_with_schema else (name,)
         rows = _fetch(session.server, sql, params)
         if not rows:
             raise ToolError(unknown)
@@ -246,9 +245,7 @@ class FenceTools:
         return {"table": table, "columns": columns}
 
     def _plan(self, session: AgentSession, sql: str) -> PlanResult:
-        prefix = mcp_catalog.EXPLAIN.get(session.system)
-        if prefix is None:
-            raise ToolError(f"explain is not available for {session.system}")
+        prefix = _catalog(session, "explain").explain_prefix
         try:
             decision = session.agent.check(sql)  # a denial is audited
         except PolicyViolation as violation:
@@ -433,3 +430,11 @@ def _sdk_connection(ctx: Context) -> Any:
     # mcp 2.x keeps the per-connection identity and teardown (session_id, exit_stack) on
     # its Connection object, which MCPServer's Context does not expose publicly.
     return getattr(ctx.session, "_connection", None)
+
+
+def _catalog(session: AgentSession, tool: str) -> CatalogQueries:
+    """The catalog SQL of the session's database (its profile's fixed text)."""
+    database = databases.find(session.system)
+    if database is None:
+        raise ToolError(f"{tool} is not available for {session.system}")
+    return database.catalog
