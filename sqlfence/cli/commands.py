@@ -22,7 +22,9 @@ def check(args: argparse.Namespace, out: Output) -> int:
     text is not SQL the parser can read."""
     sql = sys.stdin.read() if args.sql == "-" else args.sql
     policy = load_policy(args.policy).resolve(args.agent, args.tenant)
-    decision = Guard(policy, dialect=args.dialect).decide(sql)
+    # The agent and tenant are the guard's identity too: row filters bind them.
+    guard = Guard(policy, dialect=args.dialect, agent_id=args.agent, tenant=args.tenant)
+    decision = guard.decide(sql)
     if out.json:
         out.document(decision_document(decision), indent=2)
     else:
@@ -42,6 +44,7 @@ def decision_document(decision: Decision) -> dict[str, Any]:
         "detected": decision.detected,
         "sql": decision.sql,
         "rewritten": decision.rewritten,
+        "row_filters": list(decision.row_filters),
         "reasons": [
             {"rule": r.rule, "message": r.message, "location": r.location} for r in decision.reasons
         ],

@@ -17,10 +17,12 @@ from sqlfence.errors import ConfigurationError
 from sqlfence.policies.cache import DEFAULT_BYTES, DEFAULT_ENTRIES, DecisionCache
 from sqlfence.policies.loader import PolicySource, load_policy
 from sqlfence.policies.model import Policy
+from sqlfence.policies.row_filters import RowFilters
 from sqlfence.policies.rules import (
     Context,
     Patterns,
     Violation,
+    engine_reading,
     rules_for,
     statement_length,
     statement_tokens,
@@ -34,6 +36,7 @@ from sqlfence.sql.names import Namer
 from sqlfence.sql.postgres_grammar import EngineReading
 from sqlfence.sql.quiet import quiet_sqlglot
 from sqlfence.sql.rewrite import limit_rows
+from sqlfence.sql.row_filters import Identity
 from sqlfence.sql.size import token_count
 
 
@@ -48,6 +51,8 @@ class Decision:
     detected: bool = False
     rewritten: bool = False
     max_rows: int | None = None
+    # The row filters applied, by policy key (``orders``, ``*.tenant_id``), in tree order.
+    row_filters: tuple[str, ...] = ()
 
     @property
     def rule(self) -> str | None:
@@ -57,6 +62,8 @@ class Decision:
     def explain(self) -> str:
         """One line a person can act on."""
         if not self.reasons:
+            if self.row_filters:
+                return f"allowed (row filters applied: {', '.join(self.row_filters)})"
             return "allowed" + (" (row limit applied)" if self.rewritten else "")
         verdict = "detected" if self.detected else "denied"
         return f"{verdict}: " + "; ".join(str(reason) for reason in self.reasons)
@@ -92,6 +99,7 @@ class Guard:
         default_schema: str | None = None,
         agent_id: str | None = None,
         tenant: str | None = None,
+        claims: Mapping[str, str | int] | None = None,
         catalog: Mapping[str, str] | None = None,
         views: Mapping[str, Collection[str]] | None = None,
         view_columns: Mapping[str, Collection[tuple[str, str]]] | None = None,
@@ -128,6 +136,21 @@ class Guard:
         self._engine = _ENGINE_READERS.get(self.dialect_name)
         if self._engine is not None:
             postgres_grammar.require()
+        # Who the connection acts for: a row filter's placeholders take these values, so the
+        # decisions (and the cache holding them) belong to this guard's identity alone.
+        self.identity = Identity(agent_id, tenant, dict(claims or {}))
+        self._row_filters = (
+            RowFilters(
+                self.policy,
+                self.identity,
+                self.dialect,
+                self.namer,
+                self.table_columns,
+                self.patterns.views,
+            )
+            if self.policy.row_filters
+            else None
+        )
         self._cache = DecisionCache(cache_size, cache_bytes)
 
     def decide(self, sql: str) -> Decision:
@@ -155,13 +178,15 @@ class Guard:
                 decision.detected,
                 False,
                 decision.max_rows,
+                decision.row_filters,
             )
             self._cache.put(decision.sql, stands, replace=False)
 
     @property
     def policy_has_table_rules(self) -> bool:
-        """True when the policy allows or denies tables (so arrows must be resolved)."""
-        return self.patterns.has_table_rules
+        """True when the policy allows, denies or filters tables (so arrows must be resolved
+        and views known: a view over a filtered table is refused)."""
+        return self.patterns.has_table_rules or self._row_filters is not None
 
     def with_catalog(
         self,
@@ -188,6 +213,9 @@ class Guard:
             self.policy,
             dialect=self.dialect,
             default_schema=default_schema or self.namer.default_schema,
+            agent_id=self.identity.agent_id,
+            tenant=self.identity.tenant,
+            claims=self.identity.claims,
             catalog=self.catalog if catalog is None else catalog,
             views=self.views if views is None else views,
             view_columns=self.view_columns if view_columns is None else view_columns,
@@ -236,11 +264,20 @@ class Guard:
         reasons = tuple(violation for rule in self._rules for violation in rule(ctx))
         detected = bool(reasons) and policy.mode == "detect"
         allowed = not reasons or detected
-        final = sql
+        facts = analysis.facts
+        applied: tuple[str, ...] = ()
+        if allowed and self._row_filters is not None:
+            # Never in detect mode: a statement that cannot be filtered would run unfiltered.
+            filtered = self._row_filters.apply(analysis, self.analyze, self._engine_check)
+            if isinstance(filtered, Violation):
+                return Decision(False, sql, facts, (*reasons, filtered))
+            analysis, applied = filtered
+        source = analysis.sql
+        final = source
         if allowed and policy.max_rows is not None and analysis.trees:
             # to raise on a cut result the cursor must see whether one row more exists
             asked = policy.max_rows + (1 if policy.on_row_limit == "error" else 0)
-            final = limit_rows(analysis, asked) or sql
+            final = limit_rows(analysis, asked) or source
         if (
             allowed
             and final is sql
@@ -255,12 +292,23 @@ class Guard:
         return Decision(
             allowed=allowed,
             sql=final,
-            facts=analysis.facts,
+            facts=facts,
             reasons=reasons,
             detected=detected,
             rewritten=final != sql,
             max_rows=policy.max_rows,
+            row_filters=applied,
         )
+
+    def _engine_check(self, sql: str, analysis: Analysis) -> Violation | None:
+        """The database's own reading of a text the guard wrote (PostgreSQL): the same
+        statements and tables as the fence's, or the first difference."""
+        if self._engine is None:
+            return None
+        engine = self._engine(sql, self.namer.default_schema, False)
+        kinds = tuple(statement_kind(tree) for tree in analysis.trees)
+        ctx = Context(sql, analysis.facts, self.policy, self.patterns, engine, kinds)
+        return next(iter(engine_reading(ctx)), None)
 
     def _with_sources(self, pairs: frozenset[tuple[str, str]]) -> frozenset[tuple[str, str]]:
         """``(table, column)`` pairs plus the columns their generated columns read."""

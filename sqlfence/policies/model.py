@@ -121,6 +121,12 @@ class Policy(BaseModel):
     allowlist: tuple[str, ...] = Field(
         (), description="when set, only statements with these fingerprints are allowed"
     )
+    row_filters: dict[str, str] = Field(
+        default_factory=dict,
+        description="rows an agent sees and writes: table (schema.table, schema.*, or *.column "
+        "for every table with that column) -> SQL condition on its columns, with :tenant, "
+        ":agent_id and :claims.<name> for who the connection acts for (see Row filters)",
+    )
     mcp_tools: Literal["all", "curated"] = Field(
         "all",
         description="MCP server: every tool (query, explain, the catalog, curated tools) or "
@@ -143,6 +149,19 @@ class Policy(BaseModel):
     @classmethod
     def _lowercase(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
         return None if value is None else tuple(name.lower() for name in value)
+
+    @field_validator("row_filters")
+    @classmethod
+    def _valid_filters(cls, value: dict[str, str]) -> dict[str, str]:
+        from sqlfence.sql.row_filters import FilterError, check_key, parse_filter
+
+        for key, condition in value.items():
+            try:
+                check_key(key)
+                parse_filter(condition)
+            except FilterError as error:
+                raise ValueError(f"row_filters[{key!r}]: {error}") from None
+        return value
 
     @property
     def origins(self) -> Mapping[str, str]:

@@ -47,7 +47,7 @@ def limit_rows(analysis: Analysis, max_rows: int) -> str | None:
             return _splice_end(analysis, max_rows)
         if target is not root:
             return None  # a parenthesised query where LIMIT cannot follow: the cursor caps
-        if not _regenerable(analysis):
+        if not regenerable(analysis):
             return None
         target.set("limit", exp.Limit(expression=exp.Literal.number(max_rows)))
         return root.sql(dialect=analysis.dialect)
@@ -86,7 +86,7 @@ def limit_rows(analysis: Analysis, max_rows: int) -> str | None:
             )
         if spliced is not None:
             return spliced
-    if _positional_parameters(analysis) > 1 or not _regenerable(analysis):
+    if _positional_parameters(analysis) > 1 or not regenerable(analysis):
         return None  # a regenerated text could bind them to other clauses: the cursor caps
     if literal_count(count) is not None or _means_unlimited(count):
         if splice and isinstance(count, exp.Literal):
@@ -284,7 +284,7 @@ def _bounded_text(count: str, max_rows: int, analysis: Analysis) -> str:
 _BARE_PARAMETER = re.compile(r"\s*(%s|%\(\w+\)s|\$\d+)\s*$")
 
 
-def _regenerable(analysis: Analysis) -> bool:
+def regenerable(analysis: Analysis) -> bool:
     """Whether the tree can be written back as SQL: not when SQLite's ?NNN parameters were
     read under another name (the tree holds that name, not the caller's)."""
     return not (_name(analysis) == "sqlite" and _NUMBERED.search(analysis.sql))

@@ -1,0 +1,122 @@
+"""A policy's row filters for one guard: which filters each table has, and the rewrite's check.
+
+Built once per Guard (its identity fixed), and only when the policy has ``row_filters``: a
+guard without them never comes here. The rewrite itself is ``sql/row_filters.py``; this
+module matches policy keys to tables, binds the identity, and trusts a rewrite only after
+reading its text back as the fence reads any statement (and as PostgreSQL's grammar does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from sqlglot.dialects.dialect import Dialect
+
+from sqlfence.errors import PolicyError
+from sqlfence.policies.model import Policy
+from sqlfence.policies.rules import Violation
+from sqlfence.policies.tables import TableSet
+from sqlfence.sql.analysis import Analysis
+from sqlfence.sql.names import Namer
+from sqlfence.sql.row_filters import (
+    FilterError,
+    Identity,
+    Refused,
+    RowFilter,
+    bind,
+    column_key,
+    parse_filter,
+    rewrite,
+    unfiltered,
+)
+
+_MEMO_LIMIT = 4096  # table names come from agents' texts: the memo must not grow without end
+
+
+class RowFilters:
+    """The filters of a policy, bound to one identity, matched to tables by name."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        identity: Identity,
+        dialect: Dialect,
+        namer: Namer,
+        table_columns: Mapping[str, frozenset[str]],
+        views: Mapping[str, frozenset[str]],
+    ) -> None:
+        self._dialect = dialect
+        self._namer = namer
+        self._table_columns = table_columns
+        self._views = views
+        self._origin = policy.origin("row_filters")
+        self._tables: list[tuple[TableSet, RowFilter]] = []
+        self._columns: list[tuple[str, RowFilter]] = []
+        for key, text in policy.row_filters.items():
+            try:
+                condition = parse_filter(text, dialect)
+            except FilterError as error:
+                where = f" (policy {self._origin})" if self._origin else ""
+                raise PolicyError(f"row_filters[{key!r}]: {error}{where}") from None
+            bound = bind(key, condition, identity, dialect)
+            column = column_key(key)
+            if column is not None:
+                self._columns.append((column, bound))
+            else:
+                parts = namer.qualify(key)
+                pattern = parts if "." in key else ("*", parts[-1])
+                self._tables.append((TableSet((pattern,)), bound))
+        self._memo: dict[str, tuple[RowFilter, ...]] = {}
+
+    def filters_for(self, table: str) -> tuple[RowFilter, ...]:
+        """The filters on a qualified table name (empty when it has none)."""
+        known = self._memo.get(table)
+        if known is not None:
+            return known
+        found = [bound for names, bound in self._tables if names.matches(table, True)]
+        if self._columns:
+            columns = self._table_columns.get(table)
+            for column, bound in self._columns:
+                if columns is None:
+                    why = (
+                        f"the fence does not know the columns of {table}, so it cannot tell "
+                        f"whether {bound.key} applies (the catalog's columns were not loaded)"
+                    )
+                    found.append(RowFilter(bound.key, bound.condition, None, why))
+                elif column in columns:
+                    found.append(bound)
+        result = tuple(found)
+        if len(self._memo) < _MEMO_LIMIT:
+            self._memo[table] = result
+        return result
+
+    def apply(
+        self,
+        analysis: Analysis,
+        analyze: Callable[[str], Analysis],
+        engine_check: Callable[[str, Analysis], Violation | None],
+    ) -> tuple[Analysis, tuple[str, ...]] | Violation:
+        """The statement with its row filters applied, read back, and the keys applied; or
+        the Violation saying why it cannot be filtered (then it is denied)."""
+        try:
+            text, applied = rewrite(analysis, self._namer, self.filters_for, self._views)
+        except Refused as refused:
+            return self._violation(str(refused))
+        if text is None:
+            return analysis, ()
+        again = analyze(text)
+        if again.facts.unparsed or len(again.trees) != len(analysis.trees):
+            return self._violation(
+                f"the rewritten statement does not read back ({again.facts.unparsed})"
+            )
+        for tree in again.trees:
+            missed = unfiltered(tree, self._namer, self.filters_for, self._dialect)
+            if missed is not None:
+                return self._violation(f"the rewrite could not be verified for {missed}")
+        problem = engine_check(text, again)
+        if problem is not None:
+            return self._violation(f"the rewritten statement: {problem.message}")
+        return again, applied
+
+    def _violation(self, message: str) -> Violation:
+        return Violation("row_filters", f"row filter: {message}", self._origin)

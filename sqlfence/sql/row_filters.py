@@ -1,0 +1,587 @@
+"""Row filters: a predicate on every reference to a table, wherever it sits in the tree.
+
+Each read of a filtered table ``t [AS a]`` becomes the derived table
+``(SELECT * FROM t WHERE <filter>) AS a``: the same name, the same columns, only the rows the
+filter keeps. Whatever the query does around it (joins of every kind, subqueries, CTEs,
+UNION arms, LATERAL, aggregates, window functions) then sees exactly what it would see in a
+database that held only those rows, and an outer join cannot resurrect a hidden row as NULLs
+because the hidden rows are gone before the join. The targets of UPDATE and DELETE cannot be
+derived tables: their WHERE gets the filter instead. INSERT and UPDATE are checked against
+it (``with_check.py``). What cannot be rewritten that way is refused, never passed unfiltered.
+
+**Identity values are literals, not parameters.** The filter's ``:tenant`` is replaced by a
+string literal that sqlglot writes from the connection's trusted identity, never from the
+agent's text. Binding it as a parameter would need the cursor to merge the fence's values
+into the caller's: impossible in general, since the agent's own parameters are positional
+(``?``, ``%s``) and a parameter added in the middle of the text shifts them, and psycopg
+cannot mix ``%s`` with ``%(name)s``. A literal needs no driver change and keeps the caller's
+parameters as they are. It is made safe by refusing values a database could read otherwise
+(``bind_literal``): NUL and control characters; on PostgreSQL also ``\\`` (read as an escape
+where ``standard_conforming_strings`` is off) and ``%`` (psycopg reads it in the text when
+parameters are passed); and the literal must parse back to the same value.
+
+Pure functions over sqlglot trees; the policy side (which key matches which table) is the
+caller's ``filters_for``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
+from sqlglot.tokenizer_core import TokenType
+
+from sqlfence.sql.analysis import Analysis, parse
+from sqlfence.sql.names import Namer
+from sqlfence.sql.rewrite import regenerable
+from sqlfence.sql.scopes import CteScopes
+from sqlfence.sql.with_check import Refused, check_insert, check_update
+
+__all__ = ["Refused"]  # raised by apply: callers catch it from here
+
+IDENTITY_PLACEHOLDERS = ("tenant", "agent_id")
+CLAIMS = "claims"  # :claims.<name>, a claim of the caller's token (Guard(claims=...))
+
+# What a filter may be made of: comparisons of the table's own columns with literals and
+# identity placeholders. No subquery (it would read tables of its own), no function (a
+# volatile one would make the filter differ between references).
+_ALLOWED_NODES: tuple[type[exp.Expr], ...] = (
+    exp.Column,
+    exp.Identifier,
+    exp.Literal,
+    exp.Boolean,
+    exp.Null,
+    exp.Placeholder,
+    exp.Dot,
+    exp.Paren,
+    exp.Tuple,
+    exp.And,
+    exp.Or,
+    exp.Not,
+    exp.EQ,
+    exp.NEQ,
+    exp.GT,
+    exp.GTE,
+    exp.LT,
+    exp.LTE,
+    exp.Is,
+    exp.In,
+    exp.Between,
+    exp.Like,
+    exp.Neg,
+)
+# Table arguments that stay with the table inside the derived table, and those that belong
+# to the FROM item (a parenthesised join hangs its joins on its first table).
+_INNER_ARGS = ("this", "db", "catalog", "only", "indexed", "hints", "sample", "partition")
+_OUTER_ARGS = ("joins", "laterals", "pivots")
+_DML = (exp.Insert, exp.Update, exp.Delete)
+# Statements that name a table for something other than reading or writing its rows: a
+# filtered table there is refused (TRUNCATE or DROP would reach every tenant's rows).
+_OTHER_TARGETS = (
+    exp.Create,
+    exp.Drop,
+    exp.Alter,
+    exp.TruncateTable,
+    exp.Merge,
+    exp.Copy,
+    exp.Into,
+    exp.Command,
+)
+
+
+class FilterError(ValueError):
+    """A filter expression that is not a valid row filter (the message says why)."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who the connection acts for: the values a filter's placeholders take."""
+
+    agent_id: str | None = None
+    tenant: str | None = None
+    claims: Mapping[str, str | int] = field(default_factory=dict)
+
+    def value(self, name: str) -> str | int | None:
+        """The value of a placeholder (``tenant``, ``agent_id``, ``claims.x``), or None."""
+        if name == "tenant":
+            return self.tenant
+        if name == "agent_id":
+            return self.agent_id
+        if name.startswith(CLAIMS + "."):
+            return self.claims.get(name[len(CLAIMS) + 1 :])
+        return None
+
+
+@dataclass(frozen=True)
+class RowFilter:
+    """One policy key's filter, bound to one identity.
+
+    ``condition`` has its placeholders replaced by literals, columns unqualified; ``pinned``
+    maps each column the filter fixes by equality (``tenant_id = :tenant``) to its value,
+    and is None when the filter is not only such equalities (writes cannot be checked then).
+    ``unusable`` says why the filter cannot be applied (a placeholder without a value).
+    """
+
+    key: str
+    condition: exp.Expr
+    pinned: Mapping[str, exp.Literal] | None
+    unusable: str | None = None
+
+
+def parse_filter(text: str, dialect: str | Dialect | None = None) -> exp.Expr:
+    """The condition a filter text holds; raises FilterError naming what is wrong."""
+    if not isinstance(text, str) or not text.strip():
+        raise FilterError("a row filter must be a non-empty SQL condition")
+    try:
+        parsed = sqlglot.parse(text, read=dialect)
+    except Exception as error:  # sqlglot raises several kinds
+        raise FilterError(f"cannot parse {text!r}: {str(error).splitlines()[0]}") from None
+    if len(parsed) != 1 or parsed[0] is None:
+        raise FilterError(f"{text!r} is not one condition")
+    condition = parsed[0]
+    for node in condition.walk():
+        if not isinstance(node, _ALLOWED_NODES):
+            raise FilterError(
+                f"{text!r}: {node.key} is not allowed in a row filter (only the table's "
+                "columns, literals, :tenant/:agent_id/:claims.<name>, comparisons, IN, "
+                "BETWEEN, LIKE, IS, AND/OR/NOT)"
+            )
+        if isinstance(node, exp.Column) and (node.args.get("table") or node.args.get("db")):
+            raise FilterError(f"{text!r}: write the column {node.sql()} without a table")
+    if isinstance(condition, (exp.Column, exp.Literal, exp.Placeholder, exp.Dot, exp.Tuple)):
+        raise FilterError(f"{text!r} is a value, not a condition")
+    for name in placeholders(condition):
+        known = name in IDENTITY_PLACEHOLDERS or (
+            name.startswith(CLAIMS + ".") and len(name) > len(CLAIMS) + 1
+        )
+        if not known:
+            raise FilterError(
+                f"{text!r}: unknown placeholder :{name} (known: :tenant, :agent_id, :claims.<name>)"
+            )
+    return condition
+
+
+def placeholders(condition: exp.Expr) -> list[str]:
+    """The placeholder names a filter uses (``claims.region`` for ``:claims.region``)."""
+    names = []
+    for node in condition.walk():
+        if isinstance(node, exp.Dot) and isinstance(node.this, exp.Placeholder):
+            names.append(f"{node.this.name}.{node.expression.name}")
+        elif isinstance(node, exp.Placeholder) and not isinstance(node.parent, exp.Dot):
+            names.append(node.name or "?")
+    return names
+
+
+def bind(key: str, condition: exp.Expr, identity: Identity, dialect: Dialect) -> RowFilter:
+    """The filter of ``key`` with the identity's values written in as safe literals."""
+    bound = condition.copy()
+    for node in list(bound.walk()):
+        name: str | None = None
+        if isinstance(node, exp.Dot) and isinstance(node.this, exp.Placeholder):
+            name = f"{node.this.name}.{node.expression.name}"
+        elif isinstance(node, exp.Placeholder) and not isinstance(node.parent, exp.Dot):
+            name = node.name
+        if name is None:
+            continue
+        value = identity.value(name)
+        if value is None:
+            return RowFilter(
+                key, condition, None, f"it needs :{name}, which this connection has none of"
+            )
+        try:
+            literal = bind_literal(value, dialect)
+        except FilterError as error:
+            return RowFilter(key, condition, None, f":{name} {error}")
+        node.replace(literal)
+    return RowFilter(key, bound, _pinned(bound))
+
+
+def bind_literal(value: str | int, dialect: Dialect) -> exp.Literal:
+    """A literal for a trusted identity value that every reader takes as that value.
+
+    Raises FilterError for a value that could be read otherwise (see the module docstring).
+    """
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise FilterError(f"has a value of type {type(value).__name__} (str or int only)")
+    if isinstance(value, int):
+        if value < 0:
+            raise FilterError("is a negative number (a literal of its own is not)")
+        return exp.Literal(this=str(value), is_string=False)
+    if any(ord(ch) < 32 or ch == "\x7f" for ch in value):
+        raise FilterError("holds a control character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise FilterError("cannot be encoded as UTF-8") from None
+    if type(dialect).__name__.lower() == "postgres" and ("\\" in value or "%" in value):
+        raise FilterError("holds \\ or %, which PostgreSQL or psycopg may read otherwise")
+    literal = exp.Literal.string(value)
+    again = sqlglot.parse_one(literal.sql(dialect=dialect), read=dialect)
+    if not (isinstance(again, exp.Literal) and again.is_string and again.this == value):
+        raise FilterError("does not read back as the same string")
+    return literal
+
+
+def _pinned(condition: exp.Expr) -> dict[str, exp.Literal] | None:
+    """Column -> literal for a filter made only of ``column = literal`` conjuncts."""
+    pinned: dict[str, exp.Literal] = {}
+    for part in condition.flatten() if isinstance(condition, exp.And) else (condition,):
+        inner = part.unnest()
+        if not isinstance(inner, exp.EQ):
+            return None
+        column, value = inner.this, inner.expression
+        if isinstance(column, exp.Literal):
+            column, value = value, column
+        if not isinstance(column, exp.Column) or not isinstance(value, exp.Literal):
+            return None
+        pinned[column.name.lower()] = value
+    return pinned
+
+
+FiltersFor = Callable[[str], tuple[RowFilter, ...]]
+
+
+@dataclass
+class Rewrite:
+    """What ``apply`` did to one tree: the policy keys applied and the checks it needs."""
+
+    applied: list[str] = field(default_factory=list)
+    unaliased: set[tuple[str | None, str]] = field(default_factory=set)
+
+
+def apply(
+    tree: exp.Expr,
+    namer: Namer,
+    filters_for: FiltersFor,
+    views: Mapping[str, Iterable[str]] | None = None,
+) -> tuple[exp.Expr, tuple[str, ...]]:
+    """``tree`` (a copy) with every filtered table filtered; the keys applied, in order.
+
+    Raises Refused for a statement that cannot be filtered safely: a filtered table in DDL,
+    MERGE or COPY, a view over a filtered table, an INSERT or UPDATE that may write a row
+    the filter hides, a table reference of an unexpected shape.
+    """
+    tree = tree.copy()
+    done = Rewrite()
+    scopes = CteScopes(namer)
+    for node in list(tree.find_all(exp.Table)):
+        if not isinstance(node.this, exp.Identifier) or node.arg_key == "indexed":
+            continue  # a table-valued function, or SQLite's INDEXED BY naming an index
+        statement, role = _role(node)
+        if role == "read" and scopes.is_reference(node):
+            continue  # a CTE of the statement: its body's tables are filtered where they are
+        name = namer.table(node)
+        filters = filters_for(name)
+        _refuse_views(name, views, filters_for)
+        if not filters:
+            continue
+        for each in filters:
+            if each.unusable is not None:
+                raise Refused(f"the row filter on {each.key} cannot be applied: {each.unusable}")
+        if role == "other":
+            raise Refused(
+                f"table {name} has a row filter ({_keys(filters)}): a {statement.key} "
+                "statement on it would reach other rows"
+            )
+        if role == "read":
+            _wrap(node, filters, done, namer)
+        elif isinstance(statement, exp.Insert):
+            check_insert(statement, name, filters)
+        else:
+            if isinstance(statement, exp.Update):
+                check_update(statement, name, filters)
+            _restrict(statement, node, filters)
+        done.applied.extend(f.key for f in filters if f.key not in done.applied)
+    if done.unaliased:
+        _unqualify_columns(tree, namer, done.unaliased)
+    return tree, tuple(done.applied)
+
+
+def _keys(filters: tuple[RowFilter, ...]) -> str:
+    return ", ".join(f.key for f in filters)
+
+
+def _refuse_views(
+    name: str, views: Mapping[str, Iterable[str]] | None, filters_for: FiltersFor
+) -> None:
+    """A view (or rule, or parent table) over a filtered table cannot be filtered inside."""
+    if not views:
+        return
+    for base in sorted(views.get(name, ())):
+        filters = filters_for(base)
+        if filters:
+            raise Refused(
+                f"{name} reads {base}, which has a row filter ({_keys(filters)}): the fence "
+                "cannot filter inside a view; read the table, or give the view a filter of its own"
+            )
+
+
+def _role(table: exp.Table) -> tuple[exp.Expr, str]:
+    """The statement a table belongs to, and whether it reads, is DML's target, or other."""
+    child: exp.Expr = table
+    node = table.parent
+    while isinstance(node, exp.Schema):
+        child, node = node, node.parent
+    if isinstance(node, _DML) and child.arg_key == "this":
+        return node, "target"
+    if isinstance(node, exp.Delete) and child.arg_key == "tables":
+        return node, "other"  # MySQL's multi-table DELETE: not rewritten
+    walker: exp.Expr | None = table
+    while walker is not None:
+        if isinstance(walker, _OTHER_TARGETS):
+            if isinstance(walker, exp.Create) and child is not walker.this:
+                # CREATE TABLE ... AS SELECT reads; but a view's text would keep this
+                # tenant's literal for whoever reads it later: refused too.
+                kind = str(walker.args.get("kind") or "").upper()
+                if kind == "TABLE" and table is not walker.this and not _under(table, walker.this):
+                    return walker, "read"
+            return walker, "other"
+        walker = walker.parent
+    return table, "read"
+
+
+def _under(node: exp.Expr, ancestor: exp.Expr | None) -> bool:
+    parent = node.parent
+    while parent is not None:
+        if parent is ancestor:
+            return True
+        parent = parent.parent
+    return False
+
+
+def qualified(condition: exp.Expr, table: exp.Identifier) -> exp.Expr:
+    """The condition with each column qualified by ``table`` (so no outer column can match)."""
+    copy = condition.copy()
+    for column in list(copy.find_all(exp.Column)):
+        column.set("table", table.copy())
+    return copy
+
+
+def combined(filters: tuple[RowFilter, ...], table: exp.Identifier) -> exp.Expr:
+    """All the filters of one table, each qualified by ``table``, joined by AND."""
+    parts = [exp.paren(qualified(f.condition, table), copy=False) for f in filters]
+    condition: exp.Expr = parts[0]
+    for part in parts[1:]:
+        condition = exp.And(this=condition, expression=part)
+    return condition
+
+
+def _wrap(table: exp.Table, filters: tuple[RowFilter, ...], done: Rewrite, namer: Namer) -> None:
+    """Replace a read of ``table`` by ``(SELECT * FROM table WHERE filter) AS alias``."""
+    for arg, value in table.args.items():
+        if value and arg not in _INNER_ARGS and arg not in _OUTER_ARGS and arg != "alias":
+            raise Refused(
+                f"table {namer.table(table)} has a row filter and a {arg} clause the fence "
+                "does not rewrite"
+            )
+    inner_table = exp.Table(**{a: table.args[a] for a in _INNER_ARGS if table.args.get(a)})
+    name: exp.Identifier = table.this
+    inner = exp.Select(expressions=[exp.Star()]).from_(inner_table, copy=False)
+    inner.set("where", exp.Where(this=combined(filters, name)))
+    alias = table.args.get("alias")
+    if not isinstance(alias, exp.TableAlias) or alias.this is None:
+        columns = alias.args.get("columns") if isinstance(alias, exp.TableAlias) else None
+        alias = exp.TableAlias(this=name.copy(), columns=columns)
+        db = table.args.get("db")
+        done.unaliased.add(
+            (namer.identifier(db) if db is not None else None, namer.identifier(name) or "")
+        )
+    derived = exp.Subquery(this=inner, alias=alias)
+    for arg in _OUTER_ARGS:
+        if table.args.get(arg):
+            derived.set(arg, table.args[arg])
+    table.replace(derived)
+
+
+def _restrict(statement: exp.Expr, target: exp.Table, filters: tuple[RowFilter, ...]) -> None:
+    """AND the filters into an UPDATE's or DELETE's WHERE, qualified by its target's name."""
+    alias = target.args.get("alias")
+    name = (
+        alias.this if isinstance(alias, exp.TableAlias) and alias.this is not None else target.this
+    )
+    condition = combined(filters, name)
+    where = statement.args.get("where")
+    if isinstance(where, exp.Where):
+        condition = exp.And(this=exp.paren(where.this, copy=False), expression=condition)
+    statement.set("where", exp.Where(this=condition))
+
+
+def _unqualify_columns(
+    tree: exp.Expr, namer: Namer, unaliased: set[tuple[str | None, str]]
+) -> None:
+    """``main.orders.id`` -> ``orders.id``: a derived table has a name but no schema."""
+    names = {name for _schema, name in unaliased}
+    for column in tree.find_all(exp.Column):
+        db = column.args.get("db")
+        if db is None:
+            continue
+        table = namer.identifier(column.args.get("table"))
+        if table in names:
+            column.set("db", None)
+            column.set("catalog", None)
+
+
+def rewrite(
+    analysis: Analysis,
+    namer: Namer,
+    filters_for: FiltersFor,
+    views: Mapping[str, Iterable[str]] | None = None,
+) -> tuple[str | None, tuple[str, ...]]:
+    """The text to run with every row filter applied, and the keys applied; None: unchanged.
+
+    Raises Refused when the statement cannot be filtered safely. The caller's positional
+    parameters keep their order: when there are several, each is named with an unguessable
+    marker first, and the rewritten text must hold the markers in the caller's order.
+    """
+    facts = analysis.facts
+    if facts.unparsed or not analysis.trees:
+        raise Refused(
+            f"the fence cannot filter rows of a statement it does not read ({facts.unparsed})"
+        )
+    relevant = any(filters_for(t) for t in facts.tables) or any(
+        filters_for(base) for t in facts.tables for base in (views or {}).get(t, ())
+    )
+    if not relevant:
+        return None, ()
+    if not regenerable(analysis):
+        raise Refused("SQLite's ?NNN parameters cannot be kept in a rewritten statement: use ?")
+    trees, marks = analysis.trees, _positional(analysis)
+    if len(marks) > 1 and len(trees) > 1:
+        raise Refused("several statements with positional parameters cannot be rewritten")
+    if len(marks) > 1:
+        nonce = secrets.token_hex(8)
+        marked = _marked(analysis.sql, marks, nonce, namer.dialect_name)
+        trees = tuple(t for t in parse(marked, analysis.dialect)[1] if t is not None)
+        trees = tuple(t for t in trees if not isinstance(t, exp.Semicolon))
+    applied: list[str] = []
+    texts = []
+    for tree in trees:
+        new, keys = apply(tree, namer, filters_for, views)
+        applied.extend(k for k in keys if k not in applied)
+        if len(marks) > 1:
+            _unmark(new, nonce, len(marks), analysis.dialect)
+        texts.append(new.sql(dialect=analysis.dialect))
+    return "; ".join(texts), tuple(applied)
+
+
+def _positional(analysis: Analysis) -> list[tuple[int, int]]:
+    """The text spans of the caller's positional parameters, in order."""
+    tokens = analysis.tokens
+    spans = []
+    for index, token in enumerate(tokens):
+        if token.token_type is TokenType.PLACEHOLDER and token.text == "?":
+            spans.append((token.start, token.end))
+        elif (
+            token.token_type is TokenType.MOD
+            and index + 1 < len(tokens)
+            and tokens[index + 1].text in ("s", "b", "t")
+            and tokens[index + 1].start == token.end + 1
+        ):
+            spans.append((token.start, tokens[index + 1].end))
+    return spans
+
+
+def _marked(sql: str, spans: list[tuple[int, int]], nonce: str, dialect: str) -> str:
+    """``sql`` with each positional parameter named ``sqlfence<nonce>x<i>``."""
+    parts, last = [], 0
+    for index, (start, end) in enumerate(spans):
+        name = f"sqlfence{nonce}x{index}"
+        mark = f"%({name})s" if dialect == "postgres" else f":{name}"
+        parts += [sql[last:start], mark]
+        last = end + 1
+    parts.append(sql[last:])
+    return "".join(parts)
+
+
+def _unmark(tree: exp.Expr, nonce: str, count: int, dialect: Dialect) -> None:
+    """Check the markers come out in the caller's order, then make them positional again."""
+    found = [n for n in tree.find_all(exp.Placeholder) if f"sqlfence{nonce}x" in n.name]
+    if len(found) != count:
+        raise Refused("the statement's parameters could not be kept apart in the rewrite")
+    text = tree.sql(dialect=dialect)
+    at = -1
+    for index in range(count):
+        position = text.find(f"sqlfence{nonce}x{index}", at + 1)
+        if position < 0:
+            raise Refused("rewriting the statement would bind its parameters in another order")
+        at = position
+    for node in found:
+        node.set("this", None)
+
+
+def check_key(key: object) -> None:
+    """Raise FilterError unless ``key`` is ``table``, ``schema.table``, ``schema.*`` or
+    ``*.column``."""
+    if not isinstance(key, str) or not key.strip():
+        raise FilterError("a row filter's key must name a table")
+    parts = key.split(".")
+    if len(parts) > 3 or any(not part.strip() for part in parts):
+        raise FilterError(f"{key!r} is not table, schema.table, schema.* or *.column")
+    if parts[-1] == "*" and len(parts) == 1:
+        raise FilterError("'*' alone would filter every table: name the tables, or use *.column")
+
+
+def column_key(key: str) -> str | None:
+    """The column of a ``*.column`` key (every table that has the column), else None."""
+    schema, dot, column = key.partition(".")
+    return column.strip().strip('"').lower() if dot and schema == "*" and column != "*" else None
+
+
+def guarded_read(table: exp.Table, filters: tuple[RowFilter, ...], dialect: Dialect) -> bool:
+    """Whether ``table`` is the one table of ``(SELECT * FROM table WHERE <filters>)``."""
+    from_ = table.parent
+    select = from_.parent if isinstance(from_, exp.From) else None
+    if not isinstance(select, exp.Select) or not isinstance(select.parent, exp.Subquery):
+        return False
+    if [type(e) for e in select.expressions] != [exp.Star]:
+        return False
+    if {key for key, value in select.args.items() if value} != {"expressions", "from_", "where"}:
+        return False
+    where = select.args["where"].this
+    return bool(where.sql(dialect=dialect) == combined(filters, table.this).sql(dialect=dialect))
+
+
+def unfiltered(
+    tree: exp.Expr, namer: Namer, filters_for: FiltersFor, dialect: Dialect
+) -> str | None:
+    """A filtered table ``tree`` reads or changes without its filter, or None.
+
+    Run on the rewritten text as parsed again: the rewrite is trusted only as the fence
+    reads it back.
+    """
+    scopes = CteScopes(namer)
+    for node in tree.find_all(exp.Table):
+        if not isinstance(node.this, exp.Identifier) or node.arg_key == "indexed":
+            continue
+        statement, role = _role(node)
+        if role == "read" and scopes.is_reference(node):
+            continue
+        name = namer.table(node)
+        filters = filters_for(name)
+        if not filters or (role == "target" and isinstance(statement, exp.Insert)):
+            continue
+        if role == "read":
+            if not guarded_read(node, filters, dialect):
+                return name
+            continue
+        alias = node.args.get("alias")
+        label = alias.this if isinstance(alias, exp.TableAlias) and alias.this else node.this
+        where = statement.args.get("where")
+        if not isinstance(where, exp.Where):
+            return name
+        found = [part.sql(dialect=dialect) for part in _conjuncts(where.this)]
+        expected = [qualified(f.condition, label).unnest().sql(dialect=dialect) for f in filters]
+        if found[-len(expected) :] != expected:
+            return name
+    return None
+
+
+def _conjuncts(condition: exp.Expr) -> list[exp.Expr]:
+    """The parts of an AND chain, parentheses taken off each (not looked into)."""
+    if isinstance(condition, exp.And):
+        return list(condition.flatten())
+    return [condition.unnest()]
