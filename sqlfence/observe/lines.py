@@ -85,7 +85,8 @@ class AuditRecord(Protocol):
         """``(event_type, status)``, to decide whether the settings want the event."""
 
     def values(self, kind: tuple[str, str]) -> Mapping[str, Any]:
-        """The values of the layout's per-event and text fields (``kind`` is ``kind()``'s)."""
+        """The value of each of the layout's per-event and text fields, None where it does
+        not apply (``kind`` is what ``kind()`` returned)."""
 
 
 def session_fields(session: Session) -> dict[str, Any]:
@@ -141,7 +142,13 @@ def _compile(layout: Layout) -> Render:
             _RUNS[name] = tuple(run)
             owner = "r.session" if run[0].source is Source.SESSION else "r.decision"
             key = "connection_id" if run[0].source is Source.SESSION else "sql"
-            body.append(f"    f{number} = w._run({name!r}, {owner}.{key}, {owner})")
+            # The writer's cache of this run, looked up here (the hot path), filled by _run.
+            body.append(f"    o = {owner}")
+            body.append(f"    e = w._runs.get(({name!r}, o.{key}))")
+            body.append(
+                f"    f{number} = e[1] if e is not None and e[0] is o else "
+                f"w._run({name!r}, o.{key}, o)"
+            )
             pieces.append(f"{{f{number}}}")
             run.clear()
 
@@ -152,7 +159,7 @@ def _compile(layout: Layout) -> Render:
             run.append(field)
             continue
         close_run()
-        value = f"v.get({field.name!r})"
+        value = f"v[{field.name!r}]"  # a record's values() has every field of its layout
         if field.plain:  # '"' + text + '"', no escaping to look for
             if field.optional:
                 body.append(f"    x{index} = {value}")

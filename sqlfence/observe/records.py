@@ -252,7 +252,11 @@ class FetchRecord:
         return {
             "timestamp": iso_timestamp(self.ts_ns),
             "event_type": FETCH,
+            "query": None,
             "status": OK,
+            "duration_ms": None,
+            "rows_affected": None,
+            "error": None,
             "rows_returned": self.rows,
             "truncated": self.truncated,
             "query_id": f"{PROCESS_TAG}-{statement.query_id}",
