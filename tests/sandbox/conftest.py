@@ -13,11 +13,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from sqlfence.errors import SandboxError
 from sqlfence.sandbox import AgentSandbox, Registry, reap
 from sqlfence.sandbox.registry import DATABASE
+from sqlfence.sandbox.runtimes import docker as runtime
 from tests.conftest import missing
 from tests.postgres_server import PostgresServer, started
 
@@ -163,3 +166,29 @@ def no_stored_password(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[
     monkeypatch.setenv("PGPASSFILE", str(tmp_path / "no-pgpass"))
     monkeypatch.setenv("PGSERVICEFILE", str(tmp_path / "no-pg_service.conf"))
     return dict(os.environ)
+
+
+# -- a Docker engine and the local PostgreSQL image (tests marked docker) ------------------
+
+
+@pytest.fixture(scope="module")
+def engine() -> Any:
+    """The Docker engine, or a skip (a failure in CI) when none answers."""
+    try:
+        return runtime.client()
+    except SandboxError:
+        missing("Docker engine")
+        raise AssertionError("unreachable") from None
+
+
+@pytest.fixture(scope="module")
+def image(engine: Any) -> str:
+    """The PostgreSQL image to run (it must exist locally: nothing can be pulled)."""
+    name = os.environ.get("SQLFENCE_TEST_PG_IMAGE")
+    if not name:
+        missing("a local PostgreSQL image (SQLFENCE_TEST_PG_IMAGE)")
+    try:
+        engine.images.get(name)
+    except Exception:
+        missing(f"the image {name}")
+    return str(name)

@@ -19,34 +19,10 @@ import pytest
 from sqlfence.errors import OperationalError, SandboxError
 from sqlfence.sandbox import AgentSandbox, SandboxPool, listing, reap
 from sqlfence.sandbox.runtimes import docker as runtime
-from tests.conftest import missing
 from tests.sandbox.conftest import signal_when_ready
 from tests.test_exits import TIMEOUT_S, check_closed_in_order, exiting_child
 
 pytestmark = pytest.mark.docker
-
-
-@pytest.fixture(scope="module")
-def engine() -> Any:
-    """The Docker engine, or a skip (a failure in CI) when none answers."""
-    try:
-        return runtime.client()
-    except SandboxError:
-        missing("Docker engine")
-        raise AssertionError("unreachable") from None
-
-
-@pytest.fixture(scope="module")
-def image(engine: Any) -> str:
-    """The PostgreSQL image to run (it must exist locally: nothing can be pulled)."""
-    name = os.environ.get("SQLFENCE_TEST_PG_IMAGE")
-    if not name:
-        missing("a local PostgreSQL image (SQLFENCE_TEST_PG_IMAGE)")
-    try:
-        engine.images.get(name)
-    except Exception:
-        missing(f"the image {name}")
-    return str(name)
 
 
 @pytest.fixture

@@ -16,44 +16,19 @@ The local image's database user is uid 100 (Debian's package), not the official 
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from typing import Any
 
 import psycopg
 import pytest
 
-from sqlfence.errors import SandboxError
 from sqlfence.sandbox.limits import Limits
 from sqlfence.sandbox.registry import Owner
-from sqlfence.sandbox.runtimes import docker as docker_runtime
 from sqlfence.sandbox.runtimes import kubernetes_manifests as k8s
 from sqlfence.sandbox.runtimes.docker_specs import memory_bytes, nano_cpus
-from tests.conftest import missing
 
 pytestmark = pytest.mark.docker
 PASSWORD = "pod-probe-Secret-1"
-
-
-@pytest.fixture(scope="module")
-def engine() -> Any:
-    try:
-        return docker_runtime.client()
-    except SandboxError:
-        missing("Docker engine")
-        raise AssertionError("unreachable") from None
-
-
-@pytest.fixture(scope="module")
-def image(engine: Any) -> str:
-    name = os.environ.get("SQLFENCE_TEST_PG_IMAGE")
-    if not name:
-        missing("a local PostgreSQL image (SQLFENCE_TEST_PG_IMAGE)")
-    try:
-        engine.images.get(name)
-    except Exception:
-        missing(f"the image {name}")
-    return str(name)
 
 
 def _server(image: str, engine: Any) -> k8s.Server:

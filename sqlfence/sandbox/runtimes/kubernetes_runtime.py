@@ -27,7 +27,6 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -197,10 +196,11 @@ class KubernetesRuntime:
         return removed
 
 
-class PodPlacement:
-    """A sandbox's server in the cluster: the shared one, or its own claimed one."""
+class PodPlacement(GivenServer):
+    """A sandbox's server in the cluster: the shared one, or its own claimed one. Not
+    paused whole (agent-sandbox's Suspended mode drops the pod), measured or watched here:
+    the pod's readiness probe logs in, and a connection fails when the pod is gone."""
 
-    managed = True  # sqlfence made it: confined server-wide
     outlives_process = False  # its lease ends when this process stops renewing it
 
     def __init__(
@@ -211,7 +211,7 @@ class PodPlacement:
         claim: manifests.Manifest | None,
         leases: Leases,
     ) -> None:
-        self.admin_url: str | None = admin_url
+        super().__init__(admin_url, managed=True)  # sqlfence made it: confined server-wide
         self._cluster, self._tunnel, self._claim, self._leases = cluster, tunnel, claim, leases
 
     def holds_namespaces(self) -> bool:
@@ -226,29 +226,6 @@ class PodPlacement:
             meta = self._claim["metadata"]
             self._leases.drop("SandboxClaim", meta["name"])
             self._cluster.delete("SandboxClaim", meta["name"], uid=meta.get("uid"))
-
-    def pause(self, paused: bool) -> bool:
-        """Not the whole server (the agent-sandbox Suspended mode drops the pod)."""
-        return False
-
-    def metrics(self) -> dict[str, Any]:
-        """Nothing measured here (the cluster's metrics server has it)."""
-        return {}
-
-    def failure(self) -> str | None:
-        """Not watched: the connection fails when the pod is gone."""
-        return None
-
-    def healthy(self) -> bool:
-        """Not probed: the pod's readiness probe logs in."""
-        return True
-
-    def dead(self) -> bool:
-        """Not watched."""
-        return False
-
-    def on_failure(self, listener: Callable[[str], None]) -> None:
-        """Never called."""
 
 
 class _Gone(GivenServer):
