@@ -63,7 +63,9 @@ class RowFilters:
             if column is not None:
                 self._columns.append((column, bound))
             else:
-                parts = namer.qualify(key)
+                # A quoted key part keeps its case only where the dialect's quoted names do:
+                # SQLite folds "Notes" to notes as it folds Notes (qualify would keep it).
+                parts = tuple(namer.normalize(part, quoted=True) for part in namer.qualify(key))
                 pattern = parts if "." in key else ("*", parts[-1])
                 self._tables.append((TableSet((pattern,)), bound))
         self._memo: dict[str, tuple[RowFilter, ...]] = {}
