@@ -45,7 +45,7 @@ CREATE TABLE products (id INTEGER PRIMARY KEY, name TEXT, price INTEGER);
 CREATE TABLE "Notes" (id INTEGER PRIMARY KEY, tenant_id TEXT, body TEXT);
 CREATE VIEW v_orders AS SELECT * FROM orders
 """
-ROWS = {
+ROWS: dict[str, list[tuple[Any, ...]]] = {
     "customers": [
         (1, "A", "ann", "north"), (2, "A", "bob", "south"), (3, "A", "cat", "north"),
         (4, "B", "dan", "north"), (5, "B", "eve", "south"),
