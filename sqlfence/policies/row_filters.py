@@ -21,7 +21,6 @@ from sqlfence.sql.names import Namer
 from sqlfence.sql.row_filters import (
     FilterError,
     Identity,
-    Refused,
     RowFilter,
     bind,
     column_key,
@@ -29,6 +28,7 @@ from sqlfence.sql.row_filters import (
     rewrite,
     unfiltered,
 )
+from sqlfence.sql.with_check import Refused
 
 _MEMO_LIMIT = 4096  # table names come from agents' texts: the memo must not grow without end
 

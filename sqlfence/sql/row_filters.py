@@ -41,8 +41,6 @@ from sqlfence.sql.rewrite import regenerable
 from sqlfence.sql.scopes import CteScopes
 from sqlfence.sql.with_check import Refused, check_insert, check_update
 
-__all__ = ["Refused"]  # raised by apply: callers catch it from here
-
 IDENTITY_PLACEHOLDERS = ("tenant", "agent_id")
 CLAIMS = "claims"  # :claims.<name>, a claim of the caller's token (Guard(claims=...))
 
@@ -247,7 +245,7 @@ FiltersFor = Callable[[str], tuple[RowFilter, ...]]
 
 @dataclass
 class Rewrite:
-    """What ``apply`` did to one tree: the policy keys applied and the checks it needs."""
+    """What ``apply`` did to one tree: the keys applied, the derived tables without alias."""
 
     applied: list[str] = field(default_factory=list)
     unaliased: set[tuple[str | None, str]] = field(default_factory=set)
@@ -259,13 +257,15 @@ def apply(
     filters_for: FiltersFor,
     views: Mapping[str, Iterable[str]] | None = None,
 ) -> tuple[exp.Expr, tuple[str, ...]]:
-    """``tree`` (a copy) with every filtered table filtered; the keys applied, in order.
+    """``tree``, changed in place, with every filtered table filtered; the keys applied.
+
+    The caller's tree is not copied (a deep copy costs more than the rewrite): after a
+    refusal it is left half-rewritten and must not be used.
 
     Raises Refused for a statement that cannot be filtered safely: a filtered table in DDL,
     MERGE or COPY, a view over a filtered table, an INSERT or UPDATE that may write a row
     the filter hides, a table reference of an unexpected shape.
     """
-    tree = tree.copy()
     done = Rewrite()
     scopes = CteScopes(namer)
     for node in list(tree.find_all(exp.Table)):
@@ -531,8 +531,15 @@ def column_key(key: str) -> str | None:
     return column.strip().strip('"').lower() if dot and schema == "*" and column != "*" else None
 
 
-def guarded_read(table: exp.Table, filters: tuple[RowFilter, ...], dialect: Dialect) -> bool:
-    """Whether ``table`` is the one table of ``(SELECT * FROM table WHERE <filters>)``."""
+def guarded_read(
+    table: exp.Table,
+    filters: tuple[RowFilter, ...],
+    dialect: Dialect,
+    expected: dict[tuple[str, ...], str] | None = None,
+) -> bool:
+    """Whether ``table`` is the one table of ``(SELECT * FROM table WHERE <filters>)``.
+
+    ``expected`` keeps the filter texts already written, by keys and table name."""
     from_ = table.parent
     select = from_.parent if isinstance(from_, exp.From) else None
     if not isinstance(select, exp.Select) or not isinstance(select.parent, exp.Subquery):
@@ -542,7 +549,13 @@ def guarded_read(table: exp.Table, filters: tuple[RowFilter, ...], dialect: Dial
     if {key for key, value in select.args.items() if value} != {"expressions", "from_", "where"}:
         return False
     where = select.args["where"].this
-    return bool(where.sql(dialect=dialect) == combined(filters, table.this).sql(dialect=dialect))
+    key = (*(f.key for f in filters), table.this.sql(dialect=dialect))
+    known = expected.get(key) if expected is not None else None
+    if known is None:
+        known = combined(filters, table.this).sql(dialect=dialect)
+        if expected is not None:
+            expected[key] = known
+    return bool(where.sql(dialect=dialect) == known)
 
 
 def unfiltered(
@@ -554,6 +567,7 @@ def unfiltered(
     reads it back.
     """
     scopes = CteScopes(namer)
+    expected: dict[tuple[str, ...], str] = {}
     for node in tree.find_all(exp.Table):
         if not isinstance(node.this, exp.Identifier) or node.arg_key == "indexed":
             continue
@@ -565,7 +579,7 @@ def unfiltered(
         if not filters or (role == "target" and isinstance(statement, exp.Insert)):
             continue
         if role == "read":
-            if not guarded_read(node, filters, dialect):
+            if not guarded_read(node, filters, dialect, expected):
                 return name
             continue
         alias = node.args.get("alias")
@@ -574,8 +588,8 @@ def unfiltered(
         if not isinstance(where, exp.Where):
             return name
         found = [part.sql(dialect=dialect) for part in _conjuncts(where.this)]
-        expected = [qualified(f.condition, label).unnest().sql(dialect=dialect) for f in filters]
-        if found[-len(expected) :] != expected:
+        wanted = [qualified(f.condition, label).unnest().sql(dialect=dialect) for f in filters]
+        if found[-len(wanted) :] != wanted:
             return name
     return None
 
