@@ -219,7 +219,9 @@ def _learn_schema(
     found = driver.load_catalog(raw) if catalog is None and guard.policy_has_table_rules else None
     views = driver.load_views(raw)
     columns = driver.load_view_columns(raw) if policy.denied_columns else {}
-    tables = driver.load_table_columns(raw) if policy.denied_columns else {}
+    # each table's columns: for ``*`` under denied columns, and for ``*.column`` row filters
+    wildcard = any(key.startswith("*.") for key in policy.row_filters)
+    tables = driver.load_table_columns(raw) if policy.denied_columns or wildcard else {}
     generated = driver.load_generated_columns(raw) if policy.denied_columns else {}
     if found or views or columns or moved or tables or generated:
         return guard.with_catalog(

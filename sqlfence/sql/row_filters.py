@@ -20,8 +20,7 @@ parameters as they are. It is made safe by refusing values a database could read
 where ``standard_conforming_strings`` is off) and ``%`` (psycopg reads it in the text when
 parameters are passed); and the literal must parse back to the same value.
 
-Pure functions over sqlglot trees; the policy side (which key matches which table) is the
-caller's ``filters_for``.
+Pure functions over sqlglot trees; which key matches which table is ``filters_for``'s.
 """
 
 from __future__ import annotations

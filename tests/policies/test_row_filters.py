@@ -223,6 +223,35 @@ def test_through_connect_a_view_over_the_table_is_denied(tmp_path: Path) -> None
     second.close()
 
 
+def test_through_connect_a_column_key_filters_every_table_with_the_column(
+    tmp_path: Path,
+) -> None:
+    """``*.tenant_id`` needs each table's columns: sqlfence.connect loads them from the
+    catalog, so both tables are filtered and a table without the column is left alone."""
+    path = tmp_path / "shop.db"
+    raw = sqlite3.connect(path)
+    raw.executescript(
+        "CREATE TABLE orders (id INTEGER, tenant_id TEXT);"
+        "CREATE TABLE refunds (id INTEGER, tenant_id TEXT);"
+        "CREATE TABLE currencies (code TEXT);"
+        "INSERT INTO orders VALUES (1, 'A'), (2, 'B');"
+        "INSERT INTO refunds VALUES (10, 'A'), (20, 'B');"
+        "INSERT INTO currencies VALUES ('EUR');"
+    )
+    raw.commit()
+    raw.close()
+    policy = {"row_filters": {"*.tenant_id": "tenant_id = :tenant"}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        conn = sqlfence.connect(f"sqlite:///{path}", policy=policy, tenant="B")
+    try:
+        joined = "SELECT o.id, r.id FROM orders o JOIN refunds r ON r.id = o.id * 10"
+        assert conn.execute(joined).fetchall() == [(2, 20)]
+        assert conn.execute("SELECT code FROM currencies").fetchall() == [("EUR",)]
+    finally:
+        conn.close()
+
+
 def test_check_shows_the_rewritten_statement(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
