@@ -440,19 +440,12 @@ class AuditLog:
                 return
             lines = []
             for item in items:
-                is_dict = type(item) is dict
                 try:
-                    if is_dict:
-                        kind = item.get("event_type", ""), item.get("status", OK)
-                    else:
-                        kind = item.kind()
+                    kind = self._lines.kind(item)
                     if kind in unwanted:
                         continue
                     seq, prev = chain.seq + 1, chain.prev
-                    if is_dict:
-                        body = encode_event(item, seq, prev)
-                    else:
-                        body = self._lines.record(item, seq, prev, kind)
+                    body = self._lines.line(item, seq, prev, kind)
                     if self._processors:
                         body = self._process(body, seq, prev)
                 except Exception as error:  # a record that cannot be written is itself recorded

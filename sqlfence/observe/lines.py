@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlfence.observe.masking import mask_literals
-from sqlfence.observe.schema import LAYOUTS, Field, Layout, Source, layout_of
+from sqlfence.observe.schema import LAYOUTS, OK, Field, Layout, Source, layout_of
 
 if TYPE_CHECKING:
     from sqlfence.observe.observer import Session
@@ -207,6 +207,21 @@ class LineWriter:
         self._limit = settings.max_query_chars
         self._texts: dict[str, str] = {}
         self._runs: dict[tuple[str, object], tuple[object, str]] = {}
+
+    @staticmethod
+    def kind(item: AuditRecord | dict[str, Any]) -> tuple[str, str]:
+        """``(event_type, status)`` of a record or a dict event."""
+        if isinstance(item, dict):
+            return item.get("event_type", ""), item.get("status", OK)
+        return item.kind()
+
+    def line(
+        self, item: AuditRecord | dict[str, Any], seq: int, prev: str, kind: tuple[str, str]
+    ) -> bytes:
+        """A record or a dict event as its line body (no MAC)."""
+        if isinstance(item, dict):
+            return encode_event(item, seq, prev)
+        return self.record(item, seq, prev, kind)
 
     def record(self, record: AuditRecord, seq: int, prev: str, kind: tuple[str, str]) -> bytes:
         """``record`` as its line body (no MAC); ``kind`` is what ``record.kind()`` returned."""
