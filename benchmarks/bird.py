@@ -24,6 +24,7 @@ The corpus is read from ``$SQLFENCE_BIRD_DIR`` (default ``../shared/corpora/bird
 beside the repository) and never copied. Exit status 1 when a must-be-zero count is not 0.
 
     python benchmarks/bird.py [--dialect sqlite|postgres] [--repeats N] [--profile]
+    python benchmarks/bird.py --row-filter [...]   # with a row filter: bird_row_filters.py
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import sqlglot
 from bird_report import (
@@ -67,6 +69,7 @@ DEFAULT_DIR = REPO_ROOT.parent / "shared" / "corpora" / "bird-minidev"
 DIALECTS = {"sqlite": "sqlite", "postgres": "postgresql"}  # sqlglot name -> corpus file suffix
 # what sqlfence.connect qualifies unqualified names with, by dialect (the databases' profiles)
 DEFAULT_SCHEMAS = {name: databases.profile(name).default_schema for name in DIALECTS}
+Runner = Callable[[str], list[Any]]  # runs one statement raw, rolled back: its rows
 
 
 def corpus_dir() -> Path:
@@ -142,21 +145,21 @@ class SQLiteTarget:
             return int(row[0])
 
     @contextlib.contextmanager
-    def raw(self, database: str, read_only: bool = False) -> Iterator[Callable[[str], None]]:
-        """A runner executing one statement in its own rolled-back transaction."""
+    def raw(self, database: str, read_only: bool = False) -> Iterator[Runner]:
+        """A runner executing one statement in its own rolled-back transaction (its rows)."""
         conn = sqlite3.connect(self.path(database), isolation_level=None)
         deadline = [0.0]
         conn.set_progress_handler(lambda: int(time.monotonic() > deadline[0]), 1000)
         if read_only:
             conn.execute("PRAGMA query_only = ON")
 
-        def run(sql: str) -> None:
+        def run(sql: str) -> list[Any]:
             deadline[0] = time.monotonic() + TIMEOUT_MS / 1000
             cursor = conn.cursor()
             cursor.execute("BEGIN")
             try:
                 cursor.execute(sql)
-                cursor.fetchall()
+                return cursor.fetchall()
             finally:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
@@ -206,7 +209,7 @@ class PostgresTarget:
             return int(row[0]) if row else 0
 
     @contextlib.contextmanager
-    def raw(self, database: str, read_only: bool = False) -> Iterator[Callable[[str], None]]:
+    def raw(self, database: str, read_only: bool = False) -> Iterator[Runner]:
         import psycopg
 
         options = f"-c statement_timeout={TIMEOUT_MS}"
@@ -214,12 +217,11 @@ class PostgresTarget:
             options += " -c default_transaction_read_only=on"
         conn = psycopg.connect(self.url(database), options=options)
 
-        def run(sql: str) -> None:
+        def run(sql: str) -> list[Any]:
             try:
                 with conn.cursor() as cursor:
                     cursor.execute(sql)
-                    if cursor.description is not None:
-                        cursor.fetchall()
+                    return cursor.fetchall() if cursor.description is not None else []
             finally:
                 conn.rollback()
 
@@ -499,8 +501,19 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5, help="latency samples per statement")
     parser.add_argument("--profile", action="store_true", help="print cProfile of decide")
     parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
+    parser.add_argument(
+        "--row-filter",
+        action="store_true",
+        help="a row filter on each database's most-read table, checked by a differential "
+        "oracle (bird_row_filters.py; its own section of BENCHMARKS.md)",
+    )
     args = parser.parse_args()
     root = corpus_dir()
+    if args.row_filter:
+        import bird_row_filters  # it imports this module's targets: loaded only when asked
+
+        dialects = args.dialect or ["sqlite", "postgres"]
+        return bird_row_filters.main(root, dialects, args.repeats, not args.no_write)
     began = time.monotonic()
     reports: list[Report] = []
     profiles: dict[str, str] = {}

@@ -1,0 +1,417 @@
+"""BIRD mini-dev with a row filter: false denials, broken rewrites, the filter's decide cost.
+
+``bird.py --row-filter`` runs this. For SQLite and PostgreSQL, each of the 11 BIRD databases
+is created from the corpus's DDL twice and filled with the same few synthetic rows per table
+(small value domains, so joins and comparisons meet; some NULLs). Its most-read table (the
+one most statements name) gets a row filter ``"<column>" = :tenant`` on the column of that
+table the statements name most, written as the database stores it (PostgreSQL folds the
+corpus's unquoted mixed-case names to lower case: ``cdscode``, not ``CDSCode``), and the
+tenant is a value that column holds in some rows but not all. The second copy (the
+*oracle*) holds only the filtered table's rows that meet the filter.
+
+Every statement of the corpus runs raw on the full copy and on the oracle, and through
+``sqlfence.connect(..., tenant=...)`` on the full copy under bird.py's read-only policy plus
+the row filter. A *false denial* is a statement the database ran raw that the fence refused
+(the read-only rule's writes and several statements in one call are by design, as in
+bird.py); a *broken rewrite* is an allowed statement that fails after the fence where it ran
+on the oracle, or whose rows differ from the oracle's (the differential oracle: the fenced
+statement on everyone's rows must give what the raw statement gives on the tenant's rows
+alone; rows compared as multisets, floats to 6 places). A LIMIT over ties of its ORDER BY
+may pick other rows without a fence bug: such a difference is *order-dependent* (counted
+apart and printed) only when as many rows came back and each is among the oracle's rows of
+the statement without its LIMIT; any other difference is broken.
+
+Latency: over the raw-accepted statements the filter applies to, first-sight ``Guard.decide``
+with the filter and without it (bird.py's policy), beside ``parse_one`` of the same text, per
+statement the minimum of several samples, then median and p95 over statements.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import functools
+import gc
+import re
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import sqlglot
+from bird import (
+    DEFAULT_SCHEMAS,
+    PostgresTarget,
+    SQLiteTarget,
+    Target,
+    first_line,
+    load_statements,
+    policy_for,
+    schemas,
+)
+from bird_report import Statement
+from bird_row_filters_report import (
+    LATENCY,
+    ROWS,
+    SUMMARY,
+    Checked,
+    DialectRun,
+    Filter,
+    Latency,
+    findings,
+    latency,
+    markdown,
+    summary,
+)
+from common import table
+from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
+
+import sqlfence
+
+ORACLE = "{}__tenant"  # the copy holding only the tenant's rows of the filtered table
+
+
+# -- the data ------------------------------------------------------------------------------
+
+
+def columns(target: Target, database: str) -> dict[str, list[tuple[str, str]]]:
+    """Table -> [(column, declared type)], as the database stores the names."""
+    if isinstance(target, SQLiteTarget):
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(target.path(database))) as conn:
+            names = [
+                row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            ]
+            return {
+                name: [
+                    (row[1], row[2].lower()) for row in conn.execute(f'PRAGMA table_info("{name}")')
+                ]
+                for name in names
+            }
+    import psycopg
+
+    found: dict[str, list[tuple[str, str]]] = {}
+    with psycopg.connect(target.url(database)) as conn:
+        for name, column, kind in conn.execute(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = 'public' ORDER BY table_name, ordinal_position"
+        ):
+            found.setdefault(name, []).append((column, kind))
+    return found
+
+
+def value(kind: str, row: int, position: int, dialect: str, seen: list[str]) -> object:
+    """The synthetic value of one cell: a few values per column, some NULLs; a text column
+    also takes the literals the statements compare it with (``seen``), so WHERE meets rows."""
+    if (row + position) % 5 == 4:
+        return None
+    pick = (row * (position % 3 + 1) + position) % 3
+    if seen and kind == "text" and row % 2:
+        return seen[(row // 2) % len(seen)]
+    if kind.startswith("int"):
+        return pick + 1
+    if kind in ("real", "double precision", "numeric"):
+        return pick + 0.5
+    if kind == "date":
+        day = datetime.date(2020, pick + 1, 1)
+        return day if dialect == "postgres" else day.isoformat()
+    if kind.startswith(("datetime", "timestamp")):
+        moment = datetime.datetime(2020, 1, pick + 1, 10, 0, 0)
+        return moment if dialect == "postgres" else moment.isoformat(sep=" ")
+    return str(pick + 1)
+
+
+def rows_of(
+    table_columns: list[tuple[str, str]], dialect: str, texts: list[str]
+) -> list[tuple[object, ...]]:
+    seen = [compared(column, texts) for column, _ in table_columns]
+    return [
+        tuple(
+            value(kind, row, position, dialect, seen[position])
+            for position, (_, kind) in enumerate(table_columns)
+        )
+        for row in range(ROWS)
+    ]
+
+
+def compared(column: str, texts: list[str], most: int = 2) -> list[str]:
+    """The string literals the statements compare ``column`` with (``= 'x'``), most used."""
+    name = re.escape(column)
+    pattern = re.compile(
+        rf"(?<![\w]){name}\"?`?\]?\s*(?:=|LIKE)\s*'([^'%_]{{1,40}})'", re.IGNORECASE
+    )
+    found = Counter(match for text in texts for match in pattern.findall(text))
+    return [literal for literal, _ in found.most_common(most)]
+
+
+def fill(target: Target, database: str, data: dict[str, tuple[list[str], list[Any]]]) -> None:
+    """Insert ``data`` (table -> (columns, rows)) into ``database``."""
+
+    def insert(table_name: str, names: list[str], marker: str) -> str:
+        quoted = ", ".join('"' + name.replace('"', '""') + '"' for name in names)
+        marks = ", ".join(marker for _ in names)
+        return f'INSERT INTO "{table_name}" ({quoted}) VALUES ({marks})'
+
+    if isinstance(target, SQLiteTarget):
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(target.path(database))) as conn:
+            for name, (names, rows) in data.items():
+                conn.executemany(insert(name, names, "?"), rows)
+            conn.commit()
+        return
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(target.url(database)) as conn, conn.cursor() as cursor:
+        for name, (names, rows) in data.items():
+            for row in rows:  # literals, no parameters: some column names hold a % sign
+                statement = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+                    sql.Identifier(name),
+                    sql.SQL(", ").join(map(sql.Identifier, names)),
+                    sql.SQL(", ").join(map(sql.Literal, row)),
+                )
+                cursor.execute(statement)
+
+
+def choose_filter(
+    target: Target,
+    database: str,
+    tables: dict[str, list[tuple[str, str]]],
+    statements: list[Statement],
+) -> tuple[Filter, dict[str, tuple[list[str], list[Any]]]]:
+    """The most-read table, its most-named integer or text column, a tenant it holds; and the
+    synthetic rows of every table."""
+    texts = [s.sql for s in statements]
+
+    def mentions(name: str) -> int:
+        pattern = re.compile(r"(?<![\w])" + re.escape(name) + r"(?![\w])", re.IGNORECASE)
+        return sum(1 for text in texts if pattern.search(text))
+
+    data = {
+        name: ([c for c, _ in cols], rows_of(cols, target.dialect, texts))
+        for name, cols in tables.items()
+    }
+    busiest = max(sorted(tables), key=mentions)
+    rows = data[busiest][1]
+    candidates = [
+        (position, column)
+        for position, (column, kind) in enumerate(tables[busiest])
+        if kind.startswith("int") or kind == "text"
+    ]
+    position, column = max(candidates, key=lambda item: (mentions(item[1]), -item[0]))
+    held = Counter(str(row[position]) for row in rows if row[position] is not None)
+    tenant = held.most_common(1)[0][0]
+    return Filter(database, busiest, column, tenant), data
+
+
+# -- running -------------------------------------------------------------------------------
+
+
+def policy_with(tables: list[str], row_filter: Filter) -> sqlfence.Policy:
+    """bird.py's read-only policy plus the row filter."""
+    base = policy_for(tables)
+    return sqlfence.Policy(
+        read_only=True,
+        allowed_tables=base.allowed_tables,
+        max_rows=base.max_rows,
+        statement_timeout_ms=base.statement_timeout_ms,
+        row_filters={row_filter.table: row_filter.condition},
+    )
+
+
+def run_database(
+    target: Target, row_filter: Filter, statements: list[Statement], policy: sqlfence.Policy
+) -> list[Checked]:
+    database = row_filter.database
+    checked = [Checked(statement) for statement in statements]
+    with target.raw(database) as run:
+        for item in checked:
+            try:
+                item.raw_rows = run(item.statement.sql)
+            except Exception as error:  # the database's verdict, whatever the driver raises
+                item.raw_error = first_line(error)
+    with target.raw(ORACLE.format(database)) as run:
+        for item in checked:
+            if item.raw_error is None:
+                try:
+                    item.expected = run(item.statement.sql)
+                except Exception as error:  # e.g. a cast the tenant's rows alone fail
+                    item.oracle_error = first_line(error)
+    conn = sqlfence.connect(
+        target.fence_url(database), policy=policy, tenant=row_filter.tenant, telemetry=False
+    )
+    try:
+        for item in checked:
+            if item.raw_error is None:
+                fence(conn, item)
+    finally:
+        conn.close()
+    with target.raw(ORACLE.format(database)) as run:
+        for item in checked:
+            if item.verdict == "broken" and item.fence_error is None and item.got:
+                text = without_limit(item.statement.sql, target.dialect)
+                if text is not None:
+                    with contextlib.suppress(Exception):
+                        item.unlimited = run(text)
+    for item in checked:
+        if item.allowed is False and set(item.rules) == {"multiple_statements"}:
+            item.by_design = "several statements in one call"
+    writes = [c for c in checked if c.allowed is False and set(c.rules) == {"read_only"}]
+    with target.raw(database, read_only=True) as run:
+        for item in writes:
+            try:
+                run(item.statement.sql)
+            except Exception:  # refused read-only by the database too: a fair denial
+                item.by_design = "a write the database refuses read-only too"
+    return checked
+
+
+def without_limit(sql: str, dialect: str) -> str | None:
+    """``sql`` without its outermost LIMIT/OFFSET, or None when it has none."""
+    try:
+        tree = sqlglot.parse_one(sql, read=dialect)
+    except sqlglot.errors.SqlglotError:
+        return None
+    if not isinstance(tree, exp.Query) or tree.args.get("limit") is None:
+        return None
+    tree.set("limit", None)
+    tree.set("offset", None)
+    return tree.sql(dialect=dialect)
+
+
+def fence(conn: sqlfence.GuardedConnection, item: Checked) -> None:
+    decision = conn.decide(item.statement.sql)
+    item.allowed = decision.allowed
+    item.rules = tuple(reason.rule for reason in decision.reasons)
+    item.reasons = tuple(str(reason) for reason in decision.reasons)
+    item.applied = decision.row_filters
+    item.final_sql = decision.sql
+    if not decision.allowed:
+        return
+    cursor = conn.cursor()
+    try:
+        cursor.execute(item.statement.sql)
+        item.got = cursor.fetchall() if cursor.description is not None else []
+    except sqlfence.PolicyViolation as error:  # the engine-side check (SQLite authorizer)
+        item.allowed = False
+        item.rules = ("engine_side",)
+        item.reasons = (f"engine-side: {error}",)
+    except sqlfence.Error as error:
+        item.fence_error = first_line(error)
+    finally:
+        cursor.close()
+        with contextlib.suppress(sqlfence.Error):
+            conn.rollback()
+
+
+# -- latency -------------------------------------------------------------------------------
+
+
+def measure(
+    dialect_name: str,
+    items: list[tuple[Statement, sqlfence.Policy, sqlfence.Policy, str]],
+    repeats: int,
+) -> Latency:
+    """First-sight decide with and without the filter beside parse_one, minimum of samples."""
+    dialect = Dialect.get_or_raise(dialect_name)
+    schema = DEFAULT_SCHEMAS[dialect_name]
+
+    def guard(policy: sqlfence.Policy, tenant: str | None) -> sqlfence.Guard:
+        return sqlfence.Guard(policy, dialect=dialect_name, default_schema=schema, tenant=tenant)
+
+    best = [[float("inf")] * len(items) for _ in range(3)]
+    clock = time.perf_counter_ns
+    for sample in range(repeats):
+        gc.collect()
+        gc.disable()
+        try:
+            for position, (statement, plain, filtered, tenant) in enumerate(items):
+                sql = statement.sql
+                steps: list[Callable[[str], object]] = [
+                    functools.partial(sqlglot.parse_one, read=dialect),
+                    guard(plain, None).decide,
+                    guard(filtered, tenant).decide,
+                ]
+                order = [0, 1, 2] if sample % 2 == 0 else [2, 1, 0]
+                for which in order:  # alternated so that none always runs on a warm cache
+                    step = steps[which]
+                    start = clock()
+                    step(sql)
+                    best[which][position] = min(best[which][position], clock() - start)
+        finally:
+            gc.enable()
+    return Latency(*best)
+
+
+# -- reporting -----------------------------------------------------------------------------
+
+
+def run_dialect(target: Target, root: Any, repeats: int) -> DialectRun:
+    ddl = schemas(root)
+    statements = load_statements(root, target.dialect)
+    filters, checked = [], []
+    timing: list[tuple[Statement, sqlfence.Policy, sqlfence.Policy, str]] = []
+    for database, text in ddl.items():
+        target.create(database, text)
+        target.create(ORACLE.format(database), text)
+        tables = columns(target, database)
+        mine = [s for s in statements if s.database == database]
+        row_filter, data = choose_filter(target, database, tables, mine)
+        filters.append(row_filter)
+        fill(target, database, data)
+        names, rows = data[row_filter.table]
+        where = names.index(row_filter.column)
+        kept = [row for row in rows if row_filter.keeps(row[where])]
+        fill(target, ORACLE.format(database), {**data, row_filter.table: (names, kept)})
+        plain = policy_for(list(tables))
+        filtered = policy_with(list(tables), row_filter)
+        done = run_database(target, row_filter, mine, filtered)
+        checked += done
+        timing += [(c.statement, plain, filtered, row_filter.tenant) for c in done if c.applied]
+        print(f"  {database}: {row_filter.table}.{row_filter.column} = {row_filter.tenant!r}")
+    parsable = []
+    for item in timing:
+        try:
+            sqlglot.parse_one(item[0].sql, read=Dialect.get_or_raise(target.dialect))
+        except sqlglot.errors.SqlglotError:
+            continue
+        parsable.append(item)
+    return DialectRun(target.dialect, filters, checked, measure(target.dialect, parsable, repeats))
+
+
+def main(root: Any, dialects: list[str], repeats: int, write: bool) -> int:
+    """Run the row-filter benchmark; 1 when a must-be-zero count is not 0."""
+    import tempfile
+    from pathlib import Path
+
+    from common import write_section
+
+    began = time.monotonic()
+    runs = []
+    for dialect in dialects:
+        print(f"{dialect} (row filter):")
+        with tempfile.TemporaryDirectory(prefix="sqlfence-bird-rf-") as workdir:
+            try:
+                target: Target = (
+                    SQLiteTarget(Path(workdir)) if dialect == "sqlite" else PostgresTarget()
+                )
+            except RuntimeError as error:
+                print(f"  skipped: {error}")
+                continue
+            try:
+                runs.append(run_dialect(target, root, repeats))
+            finally:
+                target.close()
+    print()
+    print(table(SUMMARY, summary(runs)))
+    print()
+    print(table(LATENCY, latency(runs)))
+    for line in findings(runs):
+        print(line)
+    if write:
+        text = markdown(runs, time.monotonic() - began)
+        print(f"\nwrote {write_section('bird-row-filters', text)}")
+    return 1 if any(r.count("broken") or r.count("false denial") for r in runs) else 0
