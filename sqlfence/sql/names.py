@@ -77,9 +77,13 @@ class Namer:
     def qualify(self, dotted: str) -> tuple[str, ...]:
         """A policy name such as ``Orders`` or ``sales.*`` -> normalised, qualified parts."""
         parts = [p.strip() for p in dotted.split(".")]
+        # A quoted part compares as the database compares a quoted identifier: as written on
+        # PostgreSQL, case-insensitively on SQLite (whose quotes do not make names exact).
         normal = tuple(
-            p[1:-1] if len(p) > 1 and p[0] == p[-1] == '"' else self.normalize(p) for p in parts
-        )
+            self.normalize(p[1:-1], quoted=True) if len(p) > 1 and p[0] == p[-1] == '"'
+            else self.normalize(p)
+            for p in parts
+        )  # fmt: skip
         if len(normal) == 1 and self.default_schema:
             return (self.default_schema, *normal)
         return normal
