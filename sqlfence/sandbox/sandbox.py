@@ -22,6 +22,7 @@ from sqlfence.policies.model import Policy
 from sqlfence.proxy.connect import connect
 from sqlfence.proxy.connection import GuardedConnection
 from sqlfence.sandbox import lifecycle, naming, snapshotting
+from sqlfence.sandbox.backends import postgres_row_security as row_security
 from sqlfence.sandbox.backends.base import (
     Backend,
     Namespace,
@@ -417,6 +418,7 @@ class AgentSandbox:
         The registry learns it from a background write, within moments: who holds a sandbox
         is for listing it, not for finding it after a crash (the owner process is)."""
         self._update_record(soon=True, agent_id=agent_id, tenant=tenant)
+        row_security.secure(self._backend, self.name, self.policy, agent_id, tenant)
         self._emit("assigned")
 
     def close_connections(self) -> None:
@@ -521,6 +523,7 @@ class AgentSandbox:
             self.close_connections()
         try:
             manifest = snapshotting.restore(self, store, name)
+            row_security.secure(self._backend, self.name, self.policy, self.agent_id, self.tenant)
         except SandboxError as error:
             self._emit("snapshot_refused", snapshot=name, error=str(error))
             raise

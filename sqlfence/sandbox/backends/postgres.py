@@ -43,8 +43,10 @@ from sqlfence.sandbox import credentials, naming, private_files
 from sqlfence.sandbox.backends import postgres_admin
 from sqlfence.sandbox.backends import postgres_digest as content_digest
 from sqlfence.sandbox.backends import postgres_grants as grants
+from sqlfence.sandbox.backends import postgres_row_security as row_security
 from sqlfence.sandbox.backends.base import Contents, Namespace
 from sqlfence.sandbox.limits import Limits
+from sqlfence.sql.row_filters import Identity
 
 DUMP_FILE = "data.pgdump"
 # What a database's comment may say: everyone can read comments, so no agent id or tenant.
@@ -78,6 +80,9 @@ class PostgresBackend:
         self._confined = False
         self._pool: postgres_admin.AdminPool | None = None
         self._lock = threading.Lock()
+        # Sandbox -> the row filters its restores get before they are swapped in, so that
+        # its role never sees a restored database unsecured (see secure_rows).
+        self._row_security: dict[str, tuple[Policy, Identity]] = {}
 
     # -- namespaces ------------------------------------------------------------------
 
@@ -104,6 +109,9 @@ class PostgresBackend:
                     role, sql.Literal(int(timeout))
                 )
             )
+        if policy.row_filters:
+            who = Identity(labels.get("agent_id"), labels.get("tenant"), {})
+            self._row_security[name] = (policy, who)
         if read_only:  # a clear message for a stray write; the privileges are what refuse it
             statements.append(
                 sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(role)
@@ -130,6 +138,7 @@ class PostgresBackend:
     def drop(self, name: str) -> None:
         """Drop the database, any half-made restore and clones of it, then its roles."""
         sql = self._psycopg.sql
+        self._row_security.pop(name, None)
         for clone in self._clones_of(name):
             self.drop_clone(clone)
         for database in (naming.derived(name, "RESTORING"), name):
@@ -185,6 +194,25 @@ class PostgresBackend:
         return Contents(
             tables=tables, schema_digest=hashlib.sha256(repr(schema).encode()).hexdigest()
         )
+
+    def secure_rows(self, name: str, policy: Policy, agent_id: str, tenant: str | None) -> None:
+        """Make the row security of database ``name`` match the policy's row filters for that
+        agent and tenant (``postgres_row_security``), in one transaction; this backend's
+        later restores of ``name`` are secured before they are swapped in. Raises
+        SandboxError."""
+        identity = Identity(agent_id, tenant, {})
+        self._row_security[name] = (policy, identity)
+        if self._labels(name)[1]:  # paused, it takes no session: secured at the next restore
+            self._secure(name, policy, identity)
+
+    def _secure(self, database: str, policy: Policy, identity: Identity) -> None:
+        sql = self._psycopg.sql
+        with self._named_errors(), self._connect(database) as conn, conn.transaction():
+            found = conn.execute(row_security.TABLES, (row_security.PERMISSIVE,)).fetchall()
+            tables = [row_security.table(row) for row in found]
+            filtered = row_security.conditions(policy, identity, tables)
+            for statement in row_security.statements(sql, tables, filtered):
+                conn.execute(statement)
 
     # -- snapshots -------------------------------------------------------------------
 
@@ -283,6 +311,9 @@ class PostgresBackend:
 
     def _swap_in(self, name: str, staging: str) -> None:
         sql = self._psycopg.sql
+        known = self._row_security.get(name)
+        if known is not None:
+            self._secure(staging, *known)
         labels, allowed = self._labels(name)
         self._drop_database(name)
         self._run(
