@@ -144,6 +144,8 @@ class MonitorPart:
     def __init__(self, monitor: Monitor, notify: Callable[[Alert], None]) -> None:
         self.monitor = monitor
         self._notify = notify  # an alert raised becomes an event of the pipeline
+        self._statement = monitor.statement
+        self._fetched = monitor.fetched
 
     def handle(self, event: Event) -> None:
         """Count the event on its connection's counters."""
@@ -152,8 +154,9 @@ class MonitorPart:
             stats = None if link is None else link.stats
             if stats is None:
                 return
-            if event.phase == FINISHED:
-                self.monitor.statement(
+            phase = event.phase
+            if phase == FINISHED:
+                self._statement(
                     stats,
                     event.duration,
                     event.error,
@@ -162,8 +165,8 @@ class MonitorPart:
                     event.rowcount,
                     self._notify,
                 )
-            elif event.phase == FETCHED:
-                self.monitor.fetched(stats, event.rows or 0, event.truncated)
+            elif phase == FETCHED:
+                self._fetched(stats, event.rows or 0, event.truncated)
         elif type(event) is DenialRecord:
             if event.link is not None and event.link.stats is not None:
                 self.monitor.denial(event.link.stats, event.decision, event.sql, self._notify)

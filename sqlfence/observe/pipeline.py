@@ -212,17 +212,17 @@ class Pipeline(Observer):
         the audit log fails closed; the statement has run then (``error.ran``)."""
         try:
             end = perf_counter()
-            if type(token) is StatementRecord:
+            if type(token) is Counted:  # first: the default observer's hot path
+                token.duration = end - token.t0
+                token.error = error
+                token.rowcount = rowcount
+                token.phase = FINISHED
+                self._handle(token)
+            elif type(token) is StatementRecord:
                 token.duration = duration = end - token.t0
                 token.rowcount = rowcount
                 token.error = error
                 token.slow = duration >= self._slow_s
-                token.phase = FINISHED
-                self._handle(token)
-            elif type(token) is Counted:
-                token.duration = end - token.t0
-                token.error = error
-                token.rowcount = rowcount
                 token.phase = FINISHED
                 self._handle(token)
         except AuditError:
@@ -233,7 +233,7 @@ class Pipeline(Observer):
     def fetched(self, session: Session, token: object, rows: int, truncated: bool) -> None:
         """The statement's result is done: count and record its rows. Never raises."""
         try:
-            if type(token) is StatementRecord or type(token) is Counted:
+            if type(token) is Counted or type(token) is StatementRecord:
                 token.rows = rows
                 token.truncated = truncated
                 token.phase = FETCHED

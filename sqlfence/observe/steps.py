@@ -62,16 +62,18 @@ class Counted:
     )
 
     def __init__(self, link: Link, decision: Decision, sql: str, t0: float) -> None:
+        # The rest is set by the pipeline before the phase that reads it (FINISHED: duration,
+        # error, rowcount; FETCHED: rows, truncated): fewer stores on the hot path.
         self.phase = STARTED
         self.link = link
         self.decision = decision
         self.sql = sql
         self.t0 = t0
-        self.duration = 0.0
-        self.error: BaseException | None = None
-        self.rowcount = -1
-        self.rows = 0
-        self.truncated = False
+        self.duration: float
+        self.error: BaseException | None
+        self.rowcount: int
+        self.rows: int
+        self.truncated: bool
 
 
 class Tick:
