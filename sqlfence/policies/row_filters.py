@@ -18,6 +18,7 @@ from sqlfence.policies.rules import Violation
 from sqlfence.policies.tables import TableSet
 from sqlfence.sql.analysis import Analysis
 from sqlfence.sql.names import Namer
+from sqlfence.sql.row_filter_check import unfiltered
 from sqlfence.sql.row_filters import (
     FilterError,
     Identity,
@@ -26,7 +27,6 @@ from sqlfence.sql.row_filters import (
     column_key,
     parse_filter,
     rewrite,
-    unfiltered,
 )
 from sqlfence.sql.with_check import Refused
 
@@ -69,6 +69,12 @@ class RowFilters:
                 pattern = parts if "." in key else ("*", parts[-1])
                 self._tables.append((TableSet((pattern,)), bound))
         self._memo: dict[str, tuple[RowFilter, ...]] = {}
+        # What reads each relation besides itself: the views and rules over it, and the
+        # parents of an inheritance child or partition (whose rows a parent's read returns).
+        self._read_by: dict[str, set[str]] = {}
+        for reader, bases in views.items():
+            for base in bases:
+                self._read_by.setdefault(base, set()).add(reader)
 
     def filters_for(self, table: str) -> tuple[RowFilter, ...]:
         """The filters on a qualified table name (empty when it has none)."""
@@ -87,10 +93,33 @@ class RowFilters:
                     found.append(RowFilter(bound.key, bound.condition, None, why))
                 elif column in columns:
                     found.append(bound)
+        if not found:
+            found = self._through(table)
         result = tuple(found)
         if len(self._memo) < _MEMO_LIMIT:
             self._memo[table] = result
         return result
+
+    def _through(self, table: str) -> list[RowFilter]:
+        """A table with no filter of its own that a filtered relation reads (a partition or
+        inheritance child of a filtered parent, a table under a filtered view): read directly,
+        it would show every tenant's rows, so its reads are refused (a filter that cannot be
+        used); give it a filter of its own, or read the filtered relation."""
+        seen, todo = {table}, [table]
+        while todo:
+            for reader in sorted(self._read_by.get(todo.pop(), ())):
+                if reader in seen:
+                    continue
+                seen.add(reader)
+                above = [bound for names, bound in self._tables if names.matches(reader, True)]
+                if above:
+                    why = (
+                        f"{table} is read through {reader}, which has a row filter "
+                        f"({above[0].key}): give {table} a filter of its own, or read {reader}"
+                    )
+                    return [RowFilter(above[0].key, above[0].condition, None, why, reader)]
+                todo.append(reader)
+        return []
 
     def apply(
         self,

@@ -16,7 +16,7 @@ from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.tokenizer_core import Token
 
-from sqlfence.sql import sqlite_lexing
+from sqlfence.sql import sqlite_lexing, sqlite_reading
 from sqlfence.sql.builder import FactHook, FactsBuilder
 from sqlfence.sql.columns import collect_columns
 from sqlfence.sql.fingerprint import fingerprint_tokens
@@ -221,6 +221,8 @@ def analyze(
         )
     # A comment after the last ";" comes back as an empty Semicolon tree: not a statement.
     trees = tuple(t for t in parsed if t is not None and not isinstance(t, exp.Semicolon))
+    if namer.dialect_name == "sqlite":
+        trees = tuple(sqlite_reading.with_sqlite_readings(tree) for tree in trees)
     if not trees:
         facts = StatementFacts(
             operation="empty",

@@ -121,12 +121,15 @@ class RowFilter:
     maps each column the filter fixes by equality (``tenant_id = :tenant``) to its value,
     and is None when the filter is not only such equalities (writes cannot be checked then).
     ``unusable`` says why the filter cannot be applied (a placeholder without a value).
+    ``through`` names the filtered relation (a parent, a view) that reads a table that has
+    no filter of its own: reading the table is refused, reading that relation is not.
     """
 
     key: str
     condition: exp.Expr
     pinned: Mapping[str, exp.Literal] | None
     unusable: str | None = None
+    through: str | None = None  # refused only because this filtered relation reads it
 
 
 def parse_filter(text: str, dialect: str | Dialect | None = None) -> exp.Expr:
@@ -270,7 +273,7 @@ def apply(
     for node in list(tree.find_all(exp.Table)):
         if not isinstance(node.this, exp.Identifier) or node.arg_key == "indexed":
             continue  # a table-valued function, or SQLite's INDEXED BY naming an index
-        statement, role = _role(node)
+        statement, role = role_of(node)
         if role == "read" and scopes.is_reference(node):
             continue  # a CTE of the statement: its body's tables are filtered where they are
         name = namer.table(node)
@@ -311,7 +314,9 @@ def _refuse_views(
     if not views:
         return
     for base in sorted(views.get(name, ())):
-        filters = filters_for(base)
+        # A base refused only because a filtered relation reads it (a parent's partition)
+        # is no reason to refuse that relation: its own filter covers what it reads.
+        filters = tuple(f for f in filters_for(base) if f.through is None)
         if filters:
             raise Refused(
                 f"{name} reads {base}, which has a row filter ({_keys(filters)}): the fence "
@@ -319,7 +324,7 @@ def _refuse_views(
             )
 
 
-def _role(table: exp.Table) -> tuple[exp.Expr, str]:
+def role_of(table: exp.Table) -> tuple[exp.Expr, str]:
     """The statement a table belongs to, and whether it reads, is DML's target, or other."""
     child: exp.Expr = table
     node = table.parent
@@ -369,6 +374,18 @@ def combined(filters: tuple[RowFilter, ...], table: exp.Identifier) -> exp.Expr:
     return condition
 
 
+# The filter runs before anything around it: a clause that stops the database's planner from
+# merging the derived table into the query (SQLite neither flattens a subquery with a LIMIT
+# into an outer query with a WHERE or a join, nor pushes terms into it; PostgreSQL does
+# neither to one with an OFFSET). Otherwise a condition of the agent's could run on rows the
+# filter hides (an index on its column lets the planner do so) and name their values in an
+# error, or raise one for some values only.
+FENCES: dict[str, tuple[str, Callable[[], exp.Expr]]] = {
+    "sqlite": ("limit", lambda: exp.Limit(expression=exp.Neg(this=exp.Literal.number(1)))),
+    "postgres": ("offset", lambda: exp.Offset(expression=exp.Literal.number(0))),
+}
+
+
 def _wrap(table: exp.Table, filters: tuple[RowFilter, ...], done: Rewrite, namer: Namer) -> None:
     """Replace a read of ``table`` by ``(SELECT * FROM table WHERE filter) AS alias``."""
     for arg, value in table.args.items():
@@ -381,6 +398,9 @@ def _wrap(table: exp.Table, filters: tuple[RowFilter, ...], done: Rewrite, namer
     name: exp.Identifier = table.this
     inner = exp.Select(expressions=[exp.Star()]).from_(inner_table, copy=False)
     inner.set("where", exp.Where(this=combined(filters, name)))
+    fence = FENCES.get(namer.dialect_name)
+    if fence is not None:
+        inner.set(fence[0], fence[1]())
     alias = table.args.get("alias")
     if not isinstance(alias, exp.TableAlias) or alias.this is None:
         columns = alias.args.get("columns") if isinstance(alias, exp.TableAlias) else None
@@ -528,73 +548,3 @@ def column_key(key: str) -> str | None:
     """The column of a ``*.column`` key (every table that has the column), else None."""
     schema, dot, column = key.partition(".")
     return column.strip().strip('"').lower() if dot and schema == "*" and column != "*" else None
-
-
-def guarded_read(
-    table: exp.Table,
-    filters: tuple[RowFilter, ...],
-    dialect: Dialect,
-    expected: dict[tuple[str, ...], str] | None = None,
-) -> bool:
-    """Whether ``table`` is the one table of ``(SELECT * FROM table WHERE <filters>)``.
-
-    ``expected`` keeps the filter texts already written, by keys and table name."""
-    from_ = table.parent
-    select = from_.parent if isinstance(from_, exp.From) else None
-    if not isinstance(select, exp.Select) or not isinstance(select.parent, exp.Subquery):
-        return False
-    if [type(e) for e in select.expressions] != [exp.Star]:
-        return False
-    if {key for key, value in select.args.items() if value} != {"expressions", "from_", "where"}:
-        return False
-    where = select.args["where"].this
-    key = (*(f.key for f in filters), table.this.sql(dialect=dialect))
-    known = expected.get(key) if expected is not None else None
-    if known is None:
-        known = combined(filters, table.this).sql(dialect=dialect)
-        if expected is not None:
-            expected[key] = known
-    return bool(where.sql(dialect=dialect) == known)
-
-
-def unfiltered(
-    tree: exp.Expr, namer: Namer, filters_for: FiltersFor, dialect: Dialect
-) -> str | None:
-    """A filtered table ``tree`` reads or changes without its filter, or None.
-
-    Run on the rewritten text as parsed again: the rewrite is trusted only as the fence
-    reads it back.
-    """
-    scopes = CteScopes(namer)
-    expected: dict[tuple[str, ...], str] = {}
-    for node in tree.find_all(exp.Table):
-        if not isinstance(node.this, exp.Identifier) or node.arg_key == "indexed":
-            continue
-        statement, role = _role(node)
-        if role == "read" and scopes.is_reference(node):
-            continue
-        name = namer.table(node)
-        filters = filters_for(name)
-        if not filters or (role == "target" and isinstance(statement, exp.Insert)):
-            continue
-        if role == "read":
-            if not guarded_read(node, filters, dialect, expected):
-                return name
-            continue
-        alias = node.args.get("alias")
-        label = alias.this if isinstance(alias, exp.TableAlias) and alias.this else node.this
-        where = statement.args.get("where")
-        if not isinstance(where, exp.Where):
-            return name
-        found = [part.sql(dialect=dialect) for part in _conjuncts(where.this)]
-        wanted = [qualified(f.condition, label).unnest().sql(dialect=dialect) for f in filters]
-        if found[-len(wanted) :] != wanted:
-            return name
-    return None
-
-
-def _conjuncts(condition: exp.Expr) -> list[exp.Expr]:
-    """The parts of an AND chain, parentheses taken off each (not looked into)."""
-    if isinstance(condition, exp.And):
-        return list(condition.flatten())
-    return [condition.unnest()]

@@ -262,7 +262,7 @@ def test_check_shows_the_rewritten_statement(
     out = capsys.readouterr().out
     assert code == 0
     assert "allowed (row filters applied: orders)" in out
-    assert "FROM (SELECT * FROM orders WHERE (orders.tenant_id = 'acme')) AS orders" in out
+    assert "FROM (SELECT * FROM orders WHERE (orders.tenant_id = 'acme') LIMIT -1) AS orders" in out
     code = main(["--json", "check", "SELECT * FROM orders", "-p", str(policy), "--tenant", "a"])
     assert json.loads(capsys.readouterr().out)["row_filters"] == ["orders"]
 

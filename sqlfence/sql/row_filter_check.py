@@ -1,0 +1,89 @@
+"""Trusting a row-filter rewrite only as the fence reads it back (``sql/row_filters.py``).
+
+The rewritten text is parsed again, and every read of a filtered table in it must be the one
+table of ``(SELECT * FROM table WHERE <its filters> <the planner fence>)``, every UPDATE or
+DELETE of one must end its WHERE with the filters: else the statement is denied.
+"""
+
+from __future__ import annotations
+
+from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
+
+from sqlfence.sql.names import Namer
+from sqlfence.sql.row_filters import FENCES, FiltersFor, RowFilter, combined, qualified, role_of
+from sqlfence.sql.scopes import CteScopes
+
+
+def guarded_read(
+    table: exp.Table,
+    filters: tuple[RowFilter, ...],
+    dialect: Dialect,
+    expected: dict[tuple[str, ...], str] | None = None,
+) -> bool:
+    """Whether ``table`` is the one table of ``(SELECT * FROM table WHERE <filters>)``.
+
+    ``expected`` keeps the filter texts already written, by keys and table name."""
+    from_ = table.parent
+    select = from_.parent if isinstance(from_, exp.From) else None
+    if not isinstance(select, exp.Select) or not isinstance(select.parent, exp.Subquery):
+        return False
+    if [type(e) for e in select.expressions] != [exp.Star]:
+        return False
+    fence = FENCES.get(type(dialect).__name__.lower())
+    wanted = {"expressions", "from_", "where", *((fence[0],) if fence else ())}
+    if {key for key, value in select.args.items() if value} != wanted:
+        return False
+    if fence is not None and select.args[fence[0]] != fence[1]():
+        return False
+    where = select.args["where"].this
+    key = (*(f.key for f in filters), table.this.sql(dialect=dialect))
+    known = expected.get(key) if expected is not None else None
+    if known is None:
+        known = combined(filters, table.this).sql(dialect=dialect)
+        if expected is not None:
+            expected[key] = known
+    return bool(where.sql(dialect=dialect) == known)
+
+
+def unfiltered(
+    tree: exp.Expr, namer: Namer, filters_for: FiltersFor, dialect: Dialect
+) -> str | None:
+    """A filtered table ``tree`` reads or changes without its filter, or None.
+
+    Run on the rewritten text as parsed again: the rewrite is trusted only as the fence
+    reads it back.
+    """
+    scopes = CteScopes(namer)
+    expected: dict[tuple[str, ...], str] = {}
+    for node in tree.find_all(exp.Table):
+        if not isinstance(node.this, exp.Identifier) or node.arg_key == "indexed":
+            continue
+        statement, role = role_of(node)
+        if role == "read" and scopes.is_reference(node):
+            continue
+        name = namer.table(node)
+        filters = filters_for(name)
+        if not filters or (role == "target" and isinstance(statement, exp.Insert)):
+            continue
+        if role == "read":
+            if not guarded_read(node, filters, dialect, expected):
+                return name
+            continue
+        alias = node.args.get("alias")
+        label = alias.this if isinstance(alias, exp.TableAlias) and alias.this else node.this
+        where = statement.args.get("where")
+        if not isinstance(where, exp.Where):
+            return name
+        found = [part.sql(dialect=dialect) for part in _conjuncts(where.this)]
+        wanted = [qualified(f.condition, label).unnest().sql(dialect=dialect) for f in filters]
+        if found[-len(wanted) :] != wanted:
+            return name
+    return None
+
+
+def _conjuncts(condition: exp.Expr) -> list[exp.Expr]:
+    """The parts of an AND chain, parentheses taken off each (not looked into)."""
+    if isinstance(condition, exp.And):
+        return list(condition.flatten())
+    return [condition.unnest()]

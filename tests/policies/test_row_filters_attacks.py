@@ -1,0 +1,156 @@
+"""Row filters against an outsider's attacks that once worked, on real SQLite and PostgreSQL.
+
+- SQLite's ``x IN orders`` reads the table, which sqlglot read as a column: the fence saw
+  no table there, so neither the filter nor a deny list applied (``sql/sqlite_reading.py``).
+- A condition of the agent's, run by the planner before the filter (an index on its column
+  lets it), named hidden rows' values in an error: the filtered table is now fenced off from
+  the planner (``LIMIT -1`` on SQLite, ``OFFSET 0`` on PostgreSQL).
+- A partition or inheritance child of a filtered parent was read directly, unfiltered.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import warnings
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+import sqlfence
+
+FILTERS = {"orders": "tenant_id = :tenant"}
+NOTES = [(1, "A", "a1"), (2, "A", "a2"), (3, "B", "SECRET_B1"), (4, "B", "SECRET_B2")]
+
+
+def _connect(url: str, policy: dict[str, Any], **options: Any) -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return sqlfence.connect(url, policy=policy, tenant="A", **options)
+
+
+@pytest.fixture
+def shop(tmp_path: Path) -> str:
+    path = tmp_path / "shop.db"
+    raw = sqlite3.connect(path)
+    raw.execute("CREATE TABLE orders (id INTEGER, tenant_id TEXT, note TEXT)")
+    raw.execute("CREATE INDEX orders_note ON orders (note)")
+    raw.execute("CREATE TABLE secret (id INTEGER, tenant_id TEXT, note TEXT)")
+    raw.executemany("INSERT INTO orders VALUES (?, ?, ?)", NOTES)
+    raw.executemany("INSERT INTO secret VALUES (?, ?, ?)", NOTES)
+    raw.commit()
+    raw.close()
+    return f"sqlite:///{path}"
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("SELECT (3, 'B', 'SECRET_B1') IN orders FROM orders LIMIT 1", 0),
+        ("SELECT (3, 'B', 'SECRET_B1') IN main.orders FROM orders LIMIT 1", 0),
+        ("SELECT count(*) FROM orders WHERE (3, 'B', 'SECRET_B1') IN orders", 0),
+        ("SELECT (3, 'B', 'SECRET_B1') NOT IN orders FROM orders LIMIT 1", 1),
+        ("SELECT (1, 'A', 'a1') IN orders FROM orders LIMIT 1", 1),
+    ],
+)
+def test_sqlite_in_a_table_reads_the_filtered_table(shop: str, sql: str, expected: int) -> None:
+    conn = _connect(shop, {"row_filters": FILTERS, "read_only": True})
+    try:
+        assert conn.execute(sql).fetchone()[0] == expected
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT 1 IN secret FROM orders",
+        "SELECT (1, 'A', 'a1') IN main.secret FROM orders",
+        "SELECT id FROM orders WHERE id NOT IN secret",
+    ],
+)
+def test_sqlite_in_a_table_is_a_read_the_deny_list_sees(shop: str, sql: str) -> None:
+    conn = _connect(shop, {"denied_tables": ["secret"], "read_only": True})
+    try:
+        with pytest.raises(sqlfence.PolicyViolation, match="secret is on the deny list"):
+            conn.execute(sql)
+    finally:
+        conn.close()
+
+
+ERROR_ORACLES = {
+    "sqlite": (
+        "SELECT id FROM orders WHERE note > '' AND note NOT LIKE 'a%' "
+        "AND json_extract('{}', '$' || note) IS NULL"
+    ),
+    "postgres": "SELECT id FROM orders WHERE note > '' AND note NOT LIKE 'a%' AND note::int > 0",
+}
+
+
+def _no_hidden_value_in_errors(conn: Any, sql: str) -> None:
+    """The statement either finds no visible row or fails without naming a hidden value."""
+    failure = ""
+    try:
+        rows = conn.execute(sql).fetchall()
+    except sqlfence.Error as error:
+        failure, rows = str(error), []
+    assert "SECRET" not in failure
+    assert rows == []
+
+
+def test_sqlite_an_agents_condition_runs_only_on_visible_rows(shop: str) -> None:
+    conn = _connect(shop, {"row_filters": FILTERS, "read_only": True})
+    try:
+        _no_hidden_value_in_errors(conn, ERROR_ORACLES["sqlite"])
+        assert conn.execute("SELECT note FROM orders WHERE note > 'a1'").fetchall() == [("a2",)]
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def pg_shop(pg_url: str) -> str:
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute("CREATE TABLE orders (id int, tenant_id text, note text)")
+        admin.execute("CREATE INDEX orders_note ON orders (note)")
+        for row in NOTES:
+            admin.execute("INSERT INTO orders VALUES (%s, %s, %s)", row)
+        admin.execute("CREATE TABLE orders_old () INHERITS (orders)")
+        admin.execute("INSERT INTO orders_old VALUES (50, 'B', 'SECRET_OLD'), (51, 'A', 'a_old')")
+        admin.execute("CREATE TABLE inv (id int, tenant_id text) PARTITION BY LIST (tenant_id)")
+        admin.execute("CREATE TABLE inv_a PARTITION OF inv FOR VALUES IN ('A')")
+        admin.execute("CREATE TABLE inv_b PARTITION OF inv FOR VALUES IN ('B')")
+        admin.execute("INSERT INTO inv VALUES (1, 'A'), (2, 'B')")
+        admin.execute("ANALYZE")
+    return pg_url
+
+
+@pytest.mark.filterwarnings("ignore::sqlfence.PrivilegeWarning")
+def test_postgres_an_agents_condition_runs_only_on_visible_rows(pg_shop: str) -> None:
+    name = pg_shop.rsplit("/", 1)[1]
+    with psycopg.connect(pg_shop, autocommit=True) as admin:  # so the planner uses the index
+        admin.execute(f'ALTER DATABASE "{name}" SET enable_seqscan = off')
+    with psycopg.connect(pg_shop) as admin, pytest.raises(psycopg.Error, match="SECRET"):
+        admin.execute(ERROR_ORACLES["postgres"]).fetchall()  # unfiltered, it names them
+    conn = _connect(pg_shop, {"row_filters": FILTERS, "read_only": True})
+    try:
+        _no_hidden_value_in_errors(conn, ERROR_ORACLES["postgres"])
+    finally:
+        conn.close()
+
+
+@pytest.mark.filterwarnings("ignore::sqlfence.PrivilegeWarning")
+def test_postgres_children_and_partitions_of_a_filtered_table_are_not_read_around_it(
+    pg_shop: str,
+) -> None:
+    policy = {"row_filters": {**FILTERS, "inv": "tenant_id = :tenant"}, "read_only": True}
+    conn = _connect(pg_shop, policy)
+    try:
+        parent = conn.execute("SELECT id FROM orders ORDER BY id").fetchall()
+        assert parent == [(1,), (2,), (51,)]  # the child's rows through the parent, filtered
+        assert conn.execute("SELECT id FROM inv").fetchall() == [(1,)]
+        for sql in ("SELECT * FROM orders_old", "SELECT * FROM inv_b", "SELECT * FROM inv_a"):
+            with pytest.raises(sqlfence.PolicyViolation, match="is read through"):
+                conn.execute(sql)
+    finally:
+        conn.close()
