@@ -2,7 +2,7 @@
 
 The rewritten text is parsed again, and every read of a filtered table in it must be the one
 table of ``(SELECT * FROM table WHERE <its filters> <the planner fence>)``, every UPDATE or
-DELETE of one must end its WHERE with the filters: else the statement is denied.
+DELETE of one must start its WHERE with the filters: else the statement is denied.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def unfiltered(
             return name
         found = [part.sql(dialect=dialect) for part in _conjuncts(where.this)]
         wanted = [qualified(f.condition, label).unnest().sql(dialect=dialect) for f in filters]
-        if found[-len(wanted) :] != wanted:
+        if found[: len(wanted)] != wanted:
             return name
     return None
 

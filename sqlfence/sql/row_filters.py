@@ -417,7 +417,7 @@ def _wrap(table: exp.Table, filters: tuple[RowFilter, ...], done: Rewrite, namer
 
 
 def _restrict(statement: exp.Expr, target: exp.Table, filters: tuple[RowFilter, ...]) -> None:
-    """AND the filters into an UPDATE's or DELETE's WHERE, qualified by its target's name."""
+    """The filters first in an UPDATE's or DELETE's WHERE, qualified by its target's name."""
     alias = target.args.get("alias")
     name = (
         alias.this if isinstance(alias, exp.TableAlias) and alias.this is not None else target.this
@@ -425,7 +425,11 @@ def _restrict(statement: exp.Expr, target: exp.Table, filters: tuple[RowFilter, 
     condition = combined(filters, name)
     where = statement.args.get("where")
     if isinstance(where, exp.Where):
-        condition = exp.And(this=exp.paren(where.this, copy=False), expression=condition)
+        # The agent's condition only where the filter holds (CASE is evaluated in order), so
+        # it cannot run on hidden rows and name their values in an error.
+        inner = exp.paren(where.this, copy=False)
+        guarded = exp.Case(ifs=[exp.If(this=condition.copy(), true=inner)])
+        condition = exp.And(this=condition, expression=guarded)
     statement.set("where", exp.Where(this=condition))
 
 

@@ -92,7 +92,8 @@ def _no_hidden_value_in_errors(conn: Any, sql: str) -> None:
     """The statement either finds no visible row or fails without naming a hidden value."""
     failure = ""
     try:
-        rows = conn.execute(sql).fetchall()
+        cursor = conn.execute(sql)
+        rows = cursor.fetchall() if cursor.description else []
     except sqlfence.Error as error:
         failure, rows = str(error), []
     assert "SECRET" not in failure
@@ -152,5 +153,25 @@ def test_postgres_children_and_partitions_of_a_filtered_table_are_not_read_aroun
         for sql in ("SELECT * FROM orders_old", "SELECT * FROM inv_b", "SELECT * FROM inv_a"):
             with pytest.raises(sqlfence.PolicyViolation, match="is read through"):
                 conn.execute(sql)
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "UPDATE orders SET note = note WHERE note > '' AND note NOT LIKE 'a%' "
+        "AND json_extract('{}', '$' || note) IS NULL",
+        "DELETE FROM orders WHERE note > '' AND note NOT LIKE 'a%' "
+        "AND json_extract('{}', '$' || note) IS NULL",
+    ],
+)
+def test_sqlite_a_writes_condition_runs_only_on_visible_rows(shop: str, sql: str) -> None:
+    """UPDATE and DELETE: the agent's WHERE is evaluated only where the filter holds."""
+    policy = {"row_filters": FILTERS, "statements": ["select", "update", "delete"]}
+    conn = _connect(shop, policy)
+    try:
+        _no_hidden_value_in_errors(conn, sql)
+        assert conn.execute("SELECT count(*) FROM orders").fetchone()[0] == 2
     finally:
         conn.close()
