@@ -105,3 +105,35 @@ def test_sigterm_destroys_the_sandbox_and_closes_the_audit_log(tmp_path: Path) -
     assert out.splitlines() == ["earlier handler"]
     check_closed_in_order(tmp_path / "audit", name)
     assert list((tmp_path / "root" / "sandboxes").glob(f"{name}*")) == []
+
+
+PLAIN = textwrap.dedent(
+    """
+    import sys, warnings
+    import sqlfence
+
+    warnings.simplefilter("ignore")
+    conn = sqlfence.connect("sqlite://", policy=sqlfence.Policy.unrestricted(),
+                            audit={"directory": sys.argv[1]}, agent_id="left-open")
+    conn.execute("SELECT 1").fetchall()
+    """
+)
+
+
+def test_a_plain_connection_left_open_records_its_disconnect_before_audit_close(
+    tmp_path: Path,
+) -> None:
+    """sqlfence.connect's connection, never closed: closed at exit, before the audit log."""
+    audit = tmp_path / "audit"
+    done = subprocess.run(
+        [sys.executable, "-c", PLAIN, str(audit)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "SQLFENCE_AUDIT_KEY": KEY},
+        timeout=TIMEOUT_S,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    kinds = [event["event_type"] for event in audit_events(audit)]
+    assert kinds[-2:] == ["disconnect", "audit.close"], kinds

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from sqlfence import errors
+from sqlfence import errors, exits
 from sqlfence.errors import InterfaceError, PolicyViolation
 from sqlfence.observe.observer import Observer, Session
 from sqlfence.policies.engine import Decision, Guard
@@ -62,6 +62,7 @@ class GuardedConnection:
         self._cancel_requested = False  # cancel() was called: its statement's error says so
         self._lock = threading.Lock()
         observer.connected(session)
+        exits.register(self, exits.CONNECTIONS)  # closed (and recorded) at exit if left open
 
     # -- what the fence adds ---------------------------------------------------------
 
@@ -186,6 +187,7 @@ class GuardedConnection:
             if self._closed:
                 return
             self._closed = True
+        exits.unregister(self, exits.CONNECTIONS)
         try:
             self._raw.close()
         except self._driver_error as error:
@@ -196,6 +198,11 @@ class GuardedConnection:
                 self._observer.close()
             for hook in self._close_hooks:
                 hook()
+
+    def at_exit(self) -> None:
+        """The interpreter exits with the connection open: close it, so its disconnect is
+        recorded before the audit log closes."""
+        self.close()
 
     @property
     def closed(self) -> bool:
