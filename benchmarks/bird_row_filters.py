@@ -19,7 +19,11 @@ statement on everyone's rows must give what the raw statement gives on the tenan
 alone; rows compared as multisets, floats to 6 places). A LIMIT over ties of its ORDER BY
 may pick other rows without a fence bug: such a difference is *order-dependent* (counted
 apart and printed) only when as many rows came back and each is among the oracle's rows of
-the statement without its LIMIT; any other difference is broken.
+the statement without its LIMIT, or when the rewritten text gives the same rows on the oracle
+(where the filter hides nothing: the other tenant's rows changed nothing), or, on SQLite, when
+the oracle gives the fenced rows with its unordered scans reversed (``PRAGMA
+reverse_unordered_selects``: which of several tied rows a bare column of an aggregate or a
+scalar subquery takes is the scan order's); any other difference is broken.
 
 Latency: over the raw-accepted statements the filter applies to, first-sight ``Guard.decide``
 with the filter and without it (bird.py's policy), beside ``parse_one`` of the same text, per
@@ -256,6 +260,18 @@ def run_database(
                 if text is not None:
                     with contextlib.suppress(Exception):
                         item.unlimited = run(text)
+    with target.raw(ORACLE.format(database)) as run:  # the rewritten text where it hides none
+        for item in checked:
+            if item.verdict == "broken" and item.fence_error is None and item.final_sql:
+                with contextlib.suppress(Exception):
+                    item.fenced_on_oracle = run(item.final_sql)
+    if target.dialect == "sqlite":  # the same statements on the oracle, scanned backwards
+        with target.raw(ORACLE.format(database)) as run:
+            run("PRAGMA reverse_unordered_selects = ON")
+            for item in checked:
+                if item.verdict == "broken" and item.fence_error is None:
+                    with contextlib.suppress(Exception):
+                        item.reordered = run(item.statement.sql)
     for item in checked:
         if item.allowed is False and set(item.rules) == {"multiple_statements"}:
             item.by_design = "several statements in one call"
