@@ -169,7 +169,7 @@ def fill(target: Target, database: str, data: dict[str, tuple[list[str], list[An
     import psycopg
     from psycopg import sql
 
-    with psycopg.connect(target.url(database)) as conn, conn.cursor() as cursor:
+    with psycopg.connect(target.url(database)) as server, server.cursor() as cursor:
         for name, (names, rows) in data.items():
             for row in rows:  # literals, no parameters: some column names hold a % sign
                 statement = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
