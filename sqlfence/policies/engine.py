@@ -188,6 +188,10 @@ class Guard:
         and views known: a view over a filtered table is refused)."""
         return self.patterns.has_table_rules or self._row_filters is not None
 
+    def row_filtered(self, table: str) -> bool:
+        """True when a row filter applies to the qualified ``table``."""
+        return self._row_filters is not None and bool(self._row_filters.filters_for(table))
+
     def with_catalog(
         self,
         catalog: Mapping[str, str] | None = None,

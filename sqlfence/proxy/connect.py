@@ -67,6 +67,7 @@ def connect(
         ) from None
     try:
         guard = _learn_schema(driver, raw, guard, catalog)
+        _refuse_unfilterable(driver, raw, guard)
         before = driver.harden(raw, guard, opened=True)
         privileges = _check_privileges(driver, raw, guard)
     except BaseException:
@@ -121,6 +122,7 @@ def wrap(
         driver = _adopt(driver, module)
     guard = _guard(policy, driver, agent_id, tenant, catalog)
     guard = _learn_schema(driver, connection, guard, catalog)
+    _refuse_unfilterable(driver, connection, guard)
     before = driver.harden(connection, guard, opened=False)
     privileges = _check_privileges(driver, connection, guard)
     session = _session(driver.session(None, connection), agent_id, tenant, None, privileges)
@@ -199,6 +201,20 @@ def _check_privileges(driver: drivers.Driver, raw: Any, guard: Guard) -> tuple[s
         stacklevel=3,
     )
     return privileges
+
+
+def _refuse_unfilterable(driver: drivers.Driver, raw: Any, guard: Guard) -> None:
+    """A row-filtered table whose definition replaces conflicting rows cannot be filtered:
+    one tenant's INSERT or UPDATE would delete another's row. The connection is refused."""
+    if not guard.policy.row_filters:
+        return
+    replacing = sorted(t for t in driver.replacing_tables(raw) if guard.row_filtered(t))
+    if replacing:
+        raise ConfigurationError(
+            f"{', '.join(replacing)} declares ON CONFLICT REPLACE: a write by one tenant would "
+            "delete another tenant's conflicting row, which no row filter can prevent; drop "
+            "the clause or the table's row filter"
+        )
 
 
 def _learn_schema(

@@ -126,6 +126,8 @@ class GuardedConnection:
     def _translate(self, error: BaseException) -> errors.Error:
         """The sqlfence error for a driver error, saying so when cancel() stopped it."""
         translated = self._driver.translate(error)
+        if self._guard.policy.row_filters:
+            _withhold_detail(translated)
         if self._cancel_requested and self._driver.was_cancelled(error):
             self._cancel_requested = False
             translated.args = ("statement cancelled: cancel() was called while it ran",)
@@ -249,3 +251,13 @@ class GuardedConnection:
         agent = f" agent={session.agent_id}" if session.agent_id else ""
         state = " closed" if self._closed else ""
         return f"<sqlfence.GuardedConnection {session.system}:{where}{agent}{state}>"
+
+
+def _withhold_detail(error: errors.Error) -> None:
+    """Under row filters, a database error keeps its first line only: the detail lines of a
+    constraint's error name the conflicting row's values (an exclusion constraint's, another
+    tenant's), which the filter hides."""
+    text = str(error.args[0]) if error.args else ""
+    first, _, rest = text.partition("\n")
+    if rest.strip():
+        error.args = (f"{first} (its detail is withheld: the connection has row filters)",)

@@ -188,6 +188,11 @@ class Driver:
         """Qualified view -> the (table, column) pairs it reads directly."""
         return {}
 
+    def replacing_tables(self, raw: Any) -> set[str]:
+        """Qualified tables whose own definition replaces a conflicting row on write (SQLite's
+        ``ON CONFLICT REPLACE``): a row filter cannot hold there."""
+        return set()
+
     def load_table_columns(self, raw: Any) -> dict[str, set[str]]:
         """Qualified table or view -> its columns (what ``*`` reads there)."""
         return {}

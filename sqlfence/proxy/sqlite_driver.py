@@ -7,6 +7,7 @@ checks every table, column and function the engine touches against the policy.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 import time
@@ -82,7 +83,22 @@ class SQLiteDriver(Driver):
         for schema, name, sql in _view_definitions(raw):
             facts = analyze(sql, dialect, Namer(dialect, schema) if schema else namer).facts
             views[f"{schema}.{name}".lower()] = set(facts.tables)
+        for table, shadows in _shadow_tables(raw).items():
+            views.setdefault(table, set()).update(shadows)
         return views
+
+    def replacing_tables(self, raw: Any) -> set[str]:
+        """Tables declaring ``ON CONFLICT REPLACE`` on a key or column (a plain INSERT or
+        UPDATE then deletes the row it conflicts with, whoever's it is). Read from each
+        table's text, generously: the phrase anywhere in it counts."""
+        found = set()
+        for _seq, schema, _file in raw.execute("PRAGMA database_list").fetchall():
+            master = "sqlite_temp_master" if schema == "temp" else f'"{schema}".sqlite_master'
+            rows = raw.execute(f"SELECT name, sql FROM {master} WHERE type = 'table'")
+            for name, sql in rows.fetchall():
+                if sql and _REPLACES.search(sql):
+                    found.add(f"{schema}.{name}".lower())
+        return found
 
     def load_table_columns(self, raw: Any) -> dict[str, set[str]]:
         """Every table's and view's columns, in every attached database."""
@@ -357,3 +373,26 @@ def _judged(facts: StatementFacts | None, table: str, allow_unparsed: bool) -> b
 
 
 DRIVER = SQLiteDriver()
+
+
+_REPLACES = re.compile(r"\bON\s+CONFLICT\s+REPLACE\b", re.IGNORECASE)
+
+
+def _shadow_tables(raw: Any) -> dict[str, set[str]]:
+    """Each virtual table's shadow tables (FTS, R-tree: ``docs_content``, ``geo_node``...),
+    which hold its rows and can be read directly: what reading it reads besides it. From
+    ``PRAGMA table_list`` (SQLite 3.37 and later; none known before)."""
+    try:
+        listed = raw.execute("SELECT schema, name, type FROM pragma_table_list").fetchall()
+    except sqlite3.Error:
+        return {}
+    virtual = [(schema, name) for schema, name, kind in listed if kind == "virtual"]
+    found: dict[str, set[str]] = {}
+    for schema, name, kind in listed:
+        if kind != "shadow":
+            continue
+        owners = [v for s, v in virtual if s == schema and name.lower().startswith(f"{v.lower()}_")]
+        if owners:
+            owner = max(owners, key=len)
+            found.setdefault(f"{schema}.{owner}".lower(), set()).add(f"{schema}.{name}".lower())
+    return found

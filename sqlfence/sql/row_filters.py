@@ -448,6 +448,9 @@ def _unqualify_columns(
             column.set("catalog", None)
 
 
+_ROUTINES = frozenset({"FUNCTION", "PROCEDURE", "TRIGGER", "RULE", "AGGREGATE", "MACRO"})
+
+
 def rewrite(
     analysis: Analysis,
     namer: Namer,
@@ -465,6 +468,14 @@ def rewrite(
         raise Refused(
             f"the fence cannot filter rows of a statement it does not read ({facts.unparsed})"
         )
+    for tree in analysis.trees:
+        for create in tree.find_all(exp.Create):
+            kind = str(create.args.get("kind") or "").upper()
+            if kind in _ROUTINES:
+                raise Refused(
+                    f"CREATE {kind}: the fence cannot see which rows a routine's body reads "
+                    "or writes, so under row filters routines and triggers are not created"
+                )
     relevant = any(filters_for(t) for t in facts.tables) or any(
         filters_for(base) for t in facts.tables for base in (views or {}).get(t, ())
     )

@@ -175,3 +175,96 @@ def test_sqlite_a_writes_condition_runs_only_on_visible_rows(shop: str, sql: str
         assert conn.execute("SELECT count(*) FROM orders").fetchone()[0] == 2
     finally:
         conn.close()
+
+
+# -- a second outsider's round --------------------------------------------------------------
+
+
+def test_sqlite_a_virtual_tables_shadow_tables_are_not_read_around_its_filter(
+    tmp_path: Path,
+) -> None:
+    """An FTS5 table keeps its rows in shadow tables (docs_content, docs_data...) that can be
+    read directly: they are refused unless they have a filter of their own."""
+    path = tmp_path / "fts.db"
+    raw = sqlite3.connect(path)
+    raw.executescript(
+        "CREATE VIRTUAL TABLE docs USING fts5(tenant_id, body);"
+        "INSERT INTO docs VALUES ('A', 'hello alpha'), ('B', 'topsecret bravo');"
+    )
+    raw.commit()
+    raw.close()
+    conn = _connect(f"sqlite:///{path}", {"row_filters": {"docs": "tenant_id = :tenant"}})
+    try:
+        for shadow in ("docs_content", "docs_data", "main.docs_idx", "docs_docsize"):
+            with pytest.raises(sqlfence.PolicyViolation, match=r"is read through main\.docs"):
+                conn.execute(f"SELECT * FROM {shadow}")
+    finally:
+        conn.close()
+
+
+def test_sqlite_a_filtered_table_that_replaces_conflicting_rows_is_refused(
+    tmp_path: Path,
+) -> None:
+    """UNIQUE ... ON CONFLICT REPLACE in the table's definition: a plain INSERT by tenant A
+    would delete B's conflicting row. The connection is refused up front."""
+    path = tmp_path / "u.db"
+    raw = sqlite3.connect(path)
+    raw.execute(
+        "CREATE TABLE u (id INTEGER PRIMARY KEY, tenant_id TEXT, code TEXT UNIQUE "
+        "ON CONFLICT REPLACE)"
+    )
+    raw.execute("CREATE TABLE other (id INTEGER, code TEXT UNIQUE ON CONFLICT REPLACE)")
+    raw.commit()
+    raw.close()
+    url = f"sqlite:///{path}"
+    with pytest.raises(sqlfence.ConfigurationError, match=r"main\.u declares ON CONFLICT REPLACE"):
+        _connect(url, {"row_filters": {"u": "tenant_id = :tenant"}})
+    _connect(url, {"row_filters": {"elsewhere": "tenant_id = :tenant"}}).close()
+
+
+@pytest.mark.filterwarnings("ignore::sqlfence.PrivilegeWarning")
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "CREATE FUNCTION leak() RETURNS text LANGUAGE sql AS $$SELECT string_agg(note, ',') "
+        "FROM orders$$",
+        "CREATE OR REPLACE FUNCTION leak() RETURNS int AS 'SELECT 1' LANGUAGE sql",
+        "CREATE PROCEDURE pwn() LANGUAGE sql AS $$UPDATE orders SET note = 'x'$$",
+        "CREATE TRIGGER t AFTER INSERT ON orders FOR EACH ROW EXECUTE FUNCTION leak()",
+    ],
+)
+def test_postgres_routines_are_not_created_under_row_filters(pg_shop: str, sql: str) -> None:
+    """A routine's body is text the fence does not read: under row filters it is refused."""
+    conn = _connect(pg_shop, {"row_filters": FILTERS, "statements": ["*"], "read_only": False})
+    try:
+        with pytest.raises(sqlfence.PolicyViolation, match="routines and triggers"):
+            conn.execute(sql)
+    finally:
+        conn.close()
+
+
+@pytest.mark.filterwarnings("ignore::sqlfence.PrivilegeWarning")
+def test_postgres_a_constraints_error_does_not_name_another_tenants_values(pg_url: str) -> None:
+    """An exclusion constraint's error names the row it conflicts with: under row filters
+    the detail is withheld."""
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute("CREATE EXTENSION IF NOT EXISTS btree_gist")
+        admin.execute(
+            "CREATE TABLE bookings (id serial, tenant_id text, during tsrange, "
+            "EXCLUDE USING gist (during WITH &&))"
+        )
+        admin.execute(
+            "INSERT INTO bookings (tenant_id, during) "
+            "VALUES ('B', '[2024-03-07 09:13, 2024-03-07 10:47)')"
+        )
+    policy = {"row_filters": {"bookings": "tenant_id = :tenant"}, "read_only": False}
+    conn = _connect(pg_url, policy)
+    try:
+        with pytest.raises(sqlfence.IntegrityError) as raised:
+            conn.execute(
+                "INSERT INTO bookings (tenant_id, during) VALUES ('A', '[2000-01-01, 2100-01-01)')"
+            )
+        assert "2024-03-07" not in str(raised.value)
+        assert "detail is withheld" in str(raised.value)
+    finally:
+        conn.close()
