@@ -21,6 +21,7 @@ from sqlfence.observe.schema import FIELD_NAMES, LAYOUTS
 from sqlfence.observe.settings import AuditSettings
 from sqlfence.policies.engine import Decision
 from tests.observe.conftest import CREATE, DENIED, DETECTED, INSERT, SELECT, make_decision
+from tests.observe.test_records import DESIGN_REPORT_KEYS
 
 GOLDEN: dict[str, str] = json.loads(
     (Path(__file__).parent / "data" / "golden_lines.json").read_text(encoding="utf-8")
@@ -163,17 +164,7 @@ def test_layouts_start_with_the_design_report_fields() -> None:
     for layout in LAYOUTS:
         names = [field.name for field in layout.fields[:10]]
         assert names[0] == "seq"
-        assert names[1:] == [
-            "timestamp",
-            "agent_id",
-            "tenant",
-            "event_type",
-            "query",
-            "status",
-            "duration_ms",
-            "rows_affected",
-            "error",
-        ]
+        assert names[1:] == DESIGN_REPORT_KEYS
 
 
 def test_a_connection_whose_number_is_reused_is_not_mistaken() -> None:

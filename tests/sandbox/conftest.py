@@ -192,3 +192,20 @@ def image(engine: Any) -> str:
     except Exception:
         missing(f"the image {name}")
     return str(name)
+
+
+@pytest.fixture
+def server(postgres_server: PostgresServer) -> Iterator[str]:
+    """The session's PostgreSQL server; no sandbox database or role may outlive the test."""
+    import psycopg
+
+    from sqlfence.sandbox import naming
+
+    yield postgres_server.url
+    with psycopg.connect(postgres_server.url) as admin:
+        left = admin.execute(
+            "SELECT datname FROM pg_database WHERE datname ~ %(p)s UNION ALL "
+            "SELECT rolname FROM pg_roles WHERE rolname ~ %(p)s",
+            {"p": naming.PATTERN},
+        ).fetchall()
+    assert left == []

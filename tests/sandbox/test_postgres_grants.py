@@ -44,19 +44,6 @@ def _refused(conn: psycopg.Connection[Any], statement: str) -> bool:
 
 
 @pytest.fixture
-def server(postgres_server: PostgresServer) -> Iterator[str]:
-    """The session's server; no sandbox database or role may outlive the test."""
-    yield postgres_server.url
-    with psycopg.connect(postgres_server.url) as admin:
-        left = admin.execute(
-            "SELECT datname FROM pg_database WHERE datname ~ %(p)s UNION ALL "
-            "SELECT rolname FROM pg_roles WHERE rolname ~ %(p)s",
-            {"p": naming.PATTERN},
-        ).fetchall()
-    assert left == []
-
-
-@pytest.fixture
 def golden(server: str, root: Path) -> str:
     """A shared snapshot (pg_dump) with a table, its sequence and a view."""
     with _create(server, root) as maker, maker.get_connection() as conn:

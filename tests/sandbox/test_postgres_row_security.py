@@ -3,7 +3,6 @@ sandbox's own credentials (no fence in the way)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,6 @@ import psycopg
 import pytest
 
 from sqlfence.sandbox import AgentSandbox, naming
-from tests.postgres_server import PostgresServer
 
 pytestmark = pytest.mark.postgres
 
@@ -38,19 +36,6 @@ def _refused(raw: psycopg.Connection[Any], statement: str) -> bool:
     except psycopg.Error:
         return True
     return False
-
-
-@pytest.fixture
-def server(postgres_server: PostgresServer) -> Iterator[str]:
-    """The session's server; no sandbox database or role may outlive the test."""
-    yield postgres_server.url
-    with psycopg.connect(postgres_server.url) as admin:
-        left = admin.execute(
-            "SELECT datname FROM pg_database WHERE datname ~ %(p)s UNION ALL "
-            "SELECT rolname FROM pg_roles WHERE rolname ~ %(p)s",
-            {"p": naming.PATTERN},
-        ).fetchall()
-    assert left == []
 
 
 @pytest.fixture
