@@ -69,6 +69,19 @@ class Decision:
         return f"{verdict}: " + "; ".join(str(reason) for reason in self.reasons)
 
 
+def _owners(parts: Mapping[str, str]) -> dict[str, frozenset[str]]:
+    """Every table whose rows each part holds, up the chain (a partition of a partition)."""
+    owners: dict[str, frozenset[str]] = {}
+    for part in parts:
+        seen: list[str] = []
+        owner = parts.get(part)
+        while owner is not None and owner not in seen and owner != part:
+            seen.append(owner)
+            owner = parts.get(owner)
+        owners[part] = frozenset(seen)
+    return owners
+
+
 def _closure(views: Mapping[str, frozenset[str]]) -> dict[str, frozenset[str]]:
     """Every table each view reads, following views of views (cycles are cut)."""
     closed: dict[str, frozenset[str]] = {}
@@ -105,6 +118,7 @@ class Guard:
         view_columns: Mapping[str, Collection[tuple[str, str]]] | None = None,
         table_columns: Mapping[str, Collection[str]] | None = None,
         generated_columns: Mapping[str, Mapping[str, Collection[str]]] | None = None,
+        parts: Mapping[str, str] | None = None,
         cache_size: int = DEFAULT_ENTRIES,
         cache_bytes: int = DEFAULT_BYTES,
     ) -> None:
@@ -119,6 +133,7 @@ class Guard:
         self.namer = Namer(self.dialect, default_schema)
         self.catalog = dict(catalog or {})
         self.views = {view: frozenset(bases) for view, bases in (views or {}).items()}
+        self.parts = dict(parts or {})
         self.view_columns = {
             view: frozenset(columns) for view, columns in (view_columns or {}).items()
         }
@@ -200,6 +215,7 @@ class Guard:
         default_schema: str | None = None,
         table_columns: Mapping[str, Collection[str]] | None = None,
         generated_columns: Mapping[str, Mapping[str, Collection[str]]] | None = None,
+        parts: Mapping[str, str] | None = None,
     ) -> Guard:
         """The same guard knowing more of the database.
 
@@ -211,7 +227,9 @@ class Guard:
         ``table_columns`` maps tables and views to their columns, so that ``*`` on a table
         without a denied column is not refused (a table it does not know still is);
         ``generated_columns`` maps tables to their generated columns and what each is
-        computed from, so reading one reads those.
+        computed from, so reading one reads those; ``parts`` maps a table holding another's
+        rows (a partition or inheritance child, a virtual table's shadow table) to that table,
+        so that a denied table's parts are denied too.
         """
         return Guard(
             self.policy,
@@ -227,6 +245,7 @@ class Guard:
             generated_columns=(
                 self.generated_columns if generated_columns is None else generated_columns
             ),
+            parts=self.parts if parts is None else parts,
             cache_size=self._cache.max_entries,
             cache_bytes=self._cache.max_bytes,
         )
@@ -355,6 +374,7 @@ class Guard:
             origins=dict(policy.origins),
             dialect=self.dialect_name,
             views=(closed := _closure(self.views)),
+            part_of=_owners(self.parts),
             view_columns={
                 view: self._with_sources(
                     frozenset().union(

@@ -59,7 +59,8 @@ class Policy(BaseModel):
         (),
         validation_alias=AliasChoices("denied_tables", "deny_tables"),
         description="tables never touched, matched after the dialect's normalisation "
-        "(alias: deny_tables)",
+        "(alias: deny_tables); a denied table's partitions, inheritance children and shadow "
+        "tables (SQLite FTS, R-tree) are denied too, and so are views over it",
     )
     denied_columns: tuple[str, ...] = Field(
         (), description="columns never read or written: table.column, schema.table.column, *.col"

@@ -59,6 +59,8 @@ class Patterns:
     table_columns: Mapping[str, frozenset[str]] = field(default_factory=dict)
     # table -> generated column -> the columns it is computed from (lower-cased)
     generated_columns: Mapping[str, Mapping[str, frozenset[str]]] = field(default_factory=dict)
+    # a table holding another's rows (partition, inheritance child, shadow table) -> its owners
+    part_of: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     @property
     def allowed_tables(self) -> tuple[tuple[str, ...], ...] | None:
@@ -235,6 +237,17 @@ def tables(ctx: Context) -> Iterator[Violation]:
     for table in sorted(ctx.facts.tables):
         if denied and denied.matches(table, loose=True):
             yield _violation(ctx, "denied_tables", f"table {table} is on the deny list")
+            continue
+        owner = next(
+            (o for o in sorted(patterns.part_of.get(table, ())) if denied.matches(o, True)), None
+        )
+        if owner is not None:
+            yield _violation(
+                ctx,
+                "denied_tables",
+                f"table {table} holds rows of {owner} (a partition, inheritance child or shadow "
+                "table), which is on the deny list",
+            )
             continue
         hidden = next(
             (base for base in sorted(patterns.views.get(table, ())) if denied.matches(base, True)),

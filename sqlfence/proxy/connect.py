@@ -234,12 +234,13 @@ def _learn_schema(
         return guard.with_catalog(default_schema=schema) if moved else guard
     found = driver.load_catalog(raw) if catalog is None and guard.policy_has_table_rules else None
     views = driver.load_views(raw)
+    parts = driver.load_parts(raw) if guard.patterns.denied_set.patterns else {}
     columns = driver.load_view_columns(raw) if policy.denied_columns else {}
     # each table's columns: for ``*`` under denied columns, and for ``*.column`` row filters
     wildcard = any(key.startswith("*.") for key in policy.row_filters)
     tables = driver.load_table_columns(raw) if policy.denied_columns or wildcard else {}
     generated = driver.load_generated_columns(raw) if policy.denied_columns else {}
-    if found or views or columns or moved or tables or generated:
+    if found or views or columns or moved or tables or generated or parts:
         return guard.with_catalog(
             found or None,
             views,
@@ -247,6 +248,7 @@ def _learn_schema(
             default_schema=schema,
             table_columns=tables,
             generated_columns=generated,
+            parts=parts,
         )
     return guard
 

@@ -188,6 +188,11 @@ class Driver:
         """Qualified view -> the (table, column) pairs it reads directly."""
         return {}
 
+    def load_parts(self, raw: Any) -> dict[str, str]:
+        """Qualified table holding another table's rows -> that table: a partition or an
+        inheritance child -> its parent, a virtual table's shadow table -> the virtual table."""
+        return {}
+
     def replacing_tables(self, raw: Any) -> set[str]:
         """Qualified tables whose own definition replaces a conflicting row on write (SQLite's
         ``ON CONFLICT REPLACE``): a row filter cannot hold there."""

@@ -83,6 +83,13 @@ class PostgresDriver(Driver):
             return ("superuser",)
         return tuple(role for role, held in zip(_SERVER_ROLES, row[1:], strict=True) if held)
 
+    def load_parts(self, raw: Any) -> dict[str, str]:
+        """Each inheritance child and partition -> its parent (pg_inherits)."""
+        return {
+            f"{schema}.{table}": f"{parent_schema}.{parent}"
+            for parent_schema, parent, schema, table in _catalog_rows(raw, _PARTS_QUERY)
+        }
+
     def load_views(self, raw: Any) -> dict[str, set[str]]:
         """What reading a relation reads besides it, from pg_depend and pg_inherits: a view's
         or a rule's tables, a parent's inheritance children and partitions."""
@@ -169,15 +176,8 @@ WHERE d.classid = 'pg_rewrite'::regclass
   AND t.oid <> v.oid
   AND vn.nspname NOT IN ('pg_catalog', 'information_schema')
 """
-# Views' and rules' (also DO ALSO rules on tables) dependencies, and inheritance children
-# and partitions, which a read or write of their parent reaches.
-_VIEWS_QUERY = (
-    """
-SELECT DISTINCT vn.nspname, v.relname, tn.nspname, t.relname
-"""
-    + _REWRITE_DEPENDENCIES
-    + """
-UNION
+# Inheritance children and partitions, with their parents.
+_PARTS_QUERY = """
 SELECT pn.nspname, p.relname, cn.nspname, c.relname
 FROM pg_inherits i
 JOIN pg_class p ON p.oid = i.inhparent
@@ -185,6 +185,15 @@ JOIN pg_namespace pn ON pn.oid = p.relnamespace
 JOIN pg_class c ON c.oid = i.inhrelid
 JOIN pg_namespace cn ON cn.oid = c.relnamespace
 """
+# Views' and rules' (also DO ALSO rules on tables) dependencies, and inheritance children
+# and partitions, which a read or write of their parent reaches.
+_VIEWS_QUERY = (
+    """
+SELECT DISTINCT vn.nspname, v.relname, tn.nspname, t.relname
+"""
+    + _REWRITE_DEPENDENCIES
+    + "UNION"
+    + _PARTS_QUERY
 )
 _VIEW_TEXT_QUERY = """
 SELECT n.nspname, c.relname, pg_get_viewdef(c.oid), (current_schemas(false))[1]

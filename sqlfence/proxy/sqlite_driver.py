@@ -87,6 +87,10 @@ class SQLiteDriver(Driver):
             views.setdefault(table, set()).update(shadows)
         return views
 
+    def load_parts(self, raw: Any) -> dict[str, str]:
+        """Each shadow table -> its virtual table (FTS, R-tree)."""
+        return {s: owner for owner, shadows in _shadow_tables(raw).items() for s in shadows}
+
     def replacing_tables(self, raw: Any) -> set[str]:
         """Tables declaring ``ON CONFLICT REPLACE`` on a key or column (a plain INSERT or
         UPDATE then deletes the row it conflicts with, whoever's it is). Read from each
