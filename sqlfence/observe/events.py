@@ -104,6 +104,7 @@ class AuditEvent:
     fingerprint: str | None = None
     rule: str | None = None
     reason: str | None = None
+    row_filters: tuple[str, ...] | None = None
     rows_returned: int | None = None
     truncated: bool | None = None
     final_query: str | None = None
@@ -128,7 +129,7 @@ class AuditEvent:
     def from_dict(cls, data: dict[str, Any]) -> AuditEvent:
         """Build from a decoded JSON line; keys this class does not know go to ``extra``."""
         known = {name: data[name] for name in _FIELD_NAMES if name in data}
-        for name in ("tables", "privileges"):
+        for name in ("tables", "privileges", "row_filters"):
             if isinstance(known.get(name), list):
                 known[name] = tuple(known[name])
         extra = {key: value for key, value in data.items() if key not in _FIELD_NAMES}

@@ -117,6 +117,8 @@ def decision_fields(decision: Decision) -> dict[str, Any]:
         "fingerprint": facts.fingerprint or None,
         "rule": ",".join(dict.fromkeys(reason.rule for reason in reasons)) if reasons else None,
         "reason": "; ".join(str(reason) for reason in reasons) if reasons else None,
+        # the policy keys whose row filters the statement was rewritten with
+        "row_filters": list(decision.row_filters) if decision.row_filters else None,
     }
 
 

@@ -69,7 +69,8 @@ _SOURCES = {
         Source.SESSION,
     ),
     **dict.fromkeys(
-        ("operation", "tables", "summary", "fingerprint", "rule", "reason"), Source.DECISION
+        ("operation", "tables", "summary", "fingerprint", "rule", "reason", "row_filters"),
+        Source.DECISION,
     ),
     "query": Source.TEXT,
     "final_query": Source.TEXT,
@@ -100,7 +101,9 @@ HEAD = _fields(
     "rows_affected",
     "error",
 )
-FACTS = _fields("operation", "tables", "summary?", "fingerprint?", "rule?", "reason?")
+FACTS = _fields(
+    "operation", "tables", "summary?", "fingerprint?", "rule?", "reason?", "row_filters?"
+)
 SESSION = _fields(
     "privileges?",
     "client_name?",

@@ -270,3 +270,30 @@ def test_check_shows_the_rewritten_statement(
 def test_parse_filter_reads_a_dialect() -> None:
     """A filter is read in the guard's dialect too."""
     assert parse_filter("tenant_id = :tenant", "postgres").sql() == "tenant_id = :tenant"
+
+
+def test_the_audit_event_names_the_filters_applied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A statement rewritten with row filters says which in its audit event; others do not."""
+    from sqlfence.observe.query import query_events
+
+    monkeypatch.setenv("SQLFENCE_AUDIT_KEY", "row-filter-audit-key-of-the-chain")
+    path = tmp_path / "shop.db"
+    raw = sqlite3.connect(path)
+    raw.executescript("CREATE TABLE orders (id INTEGER, tenant_id TEXT); CREATE TABLE t (x);")
+    raw.close()
+    audit = tmp_path / "audit"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        conn = sqlfence.connect(
+            f"sqlite:///{path}",
+            policy={"row_filters": FILTERS},
+            tenant="A",
+            audit={"directory": str(audit), "durability": "sync"},
+        )
+    conn.execute("SELECT id FROM orders").fetchall()
+    conn.execute("SELECT x FROM t").fetchall()
+    conn.close()
+    queries = [e for e in query_events(audit) if e.event_type == "query"]
+    assert [e.row_filters for e in queries] == [("orders",), None]
