@@ -101,6 +101,12 @@ class SandboxPool:
         self._last_error: str | None = None
         self._last_create_error: tuple[str, float] | None = None  # message, epoch seconds
         self._discarding: list[threading.Thread] = []
+        # A runtime with warm servers of its own (Kubernetes: a SandboxWarmPool) keeps as
+        # many as the pool does, and reports how many are ready.
+        keep_warm = getattr(runtime, "keep_warm", None)
+        if callable(keep_warm):
+            keep_warm(size)
+        self._runtime_status = getattr(runtime, "warm_status", None)
         self._thread = threading.Thread(target=self._run, name="sqlfence-pool", daemon=True)
         if warmup:
             self._fill_now()
@@ -326,6 +332,8 @@ class SandboxPool:
             counts.update(idle=len(self._idle), leased=len(self._leased),
                           creating=self._creating)  # fmt: skip
         failed = self._last_create_error
+        if callable(self._runtime_status):
+            counts["runtime"] = self._runtime_status()
         return {
             **counts,
             "last_create_error": failed[0] if failed else None,

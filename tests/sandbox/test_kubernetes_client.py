@@ -139,3 +139,14 @@ def test_auto_with_neither_says_why(no_cluster: Path, monkeypatch: pytest.Monkey
         runtime_for("auto", "postgres", RuntimeOptions())
     assert "kubernetes: not in a cluster" in str(raised.value)
     assert "docker: no Docker engine answers" in str(raised.value)
+
+
+def test_a_pool_sets_the_warm_pools_size(no_cluster: Path) -> None:
+    """SandboxPool(size=N) with a dedicated Kubernetes runtime: N warm replicas (set when the
+    warm pool is made; nothing to report before a cluster was reached)."""
+    from sqlfence.sandbox.runtimes.kubernetes_runtime import KubernetesRuntime
+
+    runtime = KubernetesRuntime(placement="dedicated")
+    runtime.keep_warm(5)
+    assert runtime.pool_size == 5
+    assert runtime.warm_status() == {}

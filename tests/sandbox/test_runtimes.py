@@ -151,3 +151,32 @@ def test_the_command_line_offers_every_registered_runtime() -> None:
     from sqlfence.cli.parser import RUNTIMES as OFFERED
 
     assert set(OFFERED) == {*RUNTIMES, "auto"}
+
+
+class Warm(EmbeddedRuntime):
+    """The embedded runtime with warm servers of its own to keep (as Kubernetes has)."""
+
+    name = "embedded"
+
+    def __init__(self) -> None:
+        self.kept: list[int] = []
+
+    def keep_warm(self, size: int) -> None:
+        """Counted."""
+        self.kept.append(size)
+
+    def warm_status(self) -> dict[str, int]:
+        """What the runtime would report of its warm servers."""
+        return {"ready": self.kept[-1]}
+
+
+def test_a_pool_asks_a_runtime_with_warm_servers_to_keep_as_many(root: Path) -> None:
+    from sqlfence.sandbox import SandboxPool
+
+    runtime = Warm()
+    pool = SandboxPool(size=2, backend="sqlite", runtime=runtime, root=root, warmup=True)
+    try:
+        assert runtime.kept == [2]
+        assert pool.metrics()["runtime"] == {"ready": 2}
+    finally:
+        pool.close()

@@ -61,6 +61,7 @@ class KubernetesRuntime:
         self.placement = placement
         self.isolation, self.image, self.pool_size = isolation, image, pool_size
         self._cluster: Cluster | None = None
+        self._pools: set[str] = set()  # the warm pools this runtime made or found
         self._leases = Leases()
 
     @classmethod
@@ -96,6 +97,7 @@ class KubernetesRuntime:
             sandbox = self.cluster.wait_ready("Sandbox", server.name, READY_S)
             self._leases.keep(self.cluster, "Sandbox", server.name, request.expires_at)
             return self._reach(sandbox, server, server.secret_name, dedicated=None)
+        self._pools.add(server.name)
         if self.cluster.get("SandboxTemplate", server.name) is None:
             bootstrap = secrets.token_urlsafe(24)
             for manifest in manifests.placement_objects(
@@ -151,6 +153,28 @@ class KubernetesRuntime:
             login.get(manifests.ADMIN_PASSWORD_KEY, ""),
         )
         return PodPlacement(self.cluster, url, tunnel, dedicated, self._leases)
+
+    def keep_warm(self, size: int) -> None:
+        """Keep ``size`` dedicated servers warm (a ``SandboxPool`` of that size calls it): the
+        warm pool's replicas, set when it is made, or patched when it exists already."""
+        self.pool_size = size
+        if self.placement == "dedicated" and self._cluster is not None:
+            for name in self._pools:
+                self._cluster.patch("SandboxWarmPool", name, {"spec": {"replicas": size}})
+
+    def warm_status(self) -> dict[str, Any]:
+        """The warm pools' readiness: replicas asked for and ready, per pool."""
+        if self._cluster is None:
+            return {}
+        status = {}
+        for name in sorted(self._pools):
+            found = self._cluster.get("SandboxWarmPool", name) or {}
+            seen = found.get("status") or {}
+            status[name] = {
+                "replicas": (found.get("spec") or {}).get("replicas", 0),
+                "ready": seen.get("readyReplicas", 0),
+            }
+        return status
 
     def stop(self) -> None:
         """Stop renewing leases (the servers end with them) and close the tunnels."""
