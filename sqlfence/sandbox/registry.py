@@ -257,6 +257,22 @@ class Registry:
                 path.unlink()
 
 
+def while_locked(step: Callable[[], object]) -> None:
+    """Run ``step`` again while another process holds the database: SQLite answers a journal
+    mode change (and the schema of a database two processes make at once) with "database is
+    locked" at once, without waiting its busy timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            step()
+            return
+        except sqlite3.OperationalError as error:
+            text = str(error)
+            if ("locked" not in text and "busy" not in text) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 class _Store:
     """One process's connection to one registry database, shared by its Registry objects."""
 
@@ -285,9 +301,9 @@ class _Store:
         )
         # WAL: readers never wait for a writer; NORMAL: a commit survives a process crash
         # (only a power cut can lose the last ones), and costs no fsync.
-        self.connection.execute("PRAGMA journal_mode=WAL")
+        while_locked(lambda: self.connection.execute("PRAGMA journal_mode=WAL"))
         self.connection.execute("PRAGMA synchronous=NORMAL")
-        self.connection.executescript(_SCHEMA)
+        while_locked(lambda: self.connection.executescript(_SCHEMA))
 
     @classmethod
     def shared(cls, root: Path, directory: Path, path: Path) -> _Store:

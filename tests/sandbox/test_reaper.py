@@ -213,6 +213,54 @@ def test_two_processes_share_one_registry(root: Path) -> None:
     assert listing(root) == []
 
 
+_OPENER = textwrap.dedent(
+    """
+    import sys, time
+    from sqlfence.sandbox.registry import Owner, Record, Registry
+    root, name, start = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    time.sleep(max(0.0, start - time.time()))  # every process opens the new registry at once
+    Registry(root).put(Record(name=name, backend="sqlite", agent_id="w", tenant=None,
+                              owner=Owner.current(), created_at=time.time(), expires_at=None,
+                              location=""))
+    """
+)
+
+
+def test_processes_making_the_registry_at_once_all_get_in(root: Path) -> None:
+    """A registry that does not exist yet, opened by eight processes in the same instant:
+    SQLite answers the journal-mode change with "database is locked" at once, which is
+    waited out, not raised."""
+    start = time.time() + 1.0
+    openers = [
+        subprocess.Popen([sys.executable, "-c", _OPENER, str(root), f"AGENT_O_{i}", str(start)])
+        for i in range(8)
+    ]
+    assert [opener.wait(timeout=60) for opener in openers] == [0] * 8
+    assert {record.name for record in listing(root)} == {f"AGENT_O_{i}" for i in range(8)}
+    reap(root, everything=True)
+
+
+def test_a_locked_answer_at_open_is_waited_out_and_other_errors_are_not() -> None:
+    """SQLite's immediate "database is locked" (two processes changing a new database's
+    journal mode at once) is tried again; any other error is raised at once."""
+    import sqlite3
+
+    from sqlfence.sandbox.registry import while_locked
+
+    answers = [sqlite3.OperationalError("database is locked")] * 2
+    calls: list[int] = []
+
+    def step() -> None:
+        calls.append(1)
+        if answers:
+            raise answers.pop()
+
+    while_locked(step)
+    assert len(calls) == 3
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):
+        while_locked(lambda: (_ for _ in ()).throw(sqlite3.OperationalError("disk I/O error")))
+
+
 def test_gc_reads_only_what_it_removes(root: Path) -> None:
     """reap() drops what is expired or orphaned among many live records and leaves the rest."""
     registry = Registry(root)
