@@ -162,6 +162,7 @@ class Guard:
                 self.namer,
                 self.table_columns,
                 self.patterns.views,
+                self.patterns.part_of,
             )
             if self.policy.row_filters
             else None

@@ -44,6 +44,7 @@ class RowFilters:
         namer: Namer,
         table_columns: Mapping[str, frozenset[str]],
         views: Mapping[str, frozenset[str]],
+        part_of: Mapping[str, frozenset[str]] | None = None,
     ) -> None:
         self._dialect = dialect
         self._namer = namer
@@ -75,6 +76,14 @@ class RowFilters:
         for reader, bases in views.items():
             for base in bases:
                 self._read_by.setdefault(base, set()).add(reader)
+        # What the rewrite refuses a relation for reading: not a partition or child whose own
+        # filters the relation's filters include (the parent's filter covers its rows), so a
+        # partitioned table stays readable under a *.column key.
+        owners = part_of or {}
+        self._views = {
+            relation: frozenset(base for base in bases if not self._covered(base, relation, owners))
+            for relation, bases in views.items()
+        }
 
     def filters_for(self, table: str) -> tuple[RowFilter, ...]:
         """The filters on a qualified table name (empty when it has none)."""
@@ -99,6 +108,13 @@ class RowFilters:
         if len(self._memo) < _MEMO_LIMIT:
             self._memo[table] = result
         return result
+
+    def _covered(self, part: str, relation: str, owners: Mapping[str, frozenset[str]]) -> bool:
+        """Is ``part`` a partition or child of ``relation`` whose filters are among its own?"""
+        if relation not in owners.get(part, ()):
+            return False
+        own = {f.key for f in self.filters_for(part) if f.through is None}
+        return own <= {f.key for f in self.filters_for(relation)}
 
     def _through(self, table: str) -> list[RowFilter]:
         """A table with no filter of its own that a filtered relation reads (a partition or

@@ -234,7 +234,8 @@ def _learn_schema(
         return guard.with_catalog(default_schema=schema) if moved else guard
     found = driver.load_catalog(raw) if catalog is None and guard.policy_has_table_rules else None
     views = driver.load_views(raw)
-    parts = driver.load_parts(raw) if guard.patterns.denied_set.patterns else {}
+    wanted = guard.patterns.denied_set.patterns or policy.row_filters
+    parts = driver.load_parts(raw) if wanted else {}
     columns = driver.load_view_columns(raw) if policy.denied_columns else {}
     # each table's columns: for ``*`` under denied columns, and for ``*.column`` row filters
     wildcard = any(key.startswith("*.") for key in policy.row_filters)

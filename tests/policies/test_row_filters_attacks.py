@@ -268,3 +268,17 @@ def test_postgres_a_constraints_error_does_not_name_another_tenants_values(pg_ur
         assert "detail is withheld" in str(raised.value)
     finally:
         conn.close()
+
+
+@pytest.mark.filterwarnings("ignore::sqlfence.PrivilegeWarning")
+def test_postgres_a_partitioned_table_under_a_column_key_stays_readable(pg_shop: str) -> None:
+    """``*.tenant_id`` filters the parent and each partition: reading the parent is filtered
+    (its filter covers the partitions' rows), a partition read directly is filtered too."""
+    conn = _connect(pg_shop, {"row_filters": {"*.tenant_id": "tenant_id = :tenant"}})
+    try:
+        assert conn.execute("SELECT id FROM inv").fetchall() == [(1,)]
+        assert conn.execute("SELECT id FROM inv_b").fetchall() == []
+        assert conn.execute("SELECT id FROM orders ORDER BY id").fetchall() == [(1,), (2,), (51,)]
+        assert conn.execute("SELECT id FROM orders_old").fetchall() == [(51,)]
+    finally:
+        conn.close()
