@@ -495,6 +495,25 @@ def run_dialect(
     return report, text
 
 
+def each_target(dialects: list[str], label: str) -> Iterator[Target]:
+    """Each dialect's target, in a scratch directory, closed after its turn; a dialect whose
+    server cannot be had is reported skipped."""
+    for dialect in dialects:
+        print(f"{dialect}{label}:")
+        with tempfile.TemporaryDirectory(prefix="sqlfence-bird-") as workdir:
+            try:
+                target: Target = (
+                    SQLiteTarget(Path(workdir)) if dialect == "sqlite" else PostgresTarget()
+                )
+            except RuntimeError as error:
+                print(f"  skipped: {error}")
+                continue
+            try:
+                yield target
+            finally:
+                target.close()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dialect", choices=sorted(DIALECTS), action="append")
@@ -517,23 +536,11 @@ def main() -> int:
     began = time.monotonic()
     reports: list[Report] = []
     profiles: dict[str, str] = {}
-    for dialect in args.dialect or ["sqlite", "postgres"]:
-        print(f"{dialect}:")
-        with tempfile.TemporaryDirectory(prefix="sqlfence-bird-") as workdir:
-            try:
-                target: Target = (
-                    SQLiteTarget(Path(workdir)) if dialect == "sqlite" else PostgresTarget()
-                )
-            except RuntimeError as error:
-                print(f"  skipped: {error}")
-                continue
-            try:
-                report, profile = run_dialect(target, root, args.repeats, args.profile)
-            finally:
-                target.close()
+    for target in each_target(args.dialect or ["sqlite", "postgres"], ""):
+        report, profile = run_dialect(target, root, args.repeats, args.profile)
         reports.append(report)
         if profile:
-            profiles[dialect] = profile
+            profiles[target.dialect] = profile
     seconds = time.monotonic() - began
     for report in reports:
         print_findings(report)

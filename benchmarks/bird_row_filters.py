@@ -45,7 +45,6 @@ from typing import Any
 import sqlglot
 from bird import (
     DEFAULT_SCHEMAS,
-    PostgresTarget,
     SQLiteTarget,
     Target,
     first_line,
@@ -400,27 +399,13 @@ def run_dialect(target: Target, root: Any, repeats: int) -> DialectRun:
 
 def main(root: Any, dialects: list[str], repeats: int, write: bool) -> int:
     """Run the row-filter benchmark; 1 when a must-be-zero count is not 0."""
-    import tempfile
-    from pathlib import Path
-
+    from bird import each_target
     from common import write_section
 
     began = time.monotonic()
     runs = []
-    for dialect in dialects:
-        print(f"{dialect} (row filter):")
-        with tempfile.TemporaryDirectory(prefix="sqlfence-bird-rf-") as workdir:
-            try:
-                target: Target = (
-                    SQLiteTarget(Path(workdir)) if dialect == "sqlite" else PostgresTarget()
-                )
-            except RuntimeError as error:
-                print(f"  skipped: {error}")
-                continue
-            try:
-                runs.append(run_dialect(target, root, repeats))
-            finally:
-                target.close()
+    for target in each_target(dialects, " (row filter)"):
+        runs.append(run_dialect(target, root, repeats))
     print()
     print(table(SUMMARY, summary(runs)))
     print()
