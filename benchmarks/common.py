@@ -1,4 +1,5 @@
-"""Shared pieces of the benchmark scripts: statistics, tables, the machine line, BENCHMARKS.md.
+"""Shared pieces of the benchmark scripts: timing, statistics, tables, the machine line, a
+throwaway PostgreSQL server, BENCHMARKS.md.
 
 Each script owns one section of BENCHMARKS.md, delimited by HTML comments, and replaces
 only that section, so the scripts can run in any order.
@@ -12,10 +13,16 @@ import os
 import platform
 import statistics
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 import sqlglot
+
+if TYPE_CHECKING:
+    from tests.postgres_server import PostgresServer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Benchmark the working tree: the scripts import this module before ``sqlfence``, so the
@@ -41,6 +48,16 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
+def rank_percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) as the sample at index ``int(n * q / 100)`` of the
+    sorted values, without interpolation: the p95 and p99 the sandbox, pool and scale
+    benchmarks have always reported (``percentile`` would move their numbers). NaN for none."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * (q / 100)))]
+
+
 def median(values: Sequence[float]) -> float:
     """The median, NaN for no values."""
     return statistics.median(values) if values else float("nan")
@@ -49,6 +66,26 @@ def median(values: Sequence[float]) -> float:
 def us(nanoseconds: float) -> float:
     """Nanoseconds to microseconds."""
     return nanoseconds / 1000
+
+
+def ms(seconds: float) -> float:
+    """Seconds to milliseconds."""
+    return seconds * 1000
+
+
+def timed(run: Callable[[], object]) -> float:
+    """The wall-clock seconds one ``run()`` took."""
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def rss_bytes(pid: int | str = "self") -> int:
+    """The resident set size of process ``pid`` (this one by default), in bytes; 0 unknown."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -86,10 +123,25 @@ def machine() -> str:
     except OSError:
         pass
     compiled = "compiled" if sqlglot.parser.__file__.endswith((".so", ".pyd")) else "pure Python"
+    version = sqlglot.__version__  # type: ignore[attr-defined]  # set by sqlglot, not exported
     return (
         f"{datetime.date.today().isoformat()}, {os.cpu_count()} cores ({cpu}), "
-        f"Python {platform.python_version()}, sqlglot {sqlglot.__version__} ({compiled} parser)"
+        f"Python {platform.python_version()}, sqlglot {version} ({compiled} parser)"
     )
+
+
+@contextmanager
+def postgres_server(max_connections: int = 200, hint: str = "") -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL server from the local binaries, as the tests start one, stopped
+    after the block. Exits the script (``hint`` appended to the message) when PostgreSQL is
+    not installed."""
+    from tests.postgres_server import started
+
+    def missing(what: str) -> NoReturn:
+        raise SystemExit(f"{what} not found{hint}")
+
+    with started(missing, max_connections) as server:
+        yield server
 
 
 def write_section(name: str, body: str) -> Path:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from common import machine, write_section
+from common import machine, rank_percentile, write_section
 
 from sqlfence.sandbox import AgentSandbox, SandboxPool, reap
 from sqlfence.sandbox.pool import GOLDEN
@@ -30,8 +30,7 @@ ROWS = 10_000
 
 def percentiles(times_ms: list[float]) -> tuple[float, float]:
     """Median and p99."""
-    ordered = sorted(times_ms)
-    return statistics.median(ordered), ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return statistics.median(times_ms), rank_percentile(times_ms, 99)
 
 
 def warm_acquire(pool: SandboxPool, cycles: int) -> tuple[float, float]:

@@ -13,12 +13,11 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from common import machine, write_section
+from common import machine, ms, postgres_server, rank_percentile, timed, write_section
 
 from sqlfence.sandbox import AgentSandbox
 
@@ -27,13 +26,8 @@ ROWS = 10_000
 
 def measure(run: Callable[[], object], repeat: int) -> tuple[float, float]:
     """Median and p95 of ``run`` in milliseconds."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - start) * 1000)
-    times.sort()
-    return statistics.median(times), times[min(len(times) - 1, int(len(times) * 0.95))]
+    times = [ms(timed(run)) for _ in range(repeat)]
+    return statistics.median(times), rank_percentile(times, 95)
 
 
 def fill(sb: AgentSandbox, placeholder: str) -> None:
@@ -52,17 +46,8 @@ def postgres(url: str | None) -> Iterator[str]:
     if url:
         yield url
         return
-    from tests.postgres_server import PostgresServer, find_bindir
-
-    bindir = find_bindir()
-    if bindir is None:
-        raise SystemExit("no PostgreSQL binaries found; pass --server-url")
-    server = PostgresServer(bindir)
-    server.start()
-    try:
+    with postgres_server(hint="; pass --server-url") as server:
         yield server.url
-    finally:
-        server.stop()
 
 
 def main() -> None:
