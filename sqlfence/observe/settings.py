@@ -3,15 +3,26 @@
 Unknown keys are errors (a misspelt ``retention_day`` must not silently keep logs forever).
 Every model accepts the keyword names of the design report (``log_queries``,
 ``export_format``, ``alert_on_slow_query_ms``, ``log_all_queries`` ...).
+
+What ``connect(audit=, monitoring=, telemetry=)`` take is declared here too, each as a type
+(``AuditOption``, ``MonitoringOption``, ``TelemetryOption``) with the one function that
+resolves it to its settings (``resolve_audit``, ``resolve_monitoring``, ``resolve_telemetry``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import reprlib
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+if TYPE_CHECKING:  # the parts are built on these settings: imported where they are needed
+    from sqlfence.observe.audit import AuditLog
+    from sqlfence.observe.monitor import Monitor
+    from sqlfence.observe.telemetry import Telemetry
 
 SinkName = Literal["file", "stdout", "logging", "structlog"]
 AuditSink = SinkName | Callable[[dict[str, Any]], None]
@@ -221,3 +232,96 @@ class TelemetrySettings(_Settings):
                 id(self.meter_provider),
             )
         )
+
+
+# -- what connect(audit=, monitoring=, telemetry=) take ------------------------------------
+# Each option's shapes, and the one function that resolves them to settings (or to the part
+# the caller built and keeps: an AuditLog, Monitor or Telemetry is used as is, not closed).
+
+AuditOption: TypeAlias = (
+    "bool | str | os.PathLike[str] | Mapping[str, object] | AuditSettings | AuditLog | None"
+)
+MonitoringOption: TypeAlias = "bool | Mapping[str, object] | MonitorSettings | Monitor | None"
+TelemetryOption: TypeAlias = "bool | Mapping[str, object] | TelemetrySettings | Telemetry | None"
+
+_S = TypeVar("_S", bound=_Settings)
+
+
+def resolve_audit(value: AuditOption) -> AuditSettings | AuditLog:
+    """``audit=`` as its settings: None or False is off (``enabled=False``), True the
+    defaults, a directory (str or path) the defaults there, a mapping of ``AuditSettings``
+    keys those settings; an ``AuditSettings`` or an ``AuditLog`` is returned as given.
+
+    Raises TypeError, naming what was given, for any other value, and pydantic's
+    ValidationError (a ValueError) for unknown or invalid keys.
+    """
+    if value is None or value is False:
+        return AuditSettings(enabled=False)
+    if isinstance(value, (str, os.PathLike)):
+        return AuditSettings(directory=Path(value))
+    settings = _settings(value, AuditSettings)
+    if settings is not None:
+        return settings
+    from sqlfence.observe.audit import AuditLog  # audit.py imports this module
+
+    if isinstance(value, AuditLog):
+        return value
+    raise _refused("audit", value, AuditSettings, "an AuditLog", "a directory (str or path)")
+
+
+def resolve_monitoring(value: MonitoringOption) -> MonitorSettings | Monitor:
+    """``monitoring=`` as its settings: None or True the defaults (metrics, and the denial
+    burst as the one alert rule), False off (``enabled=False``), a mapping of
+    ``MonitorSettings`` keys those settings; a ``MonitorSettings`` or a ``Monitor`` is
+    returned as given. Raises as ``resolve_audit`` does.
+    """
+    if value is False:
+        return MonitorSettings(enabled=False)
+    settings = _settings(True if value is None else value, MonitorSettings)
+    if settings is not None:
+        return settings
+    from sqlfence.observe.monitor import Monitor  # monitor.py imports this module
+
+    if isinstance(value, Monitor):
+        return value
+    raise _refused("monitoring", value, MonitorSettings, "a Monitor")
+
+
+def resolve_telemetry(value: TelemetryOption) -> TelemetrySettings | Telemetry:
+    """``telemetry=`` as its settings: None or True the defaults (spans and metrics through
+    the global providers), False off (``enabled=False``), a mapping of
+    ``TelemetrySettings`` keys those settings; a ``TelemetrySettings`` or a ``Telemetry`` is
+    returned as given. Raises as ``resolve_audit`` does.
+    """
+    if value is False:
+        return TelemetrySettings(enabled=False)
+    settings = _settings(True if value is None else value, TelemetrySettings)
+    if settings is not None:
+        return settings
+    from sqlfence.observe.telemetry import Telemetry  # telemetry.py imports this module
+
+    if isinstance(value, Telemetry):
+        return value
+    raise _refused("telemetry", value, TelemetrySettings, "a Telemetry")
+
+
+def _settings(value: object, settings_type: type[_S]) -> _S | None:
+    """``value`` as ``settings_type``: True for the defaults, a mapping of its keys, or the
+    settings themselves. None for anything else (the caller names what it accepts)."""
+    if value is True:
+        return settings_type()
+    if isinstance(value, Mapping):
+        return settings_type.model_validate(dict(value))
+    if isinstance(value, settings_type):
+        return value
+    return None
+
+
+def _refused(
+    option: str, value: object, settings_type: type[_Settings], part: str, *also: str
+) -> TypeError:
+    """The error for a value ``option`` does not take: what it takes, and what it was given."""
+    name = settings_type.__name__
+    takes = ", ".join(("None", "a bool", *also, f"a mapping of {name} keys", name))
+    given = f"{type(value).__name__} {reprlib.repr(value)}"
+    return TypeError(f"{option}= takes {takes} or {part}, not {given}")
