@@ -7,7 +7,7 @@ dictionary lookup.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlglot.dialects.dialect import Dialect
@@ -16,6 +16,7 @@ from sqlfence import databases
 from sqlfence.errors import ConfigurationError
 from sqlfence.policies.cache import DEFAULT_BYTES, DEFAULT_ENTRIES, DecisionCache
 from sqlfence.policies.loader import PolicySource, load_policy
+from sqlfence.policies.masks import ColumnMasks
 from sqlfence.policies.model import Policy
 from sqlfence.policies.row_filters import RowFilters
 from sqlfence.policies.rules import (
@@ -53,6 +54,8 @@ class Decision:
     max_rows: int | None = None
     # The row filters applied, by policy key (``orders``, ``*.tenant_id``), in tree order.
     row_filters: tuple[str, ...] = ()
+    # The column masks applied, by policy key (``customers.email``, ``*.ssn``).
+    masks: tuple[str, ...] = ()
 
     @property
     def rule(self) -> str | None:
@@ -62,8 +65,13 @@ class Decision:
     def explain(self) -> str:
         """One line a person can act on."""
         if not self.reasons:
-            if self.row_filters:
-                return f"allowed (row filters applied: {', '.join(self.row_filters)})"
+            applied = [
+                f"{what} applied: {', '.join(keys)}"
+                for what, keys in (("row filters", self.row_filters), ("masks", self.masks))
+                if keys
+            ]
+            if applied:
+                return f"allowed ({'; '.join(applied)})"
             return "allowed" + (" (row limit applied)" if self.rewritten else "")
         verdict = "detected" if self.detected else "denied"
         return f"{verdict}: " + "; ".join(str(reason) for reason in self.reasons)
@@ -119,6 +127,7 @@ class Guard:
         table_columns: Mapping[str, Collection[str]] | None = None,
         generated_columns: Mapping[str, Mapping[str, Collection[str]]] | None = None,
         parts: Mapping[str, str] | None = None,
+        star_columns: Mapping[str, Sequence[str]] | None = None,
         cache_size: int = DEFAULT_ENTRIES,
         cache_bytes: int = DEFAULT_BYTES,
     ) -> None:
@@ -144,6 +153,7 @@ class Guard:
         self.generated_columns = {
             table: _sources_closed(columns) for table, columns in (generated_columns or {}).items()
         }
+        self.star_columns = {table: tuple(cols) for table, cols in (star_columns or {}).items()}
         self._hooks = _hooks_for(self.dialect_name, self.catalog, default_schema)
         self.patterns = self._compile(self.policy)
         self._rules = rules_for(self.policy, self.patterns)
@@ -154,6 +164,18 @@ class Guard:
         # Who the connection acts for: a row filter's placeholders take these values, so the
         # decisions (and the cache holding them) belong to this guard's identity alone.
         self.identity = Identity(agent_id, tenant, dict(claims or {}))
+        masks = (
+            ColumnMasks(
+                self.policy,
+                self.namer,
+                self.star_columns,
+                self.generated_columns,
+                self.patterns.views,
+                self.patterns.part_of,
+            )
+            if self.policy.masked_columns
+            else None
+        )
         self._row_filters = (
             RowFilters(
                 self.policy,
@@ -163,8 +185,9 @@ class Guard:
                 self.table_columns,
                 self.patterns.views,
                 self.patterns.part_of,
+                masks,
             )
-            if self.policy.row_filters
+            if self.policy.row_filters or masks is not None
             else None
         )
         self._cache = DecisionCache(cache_size, cache_bytes)
@@ -195,6 +218,7 @@ class Guard:
                 False,
                 decision.max_rows,
                 decision.row_filters,
+                decision.masks,
             )
             self._cache.put(decision.sql, stands, replace=False)
 
@@ -205,7 +229,8 @@ class Guard:
         return self.patterns.has_table_rules or self._row_filters is not None
 
     def row_filtered(self, table: str) -> bool:
-        """True when a row filter applies to the qualified ``table``."""
+        """True when a row filter applies to the qualified ``table`` (masks are not filters:
+        an ON CONFLICT REPLACE table with masked columns is no other tenant's row)."""
         return self._row_filters is not None and bool(self._row_filters.filters_for(table))
 
     def with_catalog(
@@ -217,6 +242,7 @@ class Guard:
         table_columns: Mapping[str, Collection[str]] | None = None,
         generated_columns: Mapping[str, Mapping[str, Collection[str]]] | None = None,
         parts: Mapping[str, str] | None = None,
+        star_columns: Mapping[str, Sequence[str]] | None = None,
     ) -> Guard:
         """The same guard knowing more of the database.
 
@@ -230,7 +256,8 @@ class Guard:
         ``generated_columns`` maps tables to their generated columns and what each is
         computed from, so reading one reads those; ``parts`` maps a table holding another's
         rows (a partition or inheritance child, a virtual table's shadow table) to that table,
-        so that a denied table's parts are denied too.
+        so that a denied table's parts are denied too; ``star_columns`` maps tables and
+        views to the columns ``SELECT *`` returns, in order (for masked columns).
         """
         return Guard(
             self.policy,
@@ -247,6 +274,7 @@ class Guard:
                 self.generated_columns if generated_columns is None else generated_columns
             ),
             parts=self.parts if parts is None else parts,
+            star_columns=self.star_columns if star_columns is None else star_columns,
             cache_size=self._cache.max_entries,
             cache_bytes=self._cache.max_bytes,
         )
@@ -290,12 +318,13 @@ class Guard:
         allowed = not reasons or detected
         facts = analysis.facts
         applied: tuple[str, ...] = ()
+        masked: tuple[str, ...] = ()
         if allowed and self._row_filters is not None:
             # Never in detect mode: a statement that cannot be filtered would run unfiltered.
             filtered = self._row_filters.apply(analysis, self.analyze, self._engine_check)
             if isinstance(filtered, Violation):
                 return Decision(False, sql, facts, (*reasons, filtered))
-            analysis, applied = filtered
+            analysis, applied, masked = filtered
         source = analysis.sql
         final = source
         if allowed and policy.max_rows is not None and analysis.trees:
@@ -322,6 +351,7 @@ class Guard:
             rewritten=final != sql,
             max_rows=policy.max_rows,
             row_filters=applied,
+            masks=masked,
         )
 
     def _engine_check(self, sql: str, analysis: Analysis) -> Violation | None:

@@ -128,6 +128,12 @@ class Policy(BaseModel):
         "for every table with that column) -> SQL condition on its columns, with :tenant, "
         ":agent_id and :claims.<name> for who the connection acts for (see Row filters)",
     )
+    masked_columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="columns an agent sees only masked, however it selects or uses them: "
+        "table.column (schema.table.column, or *.column for every table with that column) "
+        "-> null, redact, email, hash or partial(a, b) (see Column masks)",
+    )
     mcp_tools: Literal["all", "curated"] = Field(
         "all",
         description="MCP server: every tool (query, explain, the catalog, curated tools) or "
@@ -162,6 +168,19 @@ class Policy(BaseModel):
                 parse_filter(condition)
             except FilterError as error:
                 raise ValueError(f"row_filters[{key!r}]: {error}") from None
+        return value
+
+    @field_validator("masked_columns")
+    @classmethod
+    def _valid_masks(cls, value: dict[str, str]) -> dict[str, str]:
+        from sqlfence.sql.masks import MaskError, check_key, parse_masker
+
+        for key, masker in value.items():
+            try:
+                check_key(key)
+                parse_masker(key, masker)
+            except MaskError as error:
+                raise ValueError(f"masked_columns[{key!r}]: {error}") from None
         return value
 
     @property

@@ -13,10 +13,12 @@ from collections.abc import Callable, Mapping
 from sqlglot.dialects.dialect import Dialect
 
 from sqlfence.errors import PolicyError
+from sqlfence.policies.masks import ColumnMasks
 from sqlfence.policies.model import Policy
 from sqlfence.policies.rules import Violation
 from sqlfence.policies.tables import TableSet
 from sqlfence.sql.analysis import Analysis
+from sqlfence.sql.masks import MaskRefused
 from sqlfence.sql.names import Namer
 from sqlfence.sql.row_filter_check import unfiltered
 from sqlfence.sql.row_filters import (
@@ -45,12 +47,14 @@ class RowFilters:
         table_columns: Mapping[str, frozenset[str]],
         views: Mapping[str, frozenset[str]],
         part_of: Mapping[str, frozenset[str]] | None = None,
+        masks: ColumnMasks | None = None,
     ) -> None:
         self._dialect = dialect
         self._namer = namer
         self._table_columns = table_columns
         self._views = views
         self._origin = policy.origin("row_filters")
+        self._masks = masks
         self._tables: list[tuple[TableSet, RowFilter]] = []
         self._columns: list[tuple[str, RowFilter]] = []
         for key, text in policy.row_filters.items():
@@ -142,28 +146,31 @@ class RowFilters:
         analysis: Analysis,
         analyze: Callable[[str], Analysis],
         engine_check: Callable[[str, Analysis], Violation | None],
-    ) -> tuple[Analysis, tuple[str, ...]] | Violation:
-        """The statement with its row filters applied, read back, and the keys applied; or
-        the Violation saying why it cannot be filtered (then it is denied)."""
+    ) -> tuple[Analysis, tuple[str, ...], tuple[str, ...]] | Violation:
+        """The statement with its row filters and masks applied, read back, and the filters'
+        and masks' keys applied; or the Violation saying why it cannot be (then it is denied)."""
         try:
-            text, applied = rewrite(analysis, self._namer, self.filters_for, self._views)
+            text, done = rewrite(analysis, self._namer, self.filters_for, self._views, self._masks)
         except Refused as refused:
-            return self._violation(str(refused))
+            return self._violation(str(refused), isinstance(refused, MaskRefused))
         if text is None:
-            return analysis, ()
+            return analysis, (), ()
         again = analyze(text)
         if again.facts.unparsed or len(again.trees) != len(analysis.trees):
             return self._violation(
                 f"the rewritten statement does not read back ({again.facts.unparsed})"
             )
         for tree in again.trees:
-            missed = unfiltered(tree, self._namer, self.filters_for, self._dialect)
+            missed = unfiltered(tree, self._namer, self.filters_for, self._dialect, self._masks)
             if missed is not None:
                 return self._violation(f"the rewrite could not be verified for {missed}")
         problem = engine_check(text, again)
         if problem is not None:
             return self._violation(f"the rewritten statement: {problem.message}")
-        return again, applied
+        return again, tuple(done.applied), tuple(done.masked)
 
-    def _violation(self, message: str) -> Violation:
+    def _violation(self, message: str, masks: bool = False) -> Violation:
+        if masks or not (self._tables or self._columns):
+            origin = self._masks.origin if self._masks is not None else None
+            return Violation("masked_columns", f"masked columns: {message}", origin)
         return Violation("row_filters", f"row filter: {message}", self._origin)

@@ -234,14 +234,16 @@ def _learn_schema(
         return guard.with_catalog(default_schema=schema) if moved else guard
     found = driver.load_catalog(raw) if catalog is None and guard.policy_has_table_rules else None
     views = driver.load_views(raw)
-    wanted = guard.patterns.denied_set.patterns or policy.row_filters
+    masks = bool(policy.masked_columns)
+    wanted = guard.patterns.denied_set.patterns or policy.row_filters or masks
     parts = driver.load_parts(raw) if wanted else {}
     columns = driver.load_view_columns(raw) if policy.denied_columns else {}
     # each table's columns: for ``*`` under denied columns, and for ``*.column`` row filters
     wildcard = any(key.startswith("*.") for key in policy.row_filters)
     tables = driver.load_table_columns(raw) if policy.denied_columns or wildcard else {}
-    generated = driver.load_generated_columns(raw) if policy.denied_columns else {}
-    if found or views or columns or moved or tables or generated or parts:
+    generated = driver.load_generated_columns(raw) if policy.denied_columns or masks else {}
+    star = driver.load_star_columns(raw) if masks else {}  # masked tables list their columns
+    if found or views or columns or moved or tables or generated or parts or star:
         return guard.with_catalog(
             found or None,
             views,
@@ -250,6 +252,7 @@ def _learn_schema(
             table_columns=tables,
             generated_columns=generated,
             parts=parts,
+            star_columns=star,
         )
     return guard
 

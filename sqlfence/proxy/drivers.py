@@ -202,6 +202,11 @@ class Driver:
         """Qualified table or view -> its columns (what ``*`` reads there)."""
         return {}
 
+    def load_star_columns(self, raw: Any) -> dict[str, list[str]]:
+        """Qualified table or view -> the columns ``SELECT *`` returns, in order, as the
+        catalog names them (for masked columns: the derived table lists them)."""
+        return {}
+
     def load_generated_columns(self, raw: Any) -> dict[str, dict[str, set[str]]]:
         """Qualified table -> generated column -> the columns of the table it is computed
         from (reading it reads them)."""

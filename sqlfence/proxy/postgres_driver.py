@@ -131,6 +131,13 @@ class PostgresDriver(Driver):
             columns.setdefault(f"{schema}.{table}", set()).add(column)
         return columns
 
+    def load_star_columns(self, raw: Any) -> dict[str, list[str]]:
+        """Every table's and view's columns outside the system schemas, in ``*``'s order."""
+        columns: dict[str, list[str]] = {}
+        for schema, table, column in _catalog_rows(raw, _STAR_COLUMNS_QUERY):
+            columns.setdefault(f"{schema}.{table}", []).append(column)
+        return columns
+
     def load_generated_columns(self, raw: Any) -> dict[str, dict[str, set[str]]]:
         """Generated columns and the columns they are computed from (pg_depend)."""
         generated: dict[str, dict[str, set[str]]] = {}
@@ -213,6 +220,7 @@ WHERE a.attnum > 0 AND NOT a.attisdropped
   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND n.nspname NOT LIKE 'pg_toast%'
 """
+_STAR_COLUMNS_QUERY = _TABLE_COLUMNS_QUERY + "ORDER BY n.nspname, c.relname, a.attnum\n"
 _GENERATED_QUERY = """
 SELECT n.nspname, c.relname, a.attname, s.attname
 FROM pg_attrdef ad

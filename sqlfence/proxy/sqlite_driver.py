@@ -24,6 +24,7 @@ from sqlfence.policies.tables import is_catalog_table, table_matches
 from sqlfence.proxy.drivers import ConnectionURL, Driver
 from sqlfence.sql.analysis import ROW_BOUND_FUNCTIONS, StatementFacts
 from sqlfence.sql.functions import canonical
+from sqlfence.sql.masks import SQLITE_HASH_FUNCTION, sha256_text
 
 _WRITES = {sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE}
 # Engine actions that are statement kinds of their own, allowed only when the policy names them.
@@ -115,6 +116,21 @@ class SQLiteDriver(Driver):
                 columns[f"{schema}.{name}".lower()] = {row[0] for row in info.fetchall()}
         return columns
 
+    def load_star_columns(self, raw: Any) -> dict[str, list[str]]:
+        """Every table's and view's columns as ``SELECT *`` returns them (a virtual table's
+        hidden columns left out; generated ones in), in every attached database."""
+        columns: dict[str, list[str]] = {}
+        for _seq, schema, _file in raw.execute("PRAGMA database_list").fetchall():
+            master = "sqlite_temp_master" if schema == "temp" else f'"{schema}".sqlite_master'
+            names = raw.execute(f"SELECT name FROM {master} WHERE type IN ('table', 'view')")
+            for (name,) in names.fetchall():
+                info = raw.execute(
+                    "SELECT name FROM pragma_table_xinfo(?, ?) WHERE hidden <> 1 ORDER BY cid",
+                    (name, schema),
+                )
+                columns[f"{schema}.{name}".lower()] = [row[0] for row in info.fetchall()]
+        return columns
+
     def load_generated_columns(self, raw: Any) -> dict[str, dict[str, set[str]]]:
         """Generated columns and the columns they are computed from, from each table's own
         CREATE TABLE text (read by the fence's parser)."""
@@ -149,6 +165,9 @@ class SQLiteDriver(Driver):
         enforce = policy.mode == "enforce"  # detect mode records violations, so lets them run
         if policy.read_only and enforce:
             raw.execute("PRAGMA query_only = ON")
+        if policy.masked_columns and hasattr(raw, "create_function"):
+            # the hash masker's function (SQLite has no SHA-256 of its own)
+            raw.create_function(SQLITE_HASH_FUNCTION, 1, sha256_text, deterministic=True)
         authorizer = None
         if hasattr(raw, "set_authorizer") and enforce:
             # A wrapped connection is also the caller's own: its statements (those the fence

@@ -1,8 +1,9 @@
-"""Trusting a row-filter rewrite only as the fence reads it back (``sql/row_filters.py``).
+"""Trusting a row-filter or mask rewrite only as the fence reads it back (``row_filters.py``).
 
-The rewritten text is parsed again, and every read of a filtered table in it must be the one
-table of ``(SELECT * FROM table WHERE <its filters> <the planner fence>)``, every UPDATE or
-DELETE of one must start its WHERE with the filters: else the statement is denied.
+The rewritten text is parsed again, and every read of a filtered or masked table in it must
+be the one table of ``(SELECT <*, or its columns masked> FROM table WHERE <its filters> <the
+planner fence>)``, every UPDATE or DELETE of a filtered one must start its WHERE with the
+filters, and no write may read or write a masked column: else the statement is denied.
 """
 
 from __future__ import annotations
@@ -10,9 +11,24 @@ from __future__ import annotations
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 
+from sqlfence.sql.masks import (
+    MaskLookup,
+    TableMasks,
+    check_masked_writes,
+    not_reading,
+    projection,
+)
 from sqlfence.sql.names import Namer
-from sqlfence.sql.row_filters import FENCES, FiltersFor, RowFilter, combined, qualified, role_of
+from sqlfence.sql.roles import role_of
+from sqlfence.sql.row_filters import (
+    FENCES,
+    FiltersFor,
+    RowFilter,
+    combined,
+    qualified,
+)
 from sqlfence.sql.scopes import CteScopes
+from sqlfence.sql.with_check import Refused
 
 
 def guarded_read(
@@ -20,22 +36,37 @@ def guarded_read(
     filters: tuple[RowFilter, ...],
     dialect: Dialect,
     expected: dict[tuple[str, ...], str] | None = None,
+    masks: TableMasks | None = None,
+    namer: Namer | None = None,
 ) -> bool:
-    """Whether ``table`` is the one table of ``(SELECT * FROM table WHERE <filters>)``.
+    """Whether ``table`` is the one table of ``(SELECT * FROM table WHERE <filters>)`` (its
+    masked columns' list in place of ``*`` when it has ``masks``, no WHERE without filters).
 
     ``expected`` keeps the filter texts already written, by keys and table name."""
     from_ = table.parent
     select = from_.parent if isinstance(from_, exp.From) else None
     if not isinstance(select, exp.Select) or not isinstance(select.parent, exp.Subquery):
         return False
-    if [type(e) for e in select.expressions] != [exp.Star]:
-        return False
-    fence = FENCES.get(type(dialect).__name__.lower())
-    wanted = {"expressions", "from_", "where", *((fence[0],) if fence else ())}
+    if masks is None or namer is None:
+        if [type(e) for e in select.expressions] != [exp.Star]:
+            return False
+    else:
+        wanted_list = [e.sql(dialect=dialect) for e in projection(masks, namer)]
+        if [e.sql(dialect=dialect) for e in select.expressions] != wanted_list:
+            return False
+    fence = FENCES.get(type(dialect).__name__.lower()) if filters else None
+    wanted = {
+        "expressions",
+        "from_",
+        *(("where",) if filters else ()),
+        *((fence[0],) if fence else ()),
+    }
     if {key for key, value in select.args.items() if value} != wanted:
         return False
     if fence is not None and select.args[fence[0]] != fence[1]():
         return False
+    if not filters:
+        return True
     where = select.args["where"].this
     key = (*(f.key for f in filters), table.this.sql(dialect=dialect))
     known = expected.get(key) if expected is not None else None
@@ -47,15 +78,25 @@ def guarded_read(
 
 
 def unfiltered(
-    tree: exp.Expr, namer: Namer, filters_for: FiltersFor, dialect: Dialect
+    tree: exp.Expr,
+    namer: Namer,
+    filters_for: FiltersFor,
+    dialect: Dialect,
+    masking: MaskLookup | None = None,
 ) -> str | None:
-    """A filtered table ``tree`` reads or changes without its filter, or None.
+    """A filtered table ``tree`` reads or changes without its filter, a masked table it reads
+    unmasked or whose masked columns a write touches, or None.
 
     Run on the rewritten text as parsed again: the rewrite is trusted only as the fence
     reads it back.
     """
     scopes = CteScopes(namer)
     expected: dict[tuple[str, ...], str] = {}
+    if masking is not None:
+        try:
+            check_masked_writes(tree, namer, masking, scopes)
+        except Refused as refused:
+            return str(refused)
     for node in tree.find_all(exp.Table):
         if not isinstance(node.this, exp.Identifier) or node.arg_key == "indexed":
             continue
@@ -64,6 +105,15 @@ def unfiltered(
             continue
         name = namer.table(node)
         filters = filters_for(name)
+        masks = masking.masks_for(name) if masking is not None else None
+        if masks is not None and role == "other" and not filters:
+            if not not_reading(node, statement, role):
+                return name
+            continue
+        if masks is not None and role == "read":
+            if not guarded_read(node, filters, dialect, expected, masks, namer):
+                return name
+            continue
         if not filters or (role == "target" and isinstance(statement, exp.Insert)):
             continue
         if role == "read":

@@ -32,11 +32,20 @@ from dataclasses import dataclass, field
 import sqlglot
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
-from sqlglot.tokenizer_core import TokenType
 
 from sqlfence.sql.analysis import Analysis, parse
+from sqlfence.sql.masks import (
+    MaskLookup,
+    MaskRefused,
+    TableMasks,
+    check_masked_writes,
+    not_reading,
+    projection,
+)
 from sqlfence.sql.names import Namer
+from sqlfence.sql.positional import marked, positional, unmark
 from sqlfence.sql.rewrite import regenerable
+from sqlfence.sql.roles import role_of
 from sqlfence.sql.scopes import CteScopes
 from sqlfence.sql.with_check import Refused, check_insert, check_update
 
@@ -75,19 +84,6 @@ _ALLOWED_NODES: tuple[type[exp.Expr], ...] = (
 # to the FROM item (a parenthesised join hangs its joins on its first table).
 _INNER_ARGS = ("this", "db", "catalog", "only", "indexed", "hints", "sample", "partition")
 _OUTER_ARGS = ("joins", "laterals", "pivots")
-_DML = (exp.Insert, exp.Update, exp.Delete)
-# Statements that name a table for something other than reading or writing its rows: a
-# filtered table there is refused (TRUNCATE or DROP would reach every tenant's rows).
-_OTHER_TARGETS = (
-    exp.Create,
-    exp.Drop,
-    exp.Alter,
-    exp.TruncateTable,
-    exp.Merge,
-    exp.Copy,
-    exp.Into,
-    exp.Command,
-)
 
 
 class FilterError(ValueError):
@@ -250,6 +246,7 @@ class Rewrite:
     """What ``apply`` did to one tree: the keys applied, the derived tables without alias."""
 
     applied: list[str] = field(default_factory=list)
+    masked: list[str] = field(default_factory=list)  # the column masks' keys applied
     unaliased: set[tuple[str | None, str]] = field(default_factory=set)
 
 
@@ -258,8 +255,10 @@ def apply(
     namer: Namer,
     filters_for: FiltersFor,
     views: Mapping[str, Iterable[str]] | None = None,
-) -> tuple[exp.Expr, tuple[str, ...]]:
-    """``tree``, changed in place, with every filtered table filtered; the keys applied.
+    masking: MaskLookup | None = None,
+) -> tuple[exp.Expr, Rewrite]:
+    """``tree``, changed in place, with every filtered table filtered and every masked
+    table's columns masked; what was applied.
 
     The caller's tree is not copied (a deep copy costs more than the rewrite): after a
     refusal it is left half-rewritten and must not be used.
@@ -270,6 +269,8 @@ def apply(
     """
     done = Rewrite()
     scopes = CteScopes(namer)
+    if masking is not None:
+        check_masked_writes(tree, namer, masking, scopes)  # before the reads are wrapped
     for node in list(tree.find_all(exp.Table)):
         if not isinstance(node.this, exp.Identifier) or node.arg_key == "indexed":
             continue  # a table-valued function, or SQLite's INDEXED BY naming an index
@@ -278,19 +279,25 @@ def apply(
             continue  # a CTE of the statement: its body's tables are filtered where they are
         name = namer.table(node)
         filters = filters_for(name)
-        _refuse_views(name, views, filters_for)
-        if not filters:
+        masks = masking.masks_for(name) if masking is not None else None
+        _refuse_views(name, views, filters_for, masking)
+        if not filters and (masks is None or not_reading(node, statement, role)):
             continue
-        for each in filters:
-            if each.unusable is not None:
-                raise Refused(f"the row filter on {each.key} cannot be applied: {each.unusable}")
+        _refuse_unusable(name, filters, masks)
         if role == "other":
+            if not filters:
+                raise MaskRefused(
+                    f"table {name} has masked columns: a {statement.key} statement on it "
+                    "would reach their values unmasked"
+                )
             raise Refused(
                 f"table {name} has a row filter ({_keys(filters)}): a {statement.key} "
                 "statement on it would reach other rows"
             )
         if role == "read":
-            _wrap(node, filters, done, namer)
+            _wrap(node, filters, masks, done, namer)
+        elif not filters:
+            pass  # a masked target: its writes were checked above
         elif isinstance(statement, exp.Insert):
             check_insert(statement, name, filters)
         else:
@@ -298,9 +305,19 @@ def apply(
                 check_update(statement, name, filters)
             _restrict(statement, node, filters)
         done.applied.extend(f.key for f in filters if f.key not in done.applied)
+        if masks is not None:
+            done.masked.extend(k for k in masks.keys if k not in done.masked)
     if done.unaliased:
         _unqualify_columns(tree, namer, done.unaliased)
-    return tree, tuple(done.applied)
+    return tree, done
+
+
+def _refuse_unusable(name: str, filters: tuple[RowFilter, ...], masks: TableMasks | None) -> None:
+    for each in filters:
+        if each.unusable is not None:
+            raise Refused(f"the row filter on {each.key} cannot be applied: {each.unusable}")
+    if masks is not None and masks.unusable is not None:
+        raise MaskRefused(f"the masked columns of {name} cannot be applied: {masks.unusable}")
 
 
 def _keys(filters: tuple[RowFilter, ...]) -> str:
@@ -308,12 +325,22 @@ def _keys(filters: tuple[RowFilter, ...]) -> str:
 
 
 def _refuse_views(
-    name: str, views: Mapping[str, Iterable[str]] | None, filters_for: FiltersFor
+    name: str,
+    views: Mapping[str, Iterable[str]] | None,
+    filters_for: FiltersFor,
+    masking: MaskLookup | None = None,
 ) -> None:
-    """A view (or rule, or parent table) over a filtered table cannot be filtered inside."""
+    """A view (or rule, or parent table) over a filtered or masked table cannot be filtered
+    or masked inside."""
     if not views:
         return
     for base in sorted(views.get(name, ())):
+        masks = masking.masks_for(base) if masking is not None else None
+        if masks is not None and masks.through != name:
+            raise MaskRefused(
+                f"{name} reads {base}, which has masked columns: the fence cannot mask inside "
+                "a view; read the table, or mask the view's columns instead of the table's"
+            )
         # A base refused only because a filtered relation reads it (a parent's partition)
         # is no reason to refuse that relation: its own filter covers what it reads.
         filters = tuple(f for f in filters_for(base) if f.through is None)
@@ -322,39 +349,6 @@ def _refuse_views(
                 f"{name} reads {base}, which has a row filter ({_keys(filters)}): the fence "
                 "cannot filter inside a view; read the table, or give the view a filter of its own"
             )
-
-
-def role_of(table: exp.Table) -> tuple[exp.Expr, str]:
-    """The statement a table belongs to, and whether it reads, is DML's target, or other."""
-    child: exp.Expr = table
-    node = table.parent
-    while isinstance(node, exp.Schema):
-        child, node = node, node.parent
-    if isinstance(node, _DML) and child.arg_key == "this":
-        return node, "target"
-    if isinstance(node, exp.Delete) and child.arg_key == "tables":
-        return node, "other"  # MySQL's multi-table DELETE: not rewritten
-    walker: exp.Expr | None = table
-    while walker is not None:
-        if isinstance(walker, _OTHER_TARGETS):
-            if isinstance(walker, exp.Create) and child is not walker.this:
-                # CREATE TABLE ... AS SELECT reads; but a view's text would keep this
-                # tenant's literal for whoever reads it later: refused too.
-                kind = str(walker.args.get("kind") or "").upper()
-                if kind == "TABLE" and table is not walker.this and not _under(table, walker.this):
-                    return walker, "read"
-            return walker, "other"
-        walker = walker.parent
-    return table, "read"
-
-
-def _under(node: exp.Expr, ancestor: exp.Expr | None) -> bool:
-    parent = node.parent
-    while parent is not None:
-        if parent is ancestor:
-            return True
-        parent = parent.parent
-    return False
 
 
 def qualified(condition: exp.Expr, table: exp.Identifier) -> exp.Expr:
@@ -386,21 +380,30 @@ FENCES: dict[str, tuple[str, Callable[[], exp.Expr]]] = {
 }
 
 
-def _wrap(table: exp.Table, filters: tuple[RowFilter, ...], done: Rewrite, namer: Namer) -> None:
-    """Replace a read of ``table`` by ``(SELECT * FROM table WHERE filter) AS alias``."""
+def _wrap(
+    table: exp.Table,
+    filters: tuple[RowFilter, ...],
+    masks: TableMasks | None,
+    done: Rewrite,
+    namer: Namer,
+) -> None:
+    """Replace a read of ``table`` by ``(SELECT * FROM table WHERE filter) AS alias`` (with
+    the masked columns' maskers in place of ``*``, the WHERE only for filters)."""
     for arg, value in table.args.items():
         if value and arg not in _INNER_ARGS and arg not in _OUTER_ARGS and arg != "alias":
             raise Refused(
-                f"table {namer.table(table)} has a row filter and a {arg} clause the fence "
-                "does not rewrite"
+                f"table {namer.table(table)} has a row filter or masked columns and a {arg} "
+                "clause the fence does not rewrite"
             )
     inner_table = exp.Table(**{a: table.args[a] for a in _INNER_ARGS if table.args.get(a)})
     name: exp.Identifier = table.this
-    inner = exp.Select(expressions=[exp.Star()]).from_(inner_table, copy=False)
-    inner.set("where", exp.Where(this=combined(filters, name)))
-    fence = FENCES.get(namer.dialect_name)
-    if fence is not None:
-        inner.set(fence[0], fence[1]())
+    select = projection(masks, namer) if masks is not None else [exp.Star()]
+    inner = exp.Select(expressions=select).from_(inner_table, copy=False)
+    if filters:
+        inner.set("where", exp.Where(this=combined(filters, name)))
+        fence = FENCES.get(namer.dialect_name)
+        if fence is not None:
+            inner.set(fence[0], fence[1]())
     alias = table.args.get("alias")
     if not isinstance(alias, exp.TableAlias) or alias.this is None:
         columns = alias.args.get("columns") if isinstance(alias, exp.TableAlias) else None
@@ -456,8 +459,10 @@ def rewrite(
     namer: Namer,
     filters_for: FiltersFor,
     views: Mapping[str, Iterable[str]] | None = None,
-) -> tuple[str | None, tuple[str, ...]]:
-    """The text to run with every row filter applied, and the keys applied; None: unchanged.
+    masking: MaskLookup | None = None,
+) -> tuple[str | None, Rewrite]:
+    """The text to run with every row filter and column mask applied, and what was applied;
+    None: unchanged.
 
     Raises Refused when the statement cannot be filtered safely. The caller's positional
     parameters keep their order: when there are several, each is named with an unguessable
@@ -476,75 +481,42 @@ def rewrite(
                     f"CREATE {kind}: the fence cannot see which rows a routine's body reads "
                     "or writes, so under row filters routines and triggers are not created"
                 )
-    relevant = any(filters_for(t) for t in facts.tables) or any(
-        filters_for(base) for t in facts.tables for base in (views or {}).get(t, ())
-    )
-    if not relevant:
-        return None, ()
+    if not _relevant(facts.tables, filters_for, views or {}, masking):
+        return None, Rewrite()
     if not regenerable(analysis):
         raise Refused("SQLite's ?NNN parameters cannot be kept in a rewritten statement: use ?")
-    trees, marks = analysis.trees, _positional(analysis)
+    trees, marks = analysis.trees, positional(analysis)
     if len(marks) > 1 and len(trees) > 1:
         raise Refused("several statements with positional parameters cannot be rewritten")
     if len(marks) > 1:
         nonce = secrets.token_hex(8)
-        marked = _marked(analysis.sql, marks, nonce, namer.dialect_name)
-        trees = tuple(t for t in parse(marked, analysis.dialect)[1] if t is not None)
+        named = marked(analysis.sql, marks, nonce, namer.dialect_name)
+        trees = tuple(t for t in parse(named, analysis.dialect)[1] if t is not None)
         trees = tuple(t for t in trees if not isinstance(t, exp.Semicolon))
-    applied: list[str] = []
+    done = Rewrite()
     texts = []
     for tree in trees:
-        new, keys = apply(tree, namer, filters_for, views)
-        applied.extend(k for k in keys if k not in applied)
+        new, one = apply(tree, namer, filters_for, views, masking)
+        done.applied.extend(k for k in one.applied if k not in done.applied)
+        done.masked.extend(k for k in one.masked if k not in done.masked)
         if len(marks) > 1:
-            _unmark(new, nonce, len(marks), analysis.dialect)
+            unmark(new, nonce, len(marks), analysis.dialect)
         texts.append(new.sql(dialect=analysis.dialect))
-    return "; ".join(texts), tuple(applied)
+    return "; ".join(texts), done
 
 
-def _positional(analysis: Analysis) -> list[tuple[int, int]]:
-    """The text spans of the caller's positional parameters, in order."""
-    tokens = analysis.tokens
-    spans = []
-    for index, token in enumerate(tokens):
-        if token.token_type is TokenType.PLACEHOLDER and token.text == "?":
-            spans.append((token.start, token.end))
-        elif (
-            token.token_type is TokenType.MOD
-            and index + 1 < len(tokens)
-            and tokens[index + 1].text in ("s", "b", "t")
-            and tokens[index + 1].start == token.end + 1
-        ):
-            spans.append((token.start, tokens[index + 1].end))
-    return spans
-
-
-def _marked(sql: str, spans: list[tuple[int, int]], nonce: str, dialect: str) -> str:
-    """``sql`` with each positional parameter named ``sqlfence<nonce>x<i>``."""
-    parts, last = [], 0
-    for index, (start, end) in enumerate(spans):
-        name = f"sqlfence{nonce}x{index}"
-        mark = f"%({name})s" if dialect == "postgres" else f":{name}"
-        parts += [sql[last:start], mark]
-        last = end + 1
-    parts.append(sql[last:])
-    return "".join(parts)
-
-
-def _unmark(tree: exp.Expr, nonce: str, count: int, dialect: Dialect) -> None:
-    """Check the markers come out in the caller's order, then make them positional again."""
-    found = [n for n in tree.find_all(exp.Placeholder) if f"sqlfence{nonce}x" in n.name]
-    if len(found) != count:
-        raise Refused("the statement's parameters could not be kept apart in the rewrite")
-    text = tree.sql(dialect=dialect)
-    at = -1
-    for index in range(count):
-        position = text.find(f"sqlfence{nonce}x{index}", at + 1)
-        if position < 0:
-            raise Refused("rewriting the statement would bind its parameters in another order")
-        at = position
-    for node in found:
-        node.set("this", None)
+def _relevant(
+    tables: Iterable[str],
+    filters_for: FiltersFor,
+    views: Mapping[str, Iterable[str]],
+    masking: MaskLookup | None,
+) -> bool:
+    """Does a filter or a mask apply to a table the statement names, or to one it reads?"""
+    for table in tables:
+        for name in (table, *views.get(table, ())):
+            if filters_for(name) or (masking is not None and masking.masks_for(name)):
+                return True
+    return False
 
 
 def check_key(key: object) -> None:
