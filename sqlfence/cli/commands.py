@@ -22,9 +22,13 @@ def check(args: argparse.Namespace, out: Output) -> int:
     text is not SQL the parser can read."""
     sql = sys.stdin.read() if args.sql == "-" else args.sql
     policy = load_policy(args.policy).resolve(args.agent, args.tenant)
-    # The agent and tenant are the guard's identity too: row filters bind them.
-    guard = Guard(policy, dialect=args.dialect, agent_id=args.agent, tenant=args.tenant)
-    decision = guard.decide(sql)
+    database = getattr(args, "database", None)
+    if database:
+        decision = _decide_on(database, policy, args, sql)
+    else:
+        # The agent and tenant are the guard's identity too: row filters bind them.
+        guard = Guard(policy, dialect=args.dialect, agent_id=args.agent, tenant=args.tenant)
+        decision = guard.decide(sql)
     if out.json:
         out.document(decision_document(decision), indent=2)
     else:
@@ -37,6 +41,17 @@ def check(args: argparse.Namespace, out: Output) -> int:
     return USAGE if decision.facts.operation in _NOT_SQL else FAILED
 
 
+def _decide_on(url: str, policy: Any, args: argparse.Namespace, sql: str) -> Decision:
+    """The decision of a connection to ``url``: its guard knows the database's catalog (the
+    columns masks list, the tables *.column keys match, views, partitions). Nothing runs."""
+    import sqlfence
+
+    with sqlfence.connect(
+        url, policy=policy, agent_id=args.agent, tenant=args.tenant, audit=False, telemetry=False
+    ) as connection:
+        return connection.guard.decide(sql)
+
+
 def decision_document(decision: Decision) -> dict[str, Any]:
     """A decision as JSON: verdict, reasons with their policy lines, and the statement's facts."""
     return {
@@ -45,6 +60,7 @@ def decision_document(decision: Decision) -> dict[str, Any]:
         "sql": decision.sql,
         "rewritten": decision.rewritten,
         "row_filters": list(decision.row_filters),
+        "masks": list(decision.masks),
         "reasons": [
             {"rule": r.rule, "message": r.message, "location": r.location} for r in decision.reasons
         ],

@@ -128,6 +128,12 @@ def build(json_errors: bool = False) -> argparse.ArgumentParser:
     check.add_argument("sql", help="the statement, or - to read it from standard input")
     _policy_option(check)
     check.add_argument("--dialect", "-d", default="sqlite", help="sqlite, postgres, iris, ...")
+    check.add_argument(
+        "--database",
+        metavar="URL",
+        help="decide as a connection to this database would (its catalog: the columns masks "
+        "list, the tables *.column keys match); the statement is not run",
+    )
     _identity_options(check)
     check.set_defaults(run=commands.check)
 

@@ -126,8 +126,8 @@ class GuardedConnection:
     def _translate(self, error: BaseException) -> errors.Error:
         """The sqlfence error for a driver error, saying so when cancel() stopped it."""
         translated = self._driver.translate(error)
-        if self._guard.policy.row_filters:
-            _withhold_detail(translated)
+        if self._guard.policy.row_filters or self._guard.policy.masked_columns:
+            _withhold_detail(translated)  # PostgreSQL's DETAIL may show a hidden row's values
         if self._cancel_requested and self._driver.was_cancelled(error):
             self._cancel_requested = False
             translated.args = ("statement cancelled: cancel() was called while it ran",)
@@ -254,10 +254,10 @@ class GuardedConnection:
 
 
 def _withhold_detail(error: errors.Error) -> None:
-    """Under row filters, a database error keeps its first line only: the detail lines of a
+    """Under row filters or masks, a database error keeps its first line only: the detail of a
     constraint's error name the conflicting row's values (an exclusion constraint's, another
     tenant's), which the filter hides."""
     text = str(error.args[0]) if error.args else ""
     first, _, rest = text.partition("\n")
     if rest.strip():
-        error.args = (f"{first} (its detail is withheld: the connection has row filters)",)
+        error.args = (f"{first} (its detail is withheld: the connection has row filters or masks)",)

@@ -125,7 +125,9 @@ def masked_row(table: str, row: tuple[Any, ...]) -> tuple[Any, ...]:
     masks = MASKED.get(table, {})
     columns = COLUMNS[table]
     return tuple(
-        None if value is None and masks.get(c) != "null" else PYTHON_MASKERS[masks[c]](value)
+        None
+        if value is None and masks.get(c) != "null"
+        else PYTHON_MASKERS[masks[c]](value)
         if c in masks
         else value
         for c, value in zip(columns, row, strict=True)

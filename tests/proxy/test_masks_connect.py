@@ -1,0 +1,119 @@
+"""Column masks through ``sqlfence.connect`` on real databases: the catalog the connection
+loads (columns in order, partitions, shadow tables, generated columns), the hash masker's
+function on SQLite, errors that would show a row's values, and ``sqlfence check --database``."""
+
+from __future__ import annotations
+
+import sqlite3
+import warnings
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+import sqlfence
+from sqlfence.cli import main
+from sqlfence.sql.masks import sha256_text
+
+POLICY: dict[str, Any] = {
+    "read_only": False,
+    "statements": ["*"],
+    "max_rows": None,
+    "masked_columns": {"customers.email": "email", "customers.name": "hash", "*.ssn": "redact"},
+}
+
+
+def _connect(url: str, policy: dict[str, Any] = POLICY) -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return sqlfence.connect(url, policy=policy, audit=False, telemetry=False)
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path) -> Path:
+    path = tmp_path / "app.db"
+    raw = sqlite3.connect(path)
+    raw.executescript(
+        "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT, email TEXT, ssn TEXT,"
+        " domain TEXT GENERATED ALWAYS AS (substr(email, instr(email, '@') + 1)) VIRTUAL);"
+        "INSERT INTO customers (id, name, email, ssn) VALUES"
+        " (1, 'zoe', 'zoe.quill@example.com', '111-22-3333');"
+        "CREATE VIRTUAL TABLE notes USING fts5(ssn, body);"
+        "INSERT INTO notes VALUES ('111-22-3333', 'call back');"
+    )
+    raw.commit()
+    raw.close()
+    return path
+
+
+def test_sqlite_every_masked_value_comes_back_masked(sqlite_db: Path) -> None:
+    conn = _connect(f"sqlite:///{sqlite_db}")
+    try:
+        row = conn.execute("SELECT * FROM customers").fetchone()
+        assert row == (1, sha256_text("zoe"), "z***@example.com", "****", "****")
+        assert conn.execute("SELECT name FROM customers WHERE name = ?", ("zoe",)).fetchall() == []
+        with pytest.raises(sqlfence.PolicyViolation, match=r"holds values of main\.notes"):
+            conn.execute("SELECT * FROM notes_content")  # the FTS table's shadow table
+    finally:
+        conn.close()
+
+
+def test_sqlite_a_table_made_after_connecting_is_refused_under_a_column_key(
+    sqlite_db: Path,
+) -> None:
+    conn = _connect(f"sqlite:///{sqlite_db}")
+    try:
+        conn.execute("CREATE TABLE later (id INTEGER, ssn TEXT)")
+        with pytest.raises(sqlfence.PolicyViolation, match="does not know the columns"):
+            conn.execute("SELECT * FROM later")
+    finally:
+        conn.close()
+    again = _connect(f"sqlite:///{sqlite_db}")
+    try:
+        assert again.execute("SELECT * FROM later").fetchall() == []
+    finally:
+        again.close()
+
+
+def test_check_with_a_database_shows_the_masked_statement(
+    sqlite_db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy = tmp_path / "masks.yaml"
+    policy.write_text("masked_columns:\n  customers.email: email\n")
+    url = f"sqlite:///{sqlite_db}"
+    code = main(["check", "SELECT email FROM customers", "-p", str(policy), "--database", url])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "masks applied: customers.email" in out
+    assert "'***@'" in out
+    assert main(["check", "SELECT email FROM customers", "-p", str(policy)]) == 1
+    assert "does not know the columns" in capsys.readouterr().out
+
+
+@pytest.mark.filterwarnings("ignore::sqlfence.PrivilegeWarning")
+def test_postgres_partitions_children_and_errors_keep_values_masked(pg_url: str) -> None:
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute(
+            "CREATE TABLE customers (id int, region text, name text, email text,"
+            " age int CHECK (age >= 0)) PARTITION BY LIST (region)"
+        )
+        admin.execute("CREATE TABLE customers_eu PARTITION OF customers FOR VALUES IN ('eu')")
+        admin.execute("INSERT INTO customers VALUES (1, 'eu', 'zoe', 'zoe.quill@example.com', 30)")
+        admin.execute("CREATE TABLE people (id int, ssn text)")
+        admin.execute("CREATE TABLE people_old () INHERITS (people)")
+        admin.execute("INSERT INTO people_old VALUES (7, '111-22-3333')")
+    conn = _connect(pg_url)
+    try:
+        for table in ("customers", "customers_eu"):
+            assert conn.execute(f"SELECT email FROM {table}").fetchall() == [
+                ("z***@example.com",)
+            ], table
+        assert conn.execute("SELECT ssn FROM people_old").fetchall() == [("****",)]
+        assert conn.execute("SELECT * FROM people").fetchall() == [(7, "****")]
+        with pytest.raises(sqlfence.Error) as raised:
+            conn.execute("UPDATE customers SET age = -1 WHERE id = 1")
+        assert "zoe.quill" not in str(raised.value)
+        assert "detail is withheld" in str(raised.value)
+    finally:
+        conn.close()
