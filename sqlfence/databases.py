@@ -96,6 +96,11 @@ class DatabaseProfile:
         default_factory=lambda: MappingProxyType({}), hash=False
     )
     image: DockerImage | None = None  # None: no server to run (SQLite)
+    # Session settings an agent's SET may change: those that change neither how the server
+    # reads a statement's text (standard_conforming_strings, client_encoding), nor how names
+    # resolve (search_path), nor who the session is (role), nor a limit the fence set
+    # (statement_timeout, default_transaction_read_only). Anything else is denied.
+    settable: frozenset[str] = frozenset()
     users_ignore_case: bool = False  # login names compare case-insensitively
 
     @property
@@ -153,7 +158,10 @@ SQLITE = DatabaseProfile(
                 "sqlite_dbpage",
             }
         ),
-        table_prefixes=("pragma_",),  # pragma_table_info written without arguments
+        # pragma_table_info written without arguments; sqlite_ names are SQLite's own (no
+        # user table may take one): sqlite_sequence, and sqlite_stat1 to sqlite_stat4, whose
+        # statistics count and sample every row of a table
+        table_prefixes=("pragma_", "sqlite_"),
         # pragma_* and the catalog's virtual tables called as table-valued functions
         function_prefixes=("pragma_", "dbstat", "sqlite_stmt", "sqlite_dbpage", "sqlite_schema"),
         marks=("sqlite_", "dbstat", "pragma_"),
@@ -224,6 +232,44 @@ POSTGRES = DatabaseProfile(
         # pg_table_is_visible, pg_type_is_visible, ...: whether a named object is on the path
         function_suffixes=("_is_visible",),
         marks=("pg_", "information_schema", "INFORMATION_SCHEMA"),
+    ),
+    settable=frozenset(
+        {
+            "transaction",  # SET TRANSACTION ISOLATION LEVEL ..., READ WRITE (not read-only)
+            "timezone",
+            "datestyle",
+            "intervalstyle",
+            "extra_float_digits",
+            "bytea_output",
+            "application_name",
+            "lc_monetary",
+            "lc_numeric",
+            "lc_time",
+            "work_mem",
+            "temp_buffers",
+            "jit",
+            "random_page_cost",
+            "seq_page_cost",
+            "cpu_tuple_cost",
+            "cpu_index_tuple_cost",
+            "cpu_operator_cost",
+            "effective_cache_size",
+            "from_collapse_limit",
+            "join_collapse_limit",
+            "geqo",
+            "plan_cache_mode",
+            "enable_seqscan",
+            "enable_indexscan",
+            "enable_indexonlyscan",
+            "enable_bitmapscan",
+            "enable_hashjoin",
+            "enable_mergejoin",
+            "enable_nestloop",
+            "enable_sort",
+            "enable_hashagg",
+            "enable_material",
+            "max_parallel_workers_per_gather",
+        }
     ),
     read_only_options=MappingProxyType({"options": "-c default_transaction_read_only=on"}),
     image=DockerImage(

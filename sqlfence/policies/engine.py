@@ -186,6 +186,7 @@ class Guard:
                 self.patterns.views,
                 self.patterns.part_of,
                 masks,
+                self.generated_columns,
             )
             if self.policy.row_filters or masks is not None
             else None

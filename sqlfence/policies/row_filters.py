@@ -48,6 +48,7 @@ class RowFilters:
         views: Mapping[str, frozenset[str]],
         part_of: Mapping[str, frozenset[str]] | None = None,
         masks: ColumnMasks | None = None,
+        generated: Mapping[str, Mapping[str, frozenset[str]]] | None = None,
     ) -> None:
         self._dialect = dialect
         self._namer = namer
@@ -55,6 +56,7 @@ class RowFilters:
         self._views = views
         self._origin = policy.origin("row_filters")
         self._masks = masks
+        self._generated = generated or {}
         self._tables: list[tuple[TableSet, RowFilter]] = []
         self._columns: list[tuple[str, RowFilter]] = []
         for key, text in policy.row_filters.items():
@@ -150,7 +152,14 @@ class RowFilters:
         """The statement with its row filters and masks applied, read back, and the filters'
         and masks' keys applied; or the Violation saying why it cannot be (then it is denied)."""
         try:
-            text, done = rewrite(analysis, self._namer, self.filters_for, self._views, self._masks)
+            text, done = rewrite(
+                analysis,
+                self._namer,
+                self.filters_for,
+                self._views,
+                self._masks,
+                self._generated,
+            )
         except Refused as refused:
             return self._violation(str(refused), isinstance(refused, MaskRefused))
         if text is None:

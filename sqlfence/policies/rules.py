@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
+from sqlfence import databases
 from sqlfence.policies.model import Policy
 from sqlfence.policies.tables import (
     TableSet,
@@ -230,6 +231,48 @@ def read_only(ctx: Context) -> Iterator[Violation]:
         yield _violation(ctx, "read_only", "read-only policy: locking clause")
 
 
+def session_settings(ctx: Context) -> Iterator[Violation]:
+    """A SET may change only the settings the database's profile lists as harmless: the
+    fence pins how the server reads text (PostgreSQL's standard_conforming_strings), where
+    names resolve (search_path), who the session is and the limits it set, and a SET of one
+    of those would make the server read what the fence judged otherwise."""
+    names = ctx.facts.extra.get("settings")
+    if not names:
+        return
+    database = databases.find(ctx.patterns.dialect)
+    settable = database.settable if database is not None else frozenset()
+    for name in dict.fromkeys(names):  # type: ignore[call-overload]
+        if name not in settable:
+            what = "this form of SET" if name == "?" else f"the setting {name}"
+            yield _violation(
+                ctx,
+                "session_settings",
+                f"{what} may not be changed: the fence pins how the session reads statements "
+                "and names, who it is and its limits (timezone, datestyle and planner "
+                "settings may be set)",
+                key="statements",
+            )
+
+
+def attach(ctx: Context) -> Iterator[Violation]:
+    """Under table rules, no ATTACH (SQLite): an attached database brings tables, views and
+    schema names the fence's catalog does not know (the same file attached again is every
+    table under a new schema name, its views unread)."""
+    if "attach" in ctx.facts.operations and (
+        ctx.patterns.has_table_rules
+        or ctx.patterns.denied_columns
+        or ctx.policy.row_filters
+        or ctx.policy.masked_columns
+    ):
+        yield _violation(
+            ctx,
+            "attach",
+            "ATTACH is not allowed under table, column, row-filter or mask rules: the fence "
+            "knows the tables and views of the databases open when the connection was made",
+            key="statements",
+        )
+
+
 def tables(ctx: Context) -> Iterator[Violation]:
     """Denied tables never; when an allow list is set, nothing outside it."""
     patterns = ctx.patterns
@@ -448,6 +491,8 @@ RULES: tuple[Rule, ...] = (
     statement_count,
     statement_kind,
     read_only,
+    session_settings,
+    attach,
     tables,
     system_catalog,
     columns,
@@ -467,4 +512,11 @@ def rules_for(policy: Policy, patterns: Patterns) -> tuple[Rule, ...]:
         idle.add(columns)
     if not patterns.allowlist:
         idle.add(allowlist)
+    if not (
+        patterns.has_table_rules
+        or patterns.denied_columns
+        or policy.row_filters
+        or policy.masked_columns
+    ):
+        idle.add(attach)
     return tuple(rule for rule in RULES if rule not in idle)

@@ -241,7 +241,8 @@ def _learn_schema(
     # each table's columns: for ``*`` under denied columns, and for ``*.column`` row filters
     wildcard = any(key.startswith("*.") for key in policy.row_filters)
     tables = driver.load_table_columns(raw) if policy.denied_columns or wildcard else {}
-    generated = driver.load_generated_columns(raw) if policy.denied_columns or masks else {}
+    rewrites = policy.denied_columns or policy.row_filters or masks
+    generated = driver.load_generated_columns(raw) if rewrites else {}
     star = driver.load_star_columns(raw) if masks else {}  # masked tables list their columns
     if found or views or columns or moved or tables or generated or parts or star:
         return guard.with_catalog(

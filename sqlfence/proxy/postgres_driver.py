@@ -312,7 +312,9 @@ def _watched(run: Callable[..., Any], deadline: float) -> Callable[..., Any]:
 
 def _session_settings(guard: Guard) -> dict[str, str]:
     policy = guard.policy
-    settings: dict[str, str] = {}
+    # The fence reads '...' as the SQL standard does: with this off, the server would take
+    # a backslash in a string as an escape and read the rest of the text otherwise.
+    settings: dict[str, str] = {"standard_conforming_strings": "on"}
     if policy.read_only and policy.mode == "enforce":
         settings["default_transaction_read_only"] = "on"
     if policy.statement_timeout_ms is not None:

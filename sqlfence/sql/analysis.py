@@ -308,6 +308,7 @@ def _collect(
     extra_nodes: list[exp.Expr] = []  # INSERT column lists, JOIN ... USING
     has_with = has_bound = False
     bound_candidates: list[tuple[str, exp.Expr]] = []  # row-bound function names, and where
+    settings: list[str] = []  # the session settings SET changes
     stack = [tree]
     push = stack.append
     while stack:
@@ -346,6 +347,8 @@ def _collect(
                 operations.append("create")  # SELECT ... INTO makes a table
             elif flags & _COMMAND and out.unparsed is None:
                 out.unparsed = _command_reason(node)
+            if cls is exp.Set:
+                settings.extend(_settings(node))
         if flags & _LOCK:
             out.locks = True
         if flags & _STATEMENT:
@@ -367,6 +370,8 @@ def _collect(
             _add_type(node, namer, out)
     if has_bound and bound_candidates:
         _split_row_bound(bound_candidates, out)
+    if settings:
+        out.extra["settings"] = tuple(settings)
     aliases, owners = _add_tables(table_nodes, namer, has_with, columns, out)
     if columns:
         collect_columns(namer, aliases, owners, column_nodes, extra_nodes, stars, out)
@@ -512,6 +517,22 @@ def _operation(tree: exp.Expr) -> str:
     if isinstance(tree, exp.Command):
         return "command"
     return tree.key
+
+
+def _settings(node: exp.Expr) -> tuple[str, ...]:
+    """The session settings a SET changes, in lower case (``transaction`` for SET
+    TRANSACTION; ``?`` for an item of another shape, which no allow list holds)."""
+    names = []
+    for item in node.expressions:
+        assignment = item.this if isinstance(item, exp.SetItem) else None
+        kind = str(item.args.get("kind") or "").lower() if isinstance(item, exp.SetItem) else ""
+        if isinstance(assignment, exp.EQ) and isinstance(assignment.this, exp.Column):
+            names.append(assignment.this.name.lower())
+        elif kind == "transaction" and assignment is None:
+            names.append("transaction")
+        else:
+            names.append("?")
+    return tuple(names)
 
 
 def _command_reason(node: exp.Expr) -> str:

@@ -239,6 +239,8 @@ def _pinned(condition: exp.Expr) -> dict[str, exp.Literal] | None:
 
 
 FiltersFor = Callable[[str], tuple[RowFilter, ...]]
+# table -> generated column -> the columns it is computed from (through other generated ones)
+Generated = Mapping[str, Mapping[str, frozenset[str]]]
 
 
 @dataclass
@@ -256,6 +258,7 @@ def apply(
     filters_for: FiltersFor,
     views: Mapping[str, Iterable[str]] | None = None,
     masking: MaskLookup | None = None,
+    generated: Generated | None = None,
 ) -> tuple[exp.Expr, Rewrite]:
     """``tree``, changed in place, with every filtered table filtered and every masked
     table's columns masked; what was applied.
@@ -302,7 +305,7 @@ def apply(
             check_insert(statement, name, filters)
         else:
             if isinstance(statement, exp.Update):
-                check_update(statement, name, filters)
+                check_update(statement, name, filters, (generated or {}).get(name, {}))
             _restrict(statement, node, filters)
         done.applied.extend(f.key for f in filters if f.key not in done.applied)
         if masks is not None:
@@ -460,6 +463,7 @@ def rewrite(
     filters_for: FiltersFor,
     views: Mapping[str, Iterable[str]] | None = None,
     masking: MaskLookup | None = None,
+    generated: Generated | None = None,
 ) -> tuple[str | None, Rewrite]:
     """The text to run with every row filter and column mask applied, and what was applied;
     None: unchanged.
@@ -496,7 +500,7 @@ def rewrite(
     done = Rewrite()
     texts = []
     for tree in trees:
-        new, one = apply(tree, namer, filters_for, views, masking)
+        new, one = apply(tree, namer, filters_for, views, masking, generated)
         done.applied.extend(k for k in one.applied if k not in done.applied)
         done.masked.extend(k for k in one.masked if k not in done.masked)
         if len(marks) > 1:

@@ -12,6 +12,7 @@ unique constraint they can tell that a key exists (the database layer cannot hid
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from sqlglot import exp
@@ -112,14 +113,29 @@ def _rows(source: exp.Expr | None, name: str) -> list[list[exp.Expr]]:
     raise _refused(f"cannot see the rows written to {name}")
 
 
-def check_update(update: exp.Update, name: str, filters: tuple[RowFilter, ...]) -> None:
-    """Refuse an UPDATE of a filtered table that could move a row out of the filter."""
+def check_update(
+    update: exp.Update,
+    name: str,
+    filters: tuple[RowFilter, ...],
+    generated: Mapping[str, frozenset[str]] | None = None,
+) -> None:
+    """Refuse an UPDATE of a filtered table that could move a row out of the filter.
+
+    ``generated`` maps the table's generated columns to what they are computed from: setting
+    a column a filter's generated column is computed from changes that column too."""
     read = {column.name.lower() for f in filters for column in f.condition.find_all(exp.Column)}
     assigned = {}
     for assignment in update.expressions:
         if not isinstance(assignment, exp.EQ) or not isinstance(assignment.this, exp.Column):
             raise _refused(f"cannot see which columns of {name} the UPDATE sets")
         assigned[assignment.this.name.lower()] = assignment.expression
+    for column in sorted(read):
+        moved = sorted((generated or {}).get(column, frozenset()) & assigned.keys())
+        if moved:
+            raise _refused(
+                f"the UPDATE sets {name}.{moved[0]}, from which {column} (read by its row "
+                "filter) is computed: the row could move out of the filter"
+            )
     touched = sorted(read & assigned.keys())
     if not touched:
         return  # the filter reads none of the columns set: every row stays as visible

@@ -53,6 +53,8 @@ RULES = frozenset(
         "system_catalog",
         "engine_reading",
         "input",
+        "session_settings",
+        "attach",
     }
 )
 CHECKS = frozenset({"decide", "stable", "execution"})

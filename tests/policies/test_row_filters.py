@@ -74,7 +74,7 @@ def test_good_filters_load() -> None:
 def test_the_readme_example_loads_and_filters() -> None:
     """The README's Row filters example is a valid policy that filters orders."""
     text = README.read_text()
-    section = text[text.index("### Row filters") : text.index("### What a decision")]
+    section = text[text.index("### Row filters") : text.index("### Column masks")]
     block = "\n".join(line[4:] for line in section.splitlines() if line.startswith("    "))
     guarded = Guard(
         load_policy(block).resolve(),

@@ -1,0 +1,172 @@
+"""Row filters against the third outside attack's findings, on real SQLite and PostgreSQL.
+
+- PostgreSQL with ``standard_conforming_strings`` off (set by the agent, or on the role or
+  database) read ``'a\\'`` as an unfinished string where the fence read a whole one: text the
+  fence judged a literal ran as a subquery of every tenant's rows. The session now pins it on,
+  and a SET of it (or of search_path, role and the fence's other pinned settings) is denied.
+- ``SET search_path`` made unqualified names resolve where the fence did not look.
+- SQLite's ATTACH of the same file gave every table, and its views, under a new schema name.
+- An UPDATE of the column a generated filter column is computed from moved a row out.
+- ``sqlite_stat1`` and ``sqlite_sequence`` were readable without the system catalog.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import warnings
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+import sqlfence
+
+NOTES = [(1, "A", "a1"), (2, "A", "a2"), (3, "B", "SECRET_B1"), (4, "B", "SECRET_B2")]
+EVERYTHING: dict[str, Any] = {
+    "read_only": False,
+    "statements": ["*"],
+    "row_filters": {"orders": "tenant_id = :tenant", "gen": "tenant_id = :tenant"},
+}
+SMUGGLED = (
+    "SELECT 'a\\' AS c1, ' , (SELECT string_agg(tenant_id || note, ',') FROM orders) AS leak"
+    " -- ' AS c2 FROM orders"
+)
+
+
+def _connect(url: str, policy: dict[str, Any]) -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return sqlfence.connect(url, policy=policy, tenant="A", audit=False, telemetry=False)
+
+
+@pytest.fixture
+def pg_shop(pg_url: str) -> str:
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute("CREATE TABLE orders (id int, tenant_id text, note text)")
+        for row in NOTES:
+            admin.execute("INSERT INTO orders VALUES (%s, %s, %s)", row)
+        admin.execute("CREATE SCHEMA sales")
+        admin.execute("CREATE TABLE sales.orders (id int, tenant_id text, note text)")
+        admin.execute("INSERT INTO sales.orders VALUES (9, 'B', 'SECRET_SALES')")
+        admin.execute(
+            "CREATE TABLE gen (id int, code text, val text,"
+            " tenant_id text GENERATED ALWAYS AS (substr(code, 1, 1)) STORED)"
+        )
+        admin.execute("INSERT INTO gen (id, code, val) VALUES (1, 'A1', 'mine')")
+    return pg_url
+
+
+def _rows(conn: Any, sql: str) -> list[Any]:
+    return [tuple(row) for row in conn.execute(sql).fetchall()]
+
+
+@pytest.mark.filterwarnings("ignore::sqlfence.PrivilegeWarning")
+@pytest.mark.parametrize("read_only", [True, False])
+def test_postgres_a_database_without_standard_strings_reads_as_the_fence_does(
+    pg_shop: str, read_only: bool
+) -> None:
+    database = pg_shop.rsplit("/", 1)[1]
+    with psycopg.connect(pg_shop, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{database}" SET standard_conforming_strings = off')
+    policy = {"row_filters": {"orders": "tenant_id = :tenant"}} if read_only else EVERYTHING
+    conn = _connect(pg_shop, policy)
+    try:
+        rows = _rows(conn, SMUGGLED)
+        assert rows
+        assert all("SECRET" not in str(cell) for row in rows for cell in row), rows
+        assert rows[0][0] == "a\\"  # the server read the literal the fence read
+    finally:
+        conn.close()
+
+
+@pytest.mark.filterwarnings("ignore::sqlfence.PrivilegeWarning")
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SET standard_conforming_strings = off",
+        "SET search_path = sales",
+        "SET LOCAL search_path = sales",
+        "SET role = postgres",
+        "SET statement_timeout = 0",
+        "RESET search_path",
+    ],
+)
+def test_postgres_the_pinned_settings_stay_pinned(pg_shop: str, sql: str) -> None:
+    conn = _connect(pg_shop, EVERYTHING)
+    try:
+        with pytest.raises(sqlfence.PolicyViolation):
+            conn.execute(sql)
+        assert _rows(conn, "SELECT note FROM orders ORDER BY id") == [("a1",), ("a2",)]
+        conn.execute("SET timezone = 'UTC'")  # a harmless setting still changes
+    finally:
+        conn.close()
+
+
+@pytest.mark.filterwarnings("ignore::sqlfence.PrivilegeWarning")
+def test_postgres_an_update_of_a_generated_filter_columns_source_is_refused(
+    pg_shop: str,
+) -> None:
+    conn = _connect(pg_shop, EVERYTHING)
+    try:
+        with pytest.raises(sqlfence.PolicyViolation, match="from which tenant_id"):
+            conn.execute("UPDATE gen SET code = 'B1', val = 'planted' WHERE id = 1")
+        conn.execute("UPDATE gen SET val = 'still mine' WHERE id = 1")
+        assert _rows(conn, "SELECT id, val FROM gen") == [(1, "still mine")]
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def shop(tmp_path: Path) -> Path:
+    path = tmp_path / "shop.db"
+    raw = sqlite3.connect(path)
+    raw.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY AUTOINCREMENT, tenant_id TEXT, note)")
+    raw.execute("CREATE INDEX orders_note ON orders (note)")
+    raw.execute("CREATE VIEW v_orders AS SELECT * FROM orders")
+    raw.execute(
+        "CREATE TABLE gen (id INTEGER, code TEXT, val TEXT,"
+        " tenant_id TEXT GENERATED ALWAYS AS (substr(code, 1, 1)) STORED)"
+    )
+    raw.execute("INSERT INTO gen (id, code, val) VALUES (1, 'A1', 'mine')")
+    raw.executemany("INSERT INTO orders VALUES (?, ?, ?)", NOTES)
+    raw.execute("ANALYZE")
+    raw.commit()
+    raw.close()
+    return path
+
+
+@pytest.mark.parametrize("key", ["orders", "main.orders", "main.*"])
+def test_sqlite_the_same_file_attached_again_is_refused(shop: Path, key: str) -> None:
+    conn = _connect(
+        f"sqlite:///{shop}", {**EVERYTHING, "row_filters": {key: "tenant_id = :tenant"}}
+    )
+    try:
+        with pytest.raises(sqlfence.PolicyViolation, match="ATTACH is not allowed"):
+            conn.execute(f"ATTACH '{shop}' AS x")
+        with pytest.raises(sqlfence.Error):
+            conn.execute("SELECT note FROM x.v_orders")
+    finally:
+        conn.close()
+
+
+def test_sqlite_an_update_of_a_generated_filter_columns_source_is_refused(shop: Path) -> None:
+    conn = _connect(f"sqlite:///{shop}", EVERYTHING)
+    try:
+        with pytest.raises(sqlfence.PolicyViolation, match="from which tenant_id"):
+            conn.execute("UPDATE gen SET code = 'B1', val = 'planted' WHERE id = 1")
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize(
+    "sql",
+    ["SELECT * FROM sqlite_stat1", "SELECT * FROM sqlite_sequence", "DELETE FROM sqlite_stat1"],
+)
+def test_sqlite_statistics_and_sequences_are_the_system_catalog(shop: Path, sql: str) -> None:
+    conn = _connect(f"sqlite:///{shop}", EVERYTHING)
+    try:
+        with pytest.raises(sqlfence.PolicyViolation, match="system catalog"):
+            conn.execute(sql)
+    finally:
+        conn.close()
