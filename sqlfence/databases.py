@@ -60,6 +60,9 @@ class SystemCatalog:
     # Substrings (case as written) at least one of which every catalog name the rule
     # recognises holds: a cheap test before the name is split
     marks: tuple[str, ...] = ()
+    # Catalog relations holding values and counts of every row of a table (planner
+    # statistics): refused under row filters and masks even where the catalog is allowed
+    statistics: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -165,6 +168,7 @@ SQLITE = DatabaseProfile(
         # pragma_* and the catalog's virtual tables called as table-valued functions
         function_prefixes=("pragma_", "dbstat", "sqlite_stmt", "sqlite_dbpage", "sqlite_schema"),
         marks=("sqlite_", "dbstat", "pragma_"),
+        statistics=frozenset({"sqlite_stat1", "sqlite_stat2", "sqlite_stat3", "sqlite_stat4"}),
     ),
     read_only_options=MappingProxyType({"mode": "ro"}),
 )
@@ -232,6 +236,23 @@ POSTGRES = DatabaseProfile(
         # pg_table_is_visible, pg_type_is_visible, ...: whether a named object is on the path
         function_suffixes=("_is_visible",),
         marks=("pg_", "information_schema", "INFORMATION_SCHEMA"),
+        statistics=frozenset(
+            {
+                "pg_stats",
+                "pg_stats_ext",
+                "pg_stats_ext_exprs",
+                "pg_statistic",
+                "pg_statistic_ext",
+                "pg_statistic_ext_data",
+                "pg_class",  # reltuples
+                "pg_stat_all_tables",
+                "pg_stat_user_tables",
+                "pg_stat_xact_all_tables",
+                "pg_stat_xact_user_tables",
+                "pg_statio_all_tables",
+                "pg_statio_user_tables",
+            }
+        ),
     ),
     settable=frozenset(
         {

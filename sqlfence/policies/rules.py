@@ -16,6 +16,7 @@ from sqlfence.policies.tables import (
     TableSet,
     is_catalog_function,
     is_catalog_table,
+    is_statistics_table,
     table_matches,
 )
 from sqlfence.sql.analysis import StatementFacts
@@ -334,6 +335,14 @@ def system_catalog(ctx: Context) -> Iterator[Violation]:
                 "tools to change settings)",
             )
     if ctx.policy.allow_system_catalog:
+        if ctx.policy.row_filters or ctx.policy.masked_columns:
+            for table in sorted(ctx.facts.tables):
+                if is_catalog_table(dialect, table) and is_statistics_table(dialect, table):
+                    yield _catalog_violation(
+                        ctx,
+                        f"{table} holds statistics of every row (values, counts), which row "
+                        "filters and masks hide: it is not read under them",
+                    )
         return
     for table in sorted(ctx.facts.tables):
         if allowed is not None and allowed.names(table):

@@ -64,6 +64,14 @@ def is_catalog_table(dialect: str, table: str) -> bool:
     )
 
 
+def is_statistics_table(dialect: str, table: str) -> bool:
+    """True for the catalog relations that hold values or counts of every row of a table."""
+    database = databases.find(dialect)
+    if database is None or not database.system_catalog.statistics:
+        return False
+    return table.rpartition(".")[2].lower() in database.system_catalog.statistics
+
+
 def is_catalog_function(dialect: str, name: str) -> bool:
     """True for functions that read the system catalog in a dialect (canonical name)."""
     database = databases.find(dialect)
