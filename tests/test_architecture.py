@@ -21,6 +21,7 @@ LAYERS = {
     "databases": 0,
     "lazy": 0,
     "exits": 0,
+    "arguments": 0,
     "sql": 1,
     "policies": 2,
     "observe": 3,

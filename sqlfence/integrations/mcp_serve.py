@@ -33,6 +33,7 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
 from sqlfence import __version__
+from sqlfence.arguments import positive_int
 from sqlfence.errors import ConfigurationError, Error
 from sqlfence.integrations.mcp import (
     DEFAULT_AGENT,
@@ -55,6 +56,7 @@ from sqlfence.integrations.mcp_http import (
 from sqlfence.integrations.mcp_results import QueryResult
 from sqlfence.integrations.mcp_tokens import FileTokenVerifier, TokenFile, create_token
 from sqlfence.integrations.mcp_tools import TABLE_URI, FenceTools
+from sqlfence.observe.settings import AuditOption
 from sqlfence.policies.loader import PolicySource
 from sqlfence.policies.model import Policy
 
@@ -253,7 +255,7 @@ def serve(
     *,
     sandbox: bool = False,
     snapshot: str | Path | None = None,
-    audit: Any = None,
+    audit: AuditOption = None,
     agent_id: str | None = None,
     tenant: str | None = None,
     sandbox_root: str | Path | None = None,
@@ -358,7 +360,7 @@ def main(
     parser.add_argument("--sandbox-root", help="where sandboxes live (default .sqlfence)")
     parser.add_argument(
         "--sandbox-quota-mb",
-        type=_positive,
+        type=positive_int,
         default=DEFAULT_SANDBOX_QUOTA_MB,
         help="disk quota of each session's sandbox",
     )
@@ -370,28 +372,28 @@ def main(
     )
     parser.add_argument("--tenant")
     parser.add_argument("--tools", help="curated tools file (YAML): named tools over SQL")
-    parser.add_argument("--max-rows", type=_positive, default=200, help="rows per query result")
+    parser.add_argument("--max-rows", type=positive_int, default=200, help="rows per query result")
     parser.add_argument(
-        "--max-result-bytes", type=_positive, default=DEFAULT_RESULT_BYTES, help="per result"
+        "--max-result-bytes", type=positive_int, default=DEFAULT_RESULT_BYTES, help="per result"
     )
     parser.add_argument(
-        "--max-cell-bytes", type=_positive, default=DEFAULT_CELL_BYTES, help="per value"
+        "--max-cell-bytes", type=positive_int, default=DEFAULT_CELL_BYTES, help="per value"
     )
     parser.add_argument(
         "--tokens", help="HTTP: a tokens file; every request needs a bearer token from it"
     )
     parser.add_argument("--allowed-host", action="append", default=[], help="HTTP Host header")
     parser.add_argument("--allowed-origin", action="append", default=[], help="HTTP Origin")
-    parser.add_argument("--max-sessions", type=_positive, default=DEFAULT_MAX_SESSIONS)
+    parser.add_argument("--max-sessions", type=positive_int, default=DEFAULT_MAX_SESSIONS)
     parser.add_argument(
         "--max-sessions-per-identity",
-        type=_positive,
+        type=positive_int,
         default=DEFAULT_MAX_SESSIONS_PER_IDENTITY,
         help="HTTP sessions one token may hold; past it, its own oldest one ends",
     )
     parser.add_argument("--public-url", help="HTTP: the URL clients use, if not host:port")
     parser.add_argument(
-        "--session-idle-timeout", type=_positive, default=DEFAULT_IDLE_TIMEOUT_S, help="seconds"
+        "--session-idle-timeout", type=positive_int, default=DEFAULT_IDLE_TIMEOUT_S, help="seconds"
     )
     args = parser.parse_args(arguments)
     if args.url is None and not args.sandbox:
@@ -449,13 +451,3 @@ def _token_command(argv: Sequence[str]) -> None:
         "this is the one time it is shown",
         file=sys.stderr,
     )
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value

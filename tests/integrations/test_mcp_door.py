@@ -188,6 +188,7 @@ def test_annotations_follow_the_policy(tmp_path: Path, database: Path) -> None:
         (["sqlite:////nonexistent-dir/sub/x.db"], "no SQLite database"),
         (["--sandbox", "--snapshot", "nosuch"], "snapshot not found"),
         (["--max-rows", "0", "sqlite:///x.db"], "at least 1"),
+        (["--max-rows", "many", "sqlite:///x.db"], "'many' is not a whole number"),
         (["--transport", "http", "--host", "0.0.0.0", "sqlite:///x.db"], "loopback"),
         (["--tools", "nosuch.yaml", "sqlite:///x.db"], "nosuch.yaml"),
         (["--tools", "unbound.yaml", "sqlite:///x.db"], ":who is not declared"),
