@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlglot.dialects.dialect import Dialect
 
 from sqlfence import databases
-from sqlfence.errors import ConfigurationError
+from sqlfence.errors import ConfigurationError, PolicyError
 from sqlfence.policies.cache import DEFAULT_BYTES, DEFAULT_ENTRIES, DecisionCache
 from sqlfence.policies.loader import PolicySource, load_policy
 from sqlfence.policies.masks import ColumnMasks
@@ -28,7 +28,7 @@ from sqlfence.policies.rules import (
     statement_length,
     statement_tokens,
 )
-from sqlfence.policies.tables import TableSet
+from sqlfence.policies.tables import TableSet, case_mismatch
 from sqlfence.sql import postgres_grammar
 from sqlfence.sql.analysis import Analysis, StatementFacts, analyze, statement_kind
 from sqlfence.sql.builder import FactHook
@@ -192,6 +192,31 @@ class Guard:
             else None
         )
         self._cache = DecisionCache(cache_size, cache_bytes)
+        if self._row_filters is not None:
+            self._refuse_case_mismatches()
+
+    def _refuse_case_mismatches(self) -> None:
+        """A row filter's or mask's table that the catalog holds only in another letter case
+        is a PolicyError: the key would reach no table, and leave that one open."""
+        known = self.star_columns.keys() | self.table_columns.keys()
+        if not known:
+            return
+        keys = [("row_filters", key, key) for key in self.policy.row_filters]
+        keys += [
+            ("masked_columns", key, key.rpartition(".")[0]) for key in self.policy.masked_columns
+        ]
+        for section, key, table in keys:
+            if table.strip() == "*" or table.startswith("*."):
+                continue
+            parts = tuple(self.namer.normalize(p, quoted=True) for p in self.namer.qualify(table))
+            pattern = parts if "." in table else ("*", parts[-1])
+            other = case_mismatch(pattern, known)
+            if other is not None:
+                raise PolicyError(
+                    f"{section}[{key!r}] names {'.'.join(parts)}, which the database does not "
+                    f"have, but it has {other}: write the name as the database spells it "
+                    "(a quoted part keeps its case)"
+                )
 
     def decide(self, sql: str) -> Decision:
         """The decision on ``sql``. Never raises for bad SQL: it is denied with a reason."""

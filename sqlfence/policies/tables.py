@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from fnmatch import fnmatchcase
 
 from sqlfence import databases
@@ -90,3 +91,14 @@ def table_matches(pattern: tuple[str, ...], parts: tuple[str, ...], loose: bool)
     if len(parts) != len(pattern):
         return False
     return all(fnmatchcase(part, pat) for part, pat in zip(parts, pattern, strict=True))
+
+
+def case_mismatch(pattern: tuple[str, ...], known: Collection[str]) -> str | None:
+    """A known table the pattern misses only by letter case (the pattern matches none), or
+    None: a policy key that names ``mixcase`` where the table is ``"MixCase"`` would filter
+    or mask nothing and leave the table open."""
+    names = TableSet((pattern,))
+    if any(names.matches(table, True) for table in known):
+        return None
+    folded = TableSet((tuple(part.lower() for part in pattern),))
+    return next((t for t in sorted(known) if folded.matches(t.lower(), True)), None)

@@ -240,7 +240,9 @@ def _learn_schema(
     columns = driver.load_view_columns(raw) if policy.denied_columns else {}
     # each table's columns: for ``*`` under denied columns, and for ``*.column`` row filters
     wildcard = any(key.startswith("*.") for key in policy.row_filters)
-    tables = driver.load_table_columns(raw) if policy.denied_columns or wildcard else {}
+    # (and under row filters, for keys that miss a table only by letter case)
+    wanted_tables = policy.denied_columns or wildcard or policy.row_filters
+    tables = driver.load_table_columns(raw) if wanted_tables else {}
     rewrites = policy.denied_columns or policy.row_filters or masks
     generated = driver.load_generated_columns(raw) if rewrites else {}
     star = driver.load_star_columns(raw) if masks else {}  # masked tables list their columns
