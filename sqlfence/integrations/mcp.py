@@ -35,12 +35,14 @@ from sqlfence.integrations import mcp_catalog
 from sqlfence.integrations.mcp_curated import CuratedTool, compile_template
 from sqlfence.integrations.mcp_tokens import TokenFile, TokenIdentity
 from sqlfence.observe.audit import AuditLog
+from sqlfence.observe.settings import AuditOption
 from sqlfence.policies.engine import dialect_instance
 from sqlfence.policies.loader import PolicySource, load_policy
 from sqlfence.policies.model import Policy
 from sqlfence.proxy import drivers
 from sqlfence.proxy.connect import connect
 from sqlfence.proxy.connection import GuardedConnection
+from sqlfence.proxy.options import FenceOptions
 
 DEFAULT_AGENT = "mcp-client"
 DEFAULT_TIMEOUT_MS = 30_000  # unless the policy sets statement_timeout_ms
@@ -60,13 +62,17 @@ _SERVER_POLICY = Policy.unrestricted().model_copy(update={"allow_multiple_statem
 
 @dataclass(frozen=True)
 class MCPSettings:
-    """How the MCP server reaches the database and whom it records calls as."""
+    """How the MCP server reaches the database and whom it records calls as.
+
+    ``policy``, ``agent_id``, ``tenant`` and ``audit`` are the fence options of that name
+    (``sqlfence.proxy.options.FenceOptions``); one audit log serves every session.
+    """
 
     url: str | None = None
     policy: PolicySource = None
     agent_id: str | None = None
     tenant: str | None = None
-    audit: Any = None
+    audit: AuditOption = None
     sandbox: bool = False
     snapshot: str | Path | None = None
     sandbox_root: str | Path | None = None
@@ -104,6 +110,7 @@ class MCPSettings:
         problem. Returns the policy of each identity."""
         if self.max_rows < 1 or self.max_result_bytes < 1 or self.max_cell_bytes < 1:
             raise ConfigurationError("max_rows, max_result_bytes and max_cell_bytes must be >= 1")
+        FenceOptions(audit=self.audit).resolved()  # a wrong audit= is named before serving
         if self.tokens is not None and self.agent_id is not None:
             raise ConfigurationError(
                 "--agent-id and --tokens exclude each other: with tokens, each token's entry "

@@ -2,9 +2,9 @@
 
 Each is SQLAlchemy's own dialect (pysqlite, psycopg, sqlalchemy-iris) whose connections are
 sqlfence ``GuardedConnection``s, so Core and ORM statements are judged, row-limited and
-audited like any other. Fence options come from ``connect_args`` or URL query parameters:
-``policy`` (a path, YAML text, a mapping or a ``Policy``), ``agent_id``, ``tenant``, ``audit``
-and ``monitoring``.
+audited like any other. The fence's options (``FENCE_OPTIONS``, those ``wrap()`` takes:
+``policy`` as a path, YAML text, a mapping or a ``Policy``, ``agent_id``, ``tenant``,
+``audit`` ...) come from ``connect_args`` or URL query parameters; the rest go to the driver.
 
 Two kinds of SQL reach the database and they take different paths:
 
@@ -44,8 +44,10 @@ from sqlfence.policies.loader import load_policy
 from sqlfence.policies.model import Policy
 from sqlfence.proxy.connect import DEFAULT_POLICY_WARNING, wrap
 from sqlfence.proxy.connection import GuardedConnection
+from sqlfence.proxy.options import (  # re-exported: the names it took before
+    FENCE_OPTIONS as FENCE_OPTIONS,  # noqa: PLC0414
+)
 
-FENCE_OPTIONS = ("policy", "agent_id", "tenant", "audit", "monitoring")
 IRIS_EXTRA = "sqlalchemy-iris"
 
 _EXCEPTIONS = (

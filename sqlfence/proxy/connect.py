@@ -11,10 +11,12 @@ from typing import Any
 from sqlfence import databases
 from sqlfence.errors import ConfigurationError, DefaultPolicyWarning, PrivilegeWarning
 from sqlfence.observe.observer import Observer, Session
+from sqlfence.observe.settings import AuditOption, MonitoringOption, TelemetryOption
 from sqlfence.policies.engine import Guard
 from sqlfence.policies.loader import PolicySource
 from sqlfence.proxy import drivers
 from sqlfence.proxy.connection import GuardedConnection
+from sqlfence.proxy.options import CONNECT_OPTIONS, FenceOptions
 
 DEFAULT_POLICY_WARNING = (
     "sqlfence: no policy given, using the safe default (read-only, at most 1,000 rows, "
@@ -28,9 +30,9 @@ def connect(
     policy: PolicySource = None,
     agent_id: str | None = None,
     tenant: str | None = None,
-    audit: Any = None,
-    monitoring: Any = None,
-    telemetry: Any = True,
+    audit: AuditOption = None,
+    monitoring: MonitoringOption = None,
+    telemetry: TelemetryOption = True,
     observer: Observer | None = None,
     catalog: Mapping[str, str] | None = None,
     sandbox: str | None = None,
@@ -39,29 +41,38 @@ def connect(
 ) -> GuardedConnection:
     """Open a guarded connection to ``url`` (sqlite://, postgresql://, iris://).
 
-    ``policy`` is a YAML path, YAML text, a mapping, a ``Policy`` or a ``PolicySet``; without
-    one the connection is read-only with a 1,000-row limit (and a warning says so).
-    ``audit`` and ``monitoring`` switch on the audit log and live metrics/alerts;
-    ``telemetry`` (True by default) takes False, a dict or ``TelemetrySettings`` (its own
-    providers, say); remaining keyword arguments go to the driver's own ``connect``.
-    ``sandbox`` names the sandbox the connection belongs to, for the correlation fields of its
-    events; ``client_name`` is the name a client gave for itself (recorded, never used to
-    choose a policy). Raises
-    ConfigurationError for an unknown scheme or a missing driver, PolicyError for a malformed
-    policy, and the driver's connection errors as sqlfence.OperationalError.
+    The fence's options are ``FenceOptions``'s (``sqlfence.proxy.options``): ``policy`` is a
+    YAML path, YAML text, a mapping, a ``Policy`` or a ``PolicySet``; without one the
+    connection is read-only with a 1,000-row limit (and a warning says so). ``audit`` and
+    ``monitoring`` switch on the audit log and live metrics/alerts; ``telemetry`` (True by
+    default) takes False, a dict or ``TelemetrySettings`` (its own providers, say); what
+    each takes is declared in ``sqlfence.observe.settings``. Remaining keyword arguments go
+    to the driver's own ``connect``. ``sandbox`` names the sandbox the connection belongs
+    to, for the correlation fields of its events; ``client_name`` is the name a client gave
+    for itself (recorded, never used to choose a policy). Raises ConfigurationError for an
+    unknown scheme, a missing driver or invalid audit, monitoring or telemetry settings
+    (TypeError for a shape one does not take), PolicyError for a malformed policy, and the
+    driver's connection errors as sqlfence.OperationalError.
     """
+    options = FenceOptions(
+        policy=policy,
+        agent_id=agent_id,
+        tenant=tenant,
+        audit=audit,
+        monitoring=monitoring,
+        telemetry=telemetry,
+        observer=observer,
+        catalog=catalog,
+    ).resolved()
     parsed = drivers.ConnectionURL.parse(url)
     driver = drivers.for_url(parsed)
-    guard = _guard(policy, driver, agent_id, tenant, catalog)
+    guard = _guard(options, driver)
     try:
         raw = driver.connect(parsed, guard, dict(driver_kwargs))
     except driver.error_class as error:
         raise driver.translate(error) from error
     except TypeError as error:  # a keyword the driver does not take
-        known = (
-            "policy, agent_id, tenant, audit, monitoring, telemetry, observer, catalog, "
-            "sandbox, client_name"
-        )
+        known = ", ".join(CONNECT_OPTIONS)
         raise ConfigurationError(
             f"{error} (sqlfence's own options are: {known}; the rest go to the driver)"
         ) from None
@@ -77,7 +88,7 @@ def connect(
     if client_name is not None:
         session = replace(session, client_name=client_name)
     try:
-        chosen, owned = _observer(observer, audit, monitoring, telemetry)
+        chosen, owned = _observer(options)
     except BaseException:
         raw.close()
         raise
@@ -97,9 +108,9 @@ def wrap(
     policy: PolicySource = None,
     agent_id: str | None = None,
     tenant: str | None = None,
-    audit: Any = None,
-    monitoring: Any = None,
-    telemetry: Any = True,
+    audit: AuditOption = None,
+    monitoring: MonitoringOption = None,
+    telemetry: TelemetryOption = True,
     observer: Observer | None = None,
     catalog: Mapping[str, str] | None = None,
     module: Any = None,
@@ -112,7 +123,18 @@ def wrap(
     caller's own statements on ``connection`` are its own: only what goes through the fence
     is judged (the SQLite authorizer leaves the rest alone), though a read-only policy makes
     the session itself read-only (``PRAGMA query_only``, ``default_transaction_read_only``).
+    The fence's options are ``connect()``'s and raise as there.
     """
+    options = FenceOptions(
+        policy=policy,
+        agent_id=agent_id,
+        tenant=tenant,
+        audit=audit,
+        monitoring=monitoring,
+        telemetry=telemetry,
+        observer=observer,
+        catalog=catalog,
+    ).resolved()
     if dialect is None:
         dialect = _recognised_dialect(connection)
     driver = drivers.for_dialect(dialect)
@@ -120,13 +142,13 @@ def wrap(
         module = importlib.import_module(type(connection).__module__.split(".")[0])
     if module is not None:
         driver = _adopt(driver, module)
-    guard = _guard(policy, driver, agent_id, tenant, catalog)
+    guard = _guard(options, driver)
     guard = _learn_schema(driver, connection, guard, catalog)
     _refuse_unfilterable(driver, connection, guard)
     before = driver.harden(connection, guard, opened=False)
     privileges = _check_privileges(driver, connection, guard)
     session = _session(driver.session(None, connection), agent_id, tenant, None, privileges)
-    chosen, owned = _observer(observer, audit, monitoring, telemetry)
+    chosen, owned = _observer(options)
     return GuardedConnection(
         connection, driver, guard, chosen, session, before, owns_observer=owned
     )
@@ -152,22 +174,16 @@ def _recognised_dialect(connection: Any) -> str:
     return dialect
 
 
-def _guard(
-    policy: PolicySource,
-    driver: drivers.Driver,
-    agent_id: str | None,
-    tenant: str | None,
-    catalog: Mapping[str, str] | None,
-) -> Guard:
-    if policy is None:
+def _guard(options: FenceOptions, driver: drivers.Driver) -> Guard:
+    if options.policy is None:
         warnings.warn(DEFAULT_POLICY_WARNING, DefaultPolicyWarning, stacklevel=3)
     return Guard(
-        policy,
+        options.policy,
         dialect=driver.dialect or "sqlite",
         default_schema=driver.default_schema,
-        agent_id=agent_id,
-        tenant=tenant,
-        catalog=catalog,
+        agent_id=options.agent_id,
+        tenant=options.tenant,
+        catalog=options.catalog,
     )
 
 
@@ -260,17 +276,14 @@ def _learn_schema(
     return guard
 
 
-def _observer(
-    observer: Observer | None, audit: Any, monitoring: Any, telemetry: Any
-) -> tuple[Observer, bool]:
-    if observer is not None:
-        return observer, False
+def _observer(options: FenceOptions) -> tuple[Observer, bool]:
+    """The caller's observer, or one built from the (resolved) options; True when the
+    connection owns it."""
+    if options.observer is not None:
+        return options.observer, False
     from sqlfence.observe.fanout import build_observer
 
-    try:
-        return build_observer(audit=audit, monitoring=monitoring, telemetry=telemetry), True
-    except ValueError as error:  # pydantic's ValidationError: a misspelt or invalid setting
-        raise ConfigurationError(f"invalid audit/monitoring/telemetry settings: {error}") from None
+    return build_observer(options.audit, options.monitoring, options.telemetry), True
 
 
 def _adopt(driver: drivers.Driver, module: Any) -> drivers.Driver:

@@ -15,11 +15,15 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlfence.errors import ConfigurationError, PoolTimeout, SandboxError
+from sqlfence.sandbox.options import SANDBOX_OPTIONS, SandboxOptions, observing
 from sqlfence.sandbox.runtimes.base import Runtime
 from sqlfence.sandbox.sandbox import AgentSandbox
+
+if TYPE_CHECKING:  # typing.Unpack is Python 3.11's
+    from typing_extensions import Unpack
 
 GOLDEN = "pool-golden"
 POOL_AGENT = "pool"
@@ -44,7 +48,13 @@ class Lease:
 
 
 class SandboxPool:
-    """Warm sandboxes of one kind. ``close()`` (or ``with``) removes every one of them."""
+    """Warm sandboxes of one kind. ``close()`` (or ``with``) removes every one of them.
+
+    ``sandbox_options`` go to ``AgentSandbox.create`` for each sandbox (``SandboxOptions``:
+    ``limits``, ``access_policy``, ``audit``, ``monitoring`` ...). They are checked here, so
+    that a misspelt or wrong one raises (TypeError, or ConfigurationError for invalid
+    settings) instead of every sandbox failing in the background.
+    """
 
     def __init__(
         self,
@@ -64,8 +74,19 @@ class SandboxPool:
         health_interval: float = 5.0,
         check_on_acquire: bool = False,
         reset: Literal["snapshot", "destroy"] = "snapshot",
-        **sandbox_options: Any,
+        **sandbox_options: Unpack[SandboxOptions],
     ) -> None:
+        unknown = sorted(set(sandbox_options) - set(SANDBOX_OPTIONS))
+        if unknown:
+            raise TypeError(
+                f"SandboxPool() got unexpected keyword arguments: {', '.join(unknown)} (the "
+                f"options it passes to each sandbox are: {', '.join(SANDBOX_OPTIONS)})"
+            )
+        observing(  # now: the replenisher would only count each sandbox's failure
+            sandbox_options.get("audit"),
+            sandbox_options.get("monitoring"),
+            sandbox_options.get("audit_log"),
+        )
         if size < 0 or (max_size is not None and max_size < max(size, 1)):
             raise ConfigurationError(f"need 0 <= size <= max_size, got {size} and {max_size}")
         if on_empty not in ("wait", "cold"):

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlfence import exits
 from sqlfence.errors import ConfigurationError, QuotaExceeded, SandboxError
+from sqlfence.observe.settings import AuditOption, MonitoringOption
 from sqlfence.policies.engine import Decision
 from sqlfence.policies.model import Policy
 from sqlfence.proxy.connect import connect
@@ -32,7 +33,13 @@ from sqlfence.sandbox.backends.base import (
 )
 from sqlfence.sandbox.credentials import Credentials, urls
 from sqlfence.sandbox.limits import Limits, build_limits, build_policy
-from sqlfence.sandbox.metrics import RESOURCE_INTERVAL_S, add_numbers, watches_resources
+from sqlfence.sandbox.metrics import (
+    RESOURCE_INTERVAL_S,
+    add_numbers,
+    report_resources,
+    watches_resources,
+)
+from sqlfence.sandbox.options import observing
 from sqlfence.sandbox.registry import Owner, Record, Registry
 from sqlfence.sandbox.registry import (  # re-exported: integrations/mcp.py imports it here
     resolve_root as resolve_root,  # noqa: PLC0414
@@ -68,8 +75,8 @@ class AgentSandbox:
         limits: Limits,
         policy: Policy,
         *,
-        monitoring: Any = None,
-        audit: Any = None,
+        monitoring: MonitoringOption = None,
+        audit: AuditOption = None,
         on_event: lifecycle.EventSink | None = None,
     ) -> None:
         self.namespace = namespace
@@ -80,9 +87,8 @@ class AgentSandbox:
         self._record = record
         self._registry = registry
         self._root = registry.root
-        self._monitoring = monitoring
-        self._audit = audit
-        sinks = [on_event, lifecycle.audit_sink(audit)]
+        self._audit, self._monitoring = observing(audit, monitoring)
+        sinks = [on_event, lifecycle.audit_sink(self._audit)]
         self._sinks = tuple(sink for sink in sinks if sink is not None)
         self._state = "active"
         self._lock = threading.RLock()
@@ -109,10 +115,10 @@ class AgentSandbox:
         placement: str | None = None,
         image: str | None = None,
         limits: Limits | Mapping[str, Any] | None = None,
-        monitoring: Any = None,
+        monitoring: MonitoringOption = None,
         access_policy: Policy | Mapping[str, Any] | None = None,
         audit_log: Mapping[str, Any] | None = None,
-        audit: Any = None,
+        audit: AuditOption = None,
         ttl: float | timedelta | None = None,
         root: str | Path | None = None,
         load_snapshot: str | Path | None = None,
@@ -125,9 +131,11 @@ class AgentSandbox:
         directory. ``audit`` (or ``audit_log`` when it is enabled) goes to every fence
         connection. ``runtime="docker"`` starts the server in a container: ``placement``
         ``"shared"`` (default) or ``"dedicated"`` (one container per sandbox, ``limits``
-        enforced by cgroups), ``image`` overriding the engine's default image.
-        Raises SandboxError, ConfigurationError, or PolicyError.
+        enforced by cgroups), ``image`` overriding the engine's default image. ``audit`` and
+        ``monitoring`` are the fence options of those names. Raises SandboxError,
+        ConfigurationError (TypeError for an option's wrong shape), or PolicyError.
         """
+        audit, monitoring = observing(audit, monitoring, audit_log)  # before anything is made
         settings = build_limits(limits)
         policy = build_policy(access_policy, settings)
         home = resolve_root(root)
@@ -165,8 +173,6 @@ class AgentSandbox:
         namespace, database, where, record = lifecycle.make(
             chosen, request, record, registry, policy
         )
-        if audit is None and audit_log and audit_log.get("enabled", True):
-            audit = dict(audit_log)
         sandbox = cls(
             namespace,
             database,
@@ -213,7 +219,10 @@ class AgentSandbox:
         root: str | Path | None = None,
         *,
         credentials: Credentials = None,
-        **options: Any,
+        access_policy: Policy | Mapping[str, Any] | None = None,
+        limits: Limits | Mapping[str, Any] | None = None,
+        monitoring: MonitoringOption = None,
+        audit: AuditOption = None,
     ) -> AgentSandbox:
         """A handle on an existing sandbox, made by another process (``sqlfence sandbox create``).
 
@@ -221,17 +230,18 @@ class AgentSandbox:
         the namespace's URL, which only SQLite sandboxes can rebuild (a PostgreSQL sandbox's
         role password stays with the process that made it). The registry keeps no admin
         password: it comes from the environment (PGPASSWORD, a password or service file) or
-        ``credentials`` (admin URLs). ``options`` are ``access_policy``, ``limits``,
-        ``monitoring`` and ``audit`` for the connections. Raises SandboxError, and
+        ``credentials`` (admin URLs). ``access_policy``, ``limits``, ``monitoring`` and
+        ``audit`` are for the connections, as in ``create``. Raises SandboxError, and
         CredentialsMissing when the server wants a password this process was not given.
         """
+        audit, monitoring = observing(audit, monitoring)
         home = resolve_root(root)
         registry = Registry(home)
         record = registry.get(name)
         if record is None:
             raise SandboxError(f"no sandbox named {name} under {home}")
-        settings = build_limits(options.get("limits"))
-        policy = build_policy(options.get("access_policy"), settings)
+        settings = build_limits(limits)
+        policy = build_policy(access_policy, settings)
         given = [*urls(credentials), *registry.recovered.values()]
         where = runtime_type(record.runtime).reopen(record, home)
         database = backend_for(record.backend, home, where.admin_url, given)
@@ -245,8 +255,8 @@ class AgentSandbox:
             registry,
             settings,
             policy,
-            monitoring=options.get("monitoring"),
-            audit=options.get("audit"),
+            monitoring=monitoring,
+            audit=audit,
         )
 
     def destroy(self) -> None:
@@ -326,7 +336,7 @@ class AgentSandbox:
             add_numbers(summed, connection.get_metrics())
         size = self.size_bytes() if self._state != "destroyed" else 0
         container = self._placement.metrics()
-        self._report_resources(container, size)
+        report_resources(list(self._connections), container, size, self.name)
         return {
             **summed,
             **container,
@@ -341,24 +351,6 @@ class AgentSandbox:
             "expires_at": self._record.expires_at,
             "snapshots": len(self.snapshots.names()),
         }
-
-    def _report_resources(self, container: Mapping[str, Any], size: int) -> None:
-        """Feed resource readings to the monitor, whose rules (alert_on_cpu_percent...) alert."""
-        connections = list(self._connections)
-        if not connections:
-            return
-        connection = connections[0]
-        report = getattr(connection._observer, "report_resource", None)
-        if report is None:
-            return
-        readings = {
-            "cpu_percent": container.get("cpu_percent"),
-            "memory_mb": container.get("memory_used_mb"),
-            "disk_mb": size / (1024 * 1024),
-        }
-        for kind, value in readings.items():
-            if isinstance(value, (int, float)):
-                report(kind, float(value), session=connection.session, sandbox=self.name)
 
     # -- pause, quota ----------------------------------------------------------------
 

@@ -13,6 +13,8 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.types import Implementation
 
+from sqlfence.errors import ConfigurationError
+from sqlfence.integrations.mcp import MCPSettings
 from sqlfence.sandbox import AgentSandbox
 from tests.integrations.mcp_helpers import (
     audit_events,
@@ -158,3 +160,20 @@ def test_streamable_http_transport(tmp_path: Path, database: Path) -> None:
     assert json.loads(_text(allowed))["truncated"] is True
     assert denied.is_error
     assert "secrets is on the deny list" in _text(denied)
+
+
+@pytest.mark.parametrize(
+    ("audit", "error", "message"),
+    [
+        ({"retention_day": 9}, ConfigurationError, "invalid audit= settings"),
+        (42, TypeError, r"audit= takes .*, not int 42"),
+    ],
+)
+def test_a_wrong_audit_option_is_named_before_the_database_is_reached(
+    tmp_path: Path, audit: object, error: type[Exception], message: str
+) -> None:
+    """The server's audit= is the fence option: check() names a wrong one first (the
+    database is missing, which would be an OperationalError)."""
+    settings = MCPSettings(url=f"sqlite:///{tmp_path / 'missing.db'}", audit=audit)  # type: ignore[arg-type]  # refused shapes
+    with pytest.raises(error, match=message):
+        settings.check()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -13,6 +14,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 import sqlfence
 from sqlfence import ConfigurationError, PolicyViolation
 from sqlfence.integrations import sqlalchemy as fenced
+from sqlfence.observe.observer import Observer
+from sqlfence.observe.observer import Session as ObservedSession
 
 # The lead registers these as entry points; registering in-process keeps the tests
 # independent of how the package was installed.
@@ -198,6 +201,46 @@ def test_fence_options_from_url_query(tmp_path: Path) -> None:
         assert fence.guarded.agent_id == "q-agent"
         with pytest.raises(sa.exc.ProgrammingError):
             connection.execute(sa.select(Secret.__table__))
+    engine.dispose()
+
+
+class Recorder(Observer):
+    """An observer of the caller's own: it keeps the SQL it was told ran."""
+
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+
+    def started(self, session: ObservedSession, sql: str, decision: Any, params: Any) -> object:
+        self.statements.append(sql)
+        return None
+
+
+def test_every_fence_option_of_wrap_comes_from_connect_args(tmp_path: Path) -> None:
+    """Each of wrap()'s fence options (FENCE_OPTIONS) in connect_args reaches the fence, not
+    the driver: here observer=, the caller's own."""
+    observer = Recorder()
+    engine = sa.create_engine(
+        f"sqlfence+sqlite:///{tmp_path / 'observed.db'}",
+        connect_args={"policy": {"read_only": True}, "observer": observer, "telemetry": False},
+    )
+    with engine.connect() as connection:
+        connection.execute(sa.text("SELECT 1"))
+        fence = connection.connection.dbapi_connection
+        assert isinstance(fence, fenced.FencedConnection)
+        assert fence.guarded._observer is observer
+    engine.dispose()
+    assert "SELECT 1" in observer.statements
+
+
+def test_a_query_parameter_of_the_wrong_shape_names_its_option(tmp_path: Path) -> None:
+    """A URL query value is text: an option that takes no text says so, naming itself (it
+    is not handed to the driver, which would ignore it)."""
+    engine = sa.create_engine(
+        f"sqlfence+sqlite:///{tmp_path / 'q.db'}?telemetry=false",
+        connect_args={"policy": {"read_only": True}},
+    )
+    with pytest.raises(TypeError, match=r"telemetry= takes .*, not str 'false'"):
+        engine.connect()
     engine.dispose()
 
 
