@@ -11,7 +11,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
@@ -172,7 +172,8 @@ class SQLiteDriver(Driver):
         if hasattr(raw, "set_authorizer") and enforce:
             # A wrapped connection is also the caller's own: its statements (those the fence
             # did not judge) are left alone; one the fence opened has no other user.
-            authorizer = _Authorizer(guard, strict=opened)
+            shadows = {s: o for o, found in _shadow_tables(raw).items() for s in found}
+            authorizer = _Authorizer(guard, strict=opened, shadows=shadows)
             raw.set_authorizer(authorizer)
         deadline = None
         if policy.statement_timeout_ms is not None:
@@ -252,8 +253,13 @@ class _Authorizer:
     whatever the fence misread, SQLite refuses it before anything runs.
     """
 
-    def __init__(self, guard: Guard, strict: bool = True) -> None:
+    def __init__(
+        self, guard: Guard, strict: bool = True, shadows: Mapping[str, str] | None = None
+    ) -> None:
         self._guard = guard
+        # shadow table -> its virtual table: a virtual table the fence judged reads and
+        # writes its own shadow tables (FTS5's docs_content) in statements of its own
+        self._shadows = dict(shadows or {})
         self._strict = strict  # False: statements the fence did not judge are not judged here
         self._denied_functions = guard.denied_functions
         allowed = guard.patterns.allowed_functions
@@ -287,6 +293,8 @@ class _Authorizer:
         if kind is not None and not self._guard.policy.allows_statement(kind):
             if action == sqlite3.SQLITE_PRAGMA and self._pragma_function(arg1):
                 return sqlite3.SQLITE_OK  # pragma_x(...) in a query the fence judged
+            if action == sqlite3.SQLITE_PRAGMA and (arg1 or "").lower() == "data_version":
+                return sqlite3.SQLITE_OK  # read by FTS5 itself; a counter, nothing else
             return sqlite3.SQLITE_DENY
         return sqlite3.SQLITE_OK
 
@@ -299,6 +307,11 @@ class _Authorizer:
         if allowed is not None and name not in allowed and called.lower() not in allowed:
             return sqlite3.SQLITE_DENY
         return sqlite3.SQLITE_OK
+
+    def _shadow_of_judged(self, parts: tuple[str, str], facts: StatementFacts | None) -> bool:
+        """Whether the table is a shadow table of a virtual table the fence judged."""
+        owner = self._shadows.get(".".join(parts))
+        return owner is not None and _judged(facts, owner.rpartition(".")[2], False)
 
     def _pragma_function(self, pragma: str | None) -> bool:
         """Whether ``pragma`` is a ``pragma_<name>`` table-valued function the fence judged
@@ -331,6 +344,7 @@ class _Authorizer:
             # the catalog's own virtual tables (dbstat) read the schema where it is allowed
             and not (self._catalog_allowed and is_catalog_table(_DIALECT, ".".join(parts)))
             and not _judged(facts, parts[1], self._allow_unparsed)
+            and not self._shadow_of_judged(parts, facts)
         ):
             return sqlite3.SQLITE_DENY
         if facts is not None and parts[1] in facts.functions:

@@ -53,6 +53,8 @@ def test_sqlite_every_masked_value_comes_back_masked(sqlite_db: Path) -> None:
         row = conn.execute("SELECT * FROM customers").fetchone()
         assert row == (1, sha256_text("zoe"), "z***@example.com", "****", "****")
         assert conn.execute("SELECT name FROM customers WHERE name = ?", ("zoe",)).fetchall() == []
+        # an FTS5 table reads its own shadow tables: the authorizer lets it, masked
+        assert conn.execute("SELECT ssn, body FROM notes").fetchall() == [("****", "call back")]
         with pytest.raises(sqlfence.PolicyViolation, match=r"holds values of main\.notes"):
             conn.execute("SELECT * FROM notes_content")  # the FTS table's shadow table
     finally:
@@ -115,5 +117,17 @@ def test_postgres_partitions_children_and_errors_keep_values_masked(pg_url: str)
             conn.execute("UPDATE customers SET age = -1 WHERE id = 1")
         assert "zoe.quill" not in str(raised.value)
         assert "detail is withheld" in str(raised.value)
+    finally:
+        conn.close()
+
+
+def test_sqlite_a_full_text_table_is_read_and_written_through_the_fence(sqlite_db: Path) -> None:
+    """FTS5 reads and writes its shadow tables in statements of its own, which the engine's
+    check once refused ("authorization denied")."""
+    conn = _connect(f"sqlite:///{sqlite_db}", {"read_only": False, "max_rows": None})
+    try:
+        conn.execute("INSERT INTO notes VALUES ('x', 'second note')")
+        found = conn.execute("SELECT body FROM notes WHERE notes MATCH 'second'").fetchall()
+        assert found == [("second note",)]
     finally:
         conn.close()
