@@ -21,6 +21,7 @@ from dataclasses import replace
 from typing import Any
 
 from sqlfence.errors import NothingMade
+from sqlfence.observe.settings import AuditOption
 from sqlfence.policies.model import Policy
 from sqlfence.sandbox.backends.base import Backend, Namespace, backend_for
 from sqlfence.sandbox.credentials import CredentialsMissing
@@ -42,7 +43,7 @@ def emit(sinks: tuple[EventSink, ...], event: str, fields: dict[str, Any]) -> di
     return payload
 
 
-def audit_sink(audit: Any) -> EventSink | None:
+def audit_sink(audit: AuditOption) -> EventSink | None:
     """A sink writing lifecycle events to ``audit`` when it is an ``AuditLog`` (has ``emit``)."""
     write = getattr(audit, "emit", None)
     if not callable(write):
