@@ -110,32 +110,30 @@ class IrisDriver(Driver):
         against a live IRIS here. A failure (a login that may not read the dictionary, say)
         leaves the catalog empty, and then arrows are denied under table rules (fail closed).
         """
-        cursor = raw.cursor()
-        try:
-            cursor.execute(_REFERENCES_QUERY)
-            rows = cursor.fetchall()
-        except self.error_class:
-            return {}
-        finally:
-            cursor.close()
-        return reference_catalog(rows)
+        rows = self._catalog_rows(raw, _REFERENCES_QUERY)
+        return reference_catalog(rows) if rows else {}
 
     def load_star_columns(self, raw: Any) -> dict[str, list[str]]:
         """Every table's and view's columns outside the system schemas, in ``*``'s order,
         from ``INFORMATION_SCHEMA.COLUMNS`` (written to the documentation, not yet run
         against a live IRIS; a failure leaves it empty, and masked tables are then refused)."""
-        cursor = raw.cursor()
-        try:
-            cursor.execute(_STAR_COLUMNS_QUERY)
-            rows = cursor.fetchall()
-        except self.error_class:
-            return {}
-        finally:
-            cursor.close()
         columns: dict[str, list[str]] = {}
-        for schema, table, column in rows:  # IRIS compares names case-insensitively
+        for schema, table, column in self._catalog_rows(raw, _STAR_COLUMNS_QUERY):
+            # IRIS compares names case-insensitively
             columns.setdefault(f"{schema}.{table}".lower(), []).append(column)
         return columns
+
+    def _catalog_rows(self, raw: Any, sql: str) -> list[Any]:
+        """The rows of one of the fence's catalog queries; none when the login may not read
+        them (what depends on them then fails closed)."""
+        cursor = raw.cursor()
+        try:
+            cursor.execute(sql)
+            return list(cursor.fetchall())
+        except self.error_class:
+            return []
+        finally:
+            cursor.close()
 
     def prepare_cursor(self, cursor: Any, guard: Guard) -> None:
         timeout = guard.policy.statement_timeout_ms

@@ -13,10 +13,7 @@ A third form adds a row filter, so that filters and masks are run together.
 from __future__ import annotations
 
 import hashlib
-import sqlite3
-import uuid
 from collections.abc import Callable, Iterator
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +22,7 @@ import yaml
 
 from sqlfence.policies.engine import Guard
 from sqlfence.sql.masks import SQLITE_HASH_FUNCTION, sha256_text
+from tests.policies import oracle
 from tests.postgres_server import PostgresServer
 
 DATA = Path(__file__).parent / "data_masks" / "shapes.yaml"
@@ -197,34 +195,7 @@ class Pair:
 
     def run(self, connection: Any, sql: str, params: list[Any] | None) -> tuple[Any, ...]:
         """The rows a statement returns (None for none) and every table's rows after it."""
-        cursor = connection.cursor()
-        if self.dialect == "sqlite":
-            cursor.execute("BEGIN")
-        try:
-            if params:
-                cursor.execute(sql, params)
-            else:
-                cursor.execute(sql)  # psycopg reads % in the text only when given parameters
-            rows = _rows(cursor.fetchall()) if cursor.description else None
-            state = {}
-            for table in TABLES:
-                cursor.execute(f"SELECT * FROM {table}")
-                state[table] = cursor.fetchall()
-            return rows, state
-        finally:
-            connection.rollback() if self.dialect == "postgres" else cursor.execute("ROLLBACK")
-
-
-def _value(value: Any) -> Any:
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, (int, float, Decimal)):
-        return round(float(value), 6)
-    return value
-
-
-def _rows(rows: list[Any]) -> list[tuple[Any, ...]]:
-    return sorted((tuple(_value(v) for v in row) for row in rows), key=repr)
+        return oracle.run(connection, self.dialect, sql, params, TABLES)
 
 
 def _cells(rows: list[tuple[Any, ...]] | None) -> Iterator[str]:
@@ -233,43 +204,24 @@ def _cells(rows: list[tuple[Any, ...]] | None) -> Iterator[str]:
             yield str(cell)
 
 
+def _hash_function(connection: Any) -> None:
+    connection.create_function(SQLITE_HASH_FUNCTION, 1, sha256_text, deterministic=True)
+
+
 @pytest.fixture(scope="module")
 def sqlite_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     """SQLite: the real database and the pre-masked one."""
-    directory = tmp_path_factory.mktemp("masks")
-    connections = []
-    for name, premasked in (("real.db", False), ("premasked.db", True)):
-        connection = sqlite3.connect(directory / name, isolation_level=None)
-        connection.create_function(SQLITE_HASH_FUNCTION, 1, sha256_text, deterministic=True)
-        _fill(connection.execute, premasked, "?")
-        connections.append(connection)
-    yield Pair("sqlite", *connections)
-    for connection in connections:
-        connection.close()
+    databases = oracle.sqlite_pair(tmp_path_factory.mktemp("masks"), _fill, _hash_function)
+    yield Pair("sqlite", *next(databases))
+    next(databases, None)
 
 
 @pytest.fixture(scope="module")
 def postgres_pair(postgres_server: PostgresServer) -> Iterator[Pair]:
     """PostgreSQL: the real database and the pre-masked one, on the session's server."""
-    import psycopg
-
-    names = [f"mask_{uuid.uuid4().hex[:10]}" for _ in range(2)]
-    base = postgres_server.url.rsplit("/", 1)[0]
-    connections = []
-    with psycopg.connect(postgres_server.url, autocommit=True) as admin:
-        for name in names:
-            admin.execute(f'CREATE DATABASE "{name}"')
-    for name, premasked in zip(names, (False, True), strict=True):
-        connection = psycopg.connect(f"{base}/{name}", autocommit=True)
-        _fill(connection.execute, premasked, "%s")
-        connection.autocommit = False
-        connections.append(connection)
-    yield Pair("postgres", *connections)
-    for connection in connections:
-        connection.close()
-    with psycopg.connect(postgres_server.url, autocommit=True) as admin:
-        for name in names:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    databases = oracle.postgres_pair(postgres_server, "mask", _fill)
+    yield Pair("postgres", *next(databases))
+    next(databases, None)
 
 
 @pytest.mark.parametrize(("dialect", "form", "shape"), _cases())
@@ -292,8 +244,8 @@ def test_shape(
     rows, state = pair.run(pair.real, decision.sql, params)
     assert rows == expected_rows, decision.sql
     for table in TABLES:
-        seen = _rows([masked_row(table, tuple(row)) for row in state[table]])
-        assert seen == _rows(expected_state[table]), (table, decision.sql)
+        seen = oracle.rows([masked_row(table, tuple(row)) for row in state[table]])
+        assert seen == oracle.rows(expected_state[table]), (table, decision.sql)
     leaked = [cell for cell in _cells(rows) for secret in SECRETS if secret in cell]
     assert not leaked, (leaked, decision.sql)
 

@@ -177,7 +177,7 @@ def test_postgres_a_key_that_misses_its_table_by_case_is_refused(pg_url: str) ->
     """An unquoted MixCase folds to mixcase: it would filter nothing and leave "MixCase" open."""
     with psycopg.connect(pg_url, autocommit=True) as admin:
         admin.execute('CREATE TABLE "MixCase" (id int, tenant_id text)')
-    with pytest.raises(sqlfence.PolicyError, match="but it has public.MixCase"):
+    with pytest.raises(sqlfence.PolicyError, match=r"but it has public\.MixCase"):
         _connect(pg_url, {"row_filters": {"MixCase": "tenant_id = :tenant"}})
     with pytest.raises(sqlfence.PolicyError, match=r"masked_columns\['MixCase.id'\]"):
         _connect(pg_url, {"masked_columns": {"MixCase.id": "redact"}})

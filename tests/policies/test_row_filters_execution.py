@@ -10,10 +10,7 @@ by one, and ``*.tenant_id`` (every table with the column, from the catalog).
 
 from __future__ import annotations
 
-import sqlite3
-import uuid
 from collections.abc import Iterator
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +18,7 @@ import pytest
 import yaml
 
 from sqlfence.policies.engine import Guard
+from tests.policies import oracle
 from tests.postgres_server import PostgresServer
 
 DATA = Path(__file__).parent / "data_row_filters" / "shapes.yaml"
@@ -120,69 +118,24 @@ class Pair:
 
     def run(self, connection: Any, sql: str, params: list[Any] | None) -> tuple[Any, ...]:
         """The rows a statement returns (None for none) and every table's rows after it."""
-        cursor = connection.cursor()
-        if self.dialect == "sqlite":
-            cursor.execute("BEGIN")
-        try:
-            cursor.execute(sql, params or ())
-            rows = _rows(cursor.fetchall()) if cursor.description else None
-            state = {}
-            for table in TABLES:
-                cursor.execute(f"SELECT * FROM {table}")
-                state[table] = _rows(cursor.fetchall())
-            return rows, state
-        finally:
-            connection.rollback() if self.dialect == "postgres" else cursor.execute("ROLLBACK")
-
-
-def _value(value: Any) -> Any:
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, (int, float, Decimal)):
-        return round(float(value), 6)
-    return value
-
-
-def _rows(rows: list[Any]) -> list[tuple[Any, ...]]:
-    return sorted((tuple(_value(v) for v in row) for row in rows), key=repr)
+        found, state = oracle.run(connection, self.dialect, sql, params, TABLES)
+        return found, {table: oracle.rows(got) for table, got in state.items()}
 
 
 @pytest.fixture(scope="module")
 def sqlite_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     """SQLite: the two-tenant database and tenant A's."""
-    directory = tmp_path_factory.mktemp("row_filters")
-    connections = []
-    for name, only_a in (("full.db", False), ("only_a.db", True)):
-        connection = sqlite3.connect(directory / name, isolation_level=None)
-        _fill(connection.execute, only_a, "?")
-        connections.append(connection)
-    yield Pair("sqlite", *connections)
-    for connection in connections:
-        connection.close()
+    databases = oracle.sqlite_pair(tmp_path_factory.mktemp("row_filters"), _fill)
+    yield Pair("sqlite", *next(databases))
+    next(databases, None)
 
 
 @pytest.fixture(scope="module")
 def postgres_pair(postgres_server: PostgresServer) -> Iterator[Pair]:
     """PostgreSQL: the two-tenant database and tenant A's, on the session's server."""
-    import psycopg
-
-    names = [f"rf_{uuid.uuid4().hex[:10]}" for _ in range(2)]
-    base = postgres_server.url.rsplit("/", 1)[0]
-    connections = []
-    with psycopg.connect(postgres_server.url, autocommit=True) as admin:
-        for name in names:
-            admin.execute(f'CREATE DATABASE "{name}"')
-    for name, only_a in zip(names, (False, True), strict=True):
-        connection = psycopg.connect(f"{base}/{name}", autocommit=True)
-        _fill(connection.execute, only_a, "%s")
-        connection.autocommit = False
-        connections.append(connection)
-    yield Pair("postgres", *connections)
-    for connection in connections:
-        connection.close()
-    with psycopg.connect(postgres_server.url, autocommit=True) as admin:
-        for name in names:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    databases = oracle.postgres_pair(postgres_server, "rf", _fill)
+    yield Pair("postgres", *next(databases))
+    next(databases, None)
 
 
 @pytest.mark.parametrize(("dialect", "form", "shape"), _cases())
@@ -209,7 +162,9 @@ def test_shape(
         mine = [row for row in state[table] if table not in FILTERED or row[1] == "A"]
         assert mine == expected[1][table], (table, decision.sql)
         others = [row for row in state[table] if table in FILTERED and row[1] != "A"]
-        assert others == _rows([r for r in ROWS[table] if r[1] != "A"]) or table not in FILTERED
+        assert (
+            others == oracle.rows([r for r in ROWS[table] if r[1] != "A"]) or table not in FILTERED
+        )
 
 
 def test_corpus_is_big_enough() -> None:
