@@ -85,9 +85,11 @@ class Cluster:
                 self.api: Any = client.ApiClient()
                 namespace = namespace or (_SERVICE_ACCOUNT / "namespace").read_text().strip()
             else:
-                self.api = config.new_client_from_config(context=context)
+                # KUBECONFIG as it is now: the client reads it once, when first imported
+                files = os.environ.get("KUBECONFIG") or "~/.kube/config"
+                self.api = config.new_client_from_config(config_file=files, context=context)
                 if namespace is None:
-                    _, active = config.list_kube_config_contexts()
+                    _, active = config.list_kube_config_contexts(config_file=files)
                     namespace = (active or {}).get("context", {}).get("namespace")
         except (config.ConfigException, OSError) as error:
             raise SandboxError(f"no Kubernetes configuration to use ({error})") from error
