@@ -57,10 +57,12 @@ def _server(cluster: kubernetes.Cluster, root: str, name: str) -> k8s.Server:
     )
 
 
-def _login(cluster: kubernetes.Cluster, sandbox: dict[str, Any], password: str) -> Any:
+def _login(
+    cluster: kubernetes.Cluster, sandbox: dict[str, Any], password: str, user: str = "admin"
+) -> Any:
     host, port, tunnel = cluster.endpoint(sandbox, 5432)
     try:
-        url = f"postgresql://admin:{password}@{host}:{port}/postgres"
+        url = f"postgresql://{user}:{password}@{host}:{port}/postgres"
         with psycopg.connect(url, connect_timeout=10) as conn:
             row = conn.execute("SELECT 1").fetchone()
             return None if row is None else row[0]
@@ -169,5 +171,32 @@ def test_a_pool_acquires_from_the_warm_pool(tmp_path: Any, cluster: kubernetes.C
             assert conn.execute("SELECT 1").fetchone()[0] == 1
     finally:
         pool.close()
+        runtime.stop()
+        reap(root, everything=True)
+
+
+def test_a_claimed_server_is_the_sandboxes_own(tmp_path: Any, cluster: kubernetes.Cluster) -> None:
+    """After the claim, the admin answers to the claim's own password and not to the
+    template's bootstrap one (every warm pod's), and the pod still reads as ready."""
+    from sqlfence.sandbox import AgentSandbox, reap
+
+    runtime = _runtime(placement="dedicated", pool_size=1)
+    root = tmp_path / "root"
+    made = str(root.resolve())
+    try:
+        with AgentSandbox.create("a3", backend="postgres", runtime=runtime, root=root) as sb:
+            with sb.get_connection() as conn:
+                assert conn.execute("SELECT 1").fetchone()[0] == 1
+            found = list(kubernetes.leftovers(cluster, made))
+            (claim,) = [f for f in found if f["kind"] == "SandboxClaim"]
+            (template,) = [f for f in found if f["kind"] == "SandboxTemplate"]
+            name = claim["metadata"]["name"]
+            sandbox = cluster.wait_ready("SandboxClaim", name, READY_S)
+            own = (cluster.secret(f"{name}-admin") or {})["password"]
+            bootstrap = (cluster.secret(f"{template['metadata']['name']}-admin") or {})["password"]
+            assert _login(cluster, sandbox, own, user="sandbox_admin") == 1
+            with pytest.raises(psycopg.OperationalError):
+                _login(cluster, sandbox, bootstrap, user="sandbox_admin")
+    finally:
         runtime.stop()
         reap(root, everything=True)

@@ -152,6 +152,50 @@ def test_the_pod_is_hardened() -> None:
     assert password["valueFrom"]["secretKeyRef"]["name"] == "postgres-server-admin"
 
 
+def test_the_iris_pod_bounds_its_writable_root_and_probes_without_a_password() -> None:
+    """IRIS's root stays writable (its documentation names no complete set of the paths it
+    writes): the disk limit is then the container's ephemeral storage, and the probe reads
+    no password, so a claim's rotation cannot fail it."""
+    pod = k8s.pod_template(server("iris", limits=FULL))["spec"]
+    (container,) = pod["containers"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is False
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert pod["securityContext"]["runAsUser"] == 51773
+    assert container["resources"]["limits"] == {
+        "cpu": "500m",
+        "memory": "512Mi",
+        "ephemeral-storage": "200Mi",
+    }
+    assert container["resources"]["requests"] == container["resources"]["limits"]
+    assert [v["name"] for v in pod["volumes"]] == ["files"]  # the CPF merge file only
+    for probe in ("startupProbe", "readinessProbe"):
+        assert "PASSWORD" not in " ".join(container[probe]["exec"]["command"])
+    # PostgreSQL's disk limit is its data volume's size, not its writable layer's
+    postgres = k8s.pod_template(server("postgres", limits=FULL))["spec"]["containers"][0]
+    assert "ephemeral-storage" not in postgres["resources"]["limits"]
+    assert "PASSWORD" not in " ".join(postgres["readinessProbe"]["exec"]["command"])
+
+
+def test_dedicated_iris_makes_what_it_should() -> None:
+    """A dedicated IRIS placement: its Secret, merge file, template and warm pool, and the
+    claims; each accepted by the schemas (as every generated object is, above)."""
+    one = server("iris", limits=FULL, isolation="gvisor")
+    made = k8s.placement_objects("dedicated", one, "sandbox_admin", "bootstrap", LEASE, 2)
+    made.append(k8s.claim("agent-a1-x7", one, LEASE))
+    assert [m["kind"] for m in made] == [
+        "Secret",
+        "ConfigMap",
+        "SandboxTemplate",
+        "SandboxWarmPool",
+        "SandboxClaim",
+    ]
+    for manifest in made:
+        assert problems(manifest) == []
+    template = made[2]["spec"]
+    assert template["networkPolicy"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 1972}]
+    assert "env" not in made[-1]["spec"]  # a claim with env would start cold
+
+
 def test_the_network_policy_admits_only_clients_on_the_database_port() -> None:
     policy = k8s.network_policy(server("postgres"))["spec"]
     assert policy["policyTypes"] == ["Ingress", "Egress"]

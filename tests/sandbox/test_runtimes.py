@@ -92,7 +92,6 @@ def test_every_registered_name_gives_its_runtime() -> None:
         ("kubernetes", "sqlite", RuntimeOptions(), "a sqlite sandbox is a file"),
         ("kubernetes", "postgres", RuntimeOptions(server_url="postgresql://h/p"), "no server_url"),
         ("kubernetes", "postgres", RuntimeOptions(placement="sideways"), "placement must be"),
-        ("kubernetes", "iris", RuntimeOptions(placement="dedicated"), "use placement='shared'"),
     ],
 )
 def test_each_runtime_refuses_what_it_cannot_do(

@@ -34,7 +34,7 @@ from typing import Any, Literal
 from urllib.parse import SplitResult, unquote, urlsplit
 
 from sqlfence import databases
-from sqlfence.errors import LicenceRefused, SandboxError
+from sqlfence.errors import ConfigurationError, LicenceRefused, SandboxError
 from sqlfence.proxy.iris_driver import LICENCE_LIMIT, is_licence_refusal
 from sqlfence.sandbox import naming
 
@@ -78,6 +78,27 @@ def described_read_only(description: Any) -> bool:
     """The mode a role description records: only ``(writable)`` is writable, anything else
     (a role made before the mode was recorded, say) reads as read-only (fail closed)."""
     return not str(description or "").rstrip().endswith(_WRITABLE)
+
+
+def password_statement(user: str, password: str) -> str:
+    """``ALTER USER "user" IDENTIFY BY 'password'``, which changes a user's password (one's
+    own, or with ``%Admin_Secure`` another's).
+
+    IRIS takes neither name nor password as a parameter, so both are written into the text:
+    the name as a delimited identifier (required for a name starting with ``_``), the password
+    as a string literal, which may hold any character but its own quote, 3 to 32 of them.
+    Raises ConfigurationError for a value that cannot be written so, rather than escape it.
+    """
+    if not user or any(c == '"' or not c.isprintable() for c in user):
+        raise ConfigurationError(f"{user!r} cannot be an IRIS user name here")
+    if not 3 <= len(password) <= 32 or any(
+        c == "'" or not c.isprintable() or c.isspace() for c in password
+    ):
+        raise ConfigurationError(
+            "an IRIS password must be 3 to 32 printable characters, no spaces and no ' "
+            f"({len(password)} given)"
+        )
+    return f"ALTER USER \"{user}\" IDENTIFY BY '{password}'"
 
 
 def is_ok(status: Any) -> bool:
@@ -320,6 +341,10 @@ class IRISServer:
             ),
             f"creating user {name}",
         )
+
+    def set_password(self, user: str, password: str) -> None:
+        """Change ``user``'s password (``password_statement``, run in ``%SYS``)."""
+        self.query(password_statement(user, password))
 
     def revoke_access(self, name: str) -> None:
         """Delete ``name``'s user and role (resources go with ``drop_resources``)."""

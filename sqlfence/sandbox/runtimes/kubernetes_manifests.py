@@ -11,18 +11,22 @@ Two placements, as with Docker:
   pod, and the network policy the controller manages), a ``SandboxWarmPool`` of it, and one
   ``SandboxClaim`` per agent. Every pod of a template shares the template's bootstrap
   password (a claim that carries ``env`` starts cold, so a warm pod cannot carry a secret of
-  its own); on claim the runtime makes the agent's role and rotates that password.
+  its own); on claim the runtime rotates that password (``kubernetes_logins``), and the
+  database's backend then makes the agent's login as on any server.
 
 Every object carries sqlfence's labels (who made it, for which sandbox root), and a server's
 lease is its ``shutdownTime`` with ``shutdownPolicy: Delete``: when the owning process dies and
 stops renewing it, the controller deletes the server even if nobody runs ``gc``.
 
 The pod: the database as a non-root user with no privilege escalation and no capabilities,
-a read-only root file system with its writable paths mounted (PostgreSQL), limits from
-``Limits`` (CPU, memory, and disk as the size limit of the data volume), no service links, no
-service account token, a readiness probe that logs in with the admin password, and the
-isolation runtime class (``gvisor``, ``kata-qemu``) when one is asked for. A process-count
-limit is not a pod field: the kubelet's ``podPidsLimit`` sets it cluster-wide.
+a read-only root file system with its writable paths mounted (PostgreSQL; IRIS's stays
+writable, see ``IRIS_POD``), limits from ``Limits`` (CPU, memory, and disk as the size limit
+of the data volume, or of the container's writable layer where there is none), no service
+links, no service account token, a readiness probe that logs in without the admin password
+(so that a claim's rotation cannot fail it: PostgreSQL's admin over the Unix socket, IRIS's
+operating-system user), and the isolation runtime class (``gvisor``, ``kata-qemu``) when one
+is asked for. A process-count limit is not a pod field: the
+kubelet's ``podPidsLimit`` sets it cluster-wide.
 """
 
 from __future__ import annotations
@@ -76,6 +80,11 @@ class ServerPod:
     config_files: tuple[tuple[str, str], ...] = ()  # (path, text), mounted from a ConfigMap
 
 
+# The probe must outlast the password: a claimed server's admin password is rotated, while
+# the pod's environment keeps the template's bootstrap one. So it logs in as the admin over
+# the Unix socket, which the image's pg_hba.conf trusts ("local all all trust"), after
+# pg_isready has seen the server accept TCP on the database port: the image's first,
+# socket-only server (while it runs its init scripts) does not count as ready.
 POSTGRES_POD = ServerPod(
     engine=POSTGRES,
     uid=999,
@@ -83,29 +92,46 @@ POSTGRES_POD = ServerPod(
     probe=(
         "sh",
         "-c",
-        'PGPASSWORD="$POSTGRES_PASSWORD" psql -w -h 127.0.0.1 -U "$POSTGRES_USER" '
-        "-d postgres -tAc 'SELECT 1' >/dev/null",
+        f'pg_isready -q -h 127.0.0.1 -p {POSTGRES.port} -U "$POSTGRES_USER" -d postgres && '
+        "psql -w -h /var/run/postgresql -U \"$POSTGRES_USER\" -d postgres -tAc 'SELECT 1' "
+        ">/dev/null",
     ),
     data_mount="/var/lib/postgresql/data",
     data_env=("PGDATA", "/var/lib/postgresql/data/pgdata"),
     start_seconds=60,
 )
 
-# Written against InterSystems' documentation (no IRIS image runs on these machines): the
-# community image's user is irisowner (51773); the probe logs in over the superserver port
-# with the embedded Python that ships in /usr/irissys/bin. IRIS writes below its installation
-# directory, so its root stays writable (as in Docker).
+# Written against InterSystems' documentation (no IRIS image runs on these machines).
+#
+# The probe logs in without a password. A password probe would fail once a claim's password
+# is rotated, and each failure counts against IRIS's invalid-login limit, which can disable
+# the admin; InterSystems' images enable operating-system authentication for irisowner
+# (uid 51773, the user the kubelet runs the probe as), so ``iris session`` logs in as that
+# user ("Ownership and Directories", Running InterSystems Products in Containers). The
+# session exits 1 (``%SYSTEM.Process.Terminate``) until the image has made the admin named
+# in IRIS_USERNAME, so Ready means the runtime can log in.
+#
+# The root file system stays writable. The same page puts the installation (with its mgr/
+# directory: databases, journals, the write image journal, messages.log) under /usr/irissys,
+# the working directory (iris-main.log) under /home/irisowner and the instance registry in
+# /home/irisowner/irissys, and the image ships content in all three, so an empty volume
+# cannot be mounted over any of them. Durable %SYS (ISC_DATA_DIRECTORY) moves the instance's
+# data to a volume, but its documentation lists what moves as "including but not limited
+# to", and names no complete set of the paths IRIS still writes outside it; the image's own
+# start-up hook (which makes the admin) is not documented at all. A read-only root would be
+# a guess, so the disk limit bounds the container's writable layer instead
+# (``ephemeral-storage``).
+_IRIS_PROBE = (
+    "printf '%s\\n' "
+    '"if ##class(Security.Users).Exists(\\"$IRIS_USERNAME\\")=0 '
+    'do ##class(%SYSTEM.Process).Terminate(,1)" halt '
+    '| iris session "${ISC_PACKAGE_INSTANCENAME:-IRIS}" -U %SYS >/dev/null'
+)
 IRIS_POD = ServerPod(
     engine=IRIS,
     uid=51773,
     gid=51773,
-    probe=(
-        "sh",
-        "-c",
-        '/usr/irissys/bin/irispython -c "import iris, os; '
-        "iris.connect('127.0.0.1', 1972, 'USER', os.environ['IRIS_USERNAME'], "
-        "os.environ['IRIS_PASSWORD']).close()\"",
-    ),
+    probe=("sh", "-c", _IRIS_PROBE),
     start_seconds=300,
     config_files=IRIS.files,
 )
@@ -407,7 +433,7 @@ def _container(server: Server, limits: Limits, mounts: list[Manifest]) -> Manife
         "image": server.image or engine.image,
         "env": env,
         "ports": [{"name": "database", "containerPort": engine.port, "protocol": "TCP"}],
-        "resources": _resources(limits),
+        "resources": _resources(limits, disk_in_layer=pod.data_mount is None),
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": engine.read_only_root,
@@ -432,7 +458,7 @@ def _volumes(server: Server, limits: Limits) -> tuple[list[Manifest], list[Manif
     if pod.data_mount is not None:
         empty: Manifest = {}
         if limits.disk_quota_mb is not None:
-            empty["sizeLimit"] = f"{max(1, round(limits.disk_quota_mb))}Mi"
+            empty["sizeLimit"] = _disk(limits.disk_quota_mb)
         volumes.append({"name": "data", "emptyDir": empty})
         mounts.append({"name": "data", "mountPath": pod.data_mount})
     if pod.engine.read_only_root:
@@ -449,8 +475,11 @@ def _volumes(server: Server, limits: Limits) -> tuple[list[Manifest], list[Manif
     return volumes, mounts
 
 
-def _resources(limits: Limits) -> Manifest:
-    """Requests equal to limits (a Guaranteed pod when both are set): what is asked is held."""
+def _resources(limits: Limits, disk_in_layer: bool) -> Manifest:
+    """Requests equal to limits (a Guaranteed pod when both are set): what is asked is held.
+    The disk limit is the data volume's size; a server with no data volume (IRIS, written
+    into its own root) gets it as the container's ``ephemeral-storage``, which bounds the
+    writable layer and the logs."""
     bounded: dict[str, str] = {}
     if limits.cpu is not None:
         cpus = float(limits.cpu)
@@ -460,7 +489,14 @@ def _resources(limits: Limits) -> Manifest:
     memory = memory_bytes(limits.memory)
     if memory is not None:
         bounded["memory"] = f"{memory // _MI}Mi" if memory % _MI == 0 else str(memory)
+    if disk_in_layer and limits.disk_quota_mb is not None:
+        bounded["ephemeral-storage"] = _disk(limits.disk_quota_mb)
     return {"limits": bounded, "requests": dict(bounded)} if bounded else {}
+
+
+def _disk(megabytes: float) -> str:
+    """A disk limit in MB as a quantity (at least 1Mi)."""
+    return f"{max(1, round(megabytes))}Mi"
 
 
 def _secret_key(secret: str, key: str) -> Manifest:

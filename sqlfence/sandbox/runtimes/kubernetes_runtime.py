@@ -10,8 +10,12 @@ silent fallback: a cluster that does not answer or does not serve the API is an 
   its name afterwards.
 - **dedicated**: a ``SandboxTemplate`` and its ``SandboxWarmPool`` per root and kind, and one
   ``SandboxClaim`` per sandbox. Every warm pod starts with the template's bootstrap password,
-  so on claim the runtime sets a password of the sandbox's own (PostgreSQL) and keeps it in a
-  Secret the claim owns. A dedicated server takes its namespace along when its claim goes.
+  so on claim the runtime sets a password of the sandbox's own (``kubernetes_logins``) and
+  keeps it in a Secret the claim owns. A dedicated server takes its namespace along when its
+  claim goes.
+
+Before a server holds an agent's namespace, the logins anyone could know are locked (IRIS's
+predefined ones): on claim, and once per shared server and runtime.
 
 Every server and claim is leased: its ``shutdownTime`` is moved forward while this process
 runs (``LEASE_S`` ahead, renewed every third of that), and to the sandbox's expiry when it
@@ -24,14 +28,16 @@ Written against the API and the CRDs; its live tests need a cluster (``SQLFENCE_
 
 from __future__ import annotations
 
-import secrets
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 from sqlfence.errors import ConfigurationError, SandboxError
 from sqlfence.sandbox.registry import Owner, Record
+from sqlfence.sandbox.runtimes import kubernetes_logins as logins
 from sqlfence.sandbox.runtimes import kubernetes_manifests as manifests
 from sqlfence.sandbox.runtimes.base import GivenServer, PlacementRequest, RuntimeOptions
 from sqlfence.sandbox.runtimes.kubernetes import Cluster, Tunnel, choose, leftovers
@@ -62,6 +68,7 @@ class KubernetesRuntime:
         self.isolation, self.image, self.pool_size = isolation, image, pool_size
         self._cluster: Cluster | None = None
         self._pools: set[str] = set()  # the warm pools this runtime made or found
+        self._secured: set[str] = set()  # the shared servers whose logins it locked
         self._leases = Leases()
 
     @classmethod
@@ -79,44 +86,60 @@ class KubernetesRuntime:
         return self._cluster
 
     def check(self, kind: str) -> None:
-        """Servers of PostgreSQL and IRIS (SQLite is a file in this process)."""
+        """Servers of PostgreSQL and IRIS, shared or dedicated (SQLite is a file in this
+        process)."""
         manifests.server_pod(kind)
-        if kind == "iris" and self.placement == "dedicated":
-            raise ConfigurationError(
-                "dedicated IRIS servers on Kubernetes are not built yet (their password cannot "
-                "be rotated on claim here): use placement='shared'"
-            )
 
     def place(self, request: PlacementRequest) -> PodPlacement:
         """The shared server of the root and kind (made when missing), or a claimed one."""
         server = self._server(request.kind, request.root, request.limits)
-        lease = _until(request.expires_at)
         if self.placement == "shared":
-            if self.cluster.get("Sandbox", server.name) is None:
-                self._make_shared(server, lease)
-            sandbox = self.cluster.wait_ready("Sandbox", server.name, READY_S)
-            self._leases.keep(self.cluster, "Sandbox", server.name, request.expires_at)
-            return self._reach(sandbox, server, server.secret_name, dedicated=None)
+            return self._shared(server, request.expires_at)
+        return self._claimed(server, request.name, request.expires_at)
+
+    def _shared(self, server: manifests.Server, expires_at: float | None) -> PodPlacement:
+        """The shared server, made when missing; its predefined logins locked once."""
+        if self.cluster.get("Sandbox", server.name) is None:
+            self._make_shared(server, _until(expires_at))
+        sandbox = self.cluster.wait_ready("Sandbox", server.name, READY_S)
+        self._leases.keep(self.cluster, "Sandbox", server.name, expires_at)
+        kind = server.pod.engine.kind
+        if logins.predefined(kind) and server.name not in self._secured:
+            login = self.cluster.secret(server.secret_name) or {}
+            with _admin_url(self.cluster, sandbox, server, login) as url:
+                logins.secure(kind, url, ADMIN, None)
+            self._secured.add(server.name)
+        return self._reach(sandbox, server, server.secret_name, dedicated=None)
+
+    def _claimed(
+        self, server: manifests.Server, name: str, expires_at: float | None
+    ) -> PodPlacement:
+        """A server of the root's warm pool (template and pool made when missing), claimed
+        and made the sandbox's own; a claim that cannot be is deleted at once."""
+        lease = _until(expires_at)
         self._pools.add(server.name)
         if self.cluster.get("SandboxTemplate", server.name) is None:
-            bootstrap = secrets.token_urlsafe(24)
+            bootstrap = logins.new_password()
             for manifest in manifests.placement_objects(
                 "dedicated", server, ADMIN, bootstrap, lease, replicas=self.pool_size
             ):
                 self.cluster.create(manifest)
-        claim = manifests.claim(manifests.dns_name(request.name), server, lease)
-        made = self.cluster.create(claim)
-        sandbox = self.cluster.wait_ready("SandboxClaim", claim["metadata"]["name"], READY_S)
-        secret = _rotated(self.cluster, server, made, sandbox)
-        self._leases.keep(
-            self.cluster, "SandboxClaim", made["metadata"]["name"], request.expires_at
-        )
+        made = self.cluster.create(manifests.claim(manifests.dns_name(name), server, lease))
+        meta = made["metadata"]
+        try:
+            sandbox = self.cluster.wait_ready("SandboxClaim", meta["name"], READY_S)
+            secret = _rotated(self.cluster, server, made, sandbox)
+        except BaseException:
+            with suppress(Exception):  # the error that matters is the one being raised
+                self.cluster.delete("SandboxClaim", meta["name"], uid=meta.get("uid"))
+            raise
+        self._leases.keep(self.cluster, "SandboxClaim", meta["name"], expires_at)
         return self._reach(sandbox, server, secret, dedicated=made)
 
     def _make_shared(self, server: manifests.Server, lease: float) -> None:
         """The server Sandbox first, then what it needs, owned by it (gone when it goes: its
         pod waits for the Secret it reads)."""
-        password = secrets.token_urlsafe(24)
+        password = logins.new_password()
         *parts, server_object = manifests.placement_objects(
             "shared", server, ADMIN, password, lease
         )
@@ -320,24 +343,12 @@ def _rotated(
     claim: manifests.Manifest,
     sandbox: manifests.Manifest,
 ) -> str:
-    """Set a password of the claimed server's own, kept in a Secret the claim owns; the name
-    of that Secret. PostgreSQL only (``check`` refuses dedicated IRIS)."""
-    import psycopg
-
+    """Set a password of the claimed server's own (logged in with the template's bootstrap
+    one), kept in a Secret the claim owns; the name of that Secret."""
     bootstrap = cluster.secret(server.secret_name) or {}
-    host, port, tunnel = cluster.endpoint(sandbox, server.pod.engine.port)
-    password = secrets.token_urlsafe(24)
-    url = server.pod.engine.admin_url(host, port, ADMIN, bootstrap.get("password", ""))
-    try:
-        with psycopg.connect(url, connect_timeout=10, autocommit=True) as conn:
-            conn.execute(
-                psycopg.sql.SQL("ALTER ROLE {} WITH PASSWORD {}").format(
-                    psycopg.sql.Identifier(ADMIN), psycopg.sql.Literal(password)
-                )
-            )
-    finally:
-        if tunnel is not None:
-            tunnel.close()
+    password = logins.new_password()
+    with _admin_url(cluster, sandbox, server, bootstrap) as url:
+        logins.secure(server.pod.engine.kind, url, ADMIN, password)
     own = manifests.Server(
         name=claim["metadata"]["name"],
         namespace=server.namespace,
@@ -348,3 +359,21 @@ def _rotated(
     secret = manifests.owned_by(manifests.admin_secret(own, ADMIN, password), claim)
     cluster.create(secret)
     return own.secret_name
+
+
+@contextmanager
+def _admin_url(
+    cluster: Cluster,
+    sandbox: manifests.Manifest,
+    server: manifests.Server,
+    login: dict[str, str],
+) -> Iterator[str]:
+    """The admin URL of a ready server with ``login``'s password, reached as a client would
+    (the Service FQDN in the cluster, else a port-forward closed after the block)."""
+    host, port, tunnel = cluster.endpoint(sandbox, server.pod.engine.port)
+    password = login.get(manifests.ADMIN_PASSWORD_KEY, "")
+    try:
+        yield server.pod.engine.admin_url(host, port, ADMIN, password)
+    finally:
+        if tunnel is not None:
+            tunnel.close()
