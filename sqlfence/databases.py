@@ -168,7 +168,10 @@ SQLITE = DatabaseProfile(
         # pragma_* and the catalog's virtual tables called as table-valued functions
         function_prefixes=("pragma_", "dbstat", "sqlite_stmt", "sqlite_dbpage", "sqlite_schema"),
         marks=("sqlite_", "dbstat", "pragma_"),
-        statistics=frozenset({"sqlite_stat1", "sqlite_stat2", "sqlite_stat3", "sqlite_stat4"}),
+        # dbstat: each row's size, page by page
+        statistics=frozenset(
+            {"sqlite_stat1", "sqlite_stat2", "sqlite_stat3", "sqlite_stat4", "dbstat"}
+        ),
     ),
     read_only_options=MappingProxyType({"mode": "ro"}),
 )

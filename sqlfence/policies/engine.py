@@ -128,6 +128,7 @@ class Guard:
         generated_columns: Mapping[str, Mapping[str, Collection[str]]] | None = None,
         parts: Mapping[str, str] | None = None,
         star_columns: Mapping[str, Sequence[str]] | None = None,
+        references: Mapping[str, Collection[tuple[str, str | None]]] | None = None,
         cache_size: int = DEFAULT_ENTRIES,
         cache_bytes: int = DEFAULT_BYTES,
     ) -> None:
@@ -154,6 +155,7 @@ class Guard:
             table: _sources_closed(columns) for table, columns in (generated_columns or {}).items()
         }
         self.star_columns = {table: tuple(cols) for table, cols in (star_columns or {}).items()}
+        self.references = {table: frozenset(keys) for table, keys in (references or {}).items()}
         self._hooks = _hooks_for(self.dialect_name, self.catalog, default_schema)
         self.patterns = self._compile(self.policy)
         self._rules = rules_for(self.policy, self.patterns)
@@ -172,6 +174,7 @@ class Guard:
                 self.generated_columns,
                 self.patterns.views,
                 self.patterns.part_of,
+                self.references,
             )
             if self.policy.masked_columns
             else None
@@ -194,6 +197,9 @@ class Guard:
         self._cache = DecisionCache(cache_size, cache_bytes)
         if self._row_filters is not None:
             self._refuse_case_mismatches()
+        misspelt = masks.misspelt() if masks is not None else None
+        if misspelt is not None:
+            raise PolicyError(misspelt)
 
     def _refuse_case_mismatches(self) -> None:
         """A row filter's or mask's table that the catalog holds only in another letter case
@@ -269,6 +275,7 @@ class Guard:
         generated_columns: Mapping[str, Mapping[str, Collection[str]]] | None = None,
         parts: Mapping[str, str] | None = None,
         star_columns: Mapping[str, Sequence[str]] | None = None,
+        references: Mapping[str, Collection[tuple[str, str | None]]] | None = None,
     ) -> Guard:
         """The same guard knowing more of the database.
 
@@ -283,7 +290,9 @@ class Guard:
         computed from, so reading one reads those; ``parts`` maps a table holding another's
         rows (a partition or inheritance child, a virtual table's shadow table) to that table,
         so that a denied table's parts are denied too; ``star_columns`` maps tables and
-        views to the columns ``SELECT *`` returns, in order (for masked columns).
+        views to the columns ``SELECT *`` returns, in order (for masked columns);
+        ``references`` maps tables to the (table, column) pairs their foreign keys reference
+        (a table referencing a masked column is not written).
         """
         return Guard(
             self.policy,
@@ -301,6 +310,7 @@ class Guard:
             ),
             parts=self.parts if parts is None else parts,
             star_columns=self.star_columns if star_columns is None else star_columns,
+            references=self.references if references is None else references,
             cache_size=self._cache.max_entries,
             cache_bytes=self._cache.max_bytes,
         )

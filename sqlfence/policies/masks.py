@@ -32,6 +32,7 @@ class ColumnMasks:
         generated: Mapping[str, Mapping[str, Collection[str]]],
         views: Mapping[str, Collection[str]],
         part_of: Mapping[str, frozenset[str]],
+        references: Mapping[str, Collection[tuple[str, str | None]]] | None = None,
     ) -> None:
         self._namer = namer
         self.origin = origin = policy.origin("masked_columns")
@@ -66,6 +67,9 @@ class ColumnMasks:
             for table, columns in generated.items()
         }
         self._part_of = part_of
+        self._views = views
+        # table -> (referenced table, referenced column; None: its primary key) per foreign key
+        self._references = references or {}
         self._read_by: dict[str, set[str]] = {}
         for reader, bases in views.items():
             for base in bases:
@@ -77,6 +81,24 @@ class ColumnMasks:
         quoted = len(written) > 1 and written[0] == written[-1] == '"'
         return self._namer.normalize(written[1:-1] if quoted else written, quoted=quoted)
 
+    def misspelt(self) -> str | None:
+        """A key whose column a table has only in another letter case (PostgreSQL: ssn is
+        not "SSN"): it would mask nothing there and leave that column open."""
+        for table, columns in sorted(self._star.items()):
+            known = self._known[table]
+            keys = [(c, m) for names, c, m in self._named if names.matches(table, True)]
+            for column, mask in keys + self._anywhere:
+                if column in known:
+                    continue
+                other = next((c for c in columns if c.lower() == column.lower()), None)
+                if other is not None:
+                    return (
+                        f"masked_columns[{mask.key!r}] names the column {column}, which {table} "
+                        f"does not have, but it has {other}: write the name as the database "
+                        "spells it (a quoted part keeps its case)"
+                    )
+        return None
+
     def columns_of(self, table: str) -> frozenset[str] | None:
         """The columns of a qualified table as the database compares them, if known."""
         return self._known.get(table)
@@ -85,10 +107,52 @@ class ColumnMasks:
         """The masks on a qualified table name (None when it has none)."""
         if table in self._memo:
             return self._memo[table]
-        found = self._own(table) or self._through(table, {table})
+        own = self._own(table)
+        inherited = self._through(table, {table})
+        found = own or inherited
+        if own is not None and inherited is not None and inherited.unusable is None:
+            # a partition matched by a key of its own keeps its parent's masks as well
+            found = self._finish(table, {**inherited.masked, **own.masked}, own.unusable)
         if len(self._memo) < _MEMO_LIMIT:
             self._memo[table] = found
         return found
+
+    def refusal(self, relation: str) -> str | None:
+        """Why reading ``relation`` would show values it does not mask: a view or rule over
+        a masked table (it may show a masked value under any name), or a parent over a
+        partition or child with masks the parent does not have on the same columns."""
+        mine = self.masks_for(relation)
+        for base in sorted(self._views.get(relation, ())):
+            theirs = self.masks_for(base)
+            if theirs is None or theirs.through == relation:
+                continue  # no masks, or only those of this relation itself
+            part = relation in self._part_of.get(base, ())
+            kept = mine.masked if mine is not None and theirs.unusable is None else {}
+            if part and all(kept.get(c) == m for c, m in theirs.masked.items()):
+                continue
+            if part:
+                return (
+                    f"{relation} holds the rows of {base}, which masks columns {relation} does "
+                    f"not mask the same way: mask them on {relation} too, or read {base}"
+                )
+            return (
+                f"{relation} reads {base}, which has masked columns: the fence cannot mask "
+                "inside a view; read the table, or mask the view's columns instead of the table's"
+            )
+        return None
+
+    def references_masked(self, table: str) -> str | None:
+        """A masked column that ``table`` references by a foreign key, or None."""
+        for referenced, column in sorted(self._references.get(table, ()), key=str):
+            masks = self.masks_for(referenced)
+            if masks is None:
+                continue
+            if column is None:  # the referenced table's primary key
+                return f"{referenced} (its primary key)"
+            name = self._namer.normalize(column, quoted=True)
+            if name in masks.masked:
+                return f"{referenced}.{column}"
+        return None
 
     def _own(self, table: str) -> TableMasks | None:
         known = self._known.get(table)
@@ -141,9 +205,11 @@ class ColumnMasks:
     def _finish(
         self, table: str, masked: dict[str, Mask], unusable: str | None, through: str | None = None
     ) -> TableMasks:
-        # a generated column computed from a masked column is masked the same way
+        # A generated column computed from masked columns is redacted (null if one of them
+        # is nulled): any masker of its own would show parts of them (substr(email, 2)).
         for column, sources in sorted(self._generated.get(table, {}).items()):
-            hit = sorted(sources & masked.keys())
+            hit = [masked[source] for source in sorted(sources & masked.keys())]
             if hit and column not in masked:
-                masked[column] = masked[hit[0]]
+                kind = "null" if any(mask.kind == "null" for mask in hit) else "redact"
+                masked[column] = Mask(hit[0].key, kind)
         return TableMasks(table, self._star.get(table, ()), masked, unusable, through)

@@ -67,8 +67,11 @@ class Policy(BaseModel):
     )
     allow_system_catalog: bool = Field(
         False,
-        description="allow reading the system catalog (sqlite_master, pg_catalog, "
-        "information_schema, IRIS % schemas); tables named in allowed_tables are allowed anyway",
+        description="allow reading the system catalog (sqlite_master and every sqlite_ table "
+        "such as sqlite_stat1 and sqlite_sequence, pg_catalog, information_schema, IRIS % "
+        "schemas); tables named in allowed_tables are allowed anyway; under row filters or "
+        "masks the planner's statistics (pg_stats, pg_statistic, pg_class, pg_stat_*_tables, "
+        "sqlite_stat1-4, dbstat), which hold every row's values and counts, stay refused",
     )
     allowed_functions: tuple[str, ...] | None = Field(
         None, description="when set, only these functions may be called"

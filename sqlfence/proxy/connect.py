@@ -262,6 +262,7 @@ def _learn_schema(
     rewrites = policy.denied_columns or policy.row_filters or masks
     generated = driver.load_generated_columns(raw) if rewrites else {}
     star = driver.load_star_columns(raw) if masks else {}  # masked tables list their columns
+    references = driver.load_references(raw) if masks else {}
     if found or views or columns or moved or tables or generated or parts or star:
         return guard.with_catalog(
             found or None,
@@ -272,6 +273,7 @@ def _learn_schema(
             generated_columns=generated,
             parts=parts,
             star_columns=star,
+            references=references,
         )
     return guard
 

@@ -127,7 +127,10 @@ class GuardedConnection:
         """The sqlfence error for a driver error, saying so when cancel() stopped it."""
         translated = self._driver.translate(error)
         if self._guard.policy.row_filters or self._guard.policy.masked_columns:
-            _withhold_detail(translated)  # PostgreSQL's DETAIL may show a hidden row's values
+            # PostgreSQL's DETAIL may show a hidden row's values: from the driver's error too,
+            # which stays chained to the one raised (and is printed with its traceback)
+            _withhold_detail(translated)
+            _withhold_detail(error)
         if self._cancel_requested and self._driver.was_cancelled(error):
             self._cancel_requested = False
             translated.args = ("statement cancelled: cancel() was called while it ran",)
@@ -253,7 +256,7 @@ class GuardedConnection:
         return f"<sqlfence.GuardedConnection {session.system}:{where}{agent}{state}>"
 
 
-def _withhold_detail(error: errors.Error) -> None:
+def _withhold_detail(error: BaseException) -> None:
     """Under row filters or masks, a database error keeps its first line only: the detail of a
     constraint's error name the conflicting row's values (an exclusion constraint's, another
     tenant's), which the filter hides."""

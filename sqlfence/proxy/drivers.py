@@ -207,6 +207,11 @@ class Driver:
         catalog names them (for masked columns: the derived table lists them)."""
         return {}
 
+    def load_references(self, raw: Any) -> dict[str, set[tuple[str, str | None]]]:
+        """Qualified table -> (referenced table, referenced column) of each of its foreign
+        keys' columns (None: the referenced table's primary key, not named)."""
+        return {}
+
     def load_generated_columns(self, raw: Any) -> dict[str, dict[str, set[str]]]:
         """Qualified table -> generated column -> the columns of the table it is computed
         from (reading it reads them)."""

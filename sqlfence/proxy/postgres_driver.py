@@ -138,6 +138,13 @@ class PostgresDriver(Driver):
             columns.setdefault(f"{schema}.{table}", []).append(column)
         return columns
 
+    def load_references(self, raw: Any) -> dict[str, set[tuple[str, str | None]]]:
+        """Each table's foreign keys outside the system schemas (pg_constraint)."""
+        found: dict[str, set[tuple[str, str | None]]] = {}
+        for schema, table, target_schema, target, column in _catalog_rows(raw, _REFERENCES):
+            found.setdefault(f"{schema}.{table}", set()).add((f"{target_schema}.{target}", column))
+        return found
+
     def load_generated_columns(self, raw: Any) -> dict[str, dict[str, set[str]]]:
         """Generated columns and the columns they are computed from (pg_depend)."""
         generated: dict[str, dict[str, set[str]]] = {}
@@ -221,6 +228,16 @@ WHERE a.attnum > 0 AND NOT a.attisdropped
   AND n.nspname NOT LIKE 'pg_toast%'
 """
 _STAR_COLUMNS_QUERY = _TABLE_COLUMNS_QUERY + "ORDER BY n.nspname, c.relname, a.attnum\n"
+_REFERENCES = """
+SELECT n.nspname, c.relname, fn.nspname, f.relname, a.attname
+FROM pg_constraint k
+JOIN pg_class c ON c.oid = k.conrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_class f ON f.oid = k.confrelid
+JOIN pg_namespace fn ON fn.oid = f.relnamespace
+JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = ANY (k.confkey)
+WHERE k.contype = 'f' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+"""
 _GENERATED_QUERY = """
 SELECT n.nspname, c.relname, a.attname, s.attname
 FROM pg_attrdef ad

@@ -131,6 +131,24 @@ class SQLiteDriver(Driver):
                 columns[f"{schema}.{name}".lower()] = [row[0] for row in info.fetchall()]
         return columns
 
+    def load_references(self, raw: Any) -> dict[str, set[tuple[str, str | None]]]:
+        """Each table's foreign keys (``pragma_foreign_key_list``), in every attached database."""
+        found: dict[str, set[tuple[str, str | None]]] = {}
+        for _seq, schema, _file in raw.execute("PRAGMA database_list").fetchall():
+            master = "sqlite_temp_master" if schema == "temp" else f'"{schema}".sqlite_master'
+            names = raw.execute(f"SELECT name FROM {master} WHERE type = 'table'").fetchall()
+            for (name,) in names:
+                keys = raw.execute(
+                    'SELECT "table", "to" FROM pragma_foreign_key_list(?, ?)', (name, schema)
+                ).fetchall()
+                for referenced, column in keys:
+                    target = f"{schema}.{referenced}".lower()
+                    # no column named: the referenced table's primary key
+                    named = [column] if column else _primary_key(raw, schema, referenced)
+                    for each in named or [None]:
+                        found.setdefault(f"{schema}.{name}".lower(), set()).add((target, each))
+        return found
+
     def load_generated_columns(self, raw: Any) -> dict[str, dict[str, set[str]]]:
         """Generated columns and the columns they are computed from, from each table's own
         CREATE TABLE text (read by the fence's parser)."""
@@ -413,6 +431,11 @@ DRIVER = SQLiteDriver()
 
 
 _REPLACES = re.compile(r"\bON\s+CONFLICT\s+REPLACE\b", re.IGNORECASE)
+
+
+def _primary_key(raw: Any, schema: str, table: str) -> list[str]:
+    rows = raw.execute("SELECT name FROM pragma_table_info(?, ?) WHERE pk > 0", (table, schema))
+    return [row[0] for row in rows.fetchall()]
 
 
 def _shadow_tables(raw: Any) -> dict[str, set[str]]:

@@ -250,6 +250,7 @@ class Rewrite:
     applied: list[str] = field(default_factory=list)
     masked: list[str] = field(default_factory=list)  # the column masks' keys applied
     unaliased: set[tuple[str | None, str]] = field(default_factory=set)
+    wrapped: set[str] = field(default_factory=set)  # the derived tables' names (aliases)
 
 
 def apply(
@@ -312,7 +313,31 @@ def apply(
             done.masked.extend(k for k in masks.keys if k not in done.masked)
     if done.unaliased:
         _unqualify_columns(tree, namer, done.unaliased)
+    if done.wrapped and namer.dialect_name == "sqlite":
+        _refuse_rowid(tree, namer, done.wrapped)
     return tree, done
+
+
+_ROWIDS = frozenset({"rowid", "_rowid_", "oid"})
+
+
+def _refuse_rowid(tree: exp.Expr, namer: Namer, wrapped: set[str]) -> None:
+    """A derived table has no rowid, and SQLite reads one as NULL, silently: a statement
+    that may read the rowid of a filtered or masked table is refused instead."""
+    for column in tree.find_all(exp.Column):
+        if column.name.lower() not in _ROWIDS:
+            continue
+        inner = column.find_ancestor(exp.Select)
+        around = inner.parent if inner is not None else None
+        alias = around.args.get("alias") if isinstance(around, exp.Subquery) else None
+        if isinstance(alias, exp.TableAlias) and namer.identifier(alias.this) in wrapped:
+            continue  # a column of the fence's own derived table (a table may have an oid)
+        qualifier = column.args.get("table")
+        if qualifier is None or namer.identifier(qualifier) in wrapped:
+            raise Refused(
+                f"{column.sql(dialect='sqlite')} of a table with a row filter or masks cannot be "
+                "read (SQLite would read NULL): select the table's key instead"
+            )
 
 
 def _refuse_unusable(name: str, filters: tuple[RowFilter, ...], masks: TableMasks | None) -> None:
@@ -335,15 +360,12 @@ def _refuse_views(
 ) -> None:
     """A view (or rule, or parent table) over a filtered or masked table cannot be filtered
     or masked inside."""
+    refused = masking.refusal(name) if masking is not None else None
+    if refused is not None:
+        raise MaskRefused(refused)
     if not views:
         return
     for base in sorted(views.get(name, ())):
-        masks = masking.masks_for(base) if masking is not None else None
-        if masks is not None and masks.through != name:
-            raise MaskRefused(
-                f"{name} reads {base}, which has masked columns: the fence cannot mask inside "
-                "a view; read the table, or mask the view's columns instead of the table's"
-            )
         # A base refused only because a filtered relation reads it (a parent's partition)
         # is no reason to refuse that relation: its own filter covers what it reads.
         filters = tuple(f for f in filters_for(base) if f.through is None)
@@ -415,6 +437,7 @@ def _wrap(
         done.unaliased.add(
             (namer.identifier(db) if db is not None else None, namer.identifier(name) or "")
         )
+    done.wrapped.add(namer.identifier(alias.this) or "")
     derived = exp.Subquery(this=inner, alias=alias)
     for arg in _OUTER_ARGS:
         if table.args.get(arg):
@@ -515,11 +538,14 @@ def _relevant(
     views: Mapping[str, Iterable[str]],
     masking: MaskLookup | None,
 ) -> bool:
-    """Does a filter or a mask apply to a table the statement names, or to one it reads?"""
+    """Does a filter or a mask apply to a table the statement names, or to one it reads, or
+    does it reference a masked column (a write to it is refused)?"""
     for table in tables:
         for name in (table, *views.get(table, ())):
             if filters_for(name) or (masking is not None and masking.masks_for(name)):
                 return True
+        if masking is not None and (masking.refusal(table) or masking.references_masked(table)):
+            return True
     return False
 
 

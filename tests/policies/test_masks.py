@@ -124,3 +124,52 @@ def test_dropping_or_making_a_table_is_not_reading_it() -> None:
     assert guard.decide("DROP TABLE customers").allowed
     assert guard.decide("CREATE TABLE fresh (id INTEGER, email TEXT)").allowed
     assert not guard.decide("CREATE INDEX e ON customers (email)").allowed
+
+
+def test_a_partition_with_a_key_of_its_own_keeps_its_parents_masks() -> None:
+    parts = {"main.customers_2024": "main.customers"}
+    views = {"main.customers": ["main.customers_2024"]}
+    masks = {"customers.email": "email", "customers_2024.tenant_id": "redact"}
+    guard = _guard(masks, parts=parts, views=views)
+    child = guard.decide("SELECT email, tenant_id FROM customers_2024")
+    assert child.allowed, child.explain()
+    assert "'***@'" in child.sql
+    assert "'****' END AS \"tenant_id\"" in child.sql
+    # the parent reads the partition's rows, whose tenant_id it does not mask: refused
+    parent = guard.decide("SELECT * FROM customers")
+    assert not parent.allowed
+    assert "holds the rows of main.customers_2024" in parent.explain()
+
+
+def test_a_generated_column_of_several_masked_columns_is_redacted() -> None:
+    """A masker of its own would show them in part: email || name masked as an email shows
+    the name; substr(email, 2) masked as an email shows a second letter."""
+    generated = {"main.customers": {"domain": ["email", "tenant_id"]}}
+    masks = {"customers.email": "email", "customers.tenant_id": "hash"}
+    decision = _guard(masks, generated_columns=generated).decide("SELECT domain FROM customers")
+    assert decision.allowed
+    assert "'****' END AS \"domain\"" in decision.sql
+    assert "SHA256" not in decision.sql.split('AS "tenant_id"')[1]
+
+
+def test_a_table_referencing_a_masked_column_is_not_written() -> None:
+    references = {"main.plain": [("main.customers", "email")], "main.staff": [("main.plain", None)]}
+    guard = _guard({"customers.email": "redact"}, references=references)
+    refused = guard.decide("INSERT INTO plain (id, note) VALUES (1, 'zoe@x.io')")
+    assert not refused.allowed
+    assert "references the masked column main.customers.email" in refused.explain()
+    assert guard.decide("DELETE FROM plain WHERE id = 1").allowed  # no key is checked
+    assert guard.decide("INSERT INTO staff (id) VALUES (1)").allowed  # plain is not masked
+
+
+def test_a_masked_table_is_not_written_whatever_the_write() -> None:
+    guard = _guard({"customers.email": "redact"})
+    for sql in (
+        "UPDATE customers SET tenant_id = 'A' WHERE id = 1",
+        "DELETE FROM customers WHERE id = 1",
+        "INSERT INTO customers (id) VALUES (1)",
+        "UPDATE customers SET tenant_id = (SELECT 1) WHERE id = 1",
+    ):
+        decision = guard.decide(sql)
+        assert not decision.allowed, sql
+        assert "is not written" in decision.explain(), sql

@@ -102,7 +102,7 @@ def _email(value: Any) -> Any:
 def _partial(keep_first: int, keep_last: int) -> Callable[[Any], Any]:
     def mask(value: Any) -> Any:
         text = _text(value)
-        if len(text) > keep_first + keep_last:
+        if len(text) >= keep_first + keep_last + 4:  # 4 characters hidden at least
             return text[:keep_first] + "****" + text[len(text) - keep_last :]
         return "****"
 
@@ -261,6 +261,7 @@ def test_python_maskers_are_the_definition() -> None:
     assert _email("@nolocal.test") == "****"
     assert _email("plainvalue") == "****"
     assert _partial(0, 4)("555-0101") == "****0101"
-    assert _partial(0, 4)("55-51") == "****5-51"
+    assert _partial(0, 4)("55-51") == "****"
     assert _partial(0, 4)("+4-2") == "****"
+    assert _partial(0, 4)("123456789") == "****6789"
     assert masked_row("customers", ROWS["customers"][2])[3:] == (None, None, "****")
