@@ -44,6 +44,9 @@ class CatalogQueries:
     explain_prefix: str  # put before a judged statement to have its plan
     # Something that changes with any DDL; None where the database has none
     schema_stamp: str | None = None
+    # A plan without the planner's estimates, which are computed over every row (under row
+    # filters and masks they would tell what the filter hides); None: no such plan
+    blind_explain_prefix: str | None = None
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,7 @@ SQLITE = DatabaseProfile(
         ),
         describe_with_schema=False,
         explain_prefix="EXPLAIN QUERY PLAN ",
+        blind_explain_prefix="EXPLAIN QUERY PLAN ",  # it shows no estimates
         schema_stamp="PRAGMA schema_version",
     ),
     system_catalog=SystemCatalog(
@@ -225,6 +229,7 @@ POSTGRES = DatabaseProfile(
         ),
         describe_with_schema=True,
         explain_prefix="EXPLAIN ",
+        blind_explain_prefix="EXPLAIN (COSTS OFF) ",
         # no schema version: the catalog's size stands in
         schema_stamp=(
             "SELECT (SELECT count(*) FROM pg_class), (SELECT max(oid::int8) FROM pg_class), "

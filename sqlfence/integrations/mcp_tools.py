@@ -245,7 +245,18 @@ class FenceTools:
         return {"table": table, "columns": columns}
 
     def _plan(self, session: AgentSession, sql: str) -> PlanResult:
-        prefix = _catalog(session, "explain").explain_prefix
+        catalog = _catalog(session, "explain")
+        prefix = catalog.explain_prefix
+        policy = session.agent.guard.policy
+        if policy.row_filters or policy.masked_columns:
+            # the planner's estimates count every row and value: what filters and masks hide
+            blind = catalog.blind_explain_prefix
+            if blind is None:
+                raise Refused(
+                    "explain is not available under row filters or masks here: this "
+                    "database's plans show estimates computed over every row"
+                )
+            prefix = blind
         try:
             decision = session.agent.check(sql)  # a denial is audited
         except PolicyViolation as violation:

@@ -159,7 +159,12 @@ class PostgresDriver(Driver):
         rows = _catalog_rows(raw, "SELECT (current_schemas(false))[1]")
         schema = rows[0][0] if rows and rows[0][0] else self.default_schema
         with raw.cursor() as cursor:
-            cursor.execute("SELECT set_config('search_path', quote_ident(%s), false)", (schema,))
+            # pg_temp last: a temporary table cannot stand in for the schema's table of the
+            # same name (PostgreSQL searches it first unless the path names it)
+            cursor.execute(
+                "SELECT set_config('search_path', quote_ident(%s) || ', pg_temp', false)",
+                (schema,),
+            )
         if not getattr(raw, "autocommit", False):
             raw.commit()
         return str(schema)

@@ -186,3 +186,15 @@ def test_postgres_a_key_that_misses_its_table_by_case_is_refused(pg_url: str) ->
         assert conn.execute('SELECT * FROM "MixCase"').fetchall() == []
     finally:
         conn.close()
+
+
+@pytest.mark.filterwarnings("ignore::sqlfence.PrivilegeWarning")
+def test_postgres_a_temporary_table_cannot_stand_in_for_a_filtered_one(pg_shop: str) -> None:
+    """PostgreSQL searches pg_temp first unless the path names it: the pinned path puts it
+    last, so `orders` is public.orders, as the fence reads it."""
+    conn = _connect(pg_shop, {**EVERYTHING, "row_filters": {}})
+    try:
+        conn.execute("CREATE TEMP TABLE orders (id int, tenant_id text, note text)")
+        assert len(conn.execute("SELECT * FROM orders").fetchall()) == len(NOTES)
+    finally:
+        conn.close()

@@ -91,4 +91,4 @@ def test_unqualified_names_resolve_where_the_fence_qualifies_them(
     with pytest.raises(sqlfence.ProgrammingError, match='relation "log" does not exist'):
         conn.execute("SELECT msg FROM log")
     conn.rollback()
-    assert conn.execute("SELECT current_setting('search_path')").fetchone() == ("public",)
+    assert conn.execute("SELECT current_setting('search_path')").fetchone() == ("public, pg_temp",)
