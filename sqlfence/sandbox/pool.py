@@ -30,21 +30,59 @@ POOL_AGENT = "pool"
 
 
 class Lease:
-    """One acquired sandbox; a context manager that releases it to the pool on exit."""
+    """One acquired sandbox; a context manager that releases it to the pool on exit.
+
+    The pool gives the same sandbox to the next agent, under that agent's identity: once
+    released, neither ``lease.sandbox`` nor the handle ``with`` gave is usable (SandboxError),
+    so a handle kept by mistake cannot act as the next agent."""
 
     def __init__(self, pool: SandboxPool, sandbox: AgentSandbox) -> None:
         self.pool = pool
-        self.sandbox = sandbox
+        self._sandbox = sandbox
+        self.released = False
+
+    @property
+    def sandbox(self) -> AgentSandbox:
+        """The leased sandbox (SandboxError once the lease is released)."""
+        if self.released:
+            raise SandboxError(
+                "this lease was released: its sandbox may now serve another agent; acquire again"
+            )
+        return self._sandbox
 
     def release(self) -> None:
         """Give the sandbox back (idempotent)."""
-        self.pool.release(self.sandbox)
+        if not self.released:
+            self.pool.release(self)
 
     def __enter__(self) -> AgentSandbox:
-        return self.sandbox
+        return LeasedSandbox(self)
 
     def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
         self.release()
+
+
+class LeasedSandbox(AgentSandbox):
+    """The handle of one lease: an AgentSandbox whose every attribute is the leased
+    sandbox's while the lease lasts, and a SandboxError after it was released. It holds no
+    state of its own (AgentSandbox.__init__ is not run): it only stands for the lease."""
+
+    def __init__(self, lease: Lease) -> None:
+        object.__setattr__(self, "_sqlfence_lease", lease)
+
+    def __getattribute__(self, name: str) -> Any:
+        lease: Lease = object.__getattribute__(self, "_sqlfence_lease")
+        if name == "_sqlfence_lease":
+            return lease
+        return getattr(lease.sandbox, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(object.__getattribute__(self, "_sqlfence_lease").sandbox, name, value)
+
+    def __repr__(self) -> str:
+        lease: Lease = object.__getattribute__(self, "_sqlfence_lease")
+        state = "released" if lease.released else "leased"
+        return f"<LeasedSandbox {state} {lease._sandbox!r}>"
 
 
 class SandboxPool:
@@ -110,6 +148,7 @@ class SandboxPool:
         self._snapshot = snapshot
         self._idle: deque[AgentSandbox] = deque()
         self._leased: set[AgentSandbox] = set()
+        self._leases: dict[AgentSandbox, Lease] = {}  # the live lease of each leased sandbox
         self._creating = 0
         self._closed = False
         self._cond = threading.Condition()
@@ -146,22 +185,29 @@ class SandboxPool:
         deadline = time.monotonic() + (self.acquire_timeout if timeout is None else timeout)
         sandbox = self._take(deadline)
         sandbox.assign(agent_id, tenant)
+        lease = Lease(self, sandbox)
         with self._cond:
+            self._leases[sandbox] = lease
             # Only now, so that its refill does not compete with this acquire for the GIL.
             self._cond.notify_all()  # the replenisher tops the pool up
-        return Lease(self, sandbox)
+        return lease
 
     def release(self, sandbox: AgentSandbox | Lease) -> None:
         """Reset ``sandbox`` to its golden snapshot and make it idle again (idempotent).
 
         A sandbox that cannot be reset, or is unhealthy, is destroyed and replaced.
         """
+        if isinstance(sandbox, LeasedSandbox):
+            sandbox = object.__getattribute__(sandbox, "_sqlfence_lease")
         if isinstance(sandbox, Lease):
-            sandbox = sandbox.sandbox
+            sandbox = sandbox._sandbox
         with self._cond:
             if sandbox not in self._leased:
                 return
             self._leased.discard(sandbox)
+            lease = self._leases.pop(sandbox, None)
+            if lease is not None:
+                lease.released = True
         if not self._closed and self.reset == "snapshot" and self._reset(sandbox):
             with self._cond:
                 # Total sandboxes are bounded by max_size already: keep it warm.
@@ -370,6 +416,9 @@ class SandboxPool:
             sandboxes = list(self._idle) + list(self._leased)
             self._idle.clear()
             self._leased.clear()
+            for lease in self._leases.values():
+                lease.released = True
+            self._leases.clear()
             self._cond.notify_all()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join()

@@ -51,7 +51,7 @@ def test_golden_dataset_is_loaded_and_restored(root: Path) -> None:
             conn.execute("DELETE FROM entities")
         with pool.acquire(agent_id="a2") as sb, sb.get_connection() as conn:
             assert conn.execute("SELECT count(*) FROM entities").fetchone()[0] == 1
-    sb.shared_snapshots.delete("golden")
+    seed.shared_snapshots.delete("golden")
 
 
 def test_empty_pool_waits_then_times_out(root: Path) -> None:
@@ -96,8 +96,9 @@ def test_waiting_acquire_gets_a_released_sandbox(root: Path) -> None:
 def test_destroyed_sandbox_is_replaced_not_handed_out(root: Path) -> None:
     """An idle sandbox destroyed behind the pool's back is never given to a caller."""
     with SandboxPool(size=2, backend="sqlite", root=root) as pool:
-        with pool.acquire(agent_id="a1") as sb:
-            victim = sb
+        lease = pool.acquire(agent_id="a1")
+        victim = lease.sandbox  # the pool's own object, kept past the lease
+        lease.release()
         victim.destroy()
         for i in range(4):
             with pool.acquire(agent_id=f"b{i}") as sb:
@@ -130,3 +131,23 @@ def test_1000_cycles_leave_nothing(root: Path) -> None:
         assert metrics["created"] <= pool.max_size
     assert listing(root) == []
     assert list((root / "sandboxes").iterdir()) == []
+
+
+def test_a_released_lease_cannot_act_as_the_next_agent(root: Path) -> None:
+    """The pool gives the same sandbox to the next agent: a handle kept after release (the
+    ``with`` handle or ``lease.sandbox``) raises instead of connecting as that agent."""
+    from sqlfence.errors import SandboxError
+
+    with SandboxPool(size=1, max_size=1, backend="sqlite", root=root) as pool:
+        lease = pool.acquire(agent_id="a1", tenant="A")
+        with lease as kept:
+            assert kept.agent_id == "a1"
+        nxt = pool.acquire(agent_id="b1", tenant="B")
+        assert nxt.sandbox.name == lease._sandbox.name  # the same sandbox, now B's
+        with pytest.raises(SandboxError, match="lease was released"):
+            kept.get_connection()
+        with pytest.raises(SandboxError, match="lease was released"):
+            _ = lease.sandbox
+        pool.release(nxt)
+        with pytest.raises(SandboxError):
+            _ = nxt.sandbox.tenant
