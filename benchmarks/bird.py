@@ -25,6 +25,7 @@ beside the repository) and never copied. Exit status 1 when a must-be-zero count
 
     python benchmarks/bird.py [--dialect sqlite|postgres] [--repeats N] [--profile]
     python benchmarks/bird.py --row-filter [...]   # with a row filter: bird_row_filters.py
+    python benchmarks/bird.py --mask [...]         # with column masks: bird_masks.py
 """
 
 from __future__ import annotations
@@ -520,23 +521,33 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5, help="latency samples per statement")
     parser.add_argument("--profile", action="store_true", help="print cProfile of decide")
     parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
-    parser.add_argument(
+    rule = parser.add_mutually_exclusive_group()
+    rule.add_argument(
         "--row-filter",
         action="store_true",
         help="a row filter on each database's most-read table, checked by a differential "
         "oracle (bird_row_filters.py; its own section of BENCHMARKS.md)",
     )
+    rule.add_argument(
+        "--mask",
+        action="store_true",
+        help="column masks on each database's two most-read text columns, checked by a "
+        "differential oracle (bird_masks.py; its own section of BENCHMARKS.md)",
+    )
     args = parser.parse_args()
     root = corpus_dir()
-    if args.row_filter:
-        import bird_row_filters  # it imports this module's targets: loaded only when asked
+    dialects = args.dialect or ["sqlite", "postgres"]
+    if args.row_filter or args.mask:
+        # they import this module's targets: loaded only when asked
+        import bird_masks
+        import bird_row_filters
 
-        dialects = args.dialect or ["sqlite", "postgres"]
-        return bird_row_filters.main(root, dialects, args.repeats, not args.no_write)
+        run = bird_masks.main if args.mask else bird_row_filters.main
+        return run(root, dialects, args.repeats, not args.no_write)
     began = time.monotonic()
     reports: list[Report] = []
     profiles: dict[str, str] = {}
-    for target in each_target(args.dialect or ["sqlite", "postgres"], ""):
+    for target in each_target(dialects, ""):
         report, profile = run_dialect(target, root, args.repeats, args.profile)
         reports.append(report)
         if profile:

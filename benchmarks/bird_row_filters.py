@@ -40,6 +40,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import sqlglot
@@ -66,13 +67,14 @@ from bird_row_filters_report import (
     markdown,
     summary,
 )
-from common import table
+from common import table, write_section
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 
 import sqlfence
 
 ORACLE = "{}__tenant"  # the copy holding only the tenant's rows of the filtered table
+Data = dict[str, tuple[list[str], list[Any]]]  # table -> (its columns, its rows)
 
 
 # -- the data ------------------------------------------------------------------------------
@@ -149,7 +151,7 @@ def compared(column: str, texts: list[str], most: int = 2) -> list[str]:
     return [literal for literal, _ in found.most_common(most)]
 
 
-def fill(target: Target, database: str, data: dict[str, tuple[list[str], list[Any]]]) -> None:
+def fill(target: Target, database: str, data: Data) -> None:
     """Insert ``data`` (table -> (columns, rows)) into ``database``."""
 
     def insert(table_name: str, names: list[str], marker: str) -> str:
@@ -179,24 +181,38 @@ def fill(target: Target, database: str, data: dict[str, tuple[list[str], list[An
                 cursor.execute(statement)
 
 
+def synthetic_data(
+    dialect: str, tables: dict[str, list[tuple[str, str]]], statements: list[Statement]
+) -> Data:
+    """The synthetic rows of every table, the same for every copy of one database."""
+    texts = [s.sql for s in statements]
+    return {
+        name: ([c for c, _ in cols], rows_of(cols, dialect, texts)) for name, cols in tables.items()
+    }
+
+
+def naming(texts: list[str], *names: str) -> list[str]:
+    """The texts that name every one of ``names`` (as a whole word, any letter case)."""
+    patterns = [
+        re.compile(r"(?<![\w])" + re.escape(name) + r"(?![\w])", re.IGNORECASE) for name in names
+    ]
+    return [text for text in texts if all(p.search(text) for p in patterns)]
+
+
 def choose_filter(
     target: Target,
     database: str,
     tables: dict[str, list[tuple[str, str]]],
     statements: list[Statement],
-) -> tuple[Filter, dict[str, tuple[list[str], list[Any]]]]:
+) -> tuple[Filter, Data]:
     """The most-read table, its most-named integer or text column, a tenant it holds; and the
     synthetic rows of every table."""
     texts = [s.sql for s in statements]
 
     def mentions(name: str) -> int:
-        pattern = re.compile(r"(?<![\w])" + re.escape(name) + r"(?![\w])", re.IGNORECASE)
-        return sum(1 for text in texts if pattern.search(text))
+        return len(naming(texts, name))
 
-    data = {
-        name: ([c for c, _ in cols], rows_of(cols, target.dialect, texts))
-        for name, cols in tables.items()
-    }
+    data = synthetic_data(target.dialect, tables, statements)
     busiest = max(sorted(tables), key=mentions)
     rows = data[busiest][1]
     candidates = [
@@ -213,22 +229,37 @@ def choose_filter(
 # -- running -------------------------------------------------------------------------------
 
 
-def policy_with(tables: list[str], row_filter: Filter) -> sqlfence.Policy:
-    """bird.py's read-only policy plus the row filter."""
+def policy_with(tables: list[str], **rules: Any) -> sqlfence.Policy:
+    """bird.py's read-only policy plus ``rules`` (``row_filters=``, ``masked_columns=``)."""
     base = policy_for(tables)
     return sqlfence.Policy(
         read_only=True,
         allowed_tables=base.allowed_tables,
         max_rows=base.max_rows,
         statement_timeout_ms=base.statement_timeout_ms,
-        row_filters={row_filter.table: row_filter.condition},
+        **rules,
     )
 
 
+@dataclass(frozen=True)
+class Copies:
+    """The two copies of one BIRD database a run compares, and whom the fence acts for."""
+
+    database: str  # every row as it is, read through the fence
+    oracle: str  # what the agent may see, read raw
+    tenant: str | None = None
+    # Whether a difference may be excused when the fenced text gives the same rows on the
+    # oracle: it may where the fence hides rows (the oracle has none to hide), not where it
+    # computes values (on the oracle they would be computed twice).
+    rewritten_on_oracle: bool = True
+
+
 def run_database(
-    target: Target, row_filter: Filter, statements: list[Statement], policy: sqlfence.Policy
+    target: Target, copies: Copies, statements: list[Statement], policy: sqlfence.Policy
 ) -> list[Checked]:
-    database = row_filter.database
+    """Every statement raw on both copies and through the fence on the first; then what
+    excuses a difference (a LIMIT over ties, another scan order)."""
+    database, oracle = copies.database, copies.oracle
     checked = [Checked(statement) for statement in statements]
     with target.raw(database) as run:
         for item in checked:
@@ -236,7 +267,7 @@ def run_database(
                 item.raw_rows = run(item.statement.sql)
             except Exception as error:  # the database's verdict, whatever the driver raises
                 item.raw_error = first_line(error)
-    with target.raw(ORACLE.format(database)) as run:
+    with target.raw(oracle) as run:
         for item in checked:
             if item.raw_error is None:
                 try:
@@ -244,7 +275,7 @@ def run_database(
                 except Exception as error:  # e.g. a cast the tenant's rows alone fail
                     item.oracle_error = first_line(error)
     conn = sqlfence.connect(
-        target.fence_url(database), policy=policy, tenant=row_filter.tenant, telemetry=False
+        target.fence_url(database), policy=policy, tenant=copies.tenant, telemetry=False
     )
     try:
         for item in checked:
@@ -252,20 +283,20 @@ def run_database(
                 fence(conn, item)
     finally:
         conn.close()
-    with target.raw(ORACLE.format(database)) as run:
+    with target.raw(oracle) as run:
         for item in checked:
             if item.verdict == "broken" and item.fence_error is None and item.got:
                 text = without_limit(item.statement.sql, target.dialect)
                 if text is not None:
                     with contextlib.suppress(Exception):
                         item.unlimited = run(text)
-    with target.raw(ORACLE.format(database)) as run:  # the rewritten text where it hides none
-        for item in checked:
+    with target.raw(oracle) as run:  # the rewritten text where it hides none
+        for item in checked if copies.rewritten_on_oracle else ():
             if item.verdict == "broken" and item.fence_error is None and item.final_sql:
                 with contextlib.suppress(Exception):
                     item.fenced_on_oracle = run(item.final_sql)
     if target.dialect == "sqlite":  # the same statements on the oracle, scanned backwards
-        with target.raw(ORACLE.format(database)) as run:
+        with target.raw(oracle) as run:
             run("PRAGMA reverse_unordered_selects = ON")
             for item in checked:
                 if item.verdict == "broken" and item.fence_error is None:
@@ -302,7 +333,7 @@ def fence(conn: sqlfence.GuardedConnection, item: Checked) -> None:
     item.allowed = decision.allowed
     item.rules = tuple(reason.rule for reason in decision.reasons)
     item.reasons = tuple(str(reason) for reason in decision.reasons)
-    item.applied = decision.row_filters
+    item.applied = decision.row_filters + decision.masks
     item.final_sql = decision.sql
     if not decision.allowed:
         return
@@ -325,30 +356,48 @@ def fence(conn: sqlfence.GuardedConnection, item: Checked) -> None:
 # -- latency -------------------------------------------------------------------------------
 
 
-def measure(
-    dialect_name: str,
-    items: list[tuple[Statement, sqlfence.Policy, sqlfence.Policy, str]],
-    repeats: int,
-) -> Latency:
-    """First-sight decide with and without the filter beside parse_one, minimum of samples."""
+Timed = tuple[Statement, Callable[[], sqlfence.Guard], Callable[[], sqlfence.Guard]]
+# a statement, and how to make a fresh guard without the rule measured and with it
+
+
+def fresh_guard(
+    dialect_name: str, policy: sqlfence.Policy, tenant: str | None = None
+) -> Callable[[], sqlfence.Guard]:
+    """A maker of new guards (nothing cached) for ``policy``."""
+    return functools.partial(
+        sqlfence.Guard,
+        policy,
+        dialect=dialect_name,
+        default_schema=DEFAULT_SCHEMAS[dialect_name],
+        tenant=tenant,
+    )
+
+
+def measure(dialect_name: str, items: list[Timed], repeats: int) -> Latency:
+    """First-sight decide without the rule and with it beside parse_one, minimum of samples,
+    over the statements sqlglot parses."""
     dialect = Dialect.get_or_raise(dialect_name)
-    schema = DEFAULT_SCHEMAS[dialect_name]
 
-    def guard(policy: sqlfence.Policy, tenant: str | None) -> sqlfence.Guard:
-        return sqlfence.Guard(policy, dialect=dialect_name, default_schema=schema, tenant=tenant)
+    def parses(sql: str) -> bool:
+        try:
+            sqlglot.parse_one(sql, read=dialect)
+        except sqlglot.errors.SqlglotError:
+            return False
+        return True
 
+    items = [item for item in items if parses(item[0].sql)]
     best = [[float("inf")] * len(items) for _ in range(3)]
     clock = time.perf_counter_ns
     for sample in range(repeats):
         gc.collect()
         gc.disable()
         try:
-            for position, (statement, plain, filtered, tenant) in enumerate(items):
+            for position, (statement, plain, ruled) in enumerate(items):
                 sql = statement.sql
                 steps: list[Callable[[str], object]] = [
                     functools.partial(sqlglot.parse_one, read=dialect),
-                    guard(plain, None).decide,
-                    guard(filtered, tenant).decide,
+                    plain().decide,
+                    ruled().decide,
                 ]
                 order = [0, 1, 2] if sample % 2 == 0 else [2, 1, 0]
                 for which in order:  # alternated so that none always runs on a warm cache
@@ -368,7 +417,7 @@ def run_dialect(target: Target, root: Any, repeats: int) -> DialectRun:
     ddl = schemas(root)
     statements = load_statements(root, target.dialect)
     filters, checked = [], []
-    timing: list[tuple[Statement, sqlfence.Policy, sqlfence.Policy, str]] = []
+    timing: list[Timed] = []
     for database, text in ddl.items():
         target.create(database, text)
         target.create(ORACLE.format(database), text)
@@ -381,38 +430,38 @@ def run_dialect(target: Target, root: Any, repeats: int) -> DialectRun:
         where = names.index(row_filter.column)
         kept = [row for row in rows if row_filter.keeps(row[where])]
         fill(target, ORACLE.format(database), {**data, row_filter.table: (names, kept)})
-        plain = policy_for(list(tables))
-        filtered = policy_with(list(tables), row_filter)
-        done = run_database(target, row_filter, mine, filtered)
+        plain = fresh_guard(target.dialect, policy_for(list(tables)))
+        filtered = policy_with(list(tables), row_filters={row_filter.table: row_filter.condition})
+        copies = Copies(database, ORACLE.format(database), row_filter.tenant)
+        done = run_database(target, copies, mine, filtered)
         checked += done
-        timing += [(c.statement, plain, filtered, row_filter.tenant) for c in done if c.applied]
+        ruled = fresh_guard(target.dialect, filtered, row_filter.tenant)
+        timing += [(c.statement, plain, ruled) for c in done if c.applied]
         print(f"  {database}: {row_filter.table}.{row_filter.column} = {row_filter.tenant!r}")
-    parsable = []
-    for item in timing:
-        try:
-            sqlglot.parse_one(item[0].sql, read=Dialect.get_or_raise(target.dialect))
-        except sqlglot.errors.SqlglotError:
-            continue
-        parsable.append(item)
-    return DialectRun(target.dialect, filters, checked, measure(target.dialect, parsable, repeats))
+    return DialectRun(target.dialect, filters, checked, measure(target.dialect, timing, repeats))
+
+
+def publish(tables: list[str], lines: list[str], section: str | None, text: str) -> None:
+    """Print a run's tables and findings; write ``text`` as ``section`` of BENCHMARKS.md
+    unless that is None."""
+    for rendered in tables:
+        print()
+        print(rendered)
+    for line in lines:
+        print(line)
+    if section is not None:
+        print(f"\nwrote {write_section(section, text)}")
 
 
 def main(root: Any, dialects: list[str], repeats: int, write: bool) -> int:
     """Run the row-filter benchmark; 1 when a must-be-zero count is not 0."""
     from bird import each_target
-    from common import write_section
 
     began = time.monotonic()
     runs = []
     for target in each_target(dialects, " (row filter)"):
         runs.append(run_dialect(target, root, repeats))
-    print()
-    print(table(SUMMARY, summary(runs)))
-    print()
-    print(table(LATENCY, latency(runs)))
-    for line in findings(runs):
-        print(line)
-    if write:
-        text = markdown(runs, time.monotonic() - began)
-        print(f"\nwrote {write_section('bird-row-filters', text)}")
+    text = markdown(runs, time.monotonic() - began)
+    tables = [table(SUMMARY, summary(runs)), table(LATENCY, latency(runs))]
+    publish(tables, findings(runs), "bird-row-filters" if write else None, text)
     return 1 if any(r.count("broken") or r.count("false denial") for r in runs) else 0
