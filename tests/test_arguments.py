@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from sqlfence.arguments import positive_float, positive_int
+from sqlfence.arguments import claim, positive_float, positive_int
 
 # (type, text, its value, or None when refused, and then the message's words)
 CASES: list[tuple[Callable[[str], float], str, float | None, str]] = [
@@ -41,6 +41,20 @@ def test_each_argument_type_accepts_or_names_the_problem(
     with pytest.raises(argparse.ArgumentTypeError) as raised:
         kind(text)
     assert str(raised.value) == message
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("region=eu", ("region", "eu")), ("level=3", ("level", 3)), ("a_1=x=y", ("a_1", "x=y"))],
+)
+def test_a_claim_is_a_name_and_a_value(text: str, value: tuple[str, str | int]) -> None:
+    assert claim(text) == value
+
+
+@pytest.mark.parametrize("text", ["region", "=eu", "bad name=x", "1st=x"])
+def test_a_claim_without_a_name_is_refused(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match="is not name=value"):
+        claim(text)
 
 
 def test_both_command_lines_use_the_same_types() -> None:

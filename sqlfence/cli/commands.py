@@ -26,8 +26,14 @@ def check(args: argparse.Namespace, out: Output) -> int:
     if database:
         decision = _decide_on(database, policy, args, sql)
     else:
-        # The agent and tenant are the guard's identity too: row filters bind them.
-        guard = Guard(policy, dialect=args.dialect, agent_id=args.agent, tenant=args.tenant)
+        # The agent, tenant and claims are the guard's identity too: row filters bind them.
+        guard = Guard(
+            policy,
+            dialect=args.dialect,
+            agent_id=args.agent,
+            tenant=args.tenant,
+            claims=dict(getattr(args, "claim", ())),
+        )
         decision = guard.decide(sql)
     if out.json:
         out.document(decision_document(decision), indent=2)
@@ -47,7 +53,13 @@ def _decide_on(url: str, policy: Any, args: argparse.Namespace, sql: str) -> Dec
     import sqlfence
 
     with sqlfence.connect(
-        url, policy=policy, agent_id=args.agent, tenant=args.tenant, audit=False, telemetry=False
+        url,
+        policy=policy,
+        agent_id=args.agent,
+        tenant=args.tenant,
+        claims=dict(getattr(args, "claim", ())),
+        audit=False,
+        telemetry=False,
     ) as connection:
         return connection.guard.decide(sql)
 
@@ -149,6 +161,7 @@ def shell(args: argparse.Namespace, out: Output) -> int:
         agent_id=args.agent,
         tenant=args.tenant,
         commands=tuple(args.command or ()),
+        claims=tuple(getattr(args, "claim", ())),
     )
     return run(settings, out)
 

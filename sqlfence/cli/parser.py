@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 from sqlfence import __version__, databases
-from sqlfence.arguments import positive_float, positive_int
+from sqlfence.arguments import claim, positive_float, positive_int
 from sqlfence.observe import events
 
 DESCRIPTION = """\
@@ -183,6 +183,14 @@ def _identity_options(parser: Any) -> None:
         "--agent", "--agent-id", dest="agent", help="agent id (chooses the policy section)"
     )
     parser.add_argument("--tenant", help="tenant (chooses the policy section)")
+    parser.add_argument(
+        "--claim",
+        action="append",
+        type=claim,
+        default=[],
+        metavar="NAME=VALUE",
+        help="a claim of the caller's, for row filters' :claims.NAME (again for more)",
+    )
 
 
 def _audit_commands(sub: _Commands, audit: Any) -> None:

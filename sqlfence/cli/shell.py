@@ -50,6 +50,7 @@ class ShellSettings:
     agent_id: str | None = None
     tenant: str | None = None
     commands: tuple[str, ...] = ()
+    claims: tuple[tuple[str, str | int], ...] = ()  # row filters' :claims.<name>
 
 
 class GuardedShell:
@@ -225,6 +226,7 @@ def run(settings: ShellSettings, out: Output) -> int:
             policy=settings.policy,
             agent_id=settings.agent_id,
             tenant=settings.tenant,
+            claims=dict(settings.claims),
         )
     canceller = Canceller(conn)
     for warning in caught:

@@ -72,6 +72,7 @@ class MCPSettings:
     policy: PolicySource = None
     agent_id: str | None = None
     tenant: str | None = None
+    claims: Mapping[str, str | int] = field(default_factory=dict)  # row filters' :claims.x
     audit: AuditOption = None
     sandbox: bool = False
     snapshot: str | Path | None = None
@@ -103,7 +104,12 @@ class MCPSettings:
         """Every identity this server may serve: the tokens file's, or the configured one."""
         if self.tokens is not None:
             return self.tokens.identities()
-        return [TokenIdentity(self.identity, self.tenant)]
+        return [self.configured]
+
+    @property
+    def configured(self) -> TokenIdentity:
+        """The identity given on the command line (stdio, or HTTP without tokens)."""
+        return TokenIdentity(self.identity, self.tenant, tuple(sorted(self.claims.items())))
 
     def check(self) -> list[Policy]:
         """Everything checkable before serving; raises sqlfence.Error or OSError naming the
@@ -169,7 +175,9 @@ class AgentSession:
         client_name: str | None,
         audit: AuditLog | None = None,
     ) -> None:
+        self.who = who  # the whole identity: a session serves no other (claims included)
         self.agent_id, self.tenant = who.agent_id, who.tenant
+        self.claims = who.claim_map
         self.client_name = client_name
         self.lock = threading.Lock()
         self.sandbox: str | None = None
@@ -233,6 +241,7 @@ class AgentSession:
                 policy=self.policy,
                 agent_id=self.agent_id,
                 tenant=self.tenant,
+                claims=self.claims,
                 audit=self._audit,
                 client_name=self.client_name,
             )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,7 +33,7 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
 from sqlfence import __version__
-from sqlfence.arguments import positive_int
+from sqlfence.arguments import claim, positive_int
 from sqlfence.errors import ConfigurationError, Error
 from sqlfence.integrations.mcp import (
     DEFAULT_AGENT,
@@ -258,6 +258,7 @@ def serve(
     audit: AuditOption = None,
     agent_id: str | None = None,
     tenant: str | None = None,
+    claims: Mapping[str, str | int] | None = None,
     sandbox_root: str | Path | None = None,
     max_rows: int = 200,
     max_result_bytes: int = DEFAULT_RESULT_BYTES,
@@ -291,6 +292,10 @@ def serve(
         raise ConfigurationError(
             "--tokens applies to the HTTP transport; over stdio the identity is --agent-id"
         )
+    if tokens is not None and claims:
+        raise ConfigurationError(
+            "--claim is the stdio identity's; with --tokens each token's entry holds its claims"
+        )
     if transport == "http" and tokens is None and not loopback(host):
         raise ConfigurationError(
             f"refusing to serve on {host} without authentication: give --tokens (a tokens "
@@ -311,6 +316,7 @@ def serve(
         policy=policy,
         agent_id=agent_id,
         tenant=tenant,
+        claims=dict(claims or {}),
         audit=audit,
         sandbox=sandbox,
         snapshot=snapshot,
@@ -371,6 +377,14 @@ def main(
         "the policy section is chosen by it, never by what the client says",
     )
     parser.add_argument("--tenant")
+    parser.add_argument(
+        "--claim",
+        action="append",
+        type=claim,
+        default=[],
+        metavar="NAME=VALUE",
+        help="a claim of the identity, for row filters' :claims.NAME (again for more)",
+    )
     parser.add_argument("--tools", help="curated tools file (YAML): named tools over SQL")
     parser.add_argument("--max-rows", type=positive_int, default=200, help="rows per query result")
     parser.add_argument(
@@ -410,6 +424,7 @@ def main(
             audit=args.audit,
             agent_id=args.agent_id,
             tenant=args.tenant,
+            claims=dict(args.claim),
             sandbox_root=args.sandbox_root,
             max_rows=args.max_rows,
             max_result_bytes=args.max_result_bytes,
@@ -433,15 +448,23 @@ def main(
 
 
 def _token_command(argv: Sequence[str]) -> None:
-    """``sqlfence mcp token create --tokens FILE --agent-id ID [--tenant T]``."""
+    """``sqlfence mcp token create --tokens FILE --agent-id ID [--tenant T] [--claim K=V]``."""
     parser = argparse.ArgumentParser(prog="sqlfence mcp token")
     parser.add_argument("action", choices=("create",))
     parser.add_argument("--tokens", required=True, help="the tokens file (hashes only)")
     parser.add_argument("--agent-id", required=True, help="the identity the token stands for")
     parser.add_argument("--tenant")
+    parser.add_argument(
+        "--claim",
+        action="append",
+        type=claim,
+        default=[],
+        metavar="NAME=VALUE",
+        help="a claim of the token, for row filters' :claims.NAME (again for more)",
+    )
     args = parser.parse_args(argv)
     try:
-        token = create_token(args.tokens, args.agent_id, args.tenant)
+        token = create_token(args.tokens, args.agent_id, args.tenant, dict(args.claim))
     except (Error, OSError) as error:
         print(f"sqlfence mcp token: {error}", file=sys.stderr)
         raise SystemExit(2) from None

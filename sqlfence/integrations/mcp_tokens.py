@@ -10,6 +10,7 @@ tokens:
   - sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
     agent_id: analyst
     tenant: acme
+    claims: {region: eu}   # what a row filter's :claims.region takes for this token
 ```
 """
 
@@ -21,6 +22,7 @@ import os
 import re
 import secrets
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,17 +33,24 @@ from sqlfence.errors import ConfigurationError
 from sqlfence.small_files import read_small
 
 _PREFIX = "sqf_"  # recognisable in a leaked log line or a secret scanner's rules
-_ENTRY_KEYS = frozenset({"sha256", "agent_id", "tenant"})
+_ENTRY_KEYS = frozenset({"sha256", "agent_id", "tenant", "claims"})
+_CLAIM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 MAX_FILE_BYTES = 1024 * 1024  # about 7,000 tokens; read whole on every change
 
 
 @dataclass(frozen=True)
 class TokenIdentity:
-    """Who a token stands for: the agent id (and tenant) that chooses the policy section."""
+    """Who a token stands for: the agent id (and tenant) that chooses the policy section,
+    and the claims a row filter's ``:claims.<name>`` takes (name, value pairs)."""
 
     agent_id: str
     tenant: str | None = None
+    claims: tuple[tuple[str, str | int], ...] = ()
+
+    @property
+    def claim_map(self) -> dict[str, str | int]:
+        return dict(self.claims)
 
 
 def digest(token: str) -> str:
@@ -49,7 +58,12 @@ def digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def create_token(path: str | Path, agent_id: str, tenant: str | None = None) -> str:
+def create_token(
+    path: str | Path,
+    agent_id: str,
+    tenant: str | None = None,
+    claims: Mapping[str, str | int] | None = None,
+) -> str:
     """Add a new token for ``agent_id`` to the tokens file (made 0600 if new); returns the
     token, which is not stored anywhere: show it once."""
     if not agent_id:
@@ -60,6 +74,8 @@ def create_token(path: str | Path, agent_id: str, tenant: str | None = None) -> 
     entry: dict[str, Any] = {"sha256": digest(token), "agent_id": agent_id}
     if tenant:
         entry["tenant"] = tenant
+    if claims:
+        entry["claims"] = dict(_checked_claims(claims, "a token's claims"))
     entries.append(entry)
     text = yaml.safe_dump({"tokens": entries}, sort_keys=False)
     temporary = where.with_name(f".{where.name}.{os.getpid()}.tmp")
@@ -101,7 +117,8 @@ class TokenFile:
                 raise ConfigurationError(f"{where}: tenant must be a non-empty string")
             if hashed.lower() in identities:  # which identity would it be? neither
                 raise ConfigurationError(f"{where}: the same sha256 as an earlier entry")
-            identities[hashed.lower()] = TokenIdentity(agent, tenant)
+            claims = _checked_claims(entry.get("claims") or {}, f"{where}: claims")
+            identities[hashed.lower()] = TokenIdentity(agent, tenant, claims)
         with self._lock:
             self._by_digest = identities
             self._stamp = _stamp(stat)
@@ -140,6 +157,21 @@ class TokenFile:
                 with self._lock:  # a broken edit must not keep a revoked token alive
                     self._by_digest = {}
                     self._stamp = _stamp(stat)
+
+
+def _checked_claims(claims: object, where: str) -> tuple[tuple[str, str | int], ...]:
+    """Claims as (name, value) pairs: names of letters, digits and _, values text or whole
+    numbers; raises ConfigurationError naming what is wrong."""
+    if not isinstance(claims, Mapping):
+        raise ConfigurationError(f"{where} must be a mapping of name: value")
+    checked = []
+    for name, value in sorted(claims.items(), key=lambda item: str(item[0])):
+        if not (isinstance(name, str) and _CLAIM_NAME.fullmatch(name)):
+            raise ConfigurationError(f"{where}: {name!r} is not a claim name (letters, digits, _)")
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise ConfigurationError(f"{where}: {name} must be text or a whole number")
+        checked.append((name, value))
+    return tuple(checked)
 
 
 def _stamp(stat: os.stat_result) -> tuple[int, ...]:
@@ -185,7 +217,9 @@ class FileTokenVerifier:
             client_id=identity.agent_id,
             scopes=[],
             subject=identity.agent_id,
-            claims={"tenant": identity.tenant} if identity.tenant else None,
+            claims={"tenant": identity.tenant, "claims": identity.claim_map}
+            if identity.tenant or identity.claims
+            else None,
         )
 
 
@@ -196,5 +230,9 @@ def authenticated() -> TokenIdentity | None:
     access = get_access_token()
     if access is None:
         return None
-    tenant = (access.claims or {}).get("tenant")
-    return TokenIdentity(access.client_id, str(tenant) if tenant else None)
+    found = access.claims or {}
+    tenant = found.get("tenant")
+    claims = found.get("claims") or {}
+    return TokenIdentity(
+        access.client_id, str(tenant) if tenant else None, tuple(sorted(claims.items()))
+    )

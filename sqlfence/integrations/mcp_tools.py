@@ -332,7 +332,7 @@ class FenceTools:
         if session_id:
             return f"session:{session_id}"
         who = self._identity()
-        return f"agent:{who.agent_id}:{who.tenant}"
+        return f"agent:{who.agent_id}:{who.tenant}:{who.claims}"
 
     def _session(self, ctx: Context) -> AgentSession:
         connection = _sdk_connection(ctx)
@@ -341,7 +341,7 @@ class FenceTools:
         key = self._key(ctx)
         with self._lock:
             session = self._sessions.get(key)
-            if session is not None and session.agent_id != who.agent_id:
+            if session is not None and session.who != who:
                 raise ToolError("this MCP session belongs to another identity")
             if session is None:
                 try:
@@ -357,7 +357,7 @@ class FenceTools:
     def _identity(self) -> TokenIdentity:
         """The operator's: the token's identity over HTTP with tokens, else the configured."""
         if self.settings.tokens is None:
-            return TokenIdentity(self.settings.identity, self.settings.tenant)
+            return self.settings.configured
         who = authenticated()
         if who is None:  # the SDK answers 401 before a tool runs; never serve without one
             raise ToolError("not authenticated")

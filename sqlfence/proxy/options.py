@@ -34,7 +34,9 @@ class FenceOptions:
 
     ``policy``: a YAML path, YAML text, a mapping, a ``Policy`` or a ``PolicySet``; None is
     the safe default (read-only, 1,000 rows) and a warning saying so. ``agent_id`` and
-    ``tenant`` choose the policy's section and label every event. ``audit`` (off by
+    ``tenant`` choose the policy's section and label every event; with ``claims`` (the
+    claims of the caller's token, say) they are the values a row filter's ``:tenant``,
+    ``:agent_id`` and ``:claims.<name>`` take. ``audit`` (off by
     default), ``monitoring`` and ``telemetry`` (on by default) take what
     ``sqlfence.observe.settings`` declares (``AuditOption`` ...). ``observer``: an
     ``Observer`` the connection reports to instead of those three. ``catalog``: IRIS
@@ -45,6 +47,7 @@ class FenceOptions:
     policy: PolicySource = None
     agent_id: str | None = None
     tenant: str | None = None
+    claims: Mapping[str, str | int] | None = None
     audit: AuditOption = None
     monitoring: MonitoringOption = None
     telemetry: TelemetryOption = True
