@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Protocol
 
@@ -44,11 +44,9 @@ from sqlfence.sql.with_check import Refused
 # and the domain.
 # ``hash`` is an unkeyed SHA-256 of the text: equal values hash equally (joins and counts
 # still work), but a guessable value can be confirmed by hashing the guess.
-_TEXT = {
-    "sqlite": "CAST({c} AS TEXT)",
-    "postgres": "CAST({c} AS TEXT)",
-    "iris": "CAST({c} AS VARCHAR(32767))",
-}
+# The column as text: ``c || ''`` (SQLite, PostgreSQL and IRIS all make text of it, and NULL
+# stays NULL); a CAST would do too, but sqlglot writes each CAST out by parsing SQL again.
+_TEXT = "({c} || '')"
 _HIDDEN = "'****'"
 _TEMPLATES: dict[str, str] = {
     "null": "NULL",
@@ -66,6 +64,7 @@ _HASH = {
     "sqlite": "sqlfence_sha256({t})",  # registered on each SQLite connection the fence opens
     "postgres": "ENCODE(SHA256(CONVERT_TO({t}, 'UTF8')), 'hex')",
 }
+_POSITION = {"sqlite": "INSTR", "postgres": "STRPOS", "iris": "INSTR"}
 MASKERS = ("null", "redact", "email", "hash", "partial(a, b)")
 SQLITE_HASH_FUNCTION = "sqlfence_sha256"
 _PARTIAL = re.compile(r"partial\(\s*(\d{1,3})\s*,\s*(\d{1,3})\s*\)")
@@ -158,9 +157,19 @@ def _template(kind: str, args: tuple[int, ...], dialect: str) -> exp.Expr:
     if text is None:
         raise MaskRefused(f"the hash masker is not available on {dialect}")
     a, b = args or (0, 0)
-    cast = _TEXT.get(dialect, _TEXT["sqlite"]).format(c=_COLUMN)
+    cast = _TEXT.format(c=_COLUMN)
     sql = text.format(c=_COLUMN, t=cast, a=a, b=b, keep=a + b + 3)  # 4 characters hidden, always
-    return sqlglot.parse_one(sql, read=_read_dialect(dialect))
+    tree = sqlglot.parse_one(sql, read=_read_dialect(dialect))
+    # The position of '@' as the database's own function: sqlglot writes its portable form
+    # by parsing SQL again each time (about 10 parses per email mask written out)
+    native = _POSITION.get(dialect, "INSTR")
+    return tree.transform(
+        lambda node: (
+            exp.Anonymous(this=native, expressions=[node.this, node.args["substr"]])
+            if isinstance(node, exp.StrPosition)
+            else node
+        )
+    )
 
 
 def _read_dialect(dialect: str) -> str | type:
@@ -182,6 +191,10 @@ class TableMasks:
     masked: Mapping[str, Mask]
     unusable: str | None = None
     through: str | None = None  # the masks are the parent's, for a partition or child
+    # the select list, built once per dialect: (as built, as its text reads back)
+    _lists: dict[str, tuple[list[exp.Expr], list[exp.Expr]]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -202,17 +215,34 @@ class MaskLookup(Protocol):
 
 def projection(masks: TableMasks, namer: Namer) -> list[exp.Expr]:
     """The select list of a masked table's derived table: every column, in order, the
-    masked ones computed by their masker and named as the column."""
-    select: list[exp.Expr] = []
+    masked ones computed by their masker and named as the column (a new copy each call)."""
+    return [item.copy() for item in _lists(masks, namer)[0]]
+
+
+def read_back(masks: TableMasks, namer: Namer) -> list[exp.Expr]:
+    """The select list as the fence's parser reads its text back: what a verified rewrite
+    holds (compared as trees, which costs less than writing each out again)."""
+    return _lists(masks, namer)[1]
+
+
+def _lists(masks: TableMasks, namer: Namer) -> tuple[list[exp.Expr], list[exp.Expr]]:
     dialect = namer.dialect_name
-    for name in masks.columns:
-        mask = masks.masked.get(namer.normalize(name, quoted=True))
-        if mask is None:
-            select.append(_quoted(name))
-        else:
-            alias = exp.Identifier(this=name, quoted=True)
-            select.append(exp.Alias(this=masked_value(name, mask, dialect), alias=alias))
-    return select
+    known = masks._lists.get(dialect)
+    if known is None:
+        built: list[exp.Expr] = []
+        for name in masks.columns:
+            mask = masks.masked.get(namer.normalize(name, quoted=True))
+            if mask is None:
+                built.append(_quoted(name))
+            else:
+                alias = exp.Identifier(this=name, quoted=True)
+                built.append(exp.Alias(this=masked_value(name, mask, dialect), alias=alias))
+        read = _read_dialect(dialect)
+        text = "SELECT " + ", ".join(item.sql(dialect=read) for item in built) + " FROM t"
+        parsed = sqlglot.parse_one(text, read=read)
+        known = (built, list(parsed.expressions))
+        masks._lists[dialect] = known
+    return known
 
 
 def check_masked_writes(

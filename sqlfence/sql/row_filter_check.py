@@ -16,7 +16,7 @@ from sqlfence.sql.masks import (
     TableMasks,
     check_masked_writes,
     not_reading,
-    projection,
+    read_back,
 )
 from sqlfence.sql.names import Namer
 from sqlfence.sql.roles import role_of
@@ -50,10 +50,8 @@ def guarded_read(
     if masks is None or namer is None:
         if [type(e) for e in select.expressions] != [exp.Star]:
             return False
-    else:
-        wanted_list = [e.sql(dialect=dialect) for e in projection(masks, namer)]
-        if [e.sql(dialect=dialect) for e in select.expressions] != wanted_list:
-            return False
+    elif select.expressions != read_back(masks, namer):
+        return False
     fence = FENCES.get(type(dialect).__name__.lower()) if filters else None
     wanted = {
         "expressions",

@@ -528,7 +528,7 @@ def rewrite(
         done.masked.extend(k for k in one.masked if k not in done.masked)
         if len(marks) > 1:
             unmark(new, nonce, len(marks), analysis.dialect)
-        texts.append(new.sql(dialect=analysis.dialect))
+        texts.append(new.sql(dialect=analysis.dialect, copy=False))  # the tree is not used again
     return "; ".join(texts), done
 
 
