@@ -105,6 +105,7 @@ class AuditEvent:
     rule: str | None = None
     reason: str | None = None
     row_filters: tuple[str, ...] | None = None
+    masks: tuple[str, ...] | None = None
     rows_returned: int | None = None
     truncated: bool | None = None
     final_query: str | None = None
@@ -129,7 +130,7 @@ class AuditEvent:
     def from_dict(cls, data: dict[str, Any]) -> AuditEvent:
         """Build from a decoded JSON line; keys this class does not know go to ``extra``."""
         known = {name: data[name] for name in _FIELD_NAMES if name in data}
-        for name in ("tables", "privileges", "row_filters"):
+        for name in ("tables", "privileges", "row_filters", "masks"):
             if isinstance(known.get(name), list):
                 known[name] = tuple(known[name])
         extra = {key: value for key, value in data.items() if key not in _FIELD_NAMES}

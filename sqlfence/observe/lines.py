@@ -119,6 +119,8 @@ def decision_fields(decision: Decision) -> dict[str, Any]:
         "reason": "; ".join(str(reason) for reason in reasons) if reasons else None,
         # the policy keys whose row filters the statement was rewritten with
         "row_filters": list(decision.row_filters) if decision.row_filters else None,
+        # the policy keys whose column masks the statement's reads were rewritten with
+        "masks": list(decision.masks) if decision.masks else None,
     }
 
 

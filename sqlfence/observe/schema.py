@@ -69,7 +69,7 @@ _SOURCES = {
         Source.SESSION,
     ),
     **dict.fromkeys(
-        ("operation", "tables", "summary", "fingerprint", "rule", "reason", "row_filters"),
+        ("operation", "tables", "summary", "fingerprint", "rule", "reason", "row_filters", "masks"),
         Source.DECISION,
     ),
     "query": Source.TEXT,
@@ -102,7 +102,14 @@ HEAD = _fields(
     "error",
 )
 FACTS = _fields(
-    "operation", "tables", "summary?", "fingerprint?", "rule?", "reason?", "row_filters?"
+    "operation",
+    "tables",
+    "summary?",
+    "fingerprint?",
+    "rule?",
+    "reason?",
+    "row_filters?",
+    "masks?",
 )
 SESSION = _fields(
     "privileges?",

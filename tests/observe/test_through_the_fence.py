@@ -60,3 +60,31 @@ def test_an_agent_session_is_audited_end_to_end(tmp_path: Path, audit_dir: Path)
     assert denial["status"] == "denied"
     assert denial["rule"]
     assert verify(audit_dir).ok
+
+
+def test_the_audit_event_names_the_filters_and_masks_applied(
+    tmp_path: Path, audit_dir: Path
+) -> None:
+    """A rewritten statement's event says which row filters and masks it ran with; the line
+    still verifies; an event without either has neither field."""
+    database = tmp_path / "crm.db"
+    with sqlite3.connect(database) as raw:
+        raw.execute("CREATE TABLE customers (id INTEGER, tenant_id TEXT, email TEXT)")
+        raw.execute("INSERT INTO customers VALUES (1, 'acme', 'zoe@x.io'), (2, 'b', 'y@z.io')")
+        raw.execute("CREATE TABLE notes (id INTEGER)")
+    policy = {
+        "row_filters": {"customers": "tenant_id = :tenant"},
+        "masked_columns": {"customers.email": "redact"},
+    }
+    conn = sqlfence.connect(
+        f"sqlite:///{database}", policy=policy, tenant="acme", audit=audit_dir, telemetry=False
+    )
+    assert conn.execute("SELECT email FROM customers").fetchall() == [("****",)]
+    conn.execute("SELECT * FROM notes").fetchall()
+    conn.close()
+    queries = [e for e in audit_events(audit_dir) if e["event_type"] == "query"]
+    assert queries[0]["row_filters"] == ["customers"]
+    assert queries[0]["masks"] == ["customers.email"]
+    assert "masks" not in queries[1]
+    assert "row_filters" not in queries[1]
+    assert verify(audit_dir).ok
