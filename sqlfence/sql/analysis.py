@@ -447,9 +447,23 @@ def _add_tables(
     owners: dict[int, set[str]] = {}
     scopes = CteScopes(namer) if has_with else None
     selects: dict[int, exp.Expr | None] = {}
+    sqlite = namer.dialect_name == "sqlite"
     for node in nodes:
         if not isinstance(node.this, exp.Identifier):
-            continue  # a table-valued function: its name is among the functions
+            # a table-valued function (its name is among the functions), but in SQLite a
+            # virtual table's name called with arguments reads that table (FTS5's docs('q'))
+            called = sqlite_reading.called_table(node) if sqlite else None
+            if called is not None:
+                name = namer.table(called)
+                out.tables.add(name)
+                alias_node = node.args.get("alias")
+                key = (
+                    namer.identifier(alias_node.this)
+                    if isinstance(alias_node, exp.TableAlias) and alias_node.this is not None
+                    else namer.identifier(called.this)
+                )
+                aliases.setdefault(key or "", set()).add(name)
+            continue
         target = out.writes and _is_write_target(node)
         # The target of a write is always a table, whatever CTE shares its name.
         if scopes is not None and not target and scopes.is_reference(node):

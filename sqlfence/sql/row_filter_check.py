@@ -28,6 +28,7 @@ from sqlfence.sql.row_filters import (
     qualified,
 )
 from sqlfence.sql.scopes import CteScopes
+from sqlfence.sql.sqlite_reading import called_table
 from sqlfence.sql.with_check import Refused
 
 
@@ -97,6 +98,11 @@ def unfiltered(
             return str(refused)
     for node in tree.find_all(exp.Table):
         if not isinstance(node.this, exp.Identifier) or node.arg_key == "indexed":
+            called = called_table(node) if namer.dialect_name == "sqlite" else None
+            if called is not None:
+                name = namer.table(called)
+                if filters_for(name) or (masking is not None and masking.masks_for(name)):
+                    return name  # a virtual table read by its call: never rewritten
             continue
         statement, role = role_of(node)
         if role == "read" and scopes.is_reference(node):

@@ -47,6 +47,7 @@ from sqlfence.sql.positional import marked, positional, unmark
 from sqlfence.sql.rewrite import regenerable
 from sqlfence.sql.roles import role_of
 from sqlfence.sql.scopes import CteScopes
+from sqlfence.sql.sqlite_reading import called_table
 from sqlfence.sql.with_check import Refused, check_insert, check_update
 
 IDENTITY_PLACEHOLDERS = ("tenant", "agent_id")
@@ -277,6 +278,7 @@ def apply(
         check_masked_writes(tree, namer, masking, scopes)  # before the reads are wrapped
     for node in list(tree.find_all(exp.Table)):
         if not isinstance(node.this, exp.Identifier) or node.arg_key == "indexed":
+            _refuse_called(node, namer, filters_for, masking)
             continue  # a table-valued function, or SQLite's INDEXED BY naming an index
         statement, role = role_of(node)
         if role == "read" and scopes.is_reference(node):
@@ -338,6 +340,25 @@ def _refuse_rowid(tree: exp.Expr, namer: Namer, wrapped: set[str]) -> None:
                 f"{column.sql(dialect='sqlite')} of a table with a row filter or masks cannot be "
                 "read (SQLite would read NULL): select the table's key instead"
             )
+
+
+def _refuse_called(
+    node: exp.Table, namer: Namer, filters_for: FiltersFor, masking: MaskLookup | None
+) -> None:
+    """SQLite's ``docs('query')`` reads the virtual table docs, constrained by the call's
+    arguments: a derived table cannot stand in for it, so a filtered or masked one is
+    refused (``WHERE docs MATCH 'query'`` is the same read, and is rewritten)."""
+    called = called_table(node) if namer.dialect_name == "sqlite" else None
+    if called is None:
+        return
+    name = namer.table(called)
+    if filters_for(name) or (masking is not None and masking.masks_for(name) is not None):
+        raise Refused(
+            f"{node.this.sql(dialect='sqlite')} reads {name}, which has a row filter or masks: "
+            "a virtual table called with arguments (a full-text query) cannot be filtered or "
+            "masked; read the table without them (a full-text MATCH needs the table itself, so "
+            "it is not available under filters or masks either)"
+        )
 
 
 def _refuse_unusable(name: str, filters: tuple[RowFilter, ...], masks: TableMasks | None) -> None:

@@ -43,3 +43,33 @@ def _as_source(field: exp.Expr) -> exp.Expr | None:
 
 def _copy(part: exp.Expr | None) -> exp.Expr | None:
     return part.copy() if part is not None else None
+
+
+# SQLite's own table-valued functions (and its extensions'): a call of any other name in a
+# FROM clause is a virtual table's (``docs('query')`` is FTS5's ``docs WHERE docs MATCH
+# 'query'``: the arguments constrain its hidden columns). pragma_* are the catalog's.
+TABLE_FUNCTIONS = frozenset(
+    {
+        "json_each",
+        "json_tree",
+        "jsonb_each",
+        "jsonb_tree",
+        "generate_series",
+        "carray",
+        "dbstat",
+        "sqlite_dbpage",
+        "sqlite_stmt",
+    }
+)
+
+
+def called_table(table: exp.Table) -> exp.Table | None:
+    """The table a FROM item's function call reads (``docs('q')``, ``main.docs('q')``), as a
+    plain table reference; None for one of SQLite's table-valued functions."""
+    call = table.this
+    if not isinstance(call, exp.Func):
+        return None
+    name = call.name if isinstance(call, exp.Anonymous) else call.sql_name()
+    if not name or name.lower() in TABLE_FUNCTIONS or name.lower().startswith("pragma_"):
+        return None
+    return exp.Table(this=exp.Identifier(this=name), db=_copy(table.args.get("db")))

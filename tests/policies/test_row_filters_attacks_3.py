@@ -198,3 +198,47 @@ def test_postgres_a_temporary_table_cannot_stand_in_for_a_filtered_one(pg_shop: 
         assert len(conn.execute("SELECT * FROM orders").fetchall()) == len(NOTES)
     finally:
         conn.close()
+
+
+@pytest.fixture
+def fts(tmp_path: Path) -> Path:
+    path = tmp_path / "fts.db"
+    raw = sqlite3.connect(path)
+    raw.execute("CREATE VIRTUAL TABLE docs USING fts5(tenant_id, body)")
+    raw.execute("INSERT INTO docs VALUES ('A', 'hello alpha'), ('B', 'secret bravo')")
+    raw.commit()
+    raw.close()
+    return path
+
+
+CALLED = [
+    "SELECT * FROM docs('tenant_id:B')",
+    "SELECT * FROM main.docs('bravo OR alpha')",
+    "SELECT * FROM docs('B') UNION SELECT * FROM docs",
+    "SELECT body FROM docs('secret') AS d",
+    "SELECT (SELECT group_concat(body) FROM docs('s*'))",
+]
+
+
+@pytest.mark.parametrize("sql", CALLED)
+@pytest.mark.parametrize(
+    "rules",
+    [
+        {"row_filters": {"docs": "tenant_id = :tenant"}},
+        {"masked_columns": {"docs.body": "redact"}},
+        {"denied_tables": ["docs"]},
+    ],
+    ids=["filtered", "masked", "denied"],
+)
+def test_sqlite_a_virtual_table_called_with_arguments_is_a_read_of_it(
+    fts: Path, sql: str, rules: dict[str, Any]
+) -> None:
+    """FTS5's docs('query') is docs WHERE docs MATCH 'query': once read as a function call,
+    it passed filters, masks and the deny list with every tenant's rows raw."""
+    conn = _connect(f"sqlite:///{fts}", {**EVERYTHING, "row_filters": {}, **rules})
+    try:
+        with pytest.raises(sqlfence.PolicyViolation):
+            conn.execute(sql)
+        assert conn.execute("SELECT * FROM json_each('[1]')").fetchall()  # a function still
+    finally:
+        conn.close()
