@@ -129,6 +129,7 @@ class Guard:
         parts: Mapping[str, str] | None = None,
         star_columns: Mapping[str, Sequence[str]] | None = None,
         references: Mapping[str, Collection[tuple[str, str | None]]] | None = None,
+        routines: Collection[str] | None = None,
         cache_size: int = DEFAULT_ENTRIES,
         cache_bytes: int = DEFAULT_BYTES,
     ) -> None:
@@ -156,6 +157,7 @@ class Guard:
         }
         self.star_columns = {table: tuple(cols) for table, cols in (star_columns or {}).items()}
         self.references = {table: frozenset(keys) for table, keys in (references or {}).items()}
+        self.routines = frozenset(name.lower() for name in routines or ())
         self._hooks = _hooks_for(self.dialect_name, self.catalog, default_schema)
         self.patterns = self._compile(self.policy)
         self._rules = rules_for(self.policy, self.patterns)
@@ -276,6 +278,7 @@ class Guard:
         parts: Mapping[str, str] | None = None,
         star_columns: Mapping[str, Sequence[str]] | None = None,
         references: Mapping[str, Collection[tuple[str, str | None]]] | None = None,
+        routines: Collection[str] | None = None,
     ) -> Guard:
         """The same guard knowing more of the database.
 
@@ -292,7 +295,8 @@ class Guard:
         so that a denied table's parts are denied too; ``star_columns`` maps tables and
         views to the columns ``SELECT *`` returns, in order (for masked columns);
         ``references`` maps tables to the (table, column) pairs their foreign keys reference
-        (a table referencing a masked column is not written).
+        (a table referencing a masked column is not written); ``routines`` names the
+        database's own functions (not called under row filters or masks).
         """
         return Guard(
             self.policy,
@@ -311,6 +315,7 @@ class Guard:
             parts=self.parts if parts is None else parts,
             star_columns=self.star_columns if star_columns is None else star_columns,
             references=self.references if references is None else references,
+            routines=self.routines if routines is None else routines,
             cache_size=self._cache.max_entries,
             cache_bytes=self._cache.max_bytes,
         )
@@ -456,6 +461,7 @@ class Guard:
             },
             table_columns=self.table_columns,
             generated_columns=self.generated_columns,
+            routines=self.routines,
         )
 
 

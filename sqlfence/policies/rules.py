@@ -61,6 +61,8 @@ class Patterns:
     table_columns: Mapping[str, frozenset[str]] = field(default_factory=dict)
     # table -> generated column -> the columns it is computed from (lower-cased)
     generated_columns: Mapping[str, Mapping[str, frozenset[str]]] = field(default_factory=dict)
+    # the database's own functions and procedures (lower-cased names)
+    routines: frozenset[str] = frozenset()
     # a table holding another's rows (partition, inheritance child, shadow table) -> its owners
     part_of: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
@@ -253,6 +255,21 @@ def session_settings(ctx: Context) -> Iterator[Violation]:
                 "settings may be set)",
                 key="statements",
             )
+
+
+def routines(ctx: Context) -> Iterator[Violation]:
+    """Under row filters or masks, none of the database's own functions is called: its body
+    reads what it likes, with the caller's rights (a function returning SETOF customers
+    gives every tenant's rows, unmasked), and the fence cannot see inside it."""
+    called = sorted(ctx.facts.functions & ctx.patterns.routines)
+    if called and (ctx.policy.row_filters or ctx.policy.masked_columns):
+        yield _violation(
+            ctx,
+            "routines",
+            f"{called[0]}() is a function of the database's own: its body may read any table "
+            "whole, which row filters and masks cannot reach, so it is not called under them",
+            key="row_filters" if ctx.policy.row_filters else "masked_columns",
+        )
 
 
 def attach(ctx: Context) -> Iterator[Violation]:
@@ -502,6 +519,7 @@ RULES: tuple[Rule, ...] = (
     read_only,
     session_settings,
     attach,
+    routines,
     tables,
     system_catalog,
     columns,
@@ -528,4 +546,6 @@ def rules_for(policy: Policy, patterns: Patterns) -> tuple[Rule, ...]:
         or policy.masked_columns
     ):
         idle.add(attach)
+    if not (patterns.routines and (policy.row_filters or policy.masked_columns)):
+        idle.add(routines)
     return tuple(rule for rule in RULES if rule not in idle)

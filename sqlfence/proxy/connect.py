@@ -268,7 +268,9 @@ def _learn_schema(
     generated = driver.load_generated_columns(raw) if rewrites else {}
     star = driver.load_star_columns(raw) if masks else {}  # masked tables list their columns
     references = driver.load_references(raw) if masks else {}
-    if found or views or columns or moved or tables or generated or parts or star:
+    # the database's own functions: not called under row filters or masks
+    routines = driver.load_routines(raw) if masks or policy.row_filters else set()
+    if found or views or columns or moved or tables or generated or parts or star or routines:
         return guard.with_catalog(
             found or None,
             views,
@@ -279,6 +281,7 @@ def _learn_schema(
             parts=parts,
             star_columns=star,
             references=references,
+            routines=routines,
         )
     return guard
 

@@ -207,6 +207,11 @@ class Driver:
         catalog names them (for masked columns: the derived table lists them)."""
         return {}
 
+    def load_routines(self, raw: Any) -> set[str]:
+        """The names (lower case) of the database's own functions and procedures, outside
+        the system schemas: a call of one runs a body that may read any table."""
+        return set()
+
     def load_references(self, raw: Any) -> dict[str, set[tuple[str, str | None]]]:
         """Qualified table -> (referenced table, referenced column) of each of its foreign
         keys' columns (None: the referenced table's primary key, not named)."""

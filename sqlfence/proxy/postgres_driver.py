@@ -138,6 +138,10 @@ class PostgresDriver(Driver):
             columns.setdefault(f"{schema}.{table}", []).append(column)
         return columns
 
+    def load_routines(self, raw: Any) -> set[str]:
+        """Functions and procedures outside the system schemas (pg_proc), by name."""
+        return {str(row[0]).lower() for row in _catalog_rows(raw, _ROUTINES_QUERY)}
+
     def load_references(self, raw: Any) -> dict[str, set[tuple[str, str | None]]]:
         """Each table's foreign keys outside the system schemas (pg_constraint)."""
         found: dict[str, set[tuple[str, str | None]]] = {}
@@ -233,6 +237,14 @@ WHERE a.attnum > 0 AND NOT a.attisdropped
   AND n.nspname NOT LIKE 'pg_toast%'
 """
 _STAR_COLUMNS_QUERY = _TABLE_COLUMNS_QUERY + "ORDER BY n.nspname, c.relname, a.attnum\n"
+_ROUTINES_QUERY = """
+SELECT DISTINCT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND NOT EXISTS (
+    SELECT 1 FROM pg_depend d
+    WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+  )
+"""
 _REFERENCES = """
 SELECT n.nspname, c.relname, fn.nspname, f.relname, a.attname
 FROM pg_constraint k

@@ -55,6 +55,7 @@ RULES = frozenset(
         "input",
         "session_settings",
         "attach",
+        "routines",
     }
 )
 CHECKS = frozenset({"decide", "stable", "execution"})

@@ -242,3 +242,36 @@ def test_sqlite_a_virtual_table_called_with_arguments_is_a_read_of_it(
         assert conn.execute("SELECT * FROM json_each('[1]')").fetchall()  # a function still
     finally:
         conn.close()
+
+
+@pytest.mark.filterwarnings("ignore::sqlfence.PrivilegeWarning")
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT * FROM every_order()",
+        "SELECT (every_order()).note",
+        "SELECT * FROM ROWS FROM (every_order())",
+        "SELECT public.every_order()",
+    ],
+)
+def test_postgres_the_databases_own_functions_are_not_called_under_row_filters(
+    pg_shop: str, sql: str
+) -> None:
+    """A function returning SETOF orders reads every tenant's rows with the caller's rights;
+    the fence cannot see its body."""
+    with psycopg.connect(pg_shop, autocommit=True) as admin:
+        admin.execute(
+            "CREATE FUNCTION every_order() RETURNS SETOF orders LANGUAGE sql"
+            " AS 'SELECT * FROM orders'"
+        )
+    conn = _connect(pg_shop, EVERYTHING)
+    try:
+        with pytest.raises(sqlfence.PolicyViolation, match="function of the database's own"):
+            conn.execute(sql)
+    finally:
+        conn.close()
+    unfiltered = _connect(pg_shop, {**EVERYTHING, "row_filters": {}})
+    try:
+        assert len(unfiltered.execute("SELECT * FROM every_order()").fetchall()) == len(NOTES)
+    finally:
+        unfiltered.close()
