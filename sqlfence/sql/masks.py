@@ -49,7 +49,7 @@ from sqlfence.sql.with_check import Refused
 _TEXT = "({c} || '')"
 _HIDDEN = "'****'"
 _TEMPLATES: dict[str, str] = {
-    "null": "NULL",
+    "null": "CASE WHEN 1 = 0 THEN {c} END",  # NULL of the column's own type (salary + 1 works)
     "redact": f"CASE WHEN {{c}} IS NOT NULL THEN {_HIDDEN} END",
     "email": (
         "CASE WHEN INSTR({t}, '@') > 1 THEN SUBSTRING({t}, 1, 1) || '***@' || "

@@ -175,3 +175,16 @@ def test_sqlite_a_foreign_key_to_a_masked_column_is_refused(tmp_path: Path) -> N
         conn.execute("INSERT INTO notes VALUES (1, 1)")  # its key is customers.id, not masked
     finally:
         conn.close()
+
+
+@pytest.mark.filterwarnings("ignore::sqlfence.PrivilegeWarning")
+def test_postgres_a_nulled_column_keeps_its_type(pg_url: str) -> None:
+    """The null masker is NULL of the column's own type: arithmetic on it still works."""
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute("CREATE TABLE staff (id int, salary int)")
+        admin.execute("INSERT INTO staff VALUES (1, 120000)")
+    conn = _connect(pg_url, {**POLICY, "masked_columns": {"staff.salary": "null"}})
+    try:
+        assert conn.execute("SELECT salary + 1, salary FROM staff").fetchall() == [(None, None)]
+    finally:
+        conn.close()
