@@ -393,7 +393,8 @@ def _refuse_views(
         if filters:
             raise Refused(
                 f"{name} reads {base}, which has a row filter ({_keys(filters)}): the fence "
-                "cannot filter inside a view; read the table, or give the view a filter of its own"
+                "cannot filter inside a view, rule or parent table; read the table, or give "
+                f"{name} a filter of its own that covers {base}'s"
             )
 
 
