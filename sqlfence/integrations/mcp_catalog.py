@@ -9,6 +9,8 @@ from __future__ import annotations
 from fnmatch import fnmatchcase
 from typing import Any
 
+from sqlglot import exp
+
 from sqlfence import databases
 from sqlfence.policies.engine import Guard
 from sqlfence.policies.tables import is_catalog_table, table_matches
@@ -58,7 +60,14 @@ def visible(guard: Guard, schema: str | None, table: str) -> bool:
     ):
         return False
     allowed = patterns.allowed_set
-    return allowed is None or allowed.matches(name, loose=False)
+    if allowed is not None and not allowed.matches(name, loose=False):
+        return False
+    if guard.policy.row_filters or guard.policy.masked_columns:
+        # a view or part over a filtered or masked table, a table of unknown columns: what
+        # the rewrite refuses to read is not listed either (the decision is cached)
+        reference = exp.table_(table, db=schema, quoted=True).sql(dialect=guard.dialect)
+        return guard.decide(f"SELECT * FROM {reference}").allowed
+    return True
 
 
 def column_denied(guard: Guard, schema: str | None, table: str, column: str) -> bool:

@@ -193,13 +193,14 @@ class ColumnMasks:
                 continue
             known = self._known.get(table)
             part = reader in self._part_of.get(table, ())
+            origin = above.through or reader  # whose own keys the masks are
             if part and known is not None and set(above.masked) <= known:
-                return self._finish(table, dict(above.masked), None, reader)
+                return self._finish(table, dict(above.masked), None, origin)
             why = (
                 f"{table} holds values of {reader}, which has masked columns "
                 f"({', '.join(above.keys)}): read {reader}, or mask {table}'s columns too"
             )
-            return TableMasks(table, self._star.get(table, ()), dict(above.masked), why, reader)
+            return TableMasks(table, self._star.get(table, ()), dict(above.masked), why, origin)
         return None
 
     def _finish(

@@ -96,6 +96,16 @@ class RowFilters:
         known = self._memo.get(table)
         if known is not None:
             return known
+        found = self._own(table)
+        if not found:
+            found = self._through(table)
+        result = tuple(found)
+        if len(self._memo) < _MEMO_LIMIT:
+            self._memo[table] = result
+        return result
+
+    def _own(self, table: str) -> list[RowFilter]:
+        """The filters a table's own name or columns give it (named and *.column keys)."""
         found = [bound for names, bound in self._tables if names.matches(table, True)]
         if self._columns:
             columns = self._table_columns.get(table)
@@ -108,12 +118,7 @@ class RowFilters:
                     found.append(RowFilter(bound.key, bound.condition, None, why))
                 elif column in columns:
                     found.append(bound)
-        if not found:
-            found = self._through(table)
-        result = tuple(found)
-        if len(self._memo) < _MEMO_LIMIT:
-            self._memo[table] = result
-        return result
+        return found
 
     def _covered(self, part: str, relation: str, owners: Mapping[str, frozenset[str]]) -> bool:
         """Is ``part`` a partition or child of ``relation`` whose filters are among its own?"""
@@ -133,7 +138,7 @@ class RowFilters:
                 if reader in seen:
                     continue
                 seen.add(reader)
-                above = [bound for names, bound in self._tables if names.matches(reader, True)]
+                above = self._own(reader)  # *.column keys too: FTS docs_content has c0, c1
                 if above:
                     why = (
                         f"{table} is read through {reader}, which has a row filter "

@@ -86,11 +86,16 @@ class SQLiteDriver(Driver):
             views[f"{schema}.{name}".lower()] = set(facts.tables)
         for table, shadows in _shadow_tables(raw).items():
             views.setdefault(table, set()).update(shadows)
+        for virtual, source in _content_tables(raw).items():
+            views.setdefault(source, set()).add(virtual)  # its rows are the source's
         return views
 
     def load_parts(self, raw: Any) -> dict[str, str]:
-        """Each shadow table -> its virtual table (FTS, R-tree)."""
-        return {s: owner for owner, shadows in _shadow_tables(raw).items() for s in shadows}
+        """Each shadow table -> its virtual table (FTS, R-tree); an external-content FTS
+        table -> the table its content is (``content=orders``: its index holds orders')."""
+        parts = {s: owner for owner, shadows in _shadow_tables(raw).items() for s in shadows}
+        parts.update(_content_tables(raw))
+        return parts
 
     def replacing_tables(self, raw: Any) -> set[str]:
         """Tables declaring ``ON CONFLICT REPLACE`` on a key or column (a plain INSERT or
@@ -436,6 +441,27 @@ _REPLACES = re.compile(r"\bON\s+CONFLICT\s+REPLACE\b", re.IGNORECASE)
 def _primary_key(raw: Any, schema: str, table: str) -> list[str]:
     rows = raw.execute("SELECT name FROM pragma_table_info(?, ?) WHERE pk > 0", (table, schema))
     return [row[0] for row in rows.fetchall()]
+
+
+_CONTENT = re.compile(r"""\bcontent\s*=\s*(?:'([^']+)'|"([^"]+)"|([A-Za-z_][\w$]*))""", re.I)
+
+
+def _content_tables(raw: Any) -> dict[str, str]:
+    """External-content FTS tables (``USING fts5(..., content=orders)``) -> their content
+    table, in every attached database: the index, readable in the shadow tables, holds the
+    content table's text."""
+    found: dict[str, str] = {}
+    for _seq, schema, _file in raw.execute("PRAGMA database_list").fetchall():
+        master = "sqlite_temp_master" if schema == "temp" else f'"{schema}".sqlite_master'
+        rows = raw.execute(
+            f"SELECT name, sql FROM {master} WHERE type = 'table' AND sql LIKE 'CREATE VIRTUAL%'"
+        ).fetchall()
+        for name, sql in rows:
+            match = _CONTENT.search(sql or "")
+            source = next((g for g in match.groups() if g), "") if match else ""
+            if source:
+                found[f"{schema}.{name}".lower()] = f"{schema}.{source}".lower()
+    return found
 
 
 def _shadow_tables(raw: Any) -> dict[str, set[str]]:

@@ -275,3 +275,44 @@ def test_postgres_the_databases_own_functions_are_not_called_under_row_filters(
         assert len(unfiltered.execute("SELECT * FROM every_order()").fetchall()) == len(NOTES)
     finally:
         unfiltered.close()
+
+
+@pytest.fixture
+def indexed(tmp_path: Path) -> Path:
+    path = tmp_path / "indexed.db"
+    raw = sqlite3.connect(path)
+    raw.executescript(
+        "CREATE TABLE orders (id INTEGER PRIMARY KEY, tenant_id TEXT, note TEXT);"
+        "INSERT INTO orders VALUES (1, 'A', 'a1'), (2, 'B', 'SECRET_B');"
+        "CREATE VIRTUAL TABLE ext USING fts5(note, content=orders, content_rowid=id);"
+        "INSERT INTO ext(ext) VALUES ('rebuild');"
+        "CREATE VIRTUAL TABLE docs USING fts5(tenant_id, body);"
+        "INSERT INTO docs VALUES ('A', 'mine'), ('B', 'SECRET_DOC');"
+    )
+    raw.commit()
+    raw.close()
+    return path
+
+
+@pytest.mark.parametrize(
+    ("rules", "sql"),
+    [
+        ({"row_filters": {"*.tenant_id": "tenant_id = :tenant"}}, "SELECT * FROM docs_content"),
+        ({"row_filters": {"*.tenant_id": "tenant_id = :tenant"}}, "SELECT * FROM docs_data"),
+        ({"row_filters": {"orders": "tenant_id = :tenant"}}, "SELECT * FROM ext_data"),
+        ({"masked_columns": {"orders.note": "redact"}}, "SELECT * FROM ext_data"),
+        ({"denied_tables": ["orders"]}, "SELECT * FROM ext_data"),
+        ({"denied_tables": ["orders"]}, "SELECT * FROM ext_docsize"),
+    ],
+)
+def test_sqlite_a_virtual_tables_storage_is_not_read_around_its_rules(
+    indexed: Path, rules: dict[str, Any], sql: str
+) -> None:
+    """Shadow tables under a *.column filter (docs_content has c0, c1, not tenant_id), and an
+    external-content FTS table's index over a protected table (content=orders)."""
+    conn = _connect(f"sqlite:///{indexed}", {**EVERYTHING, "row_filters": {}, **rules})
+    try:
+        with pytest.raises(sqlfence.PolicyViolation):
+            conn.execute(sql)
+    finally:
+        conn.close()
