@@ -8,6 +8,7 @@ stays bounded whatever the number of statements. Alerts go to an ``AlertDispatch
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -21,6 +22,7 @@ from sqlfence.observe.alerts import (
     SLOW_QUERY,
     Alert,
     AlertDispatcher,
+    query_logger,
 )
 from sqlfence.observe.latency import LatencyHistogram
 from sqlfence.observe.masking import mask_literals
@@ -212,7 +214,9 @@ class Monitor:
                 self._slow_alert(stats, duration, decision, sql, notify)
         if self._error_window:
             self._error_rate(stats, error is not None, notify)
-        if self._log_all:
+        if self._log_all and query_logger.isEnabledFor(logging.INFO):
+            # Checked here, as logging itself would: a line nobody logs is never formatted
+            # nor queued.
             self._log_query(stats, duration, error, decision)
         return slow
 

@@ -7,7 +7,6 @@ HMAC, files, spans and webhooks happen on background threads.
 
 from __future__ import annotations
 
-import threading
 from time import perf_counter
 from typing import TYPE_CHECKING
 
@@ -22,6 +21,7 @@ from sqlfence.observe.steps import (
     DISCONNECTED,
     FETCHED,
     FINISHED,
+    PHASES,
     REFUSED,
     STARTED,
     Closing,
@@ -62,6 +62,7 @@ class AuditPart:
 
     name = "audit"
     handles: tuple[type[Event], ...] = (StatementRecord, DenialRecord, ConnectionEvent, Alert)
+    phases = PHASES
     records = True
 
     def __init__(self, log: AuditLog) -> None:
@@ -139,6 +140,7 @@ class MonitorPart:
 
     name = "monitor"
     handles: tuple[type[Event], ...] = (Counted, StatementRecord, DenialRecord, ConnectionEvent)
+    phases = frozenset({FINISHED, FETCHED})  # nothing to count when a statement starts
     records = False
 
     def __init__(self, monitor: Monitor, notify: Callable[[Alert], None]) -> None:
@@ -154,8 +156,7 @@ class MonitorPart:
             stats = None if link is None else link.stats
             if stats is None:
                 return
-            phase = event.phase
-            if phase == FINISHED:
+            if event.phase == FINISHED:
                 self._statement(
                     stats,
                     event.duration,
@@ -165,7 +166,7 @@ class MonitorPart:
                     event.rowcount,
                     self._notify,
                 )
-            elif phase == FETCHED:
+            else:  # FETCHED
                 self._fetched(stats, event.rows or 0, event.truncated)
         elif type(event) is DenialRecord:
             if event.link is not None and event.link.stats is not None:
@@ -188,8 +189,10 @@ class MonitorPart:
 class TelemetryPart:
     """A CLIENT span per statement and the duration histogram, through ``Telemetry``.
 
-    A read's span waits for its rows; if the caller never finishes the result, it is
-    exported when the connection runs its next statement, closes, or the pipeline closes.
+    A span goes to the worker when its statement finishes. With returned rows recorded
+    (opt-in), a read's span waits for its rows instead; if the caller never finishes the
+    result, it is exported when the connection runs its next statement, closes, or the
+    pipeline closes.
     """
 
     name = "telemetry"
@@ -203,47 +206,47 @@ class TelemetryPart:
 
     def __init__(self, telemetry: Telemetry) -> None:
         self.telemetry = telemetry
-        self.records = telemetry.active  # while an SDK is configured (looked up again below)
-        self._waiting: dict[int, StatementRecord] = {}  # connection -> its read's record
-        self._lock = threading.Lock()
+        self.records = telemetry.active  # while an SDK is configured (looked up on each Tick)
+        self._rows = telemetry.settings.returned_rows
+        self.phases = PHASES if self._rows else frozenset({STARTED, FINISHED})
+        # connection -> its read's record, waiting for the rows. Only the connection's own
+        # thread puts its entry; closing takes whatever is left. Each step is one dict
+        # operation (atomic), so no lock: a record is taken by exactly one side.
+        self._waiting: dict[int, StatementRecord] = {}
 
     def handle(self, event: Event) -> None:
         """Capture the parent context at the start; export spans when they are complete."""
         telemetry = self.telemetry
         if type(event) is StatementRecord:
-            connection = event.session.connection_id
             phase = event.phase
             if phase == STARTED:
-                if connection in self._waiting:
-                    self._export_waiting(connection)
+                if self._waiting:
+                    self._export_waiting(event.session.connection_id)
                 event.context = telemetry.capture(event.t0)
-                self.records = telemetry.active
             elif phase == FINISHED:
                 if not telemetry.active:
                     return
-                if _reads(event):  # its span waits for the rows
-                    with self._lock:
-                        earlier = self._waiting.get(connection)
-                        self._waiting[connection] = event
+                if self._rows and _reads(event):  # its span waits for the rows
+                    connection = event.session.connection_id
+                    earlier = self._waiting.pop(connection, None)
+                    self._waiting[connection] = event
                     if earlier is not None:  # two cursors interleaved: a span without rows
                         telemetry.submit(earlier)
                 else:
                     telemetry.submit(event)
-            elif phase == FETCHED and telemetry.active:
-                with self._lock:
-                    mine = self._waiting.get(connection) is event
-                    if mine:
-                        del self._waiting[connection]
-                if mine:
-                    telemetry.submit(event)
+            elif phase == FETCHED and telemetry.active:  # returned rows are recorded
+                connection = event.session.connection_id
+                if self._waiting.get(connection) is event:
+                    if self._waiting.pop(connection, None) is event:
+                        telemetry.submit(event)
+                    # else closing took it, and exports it (its rows were set before)
                 elif event.rows or event.truncated:  # the span went without rows
                     telemetry.submit(FetchRecord(event, event.rows or 0, event.truncated))
         elif type(event) is Tick:  # notice an SDK configured later
             self.records = telemetry.poll(event.now)
         elif type(event) is DenialRecord:
-            connection = event.session.connection_id
-            if connection in self._waiting:
-                self._export_waiting(connection)
+            if self._waiting:
+                self._export_waiting(event.session.connection_id)
             event.context = telemetry.capture(perf_counter())
             if telemetry.active:
                 telemetry.submit(event)
@@ -255,8 +258,7 @@ class TelemetryPart:
                 self._export_waiting(connection)
 
     def _export_waiting(self, connection: int) -> None:
-        with self._lock:
-            record = self._waiting.pop(connection, None)
+        record = self._waiting.pop(connection, None)
         if record is not None:
             self.telemetry.submit(record)
 
@@ -273,6 +275,7 @@ class ObserverPart:
     """A caller's own ``Observer`` (its six hooks) as a part of the pipeline."""
 
     handles: tuple[type[Event], ...] = (StatementRecord, DenialRecord, ConnectionEvent)
+    phases = PHASES
     records = True
 
     def __init__(self, observer: Observer, name: str = "caller") -> None:

@@ -10,8 +10,8 @@ every part has seen the event (from ``connected``, ``denied``, ``started`` and `
 The events: a ``ConnectionEvent`` (connected, attached, refused, disconnected), the
 statement's ``StatementRecord`` at each ``phase`` (started, finished, fetched), a
 ``DenialRecord``, an ``Alert`` the monitor raised, ``CLOSING``; and, when no part records
-statements (no audit log, no telemetry SDK), a ``Counted`` tuple that costs no allocation
-beyond a tuple on the query's thread.
+statements (no audit log, no telemetry SDK), the connection's ``Counted``, which costs no
+allocation on the query's thread.
 """
 
 from __future__ import annotations
@@ -94,10 +94,18 @@ class Pipeline(Observer):
         if audit is not None:
             built.append(AuditPart(audit))
         self.parts: tuple[Part, ...] = tuple(built)
-        # Each kind of event goes to the parts that act on it, in order.
+        # Each kind of event goes to the parts that act on it, in order; a statement's
+        # phases each have their own route (a part that only counts finished statements is
+        # not called when one starts).
         self._routes = {
             kind: tuple(part for part in built if kind in part.handles) for kind in EVENT_TYPES
         }
+        self._started_route = self._phase_route(StatementRecord, STARTED)
+        self._finished_route = self._phase_route(StatementRecord, FINISHED)
+        self._fetched_route = self._phase_route(StatementRecord, FETCHED)
+        self._counted_finished = self._phase_route(Counted, FINISHED)
+        self._counted_fetched = self._phase_route(Counted, FETCHED)
+        self._recording = self._records()
         self._release = release
         self._links: dict[int, Link] = {}
         self._ids = itertools.count(1)
@@ -109,12 +117,24 @@ class Pipeline(Observer):
         self._closed = False
         lifecycle.register(self, lifecycle.OBSERVERS)
 
+    def _phase_route(self, kind: type[Event], phase: int) -> tuple[Part, ...]:
+        return tuple(part for part in self._routes[kind] if phase in part.phases)
+
+    def _records(self) -> bool:
+        """Whether some part records statements now (else they go as ``Counted``)."""
+        return any(part.records for part in self.parts)
+
     # -- the loop -------------------------------------------------------------------------
 
     def _handle(self, event: Event) -> None:
-        """Hand ``event`` to every part; a fail-closed refusal is raised after the last."""
+        """Hand ``event`` to every part that acts on its kind."""
+        self._deliver(self._routes[type(event)], event)
+
+    def _deliver(self, parts: tuple[Part, ...], event: Event) -> None:
+        """The loop: ``event`` to each of ``parts``, one ``try`` each; a fail-closed
+        refusal is raised after the last."""
         refusal = None
-        for part in self._routes[type(event)]:
+        for part in parts:
             try:
                 part.handle(event)
             except AuditError as error:
@@ -123,6 +143,15 @@ class Pipeline(Observer):
                 self._failed(part.name, error)
         if refusal is not None:
             raise refusal
+
+    def _tick(self, now: float) -> None:
+        """About once a second: parts look things up again (telemetry, an SDK set up since),
+        and whether a part records statements is asked again."""
+        self._next_tick = now + _TICK_S
+        try:
+            self._handle(Tick(now))
+        finally:
+            self._recording = self._records()
 
     # -- connections ----------------------------------------------------------------------
 
@@ -183,20 +212,20 @@ class Pipeline(Observer):
             t0 = perf_counter()
             link = self._links.get(session.connection_id) or self._attach(session)
             if t0 >= self._next_tick:
-                self._next_tick = t0 + _TICK_S
-                self._handle(Tick(t0))
-            for part in self.parts:
-                if part.records:
-                    break
-            else:
-                return Counted(link, decision, sql, t0)
+                self._tick(t0)
+            if not self._recording:
+                token = link.counted
+                token.t0 = t0
+                token.decision = decision
+                token.sql = sql
+                return token
             record = StatementRecord(session, sql, decision, t0, time_ns(), next(self._ids))
             record.link = link
             record.phase = STARTED
             if params is not None and not (isinstance(params, (tuple, list, dict)) and not params):
                 record.parameterised = True
                 record.params = params
-            self._handle(record)
+            self._deliver(self._started_route, record)
             return record
         except AuditError:
             raise
@@ -217,14 +246,14 @@ class Pipeline(Observer):
                 token.error = error
                 token.rowcount = rowcount
                 token.phase = FINISHED
-                self._handle(token)
+                self._deliver(self._counted_finished, token)
             elif type(token) is StatementRecord:
                 token.duration = duration = end - token.t0
                 token.rowcount = rowcount
                 token.error = error
                 token.slow = duration >= self._slow_s
                 token.phase = FINISHED
-                self._handle(token)
+                self._deliver(self._finished_route, token)
         except AuditError:
             raise
         except Exception as failure:  # never into the query
@@ -233,11 +262,16 @@ class Pipeline(Observer):
     def fetched(self, session: Session, token: object, rows: int, truncated: bool) -> None:
         """The statement's result is done: count and record its rows. Never raises."""
         try:
-            if type(token) is Counted or type(token) is StatementRecord:
+            if type(token) is Counted:
                 token.rows = rows
                 token.truncated = truncated
                 token.phase = FETCHED
-                self._handle(token)
+                self._deliver(self._counted_fetched, token)
+            elif type(token) is StatementRecord:
+                token.rows = rows
+                token.truncated = truncated
+                token.phase = FETCHED
+                self._deliver(self._fetched_route, token)
         except AuditError as error:
             self._failed("audit", error)
         except Exception as error:  # never into the query

@@ -2,7 +2,8 @@
 cursor hands back between hooks, and the interface of a part.
 
 Statements are the hot events, so they are not wrapped: a ``StatementRecord`` (or, when no
-part records statements, a ``Counted`` tuple) goes through the loop at each of its phases.
+part records statements, the connection's ``Counted``) goes through the loop at each of its
+phases.
 """
 
 from __future__ import annotations
@@ -19,19 +20,22 @@ if TYPE_CHECKING:
 
 # The phase of a statement (``StatementRecord.phase``, ``Counted.phase``).
 STARTED, FINISHED, FETCHED = 1, 2, 3
+PHASES = frozenset({STARTED, FINISHED, FETCHED})
 # What happened to a connection (``ConnectionEvent.phase``). ATTACHED: a session the
 # observer first sees in a statement (nothing recorded); REFUSED: the audit log refused it.
 CONNECTED, ATTACHED, REFUSED, DISCONNECTED = 4, 5, 6, 7
 
 
 class Link:
-    """The pipeline's state for one open connection (the monitor's counters)."""
+    """The pipeline's state for one open connection: the monitor's counters, and the token
+    of its statements while no part records them."""
 
-    __slots__ = ("session", "stats")
+    __slots__ = ("counted", "session", "stats")
 
     def __init__(self, session: Session) -> None:
         self.session = session
         self.stats: ConnectionStats | None = None
+        self.counted = Counted(self)
 
 
 class ConnectionEvent:
@@ -46,7 +50,13 @@ class ConnectionEvent:
 
 class Counted:
     """A statement when no part records statements: only counted (the monitor). The token
-    of its hooks, like a ``StatementRecord`` but with only what counting needs."""
+    of its hooks, like a ``StatementRecord`` but with only what counting needs.
+
+    One per connection, reused by each of its statements: counting keeps nothing of a
+    statement past its own hooks, and a connection runs one statement at a time (PEP 249
+    threadsafety 1), so ``finished`` always reads the statement ``started`` filled in. A
+    result fetched after the next statement started needs only the rows it is given.
+    """
 
     __slots__ = (
         "decision",
@@ -61,14 +71,14 @@ class Counted:
         "truncated",
     )
 
-    def __init__(self, link: Link, decision: Decision, sql: str, t0: float) -> None:
-        # The rest is set by the pipeline before the phase that reads it (FINISHED: duration,
-        # error, rowcount; FETCHED: rows, truncated): fewer stores on the hot path.
-        self.phase = STARTED
+    def __init__(self, link: Link) -> None:
+        # Each field is set by the pipeline before the phase that reads it (STARTED: t0,
+        # decision, sql; FINISHED: duration, error, rowcount; FETCHED: rows, truncated).
         self.link = link
-        self.decision = decision
-        self.sql = sql
-        self.t0 = t0
+        self.phase = STARTED
+        self.t0: float
+        self.decision: Decision
+        self.sql: str
         self.duration: float
         self.error: BaseException | None
         self.rowcount: int
@@ -107,10 +117,16 @@ Token = StatementRecord | Counted | None
 
 
 class Part(Protocol):
-    """One destination of the pipeline's events."""
+    """One destination of the pipeline's events.
+
+    ``handles`` and ``phases`` are read once, when the pipeline is built: each event goes
+    only to the parts that act on it, so a part pays nothing for the others. ``records``
+    is read again after each ``Tick``.
+    """
 
     name: str  # its key in the failure counts
     handles: tuple[type[Event], ...]  # the kinds of event it acts on (the others skip it)
+    phases: frozenset[int]  # the phases of a statement it acts on (STARTED, FINISHED...)
     records: bool  # statements reach it as StatementRecords now (else as Counted)
 
     def handle(self, event: Event) -> None:

@@ -39,13 +39,22 @@ class GuardedCursor:
     """A PEP 249 cursor over a driver cursor, through the connection's guard and observer."""
 
     __slots__ = (
+        "_after",
+        "_before",
         "_cap",
         "_closed",
         "_connection",
+        "_cut_raises",
+        "_decide",
         "_decision",
+        "_fetched",
+        "_filled_at",
+        "_finished",
         "_pending",
         "_raw",
         "_returned",
+        "_session",
+        "_started",
         "_token",
         "_truncated",
     )
@@ -53,9 +62,25 @@ class GuardedCursor:
     def __init__(self, connection: GuardedConnection, raw: Any) -> None:
         self._connection = connection
         self._raw = raw
+        # What every statement uses, fixed for the connection's life, looked up once here
+        # rather than through the connection on each call (the sandbox's gate is not: it is
+        # set after the connection is made, so it is read from the connection each time).
+        observer = connection._observer
+        self._session = connection._session
+        self._decide = connection._decide
+        self._started = observer.started
+        self._finished = observer.finished
+        self._fetched = observer.fetched
+        self._before = connection._before
+        self._after = connection._after
+        # on_row_limit: error asks for one row more, so a cut is always seen (and raised).
+        self._cut_raises = connection._guard.policy.on_row_limit == "error"
         self._decision: Decision | None = None
         self._token: object = None  # the observer's, handed back to it
         self._cap: int | None = None
+        # The row count at which the last decision's injected LIMIT may have cut its result
+        # (-1 when none can have: not rewritten, or on_row_limit: error sees every cut).
+        self._filled_at = -1
         self._returned = 0
         self._truncated = False
         self._pending = False
@@ -76,14 +101,7 @@ class GuardedCursor:
     @property
     def truncated(self) -> bool:
         """True when the row cap may have cut this result: more rows existed than returned."""
-        if self._truncated:
-            return True
-        if self._connection._guard.policy.on_row_limit == "error":
-            return False  # one row more was asked for: a cut is always seen
-        decision = self._decision
-        return bool(
-            decision is not None and decision.rewritten and self._returned == decision.max_rows
-        )
+        return self._truncated or self._returned == self._filled_at
 
     # -- statements ------------------------------------------------------------------
 
@@ -102,8 +120,8 @@ class GuardedCursor:
         except _VALUE_ERRORS as error:  # a value the driver cannot send: the caller's data
             raise self._bad_value(token, error) from error
         finally:
-            if self._connection._after is not None:
-                self._connection._after()
+            if self._after is not None:
+                self._after()
         self._ran(decision, token)
         return self
 
@@ -124,8 +142,8 @@ class GuardedCursor:
         except _VALUE_ERRORS as error:
             raise self._bad_value(token, error) from error
         finally:
-            if self._connection._after is not None:
-                self._connection._after()
+            if self._after is not None:
+                self._after()
         self._ran(decision, token)
         return self
 
@@ -137,7 +155,7 @@ class GuardedCursor:
         if not hasattr(self._raw, "callproc"):
             name = self._connection._driver.name
             unsupported = NotSupportedError(f"the {name} driver has no callproc()")
-            self._connection._observer.finished(self._connection._session, token, -1, unsupported)
+            self._finished(self._session, token, -1, unsupported)
             raise unsupported
         try:
             result = self._raw.callproc(procname, parameters)
@@ -159,27 +177,29 @@ class GuardedCursor:
         connection = self._connection
         if connection._cancel_requested:  # a cancel() for no statement: not this one's
             connection._cancel_requested = False
-        decision = connection._decide(operation)
+        decision = self._decide(operation)
         self._decision = decision
+        rows = decision.max_rows
+        self._filled_at = (
+            rows if decision.rewritten and rows is not None and not self._cut_raises else -1
+        )
         if not decision.allowed:
             connection._deny(operation, decision)
         if connection._gate is not None:
             connection._gate(decision)
-        token = connection._observer.started(connection._session, operation, decision, parameters)
-        if connection._before is not None:
-            connection._before(decision)
+        token = self._started(self._session, operation, decision, parameters)
+        if self._before is not None:
+            self._before(decision)
         return decision, token
 
     def _failed(self, token: object, error: BaseException) -> Exception:
         """Record the driver's error; the sqlfence error to raise in its place."""
-        connection = self._connection
-        connection._observer.finished(connection._session, token, -1, error)
-        return connection._translate(error)
+        self._finished(self._session, token, -1, error)
+        return self._connection._translate(error)
 
     def _bad_value(self, token: object, error: Exception) -> DataError | ProgrammingError:
         """Record a parameter the driver could not send; the DataError to raise instead."""
-        connection = self._connection
-        connection._observer.finished(connection._session, token, -1, error)
+        self._finished(self._session, token, -1, error)
         if isinstance(error, TypeError):  # psycopg: a mapping for %s, a sequence for %(x)s
             return ProgrammingError(f"the parameters do not fit the statement: {error}")
         what = "cannot be encoded" if isinstance(error, UnicodeError) else "is out of range"
@@ -187,8 +207,7 @@ class GuardedCursor:
 
     def _ran(self, decision: Decision, token: object) -> None:
         """Record success; the result set (if any) is now open for fetching."""
-        connection = self._connection
-        connection._observer.finished(connection._session, token, self._raw.rowcount, None)
+        self._finished(self._session, token, self._raw.rowcount, None)
         self._token = token
         self._cap = decision.max_rows
         self._returned = 0
@@ -254,7 +273,7 @@ class GuardedCursor:
         """More rows exist than the cap lets through: flag it, or raise under
         ``on_row_limit: error`` (the statement is recorded first)."""
         self._truncated = True
-        if self._connection._guard.policy.on_row_limit == "error":
+        if self._cut_raises:
             if self._pending:
                 self._finish()
             raise RowLimitExceeded(
@@ -271,8 +290,9 @@ class GuardedCursor:
     def _finish(self) -> None:
         """The result set is done: report how many rows the caller got."""
         self._pending = False
-        self._connection._observer.fetched(
-            self._connection._session, self._token, self._returned, self.truncated
+        returned = self._returned
+        self._fetched(
+            self._session, self._token, returned, self._truncated or returned == self._filled_at
         )
 
     def __iter__(self) -> Iterator[Any]:

@@ -13,7 +13,7 @@ from sqlfence.observe.observer import Observer, Session
 from sqlfence.observe.parts import ObserverPart
 from sqlfence.observe.pipeline import Pipeline
 from sqlfence.observe.records import StatementRecord
-from sqlfence.observe.steps import EVENT_TYPES, Counted, Event, Tick
+from sqlfence.observe.steps import EVENT_TYPES, PHASES, Counted, Event, Tick
 from sqlfence.policies.engine import Decision
 from tests.observe.conftest import DENIED, SELECT, execute, make_session
 
@@ -51,6 +51,7 @@ class _Part:
 
     records = True
     handles = EVENT_TYPES
+    phases = PHASES
 
     def __init__(self, name: str, error: Exception | None = None) -> None:
         self.name = name
