@@ -165,3 +165,23 @@ def test_assign_moves_the_filter_to_the_new_tenant(server: str, root: Path, gold
         assert _tenants(raw) == ["acme", "globex", "acme"]
         (policies,) = raw.execute("SELECT count(*) FROM pg_policy").fetchone() or (None,)
         assert policies == 0
+
+
+def test_unfiltered_sandbox_stays_unfiltered_through_restores_and_assigns(
+    server: str, root: Path, golden: str
+) -> None:
+    """Without row filters, a new agent needs no round trip (a pool's acquire): the sandbox
+    holds none of sqlfence's policies after a filtered snapshot is loaded, restored in-server
+    and handed to other agents, and its role sees every row raw each time."""
+    with _create(server, root, access_policy=_read_only(), load_snapshot=golden) as sb:
+        sb.create_snapshot("filtered", shared=True)  # carries sqlfence's policies
+    with _create(server, root, access_policy={"read_only": True}) as sb:
+        sb.load_snapshot("filtered")
+        sb.create_snapshot("own")
+        for agent, tenant in (("agent-2", "globex"), ("agent-3", None), ("agent-3", None)):
+            sb.restore_snapshot("own")
+            sb.assign(agent, tenant)
+            with psycopg.connect(sb.namespace.url, autocommit=True) as raw:
+                assert _tenants(raw) == ["acme", "globex", "acme"]
+                (policies,) = raw.execute("SELECT count(*) FROM pg_policy").fetchone() or (None,)
+                assert policies == 0

@@ -83,6 +83,10 @@ class PostgresBackend:
         # Sandbox -> the row filters its restores get before they are swapped in, so that
         # its role never sees a restored database unsecured (see secure_rows).
         self._row_security: dict[str, tuple[Policy, Identity]] = {}
+        # Databases secured for a policy without row filters since their last change of
+        # data (create, restore): none of sqlfence's policies is on them, for any identity,
+        # so a new agent (a pool's acquire) needs no round trip.
+        self._unfiltered: set[str] = set()
 
     # -- namespaces ------------------------------------------------------------------
 
@@ -127,6 +131,8 @@ class PostgresBackend:
             self._run_in(name, grants.inside(sql, name, read_only))
         except self._psycopg.Error as error:
             raise SandboxError(f"could not create PostgreSQL sandbox {name}: {error}") from error
+        if not policy.row_filters:
+            self._unfiltered.add(name)  # a new database: no policy of sqlfence's on it
         return Namespace(
             name=name,
             backend=self.name,
@@ -139,6 +145,7 @@ class PostgresBackend:
         """Drop the database, any half-made restore and clones of it, then its roles."""
         sql = self._psycopg.sql
         self._row_security.pop(name, None)
+        self._unfiltered.discard(name)
         for clone in self._clones_of(name):
             self.drop_clone(clone)
         for database in (naming.derived(name, "RESTORING"), name):
@@ -202,17 +209,23 @@ class PostgresBackend:
         SandboxError."""
         identity = Identity(agent_id, tenant, {})
         self._row_security[name] = (policy, identity)
+        if not policy.row_filters and name in self._unfiltered:
+            return  # nothing of the identity is in the database: nothing to change
         if self._labels(name)[1]:  # paused, it takes no session: secured at the next restore
-            self._secure(name, policy, identity)
+            self._secure(name, policy, identity, name)
 
-    def _secure(self, database: str, policy: Policy, identity: Identity) -> None:
+    def _secure(self, database: str, policy: Policy, identity: Identity, name: str) -> None:
+        """Secure ``database`` (``name`` itself, or a restore of it before it is swapped in)."""
         sql = self._psycopg.sql
+        self._unfiltered.discard(name)
         with self._named_errors(), self._connect(database) as conn, conn.transaction():
             found = conn.execute(row_security.TABLES, (row_security.PERMISSIVE,)).fetchall()
             tables = [row_security.table(row) for row in found]
             filtered = row_security.conditions(policy, identity, tables)
             for statement in row_security.statements(sql, tables, filtered):
                 conn.execute(statement)
+        if not policy.row_filters and database == name:
+            self._unfiltered.add(name)
 
     # -- snapshots -------------------------------------------------------------------
 
@@ -312,8 +325,9 @@ class PostgresBackend:
     def _swap_in(self, name: str, staging: str) -> None:
         sql = self._psycopg.sql
         known = self._row_security.get(name)
+        self._unfiltered.discard(name)
         if known is not None:
-            self._secure(staging, *known)
+            self._secure(staging, *known, name)
         labels, allowed = self._labels(name)
         self._drop_database(name)
         self._run(
@@ -324,6 +338,8 @@ class PostgresBackend:
         )
         if not allowed:
             self.set_paused(name, True)
+        if known is not None and not known[0].row_filters:
+            self._unfiltered.add(name)  # the restore was secured as it came in
 
     def _staging(self, name: str) -> str:
         staging = naming.derived(name, "RESTORING")
