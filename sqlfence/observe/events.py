@@ -1,5 +1,5 @@
-"""Audit events: the event types, the events that are not statements, and ``AuditEvent``,
-an event read back from a log.
+"""Audit events: the event types, the events that are not statements (``SandboxEvent``, the
+one shape of a sandbox's lifecycle), and ``AuditEvent``, an event read back from a log.
 
 What each kind of event holds, in which order, is declared once in ``schema.py``; the
 writer (``lines.py``) renders by it and ``AuditEvent`` knows its fields from it.
@@ -13,6 +13,7 @@ import importlib.metadata
 import secrets
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
@@ -57,8 +58,10 @@ __all__ = [  # the event types and statuses are read from here by the CLI and in
     "STATEMENT_TYPES",
     "COLUMNS",
     "PROCESS_TAG",
+    "SANDBOX_FAILURES",
     "VERSION",
     "AuditEvent",
+    "SandboxEvent",
     "encode_event",
     "iso_timestamp",
     "json_text",
@@ -224,6 +227,72 @@ def plain_event(
     if details:
         event["details"] = details
     return event
+
+
+SANDBOX_FAILURES = frozenset(
+    {"quota_exceeded", "connection_refused", "snapshot_refused", "container_failed"}
+)
+"""The sandbox steps that record a refusal or a failure (status ``error``), not a step that
+went well."""
+
+
+@dataclass(frozen=True)
+class SandboxEvent:
+    """One step of a sandbox's life (created, connected, paused, snapshot_created,
+    quota_exceeded, destroyed ...): the one event the sandbox hands to every destination.
+
+    ``details`` are the step's own fields (``location``, ``snapshot``, ``size_bytes`` ...).
+    A destination reads it as it needs it: ``as_dict()`` is what a caller's ``on_event``
+    gets, ``audit_event()`` the ``sandbox.*`` line the audit log writes.
+    """
+
+    kind: str
+    sandbox: str
+    agent_id: str | None
+    tenant: str | None
+    backend: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    at: float = field(default_factory=time.time)  # epoch seconds
+
+    @property
+    def event_type(self) -> str:
+        """``sandbox.<kind>``, the event's name in the audit log and in ``as_dict()``."""
+        return f"sandbox.{self.kind}"
+
+    @property
+    def status(self) -> str:
+        """``error`` for a refusal or failure (``SANDBOX_FAILURES``), else ``ok``."""
+        return ERROR if self.kind in SANDBOX_FAILURES else OK
+
+    def as_dict(self) -> dict[str, Any]:
+        """``{"event": "sandbox.<kind>", "at": ..., "sandbox", "agent_id", "tenant",
+        "backend", **details}`` and ``error`` when there is one: ``on_event``'s argument."""
+        event = {
+            "event": self.event_type,
+            "at": self.at,
+            "sandbox": self.sandbox,
+            "agent_id": self.agent_id,
+            "tenant": self.tenant,
+            "backend": self.backend,
+            **self.details,
+        }
+        if self.error is not None:
+            event["error"] = self.error
+        return event
+
+    def audit_event(self) -> dict[str, Any]:
+        """The audit log's event, stamped now: a plain event whose ``details`` are the
+        backend and the step's own fields."""
+        return plain_event(
+            self.event_type,
+            self.status,
+            agent_id=self.agent_id,
+            tenant=self.tenant,
+            sandbox=self.sandbox,
+            error=self.error,
+            details={"backend": self.backend, **self.details},
+        )
 
 
 def _head(event_type: str, status: str, agent_id: str | None, tenant: str | None) -> dict[str, Any]:

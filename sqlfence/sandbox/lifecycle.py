@@ -5,22 +5,27 @@ A sandbox is recorded in the registry before its server is placed and its namesp
 and a failed create undoes what it made before it forgets the record, so whatever a crash
 interrupts, ``reap()`` can finish.
 
-Every step (created, connected, paused, snapshot, quota, destroyed ...) becomes one event
-dict. It goes to the caller's ``on_event`` callable and, when ``audit`` is an
-``sqlfence.observe.audit.AuditLog``, to ``AuditLog.emit`` as a ``sandbox.*`` event.
+Every step (created, connected, paused, snapshot, quota, destroyed ...) is one typed event,
+``sqlfence.observe.events.SandboxEvent``, handed by ``Lifecycle.send`` to the sandbox's
+*parts*, each with the observer pipeline's small interface (``name``, ``handle``, ``flush``,
+``close``; ``observe/steps.py``'s ``Part``): ``CallbackPart`` gives the caller's ``on_event``
+the event as a dict (``SandboxEvent.as_dict()``), and ``AuditLogPart`` writes it to the
+sandbox's ``AuditLog`` as a ``sandbox.*`` line (``SandboxEvent.audit_event()``). One loop, one
+``try`` per part: a failing part is counted and logged, never raised into the sandbox.
 Sandboxes still alive at interpreter exit are destroyed in the ``SANDBOXES`` stage of
 ``sqlfence.exits``, before the audit log closes, so these events are still recorded.
 """
 
 from __future__ import annotations
 
-import contextlib
-import time
+import logging
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 from sqlfence.errors import NothingMade
+from sqlfence.observe.audit import AuditLog
+from sqlfence.observe.events import SandboxEvent
 from sqlfence.observe.settings import AuditOption
 from sqlfence.policies.model import Policy
 from sqlfence.sandbox.backends.base import Backend, Namespace, backend_for
@@ -28,41 +33,115 @@ from sqlfence.sandbox.credentials import CredentialsMissing
 from sqlfence.sandbox.registry import Record, Registry
 from sqlfence.sandbox.runtimes.base import Placement, PlacementRequest, Runtime, drop_namespace
 
+logger = logging.getLogger("sqlfence.sandbox")
+
 EventSink = Callable[[dict[str, Any]], None]
-# Events that record a refusal or a failure rather than a step that went well.
-_FAILED = {"quota_exceeded", "connection_refused", "snapshot_refused", "container_failed"}
-_CORE = ("event", "at", "agent_id", "tenant", "sandbox", "error")
+"""A caller's ``on_event``: called with each lifecycle event as a dict
+(``SandboxEvent.as_dict()``: ``event``, ``at``, ``sandbox``, ``agent_id``, ``tenant``,
+``backend``, the step's own fields)."""
 
 
-def emit(sinks: tuple[EventSink, ...], event: str, fields: dict[str, Any]) -> dict[str, Any]:
-    """Build the event and hand it to every sink; a failing sink never breaks the sandbox."""
-    payload = {"event": f"sandbox.{event}", "at": time.time(), **fields}
-    for sink in sinks:
-        with contextlib.suppress(Exception):
-            sink(payload)
-    return payload
+class LifecyclePart(Protocol):
+    """One destination of a sandbox's events: the pipeline's part interface, for
+    ``SandboxEvent``."""
+
+    name: str  # its key in the failure counts
+
+    def handle(self, event: SandboxEvent) -> None:
+        """Act on one event."""
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until what it was handed reached its destination."""
+
+    def close(self) -> None:
+        """The sandbox is done with it."""
 
 
-def audit_sink(audit: AuditOption) -> EventSink | None:
-    """A sink writing lifecycle events to ``audit`` when it is an ``AuditLog`` (has ``emit``)."""
-    write = getattr(audit, "emit", None)
-    if not callable(write):
-        return None
+class CallbackPart:
+    """A caller's callable (``on_event``) as a part: called with each event as a dict, on
+    the thread of the step."""
 
-    def sink(event: dict[str, Any]) -> None:
-        kind = event["event"].removeprefix("sandbox.")
-        details = {key: value for key, value in event.items() if key not in _CORE}
-        write(
-            event["event"],
-            "error" if kind in _FAILED else "ok",
-            agent_id=event.get("agent_id"),
-            tenant=event.get("tenant"),
-            sandbox=event.get("sandbox"),
-            error=event.get("error"),
-            details=details,
-        )
+    def __init__(self, function: EventSink, name: str = "on_event") -> None:
+        self.function = function
+        self.name = name
 
-    return sink
+    def handle(self, event: SandboxEvent) -> None:
+        """Call the function with the event's dict."""
+        self.function(event.as_dict())
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Nothing held back."""
+
+    def close(self) -> None:
+        """Nothing to close: the callable is the caller's."""
+
+
+class AuditLogPart:
+    """The sandbox's ``AuditLog``: each event as its ``sandbox.*`` line (a fail-closed log
+    that cannot take it raises AuditError, which the loop counts)."""
+
+    name = "audit"
+
+    def __init__(self, log: AuditLog) -> None:
+        self.log = log
+
+    def handle(self, event: SandboxEvent) -> None:
+        """Queue the event's line."""
+        self.log.submit(event.audit_event())
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until the lines queued so far are written."""
+        self.log.flush(timeout)
+
+    def close(self) -> None:
+        """Nothing to do: the log is the caller's (or its connections'), closed by them."""
+
+
+class Lifecycle:
+    """Hands a sandbox's events to its parts, in order: one loop, one ``try`` per part."""
+
+    def __init__(self, parts: tuple[LifecyclePart, ...] = ()) -> None:
+        self.parts = parts
+        self.failures = {part.name: 0 for part in parts}
+
+    @classmethod
+    def build(cls, audit: AuditOption, on_event: EventSink | None) -> Lifecycle:
+        """The caller's ``on_event`` first, then ``audit`` when it is an ``AuditLog``."""
+        parts: list[LifecyclePart] = []
+        if on_event is not None:
+            parts.append(CallbackPart(on_event))
+        if isinstance(audit, AuditLog):
+            parts.append(AuditLogPart(audit))
+        return cls(tuple(parts))
+
+    def send(self, event: SandboxEvent) -> None:
+        """``event`` to every part; a failing part never breaks the sandbox."""
+        for part in self.parts:
+            try:
+                part.handle(event)
+            except Exception as error:
+                count = self.failures[part.name] = self.failures.get(part.name, 0) + 1
+                if count == 1 or count % 1000 == 0:
+                    logger.error(
+                        "sandbox %s: the %s part failed (%d times) on %s: %r",
+                        event.sandbox, part.name, count, event.event_type, error,
+                    )  # fmt: skip
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until every part delivered what it was handed."""
+        for part in self.parts:
+            part.flush(timeout)
+
+    def close(self) -> None:
+        """The sandbox is done: close every part."""
+        for part in self.parts:
+            try:
+                part.close()
+            except Exception:
+                logger.exception("closing the %s part failed", part.name)
+
+    def __bool__(self) -> bool:
+        return bool(self.parts)
 
 
 def make(

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlfence import exits
 from sqlfence.errors import ConfigurationError, QuotaExceeded, SandboxError
+from sqlfence.observe.events import SandboxEvent
 from sqlfence.observe.settings import AuditOption, MonitoringOption
 from sqlfence.policies.engine import Decision
 from sqlfence.policies.model import Policy
@@ -88,8 +89,7 @@ class AgentSandbox:
         self._registry = registry
         self._root = registry.root
         self._audit, self._monitoring = observing(audit, monitoring)
-        sinks = [on_event, lifecycle.audit_sink(self._audit)]
-        self._sinks = tuple(sink for sink in sinks if sink is not None)
+        self._events = lifecycle.Lifecycle.build(self._audit, on_event)
         self._state = "active"
         self._lock = threading.RLock()
         self._connections: set[GuardedConnection] = set()
@@ -279,6 +279,7 @@ class AgentSandbox:
             self._backend.close()
             exits.unregister(self, exits.SANDBOXES)
         self._emit("destroyed")
+        self._events.close()
 
     def at_exit(self) -> None:
         """Interpreter exit (or SIGTERM): destroy, while the audit log still records."""
@@ -583,10 +584,14 @@ class AgentSandbox:
                 self._connections.discard(connection)
                 add_numbers(self._closed_metrics, connection.get_metrics())
 
-    def _emit(self, event: str, **fields: Any) -> None:
-        if self._sinks:
-            base = {"sandbox": self.name, "agent_id": self.agent_id, "tenant": self.tenant}
-            lifecycle.emit(self._sinks, event, {**base, "backend": self._backend.name, **fields})
+    def _emit(self, kind: str, error: str | None = None, **details: Any) -> None:
+        """Hand the lifecycle event of step ``kind`` to the sandbox's parts (if any)."""
+        if self._events:
+            record = self._record
+            event = SandboxEvent(
+                kind, self.name, record.agent_id, record.tenant, self._backend.name, details, error
+            )
+            self._events.send(event)
 
     def __repr__(self) -> str:
         return f"<AgentSandbox {self._backend.name}:{self.name} {self.state}>"

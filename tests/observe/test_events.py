@@ -7,12 +7,15 @@ import datetime
 import decimal
 import json
 import uuid
+from pathlib import Path
 
 import pytest
 
 from sqlfence.observe.events import (
     COLUMNS,
+    SANDBOX_FAILURES,
     AuditEvent,
+    SandboxEvent,
     encode_event,
     iso_timestamp,
     jsonable,
@@ -67,3 +70,38 @@ def test_any_parameter_becomes_json() -> None:
         {"d": "1.5", "2": str(ident)},
         repr(object),
     ]
+
+
+def test_sandbox_event_writes_the_golden_sandbox_line() -> None:
+    """A SandboxEvent's audit event is the sandbox.* line logs have always held (the golden
+    line test_lines checks), so existing logs and new ones read and verify alike."""
+    golden = json.loads(
+        (Path(__file__).parent / "data" / "golden_lines.json").read_text(encoding="utf-8")
+    )["sandbox"]
+    event = SandboxEvent("created", "sb-1", "a", "t", "sqlite", {"expires_at": 1.5}, at=7.0)
+    written = event.audit_event()
+    written["timestamp"] = iso_timestamp(1_700_000_000_123_456_789)
+    assert encode_event(written, 5, "a" * 64).decode("ascii") == golden
+
+
+def test_sandbox_event_as_dict_is_what_on_event_gets() -> None:
+    """on_event's dict: the event's name, when, who, the backend, the step's own fields and
+    the error when there is one; refusals and failures are errors in the log."""
+    refused = SandboxEvent(
+        "snapshot_refused", "sb-1", "a", None, "postgres", {"snapshot": "s"}, "corrupt", at=7.0
+    )
+    assert refused.as_dict() == {
+        "event": "sandbox.snapshot_refused", "at": 7.0, "sandbox": "sb-1", "agent_id": "a",
+        "tenant": None, "backend": "postgres", "snapshot": "s", "error": "corrupt",
+    }  # fmt: skip
+    line = refused.audit_event()
+    assert (line["event_type"], line["status"], line["error"]) == (
+        "sandbox.snapshot_refused",
+        "error",
+        "corrupt",
+    )
+    assert line["details"] == {"backend": "postgres", "snapshot": "s"}
+    assert {"quota_exceeded", "container_failed"} <= SANDBOX_FAILURES
+    created = SandboxEvent("created", "sb-1", "a", None, "sqlite")
+    assert created.status == "ok"
+    assert "error" not in created.as_dict()

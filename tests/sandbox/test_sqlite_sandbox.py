@@ -286,3 +286,28 @@ def test_lifecycle_goes_to_the_audit_log(root: Path, tmp_path: Path) -> None:
         ]
     kinds = [line["event_type"] for line in lines if line.get("sandbox") == sb.name]
     assert kinds == ["sandbox.created", "sandbox.snapshot_created", "sandbox.destroyed"]
+    assert AuditLog.verify(tmp_path / "audit")
+
+
+def test_a_failing_on_event_breaks_neither_the_sandbox_nor_the_audit_log(
+    root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The lifecycle's parts are handed each event in turn: an on_event that raises is
+    logged, and the audit log after it still records every step."""
+    from sqlfence.observe.audit import AuditLog
+    from sqlfence.observe.settings import AuditSettings
+
+    def broken(event: dict[str, Any]) -> None:
+        raise RuntimeError(f"cannot take {event['event']}")
+
+    with AuditLog(AuditSettings(directory=tmp_path / "audit")) as log:
+        with AgentSandbox.create(agent_id="a1", root=root, audit=log, on_event=broken) as sb:
+            sb.get_connection().close()
+        found = log.query(event_type=("sandbox.created", "sandbox.connected", "sandbox.destroyed"))
+    assert [event.event_type for event in found] == [
+        "sandbox.created", "sandbox.connected", "sandbox.destroyed",
+    ]  # fmt: skip
+    assert {event.sandbox for event in found} == {sb.name}
+    assert found[0].details == {"backend": "sqlite", "location": sb.namespace.location,
+                                "expires_at": None}  # fmt: skip
+    assert "the on_event part failed (1 times) on sandbox.created" in caplog.text
