@@ -24,15 +24,18 @@ from sqlfence.policies.rules import (
     Patterns,
     Violation,
     engine_reading,
+    routine_violation,
     rules_for,
     statement_length,
     statement_tokens,
 )
+from sqlfence.policies.server_code import ServerCode
 from sqlfence.policies.tables import TableSet, case_mismatch
 from sqlfence.sql import postgres_grammar
 from sqlfence.sql.analysis import Analysis, StatementFacts, analyze, statement_kind
 from sqlfence.sql.builder import FactHook
 from sqlfence.sql.functions import builtin_denied, builtin_denied_rule, policy_names
+from sqlfence.sql.masks import MASKER_FUNCTIONS
 from sqlfence.sql.names import Namer
 from sqlfence.sql.postgres_grammar import EngineReading
 from sqlfence.sql.quiet import quiet_sqlglot
@@ -129,7 +132,7 @@ class Guard:
         parts: Mapping[str, str] | None = None,
         star_columns: Mapping[str, Sequence[str]] | None = None,
         references: Mapping[str, Collection[tuple[str, str | None]]] | None = None,
-        routines: Collection[str] | None = None,
+        server_code: ServerCode | None = None,
         cache_size: int = DEFAULT_ENTRIES,
         cache_bytes: int = DEFAULT_BYTES,
     ) -> None:
@@ -157,7 +160,7 @@ class Guard:
         }
         self.star_columns = {table: tuple(cols) for table, cols in (star_columns or {}).items()}
         self.references = {table: frozenset(keys) for table, keys in (references or {}).items()}
-        self.routines = frozenset(name.lower() for name in routines or ())
+        self.server_code = server_code or ServerCode()
         self._hooks = _hooks_for(self.dialect_name, self.catalog, default_schema)
         self.patterns = self._compile(self.policy)
         self._rules = rules_for(self.policy, self.patterns)
@@ -278,7 +281,7 @@ class Guard:
         parts: Mapping[str, str] | None = None,
         star_columns: Mapping[str, Sequence[str]] | None = None,
         references: Mapping[str, Collection[tuple[str, str | None]]] | None = None,
-        routines: Collection[str] | None = None,
+        server_code: ServerCode | None = None,
     ) -> Guard:
         """The same guard knowing more of the database.
 
@@ -295,8 +298,8 @@ class Guard:
         so that a denied table's parts are denied too; ``star_columns`` maps tables and
         views to the columns ``SELECT *`` returns, in order (for masked columns);
         ``references`` maps tables to the (table, column) pairs their foreign keys reference
-        (a table referencing a masked column is not written); ``routines`` names the
-        database's own functions (not called under row filters or masks).
+        (a table referencing a masked column is not written); ``server_code`` is the
+        database's own code and the paths into it (not run under row filters or masks).
         """
         return Guard(
             self.policy,
@@ -315,7 +318,7 @@ class Guard:
             parts=self.parts if parts is None else parts,
             star_columns=self.star_columns if star_columns is None else star_columns,
             references=self.references if references is None else references,
-            routines=self.routines if routines is None else routines,
+            server_code=self.server_code if server_code is None else server_code,
             cache_size=self._cache.max_entries,
             cache_bytes=self._cache.max_bytes,
         )
@@ -403,7 +406,16 @@ class Guard:
         engine = self._engine(sql, self.namer.default_schema, False)
         kinds = tuple(statement_kind(tree) for tree in analysis.trees)
         ctx = Context(sql, analysis.facts, self.policy, self.patterns, engine, kinds)
-        return next(iter(engine_reading(ctx)), None)
+        differs = next(iter(engine_reading(ctx)), None)
+        if differs is not None or not self.server_code:
+            return differs
+        # The text adds the policy's own expressions (row filters, maskers): the database's
+        # code must not be reached through them either (a filter's lower() or = overloaded).
+        facts = analysis.facts
+        reached = self.server_code.reached(
+            engine, (), facts.tables | engine.tables, facts.written, False, MASKER_FUNCTIONS
+        )
+        return None if reached is None else routine_violation(self.policy, self.patterns, reached)
 
     def _with_sources(self, pairs: frozenset[tuple[str, str]]) -> frozenset[tuple[str, str]]:
         """``(table, column)`` pairs plus the columns their generated columns read."""
@@ -461,7 +473,7 @@ class Guard:
             },
             table_columns=self.table_columns,
             generated_columns=self.generated_columns,
-            routines=self.routines,
+            server_code=self.server_code,
         )
 
 

@@ -12,6 +12,7 @@ from fnmatch import fnmatchcase
 
 from sqlfence import databases
 from sqlfence.policies.model import Policy
+from sqlfence.policies.server_code import ServerCode
 from sqlfence.policies.tables import (
     TableSet,
     is_catalog_function,
@@ -61,8 +62,8 @@ class Patterns:
     table_columns: Mapping[str, frozenset[str]] = field(default_factory=dict)
     # table -> generated column -> the columns it is computed from (lower-cased)
     generated_columns: Mapping[str, Mapping[str, frozenset[str]]] = field(default_factory=dict)
-    # the database's own functions and procedures (lower-cased names)
-    routines: frozenset[str] = frozenset()
+    # the database's own code, and every path into it (PostgreSQL)
+    server_code: ServerCode = field(default_factory=ServerCode)
     # a table holding another's rows (partition, inheritance child, shadow table) -> its owners
     part_of: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
@@ -258,18 +259,31 @@ def session_settings(ctx: Context) -> Iterator[Violation]:
 
 
 def routines(ctx: Context) -> Iterator[Violation]:
-    """Under row filters or masks, none of the database's own functions is called: its body
+    """Under row filters or masks, none of the database's own code runs: a function's body
     reads what it likes, with the caller's rights (a function returning SETOF customers
-    gives every tenant's rows, unmasked), and the fence cannot see inside it."""
-    called = sorted(ctx.facts.functions & ctx.patterns.routines)
-    if called and (ctx.policy.row_filters or ctx.policy.masked_columns):
-        yield _violation(
-            ctx,
-            "routines",
-            f"{called[0]}() is a function of the database's own: its body may read any table "
-            "whole, which row filters and masks cannot reach, so it is not called under them",
-            key="row_filters" if ctx.policy.row_filters else "masked_columns",
-        )
+    gives every tenant's rows, unmasked), and the fence cannot see inside it. It is reached
+    by a call, and also by an operator, a cast, a domain, a view, a trigger ... (see
+    ``ServerCode``)."""
+    if not (ctx.policy.row_filters or ctx.policy.masked_columns):
+        return
+    facts = ctx.facts
+    tables = facts.tables if ctx.engine is None else facts.tables | ctx.engine.tables
+    reached = ctx.patterns.server_code.reached(
+        ctx.engine, facts.functions, tables, facts.written, facts.is_ddl
+    )
+    if reached is not None:
+        yield routine_violation(ctx.policy, ctx.patterns, reached)
+
+
+def routine_violation(policy: Policy, patterns: Patterns, reached: str) -> Violation:
+    """The ``routines`` refusal for what of the database's own code a text reaches."""
+    key = "row_filters" if policy.row_filters else "masked_columns"
+    return Violation(
+        "routines",
+        f"{reached}: that code may read any table whole, which row filters and masks cannot "
+        "reach, so it does not run under them",
+        patterns.origins.get(key),
+    )
 
 
 def attach(ctx: Context) -> Iterator[Violation]:
@@ -546,6 +560,6 @@ def rules_for(policy: Policy, patterns: Patterns) -> tuple[Rule, ...]:
         or policy.masked_columns
     ):
         idle.add(attach)
-    if not (patterns.routines and (policy.row_filters or policy.masked_columns)):
+    if not (patterns.server_code and (policy.row_filters or policy.masked_columns)):
         idle.add(routines)
     return tuple(rule for rule in RULES if rule not in idle)

@@ -8,7 +8,7 @@ timeouts, SQLite's authorizer).
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -19,6 +19,7 @@ from sqlfence.databases import DatabaseProfile
 from sqlfence.errors import ConfigurationError
 from sqlfence.observe.observer import Session
 from sqlfence.policies.engine import Decision, Guard
+from sqlfence.policies.server_code import ServerCode
 
 # Most specific first: a driver's IntegrityError is also its DatabaseError.
 _PEP249_NAMES = (
@@ -207,10 +208,11 @@ class Driver:
         catalog names them (for masked columns: the derived table lists them)."""
         return {}
 
-    def load_routines(self, raw: Any) -> set[str]:
-        """The names (lower case) of the database's own functions and procedures, outside
-        the system schemas: a call of one runs a body that may read any table."""
-        return set()
+    def load_server_code(self, raw: Any, reaches: Mapping[str, Collection[str]]) -> ServerCode:
+        """The database's own code (functions outside the system schemas, whose bodies may
+        read any table) and every path into it; ``reaches`` maps each view to the relations
+        a read of it reads (``load_views``)."""
+        return ServerCode()
 
     def load_references(self, raw: Any) -> dict[str, set[tuple[str, str | None]]]:
         """Qualified table -> (referenced table, referenced column) of each of its foreign

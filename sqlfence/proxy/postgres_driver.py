@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import inspect
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from sqlfence import databases
 from sqlfence.errors import ConfigurationError
 from sqlfence.policies.engine import Decision, Guard
+from sqlfence.policies.server_code import ServerCode
 from sqlfence.proxy.deadline import WATCHDOG
 from sqlfence.proxy.drivers import ConnectionURL, Driver
+from sqlfence.proxy.postgres_code import load_server_code
 from sqlfence.sql import postgres_grammar
 
 
@@ -138,9 +140,9 @@ class PostgresDriver(Driver):
             columns.setdefault(f"{schema}.{table}", []).append(column)
         return columns
 
-    def load_routines(self, raw: Any) -> set[str]:
-        """Functions and procedures outside the system schemas (pg_proc), by name."""
-        return {str(row[0]).lower() for row in _catalog_rows(raw, _ROUTINES_QUERY)}
+    def load_server_code(self, raw: Any, reaches: Mapping[str, Collection[str]]) -> ServerCode:
+        """Functions outside the system schemas (pg_proc) and every path into them."""
+        return load_server_code(lambda sql, params: _catalog_rows(raw, sql, params), reaches)
 
     def load_references(self, raw: Any) -> dict[str, set[tuple[str, str | None]]]:
         """Each table's foreign keys outside the system schemas (pg_constraint)."""
@@ -237,14 +239,6 @@ WHERE a.attnum > 0 AND NOT a.attisdropped
   AND n.nspname NOT LIKE 'pg_toast%'
 """
 _STAR_COLUMNS_QUERY = _TABLE_COLUMNS_QUERY + "ORDER BY n.nspname, c.relname, a.attnum\n"
-_ROUTINES_QUERY = """
-SELECT DISTINCT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND NOT EXISTS (
-    SELECT 1 FROM pg_depend d
-    WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
-  )
-"""
 _REFERENCES = """
 SELECT n.nspname, c.relname, fn.nspname, f.relname, a.attname
 FROM pg_constraint k
@@ -276,12 +270,23 @@ SELECT DISTINCT vn.nspname, v.relname, tn.nspname, t.relname,
 )
 
 
-def _catalog_rows(raw: Any, sql: str) -> list[Any]:
-    """Rows of the fence's own catalog query, leaving no transaction open behind it."""
+def _catalog_rows(raw: Any, sql: str, params: Mapping[str, Any] | None = None) -> list[Any]:
+    """Rows of the fence's own catalog query, leaving no transaction open behind it.
+
+    Without JIT: the planner's estimates for the catalog's recursive queries are large
+    enough to compile them, which takes seconds for a query that runs in milliseconds."""
+    autocommit = getattr(raw, "autocommit", False)
     with raw.cursor() as cursor:
-        cursor.execute(sql)
-        rows = list(cursor.fetchall())
-    if not getattr(raw, "autocommit", False):
+        if autocommit:
+            cursor.execute("BEGIN")
+        try:
+            cursor.execute("SELECT set_config('jit', 'off', true)")
+            cursor.execute(sql, params)
+            rows = list(cursor.fetchall())
+        finally:
+            if autocommit:
+                cursor.execute("ROLLBACK")
+    if not autocommit:
         raw.rollback()
     return rows
 

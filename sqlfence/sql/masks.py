@@ -65,6 +65,11 @@ _HASH = {
     "postgres": "ENCODE(SHA256(CONVERT_TO({t}, 'UTF8')), 'hex')",
 }
 _POSITION = {"sqlite": "INSTR", "postgres": "STRPOS", "iris": "INSTR"}
+# The functions the maskers call, each on text (or bytea) it made itself: a built-in of
+# that exact type, which PostgreSQL takes before any overload of the same name.
+MASKER_FUNCTIONS = frozenset(
+    {"substring", "length", "strpos", "instr", "encode", "sha256", "convert_to"}
+)
 MASKERS = ("null", "redact", "email", "hash", "partial(a, b)")
 SQLITE_HASH_FUNCTION = "sqlfence_sha256"
 _PARTIAL = re.compile(r"partial\(\s*(\d{1,3})\s*,\s*(\d{1,3})\s*\)")

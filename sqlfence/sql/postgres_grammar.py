@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlfence import databases
@@ -41,6 +41,17 @@ _NAME_LIST = r'((?:\{"String":\{"sval":"(?:[^"\\]|\\.)*"\}\},?)+)'
 _FUNC_CALL = re.compile(r'"FuncCall":\{"funcname":\[' + _NAME_LIST + r"\]")
 _COLUMN_REF = re.compile(r'"ColumnRef":\{"fields":\[' + _NAME_LIST + r"\]")
 _SVAL = re.compile(r'"sval":"' + _S + '"')
+# Operator names: an expression's (A_Expr: IN, LIKE, BETWEEN and NULLIF say theirs too), a
+# subquery comparison's, an ORDER BY ... USING's. Type names: a cast's, a column's.
+_OPERATOR = re.compile(r'"(?:name|operName|useOp)":\[' + _NAME_LIST + r"\]")
+_TYPE_NAME = re.compile(r'"names":\[' + _NAME_LIST + r"\]")
+# An identifier anywhere (a column, a field, a function): constants are not String nodes.
+_IDENTIFIER = re.compile(r'\{"String":\{"sval":"' + _S + r'"\}\}')
+# Where PostgreSQL compares with "=" by name though the text writes no operator: a CASE on a
+# value, JOIN ... USING, NATURAL JOIN, IN (subquery).
+_IMPLIED_EQUALS = ('"CaseExpr":{"arg":', '"usingClause":', '"isNatural":true', '"ANY_SUBLINK"')
+# BETWEEN (and NOT BETWEEN, SYMMETRIC) compares with these.
+_BETWEEN = frozenset({">=", "<=", "<", ">"})
 # psycopg's placeholders, found as psycopg finds them: anywhere in the text, quotes or not.
 _PLACEHOLDER = re.compile(r"%(?:\(([^)]+)\))?(.)", re.DOTALL)
 
@@ -54,11 +65,31 @@ class EngineReading:
     functions: frozenset[str] = frozenset()
     columns: frozenset[str] = frozenset()
     error: str | None = None
+    # the grammar's tree as JSON text, for the names asked for only now and then (below)
+    tree: str = field(default="", compare=False, repr=False)
 
     @property
     def statement_count(self) -> int:
         """How many statements the server would run."""
         return len(self.kinds)
+
+    def operators(self) -> frozenset[str]:
+        """The operators the server looks up by name: those written, and the ``=`` and
+        ``<=`` ... it compares with for CASE, USING, NATURAL, IN and BETWEEN."""
+        found = set(_last_names(_OPERATOR, self.tree))
+        if any("BETWEEN" in name for name in found):
+            found |= _BETWEEN
+        if any(marker in self.tree for marker in _IMPLIED_EQUALS):
+            found.add("=")
+        return frozenset(found)
+
+    def type_names(self) -> frozenset[str]:
+        """The last name of every type the text names (casts, column definitions)."""
+        return frozenset(_last_names(_TYPE_NAME, self.tree))
+
+    def identifiers(self) -> frozenset[str]:
+        """Every identifier in the text (a ``t.f`` may call ``f(t)``): no constant."""
+        return frozenset(_unescape(name) for name in _IDENTIFIER.findall(self.tree))
 
 
 def _parser() -> Any:
@@ -172,6 +203,11 @@ def read(sql: str, default_schema: str | None, columns: bool = True) -> EngineRe
     )
 
 
+def read_body(sql: str, default_schema: str | None) -> EngineReading:
+    """PostgreSQL's reading of a SQL function's body (no driver placeholders in it)."""
+    return _read(sql, default_schema, False)
+
+
 def _same(one: EngineReading, other: EngineReading) -> bool:
     return (one.kinds, one.tables, one.functions, one.columns) == (
         other.kinds,
@@ -208,6 +244,7 @@ def _read(sent: str, default_schema: str | None, columns: bool) -> EngineReading
         tables=tables,
         functions=frozenset(_last_names(_FUNC_CALL, text)),
         columns=frozenset(_last_names(_COLUMN_REF, text)) if columns else frozenset(),
+        tree=text,
     )
 
 

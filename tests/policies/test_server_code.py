@@ -1,0 +1,173 @@
+"""The database's own PostgreSQL code does not run under row filters or masks (rule
+``routines``), whichever way a text reaches it: a call, an operator, a cast, a domain, a
+view, a trigger, a default, a rule, an event trigger, an operator class; and code that
+cannot read (an extension's C function, a SQL function of one table-less SELECT) still runs.
+
+Cases are in ``data_server_code/cases.yaml``; each runs on a fresh real database.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import yaml
+
+import sqlfence
+from sqlfence.policies.server_code import ServerCode
+from sqlfence.sql.postgres_grammar import read
+
+CASES: list[dict[str, Any]] = yaml.safe_load(
+    (Path(__file__).parent / "data_server_code" / "cases.yaml").read_text()
+)
+BASE = """
+CREATE TABLE orders (id int PRIMARY KEY, tenant_id text, note text);
+INSERT INTO orders VALUES (1, 'A', 'a1'), (2, 'A', 'a2'), (3, 'B', 'SECRET_B1');
+CREATE TABLE logs (n bigint);
+"""
+FILTER = "tenant_id = :tenant"
+
+
+def _policy(case: dict[str, Any], masked: bool) -> dict[str, Any]:
+    rules: dict[str, Any] = (
+        {"masked_columns": {"orders.note": "redact"}}
+        if masked
+        else {"row_filters": {"orders": FILTER}}
+    )
+    return {"read_only": False, "statements": ["*"], **rules}
+
+
+def _connect(url: str, policy: dict[str, Any]) -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return sqlfence.connect(url, policy=policy, tenant="A", audit=False, telemetry=False)
+
+
+@pytest.fixture(params=CASES, ids=[case["name"] for case in CASES])
+def case(request: pytest.FixtureRequest, pg_url: str) -> dict[str, Any]:
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute(BASE)
+        admin.execute(request.param["setup"])
+    return {**request.param, "url": pg_url}
+
+
+def _run(conn: Any, sql: str) -> None:
+    cursor = conn.execute(sql)
+    if cursor.description is not None:
+        cursor.fetchall()
+    conn.rollback()
+
+
+def _refusal(conn: Any, sql: str) -> sqlfence.PolicyViolation:
+    try:
+        conn.execute(sql)
+    except sqlfence.PolicyViolation as error:
+        return error
+    finally:
+        conn.rollback()
+    pytest.fail(f"ran: {sql}")
+
+
+def test_the_databases_own_code_does_not_run_under_row_filters(case: dict[str, Any]) -> None:
+    conn = _connect(case["url"], _policy(case, masked=False))
+    try:
+        for sql in case.get("refused", ()):
+            error = _refusal(conn, sql)
+            assert "routines" in {reason.rule for reason in error.reasons}, (sql, str(error))
+        for sql in case.get("allowed", ()):
+            _run(conn, sql)
+    finally:
+        conn.close()
+
+
+def test_nor_under_masks(case: dict[str, Any]) -> None:
+    conn = _connect(case["url"], _policy(case, masked=True))
+    try:
+        for sql in case.get("refused", ()):
+            _refusal(conn, sql)
+        for sql in case.get("masked_allowed", ()):
+            _run(conn, sql)
+    finally:
+        conn.close()
+
+
+def test_what_is_refused_runs_on_a_raw_connection(case: dict[str, Any]) -> None:
+    """Each refused text is one PostgreSQL runs: refusing it is the fence's doing."""
+    with psycopg.connect(case["url"]) as raw:
+        for sql in case.get("refused", ()):
+            raw.execute(sql)
+            raw.rollback()
+
+
+def test_without_filters_or_masks_the_code_runs(case: dict[str, Any]) -> None:
+    """The rule is about filters and masks: with neither, the same texts run as before."""
+    conn = _connect(case["url"], {"read_only": False, "statements": ["*"]})
+    try:
+        for sql in case.get("refused", ()):
+            conn.execute(sql)
+            conn.rollback()
+    finally:
+        conn.close()
+
+
+def _reading(sql: str) -> Any:
+    reading = read(sql, "public")
+    assert reading.error is None, reading.error
+    return reading
+
+
+@pytest.mark.parametrize(
+    ("sql", "operators"),
+    [
+        ("SELECT 1 === 2", {"==="}),
+        ("SELECT 1 OPERATOR(public.===) 2", {"==="}),
+        ("SELECT a FROM t WHERE a BETWEEN 1 AND 2", {"<", "<=", ">", ">="}),
+        ("SELECT a FROM t WHERE a NOT BETWEEN SYMMETRIC 1 AND 2", {"<", "<=", ">", ">="}),
+        ("SELECT a FROM t WHERE a IN (1, 2)", {"="}),
+        ("SELECT a FROM t WHERE a IN (SELECT 1)", {"="}),
+        ("SELECT CASE a WHEN 1 THEN 2 END FROM t", {"="}),
+        ("SELECT * FROM t JOIN u USING (id)", {"="}),
+        ("SELECT * FROM t NATURAL JOIN u", {"="}),
+        ("SELECT a FROM t ORDER BY a USING <", {"<"}),
+        ("SELECT a FROM t WHERE a LIKE 'x'", {"~~"}),
+        ("SELECT a FROM t WHERE a = ANY (ARRAY[1])", {"="}),
+        ("SELECT a FROM t", set()),
+    ],
+)
+def test_the_operators_postgresql_looks_up(sql: str, operators: set[str]) -> None:
+    found = _reading(sql).operators()
+    assert operators <= found
+    if not operators:
+        assert not found
+
+
+def test_the_names_postgresql_reads() -> None:
+    reading = _reading("SELECT x::mood, CAST(y AS public.grade[]), t.f, (t).g, 'konst' FROM t")
+    assert reading.type_names() >= {"mood", "grade"}
+    assert {"f", "g", "x", "y", "t"} <= reading.identifiers()
+    assert "konst" not in reading.identifiers()
+
+
+def test_what_reaches_code_reaches_through_views_and_writes() -> None:
+    code = ServerCode(reads={"public.v": "its view calls f"}, writes={"public.c": "trigger"})
+    spread = code.spread(
+        {"public.w": {"public.v"}, "public.x": {"public.w"}},
+        {("public.p", "public.c"), ("public.q", "public.p")},
+    )
+    assert set(spread.reads) == {"public.v", "public.w", "public.x"}
+    assert set(spread.writes) == {"public.c", "public.p", "public.q"}
+    assert "public.v" in spread.reads["public.x"]
+    assert spread.reached(None, (), {"public.x"}, (), False) is not None
+    assert spread.reached(None, (), (), {"public.q"}, False) is not None
+    assert spread.reached(None, (), {"public.c"}, (), False) is None
+
+
+def test_everywhere_and_ddl_say_why() -> None:
+    assert ServerCode(everywhere="an opclass").reached(None, (), (), (), False) == "an opclass"
+    code = ServerCode(ddl="an event trigger")
+    assert code.reached(None, (), (), (), True) == "an event trigger"
+    assert code.reached(None, (), (), (), False) is None
+    assert not ServerCode()
