@@ -151,7 +151,13 @@ class SandboxPool:
         self._leases: dict[AgentSandbox, Lease] = {}  # the live lease of each leased sandbox
         self._creating = 0
         self._closed = False
-        self._cond = threading.Condition()
+        # One lock, two conditions: acquirers wait on ``_cond`` for a ready sandbox, the
+        # replenisher on ``_refill`` for work. Each is woken only when there is something for
+        # it: a replenisher woken for nothing would take the lock and the GIL while an
+        # acquire runs.
+        lock = threading.RLock()
+        self._cond = threading.Condition(lock)
+        self._refill = threading.Condition(lock)
         self._metrics: dict[str, Any] = dict.fromkeys(
             ("hits", "misses", "waits", "timeouts", "cold_starts", "created", "destroyed",
              "resets", "reset_failures", "replaced_unhealthy", "create_failures"), 0
@@ -189,7 +195,7 @@ class SandboxPool:
         with self._cond:
             self._leases[sandbox] = lease
             # Only now, so that its refill does not compete with this acquire for the GIL.
-            self._cond.notify_all()  # the replenisher tops the pool up
+            self._wake_replenisher()  # it tops the pool up
         return lease
 
     def release(self, sandbox: AgentSandbox | Lease) -> None:
@@ -217,7 +223,8 @@ class SandboxPool:
                     return
         self._discard(sandbox)
         with self._cond:
-            self._cond.notify_all()
+            self._cond.notify_all()  # room for a cold start
+            self._wake_replenisher()
 
     def _take(self, deadline: float) -> AgentSandbox:
         waited = False
@@ -232,6 +239,7 @@ class SandboxPool:
                         return sandbox
                     self._metrics["replaced_unhealthy"] += 1
                     self._discard_later(sandbox)
+                    self._wake_replenisher()
                 if self.on_empty == "cold" and self._total() < self.max_size:
                     self._metrics["misses"] += 1
                     self._metrics["cold_starts"] += 1
@@ -247,16 +255,24 @@ class SandboxPool:
                 if not waited:
                     self._metrics["misses"] += 1
                     waited = True
-                self._cond.notify_all()
+                self._wake_replenisher()
                 self._cond.wait(remaining)
         try:
             sandbox = self._create()
-        finally:
+        except BaseException:
             with self._cond:
                 self._creating -= 1
-        with self._cond:
+                self._wake_replenisher()
+            raise
+        with self._cond:  # in one step: the replenisher never sees it counted nowhere
+            self._creating -= 1
             self._leased.add(sandbox)
         return sandbox
+
+    def _wake_replenisher(self) -> None:
+        """Wake the replenisher when it has a sandbox to make (the caller holds the lock)."""
+        if self._closed or self._wanted() > 0:
+            self._refill.notify()
 
     def _count(self, key: str) -> None:
         """Add one to a counter from a thread that does not hold the pool's lock."""
@@ -339,12 +355,14 @@ class SandboxPool:
             self._creating += 1
         try:
             sandbox = self._create()
-        except Exception:
-            return
-        finally:
+        except BaseException as error:
             with self._cond:
                 self._creating -= 1
+            if isinstance(error, Exception):
+                return  # counted, and kept as the last error, by _create
+            raise
         with self._cond:
+            self._creating -= 1
             keep = not self._closed
             if keep:
                 self._idle.append(sandbox)
@@ -359,7 +377,7 @@ class SandboxPool:
                 if self._closed:
                     return
                 if self._wanted() <= 0:
-                    self._cond.wait(max(0.0, next_check - time.monotonic()))
+                    self._refill.wait(max(0.0, next_check - time.monotonic()))
                 if self._closed:
                     return
                 wanted = self._wanted()
@@ -368,7 +386,7 @@ class SandboxPool:
                 self._add_one()
                 if self._metrics["create_failures"] > before:
                     with self._cond:  # back off a little before trying again
-                        self._cond.wait(1.0)
+                        self._refill.wait(1.0)
             if time.monotonic() >= next_check:
                 self.check_health()
                 next_check = time.monotonic() + self.health_interval
@@ -383,7 +401,7 @@ class SandboxPool:
                 if sandbox in self._idle:
                     self._idle.remove(sandbox)
                     self._metrics["replaced_unhealthy"] += 1
-            self._cond.notify_all()
+            self._wake_replenisher()
         for sandbox in bad:
             self._discard(sandbox)
         return len(bad)
@@ -420,6 +438,7 @@ class SandboxPool:
                 lease.released = True
             self._leases.clear()
             self._cond.notify_all()
+            self._refill.notify_all()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join()
         for sandbox in sandboxes:
