@@ -266,13 +266,66 @@ def routines(ctx: Context) -> Iterator[Violation]:
     ``ServerCode``)."""
     if not (ctx.policy.row_filters or ctx.policy.masked_columns):
         return
+    engine = ctx.engine
     facts = ctx.facts
-    tables = facts.tables if ctx.engine is None else facts.tables | ctx.engine.tables
-    reached = ctx.patterns.server_code.reached(
-        ctx.engine, facts.functions, tables, facts.written, facts.is_ddl
-    )
+    if engine is not None:
+        defining = sorted(set(engine.kinds) & _DEFINING_CODE)
+        if defining:
+            defines = (
+                f"{defining[0]} defines code (a function, operator, cast, type, trigger, rule, "
+                "extension, foreign table ...) that PostgreSQL would run where no statement "
+                "names it"
+            )
+            yield routine_violation(ctx.policy, ctx.patterns, defines)
+            return
+    code = ctx.patterns.server_code
+    if not code:
+        return
+    tables = facts.tables if engine is None else facts.tables | engine.tables
+    reached = code.reached(engine, facts.functions, tables, facts.written, facts.is_ddl)
     if reached is not None:
         yield routine_violation(ctx.policy, ctx.patterns, reached)
+
+
+# PostgreSQL statements (its grammar's node names) that make the database run code where no
+# later text names it, or that change what the catalog read at connect says about it.
+_DEFINING_CODE = frozenset(
+    {
+        "AlterDomainStmt",
+        "AlterEventTrigStmt",
+        "AlterExtensionContentsStmt",
+        "AlterExtensionStmt",
+        "AlterFdwStmt",
+        "AlterForeignServerStmt",
+        "AlterFunctionStmt",
+        "AlterOpFamilyStmt",
+        "AlterOperatorStmt",
+        "AlterPolicyStmt",
+        "AlterTypeStmt",
+        "AlterUserMappingStmt",
+        "CreateCastStmt",
+        "CreateConversionStmt",
+        "CreateDomainStmt",
+        "CreateEventTrigStmt",
+        "CreateExtensionStmt",
+        "CreateFdwStmt",
+        "CreateForeignServerStmt",
+        "CreateForeignTableStmt",
+        "CreateFunctionStmt",
+        "CreateOpClassStmt",
+        "CreateOpFamilyStmt",
+        "CreatePLangStmt",
+        "CreatePolicyStmt",
+        "CreateRangeStmt",
+        "CreateTransformStmt",
+        "CreateTrigStmt",
+        "DefineStmt",
+        "DoStmt",
+        "ImportForeignSchemaStmt",
+        "LoadStmt",
+        "RuleStmt",
+    }
+)
 
 
 def routine_violation(policy: Policy, patterns: Patterns, reached: str) -> Violation:
@@ -560,6 +613,6 @@ def rules_for(policy: Policy, patterns: Patterns) -> tuple[Rule, ...]:
         or policy.masked_columns
     ):
         idle.add(attach)
-    if not (patterns.server_code and (policy.row_filters or policy.masked_columns)):
+    if not (policy.row_filters or policy.masked_columns):
         idle.add(routines)
     return tuple(rule for rule in RULES if rule not in idle)

@@ -110,6 +110,10 @@ class ServerCode:
             if relation in self.writes:
                 return f"writing {relation} runs the database's own code: {self.writes[relation]}"
         for relation in sorted(read):
+            if ddl and relation in self.writes:  # LIKE, INHERITS, PARTITION OF copy its code
+                return (
+                    f"DDL on {relation} may copy the database's own code: {self.writes[relation]}"
+                )
             if relation in self.reads:
                 return f"reading {relation} runs the database's own code: {self.reads[relation]}"
         if engine is None:

@@ -237,7 +237,7 @@ def test_postgres_routines_are_not_created_under_row_filters(pg_shop: str, sql: 
     """A routine's body is text the fence does not read: under row filters it is refused."""
     conn = _connect(pg_shop, {"row_filters": FILTERS, "statements": ["*"], "read_only": False})
     try:
-        with pytest.raises(sqlfence.PolicyViolation, match="routines and triggers"):
+        with pytest.raises(sqlfence.PolicyViolation, match="defines code"):
             conn.execute(sql)
     finally:
         conn.close()
