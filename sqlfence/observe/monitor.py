@@ -24,7 +24,7 @@ from sqlfence.observe.alerts import (
     AlertDispatcher,
     query_logger,
 )
-from sqlfence.observe.latency import LatencyHistogram
+from sqlfence.observe.latency import DEFERRED, LatencyHistogram
 from sqlfence.observe.masking import mask_literals
 from sqlfence.observe.settings import MonitorSettings
 
@@ -88,7 +88,7 @@ class ConnectionStats:
 
     def to_metrics(self) -> dict[str, Any]:
         """The design report's metric keys and a few more."""
-        latency = self.latency
+        latency = self.latency.settled()
         return {
             "queries_executed": latency.count,
             "denied": self.denied,
@@ -142,6 +142,7 @@ class Monitor:
         self._alert_slow_s = None if alert_ms is None else alert_ms / 1000
         self._error_window = settings.error_rate_window if settings.alert_on_error_rate else 0
         self._log_all = settings.log_all_queries
+        self._watch = bool(self._error_window or self._log_all)  # every statement is judged
         self._lock = threading.Lock()
         self._agents: dict[str, _Scope] = {}
         self._sandboxes: dict[str, _Scope] = {}
@@ -202,11 +203,30 @@ class Monitor:
 
         ``notify`` is called with each alert raised (the observer records it in its audit log).
         """
-        stats.latency.add(duration)
+        # LatencyHistogram.defer, inline: a duration costs an append here; the histogram
+        # buckets DEFERRED of them at once.
+        deferred = stats.latency.deferred
+        deferred.append(duration)
+        if len(deferred) >= DEFERRED:
+            stats.latency.settle()
         if error is not None:
             stats.errors += 1
         elif rowcount > 0 and decision.facts.writes:
             stats.rows_affected += rowcount
+        if duration < self._slow_s and not self._watch:
+            return False
+        return self._judge(stats, duration, error, decision, sql, notify)
+
+    def _judge(
+        self,
+        stats: ConnectionStats,
+        duration: float,
+        error: BaseException | None,
+        decision: Decision,
+        sql: str,
+        notify: Notify | None,
+    ) -> bool:
+        """A slow statement, or a statement while the error rate or the query log watch."""
         slow = duration >= self._slow_s
         if slow:
             stats.slow += 1
@@ -385,7 +405,7 @@ class Monitor:
         window[position] = failed
         stats.window_position = (position + 1) % len(window)
         rate = self.settings.alert_on_error_rate
-        if stats.latency.count >= len(window) and rate is not None:
+        if stats.latency.recorded >= len(window) and rate is not None:
             observed = stats.window_errors / len(window)
             if observed >= rate:
                 session = stats.session

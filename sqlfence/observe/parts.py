@@ -147,7 +147,35 @@ class MonitorPart:
         self.monitor = monitor
         self._notify = notify  # an alert raised becomes an event of the pipeline
         self._statement = monitor.statement
-        self._fetched = monitor.fetched
+
+    def handler_for(self, kind: type[Event], phase: int) -> Callable[[Event], None]:
+        """What handles ``kind`` at ``phase``: the counting of a Counted token on its own
+        (the default observer's hot path), else ``handle``."""
+        if kind is Counted and phase == FINISHED:
+            return self._count_finished  # type: ignore[return-value]
+        if kind is Counted and phase == FETCHED:
+            return self._count_fetched  # type: ignore[return-value]
+        return self.handle
+
+    def _count_finished(self, event: Counted) -> None:
+        stats = event.link.stats
+        if stats is not None:
+            self._statement(
+                stats,
+                event.duration,
+                event.error,
+                event.decision,
+                event.sql,
+                event.rowcount,
+                self._notify,
+            )
+
+    def _count_fetched(self, event: Counted) -> None:
+        stats = event.link.stats
+        if stats is not None:  # Monitor.fetched, inline
+            stats.rows_returned += event.rows
+            if event.truncated:
+                stats.truncated += 1
 
     def handle(self, event: Event) -> None:
         """Count the event on its connection's counters."""
@@ -167,7 +195,7 @@ class MonitorPart:
                     self._notify,
                 )
             else:  # FETCHED
-                self._fetched(stats, event.rows or 0, event.truncated)
+                self.monitor.fetched(stats, event.rows or 0, event.truncated)
         elif type(event) is DenialRecord:
             if event.link is not None and event.link.stats is not None:
                 self.monitor.denial(event.link.stats, event.decision, event.sql, self._notify)

@@ -103,8 +103,10 @@ class Pipeline(Observer):
         self._started_route = self._phase_route(StatementRecord, STARTED)
         self._finished_route = self._phase_route(StatementRecord, FINISHED)
         self._fetched_route = self._phase_route(StatementRecord, FETCHED)
-        self._counted_finished = self._phase_route(Counted, FINISHED)
-        self._counted_fetched = self._phase_route(Counted, FETCHED)
+        # A Counted token's parts as (handle, name) pairs, bound once: its loop is the
+        # default observer's whole cost.
+        self._counted_finished = _handlers(self._phase_route(Counted, FINISHED), FINISHED)
+        self._counted_fetched = _handlers(self._phase_route(Counted, FETCHED), FETCHED)
         self._recording = self._records()
         self._release = release
         self._links: dict[int, Link] = {}
@@ -246,7 +248,13 @@ class Pipeline(Observer):
                 token.error = error
                 token.rowcount = rowcount
                 token.phase = FINISHED
-                self._deliver(self._counted_finished, token)
+                # The loop of _deliver, inline. No part that counts raises AuditError (the
+                # audit part is never on a Counted route).
+                for handle, name in self._counted_finished:
+                    try:
+                        handle(token)
+                    except Exception as failure:
+                        self._failed(name, failure)
             elif type(token) is StatementRecord:
                 token.duration = duration = end - token.t0
                 token.rowcount = rowcount
@@ -266,7 +274,11 @@ class Pipeline(Observer):
                 token.rows = rows
                 token.truncated = truncated
                 token.phase = FETCHED
-                self._deliver(self._counted_fetched, token)
+                for handle, name in self._counted_fetched:  # as in finished
+                    try:
+                        handle(token)
+                    except Exception as failure:
+                        self._failed(name, failure)
             elif type(token) is StatementRecord:
                 token.rows = rows
                 token.truncated = truncated
@@ -364,6 +376,19 @@ class Pipeline(Observer):
         count = self.failures[part] = self.failures.get(part, 0) + 1
         if count == 1 or count % 1000 == 0:
             logger.error("sqlfence %s failed (%d times): %r", part, count, error, exc_info=error)
+
+
+def _handlers(
+    parts: tuple[Part, ...], phase: int
+) -> tuple[tuple[Callable[[Event], None], str], ...]:
+    """Each part's handler of a Counted token at ``phase`` and its name: ``handler_for``
+    where a part has one (a handler for that phase alone), else ``handle``."""
+    found = []
+    for part in parts:
+        handler_for = getattr(part, "handler_for", None)
+        handler = part.handle if handler_for is None else handler_for(Counted, phase)
+        found.append((handler, part.name))
+    return tuple(found)
 
 
 FanoutObserver = Pipeline

@@ -46,6 +46,7 @@ class GuardedCursor:
         "_connection",
         "_cut_raises",
         "_decide",
+        "_decided",
         "_decision",
         "_fetched",
         "_filled_at",
@@ -76,6 +77,9 @@ class GuardedCursor:
         # on_row_limit: error asks for one row more, so a cut is always seen (and raised).
         self._cut_raises = connection._guard.policy.on_row_limit == "error"
         self._decision: Decision | None = None
+        # The text ``_decision`` is on: the same str object again is the same decision (a
+        # guard's decision depends only on the text), so it is not looked up again.
+        self._decided: str | None = None
         self._token: object = None  # the observer's, handed back to it
         self._cap: int | None = None
         # The row count at which the last decision's injected LIMIT may have cut its result
@@ -109,7 +113,9 @@ class GuardedCursor:
         """Decide, then run ``operation``. Raises PolicyViolation when denied."""
         if parameters is not None and type(parameters) not in _PARAMETER_TYPES:
             _check_parameters(parameters)
-        decision, token = self._start(operation, parameters)
+        token = self._start(operation, parameters)
+        decision = self._decision
+        assert decision is not None  # set by _start
         try:
             if parameters is None:
                 self._raw.execute(decision.sql)
@@ -122,7 +128,13 @@ class GuardedCursor:
         finally:
             if self._after is not None:
                 self._after()
-        self._ran(decision, token)
+        # _ran, inline: this is the hot path
+        self._finished(self._session, token, self._raw.rowcount, None)
+        self._token = token
+        self._cap = decision.max_rows
+        self._returned = 0
+        self._truncated = False
+        self._pending = True
         return self
 
     def executemany(self, operation: str, seq_of_parameters: Sequence[Any]) -> GuardedCursor:
@@ -134,7 +146,9 @@ class GuardedCursor:
                 "executemany() takes a sequence of parameter sets, not "
                 f"{type(seq_of_parameters).__name__}"
             )
-        decision, token = self._start(operation, seq_of_parameters)
+        token = self._start(operation, seq_of_parameters)
+        decision = self._decision
+        assert decision is not None  # set by _start
         try:
             self._raw.executemany(decision.sql, seq_of_parameters)
         except self._connection._driver_error as error:
@@ -151,7 +165,9 @@ class GuardedCursor:
         """Call a stored procedure, judged as ``CALL procname(...)`` by the policy."""
         mark = "%s" if self._connection._guard.dialect_name == "postgres" else "?"
         marks = ", ".join(mark for _ in parameters)
-        decision, token = self._start(f"CALL {procname}({marks})", parameters)
+        token = self._start(f"CALL {procname}({marks})", parameters)
+        decision = self._decision
+        assert decision is not None  # set by _start
         if not hasattr(self._raw, "callproc"):
             name = self._connection._driver.name
             unsupported = NotSupportedError(f"the {name} driver has no callproc()")
@@ -164,10 +180,18 @@ class GuardedCursor:
         self._ran(decision, token)
         return result if result is not None else parameters
 
-    def _start(self, operation: str, parameters: Any) -> tuple[Decision, object]:
-        """Decide; refuse (denied, paused, over quota) or record the start. Returns the token."""
-        if self._pending:
-            self._finish()
+    def _start(self, operation: str, parameters: Any) -> object:
+        """Decide (into ``_decision``); refuse (denied, paused, over quota) or record the
+        start. Returns the observer's token."""
+        if self._pending:  # _finish, inline: a statement usually follows a finished result
+            self._pending = False
+            returned = self._returned
+            self._fetched(
+                self._session,
+                self._token,
+                returned,
+                self._truncated or returned == self._filled_at,
+            )
         if self._closed:
             raise InterfaceError("cursor is closed")
         if type(operation) is not str and not isinstance(operation, str):
@@ -177,12 +201,16 @@ class GuardedCursor:
         connection = self._connection
         if connection._cancel_requested:  # a cancel() for no statement: not this one's
             connection._cancel_requested = False
-        decision = self._decide(operation)
-        self._decision = decision
-        rows = decision.max_rows
-        self._filled_at = (
-            rows if decision.rewritten and rows is not None and not self._cut_raises else -1
-        )
+        if operation is self._decided:  # the statement again: its decision and cut point
+            decision = self._decision
+            assert decision is not None
+        else:
+            decision = self._decision = self._decide(operation)
+            self._decided = operation if type(operation) is str else None
+            rows = decision.max_rows
+            self._filled_at = (
+                rows if decision.rewritten and rows is not None and not self._cut_raises else -1
+            )
         if not decision.allowed:
             connection._deny(operation, decision)
         if connection._gate is not None:
@@ -190,7 +218,7 @@ class GuardedCursor:
         token = self._started(self._session, operation, decision, parameters)
         if self._before is not None:
             self._before(decision)
-        return decision, token
+        return token
 
     def _failed(self, token: object, error: BaseException) -> Exception:
         """Record the driver's error; the sqlfence error to raise in its place."""

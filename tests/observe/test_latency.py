@@ -38,3 +38,25 @@ def test_merging_adds_every_duration() -> None:
     assert first.minimum == 0.001
     assert first.maximum == 0.1
     assert first.percentile(50) == pytest.approx(0.050, rel=0.05)
+
+
+def test_deferred_durations_count_as_added_ones() -> None:
+    """defer() (the monitor's way) ends in the same buckets, count, sum, min and max as
+    add(), and readers see the durations not bucketed yet through settled()."""
+    added, deferred = LatencyHistogram(), LatencyHistogram()
+    durations = [((i * 7919) % 1000 + 1) / 100_000 for i in range(1, 300)] + [5000.0, 1e-9]
+    for seconds in durations:
+        added.add(seconds)
+        deferred.defer(seconds)
+    assert deferred.deferred  # some are still waiting: 301 is not a multiple of DEFERRED
+    settled = deferred.settled()
+    assert settled is not deferred
+    assert deferred.deferred
+    assert settled.counts == added.counts
+    assert (settled.count, settled.minimum, settled.maximum) == (301, 1e-9, 5000.0)
+    assert settled.total == pytest.approx(added.total)
+    assert deferred.recorded == 301
+    assert deferred.percentile(50) == added.percentile(50)
+    deferred.settle()
+    assert not deferred.deferred
+    assert deferred.counts == added.counts

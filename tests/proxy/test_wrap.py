@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import sqlite3
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
 import sqlfence
+from sqlfence.proxy.connection import GuardedConnection
 
 POLICY = {"read_only": True, "denied_tables": ["secrets"]}
 
@@ -26,8 +28,26 @@ def raw(tmp_path: Path) -> sqlite3.Connection:
     return connection
 
 
-def test_sqlite_is_recognised_and_the_callers_reads_still_work(raw: sqlite3.Connection) -> None:
-    guarded = sqlfence.wrap(raw, policy=POLICY)
+@pytest.fixture
+def closing() -> Iterator[Callable[[GuardedConnection], GuardedConnection]]:
+    """Closes the guarded connections a test made: one left open keeps its shares of the
+    observer's shared parts (the default monitor, with every agent's totals) for the rest of
+    the process, and later tests of other modules would count its agents' statements."""
+    made: list[GuardedConnection] = []
+
+    def keep(connection: GuardedConnection) -> GuardedConnection:
+        made.append(connection)
+        return connection
+
+    yield keep
+    for connection in made:
+        connection.close()
+
+
+def test_sqlite_is_recognised_and_the_callers_reads_still_work(
+    raw: sqlite3.Connection, closing: Callable[[GuardedConnection], GuardedConnection]
+) -> None:
+    guarded = closing(sqlfence.wrap(raw, policy=POLICY))
     with pytest.raises(sqlfence.PolicyViolation, match="secrets"):
         guarded.execute("SELECT * FROM secrets")
     assert guarded.execute("SELECT count(*) FROM people").fetchone() == (0,)
@@ -41,19 +61,21 @@ def test_sqlite_is_recognised_and_the_callers_reads_still_work(raw: sqlite3.Conn
 
 
 def test_a_failed_fence_statement_leaves_the_callers_connection_alone(
-    raw: sqlite3.Connection,
+    raw: sqlite3.Connection, closing: Callable[[GuardedConnection], GuardedConnection]
 ) -> None:
-    guarded = sqlfence.wrap(raw, policy=POLICY)
+    guarded = closing(sqlfence.wrap(raw, policy=POLICY))
     with pytest.raises(sqlfence.OperationalError):
         guarded.execute("SELECT nosuch FROM people")
     assert raw.execute("SELECT value FROM secrets").fetchone() == ("x",)
 
 
-def test_psycopg_is_recognised(pg_url: str) -> None:
+def test_psycopg_is_recognised(
+    pg_url: str, closing: Callable[[GuardedConnection], GuardedConnection]
+) -> None:
     with psycopg.connect(pg_url) as connection:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", sqlfence.PrivilegeWarning)
-            guarded = sqlfence.wrap(connection, policy={"read_only": True})
+            guarded = closing(sqlfence.wrap(connection, policy={"read_only": True}))
         assert guarded.paramstyle == "pyformat"
         assert guarded.execute("SELECT %s::int + 1", (1,)).fetchone() == (2,)
 
