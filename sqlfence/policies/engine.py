@@ -171,7 +171,7 @@ class Guard:
         # Who the connection acts for: a row filter's placeholders take these values, so the
         # decisions (and the cache holding them) belong to this guard's identity alone.
         self.identity = Identity(agent_id, tenant, dict(claims or {}))
-        masks = (
+        self._masks = masks = (
             ColumnMasks(
                 self.policy,
                 self.namer,
@@ -269,6 +269,12 @@ class Guard:
         """True when a row filter applies to the qualified ``table`` (masks are not filters:
         an ON CONFLICT REPLACE table with masked columns is no other tenant's row)."""
         return self._row_filters is not None and bool(self._row_filters.filters_for(table))
+
+    def protected(self, table: str) -> bool:
+        """True when a row filter or a mask applies to the qualified ``table``."""
+        if self.row_filtered(table):
+            return True
+        return self._masks is not None and self._masks.masks_for(table) is not None
 
     def with_catalog(
         self,

@@ -292,6 +292,7 @@ class _Authorizer:
             None if allowed is None else allowed | _OPERATOR_FUNCTIONS | ROW_BOUND_FUNCTIONS
         )
         self._catalog_allowed = guard.policy.allow_system_catalog
+        self._protects = bool(guard.policy.row_filters or guard.policy.masked_columns)
         self._allow_unparsed = guard.policy.allow_unparsed
         self._judged = threading.local()
 
@@ -378,6 +379,11 @@ class _Authorizer:
             and is_catalog_table(_DIALECT, ".".join(parts))
             and not self._named_in_allow_list(parts)
         ):
+            return sqlite3.SQLITE_DENY
+        if source is not None and self._protects and self._guard.protected(".".join(parts)):
+            # A trigger's body (or a view's) is SQL the rewrite never saw: under row filters
+            # or masks it may not read or write a filtered or masked table at all (a trigger
+            # copying every tenant's rows into a table the agent reads).
             return sqlite3.SQLITE_DENY
         patterns = self._guard.patterns
         # A view hiding a denied table is still a read of that table; trigger bodies are

@@ -162,3 +162,51 @@ def test_everywhere_and_ddl_say_why() -> None:
     assert code.reached(None, (), (), (), True) == "an event trigger"
     assert code.reached(None, (), (), (), False) is None
     assert not ServerCode()
+
+
+SQLITE_SCHEMA = """
+CREATE TABLE orders (id INTEGER PRIMARY KEY, tenant_id TEXT, note TEXT);
+INSERT INTO orders VALUES (1, 'A', 'a1'), (2, 'B', 'SECRET_B');
+CREATE TABLE scratch (id INTEGER);
+CREATE TABLE visible (note TEXT);
+CREATE TABLE plain (id INTEGER);
+CREATE TRIGGER copying AFTER INSERT ON scratch BEGIN
+  INSERT INTO visible SELECT note FROM orders;
+END;
+CREATE TRIGGER planting AFTER DELETE ON plain BEGIN
+  UPDATE orders SET note = 'planted' WHERE tenant_id = 'B';
+END;
+CREATE TRIGGER counting AFTER INSERT ON visible BEGIN SELECT 1; END;
+"""
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["row filter", "mask"])
+@pytest.mark.parametrize(
+    "sql", ["INSERT INTO scratch VALUES (1)", "DELETE FROM plain"], ids=["copies", "plants"]
+)
+def test_sqlite_a_trigger_does_not_reach_a_filtered_or_masked_table(
+    tmp_path: Path, sql: str, masked: bool
+) -> None:
+    """A trigger's body is SQL the rewrite never saw: it copied every tenant's rows into a
+    table the agent reads, or changed another tenant's rows. SQLite's authorizer now refuses
+    it any access to a filtered or masked table."""
+    import sqlite3
+
+    path = tmp_path / "triggers.db"
+    raw = sqlite3.connect(path)
+    raw.executescript(SQLITE_SCHEMA)
+    raw.execute("INSERT INTO plain VALUES (1)")
+    raw.commit()
+    conn = _connect(f"sqlite:///{path}", _policy({}, masked))
+    try:
+        with pytest.raises(sqlfence.PolicyViolation, match="engine-side"):
+            conn.execute(sql)
+        conn.rollback()
+        conn.execute("INSERT INTO visible VALUES ('mine')")  # a trigger touching neither
+        conn.execute("SELECT * FROM visible").fetchall()
+    finally:
+        conn.close()
+    raw.execute(sql)  # with no fence the trigger runs: the leak is real
+    leaked = raw.execute("SELECT note FROM visible UNION ALL SELECT note FROM orders").fetchall()
+    assert ("SECRET_B",) in leaked or ("planted",) in leaked
+    raw.close()
