@@ -13,8 +13,10 @@ id = ?`` on a file of 10,000 rows, ``fetchone`` each):
 
 Each execute + fetchone is timed with ``perf_counter_ns``; the report gives the median per
 query, and each variant's wall and CPU time (every thread) per query with its background
-work drained. Targets: a cached guarded execute adds at most 3 us to raw (median); the full
-pipeline adds at most half of what dbapi instrumentation adds.
+work drained. Targets (issue 15): a cached guarded execute with the default observer adds at
+most 2 us to raw (median); the full pipeline costs no more CPU (every thread, background work
+drained) than dbapi instrumentation, and at most 15 us more than the SDK floor (one bare span
+and one histogram record through the same setup) measured in the same run.
 
     python benchmarks/overhead.py [--queries N] [--rounds R] [--without-dbapi]
 
@@ -45,8 +47,8 @@ import sqlfence
 ROWS = 10_000
 QUERY = "SELECT id, name, score FROM t WHERE id = ?"
 POLICY = {"allowed_tables": ["t"]}  # read-only, 1,000-row limit and the rest by default
-TARGET_ADDED_US = 3.0
-TARGET_PIPELINE_RATIO = 0.5  # the full pipeline adds at most half of what dbapi adds
+TARGET_ADDED_US = 2.0
+TARGET_PIPELINE_RATIO = 1.0  # the full pipeline's added CPU at most what dbapi's adds
 TARGET_ABOVE_FLOOR_US = 15.0  # the full pipeline's CPU at most this above the SDK floor
 WARMUP = 500
 
@@ -364,20 +366,25 @@ def opened(variants: list[Variant]) -> Iterator[list[Variant]]:
 
 
 def pipeline_verdicts(raw: Variant, dbapi: Variant, full: Variant) -> list[str]:
-    """The full pipeline's added cost against half of dbapi's, for each way of measuring."""
+    """The full pipeline's added cost against dbapi's: the target is on CPU (every thread,
+    background work drained); the median and the wall time are shown beside it."""
     base, theirs, ours = per_query(raw), per_query(dbapi), per_query(full)
     lines = []
     for key, label in (
+        ("cpu", "CPU time of every thread"),
         ("median", "on the query's thread (median)"),
         ("wall", "wall time, background threads drained"),
-        ("cpu", "CPU time of every thread"),
     ):
         added_ours, added_theirs = ours[key] - base[key], theirs[key] - base[key]
         ratio = added_ours / added_theirs if added_theirs > 0 else float("inf")
-        verdict = "met" if ratio <= TARGET_PIPELINE_RATIO else "MISSED"
+        if key == "cpu":
+            verdict = "met" if ratio <= TARGET_PIPELINE_RATIO else "MISSED"
+            judged = f" (target <= {TARGET_PIPELINE_RATIO:g}): **{verdict}**"
+        else:
+            judged = " (shown, not a target)"
         lines.append(
             f"- {label}: full pipeline {added_ours:+.2f} us, dbapi {added_theirs:+.2f} us, "
-            f"ratio {ratio:.2f} (target <= {TARGET_PIPELINE_RATIO:g}): **{verdict}**"
+            f"ratio {ratio:.2f}{judged}"
         )
     return lines
 
@@ -450,7 +457,8 @@ def main() -> int:
                 f"each) on a SQLite file of {ROWS:,} rows, per variant, interleaved in "
                 f"{args.rounds} rounds (order rotating) after {WARMUP} warm-up queries; each "
                 "execute + fetchone timed with `perf_counter_ns`. Target: a cached guarded "
-                f"execute adds at most {TARGET_ADDED_US:g} us to raw (median): "
+                f"execute with the default observer adds at most {TARGET_ADDED_US:g} us to raw "
+                "(median): "
                 f"**{added:+.2f} us, {verdict}**.",
                 "",
                 "The two instrumented variants share one OpenTelemetry SDK setup: a "
@@ -459,8 +467,8 @@ def main() -> int:
                 "is each variant's loop time, plus the wait for its background threads (audit "
                 "writer, telemetry worker, span processor) to drain after every round; "
                 "*CPU us/query* is the process's CPU time (all threads) over the same span. "
-                "Target: the full pipeline adds at most half of what dbapi instrumentation "
-                "adds:",
+                "Targets: the full pipeline's added CPU is at most what dbapi instrumentation "
+                f"adds, and at most {TARGET_ABOVE_FLOOR_US:g} us above the SDK floor:",
                 "",
                 *verdicts,
                 "",

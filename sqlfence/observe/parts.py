@@ -72,26 +72,38 @@ class AuditPart:
         # can then go into the statement's own event. A sync event is written before that.
         self._fold_rows = log.settings.durability == "batched"
 
+    def handler_for(self, kind: type[Event], phase: int) -> Callable[[Event], None]:
+        """Each phase of a statement's record has its own handler; the rest ``handle``."""
+        if kind is StatementRecord:
+            handlers = {STARTED: self._started, FINISHED: self._finished, FETCHED: self._fetched}
+            return handlers[phase]  # type: ignore[return-value]
+        return self.handle
+
+    def _started(self, event: StatementRecord) -> None:
+        if self.log.failure is not None:
+            self.log.refuse()
+        event.params = snapshot_params(event.params) if self._keep_params else None
+
+    def _finished(self, event: StatementRecord) -> None:
+        if self._fold_rows and _reads(event):
+            event.await_rows()
+        try:
+            self.log.submit(event)
+        except AuditError:
+            event.forget_rows()  # no fetch follows a statement that raised
+            raise
+
+    def _fetched(self, event: StatementRecord) -> None:
+        if not event.claim_rows() and _rows_to_tell(event):
+            follow_up = FetchRecord(event, event.rows or 0, event.truncated)
+            self.log.submit(follow_up, acknowledge=False)
+
     def handle(self, event: Event) -> None:
         """Queue the event's audit record; refuse (fail closed) while the files refuse."""
         log = self.log
         if type(event) is StatementRecord:
-            phase = event.phase
-            if phase == STARTED:
-                if log.failure is not None:
-                    log.refuse()
-                event.params = snapshot_params(event.params) if self._keep_params else None
-            elif phase == FINISHED:
-                if self._fold_rows and _reads(event):
-                    event.await_rows()
-                try:
-                    log.submit(event)
-                except AuditError:
-                    event.forget_rows()  # no fetch follows a statement that raised
-                    raise
-            elif phase == FETCHED and not event.claim_rows() and _rows_to_tell(event):
-                follow_up = FetchRecord(event, event.rows or 0, event.truncated)
-                log.submit(follow_up, acknowledge=False)
+            if event.phase in self.phases:
+                self.handler_for(StatementRecord, event.phase)(event)
         elif type(event) is DenialRecord:
             log.submit(event)
         elif type(event) is ConnectionEvent:
@@ -149,13 +161,35 @@ class MonitorPart:
         self._statement = monitor.statement
 
     def handler_for(self, kind: type[Event], phase: int) -> Callable[[Event], None]:
-        """What handles ``kind`` at ``phase``: the counting of a Counted token on its own
-        (the default observer's hot path), else ``handle``."""
+        """What handles ``kind`` at ``phase``: the counting of a statement (a Counted token,
+        the default observer's hot path, or a record) on its own, else ``handle``."""
         if kind is Counted and phase == FINISHED:
             return self._count_finished  # type: ignore[return-value]
         if kind is Counted and phase == FETCHED:
             return self._count_fetched  # type: ignore[return-value]
+        if kind is StatementRecord and phase == FINISHED:
+            return self._record_finished  # type: ignore[return-value]
+        if kind is StatementRecord and phase == FETCHED:
+            return self._record_fetched  # type: ignore[return-value]
         return self.handle
+
+    def _record_finished(self, event: StatementRecord) -> None:
+        link = event.link
+        if link is not None and link.stats is not None:
+            self._statement(
+                link.stats,
+                event.duration,
+                event.error,
+                event.decision,
+                event.sql,
+                event.rowcount,
+                self._notify,
+            )
+
+    def _record_fetched(self, event: StatementRecord) -> None:
+        link = event.link
+        if link is not None and link.stats is not None:
+            self.monitor.fetched(link.stats, event.rows or 0, event.truncated)
 
     def _count_finished(self, event: Counted) -> None:
         stats = event.link.stats
@@ -242,34 +276,49 @@ class TelemetryPart:
         # operation (atomic), so no lock: a record is taken by exactly one side.
         self._waiting: dict[int, StatementRecord] = {}
 
+    def handler_for(self, kind: type[Event], phase: int) -> Callable[[Event], None]:
+        """Each phase of a statement's record has its own handler; the rest ``handle``."""
+        if kind is StatementRecord:
+            handlers = {STARTED: self._started, FINISHED: self._finished, FETCHED: self._fetched}
+            return handlers[phase]  # type: ignore[return-value]
+        return self.handle
+
+    def _started(self, event: StatementRecord) -> None:
+        if self._waiting:
+            self._export_waiting(event.session.connection_id)
+        event.context = self.telemetry.capture(event.t0)
+
+    def _finished(self, event: StatementRecord) -> None:
+        telemetry = self.telemetry
+        if not telemetry.active:
+            return
+        if self._rows and _reads(event):  # its span waits for the rows
+            connection = event.session.connection_id
+            earlier = self._waiting.pop(connection, None)
+            self._waiting[connection] = event
+            if earlier is not None:  # two cursors interleaved: a span without rows
+                telemetry.submit(earlier)
+        else:
+            telemetry.submit(event)
+
+    def _fetched(self, event: StatementRecord) -> None:
+        telemetry = self.telemetry
+        if not telemetry.active:  # returned rows are recorded (else not on this route)
+            return
+        connection = event.session.connection_id
+        if self._waiting.get(connection) is event:
+            if self._waiting.pop(connection, None) is event:
+                telemetry.submit(event)
+            # else closing took it, and exports it (its rows were set before)
+        elif event.rows or event.truncated:  # the span went without rows
+            telemetry.submit(FetchRecord(event, event.rows or 0, event.truncated))
+
     def handle(self, event: Event) -> None:
         """Capture the parent context at the start; export spans when they are complete."""
         telemetry = self.telemetry
         if type(event) is StatementRecord:
-            phase = event.phase
-            if phase == STARTED:
-                if self._waiting:
-                    self._export_waiting(event.session.connection_id)
-                event.context = telemetry.capture(event.t0)
-            elif phase == FINISHED:
-                if not telemetry.active:
-                    return
-                if self._rows and _reads(event):  # its span waits for the rows
-                    connection = event.session.connection_id
-                    earlier = self._waiting.pop(connection, None)
-                    self._waiting[connection] = event
-                    if earlier is not None:  # two cursors interleaved: a span without rows
-                        telemetry.submit(earlier)
-                else:
-                    telemetry.submit(event)
-            elif phase == FETCHED and telemetry.active:  # returned rows are recorded
-                connection = event.session.connection_id
-                if self._waiting.get(connection) is event:
-                    if self._waiting.pop(connection, None) is event:
-                        telemetry.submit(event)
-                    # else closing took it, and exports it (its rows were set before)
-                elif event.rows or event.truncated:  # the span went without rows
-                    telemetry.submit(FetchRecord(event, event.rows or 0, event.truncated))
+            if event.phase in self.phases:
+                self.handler_for(StatementRecord, event.phase)(event)
         elif type(event) is Tick:  # notice an SDK configured later
             self.records = telemetry.poll(event.now)
         elif type(event) is DenialRecord:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Callable
 from time import perf_counter, time_ns
 from typing import TYPE_CHECKING, Any
 
@@ -47,7 +48,7 @@ from sqlfence.observe.steps import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Iterable
 
     from sqlfence.observe.alerts import Alert
     from sqlfence.observe.audit import AuditLog
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
     from sqlfence.policies.engine import Decision
 
 logger = logging.getLogger("sqlfence.observe")
+Handler = tuple[Callable[[Event], None], str]  # a part's handler and the part's name
 _TICK_S = 1.0
 
 
@@ -100,13 +102,13 @@ class Pipeline(Observer):
         self._routes = {
             kind: tuple(part for part in built if kind in part.handles) for kind in EVENT_TYPES
         }
-        self._started_route = self._phase_route(StatementRecord, STARTED)
-        self._finished_route = self._phase_route(StatementRecord, FINISHED)
-        self._fetched_route = self._phase_route(StatementRecord, FETCHED)
-        # A Counted token's parts as (handle, name) pairs, bound once: its loop is the
-        # default observer's whole cost.
-        self._counted_finished = _handlers(self._phase_route(Counted, FINISHED), FINISHED)
-        self._counted_fetched = _handlers(self._phase_route(Counted, FETCHED), FETCHED)
+        # A statement's phases go to (handler, name) pairs, bound once: each part's handler
+        # for that kind and phase (``handler_for``), so no part tells phases apart per event.
+        self._started_route = self._handlers(StatementRecord, STARTED)
+        self._finished_route = self._handlers(StatementRecord, FINISHED)
+        self._fetched_route = self._handlers(StatementRecord, FETCHED)
+        self._counted_finished = self._handlers(Counted, FINISHED)
+        self._counted_fetched = self._handlers(Counted, FETCHED)
         self._recording = self._records()
         self._release = release
         self._links: dict[int, Link] = {}
@@ -119,8 +121,16 @@ class Pipeline(Observer):
         self._closed = False
         lifecycle.register(self, lifecycle.OBSERVERS)
 
-    def _phase_route(self, kind: type[Event], phase: int) -> tuple[Part, ...]:
-        return tuple(part for part in self._routes[kind] if phase in part.phases)
+    def _handlers(self, kind: type[Event], phase: int) -> tuple[Handler, ...]:
+        """The (handler, name) of each part acting on ``kind`` at ``phase``, in order: its
+        ``handler_for(kind, phase)`` where it has one, else its ``handle``."""
+        found = []
+        for part in self._routes[kind]:
+            if phase in part.phases:
+                handler_for = getattr(part, "handler_for", None)
+                handler = part.handle if handler_for is None else handler_for(kind, phase)
+                found.append((handler, part.name))
+        return tuple(found)
 
     def _records(self) -> bool:
         """Whether some part records statements now (else they go as ``Counted``)."""
@@ -130,19 +140,28 @@ class Pipeline(Observer):
 
     def _handle(self, event: Event) -> None:
         """Hand ``event`` to every part that acts on its kind."""
-        self._deliver(self._routes[type(event)], event)
-
-    def _deliver(self, parts: tuple[Part, ...], event: Event) -> None:
-        """The loop: ``event`` to each of ``parts``, one ``try`` each; a fail-closed
-        refusal is raised after the last."""
         refusal = None
-        for part in parts:
+        for part in self._routes[type(event)]:
             try:
                 part.handle(event)
             except AuditError as error:
                 refusal = error
             except Exception as error:
                 self._failed(part.name, error)
+        if refusal is not None:
+            raise refusal
+
+    def _deliver(self, handlers: tuple[Handler, ...], event: Event) -> None:
+        """The loop of a statement's phase: ``event`` to each handler, one ``try`` each; a
+        fail-closed refusal is raised after the last."""
+        refusal = None
+        for handle, name in handlers:
+            try:
+                handle(event)
+            except AuditError as error:
+                refusal = error
+            except Exception as error:
+                self._failed(name, error)
         if refusal is not None:
             raise refusal
 
@@ -376,19 +395,6 @@ class Pipeline(Observer):
         count = self.failures[part] = self.failures.get(part, 0) + 1
         if count == 1 or count % 1000 == 0:
             logger.error("sqlfence %s failed (%d times): %r", part, count, error, exc_info=error)
-
-
-def _handlers(
-    parts: tuple[Part, ...], phase: int
-) -> tuple[tuple[Callable[[Event], None], str], ...]:
-    """Each part's handler of a Counted token at ``phase`` and its name: ``handler_for``
-    where a part has one (a handler for that phase alone), else ``handle``."""
-    found = []
-    for part in parts:
-        handler_for = getattr(part, "handler_for", None)
-        handler = part.handle if handler_for is None else handler_for(Counted, phase)
-        found.append((handler, part.name))
-    return tuple(found)
 
 
 FanoutObserver = Pipeline
