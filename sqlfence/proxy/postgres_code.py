@@ -27,20 +27,57 @@ from sqlfence.sql.postgres_grammar import read_body
 _QUERY = r"""
 WITH RECURSIVE
 own AS (
-  SELECT p.oid, p.proname, n.nspname,
+  SELECT p.oid, p.proname, p.proname = ANY (%(reaching)s::text[]) AS reaching,
          p.pronargs = 1 AND EXISTS (
            SELECT 1 FROM pg_type t WHERE t.oid = p.proargtypes[0] AND t.typtype = 'c'
          ) AS takes_row
-  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-  WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
-    AND (%(own)s::oid[] IS NULL OR p.oid = ANY (%(own)s::oid[]))
-    AND NOT (
-      p.prolang IN (SELECT l.oid FROM pg_language l WHERE l.lanname IN ('c', 'internal'))
-      AND EXISTS (
-        SELECT 1 FROM pg_depend e
-        WHERE e.classid = 'pg_proc'::regclass AND e.objid = p.oid AND e.deptype = 'e'
+  FROM pg_proc p
+  WHERE (
+      -- made after initdb, in whatever schema (pg_catalog too), not an extension's C code
+      p.oid >= 16384
+      AND (%(own)s::oid[] IS NULL OR p.oid = ANY (%(own)s::oid[]))
+      AND NOT (
+        p.prolang IN (SELECT l.oid FROM pg_language l WHERE l.lanname IN ('c', 'internal'))
+        AND EXISTS (
+          SELECT 1 FROM pg_depend e
+          WHERE e.classid = 'pg_proc'::regclass AND e.objid = p.oid AND e.deptype = 'e'
+        )
       )
     )
+    -- or a built-in that reaches past its arguments (runs SQL text, reads files): in a
+    -- view or a default it is the owner's text, which the function deny list never sees
+    OR p.proname = ANY (%(reaching)s::text[])
+),
+-- PostgreSQL records no dependency on a built-in (it is pinned): a view calling
+-- query_to_xml('SELECT ... FROM orders') shows only in its stored expression tree
+reaching AS (
+  SELECT p.oid FROM pg_proc p WHERE p.oid < 16384 AND p.proname = ANY (%(reaching)s::text[])
+),
+trees(classid, objid, tree) AS (
+  SELECT 'pg_rewrite'::regclass, w.oid, w.ev_action::text || coalesce(w.ev_qual::text, '')
+  FROM pg_rewrite w WHERE w.ev_class >= 16384
+  UNION ALL SELECT 'pg_attrdef'::regclass, a.oid, a.adbin::text FROM pg_attrdef a
+  UNION ALL SELECT 'pg_constraint'::regclass, k.oid, k.conbin::text
+  FROM pg_constraint k WHERE k.conbin IS NOT NULL
+  UNION ALL SELECT 'pg_class'::regclass, x.indexrelid,
+    coalesce(x.indexprs::text, '') || coalesce(x.indpred::text, '')
+  FROM pg_index x WHERE x.indexrelid >= 16384
+  UNION ALL SELECT 'pg_trigger'::regclass, g.oid, g.tgqual::text
+  FROM pg_trigger g WHERE g.tgqual IS NOT NULL
+  UNION ALL SELECT 'pg_policy'::regclass, y.oid,
+    coalesce(y.polqual::text, '') || coalesce(y.polwithcheck::text, '')
+  FROM pg_policy y
+  UNION ALL SELECT 'pg_class'::regclass, t.partrelid, t.partexprs::text
+  FROM pg_partitioned_table t WHERE t.partexprs IS NOT NULL
+  UNION ALL SELECT 'pg_type'::regclass, t.oid, t.typdefaultbin::text
+  FROM pg_type t WHERE t.typdefaultbin IS NOT NULL
+),
+calls_reaching AS (
+  SELECT t.classid, t.objid FROM trees t
+  WHERE EXISTS (
+    SELECT 1 FROM regexp_matches(t.tree, ':(?:funcid|aggfnoid|winfnoid) (\d+)', 'g') m
+    WHERE m[1]::oid IN (SELECT oid FROM reaching)
+  )
 ),
 ops AS (
   SELECT o.oid, o.oprname, n.nspname, o.oprleft, o.oprright, o.oprcode::oid AS code
@@ -57,6 +94,10 @@ read_types AS (
      OR t.typmodin::oid IN (SELECT oid FROM own) OR t.typmodout::oid IN (SELECT oid FROM own)
      OR t.typanalyze::oid IN (SELECT oid FROM own)
   UNION
+  -- a range type's subtype_diff and canonical run as the planner estimates a condition
+  SELECT r.rngtypid FROM pg_range r
+  WHERE r.rngsubdiff::oid IN (SELECT oid FROM own) OR r.rngcanonical::oid IN (SELECT oid FROM own)
+  UNION
   SELECT t.oid FROM pg_cast c
   JOIN pg_type t ON t.oid IN (c.castsource, c.casttarget)
   WHERE c.castfunc IN (SELECT oid FROM own) AND c.castcontext IN ('i', 'a')
@@ -70,26 +111,47 @@ checked AS (
     AND ((d.refclassid = 'pg_proc'::regclass AND d.refobjid IN (SELECT oid FROM own))
       OR (d.refclassid = 'pg_operator'::regclass AND d.refobjid IN (SELECT oid FROM ops))
       OR (d.refclassid = 'pg_type'::regclass AND d.refobjid IN (SELECT oid FROM read_types)))
+  UNION
+  SELECT k.contypid FROM pg_constraint k
+  WHERE k.contypid <> 0
+    AND k.oid IN (SELECT objid FROM calls_reaching WHERE classid = 'pg_constraint'::regclass)
+  UNION
+  SELECT objid FROM calls_reaching WHERE classid = 'pg_type'::regclass
+  UNION
+  -- and domains whose DEFAULT calls it (run when a row is written without the column)
+  SELECT d.objid FROM pg_depend d JOIN pg_type t ON t.oid = d.objid AND t.typtype = 'd'
+  WHERE d.classid = 'pg_type'::regclass
+    AND ((d.refclassid = 'pg_proc'::regclass AND d.refobjid IN (SELECT oid FROM own))
+      OR (d.refclassid = 'pg_operator'::regclass AND d.refobjid IN (SELECT oid FROM ops)))
 ),
 types(oid, on_read) AS (
   SELECT oid, true FROM read_types
   UNION SELECT oid, false FROM checked
+  -- what holds such a type: a domain over it, an array of it, a composite or row type
   UNION SELECT t.oid, s.on_read FROM pg_type t JOIN types s
     ON t.typbasetype = s.oid OR t.typelem = s.oid
+    OR (t.typrelid <> 0 AND EXISTS (
+      SELECT 1 FROM pg_attribute a
+      WHERE a.attrelid = t.typrelid AND a.atttypid = s.oid AND a.attnum > 0
+    ))
 ),
 -- every object depending on it (views' and rules' rewrites, defaults, constraints, indexes)
 users AS (
-  SELECT d.classid, d.objid FROM pg_depend d
+  SELECT d.classid, d.objid, d.objsubid FROM pg_depend d
   WHERE (d.refclassid = 'pg_proc'::regclass AND d.refobjid IN (SELECT oid FROM own))
      OR (d.refclassid = 'pg_operator'::regclass AND d.refobjid IN (SELECT oid FROM ops))
      OR (d.refclassid = 'pg_type'::regclass AND d.refobjid IN (SELECT oid FROM types))
+  UNION
+  SELECT classid, objid, 0 FROM calls_reaching
 ),
 relations AS (
   SELECT c.oid, c.relkind, n.nspname || '.' || c.relname AS name
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-  WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+  WHERE c.oid >= 16384
 )
-SELECT 'function', o.proname, o.takes_row::text, o.oid::text FROM own o
+SELECT 'function', o.proname, CASE WHEN o.reaching THEN 'reaching' ELSE o.takes_row::text END,
+       o.oid::text
+FROM own o
 UNION ALL
 SELECT 'operator', o.oprname,
        o.nspname || '.' || o.oprname || '(' || coalesce(format_type(o.oprleft, NULL), 'none')
@@ -137,14 +199,29 @@ SELECT 'write', r.name, 'its constraint ' || k.conname || ' calls it', ''
 FROM pg_constraint k JOIN relations r ON r.oid = k.conrelid
 WHERE k.oid IN (SELECT objid FROM users WHERE classid = 'pg_constraint'::regclass)
 UNION ALL
-SELECT 'write', r.name, 'its index ' || i.relname || ' calls it', ''
+-- the planner folds an index's expressions and predicate as it plans a read, too
+SELECT 'read', r.name, 'its index ' || i.relname || ' calls it', ''
 FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN relations r ON r.oid = x.indrelid
 WHERE x.indexrelid IN (SELECT objid FROM users WHERE classid = 'pg_class'::regclass)
 UNION ALL
+SELECT 'read', r.name, 'its partition key calls it', ''
+FROM relations r
+WHERE r.relkind = 'p'
+  AND r.oid IN (SELECT objid FROM users WHERE classid = 'pg_class'::regclass AND objsubid = 0)
+UNION ALL
+SELECT 'read', r.name, 'its statistics object ' || x.stxname || ' calls it', ''
+FROM pg_statistic_ext x JOIN relations r ON r.oid = x.stxrelid
+WHERE x.oid IN (SELECT objid FROM users WHERE classid = 'pg_statistic_ext'::regclass)
+UNION ALL
+SELECT 'read', r.name, 'its row security policy ' || y.polname || ' calls it', ''
+FROM pg_policy y JOIN relations r ON r.oid = y.polrelid
+WHERE y.oid IN (SELECT objid FROM users WHERE classid = 'pg_policy'::regclass)
+UNION ALL
+-- every trigger but the built-in ones: an extension's C trigger runs SQL too (refint)
 SELECT 'write', r.name, 'its trigger ' || g.tgname || ' runs ' || g.tgfoid::regproc::text, ''
 FROM pg_trigger g JOIN relations r ON r.oid = g.tgrelid
 WHERE NOT g.tgisinternal
-  AND (g.tgfoid IN (SELECT oid FROM own)
+  AND (g.tgfoid >= 16384 OR g.tgfoid IN (SELECT oid FROM own)
     OR g.oid IN (SELECT objid FROM users WHERE classid = 'pg_trigger'::regclass))
 UNION ALL
 SELECT CASE WHEN s.on_read THEN 'read' ELSE 'write' END, r.name,
@@ -183,11 +260,17 @@ WHERE w.ev_type <> '1' AND t.oid <> w.ev_class
 """
 # The bodies of SQL functions among them.
 _BODIES = """
-SELECT p.oid, p.proname, p.prosrc FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
-WHERE l.lanname = 'sql' AND p.oid = ANY (%(own)s::oid[])
+SELECT p.oid, p.proname, p.prosrc,
+       ARRAY(
+         SELECT t.typname FROM pg_type t
+         WHERE t.oid = p.prorettype
+            OR t.oid = ANY (p.proargtypes::oid[] || coalesce(p.proallargtypes, '{}'))
+       )
+FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+WHERE l.lanname = 'sql' AND p.pronargdefaults = 0 AND p.oid = ANY (%(own)s::oid[])
 """
 # Built-ins that reach past their arguments: run SQL text, read files, change settings.
-_REACHING = builtin_denied("postgres") | {"set_config", "current_setting", "nextval", "setval"}
+_REACHING = builtin_denied("postgres")
 
 _ROUNDS = 4  # a pure function's domain made its caller look impure: so many times at most
 Rows = Callable[[str, Mapping[str, Any]], list[Any]]
@@ -197,7 +280,7 @@ def load_server_code(rows: Rows, reaches: Mapping[str, Collection[str]]) -> Serv
     """The database's own code and every path into it: ``rows`` runs a catalog query with
     its parameters, ``reaches`` maps each view (rule, parent table) to the relations a read
     of it reads."""
-    code, names = _code(rows(_QUERY, {"own": None}), reaches)
+    code, names = _code(rows(_QUERY, _parameters(None)), reaches)
     if not names:
         return code
     bodies = rows(_BODIES, {"own": sorted(names)})
@@ -207,8 +290,13 @@ def load_server_code(rows: Rows, reaches: Mapping[str, Collection[str]]) -> Serv
         if still == own:
             break
         own = still
-        code = _code(rows(_QUERY, {"own": sorted(own)}), reaches)[0] if own else ServerCode()
+        code = _code(rows(_QUERY, _parameters(sorted(own))), reaches)[0]
     return code
+
+
+def _parameters(own: list[int] | None) -> dict[str, Any]:
+    """``_QUERY``'s parameters: the functions that still count (None: all of them)."""
+    return {"own": own, "reaching": sorted(_REACHING)}
 
 
 def _pure_functions(bodies: list[Any], names: Mapping[int, str], code: ServerCode) -> set[int]:
@@ -216,7 +304,9 @@ def _pure_functions(bodies: list[Any], names: Mapping[int, str], code: ServerCod
     calling no built-in that reaches further, no operator, type or row function of the
     database's own, and no other function of its own unless that one is pure too."""
     calls: dict[int, set[str]] = {}
-    for oid, _, body in bodies:
+    for oid, _, body, signature in bodies:
+        if {name.lower() for name in signature} & code.types:
+            continue  # a domain among its arguments or its result: its CHECK runs
         reading = read_body(body or "", None)
         if reading.error is not None or reading.kinds != ("select",) or reading.tables:
             continue
@@ -256,6 +346,8 @@ def _code(
     ddl: str | None = None
     everywhere: str | None = None
     for kind, name, detail, more in found:
+        if kind == "function" and detail == "reaching":
+            continue  # a built-in: the function deny list judges a call of it
         if kind == "function":
             oids[int(more)] = name.lower()
             functions.add(name.lower())
