@@ -170,15 +170,17 @@ class Telemetry:
             name, attributes = self._span_attributes(session, decision, record.parameterised)
             span = _start_span(tracer, name, record, attributes)
             if span.is_recording():  # the application's sampler kept it: finish its attributes
-                extra: dict[str, Any] = {"sqlfence.query_id": record.query_id}
+                # One by one: the SDK checks a single value directly, a mapping through the
+                # abstract Mapping and Sequence types first (microseconds per span).
+                set_attribute = span.set_attribute
+                set_attribute("sqlfence.query_id", record.query_id)
                 if returned_rows:
-                    extra["db.response.returned_rows"] = record.rows
+                    set_attribute("db.response.returned_rows", record.rows)
                     if record.truncated:
-                        extra["sqlfence.truncated"] = True
+                        set_attribute("sqlfence.truncated", True)
                 if error is not None:
-                    extra["error.type"] = error_type
+                    set_attribute("error.type", error_type)
                     span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
-                span.set_attributes(extra)
             span.end(end_time=record.ts_ns + int(record.duration * 1e9))
             if self.settings.exemplars:
                 metric_context = trace.set_span_in_context(span, record.context)

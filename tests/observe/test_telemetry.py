@@ -424,6 +424,9 @@ def test_spans_the_sampler_drops_get_no_attributes_built(monkeypatch: pytest.Mon
     monkeypatch.setattr(
         NonRecordingSpan, "set_attributes", lambda self, attributes: set_calls.append(attributes)
     )
+    monkeypatch.setattr(
+        NonRecordingSpan, "set_attribute", lambda self, key, value: set_calls.append(key)
+    )
     otel = OTel(exported, reader, tracer_provider, meter_provider)
     observer = _observer(otel)
     execute(observer, make_session(), SELECT, rows=3)
