@@ -17,6 +17,7 @@ built-in operator or cast, which can take the place of the ``=`` in a row filter
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
@@ -269,8 +270,14 @@ SELECT p.oid, p.proname, p.prosrc,
 FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
 WHERE l.lanname = 'sql' AND p.pronargdefaults = 0 AND p.oid = ANY (%(own)s::oid[])
 """
-# Built-ins that reach past their arguments: run SQL text, read files, change settings.
-_REACHING = builtin_denied("postgres")
+# Built-ins that reach past their arguments: run SQL text, read files, pages or large
+# objects, other databases, settings. The deny list's others (sequences, sleeps, advisory
+# locks, notifications) do not read rows: a serial column's nextval() default is harmless.
+_ELSEWHERE = re.compile(
+    r"(nextval|setval|currval|lastval|pg_sleep.*|pg_(try_)?advisory.*|pg_notify|txid_.*"
+    r"|pg_current_xact_id.*|pg_cancel_backend|pg_terminate_backend)"
+)
+_REACHING = frozenset(name for name in builtin_denied("postgres") if not _ELSEWHERE.fullmatch(name))
 
 _ROUNDS = 4  # a pure function's domain made its caller look impure: so many times at most
 Rows = Callable[[str, Mapping[str, Any]], list[Any]]
