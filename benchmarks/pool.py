@@ -29,12 +29,27 @@ from sqlfence.sandbox.pool import GOLDEN, Lease
 
 ROWS = 10_000
 REFILL_SIZE = 3  # the refilling pool's min-ready
+BEFORE = (
+    "Before (issue 15, 2026-12-02, same machine): PostgreSQL warm acquire 33 ms median, "
+    "51 ms p99 settled and 47 ms median, 69 ms p99 while refilling (every acquire moved row "
+    "security to the new agent: a catalog query and a connection to the sandbox's database, "
+    "even for a policy without row filters); SQLite 0.19 ms p99 while refilling."
+)
 Row = tuple[str, str, tuple[float, float], str]
 
 
 def percentiles(times_ms: list[float]) -> tuple[float, float]:
     """Median and p99."""
     return statistics.median(times_ms), rank_percentile(times_ms, 99)
+
+
+def verdict(median: float, p99: float, target: str) -> str:
+    """``yes`` or ``MISSED``: a ``p99 <= ...`` target against the p99, the others (``<= 300
+    ms``, ``<= 3 s``) against the median."""
+    words = target.split()
+    limit = float(words[-2]) * (1000 if words[-1] == "s" else 1)
+    measured = p99 if words[0] == "p99" else median
+    return "yes" if measured <= limit else "MISSED"
 
 
 def warm_acquire(pool: SandboxPool, cycles: int) -> tuple[float, float]:
@@ -183,9 +198,12 @@ def main() -> None:
         f"start, {', '.join(f'{x:.2f}' for x in load_after)} at the end"
     )
     print(load)
-    lines = ["| what | backend | median ms | p99 ms | target |", "|---|---|---|---|---|"]
+    lines = [
+        "| what | backend | median ms | p99 ms | target | met |",
+        "|---|---|---|---|---|---|",
+    ]
     lines += [
-        f"| {what} | {backend} | {mid:.3f} | {p99:.3f} | {target} |"
+        f"| {what} | {backend} | {mid:.3f} | {p99:.3f} | {target} | {verdict(mid, p99, target)} |"
         for what, backend, (mid, p99), target in rows
     ]
     body = "\n".join(lines)
@@ -208,7 +226,9 @@ def main() -> None:
             "acquire that finds it idle keeps its lease, so the pool is one short); only the "
             "acquires that start, at a random moment, while it is making one are timed. Reset is "
             "the reset to the pool's golden snapshot on release; cold start is a dedicated "
-            "container from `docker run` to the first answered query.",
+            "container from `docker run` to the first answered query. A `p99` target is met by "
+            "the p99, the others by the median."
+            f" {BEFORE}",
             "",
             body,
         ]
