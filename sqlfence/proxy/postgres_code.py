@@ -222,7 +222,11 @@ UNION ALL
 SELECT 'write', r.name, 'its trigger ' || g.tgname || ' runs ' || g.tgfoid::regproc::text, ''
 FROM pg_trigger g JOIN relations r ON r.oid = g.tgrelid
 WHERE NOT g.tgisinternal
-  AND (g.tgfoid >= 16384 OR g.tgfoid IN (SELECT oid FROM own)
+  AND (g.tgfoid IN (SELECT oid FROM own)
+    -- contrib's C triggers that only set the row's own columns are not counted
+    OR (g.tgfoid >= 16384 AND g.tgfoid::regproc::text NOT IN (
+      'moddatetime', 'public.moddatetime', 'insert_username', 'public.insert_username',
+      'autoinc', 'public.autoinc'))
     OR g.oid IN (SELECT objid FROM users WHERE classid = 'pg_trigger'::regclass))
 UNION ALL
 SELECT CASE WHEN s.on_read THEN 'read' ELSE 'write' END, r.name,
