@@ -127,11 +127,6 @@ class Lifecycle:
                         event.sandbox, part.name, count, event.event_type, error,
                     )  # fmt: skip
 
-    def flush(self, timeout: float | None = None) -> None:
-        """Wait until every part delivered what it was handed."""
-        for part in self.parts:
-            part.flush(timeout)
-
     def close(self) -> None:
         """The sandbox is done: close every part."""
         for part in self.parts:
