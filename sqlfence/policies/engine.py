@@ -364,6 +364,11 @@ class Guard:
         kinds = tuple(statement_kind(tree) for tree in analysis.trees)
         ctx = Context(sql, analysis.facts, policy, self.patterns, engine, kinds)
         reasons = tuple(violation for rule in self._rules for violation in rule(ctx))
+        if self.server_code.cascades and analysis.facts.written and self._row_filters:
+            # a plain INSERT runs no foreign key action (an upsert's UPDATE may)
+            inserts = set(analysis.facts.operations) <= {"insert"}
+            if not inserts or engine is None or '"onConflictClause"' in engine.tree:
+                reasons += self._cascading(analysis.facts.written)
         detected = bool(reasons) and policy.mode == "detect"
         allowed = not reasons or detected
         facts = analysis.facts
@@ -403,6 +408,24 @@ class Guard:
             row_filters=applied,
             masks=masked,
         )
+
+    def _cascading(self, written: Collection[str]) -> tuple[Violation, ...]:
+        """A write whose foreign keys' ON DELETE / ON UPDATE actions make the database
+        write a filtered or masked table (a CASCADE renaming tenant ids moved every row)."""
+        for table in sorted(written):
+            for reached in sorted(self.server_code.cascades.get(table, ())):
+                if self.protected(reached):
+                    key = "row_filters" if self.row_filtered(reached) else "masked_columns"
+                    return (
+                        Violation(
+                            key,
+                            f"a write of {table} makes the database write {reached} (a foreign "
+                            "key's ON DELETE or ON UPDATE action), which the row filter and "
+                            "masks cannot limit",
+                            self.policy.origin(key),
+                        ),
+                    )
+        return ()
 
     def _engine_check(self, sql: str, analysis: Analysis) -> Violation | None:
         """The database's own reading of a text the guard wrote (PostgreSQL): the same

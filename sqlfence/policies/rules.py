@@ -278,6 +278,16 @@ def routines(ctx: Context) -> Iterator[Violation]:
             )
             yield routine_violation(ctx.policy, ctx.patterns, defines)
             return
+        if '"behavior":"DROP_CASCADE"' in engine.tree:
+            yield _violation(
+                ctx,
+                "routines",
+                "CASCADE is not allowed under row filters or masks: it drops or empties "
+                "whatever depends on the object, a filtered or masked table or its tenant "
+                "column among them",
+                key="row_filters" if ctx.policy.row_filters else "masked_columns",
+            )
+            return
     code = ctx.patterns.server_code
     if not code:
         return
@@ -321,8 +331,10 @@ _DEFINING_CODE = frozenset(
         "CreateTrigStmt",
         "DefineStmt",
         "DoStmt",
+        "DropOwnedStmt",
         "ImportForeignSchemaStmt",
         "LoadStmt",
+        "ReassignOwnedStmt",
         "RuleStmt",
     }
 )

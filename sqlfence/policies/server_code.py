@@ -40,6 +40,8 @@ class ServerCode:
     writes: Mapping[str, str] = field(default_factory=dict)
     ddl: str | None = None
     everywhere: str | None = None
+    # table -> the tables its foreign keys' ON DELETE / ON UPDATE actions write, closed
+    cascades: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(
@@ -50,6 +52,7 @@ class ServerCode:
             or self.writes
             or self.ddl
             or self.everywhere
+            or self.cascades
         )
 
     def spread(
@@ -82,6 +85,7 @@ class ServerCode:
             writes,
             self.ddl,
             self.everywhere,
+            _closed(self.cascades),
         )
 
     def reached(
@@ -129,3 +133,18 @@ class ServerCode:
             for name in sorted(named & self.row_functions):
                 return f"{name} may be read as {name}(row), a function of the database's own"
         return None
+
+
+def _closed(edges: Mapping[str, frozenset[str]]) -> dict[str, frozenset[str]]:
+    """Each table -> every table reached from it through the edges, to any depth."""
+    closed: dict[str, frozenset[str]] = {}
+    for start in edges:
+        seen: set[str] = set()
+        todo = list(edges[start])
+        while todo:
+            table = todo.pop()
+            if table not in seen:
+                seen.add(table)
+                todo.extend(edges.get(table, ()))
+        closed[start] = frozenset(seen)
+    return closed

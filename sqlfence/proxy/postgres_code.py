@@ -252,7 +252,7 @@ UNION ALL
 SELECT 'reach', p.name, c.name, '' FROM pg_inherits i
 JOIN relations p ON p.oid = i.inhparent JOIN relations c ON c.oid = i.inhrelid
 UNION ALL
-SELECT 'reach', p.name, c.name, '' FROM pg_constraint k
+SELECT 'cascade', p.name, c.name, k.conname FROM pg_constraint k
 JOIN relations p ON p.oid = k.confrelid JOIN relations c ON c.oid = k.conrelid
 WHERE k.contype = 'f' AND (k.confdeltype IN ('c', 'n', 'd') OR k.confupdtype IN ('c', 'n', 'd'))
 UNION ALL
@@ -354,6 +354,7 @@ def _code(
     reads: dict[str, str] = {}
     writes: dict[str, str] = {}
     write_reach: set[tuple[str, str]] = set()
+    cascades: dict[str, set[str]] = {}
     ddl: str | None = None
     everywhere: str | None = None
     for kind, name, detail, more in found:
@@ -392,6 +393,9 @@ def _code(
             )
         elif kind == "reach":
             write_reach.add((name, detail))
+        elif kind == "cascade":  # a foreign key's action: the database writes the child
+            write_reach.add((name, detail))
+            cascades.setdefault(name, set()).add(detail)
     code = ServerCode(
         frozenset(functions),
         frozenset(row_functions),
@@ -401,5 +405,6 @@ def _code(
         writes,
         ddl,
         everywhere,
+        {parent: frozenset(children) for parent, children in cascades.items()},
     )
     return code.spread(reaches, write_reach), oids

@@ -106,7 +106,7 @@ class SQLiteDriver(Driver):
             master = "sqlite_temp_master" if schema == "temp" else f'"{schema}".sqlite_master'
             rows = raw.execute(f"SELECT name, sql FROM {master} WHERE type = 'table'")
             for name, sql in rows.fetchall():
-                if sql and _REPLACES.search(sql):
+                if sql and _REPLACES.search(_COMMENTS.sub(" ", sql)):
                     found.add(f"{schema}.{name}".lower())
         return found
 
@@ -442,6 +442,9 @@ DRIVER = SQLiteDriver()
 
 
 _REPLACES = re.compile(r"\bON\s+CONFLICT\s+REPLACE\b", re.IGNORECASE)
+# Comments, as SQLite skips them between the words (ON/**/CONFLICT -- x\n REPLACE); taken out
+# of string literals too, which only errs towards refusing.
+_COMMENTS = re.compile(r"--[^\n]*|/\*.*?(?:\*/|$)", re.DOTALL)
 
 
 def _primary_key(raw: Any, schema: str, table: str) -> list[str]:

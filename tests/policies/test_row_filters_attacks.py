@@ -282,3 +282,25 @@ def test_postgres_a_partitioned_table_under_a_column_key_stays_readable(pg_shop:
         assert conn.execute("SELECT id FROM orders_old").fetchall() == [(51,)]
     finally:
         conn.close()
+
+
+@pytest.mark.parametrize(
+    "clause",
+    [
+        "ON CONFLICT -- the owner's note\n REPLACE",
+        "ON/**/CONFLICT/**/REPLACE",
+        "ON /* a\nlong note */ CONFLICT\tREPLACE",
+    ],
+)
+def test_sqlite_a_replacing_clause_with_comments_in_it_is_refused_too(
+    tmp_path: Path, clause: str
+) -> None:
+    """SQLite skips comments between the words: ON/**/CONFLICT/**/REPLACE replaced B's rows
+    (seventh outside attack), where the fence looked for the words side by side."""
+    path = tmp_path / "c.db"
+    raw = sqlite3.connect(path)
+    raw.execute(f"CREATE TABLE u (id INTEGER PRIMARY KEY {clause}, tenant_id TEXT)")
+    raw.commit()
+    raw.close()
+    with pytest.raises(sqlfence.ConfigurationError, match="ON CONFLICT REPLACE"):
+        _connect(f"sqlite:///{path}", {"row_filters": {"u": "tenant_id = :tenant"}})
