@@ -310,6 +310,14 @@ def cached_decide_ns(path: Path) -> float:
     return median(samples)
 
 
+def paired_added_us(variant: Variant, raw: Variant) -> float:
+    """The median over rounds of the variant's round median minus raw's in the same round:
+    the two ran seconds apart, so a machine that slows down for a while (others' work on a
+    shared host) moves both; shown beside the overall medians, not judged."""
+    pairs = zip(variant.round_medians, raw.round_medians, strict=True)
+    return us(median([mine - theirs for mine, theirs in pairs]))
+
+
 def per_query(variant: Variant) -> dict[str, float]:
     """Microseconds per query: median on the query's thread, wall and CPU over the loops."""
     count = len(variant.samples)
@@ -442,6 +450,12 @@ def main() -> int:
     )
     print(body)
     print("\n".join(["", *notes, "", "Recorded:", *recorded, "", *verdicts]))
+    paired = [f"- {v.name}: {paired_added_us(v, raw):+.2f} us" for v in variants if v is not raw]
+    paired_text = (
+        "Added per query, paired by round (the median over rounds of each round's median "
+        "minus raw's in the same round; shown, not judged):"
+    )
+    print("\n".join(["", paired_text, *paired]))
     print(f"\ncached Guard.decide lookup alone: {lookup:.0f} ns (median)")
     print(
         f"target: a cached guarded execute adds <= {TARGET_ADDED_US:g} us: {added:+.2f} ({verdict})"
@@ -473,6 +487,10 @@ def main() -> int:
                 *verdicts,
                 "",
                 body,
+                "",
+                paired_text,
+                "",
+                *paired,
                 "",
                 *notes,
                 "",

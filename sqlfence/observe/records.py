@@ -265,15 +265,29 @@ class FetchRecord:
         }
 
 
+_NO_IDS: tuple[str | None, str | None] = (None, None)
+# The last context read and its ids: the statements of a request (or of a program with no
+# span at all) share one context object, read again for each event. One entry, replaced
+# whole, so a writer thread never sees another's half (a torn read only reads again).
+_last_ids: tuple[object, tuple[str | None, str | None]] = (None, _NO_IDS)
+
+
 def _trace_ids(context: Context | None) -> tuple[str | None, str | None]:
     """Trace and span id of the span that was current when the statement ran (sqlfence's
     own span for the statement is its child)."""
+    global _last_ids  # noqa: PLW0603 - a one-entry cache, as iso_timestamp's
     if context is None:
-        return None, None
+        return _NO_IDS
+    last, ids = _last_ids
+    if last is context:
+        return ids
     span_context = get_current_span(context).get_span_context()
-    if not span_context.is_valid:
-        return None, None
-    return f"{span_context.trace_id:032x}", f"{span_context.span_id:016x}"
+    if span_context.is_valid:
+        ids = f"{span_context.trace_id:032x}", f"{span_context.span_id:016x}"
+    else:
+        ids = _NO_IDS
+    _last_ids = (context, ids)
+    return ids
 
 
 def qualified_name(error: BaseException) -> str:
