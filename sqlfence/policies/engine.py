@@ -365,9 +365,15 @@ class Guard:
         ctx = Context(sql, analysis.facts, policy, self.patterns, engine, kinds)
         reasons = tuple(violation for rule in self._rules for violation in rule(ctx))
         if self.server_code.cascades and analysis.facts.written and self._row_filters:
-            # a plain INSERT runs no foreign key action (an upsert's UPDATE may)
+            # a plain INSERT runs no foreign key action (an upsert's UPDATE may, and so may a
+            # rule's action on the table, or a view's)
+            written = analysis.facts.written
             inserts = set(analysis.facts.operations) <= {"insert"}
-            if not inserts or engine is None or '"onConflictClause"' in engine.tree:
+            ruled = any(table in self.views for table in written)
+            upsert = (
+                "conflict" in sql.lower() if engine is None else '"onConflictClause"' in engine.tree
+            )
+            if not inserts or ruled or upsert:
                 reasons += self._cascading(analysis.facts.written)
         detected = bool(reasons) and policy.mode == "detect"
         allowed = not reasons or detected

@@ -59,23 +59,41 @@ class ServerCode:
         self, reaches: Mapping[str, Collection[str]], writes_reach: Collection[tuple[str, str]]
     ) -> ServerCode:
         """The same, with what reaches a relation reaching through it: ``reaches`` maps a
-        relation to those a read of it reads (views, rules, partitions, from the catalog);
-        ``writes_reach`` holds (written, also written) pairs: a partition, a cascading
-        foreign key, a rule's action."""
+        relation to those a read of it reads (views, rules, partitions, from the catalog; a
+        write of an updatable view writes its base table too); ``writes_reach`` holds
+        (written, also written) pairs: a partition, a rule's action. ``cascades`` (foreign
+        keys' actions) are followed from every relation a write reaches."""
+        plain: dict[str, set[str]] = {}
+        for relation, bases in reaches.items():
+            plain.setdefault(relation, set()).update(bases)
+        for written, also in writes_reach:
+            plain.setdefault(written, set()).add(also)
+        every: dict[str, set[str]] = {key: set(value) for key, value in plain.items()}
+        for parent, children in self.cascades.items():
+            every.setdefault(parent, set()).update(children)
         reads = dict(self.reads)
         writes = dict(self.writes)
-        pairs = [(relation, base) for relation, bases in reaches.items() for base in sorted(bases)]
         changed = True
         while changed:  # to a fixed point: a view over a view, a partition of a partition
             changed = False
-            for relation, base in pairs:
-                if relation not in reads and base in reads:
-                    reads[relation] = f"it reads {base}, where {reads[base]}"
-                    changed = True
-            for written, also in sorted(writes_reach):
-                if written not in writes and also in writes:
-                    writes[written] = f"a write of it reaches {also}, where {writes[also]}"
-                    changed = True
+            for relation, bases in reaches.items():
+                for base in sorted(bases):
+                    if relation not in reads and base in reads:
+                        reads[relation] = f"it reads {base}, where {reads[base]}"
+                        changed = True
+            for written, also_written in every.items():
+                for also in sorted(also_written):
+                    if written not in writes and also in writes:
+                        writes[written] = f"a write of it reaches {also}, where {writes[also]}"
+                        changed = True
+        cascades: dict[str, frozenset[str]] = {}
+        for start in plain.keys() | self.cascades.keys():
+            hit: set[str] = set()
+            for written in _reached(start, plain) | {start}:
+                for child in self.cascades.get(written, ()):
+                    hit |= _reached(child, every) | {child}
+            if hit:
+                cascades[start] = frozenset(hit)
         return ServerCode(
             self.functions,
             self.row_functions,
@@ -85,7 +103,7 @@ class ServerCode:
             writes,
             self.ddl,
             self.everywhere,
-            _closed(self.cascades),
+            cascades,
         )
 
     def reached(
@@ -118,6 +136,11 @@ class ServerCode:
                 return (
                     f"DDL on {relation} may copy the database's own code: {self.writes[relation]}"
                 )
+            if ddl and relation in self.cascades:  # a view made now: the catalog never sees it
+                return (
+                    f"DDL on {relation}, whose writes make the database write other tables (a "
+                    "foreign key's action), could hide those writes from the fence"
+                )
             if relation in self.reads:
                 return f"reading {relation} runs the database's own code: {self.reads[relation]}"
         if engine is None:
@@ -135,16 +158,14 @@ class ServerCode:
         return None
 
 
-def _closed(edges: Mapping[str, frozenset[str]]) -> dict[str, frozenset[str]]:
-    """Each table -> every table reached from it through the edges, to any depth."""
-    closed: dict[str, frozenset[str]] = {}
-    for start in edges:
-        seen: set[str] = set()
-        todo = list(edges[start])
-        while todo:
-            table = todo.pop()
-            if table not in seen:
-                seen.add(table)
-                todo.extend(edges.get(table, ()))
-        closed[start] = frozenset(seen)
-    return closed
+def _reached(start: str, edges: Mapping[str, Collection[str]]) -> set[str]:
+    """Every relation reached from ``start`` through ``edges``, to any depth (not itself
+    unless a cycle comes back to it)."""
+    seen: set[str] = set()
+    todo = list(edges.get(start, ()))
+    while todo:
+        relation = todo.pop()
+        if relation not in seen:
+            seen.add(relation)
+            todo.extend(edges.get(relation, ()))
+    return seen

@@ -394,7 +394,6 @@ def _code(
         elif kind == "reach":
             write_reach.add((name, detail))
         elif kind == "cascade":  # a foreign key's action: the database writes the child
-            write_reach.add((name, detail))
             cascades.setdefault(name, set()).add(detail)
     code = ServerCode(
         frozenset(functions),

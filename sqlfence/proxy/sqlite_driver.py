@@ -11,7 +11,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from sqlfence import databases
 from sqlfence.errors import ConfigurationError, Error, OperationalError, PolicyViolation
 from sqlfence.observe.observer import Session
 from sqlfence.policies.engine import Decision, Guard
+from sqlfence.policies.server_code import ServerCode
 from sqlfence.policies.tables import is_catalog_table, table_matches
 from sqlfence.proxy.drivers import ConnectionURL, Driver
 from sqlfence.sql.analysis import ROW_BOUND_FUNCTIONS, StatementFacts
@@ -96,6 +97,26 @@ class SQLiteDriver(Driver):
         parts = {s: owner for owner, shadows in _shadow_tables(raw).items() for s in shadows}
         parts.update(_content_tables(raw))
         return parts
+
+    def load_server_code(self, raw: Any, reaches: Mapping[str, Collection[str]]) -> ServerCode:
+        """SQLite runs no code of the database's own but triggers (the authorizer judges
+        their bodies); what it writes on its own is its foreign keys' actions: table ->
+        the tables an UPDATE or DELETE of it writes (a table referencing itself too, which
+        the authorizer cannot tell from the statement's own write)."""
+        cascades: dict[str, set[str]] = {}
+        for _seq, schema, _file in raw.execute("PRAGMA database_list").fetchall():
+            master = "sqlite_temp_master" if schema == "temp" else f'"{schema}".sqlite_master'
+            tables = raw.execute(f"SELECT name FROM {master} WHERE type = 'table'").fetchall()
+            for (name,) in tables:
+                quoted = '"' + str(name).replace('"', '""') + '"'
+                keys = raw.execute(f'PRAGMA "{schema}".foreign_key_list({quoted})').fetchall()
+                for key in keys:
+                    parent, on_update, on_delete = key[2], key[5], key[6]
+                    if {on_update, on_delete} & _ACTIONS:
+                        child = f"{schema}.{name}".lower()
+                        cascades.setdefault(f"{schema}.{parent}".lower(), set()).add(child)
+        code = ServerCode(cascades={key: frozenset(value) for key, value in cascades.items()})
+        return code.spread(reaches, ()) if cascades else code
 
     def replacing_tables(self, raw: Any) -> set[str]:
         """Tables declaring ``ON CONFLICT REPLACE`` on a key or column (a plain INSERT or
@@ -441,6 +462,7 @@ def _judged(facts: StatementFacts | None, table: str, allow_unparsed: bool) -> b
 DRIVER = SQLiteDriver()
 
 
+_ACTIONS = frozenset({"CASCADE", "SET NULL", "SET DEFAULT"})  # a foreign key's that write
 _REPLACES = re.compile(r"\bON\s+CONFLICT\s+REPLACE\b", re.IGNORECASE)
 # Comments, as SQLite skips them between the words (ON/**/CONFLICT -- x\n REPLACE); taken out
 # of string literals too, which only errs towards refusing.

@@ -212,3 +212,30 @@ def test_sqlite_a_trigger_does_not_reach_a_filtered_or_masked_table(
     leaked = raw.execute("SELECT note FROM visible UNION ALL SELECT note FROM orders").fetchall()
     assert ("SECRET_B",) in leaked or ("planted",) in leaked
     raw.close()
+
+
+def test_sqlite_a_foreign_keys_action_within_a_filtered_table_is_refused(tmp_path: Path) -> None:
+    """A table referencing itself ON DELETE CASCADE: deleting A's row deleted B's rows that
+    point at it (eighth outside attack); the authorizer sees only the table the statement
+    names, so the fence refuses the write itself."""
+    import sqlite3
+
+    path = tmp_path / "tree.db"
+    raw = sqlite3.connect(path)
+    raw.executescript(
+        "CREATE TABLE tree (id INTEGER PRIMARY KEY, tenant_id TEXT,"
+        " parent INT REFERENCES tree (id) ON DELETE CASCADE, note TEXT);"
+        "INSERT INTO tree VALUES (1, 'A', NULL, 'a'), (2, 'B', 1, 'b');"
+        "CREATE TABLE flat (id INTEGER PRIMARY KEY, tenant_id TEXT);"
+    )
+    raw.commit()
+    raw.close()
+    policy = {"read_only": False, "statements": ["*"]}
+    conn = _connect(f"sqlite:///{path}", {**policy, "row_filters": {"*.tenant_id": FILTER}})
+    try:
+        with pytest.raises(sqlfence.PolicyViolation, match="foreign key"):
+            conn.execute("DELETE FROM tree WHERE id = 1")
+        conn.execute("DELETE FROM flat WHERE id = 1")  # no foreign key action: as before
+        conn.execute("INSERT INTO tree (id, tenant_id) VALUES (5, 'A')")  # an insert runs none
+    finally:
+        conn.close()
