@@ -417,6 +417,19 @@ def tables(ctx: Context) -> Iterator[Violation]:
             )
 
 
+# What a table's size tells: how many rows it holds, every tenant's.
+_SIZE_FUNCTIONS = frozenset(
+    {
+        "pg_relation_size",
+        "pg_table_size",
+        "pg_indexes_size",
+        "pg_total_relation_size",
+        "pg_relation_filenode",
+        "pg_stat_get_live_tuples",
+    }
+)
+
+
 def system_catalog(ctx: Context) -> Iterator[Violation]:
     """The catalog tells which tables and columns exist, denied ones included: off by default.
 
@@ -439,6 +452,15 @@ def system_catalog(ctx: Context) -> Iterator[Violation]:
                         f"{table} holds statistics of every row (values, counts), which row "
                         "filters and masks hide: it is not read under them",
                     )
+            sizes = ctx.facts.functions & _SIZE_FUNCTIONS
+            if ctx.engine is not None:
+                sizes |= {name.lower() for name in ctx.engine.functions} & _SIZE_FUNCTIONS
+            for name in sorted(sizes):
+                yield _catalog_violation(
+                    ctx,
+                    f"{name}() measures every row of a table (its size grows with other "
+                    "tenants' rows), which row filters and masks hide: it is not called under them",
+                )
         return
     for table in sorted(ctx.facts.tables):
         if allowed is not None and allowed.names(table):
