@@ -7,7 +7,7 @@ Connections with equal settings share one audit log, one monitor and one telemet
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from sqlfence.observe.audit import AuditLog
@@ -25,6 +25,7 @@ from sqlfence.observe.settings import (
     resolve_monitoring,
     resolve_telemetry,
 )
+from sqlfence.observe.steps import Part
 from sqlfence.observe.telemetry import Telemetry
 
 __all__ = ["FanoutObserver", "Pipeline", "build_observer"]
@@ -40,8 +41,11 @@ def build_observer(
     audit: AuditOption = None,
     monitoring: MonitoringOption = None,
     telemetry: TelemetryOption = True,
+    parts: Iterable[Part] = (),
 ) -> Observer:
-    """The observer for one connection, from ``connect()``'s keyword arguments.
+    """The observer for one connection (or one sandbox), from ``connect()``'s keyword
+    arguments, with ``parts`` of the caller's own (a sandbox's ``CallbackPart``...) before
+    the audit log's.
 
     Each option takes what ``sqlfence.observe.settings`` declares for it (``resolve_audit``,
     ``resolve_monitoring``, ``resolve_telemetry`` say how it is read): ``audit`` is off by
@@ -49,8 +53,10 @@ def build_observer(
     used as is and not closed. Connections with equal settings share one audit log, one
     monitor (so agent metrics span connections) and one telemetry worker. All three are
     resolved before anything is opened: TypeError for a shape an option does not take,
-    pydantic's ValidationError (a ValueError) for unknown or invalid keys.
+    pydantic's ValidationError (a ValueError) for unknown or invalid keys. With no part
+    at all, the null observer (``NULL_OBSERVER``).
     """
+    extra = tuple(parts)
     wanted_audit = resolve_audit(audit)
     wanted_monitor = resolve_monitoring(monitoring)
     wanted_telemetry = resolve_telemetry(telemetry)
@@ -63,9 +69,11 @@ def build_observer(
         for release in releases:
             release()
         raise
-    if audit_log is None and monitor is None and tel is None:
+    if audit_log is None and monitor is None and tel is None and not extra:
         return NULL_OBSERVER
-    return Pipeline(audit=audit_log, monitor=monitor, telemetry=tel, release=tuple(releases))
+    return Pipeline(
+        audit=audit_log, monitor=monitor, telemetry=tel, parts=extra, release=tuple(releases)
+    )
 
 
 def _audit(wanted: AuditSettings | AuditLog, releases: list[Callable[[], None]]) -> AuditLog | None:

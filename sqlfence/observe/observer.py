@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from sqlfence.observe.events import SandboxEvent
     from sqlfence.policies.engine import Decision
 
 _connection_ids = itertools.count(1)
@@ -62,6 +63,9 @@ class Observer:
 
     def fetched(self, session: Session, token: object, rows: int, truncated: bool) -> None:
         """The statement's result set is done: ``rows`` were returned to the caller."""
+
+    def record(self, event: SandboxEvent) -> None:
+        """A step of a sandbox's life (created, connected, destroyed ...). Must not raise."""
 
     def metrics(self, session: Session) -> dict[str, Any]:
         """Live metrics for ``get_metrics()``; empty when nothing is measured."""

@@ -1,5 +1,6 @@
-"""The parts of the observer's pipeline: the audit log, the monitor, telemetry, and a
-caller's own ``Observer``. Each reads the events it cares about and ignores the rest.
+"""The parts of the observer's pipeline: the audit log, the monitor, telemetry, a caller's
+own ``Observer``, and a sandbox's ``on_event``. Each reads the events it cares about and
+ignores the rest.
 
 On the query's thread they only take timestamps, update counters and queue records; JSON,
 HMAC, files, spans and webhooks happen on background threads.
@@ -7,12 +8,20 @@ HMAC, files, spans and webhooks happen on background threads.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from time import perf_counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlfence.errors import AuditError
 from sqlfence.observe.alerts import Alert
-from sqlfence.observe.events import ALERT, CONNECT, DISCONNECT, plain_event, session_event
+from sqlfence.observe.events import (
+    ALERT,
+    CONNECT,
+    DISCONNECT,
+    SandboxEvent,
+    plain_event,
+    session_event,
+)
 from sqlfence.observe.records import DenialRecord, FetchRecord, StatementRecord, snapshot_params
 from sqlfence.observe.steps import (
     ATTACHED,
@@ -32,8 +41,6 @@ from sqlfence.observe.steps import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from sqlfence.observe.audit import AuditLog
     from sqlfence.observe.monitor import Monitor
     from sqlfence.observe.observer import Observer
@@ -51,8 +58,15 @@ def _rows_to_tell(record: StatementRecord) -> bool:
     return bool(record.rows or record.truncated or _reads(record))
 
 
+EventSink = Callable[[dict[str, Any]], None]
+"""A sandbox's ``on_event``: called with each lifecycle event as a dict
+(``SandboxEvent.as_dict()``: ``event``, ``at``, ``sandbox``, ``agent_id``, ``tenant``,
+``backend``, the step's own fields)."""
+
+
 class AuditPart:
-    """Queues each statement's, denial's, connection's and alert's audit event.
+    """Queues each statement's, denial's, connection's, alert's and sandbox step's audit
+    event (a ``SandboxEvent`` as its ``sandbox.*`` line, ``audit_event()``).
 
     A statement's event is queued when the driver returns. Its rows, known when the result
     is done, go into that event when the writer has not taken it yet (usual in ``batched``
@@ -61,7 +75,13 @@ class AuditPart:
     """
 
     name = "audit"
-    handles: tuple[type[Event], ...] = (StatementRecord, DenialRecord, ConnectionEvent, Alert)
+    handles: tuple[type[Event], ...] = (
+        StatementRecord,
+        DenialRecord,
+        ConnectionEvent,
+        Alert,
+        SandboxEvent,
+    )
     phases = PHASES
     records = True
 
@@ -119,6 +139,8 @@ class AuditPart:
                 log.submit(record)
         elif type(event) is Alert:
             log.submit(_alert_event(event))
+        elif type(event) is SandboxEvent:
+            log.submit(event.audit_event())
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until the events queued so far are written."""
@@ -387,3 +409,27 @@ class ObserverPart:
     def close(self) -> None:
         """The observer's own close."""
         self.observer.close()
+
+
+class CallbackPart:
+    """A sandbox's ``on_event`` as a part: called with each ``SandboxEvent`` as a dict
+    (``as_dict()``), on the thread of the step. It records no statements."""
+
+    handles: tuple[type[Event], ...] = (SandboxEvent,)
+    phases: frozenset[int] = frozenset()  # no phase of a statement reaches it
+    records = False
+
+    def __init__(self, function: EventSink, name: str = "on_event") -> None:
+        self.function = function
+        self.name = name
+
+    def handle(self, event: Event) -> None:
+        """Call the function with the event's dict."""
+        if type(event) is SandboxEvent:
+            self.function(event.as_dict())
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Nothing held back."""
+
+    def close(self) -> None:
+        """Nothing to close: the callable is the caller's."""

@@ -9,9 +9,10 @@ every part has seen the event (from ``connected``, ``denied``, ``started`` and `
 
 The events: a ``ConnectionEvent`` (connected, attached, refused, disconnected), the
 statement's ``StatementRecord`` at each ``phase`` (started, finished, fetched), a
-``DenialRecord``, an ``Alert`` the monitor raised, ``CLOSING``; and, when no part records
-statements (no audit log, no telemetry SDK), the connection's ``Counted``, which costs no
-allocation on the query's thread.
+``DenialRecord``, an ``Alert`` the monitor raised, ``CLOSING``, a sandbox's
+``SandboxEvent`` (``record``: its ``on_event`` and its audit log's ``sandbox.*`` line); and,
+when no part records statements (no audit log, no telemetry SDK), the connection's
+``Counted``, which costs no allocation on the query's thread.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
 
     from sqlfence.observe.alerts import Alert
     from sqlfence.observe.audit import AuditLog
+    from sqlfence.observe.events import SandboxEvent
     from sqlfence.observe.monitor import Monitor
     from sqlfence.observe.telemetry import Telemetry
     from sqlfence.policies.engine import Decision
@@ -316,6 +318,18 @@ class Pipeline(Observer):
         except AuditError as error:
             self._failed("audit", error)
 
+    # -- sandboxes ------------------------------------------------------------------------
+
+    def record(self, event: SandboxEvent) -> None:
+        """A step of a sandbox's life, to each part that acts on it (its ``on_event``, then
+        the audit log). Never raises into the sandbox: a failing part, a fail-closed audit
+        log too, is counted and logged (the step has happened either way)."""
+        for part in self._routes[type(event)]:
+            try:
+                part.handle(event)
+            except Exception as error:  # AuditError included
+                self._failed(part.name, error, event)
+
     # -- reading and the rest -------------------------------------------------------------
 
     def metrics(self, session: Session) -> dict[str, Any]:
@@ -391,10 +405,18 @@ class Pipeline(Observer):
         except AuditError as error:
             self._failed("audit", error)
 
-    def _failed(self, part: str, error: BaseException) -> None:
+    def _failed(self, part: str, error: BaseException, event: SandboxEvent | None = None) -> None:
         count = self.failures[part] = self.failures.get(part, 0) + 1
         if count == 1 or count % 1000 == 0:
-            logger.error("sqlfence %s failed (%d times): %r", part, count, error, exc_info=error)
+            if event is None:
+                logger.error(
+                    "sqlfence %s failed (%d times): %r", part, count, error, exc_info=error
+                )
+            else:
+                logger.error(
+                    "sandbox %s: the %s part failed (%d times) on %s: %r",
+                    event.sandbox, part, count, event.event_type, error, exc_info=error,
+                )  # fmt: skip
 
 
 FanoutObserver = Pipeline

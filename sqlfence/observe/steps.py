@@ -3,7 +3,8 @@ cursor hands back between hooks, and the interface of a part.
 
 Statements are the hot events, so they are not wrapped: a ``StatementRecord`` (or, when no
 part records statements, the connection's ``Counted``) goes through the loop at each of its
-phases.
+phases. A step of a sandbox's life is a ``SandboxEvent`` (``events.py``), handed in through
+``Pipeline.record``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 from sqlfence.observe.alerts import Alert
+from sqlfence.observe.events import SandboxEvent
 from sqlfence.observe.records import DenialRecord, StatementRecord
 
 if TYPE_CHECKING:
@@ -102,7 +104,16 @@ class Closing:
 
 CLOSING = Closing()
 
-Event = ConnectionEvent | StatementRecord | DenialRecord | Counted | Alert | Tick | Closing
+Event = (
+    ConnectionEvent
+    | StatementRecord
+    | DenialRecord
+    | Counted
+    | Alert
+    | Tick
+    | Closing
+    | SandboxEvent
+)
 EVENT_TYPES: tuple[type[Event], ...] = (
     ConnectionEvent,
     StatementRecord,
@@ -111,6 +122,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     Alert,
     Tick,
     Closing,
+    SandboxEvent,
 )
 Token = StatementRecord | Counted | None
 """What ``started`` returns and ``finished``/``fetched`` get back."""

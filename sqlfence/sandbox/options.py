@@ -13,10 +13,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypedDict
 
+from sqlfence.observe.parts import EventSink
 from sqlfence.observe.settings import AuditOption, MonitoringOption
 from sqlfence.policies.model import Policy
 from sqlfence.proxy.options import FenceOptions
-from sqlfence.sandbox import lifecycle
 from sqlfence.sandbox.limits import Limits
 
 
@@ -32,7 +32,7 @@ class SandboxOptions(TypedDict, total=False):
     audit: AuditOption
     ttl: float | timedelta | None
     load_snapshot: str | Path | None
-    on_event: lifecycle.EventSink | None
+    on_event: EventSink | None
 
 
 SANDBOX_OPTIONS: tuple[str, ...] = tuple(SandboxOptions.__annotations__)

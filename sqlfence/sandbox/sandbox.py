@@ -18,6 +18,9 @@ from typing import Any
 from sqlfence import exits
 from sqlfence.errors import ConfigurationError, QuotaExceeded, SandboxError
 from sqlfence.observe.events import SandboxEvent
+from sqlfence.observe.fanout import build_observer
+from sqlfence.observe.observer import NULL_OBSERVER, Observer
+from sqlfence.observe.parts import CallbackPart, EventSink
 from sqlfence.observe.settings import AuditOption, MonitoringOption
 from sqlfence.policies.engine import Decision
 from sqlfence.policies.model import Policy
@@ -78,7 +81,8 @@ class AgentSandbox:
         *,
         monitoring: MonitoringOption = None,
         audit: AuditOption = None,
-        on_event: lifecycle.EventSink | None = None,
+        on_event: EventSink | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self.namespace = namespace
         self.limits = limits
@@ -89,7 +93,10 @@ class AgentSandbox:
         self._registry = registry
         self._root = registry.root
         self._audit, self._monitoring = observing(audit, monitoring)
-        self._events = lifecycle.Lifecycle.build(self._audit, on_event)
+        # Its lifecycle's events go through an observer pipeline of their own: on_event,
+        # then the audit log (given as a log or as settings). ``create`` builds it before
+        # anything is made, so that a log that cannot open leaves nothing behind.
+        self._observer = _observer(self._audit, on_event) if observer is None else observer
         self._state = "active"
         self._lock = threading.RLock()
         self._connections: set[GuardedConnection] = set()
@@ -122,7 +129,7 @@ class AgentSandbox:
         ttl: float | timedelta | None = None,
         root: str | Path | None = None,
         load_snapshot: str | Path | None = None,
-        on_event: lifecycle.EventSink | None = None,
+        on_event: EventSink | None = None,
     ) -> AgentSandbox:
         """Make a sandbox: a registry record, then its namespace and least-privilege role.
 
@@ -170,9 +177,14 @@ class AgentSandbox:
         )
         registry = Registry(home)
         request = PlacementRequest(name, kind.name, home, settings, agent_id, tenant, expires_at)
-        namespace, database, where, record = lifecycle.make(
-            chosen, request, record, registry, policy
-        )
+        observer = _observer(audit, on_event)
+        try:
+            namespace, database, where, record = lifecycle.make(
+                chosen, request, record, registry, policy
+            )
+        except BaseException:
+            observer.close()
+            raise
         sandbox = cls(
             namespace,
             database,
@@ -183,7 +195,7 @@ class AgentSandbox:
             policy,
             monitoring=monitoring,
             audit=audit,
-            on_event=on_event,
+            observer=observer,
         )
         exits.register(sandbox, exits.SANDBOXES)
         sandbox._emit("created", location=namespace.location, expires_at=record.expires_at)
@@ -279,7 +291,7 @@ class AgentSandbox:
             self._backend.close()
             exits.unregister(self, exits.SANDBOXES)
         self._emit("destroyed")
-        self._events.close()
+        self._observer.close()
 
     def at_exit(self) -> None:
         """Interpreter exit (or SIGTERM): destroy, while the audit log still records."""
@@ -585,13 +597,21 @@ class AgentSandbox:
                 add_numbers(self._closed_metrics, connection.get_metrics())
 
     def _emit(self, kind: str, error: str | None = None, **details: Any) -> None:
-        """Hand the lifecycle event of step ``kind`` to the sandbox's parts (if any)."""
-        if self._events:
+        """Hand the lifecycle event of step ``kind`` to the sandbox's observer (never raises)."""
+        observer = self._observer
+        if observer is not NULL_OBSERVER:
             record = self._record
             event = SandboxEvent(
                 kind, self.name, record.agent_id, record.tenant, self._backend.name, details, error
             )
-            self._events.send(event)
+            observer.record(event)
 
     def __repr__(self) -> str:
         return f"<AgentSandbox {self._backend.name}:{self.name} {self.state}>"
+
+
+def _observer(audit: AuditOption, on_event: EventSink | None) -> Observer:
+    """The observer of a sandbox's lifecycle: ``on_event`` and ``audit``'s log (the null
+    observer when neither is given). Monitoring and telemetry are its connections'."""
+    parts = [CallbackPart(on_event)] if on_event is not None else ()
+    return build_observer(audit, monitoring=False, telemetry=False, parts=parts)

@@ -8,9 +8,11 @@ from typing import Any
 import pytest
 
 from sqlfence.errors import AuditError
+from sqlfence.observe.events import SandboxEvent
+from sqlfence.observe.fanout import build_observer
 from sqlfence.observe.monitor import Monitor
-from sqlfence.observe.observer import Observer, Session
-from sqlfence.observe.parts import ObserverPart
+from sqlfence.observe.observer import NULL_OBSERVER, Observer, Session
+from sqlfence.observe.parts import CallbackPart, ObserverPart
 from sqlfence.observe.pipeline import Pipeline
 from sqlfence.observe.records import StatementRecord
 from sqlfence.observe.steps import EVENT_TYPES, PHASES, Counted, Event, Tick
@@ -130,3 +132,56 @@ def test_when_no_part_records_the_token_is_a_counted_tuple() -> None:
     assert (metrics["queries_executed"], metrics["rows_returned"]) == (1, 5)
     pipeline.close()
     monitor.close()
+
+
+def _sandbox_event(kind: str = "created") -> SandboxEvent:
+    return SandboxEvent(kind, "sb-1", "a1", "acme", "sqlite", {"location": "/x"})
+
+
+def test_a_sandbox_event_goes_to_on_event_and_then_the_other_parts() -> None:
+    """``record``: a SandboxEvent reaches the CallbackPart as its dict, and the parts after
+    it as the event; statements never reach the CallbackPart."""
+    got: list[dict[str, Any]] = []
+    after = _Part("after")
+    pipeline = Pipeline(parts=[CallbackPart(got.append), after])
+    event = _sandbox_event()
+    pipeline.record(event)
+    session = make_session()
+    pipeline.connected(session)
+    execute(pipeline, session, SELECT)
+    pipeline.close()
+    assert got == [event.as_dict()]
+    assert after.seen[0] is event
+
+
+def test_recording_a_sandbox_event_never_raises(caplog: pytest.LogCaptureFixture) -> None:
+    """A failing on_event, and a fail-closed audit refusal, are counted and logged, never
+    raised into the sandbox; the parts after them still get the event."""
+
+    def broken(event: dict[str, Any]) -> None:
+        raise RuntimeError("cannot take it")
+
+    refusing, after = _Part("audit", AuditError("refused", cause="disk full")), _Part("after")
+    pipeline = Pipeline(parts=[CallbackPart(broken), refusing, after])
+    pipeline.record(_sandbox_event())
+    assert pipeline.failures["on_event"] == 1
+    assert pipeline.failures["audit"] == 1
+    assert type(after.seen[0]) is SandboxEvent
+    refusing.error = None
+    pipeline.close()
+    assert "sandbox sb-1: the on_event part failed (1 times) on sandbox.created" in caplog.text
+
+
+def test_parts_given_to_build_observer_make_a_pipeline() -> None:
+    """With only a caller's part (no audit, monitor or telemetry) build_observer still
+    builds a pipeline; without any, the null observer, which takes sandbox events too."""
+    got: list[dict[str, Any]] = []
+    observer = build_observer(
+        None, monitoring=False, telemetry=False, parts=[CallbackPart(got.append)]
+    )
+    assert isinstance(observer, Pipeline)
+    observer.record(_sandbox_event("destroyed"))
+    observer.close()
+    assert [event["event"] for event in got] == ["sandbox.destroyed"]
+    assert build_observer(None, monitoring=False, telemetry=False) is NULL_OBSERVER
+    NULL_OBSERVER.record(_sandbox_event())

@@ -289,6 +289,29 @@ def test_lifecycle_goes_to_the_audit_log(root: Path, tmp_path: Path) -> None:
     assert AuditLog.verify(tmp_path / "audit")
 
 
+def test_lifecycle_goes_to_the_audit_log_given_as_settings(root: Path, tmp_path: Path) -> None:
+    """With audit= as settings (a directory, a mapping), the lifecycle is recorded too, in
+    the same log as the connections' statements, and the log closes after the sandbox."""
+    from sqlfence.observe.audit import AuditLog
+    from tests.observe.conftest import audit_events
+
+    for audit in (tmp_path / "by-path", {"directory": str(tmp_path / "by-mapping")}):
+        directory = audit if isinstance(audit, Path) else Path(audit["directory"])
+        with AgentSandbox.create(agent_id="a1", tenant="acme", root=root, audit=audit) as sb:
+            with sb.get_connection() as conn:
+                conn.execute("CREATE TABLE t (id INTEGER)")
+            sb.create_snapshot("s")
+        kinds = [event["event_type"] for event in audit_events(directory)]
+        ours = [kind for kind in kinds if kind.startswith("sandbox.")]
+        assert ours == [
+            "sandbox.created", "sandbox.connected", "sandbox.snapshot_created",
+            "sandbox.destroyed",
+        ]  # fmt: skip
+        assert kinds.index("disconnect") < kinds.index("sandbox.destroyed"), kinds
+        assert kinds[-1] == "audit.close", kinds  # the sandbox held the log until destroyed
+        assert AuditLog.verify(directory)
+
+
 def test_a_failing_on_event_breaks_neither_the_sandbox_nor_the_audit_log(
     root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
