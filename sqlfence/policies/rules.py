@@ -245,17 +245,31 @@ def session_settings(ctx: Context) -> Iterator[Violation]:
         return
     database = databases.find(ctx.patterns.dialect)
     settable = database.settable if database is not None else frozenset()
+    if ctx.policy.row_filters or ctx.policy.masked_columns:
+        # how the session reads a literal and writes a value as text: a row filter's
+        # '2024-03-01' would take other rows, a partial mask another part of a date
+        settable = settable - _READING_SETTINGS
     for name in dict.fromkeys(names):  # type: ignore[call-overload]
         if name not in settable:
             what = "this form of SET" if name == "?" else f"the setting {name}"
+            if name in _READING_SETTINGS:
+                why = (
+                    "under row filters or masks it would change how the filters' literals "
+                    "read and what the maskers see as a value's text"
+                )
+            else:
+                why = (
+                    "the fence pins how the session reads statements and names, who it is and "
+                    "its limits (timezone, datestyle and planner settings may be set)"
+                )
             yield _violation(
-                ctx,
-                "session_settings",
-                f"{what} may not be changed: the fence pins how the session reads statements "
-                "and names, who it is and its limits (timezone, datestyle and planner "
-                "settings may be set)",
-                key="statements",
+                ctx, "session_settings", f"{what} may not be changed: {why}", key="statements"
             )
+
+
+_READING_SETTINGS = frozenset(
+    {"timezone", "datestyle", "intervalstyle", "extra_float_digits", "bytea_output"}
+)
 
 
 def routines(ctx: Context) -> Iterator[Violation]:
