@@ -209,15 +209,15 @@ def test_exit_without_closing_removes_the_container_after_recording(
 
 @pytest.mark.slow
 def test_docker_pool_cycles_leave_nothing(image: str, home: Path) -> None:
-    """250 acquire/write/release cycles on a shared-placement pool reset and leave nothing
+    """100 acquire/write/release cycles on a shared-placement pool reset and leave nothing
     (each reset is a PostgreSQL clone swap, 0.15 to 0.4 s: 1,000 took 7 minutes of CI; a
-    leak of one database, role or container per cycle shows 250 times over)."""
+    leak of one database, role or container per cycle shows 100 times over)."""
     with SandboxPool(size=2, backend="postgres", runtime="docker", image=image,
                      root=home) as pool:  # fmt: skip
-        for i in range(250):
+        for i in range(100):
             with pool.acquire(agent_id=f"a{i}") as sb, sb.get_connection() as conn:
                 conn.execute("CREATE TABLE t (a integer)")  # fails unless the reset worked
-        assert pool.metrics()["resets"] == 250
+        assert pool.metrics()["resets"] == 100
     assert listing(home) == []  # the shared server container is checked by the fixture
 
 
