@@ -66,6 +66,8 @@ class SystemCatalog:
     # Catalog relations holding values and counts of every row of a table (planner
     # statistics): refused under row filters and masks even where the catalog is allowed
     statistics: frozenset[str] = frozenset()
+    # Functions measuring every row of a table (a table's size): refused as statistics are
+    statistics_functions: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,9 @@ class DatabaseProfile:
     # resolve (search_path), nor who the session is (role), nor a limit the fence set
     # (statement_timeout, default_transaction_read_only). Anything else is denied.
     settable: frozenset[str] = frozenset()
+    # Of those, the ones that change how a literal reads or a value prints: pinned as well
+    # under row filters or masks (a filter's date literal, a masker's text of a number)
+    reading_settings: frozenset[str] = frozenset()
     users_ignore_case: bool = False  # login names compare case-insensitively
 
     @property
@@ -278,6 +283,20 @@ POSTGRES = DatabaseProfile(
                 "pg_locks",
             }
         ),
+        # a table's size grows with every tenant's rows
+        statistics_functions=frozenset(
+            {
+                "pg_relation_size",
+                "pg_table_size",
+                "pg_indexes_size",
+                "pg_total_relation_size",
+                "pg_relation_filenode",
+                "pg_stat_get_live_tuples",
+            }
+        ),
+    ),
+    reading_settings=frozenset(
+        {"timezone", "datestyle", "intervalstyle", "extra_float_digits", "bytea_output"}
     ),
     settable=frozenset(
         {

@@ -12,12 +12,13 @@ from fnmatch import fnmatchcase
 
 from sqlfence import databases
 from sqlfence.policies.model import Policy
-from sqlfence.policies.server_code import ServerCode
+from sqlfence.policies.server_code import ServerCode, defines_code
 from sqlfence.policies.tables import (
     TableSet,
     is_catalog_function,
     is_catalog_table,
     is_statistics_table,
+    statistics_functions,
     table_matches,
 )
 from sqlfence.sql.analysis import StatementFacts
@@ -248,11 +249,11 @@ def session_settings(ctx: Context) -> Iterator[Violation]:
     if ctx.policy.row_filters or ctx.policy.masked_columns:
         # how the session reads a literal and writes a value as text: a row filter's
         # '2024-03-01' would take other rows, a partial mask another part of a date
-        settable = settable - _READING_SETTINGS
+        settable = settable - database.reading_settings if database is not None else settable
     for name in dict.fromkeys(names):  # type: ignore[call-overload]
         if name not in settable:
             what = "this form of SET" if name == "?" else f"the setting {name}"
-            if name in _READING_SETTINGS:
+            if database is not None and name in database.reading_settings:
                 why = (
                     "under row filters or masks it would change how the filters' literals "
                     "read and what the maskers see as a value's text"
@@ -267,11 +268,6 @@ def session_settings(ctx: Context) -> Iterator[Violation]:
             )
 
 
-_READING_SETTINGS = frozenset(
-    {"timezone", "datestyle", "intervalstyle", "extra_float_digits", "bytea_output"}
-)
-
-
 def routines(ctx: Context) -> Iterator[Violation]:
     """Under row filters or masks, none of the database's own code runs: a function's body
     reads what it likes, with the caller's rights (a function returning SETOF customers
@@ -282,26 +278,11 @@ def routines(ctx: Context) -> Iterator[Violation]:
         return
     engine = ctx.engine
     facts = ctx.facts
-    if engine is not None:
-        defining = sorted(set(engine.kinds) & _DEFINING_CODE)
-        if defining:
-            defines = (
-                f"{defining[0]} defines code (a function, operator, cast, type, trigger, rule, "
-                "extension, foreign table ...) that PostgreSQL would run where no statement "
-                "names it"
-            )
-            yield routine_violation(ctx.policy, ctx.patterns, defines)
-            return
-        if '"behavior":"DROP_CASCADE"' in engine.tree:
-            yield _violation(
-                ctx,
-                "routines",
-                "CASCADE is not allowed under row filters or masks: it drops or empties "
-                "whatever depends on the object, a filtered or masked table or its tenant "
-                "column among them",
-                key="row_filters" if ctx.policy.row_filters else "masked_columns",
-            )
-            return
+    refusal = None if engine is None else defines_code(engine)
+    if refusal is not None:
+        key = "row_filters" if ctx.policy.row_filters else "masked_columns"
+        yield _violation(ctx, "routines", refusal, key=key)
+        return
     code = ctx.patterns.server_code
     if not code:
         return
@@ -309,49 +290,6 @@ def routines(ctx: Context) -> Iterator[Violation]:
     reached = code.reached(engine, facts.functions, tables, facts.written, facts.is_ddl)
     if reached is not None:
         yield routine_violation(ctx.policy, ctx.patterns, reached)
-
-
-# PostgreSQL statements (its grammar's node names) that make the database run code where no
-# later text names it, or that change what the catalog read at connect says about it.
-_DEFINING_CODE = frozenset(
-    {
-        "AlterDomainStmt",
-        "AlterEventTrigStmt",
-        "AlterExtensionContentsStmt",
-        "AlterExtensionStmt",
-        "AlterFdwStmt",
-        "AlterForeignServerStmt",
-        "AlterFunctionStmt",
-        "AlterOpFamilyStmt",
-        "AlterOperatorStmt",
-        "AlterPolicyStmt",
-        "AlterTypeStmt",
-        "AlterUserMappingStmt",
-        "CreateCastStmt",
-        "CreateConversionStmt",
-        "CreateDomainStmt",
-        "CreateEventTrigStmt",
-        "CreateExtensionStmt",
-        "CreateFdwStmt",
-        "CreateForeignServerStmt",
-        "CreateForeignTableStmt",
-        "CreateFunctionStmt",
-        "CreateOpClassStmt",
-        "CreateOpFamilyStmt",
-        "CreatePLangStmt",
-        "CreatePolicyStmt",
-        "CreateRangeStmt",
-        "CreateTransformStmt",
-        "CreateTrigStmt",
-        "DefineStmt",
-        "DoStmt",
-        "DropOwnedStmt",
-        "ImportForeignSchemaStmt",
-        "LoadStmt",
-        "ReassignOwnedStmt",
-        "RuleStmt",
-    }
-)
 
 
 def routine_violation(policy: Policy, patterns: Patterns, reached: str) -> Violation:
@@ -431,19 +369,6 @@ def tables(ctx: Context) -> Iterator[Violation]:
             )
 
 
-# What a table's size tells: how many rows it holds, every tenant's.
-_SIZE_FUNCTIONS = frozenset(
-    {
-        "pg_relation_size",
-        "pg_table_size",
-        "pg_indexes_size",
-        "pg_total_relation_size",
-        "pg_relation_filenode",
-        "pg_stat_get_live_tuples",
-    }
-)
-
-
 def system_catalog(ctx: Context) -> Iterator[Violation]:
     """The catalog tells which tables and columns exist, denied ones included: off by default.
 
@@ -466,9 +391,10 @@ def system_catalog(ctx: Context) -> Iterator[Violation]:
                         f"{table} holds statistics of every row (values, counts), which row "
                         "filters and masks hide: it is not read under them",
                     )
-            sizes = ctx.facts.functions & _SIZE_FUNCTIONS
+            measuring = statistics_functions(dialect)
+            sizes = ctx.facts.functions & measuring
             if ctx.engine is not None:
-                sizes |= {name.lower() for name in ctx.engine.functions} & _SIZE_FUNCTIONS
+                sizes |= {name.lower() for name in ctx.engine.functions} & measuring
             for name in sorted(sizes):
                 yield _catalog_violation(
                     ctx,

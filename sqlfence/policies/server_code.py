@@ -18,6 +18,66 @@ from dataclasses import dataclass, field
 
 from sqlfence.sql.postgres_grammar import EngineReading
 
+# PostgreSQL statements (its grammar's node names) that make the database run code where no
+# later text names it, or that change what the catalog read at connect says about it.
+_DEFINING_CODE = frozenset(
+    {
+        "AlterDomainStmt",
+        "AlterEventTrigStmt",
+        "AlterExtensionContentsStmt",
+        "AlterExtensionStmt",
+        "AlterFdwStmt",
+        "AlterForeignServerStmt",
+        "AlterFunctionStmt",
+        "AlterOpFamilyStmt",
+        "AlterOperatorStmt",
+        "AlterPolicyStmt",
+        "AlterTypeStmt",
+        "AlterUserMappingStmt",
+        "CreateCastStmt",
+        "CreateConversionStmt",
+        "CreateDomainStmt",
+        "CreateEventTrigStmt",
+        "CreateExtensionStmt",
+        "CreateFdwStmt",
+        "CreateForeignServerStmt",
+        "CreateForeignTableStmt",
+        "CreateFunctionStmt",
+        "CreateOpClassStmt",
+        "CreateOpFamilyStmt",
+        "CreatePLangStmt",
+        "CreatePolicyStmt",
+        "CreateRangeStmt",
+        "CreateTransformStmt",
+        "CreateTrigStmt",
+        "DefineStmt",
+        "DoStmt",
+        "DropOwnedStmt",
+        "ImportForeignSchemaStmt",
+        "LoadStmt",
+        "ReassignOwnedStmt",
+        "RuleStmt",
+    }
+)
+
+
+def defines_code(engine: EngineReading) -> str | None:
+    """Why a statement may not run under row filters or masks because of what it makes the
+    database do later or at once: define code no later text names, or drop by CASCADE."""
+    defining = sorted(set(engine.kinds) & _DEFINING_CODE)
+    if defining:
+        return (
+            f"{defining[0]} defines code (a function, operator, cast, type, trigger, rule, "
+            "extension, foreign table ...) that PostgreSQL would run where no statement names "
+            "it: under row filters or masks the catalog read at connect must stay whole"
+        )
+    if '"behavior":"DROP_CASCADE"' in engine.tree:
+        return (
+            "CASCADE is not allowed under row filters or masks: it drops or empties whatever "
+            "depends on the object, a filtered or masked table or its tenant column among them"
+        )
+    return None
+
 
 @dataclass(frozen=True)
 class ServerCode:

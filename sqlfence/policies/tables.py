@@ -73,6 +73,12 @@ def is_statistics_table(dialect: str, table: str) -> bool:
     return table.rpartition(".")[2].lower() in database.system_catalog.statistics
 
 
+def statistics_functions(dialect: str) -> frozenset[str]:
+    """The functions that measure every row of a table (its size), refused as statistics."""
+    database = databases.find(dialect)
+    return frozenset() if database is None else database.system_catalog.statistics_functions
+
+
 def is_catalog_function(dialect: str, name: str) -> bool:
     """True for functions that read the system catalog in a dialect (canonical name)."""
     database = databases.find(dialect)
