@@ -19,6 +19,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 from sqlfence.errors import NothingMade
+from sqlfence.observe.fanout import build_observer
+from sqlfence.observe.observer import Observer
+from sqlfence.observe.parts import CallbackPart, EventSink
+from sqlfence.observe.settings import AuditOption
 from sqlfence.policies.model import Policy
 from sqlfence.sandbox.backends.base import Backend, Namespace, backend_for
 from sqlfence.sandbox.credentials import CredentialsMissing
@@ -26,13 +30,36 @@ from sqlfence.sandbox.registry import Record, Registry
 from sqlfence.sandbox.runtimes.base import Placement, PlacementRequest, Runtime, drop_namespace
 
 
+def observer(audit: AuditOption, on_event: EventSink | None) -> Observer:
+    """The observer of a sandbox's lifecycle: ``on_event`` and ``audit``'s log (the null
+    observer when neither is given). Monitoring and telemetry are its connections'."""
+    parts = [CallbackPart(on_event)] if on_event is not None else ()
+    return build_observer(audit, monitoring=False, telemetry=False, parts=parts)
+
+
 def make(
-    runtime: Runtime, request: PlacementRequest, record: Record, registry: Registry, policy: Policy
+    runtime: Runtime,
+    request: PlacementRequest,
+    record: Record,
+    registry: Registry,
+    policy: Policy,
+    observing: Observer,
 ) -> tuple[Namespace, Backend, Placement, Record]:
     """Record the sandbox, place it on a server, make its namespace there, record where.
 
-    Raises what the runtime or the backend raised, after undoing what was made.
+    Raises what the runtime or the backend raised, after undoing what was made and closing
+    ``observing`` (the sandbox's observer, opened first: a log that cannot open makes none).
     """
+    try:
+        return _make(runtime, request, record, registry, policy)
+    except BaseException:
+        observing.close()
+        raise
+
+
+def _make(
+    runtime: Runtime, request: PlacementRequest, record: Record, registry: Registry, policy: Policy
+) -> tuple[Namespace, Backend, Placement, Record]:
     registry.put(record)  # first, so a crash from here on is found by the reaper
     try:
         where = runtime.place(request)

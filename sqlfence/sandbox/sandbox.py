@@ -18,9 +18,8 @@ from typing import Any
 from sqlfence import exits
 from sqlfence.errors import ConfigurationError, QuotaExceeded, SandboxError
 from sqlfence.observe.events import SandboxEvent
-from sqlfence.observe.fanout import build_observer
 from sqlfence.observe.observer import NULL_OBSERVER, Observer
-from sqlfence.observe.parts import CallbackPart, EventSink
+from sqlfence.observe.parts import EventSink
 from sqlfence.observe.settings import AuditOption, MonitoringOption
 from sqlfence.policies.engine import Decision
 from sqlfence.policies.model import Policy
@@ -60,8 +59,6 @@ from sqlfence.sandbox.snapshots import Manifest, SnapshotStore
 
 SNAPSHOTS = "snapshots"  # shared: golden datasets, load_snapshot(name)
 OWN_SNAPSHOTS = "sandbox-snapshots"  # private to one sandbox, removed with it
-
-
 # Statements that only free space: they run over the disk quota, so the agent can get under.
 _FREEING_OPERATIONS = frozenset({"delete", "drop", "truncate"})
 
@@ -93,10 +90,8 @@ class AgentSandbox:
         self._registry = registry
         self._root = registry.root
         self._audit, self._monitoring = observing(audit, monitoring)
-        # Its lifecycle's events go through an observer pipeline of their own: on_event,
-        # then the audit log (given as a log or as settings). ``create`` builds it before
-        # anything is made, so that a log that cannot open leaves nothing behind.
-        self._observer = _observer(self._audit, on_event) if observer is None else observer
+        # its lifecycle's events: on_event, then the audit log (``create`` opens it first)
+        self._observer = lifecycle.observer(self._audit, on_event) if observer is None else observer
         self._state = "active"
         self._lock = threading.RLock()
         self._connections: set[GuardedConnection] = set()
@@ -177,14 +172,10 @@ class AgentSandbox:
         )
         registry = Registry(home)
         request = PlacementRequest(name, kind.name, home, settings, agent_id, tenant, expires_at)
-        observer = _observer(audit, on_event)
-        try:
-            namespace, database, where, record = lifecycle.make(
-                chosen, request, record, registry, policy
-            )
-        except BaseException:
-            observer.close()
-            raise
+        observer = lifecycle.observer(audit, on_event)
+        namespace, database, where, record = lifecycle.make(
+            chosen, request, record, registry, policy, observer
+        )
         sandbox = cls(
             namespace,
             database,
@@ -598,20 +589,12 @@ class AgentSandbox:
 
     def _emit(self, kind: str, error: str | None = None, **details: Any) -> None:
         """Hand the lifecycle event of step ``kind`` to the sandbox's observer (never raises)."""
-        observer = self._observer
-        if observer is not NULL_OBSERVER:
-            record = self._record
-            event = SandboxEvent(
-                kind, self.name, record.agent_id, record.tenant, self._backend.name, details, error
+        if self._observer is not NULL_OBSERVER:
+            at = self._record
+            backend = self._backend.name
+            self._observer.record(
+                SandboxEvent(kind, self.name, at.agent_id, at.tenant, backend, details, error)
             )
-            observer.record(event)
 
     def __repr__(self) -> str:
         return f"<AgentSandbox {self._backend.name}:{self.name} {self.state}>"
-
-
-def _observer(audit: AuditOption, on_event: EventSink | None) -> Observer:
-    """The observer of a sandbox's lifecycle: ``on_event`` and ``audit``'s log (the null
-    observer when neither is given). Monitoring and telemetry are its connections'."""
-    parts = [CallbackPart(on_event)] if on_event is not None else ()
-    return build_observer(audit, monitoring=False, telemetry=False, parts=parts)
