@@ -112,6 +112,9 @@ class DatabaseProfile:
     # Of those, the ones that change how a literal reads or a value prints: pinned as well
     # under row filters or masks (a filter's date literal, a masker's text of a number)
     reading_settings: frozenset[str] = frozenset()
+    # Of those, the ones that choose a plan: pinned under masks, where the session scans no
+    # index (an index's order would rank rows by a masked value; see the driver's settings)
+    planner_settings: frozenset[str] = frozenset()
     users_ignore_case: bool = False  # login names compare case-insensitively
 
     @property
@@ -297,6 +300,26 @@ POSTGRES = DatabaseProfile(
     ),
     reading_settings=frozenset(
         {"timezone", "datestyle", "intervalstyle", "extra_float_digits", "bytea_output"}
+    ),
+    planner_settings=frozenset(
+        {
+            "random_page_cost",
+            "seq_page_cost",
+            "cpu_tuple_cost",
+            "cpu_index_tuple_cost",
+            "cpu_operator_cost",
+            "effective_cache_size",
+            "enable_seqscan",
+            "enable_indexscan",
+            "enable_indexonlyscan",
+            "enable_bitmapscan",
+            "enable_hashjoin",
+            "enable_mergejoin",
+            "enable_nestloop",
+            "enable_sort",
+            "enable_hashagg",
+            "enable_material",
+        }
     ),
     settable=frozenset(
         {

@@ -132,6 +132,7 @@ class Guard:
         parts: Mapping[str, str] | None = None,
         star_columns: Mapping[str, Sequence[str]] | None = None,
         references: Mapping[str, Collection[tuple[str, str | None]]] | None = None,
+        placing: Mapping[str, Collection[str]] | None = None,
         server_code: ServerCode | None = None,
         cache_size: int = DEFAULT_ENTRIES,
         cache_bytes: int = DEFAULT_BYTES,
@@ -160,6 +161,7 @@ class Guard:
         }
         self.star_columns = {table: tuple(cols) for table, cols in (star_columns or {}).items()}
         self.references = {table: frozenset(keys) for table, keys in (references or {}).items()}
+        self.placing = {table: frozenset(cols) for table, cols in (placing or {}).items()}
         self.server_code = server_code or ServerCode()
         self._hooks = _hooks_for(self.dialect_name, self.catalog, default_schema)
         self.patterns = self._compile(self.policy)
@@ -180,6 +182,7 @@ class Guard:
                 self.patterns.views,
                 self.patterns.part_of,
                 self.references,
+                self.placing,
             )
             if self.policy.masked_columns
             else None
@@ -287,6 +290,7 @@ class Guard:
         parts: Mapping[str, str] | None = None,
         star_columns: Mapping[str, Sequence[str]] | None = None,
         references: Mapping[str, Collection[tuple[str, str | None]]] | None = None,
+        placing: Mapping[str, Collection[str]] | None = None,
         server_code: ServerCode | None = None,
     ) -> Guard:
         """The same guard knowing more of the database.
@@ -304,7 +308,8 @@ class Guard:
         so that a denied table's parts are denied too; ``star_columns`` maps tables and
         views to the columns ``SELECT *`` returns, in order (for masked columns);
         ``references`` maps tables to the (table, column) pairs their foreign keys reference
-        (a table referencing a masked column is not written); ``server_code`` is the
+        (a table referencing a masked column is not written); ``placing``, the columns
+        deciding where a table keeps a row (a masked one refuses it); ``server_code`` is the
         database's own code and the paths into it (not run under row filters or masks).
         """
         return Guard(
@@ -324,6 +329,7 @@ class Guard:
             parts=self.parts if parts is None else parts,
             star_columns=self.star_columns if star_columns is None else star_columns,
             references=self.references if references is None else references,
+            placing=self.placing if placing is None else placing,
             server_code=self.server_code if server_code is None else server_code,
             cache_size=self._cache.max_entries,
             cache_bytes=self._cache.max_bytes,

@@ -33,6 +33,7 @@ class ColumnMasks:
         views: Mapping[str, Collection[str]],
         part_of: Mapping[str, frozenset[str]],
         references: Mapping[str, Collection[tuple[str, str | None]]] | None = None,
+        placing: Mapping[str, Collection[str]] | None = None,
     ) -> None:
         self._namer = namer
         self.origin = origin = policy.origin("masked_columns")
@@ -70,10 +71,23 @@ class ColumnMasks:
         self._views = views
         # table -> (referenced table, referenced column; None: its primary key) per foreign key
         self._references = references or {}
+        self._referenced_by: dict[str, set[str]] = {}
+        for referencing, keys in self._references.items():
+            for target, _column in keys:
+                self._referenced_by.setdefault(target, set()).add(referencing)
         self._read_by: dict[str, set[str]] = {}
         for reader, bases in views.items():
             for base in bases:
                 self._read_by.setdefault(base, set()).add(reader)
+        # table -> the columns deciding where its rows are kept (a partition key ...)
+        self._placing = {
+            table: frozenset(namer.normalize(c, quoted=True) for c in columns)
+            for table, columns in (placing or {}).items()
+        }
+        self._parts: dict[str, set[str]] = {}  # table -> its partitions and children, all
+        for part, owners in part_of.items():
+            for owner in owners:
+                self._parts.setdefault(owner, set()).add(part)
         self._memo: dict[str, TableMasks | None] = {}
 
     def _column(self, written: str) -> str:
@@ -113,9 +127,30 @@ class ColumnMasks:
         if own is not None and inherited is not None and inherited.unusable is None:
             # a partition matched by a key of its own keeps its parent's masks as well
             found = self._finish(table, {**inherited.masked, **own.masked}, own.unusable)
+        placed = self._placed(table, found) if found is not None else None
+        if found is not None and placed is not None:
+            found = TableMasks(table, found.columns, found.masked, placed, found.through)
         if len(self._memo) < _MEMO_LIMIT:
             self._memo[table] = found
         return found
+
+    def _placed(self, table: str, masks: TableMasks) -> str | None:
+        """Why a masked column decides where ``table``'s rows are kept, or a relative's: a
+        scan returns rows in that order (a rowid, a WITHOUT ROWID key), and a partitioned
+        table part by part (its key), so the order or the part a row comes from, read by
+        row_number() OVER () or from the part itself, would tell the masked value."""
+        if masks.unusable is not None:
+            return None
+        relatives = {table} | self._part_of.get(table, frozenset()) | self._parts.get(table, set())
+        for relative in sorted(relatives):
+            hit = sorted(self._placing.get(relative, frozenset()) & masks.masked.keys())
+            if hit:
+                return (
+                    f"its masked column {hit[0]} decides where {relative} keeps each row (its "
+                    "key or partitioning), so the order or the part a row is read from would "
+                    "tell the value"
+                )
+        return None
 
     def refusal(self, relation: str) -> str | None:
         """Why reading ``relation`` would show values it does not mask: a view or rule over
@@ -152,6 +187,13 @@ class ColumnMasks:
             name = self._namer.normalize(column, quoted=True)
             if name in masks.masked:
                 return f"{referenced}.{column}"
+        return None
+
+    def referenced_by_masked(self, table: str) -> str | None:
+        """A table with masked columns whose foreign key references ``table``, or None."""
+        for referencing in sorted(self._referenced_by.get(table, ())):
+            if self.masks_for(referencing) is not None:
+                return referencing
         return None
 
     def _own(self, table: str) -> TableMasks | None:

@@ -246,14 +246,22 @@ def session_settings(ctx: Context) -> Iterator[Violation]:
         return
     database = databases.find(ctx.patterns.dialect)
     settable = database.settable if database is not None else frozenset()
-    if ctx.policy.row_filters or ctx.policy.masked_columns:
+    pinned = frozenset[str]()
+    if database is not None and (ctx.policy.row_filters or ctx.policy.masked_columns):
         # how the session reads a literal and writes a value as text: a row filter's
         # '2024-03-01' would take other rows, a partial mask another part of a date
-        settable = settable - database.reading_settings if database is not None else settable
+        pinned = database.reading_settings
+    if database is not None and ctx.policy.masked_columns:
+        pinned = pinned | database.planner_settings  # an index scan's order ranks rows
     for name in dict.fromkeys(names):  # type: ignore[call-overload]
-        if name not in settable:
+        if name not in settable - pinned:
             what = "this form of SET" if name == "?" else f"the setting {name}"
-            if database is not None and name in database.reading_settings:
+            if name in pinned and database is not None and name in database.planner_settings:
+                why = (
+                    "under masks the session scans no index, whose order would rank rows "
+                    "by a masked value"
+                )
+            elif name in pinned:
                 why = (
                     "under row filters or masks it would change how the filters' literals "
                     "read and what the maskers see as a value's text"

@@ -268,6 +268,7 @@ def _learn_schema(
     generated = driver.load_generated_columns(raw) if rewrites else {}
     star = driver.load_star_columns(raw) if masks else {}  # masked tables list their columns
     references = driver.load_references(raw) if masks else {}
+    placing = driver.load_placing_columns(raw) if masks else {}
     # the database's own code, and the paths into it: none runs under row filters or masks
     code = driver.load_server_code(raw, views) if masks or policy.row_filters else None
     if found or views or columns or moved or tables or generated or parts or star or code:
@@ -281,6 +282,7 @@ def _learn_schema(
             parts=parts,
             star_columns=star,
             references=references,
+            placing=placing,
             server_code=code,
         )
     return guard

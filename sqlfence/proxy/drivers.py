@@ -219,6 +219,12 @@ class Driver:
         keys' columns (None: the referenced table's primary key, not named)."""
         return {}
 
+    def load_placing_columns(self, raw: Any) -> dict[str, set[str]]:
+        """Qualified table -> the columns whose values decide where it keeps a row, and so
+        the order a scan returns rows in, or which part a row is read from: a partition key,
+        an inheritance child's CHECK, a clustered primary key (a masked one would tell)."""
+        return {}
+
     def load_generated_columns(self, raw: Any) -> dict[str, dict[str, set[str]]]:
         """Qualified table -> generated column -> the columns of the table it is computed
         from (reading it reads them)."""

@@ -151,6 +151,14 @@ class PostgresDriver(Driver):
             found.setdefault(f"{schema}.{table}", set()).add((f"{target_schema}.{target}", column))
         return found
 
+    def load_placing_columns(self, raw: Any) -> dict[str, set[str]]:
+        """Each partitioned table's key columns (an expression's too), and the columns of
+        an inheritance child's CHECK constraints."""
+        found: dict[str, set[str]] = {}
+        for schema, table, column in _catalog_rows(raw, _PLACING_QUERY):
+            found.setdefault(f"{schema}.{table}", set()).add(column)
+        return found
+
     def load_generated_columns(self, raw: Any) -> dict[str, dict[str, set[str]]]:
         """Generated columns and the columns they are computed from (pg_depend)."""
         generated: dict[str, dict[str, set[str]]] = {}
@@ -248,6 +256,26 @@ JOIN pg_class f ON f.oid = k.confrelid
 JOIN pg_namespace fn ON fn.oid = f.relnamespace
 JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = ANY (k.confkey)
 WHERE k.contype = 'f' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+"""
+# A partition key's columns, plain or in an expression, are the only columns a table itself
+# depends on internally; an inheritance child's CHECK says which rows it holds.
+_PLACING_QUERY = """
+SELECT n.nspname, c.relname, a.attname
+FROM pg_depend d
+JOIN pg_class c ON c.oid = d.objid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.objsubid
+WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+  AND d.refobjid = d.objid AND d.objsubid > 0 AND d.refobjsubid = 0 AND d.deptype = 'i'
+  AND c.relkind = 'p' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+UNION
+SELECT n.nspname, c.relname, a.attname
+FROM pg_constraint k
+JOIN pg_class c ON c.oid = k.conrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY (k.conkey)
+WHERE k.contype = 'c' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid)
 """
 _GENERATED_QUERY = """
 SELECT n.nspname, c.relname, a.attname, s.attname
@@ -358,6 +386,12 @@ def _session_settings(guard: Guard) -> dict[str, str]:
         settings["default_transaction_read_only"] = "on"
     if policy.statement_timeout_ms is not None:
         settings["statement_timeout"] = str(int(policy.statement_timeout_ms))
+    if policy.masked_columns:
+        # An index scan returns rows in the index's order: on (tenant_id, salary) it ranks
+        # each row by its masked salary (row_number() OVER (), LIMIT, string_agg). Bitmap
+        # scans, which return rows as stored, still serve lookups; planner settings stay.
+        settings["enable_indexscan"] = "off"
+        settings["enable_indexonlyscan"] = "off"
     return settings
 
 

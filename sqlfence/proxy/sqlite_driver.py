@@ -28,6 +28,12 @@ from sqlfence.sql.functions import canonical
 from sqlfence.sql.masks import SQLITE_HASH_FUNCTION, sha256_text
 
 _WRITES = {sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE}
+_MAKES_CODE = {
+    sqlite3.SQLITE_CREATE_VIEW,
+    sqlite3.SQLITE_CREATE_TEMP_VIEW,
+    sqlite3.SQLITE_CREATE_TRIGGER,
+    sqlite3.SQLITE_CREATE_TEMP_TRIGGER,
+}
 # Engine actions that are statement kinds of their own, allowed only when the policy names them.
 _STATEMENT_ACTIONS = {
     sqlite3.SQLITE_ATTACH: "attach",
@@ -157,6 +163,31 @@ class SQLiteDriver(Driver):
                 columns[f"{schema}.{name}".lower()] = [row[0] for row in info.fetchall()]
         return columns
 
+    def load_placing_columns(self, raw: Any) -> dict[str, set[str]]:
+        """Each table's clustering key, in whose order a scan returns rows: a rowid table's
+        INTEGER PRIMARY KEY (the rowid itself); a WITHOUT ROWID table's primary key, and
+        the columns of each of its indexes (SQLite scans a covering index of such a table
+        even when told NOT INDEXED; an index on an expression counts every column)."""
+        found: dict[str, set[str]] = {}
+        for schema, name, without_rowid in _tables_and_rowids(raw):
+            columns = raw.execute(
+                "SELECT name, upper(type), pk FROM pragma_table_info(?, ?)", (name, schema)
+            ).fetchall()
+            key = [(column, kind) for column, kind, pk in columns if pk > 0]
+            if len(key) == 1 and key[0][1] == "INTEGER" and not without_rowid:
+                found[f"{schema}.{name}".lower()] = {key[0][0]}
+            elif without_rowid:
+                indexed = raw.execute(
+                    "SELECT x.cid, x.name FROM pragma_index_list(?, ?) AS l,"
+                    " pragma_index_xinfo(l.name, ?) AS x WHERE x.key = 1",
+                    (name, schema, schema),
+                ).fetchall()
+                placing = {column for column, _kind in key} | {c for _cid, c in indexed if c}
+                if any(cid == -2 for cid, _name in indexed):
+                    placing |= {column for column, _kind, _pk in columns}
+                found[f"{schema}.{name}".lower()] = placing
+        return found
+
     def load_references(self, raw: Any) -> dict[str, set[tuple[str, str | None]]]:
         """Each table's foreign keys (``pragma_foreign_key_list``), in every attached database."""
         found: dict[str, set[tuple[str, str | None]]] = {}
@@ -217,7 +248,8 @@ class SQLiteDriver(Driver):
             # A wrapped connection is also the caller's own: its statements (those the fence
             # did not judge) are left alone; one the fence opened has no other user.
             shadows = {s: o for o, found in _shadow_tables(raw).items() for s in found}
-            authorizer = _Authorizer(guard, strict=opened, shadows=shadows)
+            code = _code_names(raw) if policy.row_filters or policy.masked_columns else None
+            authorizer = _Authorizer(guard, strict=opened, shadows=shadows, code=code)
             raw.set_authorizer(authorizer)
         deadline = None
         if policy.statement_timeout_ms is not None:
@@ -298,9 +330,16 @@ class _Authorizer:
     """
 
     def __init__(
-        self, guard: Guard, strict: bool = True, shadows: Mapping[str, str] | None = None
+        self,
+        guard: Guard,
+        strict: bool = True,
+        shadows: Mapping[str, str] | None = None,
+        code: set[str] | None = None,
     ) -> None:
         self._guard = guard
+        # the names of the views and triggers (SQLite names one as a read's source, and a
+        # CTE of the statement too): known at connect, and those made on this connection
+        self._code = code if code is not None else set()
         # shadow table -> its virtual table: a virtual table the fence judged reads and
         # writes its own shadow tables (FTS5's docs_content) in statements of its own
         self._shadows = dict(shadows or {})
@@ -334,6 +373,8 @@ class _Authorizer:
             return self._table(arg1, arg2, db, source, action == sqlite3.SQLITE_READ)
         if action == sqlite3.SQLITE_FUNCTION:
             return self._function(arg2 or "")
+        if action in _MAKES_CODE and arg1:
+            self._code.add(arg1.lower())  # a view or trigger this connection makes
         kind = _STATEMENT_ACTIONS.get(action)
         if kind is not None and not self._guard.policy.allows_statement(kind):
             if action == sqlite3.SQLITE_PRAGMA and self._pragma_function(arg1):
@@ -357,6 +398,18 @@ class _Authorizer:
         """Whether the table is a shadow table of a virtual table the fence judged."""
         owner = self._shadows.get(".".join(parts))
         return owner is not None and _judged(facts, owner.rpartition(".")[2], False)
+
+    def _own_cte(self, source: str, facts: StatementFacts | None) -> bool:
+        """Whether a read's source is a CTE of the statement (the fence rewrote its body),
+        not a view or trigger of the same name (a view named in the statement, or one of
+        the database's)."""
+        name = source.lower()
+        return (
+            facts is not None
+            and name in facts.ctes
+            and name not in self._code
+            and all(table.rpartition(".")[2] != name for table in facts.tables)
+        )
 
     def _pragma_function(self, pragma: str | None) -> bool:
         """Whether ``pragma`` is a ``pragma_<name>`` table-valued function the fence judged
@@ -401,7 +454,12 @@ class _Authorizer:
             and not self._named_in_allow_list(parts)
         ):
             return sqlite3.SQLITE_DENY
-        if source is not None and self._protects and self._guard.protected(".".join(parts)):
+        if (
+            source is not None
+            and self._protects
+            and self._guard.protected(".".join(parts))
+            and not self._own_cte(source, facts)
+        ):
             # A trigger's body (or a view's) is SQL the rewrite never saw: under row filters
             # or masks it may not read or write a filtered or masked table at all (a trigger
             # copying every tenant's rows into a table the agent reads).
@@ -437,6 +495,33 @@ class _Authorizer:
     def _named_in_allow_list(self, parts: tuple[str, str]) -> bool:
         allowed = self._guard.patterns.allowed_set
         return allowed is not None and allowed.names(".".join(parts))
+
+
+def _tables_and_rowids(raw: Any) -> list[tuple[str, str, bool]]:
+    """(schema, table, whether it is WITHOUT ROWID) of every attached database."""
+    try:
+        listed = raw.execute("SELECT schema, name, wr FROM pragma_table_list WHERE type = 'table'")
+        return [(schema, name, bool(wr)) for schema, name, wr in listed.fetchall()]
+    except sqlite3.Error:  # before SQLite 3.37: the table's own CREATE text says so
+        found = []
+        for _seq, schema, _file in raw.execute("PRAGMA database_list").fetchall():
+            master = "sqlite_temp_master" if schema == "temp" else f'"{schema}".sqlite_master'
+            for name, sql in raw.execute(f"SELECT name, sql FROM {master} WHERE type = 'table'"):
+                found.append((schema, name, bool(_WITHOUT_ROWID.search(sql or ""))))
+        return found
+
+
+_WITHOUT_ROWID = re.compile(r"\)[\s,A-Z]*WITHOUT\s+ROWID[\s,A-Z]*$", re.IGNORECASE)
+
+
+def _code_names(raw: Any) -> set[str]:
+    """The names of every view and trigger of every attached database (lower case)."""
+    found: set[str] = set()
+    for _seq, schema, _file in raw.execute("PRAGMA database_list").fetchall():
+        master = "sqlite_temp_master" if schema == "temp" else f'"{schema}".sqlite_master'
+        listed = raw.execute(f"SELECT name FROM {master} WHERE type IN ('view', 'trigger')")
+        found.update(name.lower() for (name,) in listed.fetchall())
+    return found
 
 
 def _view_definitions(raw: Any) -> list[tuple[str, str, str]]:

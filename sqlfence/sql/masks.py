@@ -15,7 +15,9 @@ the text says: its CHECK constraints, unique and foreign keys and triggers see t
 whether it succeeds (or what a trigger copies where) tells the agent about them; so does
 ``(t.*)::text`` in its SET or WHERE. So a table with masked columns is not written at all
 (INSERT, UPDATE, DELETE, upserts), and neither is a table whose foreign key references a
-masked column (an INSERT that succeeds says the value exists) (``check_masked_writes``).
+masked column (an INSERT that succeeds says the value exists); a table a masked table
+references is not updated or deleted from (a key that refuses to let a row go says a
+masked row holds it) (``check_masked_writes``).
 
 Pure functions over sqlglot trees; which key matches which table is ``policies/masks.py``'s.
 """
@@ -215,6 +217,8 @@ class MaskLookup(Protocol):
 
     def references_masked(self, table: str) -> str | None: ...
 
+    def referenced_by_masked(self, table: str) -> str | None: ...
+
     def refusal(self, relation: str) -> str | None: ...
 
 
@@ -277,4 +281,11 @@ def check_masked_writes(
             raise MaskRefused(
                 f"{name} references the masked column {referenced} by a foreign key: it is "
                 "not written, since a row that is accepted says the value exists"
+            )
+        referencing = masking.referenced_by_masked(name)
+        if referencing is not None and not isinstance(statement, exp.Insert):
+            raise MaskRefused(
+                f"{referencing}, which has masked columns, references {name} by a foreign key: "
+                "its rows are not updated or deleted, since whether the key lets one go says "
+                "which values the masked rows hold"
             )

@@ -443,6 +443,10 @@ def _wrap(
                 "clause the fence does not rewrite"
             )
     inner_table = exp.Table(**{a: table.args[a] for a in _INNER_ARGS if table.args.get(a)})
+    if masks is not None and namer.dialect_name == "sqlite":
+        # in rowid order: an index's order (INDEXED BY, or the planner's choice) would rank
+        # rows by a masked column (PostgreSQL's sessions under masks scan no index)
+        inner_table.set("indexed", False)
     name: exp.Identifier = table.this
     select = projection(masks, namer) if masks is not None else [exp.Star()]
     inner = exp.Select(expressions=select).from_(inner_table, copy=False)
@@ -566,7 +570,11 @@ def _relevant(
         for name in (table, *views.get(table, ())):
             if filters_for(name) or (masking is not None and masking.masks_for(name)):
                 return True
-        if masking is not None and (masking.refusal(table) or masking.references_masked(table)):
+        if masking is not None and (
+            masking.refusal(table)
+            or masking.references_masked(table)
+            or masking.referenced_by_masked(table)
+        ):
             return True
     return False
 

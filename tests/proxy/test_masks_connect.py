@@ -188,3 +188,45 @@ def test_postgres_a_nulled_column_keeps_its_type(pg_url: str) -> None:
         assert conn.execute("SELECT salary + 1, salary FROM staff").fetchall() == [(None, None)]
     finally:
         conn.close()
+
+
+@pytest.mark.filterwarnings("ignore::sqlfence.PrivilegeWarning")
+@pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
+def test_a_table_a_masked_column_references_is_not_updated_or_deleted_from(
+    dialect: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Deleting a country that a masked row references fails, and so says a masked row holds
+    it: the referenced table is read and added to, never updated or deleted from."""
+    setup = [
+        "CREATE TABLE countries (code TEXT PRIMARY KEY, name TEXT)",
+        "INSERT INTO countries VALUES ('NZ', 'New Zealand'), ('FR', 'France')",
+        "CREATE TABLE customers (id INTEGER PRIMARY KEY, country TEXT REFERENCES countries)",
+        "INSERT INTO customers VALUES (1, 'NZ')",
+    ]
+    if dialect == "sqlite":
+        url = f"sqlite:///{tmp_path / 'keys.db'}"
+        with sqlite3.connect(tmp_path / "keys.db") as raw:
+            for statement in setup:
+                raw.execute(statement)
+    else:
+        url = request.getfixturevalue("pg_url")
+        with psycopg.connect(url, autocommit=True) as admin:
+            for statement in setup:
+                admin.execute(statement)
+    conn = _connect(url, {**POLICY, "masked_columns": {"customers.country": "redact"}})
+    try:
+        for sql in (
+            "DELETE FROM countries WHERE code = 'NZ'",
+            "DELETE FROM countries WHERE code = 'FR'",
+            "UPDATE countries SET code = 'XX' WHERE code = 'NZ'",
+            "UPDATE countries SET name = 'Aotearoa'",
+        ):
+            with pytest.raises(sqlfence.PolicyViolation, match=r"references \w+\.countries by"):
+                conn.execute(sql)
+            conn.rollback()
+        conn.execute("INSERT INTO countries VALUES ('JP', 'Japan')")
+        rows = conn.execute("SELECT code FROM countries ORDER BY code").fetchall()
+        assert [tuple(row) for row in rows] == [("FR",), ("JP",), ("NZ",)]
+        assert conn.execute("SELECT country FROM customers").fetchall() == [("****",)]
+    finally:
+        conn.close()
