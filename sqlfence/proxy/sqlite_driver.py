@@ -22,10 +22,12 @@ from sqlfence.observe.observer import Session
 from sqlfence.policies.engine import Decision, Guard
 from sqlfence.policies.server_code import ServerCode
 from sqlfence.policies.tables import is_catalog_table, table_matches
+from sqlfence.proxy import sqlite_catalog
 from sqlfence.proxy.drivers import ConnectionURL, Driver
-from sqlfence.sql.analysis import ROW_BOUND_FUNCTIONS, StatementFacts
+from sqlfence.sql.analysis import StatementFacts
 from sqlfence.sql.functions import canonical
 from sqlfence.sql.masks import SQLITE_HASH_FUNCTION, sha256_text
+from sqlfence.sql.row_bounds import ROW_BOUND_FUNCTIONS
 
 _WRITES = {sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE}
 _MAKES_CODE = {
@@ -88,20 +90,24 @@ class SQLiteDriver(Driver):
         dialect = dialect_instance(self.dialect)
         namer = Namer(dialect, self.default_schema)
         views: dict[str, set[str]] = {}
-        for schema, name, sql in _view_definitions(raw):
+        for schema, name, sql in sqlite_catalog.view_definitions(raw):
             facts = analyze(sql, dialect, Namer(dialect, schema) if schema else namer).facts
             views[f"{schema}.{name}".lower()] = set(facts.tables)
-        for table, shadows in _shadow_tables(raw).items():
+        for table, shadows in sqlite_catalog.shadow_tables(raw).items():
             views.setdefault(table, set()).update(shadows)
-        for virtual, source in _content_tables(raw).items():
+        for virtual, source in sqlite_catalog.content_tables(raw).items():
             views.setdefault(source, set()).add(virtual)  # its rows are the source's
         return views
 
     def load_parts(self, raw: Any) -> dict[str, str]:
         """Each shadow table -> its virtual table (FTS, R-tree); an external-content FTS
         table -> the table its content is (``content=orders``: its index holds orders')."""
-        parts = {s: owner for owner, shadows in _shadow_tables(raw).items() for s in shadows}
-        parts.update(_content_tables(raw))
+        parts = {
+            s: owner
+            for owner, shadows in sqlite_catalog.shadow_tables(raw).items()
+            for s in shadows
+        }
+        parts.update(sqlite_catalog.content_tables(raw))
         return parts
 
     def load_server_code(self, raw: Any, reaches: Mapping[str, Collection[str]]) -> ServerCode:
@@ -169,7 +175,7 @@ class SQLiteDriver(Driver):
         the columns of each of its indexes (SQLite scans a covering index of such a table
         even when told NOT INDEXED; an index on an expression counts every column)."""
         found: dict[str, set[str]] = {}
-        for schema, name, without_rowid in _tables_and_rowids(raw):
+        for schema, name, without_rowid in sqlite_catalog.tables_and_rowids(raw):
             columns = raw.execute(
                 "SELECT name, upper(type), pk FROM pragma_table_info(?, ?)", (name, schema)
             ).fetchall()
@@ -201,7 +207,9 @@ class SQLiteDriver(Driver):
                 for referenced, column in keys:
                     target = f"{schema}.{referenced}".lower()
                     # no column named: the referenced table's primary key
-                    named = [column] if column else _primary_key(raw, schema, referenced)
+                    named = (
+                        [column] if column else sqlite_catalog.primary_key(raw, schema, referenced)
+                    )
                     for each in named or [None]:
                         found.setdefault(f"{schema}.{name}".lower(), set()).add((target, each))
         return found
@@ -247,8 +255,14 @@ class SQLiteDriver(Driver):
         if hasattr(raw, "set_authorizer") and enforce:
             # A wrapped connection is also the caller's own: its statements (those the fence
             # did not judge) are left alone; one the fence opened has no other user.
-            shadows = {s: o for o, found in _shadow_tables(raw).items() for s in found}
-            code = _code_names(raw) if policy.row_filters or policy.masked_columns else None
+            shadows = {
+                s: o for o, found in sqlite_catalog.shadow_tables(raw).items() for s in found
+            }
+            code = (
+                sqlite_catalog.code_names(raw)
+                if policy.row_filters or policy.masked_columns
+                else None
+            )
             authorizer = _Authorizer(guard, strict=opened, shadows=shadows, code=code)
             raw.set_authorizer(authorizer)
         deadline = None
@@ -497,44 +511,6 @@ class _Authorizer:
         return allowed is not None and allowed.names(".".join(parts))
 
 
-def _tables_and_rowids(raw: Any) -> list[tuple[str, str, bool]]:
-    """(schema, table, whether it is WITHOUT ROWID) of every attached database."""
-    try:
-        listed = raw.execute("SELECT schema, name, wr FROM pragma_table_list WHERE type = 'table'")
-        return [(schema, name, bool(wr)) for schema, name, wr in listed.fetchall()]
-    except sqlite3.Error:  # before SQLite 3.37: the table's own CREATE text says so
-        found = []
-        for _seq, schema, _file in raw.execute("PRAGMA database_list").fetchall():
-            master = "sqlite_temp_master" if schema == "temp" else f'"{schema}".sqlite_master'
-            for name, sql in raw.execute(f"SELECT name, sql FROM {master} WHERE type = 'table'"):
-                found.append((schema, name, bool(_WITHOUT_ROWID.search(sql or ""))))
-        return found
-
-
-_WITHOUT_ROWID = re.compile(r"\)[\s,A-Z]*WITHOUT\s+ROWID[\s,A-Z]*$", re.IGNORECASE)
-
-
-def _code_names(raw: Any) -> set[str]:
-    """The names of every view and trigger of every attached database (lower case)."""
-    found: set[str] = set()
-    for _seq, schema, _file in raw.execute("PRAGMA database_list").fetchall():
-        master = "sqlite_temp_master" if schema == "temp" else f'"{schema}".sqlite_master'
-        listed = raw.execute(f"SELECT name FROM {master} WHERE type IN ('view', 'trigger')")
-        found.update(name.lower() for (name,) in listed.fetchall())
-    return found
-
-
-def _view_definitions(raw: Any) -> list[tuple[str, str, str]]:
-    """(schema, view, its CREATE VIEW text) of every attached database."""
-    found = []
-    for _seq, schema, _file in raw.execute("PRAGMA database_list").fetchall():
-        master = "sqlite_temp_master" if schema == "temp" else f'"{schema}".sqlite_master'
-        for name, sql in raw.execute(f"SELECT name, sql FROM {master} WHERE type = 'view'"):
-            if sql:
-                found.append((schema, name, sql))
-    return found
-
-
 def _judged(facts: StatementFacts | None, table: str, allow_unparsed: bool) -> bool:
     """Whether the fence's facts name ``table`` (a table, view or table-valued function)."""
     if facts is None or (facts.unparsed and allow_unparsed):
@@ -552,49 +528,3 @@ _REPLACES = re.compile(r"\bON\s+CONFLICT\s+REPLACE\b", re.IGNORECASE)
 # Comments, as SQLite skips them between the words (ON/**/CONFLICT -- x\n REPLACE); taken out
 # of string literals too, which only errs towards refusing.
 _COMMENTS = re.compile(r"--[^\n]*|/\*.*?(?:\*/|$)", re.DOTALL)
-
-
-def _primary_key(raw: Any, schema: str, table: str) -> list[str]:
-    rows = raw.execute("SELECT name FROM pragma_table_info(?, ?) WHERE pk > 0", (table, schema))
-    return [row[0] for row in rows.fetchall()]
-
-
-_CONTENT = re.compile(r"""\bcontent\s*=\s*(?:'([^']+)'|"([^"]+)"|([A-Za-z_][\w$]*))""", re.I)
-
-
-def _content_tables(raw: Any) -> dict[str, str]:
-    """External-content FTS tables (``USING fts5(..., content=orders)``) -> their content
-    table, in every attached database: the index, readable in the shadow tables, holds the
-    content table's text."""
-    found: dict[str, str] = {}
-    for _seq, schema, _file in raw.execute("PRAGMA database_list").fetchall():
-        master = "sqlite_temp_master" if schema == "temp" else f'"{schema}".sqlite_master'
-        rows = raw.execute(
-            f"SELECT name, sql FROM {master} WHERE type = 'table' AND sql LIKE 'CREATE VIRTUAL%'"
-        ).fetchall()
-        for name, sql in rows:
-            match = _CONTENT.search(sql or "")
-            source = next((g for g in match.groups() if g), "") if match else ""
-            if source:
-                found[f"{schema}.{name}".lower()] = f"{schema}.{source}".lower()
-    return found
-
-
-def _shadow_tables(raw: Any) -> dict[str, set[str]]:
-    """Each virtual table's shadow tables (FTS, R-tree: ``docs_content``, ``geo_node``...),
-    which hold its rows and can be read directly: what reading it reads besides it. From
-    ``PRAGMA table_list`` (SQLite 3.37 and later; none known before)."""
-    try:
-        listed = raw.execute("SELECT schema, name, type FROM pragma_table_list").fetchall()
-    except sqlite3.Error:
-        return {}
-    virtual = [(schema, name) for schema, name, kind in listed if kind == "virtual"]
-    found: dict[str, set[str]] = {}
-    for schema, name, kind in listed:
-        if kind != "shadow":
-            continue
-        owners = [v for s, v in virtual if s == schema and name.lower().startswith(f"{v.lower()}_")]
-        if owners:
-            owner = max(owners, key=len)
-            found.setdefault(f"{schema}.{owner}".lower(), set()).add(f"{schema}.{name}".lower())
-    return found

@@ -24,6 +24,7 @@ from sqlfence.sql.functions import function_name
 from sqlfence.sql.names import Namer
 from sqlfence.sql.parse_errors import describe
 from sqlfence.sql.quiet import quiet_sqlglot
+from sqlfence.sql.row_bounds import ROW_BOUND_FUNCTIONS, nearest, split_row_bound
 from sqlfence.sql.scopes import CteScopes, cte_name
 
 # Statement kinds by root node class. Anything else is named by the node's key.
@@ -254,7 +255,6 @@ _TABLE, _COLUMN, _STAR, _FUNC, _COLUMN_LIST, _WRITE, _DDL, _INTO, _COMMAND, _LOC
 _STATEMENT, _WITH, _BOUND, _OID = 1 << 10, 1 << 11, 1 << 12, 1 << 13
 # sqlglot models these as functions; to a policy they are syntax, not functions to allow.
 # What a row bound may compute with (the fence's own bound of a LIMIT parameter uses them).
-ROW_BOUND_FUNCTIONS = frozenset({"least", "greatest", "coalesce", "nullif", "min", "max"})
 _SYNTAX_FUNCS = (exp.Connector, exp.Xor, exp.Case, exp.If, exp.Cast, exp.TryCast, exp.Exists)
 _FLAGS: dict[type[exp.Expr], int] = {}
 _LEAVES = frozenset({exp.Identifier, exp.Literal})  # nothing below them to collect
@@ -369,7 +369,7 @@ def _collect(
         if flags & _OID:
             _add_type(node, namer, out)
     if has_bound and bound_candidates:
-        _split_row_bound(bound_candidates, out)
+        split_row_bound(bound_candidates, out)
     if settings:
         out.extra["settings"] = tuple(settings)
     aliases, owners = _add_tables(table_nodes, namer, has_with, columns, out)
@@ -489,7 +489,7 @@ def _add_tables(
             alias_node = node.args.get("alias")
             if alias_node is not None and alias_node.args.get("columns"):
                 out.star_tables.add(name)  # t(a, b, c) renames columns by position: all read
-            select = _nearest(node, exp.Select, selects)
+            select = nearest(node, exp.Select, selects)
             if select is not None:
                 owners.setdefault(id(select), set()).add(name)
     return aliases, owners
@@ -560,47 +560,6 @@ def _is_write_target(table: exp.Table) -> bool:
     while isinstance(node, exp.Schema):
         child, node = node, node.parent
     return isinstance(node, _DML_TARGET_NODES) and child.arg_key in _TARGET_ARGS
-
-
-def _split_row_bound(candidates: list[tuple[str, exp.Expr]], out: FactsBuilder) -> None:
-    """Move the names used only in LIMIT/FETCH/TOP clauses to ``bound_functions``."""
-    inside: set[str] = set()
-    outside: set[str] = set()
-    bounds: dict[int, exp.Expr | None] = {}
-    for name, node in candidates:
-        (inside if _nearest(node, _ROW_BOUNDS, bounds) is not None else outside).add(name)
-    out.bound_functions = inside - outside
-    out.functions -= out.bound_functions
-
-
-_ROW_BOUNDS = (exp.Limit, exp.Fetch)
-_UNKNOWN = object()
-
-
-def _nearest(
-    node: exp.Expr,
-    kinds: type[exp.Expr] | tuple[type[exp.Expr], ...],
-    known: dict[int, exp.Expr | None],
-) -> exp.Expr | None:
-    """The closest proper ancestor of ``node`` that is one of ``kinds`` (None: there is none).
-
-    ``known`` is shared by the calls over one tree: every node passed on the way up is
-    remembered, so the walks of all a tree's nodes together visit each node once.
-    """
-    path: list[exp.Expr] = []
-    current = node
-    while True:
-        found = known.get(id(current), _UNKNOWN)
-        if found is not _UNKNOWN:
-            break
-        path.append(current)
-        found = current.parent
-        if found is None or isinstance(found, kinds):
-            break
-        current = found
-    for passed in path:
-        known[id(passed)] = found  # type: ignore[assignment]
-    return found  # type: ignore[return-value]
 
 
 def _merge(parts: list[StatementFacts]) -> StatementFacts:
