@@ -239,3 +239,41 @@ def test_sqlite_a_foreign_keys_action_within_a_filtered_table_is_refused(tmp_pat
         conn.execute("INSERT INTO tree (id, tenant_id) VALUES (5, 'A')")  # an insert runs none
     finally:
         conn.close()
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["row filter", "mask"])
+def test_sqlite_a_cte_is_not_taken_for_a_trigger_or_view_of_its_name(
+    tmp_path: Path, masked: bool
+) -> None:
+    """SQLite names a CTE as the source of its body's reads, as it names a trigger or view:
+    the statement's own CTEs (which the fence rewrote) read filtered and masked tables, and a
+    CTE named after a trigger or a view does not open that trigger's or view's body."""
+    import sqlite3
+
+    path = tmp_path / "ctes.db"
+    raw = sqlite3.connect(path)
+    raw.executescript(SQLITE_SCHEMA + "CREATE VIEW copying_view AS SELECT note FROM orders;")
+    raw.commit()
+    raw.close()
+    conn = _connect(f"sqlite:///{path}", _policy({}, masked))
+    try:
+        every = [(1,), (2,)] if masked else [(1,)]  # the filter keeps A's row
+        for sql, rows in (
+            ("WITH mine AS (SELECT * FROM orders) SELECT id FROM mine ORDER BY id", every),
+            (
+                "WITH mine AS (SELECT id FROM orders WHERE id > 0) SELECT id FROM mine LIMIT 1",
+                [(1,)],
+            ),
+            ("WITH a AS (SELECT id FROM orders), b AS (SELECT id FROM a) SELECT * FROM b", every),
+        ):
+            assert conn.execute(sql).fetchall() == rows, sql
+        for sql in (
+            "WITH copying AS (SELECT 1) INSERT INTO scratch SELECT * FROM copying",
+            "WITH copying_view AS (SELECT 1) SELECT * FROM main.copying_view",
+        ):
+            with pytest.raises(sqlfence.PolicyViolation):
+                conn.execute(sql)
+            conn.rollback()
+        assert conn.execute("SELECT count(*) FROM visible").fetchone() == (0,)
+    finally:
+        conn.close()
