@@ -252,6 +252,9 @@ class Copies:
     # oracle: it may where the fence hides rows (the oracle has none to hide), not where it
     # computes values (on the oracle they would be computed twice).
     rewritten_on_oracle: bool = True
+    # Tables the fence reads in rowid order (SQLite's NOT INDEXED, under masks): a tie may
+    # be excused when the oracle, read in that order too, gives the fenced rows.
+    unindexed: frozenset[str] = frozenset()
 
 
 def run_database(
@@ -302,6 +305,13 @@ def run_database(
                 if item.verdict == "broken" and item.fence_error is None:
                     with contextlib.suppress(Exception):
                         item.reordered = run(item.statement.sql)
+    if target.dialect == "sqlite" and copies.unindexed:  # in the fence's scan order
+        with target.raw(oracle) as run:
+            for item in checked:
+                text = not_indexed(item.statement.sql, copies.unindexed)
+                if item.verdict == "broken" and item.fence_error is None and text is not None:
+                    with contextlib.suppress(Exception):
+                        item.rescanned = run(text)
     for item in checked:
         if item.allowed is False and set(item.rules) == {"multiple_statements"}:
             item.by_design = "several statements in one call"
@@ -313,6 +323,18 @@ def run_database(
             except Exception:  # refused read-only by the database too: a fair denial
                 item.by_design = "a write the database refuses read-only too"
     return checked
+
+
+def not_indexed(sql: str, tables: frozenset[str]) -> str | None:
+    """``sql`` (SQLite) with each of ``tables`` (lower-case names) read ``NOT INDEXED``."""
+    try:
+        tree = sqlglot.parse_one(sql, read="sqlite")
+    except sqlglot.errors.SqlglotError:
+        return None
+    for node in tree.find_all(exp.Table):
+        if node.name.lower() in tables and isinstance(node.this, exp.Identifier):
+            node.set("indexed", False)
+    return tree.sql(dialect="sqlite")
 
 
 def without_limit(sql: str, dialect: str) -> str | None:

@@ -163,7 +163,8 @@ class Policy(BaseModel):
     @field_validator("row_filters")
     @classmethod
     def _valid_filters(cls, value: dict[str, str]) -> dict[str, str]:
-        from sqlfence.sql.row_filters import FilterError, check_key, parse_filter
+        from sqlfence.sql.filter_keys import FilterError, check_key
+        from sqlfence.sql.row_filters import parse_filter
 
         for key, condition in value.items():
             try:

@@ -18,18 +18,11 @@ from sqlfence.policies.model import Policy
 from sqlfence.policies.rules import Violation
 from sqlfence.policies.tables import TableSet
 from sqlfence.sql.analysis import Analysis
+from sqlfence.sql.filter_keys import FilterError, column_key
 from sqlfence.sql.masks import MaskRefused
 from sqlfence.sql.names import Namer
 from sqlfence.sql.row_filter_check import unfiltered
-from sqlfence.sql.row_filters import (
-    FilterError,
-    Identity,
-    RowFilter,
-    bind,
-    column_key,
-    parse_filter,
-    rewrite,
-)
+from sqlfence.sql.row_filters import Identity, RowFilter, bind, parse_filter, rewrite
 from sqlfence.sql.with_check import Refused
 
 _MEMO_LIMIT = 4096  # table names come from agents' texts: the memo must not grow without end

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -79,7 +79,7 @@ def connect(
             f"{error} (sqlfence's own options are: {known}; the rest go to the driver)"
         ) from None
     try:
-        guard = _learn_schema(driver, raw, guard, catalog)
+        base, guard = guard, _learn_schema(driver, raw, guard, catalog)
         _refuse_unfilterable(driver, raw, guard)
         before = driver.harden(raw, guard, opened=True)
         privileges = _check_privileges(driver, raw, guard)
@@ -94,8 +94,11 @@ def connect(
     except BaseException:
         raw.close()
         raise
+    relearn = _relearning(driver, raw, base, guard, catalog)
     try:
-        return GuardedConnection(raw, driver, guard, chosen, session, before, owns_observer=owned)
+        return GuardedConnection(
+            raw, driver, guard, chosen, session, before, owns_observer=owned, relearn=relearn
+        )
     except BaseException:  # the connection could not be recorded (an audit log failing closed)
         raw.close()
         if owned:
@@ -146,15 +149,16 @@ def wrap(
         module = importlib.import_module(type(connection).__module__.split(".")[0])
     if module is not None:
         driver = _adopt(driver, module)
-    guard = _guard(options, driver)
-    guard = _learn_schema(driver, connection, guard, catalog)
+    base = _guard(options, driver)
+    guard = _learn_schema(driver, connection, base, catalog)
     _refuse_unfilterable(driver, connection, guard)
     before = driver.harden(connection, guard, opened=False)
     privileges = _check_privileges(driver, connection, guard)
     session = _session(driver.session(None, connection), agent_id, tenant, None, privileges)
     chosen, owned = _observer(options)
+    relearn = _relearning(driver, connection, base, guard, catalog)
     return GuardedConnection(
-        connection, driver, guard, chosen, session, before, owns_observer=owned
+        connection, driver, guard, chosen, session, before, owns_observer=owned, relearn=relearn
     )
 
 
@@ -238,8 +242,30 @@ def _refuse_unfilterable(driver: drivers.Driver, raw: Any, guard: Guard) -> None
         )
 
 
+def _relearning(
+    driver: drivers.Driver, raw: Any, base: Guard, learnt: Guard, catalog: Mapping[str, str] | None
+) -> Callable[[Any], Guard] | None:
+    """Under row filters or masks, how the connection learns the catalog again when a
+    statement names a relation it did not hold (a partition the owner added since: read
+    unfiltered otherwise); the schema stays pinned where it was, the transaction as it is."""
+    if not (base.policy.row_filters or base.policy.masked_columns):
+        return None
+
+    def relearn(hook: Any) -> Guard:
+        with driver.reading_catalog(raw, hook):
+            guard = _learn_schema(driver, raw, base, catalog, learnt.namer.default_schema)
+        driver.adopt(hook, guard)
+        return guard
+
+    return relearn
+
+
 def _learn_schema(
-    driver: drivers.Driver, raw: Any, guard: Guard, catalog: Mapping[str, str] | None
+    driver: drivers.Driver,
+    raw: Any,
+    guard: Guard,
+    catalog: Mapping[str, str] | None,
+    pinned: str | None = None,
 ) -> Guard:
     """The guard learns what the database knows: the schema unqualified names live in (pinned
     there), and, where table, column or catalog rules need it, IRIS reference columns (for
@@ -247,7 +273,7 @@ def _learn_schema(
     columns each view reads, each table's columns (for ``*`` under denied columns) and what
     its generated columns are computed from."""
     policy = guard.policy
-    schema = driver.pin_schema(raw)
+    schema = driver.pin_schema(raw) if pinned is None else pinned
     moved = schema is not None and schema != guard.namer.default_schema
     if not (
         guard.policy_has_table_rules or policy.denied_columns or not policy.allow_system_catalog

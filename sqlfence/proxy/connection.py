@@ -7,6 +7,7 @@ exposed, never the driver's own shortcuts such as sqlite3's ``executescript``.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -15,8 +16,16 @@ from sqlfence.errors import InterfaceError, PolicyViolation
 from sqlfence.observe.observer import Observer, Session
 from sqlfence.policies.engine import Decision, Guard
 from sqlfence.policies.model import Policy
+from sqlfence.policies.tables import is_catalog_table
 from sqlfence.proxy.cursor import GuardedCursor
 from sqlfence.proxy.drivers import Driver
+
+RELEARN_S = 2.0  # a name the catalog did not hold, learnt again for at most this often
+
+
+def known_relations(guard: Guard) -> frozenset[str]:
+    """The relations the guard's catalog holds (tables, views, their columns known)."""
+    return frozenset(guard.star_columns) | frozenset(guard.table_columns) | frozenset(guard.views)
 
 
 class GuardedConnection:
@@ -43,12 +52,20 @@ class GuardedConnection:
         session: Session,
         before_statement: Callable[[Decision], None] | None = None,
         owns_observer: bool = True,
+        relearn: Callable[[Any], Guard] | None = None,
     ) -> None:
         self._raw = raw
         self._driver = driver
         self._driver_error = driver.error_class
         self._guard = guard
         self._decide = guard.decide
+        # Under row filters or masks: the catalog is learnt again for a statement naming a
+        # relation it does not hold (see _decide_knowing)
+        self._relearn = relearn
+        self._known = known_relations(guard)
+        self._absent: dict[str, float] = {}  # not found by the last learning, and when
+        if relearn is not None:
+            self._decide = self._decide_knowing
         self._observer = observer
         self._owns_observer = owns_observer
         self._session = session
@@ -111,6 +128,33 @@ class GuardedConnection:
         if not decision.allowed:
             self._deny(sql, decision)
         return decision
+
+    def _decide_knowing(self, sql: str) -> Decision:
+        """The decision on ``sql``; when it names a relation the connection's catalog does
+        not hold (made since it opened: a new partition of a filtered table would be read
+        whole), the catalog is learnt again first. A name the last learning did not find
+        either (a typing error, a temporary table) waits ``RELEARN_S`` for the next."""
+        decision = self._guard.decide(sql)
+        facts = decision.facts
+        tables = facts.tables if facts is not None else frozenset()
+        if tables <= self._known:
+            return decision
+        dialect = self._guard.dialect_name
+        made = facts.written if facts is not None and facts.operation == "create" else ()
+        unknown = [
+            t for t in tables - self._known if t not in made and not is_catalog_table(dialect, t)
+        ]
+        now = time.monotonic()
+        if not any(now - self._absent.get(name, -RELEARN_S) >= RELEARN_S for name in unknown):
+            return decision
+        assert self._relearn is not None
+        try:
+            guard = self._relearn(self._before)
+        except self._driver_error as error:
+            raise self._translate(error) from error
+        self._guard, self._known = guard, known_relations(guard)
+        self._absent = {name: now for name in unknown if name not in self._known}
+        return guard.decide(sql)
 
     def cancel(self) -> None:
         """Stop the statement running on this connection, from any thread (the way psql's

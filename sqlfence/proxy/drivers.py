@@ -7,6 +7,7 @@ timeouts, SQLite's authorizer).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -175,6 +176,15 @@ class Driver:
         Returns a hook to call before each statement (SQLite arms its deadline), or None.
         """
         return None
+
+    def reading_catalog(self, raw: Any, hook: Any) -> contextlib.AbstractContextManager[None]:
+        """Around the fence's own catalog queries in the middle of a session (``hook`` is
+        ``harden``'s): the agent's transaction, if one is open, is left as it was."""
+        return contextlib.nullcontext()
+
+    def adopt(self, hook: Any, guard: Guard) -> None:
+        """The connection's guard is now ``guard`` (its catalog learnt again): what
+        ``harden`` armed judges by it from now on."""
 
     def load_catalog(self, raw: Any) -> dict[str, str]:
         """Reference columns -> referenced tables, for dialects with implicit joins (IRIS)."""

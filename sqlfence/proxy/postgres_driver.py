@@ -304,19 +304,29 @@ def _catalog_rows(raw: Any, sql: str, params: Mapping[str, Any] | None = None) -
     Without JIT: the planner's estimates for the catalog's recursive queries are large
     enough to compile them, which takes seconds for a query that runs in milliseconds."""
     autocommit = getattr(raw, "autocommit", False)
+    # In the agent's own transaction (the catalog learnt again mid-session): a savepoint,
+    # rolled back to, leaves it as it was
+    status = getattr(getattr(raw, "info", None), "transaction_status", _IDLE)
+    inside = not autocommit and status != _IDLE
     with raw.cursor() as cursor:
-        if autocommit:
-            cursor.execute("BEGIN")
+        if autocommit or inside:
+            cursor.execute("SAVEPOINT sqlfence_catalog" if inside else "BEGIN")
         try:
             cursor.execute("SELECT set_config('jit', 'off', true)")
             cursor.execute(sql, params)
             rows = list(cursor.fetchall())
         finally:
-            if autocommit:
+            if inside:
+                cursor.execute("ROLLBACK TO SAVEPOINT sqlfence_catalog")
+                cursor.execute("RELEASE SAVEPOINT sqlfence_catalog")
+            elif autocommit:
                 cursor.execute("ROLLBACK")
-    if not autocommit:
+    if not autocommit and not inside:
         raw.rollback()
     return rows
+
+
+_IDLE = 0  # libpq's PQTRANS_IDLE: no transaction open
 
 
 _SERVER_ROLES = ("pg_execute_server_program", "pg_read_server_files", "pg_write_server_files")

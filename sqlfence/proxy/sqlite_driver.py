@@ -7,11 +7,12 @@ checks every table, column and function the engine touches against the policy.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
@@ -275,6 +276,23 @@ class SQLiteDriver(Driver):
             return authorizer.expect
         return _Both(authorizer, deadline)
 
+    @contextlib.contextmanager
+    def reading_catalog(self, raw: Any, hook: Any) -> Iterator[None]:
+        authorizer = _authorizer_of(hook)
+        if authorizer is None:
+            yield
+            return
+        raw.set_authorizer(None)  # the fence's own reads of the schema, as at connect
+        try:
+            yield
+        finally:
+            raw.set_authorizer(authorizer)
+
+    def adopt(self, hook: Any, guard: Guard) -> None:
+        authorizer = _authorizer_of(hook)
+        if authorizer is not None:
+            authorizer.adopt(guard)
+
     def translate(self, error: BaseException) -> Error:
         message = str(error)
         if message.startswith("not authorized") or message.endswith("is prohibited"):
@@ -310,6 +328,12 @@ class _Deadline:
         return 1 if time.monotonic() > self._at else 0
 
 
+def _authorizer_of(hook: Any) -> _Authorizer | None:
+    """The authorizer behind ``harden``'s hook (``_Both``, or the authorizer's ``expect``)."""
+    found = getattr(hook, "authorizer", None) or getattr(hook, "__self__", None)
+    return found if isinstance(found, _Authorizer) else None
+
+
 class _Both:
     """Before a statement: tell the authorizer what was judged, arm the deadline; after it
     (``after``): the authorizer forgets, so the caller's own statements are its own."""
@@ -327,6 +351,10 @@ class _Both:
 
     def after(self) -> None:
         self._authorizer.forget()
+
+    @property
+    def authorizer(self) -> _Authorizer:
+        return self._authorizer
 
 
 _OPERATOR_FUNCTIONS = frozenset({"like", "glob", "regexp", "match", "->", "->>"})
@@ -369,6 +397,10 @@ class _Authorizer:
         self._protects = bool(guard.policy.row_filters or guard.policy.masked_columns)
         self._allow_unparsed = guard.policy.allow_unparsed
         self._judged = threading.local()
+
+    def adopt(self, guard: Guard) -> None:
+        """Judge by ``guard`` from now on (the same policy, its catalog learnt again)."""
+        self._guard = guard
 
     def expect(self, decision: Decision) -> None:
         """The decision on the statement about to be prepared on this thread."""

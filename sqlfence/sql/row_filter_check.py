@@ -25,6 +25,7 @@ from sqlfence.sql.row_filters import (
     FiltersFor,
     RowFilter,
     combined,
+    made_new,
     qualified,
 )
 from sqlfence.sql.scopes import CteScopes
@@ -119,6 +120,8 @@ def unfiltered(
                 return name
             continue
         if not filters or (role == "target" and isinstance(statement, exp.Insert)):
+            continue
+        if made_new(node, statement, role, filters) and (masks is None or masks.unusable):
             continue
         if role == "read":
             if not guarded_read(node, filters, dialect, expected):

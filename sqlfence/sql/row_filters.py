@@ -34,6 +34,7 @@ from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 
 from sqlfence.sql.analysis import Analysis, parse
+from sqlfence.sql.filter_keys import FilterError
 from sqlfence.sql.masks import (
     MaskLookup,
     MaskRefused,
@@ -85,10 +86,6 @@ _ALLOWED_NODES: tuple[type[exp.Expr], ...] = (
 # to the FROM item (a parenthesised join hangs its joins on its first table).
 _INNER_ARGS = ("this", "db", "catalog", "only", "indexed", "hints", "sample", "partition")
 _OUTER_ARGS = ("joins", "laterals", "pivots")
-
-
-class FilterError(ValueError):
-    """A filter expression that is not a valid row filter (the message says why)."""
 
 
 @dataclass(frozen=True)
@@ -289,6 +286,8 @@ def apply(
         _refuse_views(name, views, filters_for, masking)
         if not filters and (masks is None or not_reading(node, statement, role)):
             continue
+        if made_new(node, statement, role, filters) and (masks is None or masks.unusable):
+            continue  # a table the statement makes, unknown to the catalog: no rows yet
         _refuse_unusable(name, filters, masks)
         if role == "other":
             if not filters:
@@ -359,6 +358,18 @@ def _refuse_called(
             "masked; read the table without them (a full-text MATCH needs the table itself, so "
             "it is not available under filters or masks either)"
         )
+
+
+def made_new(
+    node: exp.Table, statement: exp.Expr, role: str, filters: tuple[RowFilter, ...]
+) -> bool:
+    """Whether ``node`` is the table a CREATE (or SELECT ... INTO) makes, and only
+    ``*.column`` keys, which cannot tell for a table the catalog does not hold, match it."""
+    return (
+        isinstance(statement, (exp.Create, exp.Into))
+        and not_reading(node, statement, role)
+        and all(f.unusable is not None and f.through is None for f in filters)
+    )
 
 
 def _refuse_unusable(name: str, filters: tuple[RowFilter, ...], masks: TableMasks | None) -> None:
@@ -577,21 +588,3 @@ def _relevant(
         ):
             return True
     return False
-
-
-def check_key(key: object) -> None:
-    """Raise FilterError unless ``key`` is ``table``, ``schema.table``, ``schema.*`` or
-    ``*.column``."""
-    if not isinstance(key, str) or not key.strip():
-        raise FilterError("a row filter's key must name a table")
-    parts = key.split(".")
-    if len(parts) > 3 or any(not part.strip() for part in parts):
-        raise FilterError(f"{key!r} is not table, schema.table, schema.* or *.column")
-    if parts[-1] == "*" and len(parts) == 1:
-        raise FilterError("'*' alone would filter every table: name the tables, or use *.column")
-
-
-def column_key(key: str) -> str | None:
-    """The column of a ``*.column`` key (every table that has the column), else None."""
-    schema, dot, column = key.partition(".")
-    return column.strip().strip('"').lower() if dot and schema == "*" and column != "*" else None

@@ -17,7 +17,8 @@ from sqlfence.cli import main
 from sqlfence.errors import PolicyError
 from sqlfence.policies.engine import Guard
 from sqlfence.policies.loader import load_policy
-from sqlfence.sql.row_filters import FilterError, bind_literal, parse_filter
+from sqlfence.sql.filter_keys import FilterError
+from sqlfence.sql.row_filters import bind_literal, parse_filter
 
 README = Path(__file__).parent.parent.parent / "README.md"
 FILTERS = {"orders": "tenant_id = :tenant"}
