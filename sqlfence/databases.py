@@ -44,9 +44,6 @@ class CatalogQueries:
     explain_prefix: str  # put before a judged statement to have its plan
     # Something that changes with any DDL; None where the database has none
     schema_stamp: str | None = None
-    # A plan without the planner's estimates, which are computed over every row (under row
-    # filters and masks they would tell what the filter hides); None: no such plan
-    blind_explain_prefix: str | None = None
 
 
 @dataclass(frozen=True)
@@ -66,7 +63,8 @@ class SystemCatalog:
     # Catalog relations holding values and counts of every row of a table (planner
     # statistics): refused under row filters and masks even where the catalog is allowed
     statistics: frozenset[str] = frozenset()
-    # Functions measuring every row of a table (a table's size): refused as statistics are
+    # Functions measuring every row of a table (a table's size) or every session's writes:
+    # refused under row filters and masks, whether or not the catalog is allowed
     statistics_functions: frozenset[str] = frozenset()
 
 
@@ -158,7 +156,6 @@ SQLITE = DatabaseProfile(
         ),
         describe_with_schema=False,
         explain_prefix="EXPLAIN QUERY PLAN ",
-        blind_explain_prefix="EXPLAIN QUERY PLAN ",  # it shows no estimates
         schema_stamp="PRAGMA schema_version",
     ),
     system_catalog=SystemCatalog(
@@ -184,6 +181,8 @@ SQLITE = DatabaseProfile(
         statistics=frozenset(
             {"sqlite_stat1", "sqlite_stat2", "sqlite_stat3", "sqlite_stat4", "dbstat"}
         ),
+        # the rowid an INSERT took: one past every tenant's rows
+        statistics_functions=frozenset({"last_insert_rowid"}),
     ),
     read_only_options=MappingProxyType({"mode": "ro"}),
 )
@@ -237,7 +236,6 @@ POSTGRES = DatabaseProfile(
         ),
         describe_with_schema=True,
         explain_prefix="EXPLAIN ",
-        blind_explain_prefix="EXPLAIN (COSTS OFF) ",
         # no schema version: the catalog's size stands in
         schema_stamp=(
             "SELECT (SELECT count(*) FROM pg_class), (SELECT max(oid::int8) FROM pg_class), "
@@ -286,7 +284,8 @@ POSTGRES = DatabaseProfile(
                 "pg_locks",
             }
         ),
-        # a table's size grows with every tenant's rows
+        # a table's size grows with every tenant's rows; transaction ids, snapshots and the
+        # write-ahead log's position move with every tenant's writes
         statistics_functions=frozenset(
             {
                 "pg_relation_size",
@@ -295,6 +294,27 @@ POSTGRES = DatabaseProfile(
                 "pg_total_relation_size",
                 "pg_relation_filenode",
                 "pg_stat_get_live_tuples",
+                "pg_current_snapshot",
+                "txid_current_snapshot",
+                "pg_current_xact_id_if_assigned",
+                "txid_current_if_assigned",
+                "pg_xact_status",
+                "txid_status",
+                "pg_xact_commit_timestamp",
+                "pg_xact_commit_timestamp_origin",
+                "pg_last_committed_xact",
+                "pg_current_wal_lsn",
+                "pg_current_wal_insert_lsn",
+                "pg_current_wal_flush_lsn",
+                "pg_walfile_name",
+                "pg_walfile_name_offset",
+                "pg_last_wal_receive_lsn",
+                "pg_last_wal_replay_lsn",
+                "pg_last_xact_replay_timestamp",
+                "pg_control_checkpoint",
+                "pg_control_system",
+                "pg_control_init",
+                "pg_control_recovery",
             }
         ),
     ),

@@ -249,14 +249,12 @@ class FenceTools:
         prefix = catalog.explain_prefix
         policy = session.agent.guard.policy
         if policy.row_filters or policy.masked_columns:
-            # the planner's estimates count every row and value: what filters and masks hide
-            blind = catalog.blind_explain_prefix
-            if blind is None:
-                raise Refused(
-                    "explain is not available under row filters or masks here: this "
-                    "database's plans show estimates computed over every row"
-                )
-            prefix = blind
+            # the planner chooses a plan from statistics over every row and value (hash or
+            # sort, which join): its shape, estimates or not, tells what filters and masks hide
+            raise Refused(
+                "explain is not available under row filters or masks: the planner chooses a "
+                "plan from statistics over every row, which would tell what they hide"
+            )
         try:
             decision = session.agent.check(sql)  # a denial is audited
         except PolicyViolation as violation:

@@ -192,7 +192,7 @@ class ColumnMasks:
     def referenced_by_masked(self, table: str) -> str | None:
         """A table with masked columns whose foreign key references ``table``, or None."""
         for referencing in sorted(self._referenced_by.get(table, ())):
-            if self.masks_for(referencing) is not None:
+            if self._own(referencing) is not None:  # a part's keys are its parent's too
                 return referencing
         return None
 

@@ -379,9 +379,7 @@ def tables(ctx: Context) -> Iterator[Violation]:
 
 def system_catalog(ctx: Context) -> Iterator[Violation]:
     """The catalog tells which tables and columns exist, denied ones included: off by default.
-
-    Writing it (``UPDATE pg_settings`` is ``set_config``) is never allowed.
-    """
+    Writing it (``UPDATE pg_settings`` is ``set_config``) is never allowed."""
     dialect, allowed = ctx.patterns.dialect, ctx.patterns.allowed_set
     for table in sorted(ctx.facts.written):
         if is_catalog_table(dialect, table):
@@ -390,24 +388,26 @@ def system_catalog(ctx: Context) -> Iterator[Violation]:
                 f"{table} is the system catalog and is never written (use the database's own "
                 "tools to change settings)",
             )
+    protecting = ctx.policy.row_filters or ctx.policy.masked_columns
+    if protecting:
+        measuring = statistics_functions(dialect)
+        sizes = ctx.facts.functions & measuring
+        if ctx.engine is not None:
+            sizes |= {name.lower() for name in ctx.engine.functions} & measuring
+        for name in sorted(sizes):
+            yield _catalog_violation(
+                ctx,
+                f"{name}() measures every row of a table or every session's writes (it moves "
+                "with other tenants' rows), which row filters and masks hide: it is not "
+                "called under them",
+            )
     if ctx.policy.allow_system_catalog:
-        if ctx.policy.row_filters or ctx.policy.masked_columns:
-            for table in sorted(ctx.facts.tables):
-                if is_catalog_table(dialect, table) and is_statistics_table(dialect, table):
-                    yield _catalog_violation(
-                        ctx,
-                        f"{table} holds statistics of every row (values, counts), which row "
-                        "filters and masks hide: it is not read under them",
-                    )
-            measuring = statistics_functions(dialect)
-            sizes = ctx.facts.functions & measuring
-            if ctx.engine is not None:
-                sizes |= {name.lower() for name in ctx.engine.functions} & measuring
-            for name in sorted(sizes):
+        for table in sorted(ctx.facts.tables) if protecting else ():
+            if is_catalog_table(dialect, table) and is_statistics_table(dialect, table):
                 yield _catalog_violation(
                     ctx,
-                    f"{name}() measures every row of a table (its size grows with other "
-                    "tenants' rows), which row filters and masks hide: it is not called under them",
+                    f"{table} holds statistics of every row (values, counts), which row "
+                    "filters and masks hide: it is not read under them",
                 )
         return
     for table in sorted(ctx.facts.tables):

@@ -54,7 +54,7 @@ def guarded_read(
             return False
     elif select.expressions != read_back(masks, namer):
         return False
-    fence = FENCES.get(type(dialect).__name__.lower()) if filters else None
+    fence = FENCES.get(type(dialect).__name__.lower()) if filters or masks else None
     wanted = {
         "expressions",
         "from_",

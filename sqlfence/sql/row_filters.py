@@ -49,6 +49,7 @@ from sqlfence.sql.rewrite import regenerable
 from sqlfence.sql.roles import role_of
 from sqlfence.sql.scopes import CteScopes
 from sqlfence.sql.sqlite_reading import called_table
+from sqlfence.sql.system_columns import reference, refuse_system_columns
 from sqlfence.sql.with_check import Refused, check_insert, check_update
 
 IDENTITY_PLACEHOLDERS = ("tenant", "agent_id")
@@ -249,6 +250,7 @@ class Rewrite:
     masked: list[str] = field(default_factory=list)  # the column masks' keys applied
     unaliased: set[tuple[str | None, str]] = field(default_factory=set)
     wrapped: set[str] = field(default_factory=set)  # the derived tables' names (aliases)
+    targets: set[str] = field(default_factory=set)  # filtered tables written, as referenced
 
 
 def apply(
@@ -305,7 +307,9 @@ def apply(
             pass  # a masked target: its writes were checked above
         elif isinstance(statement, exp.Insert):
             check_insert(statement, name, filters)
+            done.targets.add(reference(node, namer))
         else:
+            done.targets.add(reference(node, namer))
             if isinstance(statement, exp.Update):
                 check_update(statement, name, filters, (generated or {}).get(name, {}))
             _restrict(statement, node, filters)
@@ -314,31 +318,9 @@ def apply(
             done.masked.extend(k for k in masks.keys if k not in done.masked)
     if done.unaliased:
         _unqualify_columns(tree, namer, done.unaliased)
-    if done.wrapped and namer.dialect_name == "sqlite":
-        _refuse_rowid(tree, namer, done.wrapped)
+    if done.wrapped or done.targets:
+        refuse_system_columns(tree, namer, done.wrapped, done.targets)
     return tree, done
-
-
-_ROWIDS = frozenset({"rowid", "_rowid_", "oid"})
-
-
-def _refuse_rowid(tree: exp.Expr, namer: Namer, wrapped: set[str]) -> None:
-    """A derived table has no rowid, and SQLite reads one as NULL, silently: a statement
-    that may read the rowid of a filtered or masked table is refused instead."""
-    for column in tree.find_all(exp.Column):
-        if column.name.lower() not in _ROWIDS:
-            continue
-        inner = column.find_ancestor(exp.Select)
-        around = inner.parent if inner is not None else None
-        alias = around.args.get("alias") if isinstance(around, exp.Subquery) else None
-        if isinstance(alias, exp.TableAlias) and namer.identifier(alias.this) in wrapped:
-            continue  # a column of the fence's own derived table (a table may have an oid)
-        qualifier = column.args.get("table")
-        if qualifier is None or namer.identifier(qualifier) in wrapped:
-            raise Refused(
-                f"{column.sql(dialect='sqlite')} of a table with a row filter or masks cannot be "
-                "read (SQLite would read NULL): select the table's key instead"
-            )
 
 
 def _refuse_called(
@@ -453,6 +435,11 @@ def _wrap(
                 f"table {namer.table(table)} has a row filter or masked columns and a {arg} "
                 "clause the fence does not rewrite"
             )
+    if filters and table.args.get("sample"):
+        raise Refused(
+            f"TABLESAMPLE on {namer.table(table)}, which has a row filter: it picks rows by "
+            "where they are stored, among every tenant's rows"
+        )
     inner_table = exp.Table(**{a: table.args[a] for a in _INNER_ARGS if table.args.get(a)})
     if masks is not None and namer.dialect_name == "sqlite":
         # in rowid order: an index's order (INDEXED BY, or the planner's choice) would rank
@@ -463,9 +450,9 @@ def _wrap(
     inner = exp.Select(expressions=select).from_(inner_table, copy=False)
     if filters:
         inner.set("where", exp.Where(this=combined(filters, name)))
-        fence = FENCES.get(namer.dialect_name)
-        if fence is not None:
-            inner.set(fence[0], fence[1]())
+    fence = FENCES.get(namer.dialect_name)
+    if fence is not None:  # masks too: merged, the planner estimates the masked values
+        inner.set(fence[0], fence[1]())  # from the raw column's statistics
     alias = table.args.get("alias")
     if not isinstance(alias, exp.TableAlias) or alias.this is None:
         columns = alias.args.get("columns") if isinstance(alias, exp.TableAlias) else None

@@ -56,6 +56,8 @@ RULES = frozenset(
         "session_settings",
         "attach",
         "routines",
+        "row_filters",
+        "masked_columns",
     }
 )
 CHECKS = frozenset({"decide", "stable", "execution"})
