@@ -187,6 +187,29 @@ SQLITE = DatabaseProfile(
     read_only_options=MappingProxyType({"mode": "ro"}),
 )
 
+# The settings that choose a plan: an agent may set them, but not under masks (the session
+# scans no index there; see the driver's session settings)
+_POSTGRES_PLANNER = frozenset(
+    {
+        "random_page_cost",
+        "seq_page_cost",
+        "cpu_tuple_cost",
+        "cpu_index_tuple_cost",
+        "cpu_operator_cost",
+        "effective_cache_size",
+        "enable_seqscan",
+        "enable_indexscan",
+        "enable_indexonlyscan",
+        "enable_bitmapscan",
+        "enable_hashjoin",
+        "enable_mergejoin",
+        "enable_nestloop",
+        "enable_sort",
+        "enable_hashagg",
+        "enable_material",
+    }
+)
+
 # Functions that read PostgreSQL's catalog (name prefixes)
 _POSTGRES_CATALOG_FUNCTIONS = (
     # definitions, names and privileges of every object, denied ones included
@@ -321,26 +344,7 @@ POSTGRES = DatabaseProfile(
     reading_settings=frozenset(
         {"timezone", "datestyle", "intervalstyle", "extra_float_digits", "bytea_output"}
     ),
-    planner_settings=frozenset(
-        {
-            "random_page_cost",
-            "seq_page_cost",
-            "cpu_tuple_cost",
-            "cpu_index_tuple_cost",
-            "cpu_operator_cost",
-            "effective_cache_size",
-            "enable_seqscan",
-            "enable_indexscan",
-            "enable_indexonlyscan",
-            "enable_bitmapscan",
-            "enable_hashjoin",
-            "enable_mergejoin",
-            "enable_nestloop",
-            "enable_sort",
-            "enable_hashagg",
-            "enable_material",
-        }
-    ),
+    planner_settings=_POSTGRES_PLANNER,
     settable=frozenset(
         {
             "transaction",  # SET TRANSACTION ISOLATION LEVEL ..., READ WRITE (not read-only)
@@ -356,29 +360,14 @@ POSTGRES = DatabaseProfile(
             "work_mem",
             "temp_buffers",
             "jit",
-            "random_page_cost",
-            "seq_page_cost",
-            "cpu_tuple_cost",
-            "cpu_index_tuple_cost",
-            "cpu_operator_cost",
-            "effective_cache_size",
             "from_collapse_limit",
             "join_collapse_limit",
             "geqo",
             "plan_cache_mode",
-            "enable_seqscan",
-            "enable_indexscan",
-            "enable_indexonlyscan",
-            "enable_bitmapscan",
-            "enable_hashjoin",
-            "enable_mergejoin",
-            "enable_nestloop",
-            "enable_sort",
-            "enable_hashagg",
-            "enable_material",
             "max_parallel_workers_per_gather",
         }
-    ),
+    )
+    | _POSTGRES_PLANNER,
     read_only_options=MappingProxyType({"options": "-c default_transaction_read_only=on"}),
     image=DockerImage(
         name="postgres:16",
