@@ -16,7 +16,7 @@ statement the database ran raw that the fence refused (the read-only rule's writ
 several statements in one call are by design); a *broken rewrite* is an allowed statement
 that fails after the fence where it ran on the oracle, or whose rows differ from the
 oracle's, with the row-filter run's tolerance for a LIMIT over ties and (SQLite) for another
-scan order, the fence's own among them (masked tables read ``NOT INDEXED``); its third
+scan order, the fence's own among them (``(SELECT * FROM t NOT INDEXED LIMIT -1)``); its third
 excuse, the rewritten text giving the same rows on the oracle, does not hold here (the
 oracle's values would be masked twice). A *raw value* is a cell of a fenced
 result that equals a masked column's real value, or holds one of 6 characters or more, where

@@ -326,14 +326,25 @@ def run_database(
 
 
 def not_indexed(sql: str, tables: frozenset[str]) -> str | None:
-    """``sql`` (SQLite) with each of ``tables`` (lower-case names) read ``NOT INDEXED``."""
+    """``sql`` (SQLite) with each of ``tables`` (lower-case names) read as the fence reads a
+    masked table: ``(SELECT * FROM t NOT INDEXED LIMIT -1) AS t``."""
     try:
         tree = sqlglot.parse_one(sql, read="sqlite")
     except sqlglot.errors.SqlglotError:
         return None
-    for node in tree.find_all(exp.Table):
-        if node.name.lower() in tables and isinstance(node.this, exp.Identifier):
-            node.set("indexed", False)
+    for node in list(tree.find_all(exp.Table)):
+        if node.name.lower() not in tables or not isinstance(node.this, exp.Identifier):
+            continue
+        alias = node.args.get("alias")
+        inner = exp.Table(this=node.this.copy(), db=node.args.get("db"), indexed=False)
+        select = exp.Select(expressions=[exp.Star()]).from_(inner, copy=False)
+        select.set("limit", exp.Limit(expression=exp.Neg(this=exp.Literal.number(1))))
+        name = alias.copy() if alias is not None else exp.TableAlias(this=node.this.copy())
+        derived = exp.Subquery(this=select, alias=name)
+        for arg in ("joins", "laterals"):
+            if node.args.get(arg):
+                derived.set(arg, node.args[arg])
+        node.replace(derived)
     return tree.sql(dialect="sqlite")
 
 

@@ -44,7 +44,7 @@ class Checked:
     unlimited: list[Any] | None = None  # the oracle's rows without the outer LIMIT
     reordered: list[Any] | None = None  # the oracle's rows, its unordered scans reversed
     fenced_on_oracle: list[Any] | None = None  # the fenced text's rows on the oracle
-    rescanned: list[Any] | None = None  # the oracle's rows, masked tables read NOT INDEXED
+    rescanned: list[Any] | None = None  # the oracle's rows, masked tables read as the fence does
     expected: list[Any] = field(default_factory=list)
     allowed: bool | None = None
     rules: tuple[str, ...] = ()
@@ -78,7 +78,7 @@ class Checked:
             # scalar subquery's first row): the oracle gives these rows when it scans backwards
         if self.rescanned is not None and normal(self.got) == normal(self.rescanned):
             return "order-dependent"  # ties picked in the fence's scan order (masked tables
-            # read NOT INDEXED): the oracle read in that order gives these rows
+            # read NOT INDEXED, closed to the planner): the oracle read so gives these rows
         if self.unlimited is not None and len(self.got) == len(self.expected):
             # LIMIT over ties: the fenced rows must be among the tenant's rows without it
             pool = Counter(normal(self.unlimited))

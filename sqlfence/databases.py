@@ -63,6 +63,7 @@ class SystemCatalog:
     # Catalog relations holding values and counts of every row of a table (planner
     # statistics): refused under row filters and masks even where the catalog is allowed
     statistics: frozenset[str] = frozenset()
+    statistics_prefixes: tuple[str, ...] = ()  # and every relation whose name starts so
     # Functions measuring every row of a table (a table's size) or every session's writes:
     # refused under row filters and masks, whether or not the catalog is allowed
     statistics_functions: frozenset[str] = frozenset()
@@ -282,6 +283,8 @@ POSTGRES = DatabaseProfile(
                 "pg_statistic_ext",
                 "pg_statistic_ext_data",
                 "pg_class",  # reltuples
+                "pg_prepared_xacts",  # every session's prepared transactions
+                "pg_replication_slots",
                 "pg_stat_all_tables",
                 "pg_stat_user_tables",
                 "pg_stat_xact_all_tables",
@@ -338,8 +341,16 @@ POSTGRES = DatabaseProfile(
                 "pg_control_system",
                 "pg_control_init",
                 "pg_control_recovery",
+                # who waits on whom, every session's notifications, which backend this is
+                "pg_isolation_test_session_is_blocked",
+                "pg_blocking_pids",
+                "pg_safe_snapshot_blocking_pids",
+                "pg_notification_queue_usage",
+                "pg_backend_pid",
             }
         ),
+        # every pg_stat_* and pg_statio_* view: counters of every session's work
+        statistics_prefixes=("pg_stat",),
     ),
     reading_settings=frozenset(
         {"timezone", "datestyle", "intervalstyle", "extra_float_digits", "bytea_output"}

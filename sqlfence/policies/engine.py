@@ -42,6 +42,7 @@ from sqlfence.sql.quiet import quiet_sqlglot
 from sqlfence.sql.rewrite import limit_rows
 from sqlfence.sql.row_filters import Identity
 from sqlfence.sql.size import token_count
+from sqlfence.sql.system_columns import SYSTEM_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -293,24 +294,17 @@ class Guard:
         placing: Mapping[str, Collection[str]] | None = None,
         server_code: ServerCode | None = None,
     ) -> Guard:
-        """The same guard knowing more of the database.
-
-        ``catalog`` maps reference columns to tables (``Schema.Table.Column -> Schema.Table``,
-        for IRIS arrows); ``views`` maps qualified relations to the tables they read (views,
-        rules, inheritance children), so reading one over a denied table or the system
-        catalog is denied too; ``view_columns`` maps views to the ``(table, column)`` pairs
-        they read, for denied columns; ``default_schema`` is where unqualified names live;
-        ``table_columns`` maps tables and views to their columns, so that ``*`` on a table
-        without a denied column is not refused (a table it does not know still is);
-        ``generated_columns`` maps tables to their generated columns and what each is
-        computed from, so reading one reads those; ``parts`` maps a table holding another's
-        rows (a partition or inheritance child, a virtual table's shadow table) to that table,
-        so that a denied table's parts are denied too; ``star_columns`` maps tables and
-        views to the columns ``SELECT *`` returns, in order (for masked columns);
-        ``references`` maps tables to the (table, column) pairs their foreign keys reference
-        (a table referencing a masked column is not written); ``placing``, the columns
-        deciding where a table keeps a row (a masked one refuses it); ``server_code`` is the
-        database's own code and the paths into it (not run under row filters or masks).
+        """The same guard knowing more of the database (each is what the driver's
+        ``load_*`` of the same name returns): ``catalog``, IRIS reference columns to tables;
+        ``views``, what each view, rule or parent reads (reading one over a denied table is
+        denied); ``view_columns``, the ``(table, column)`` pairs each view reads;
+        ``default_schema``, where unqualified names live; ``table_columns``, each relation's
+        columns (``*`` is judged by them); ``generated_columns``, what each generated column
+        is computed from; ``parts``, a partition, child or shadow table -> the table whose
+        rows it holds; ``star_columns``, the columns ``SELECT *`` returns in order (masks);
+        ``references``, what each table's foreign keys reference; ``placing``, the columns
+        deciding where a table keeps a row; ``server_code``, the database's own code and
+        the paths into it (none runs under row filters or masks).
         """
         return Guard(
             self.policy,
@@ -441,13 +435,18 @@ class Guard:
 
     def _engine_check(self, sql: str, analysis: Analysis) -> Violation | None:
         """The database's own reading of a text the guard wrote (PostgreSQL): the same
-        statements and tables as the fence's, or the first difference."""
+        statements and tables as the fence's, no system column, or the first difference."""
         if self._engine is None:
             return None
         engine = self._engine(sql, self.namer.default_schema, False)
         kinds = tuple(statement_kind(tree) for tree in analysis.trees)
         ctx = Context(sql, analysis.facts, self.policy, self.patterns, engine, kinds)
         differs = next(iter(engine_reading(ctx)), None)
+        stored = sorted(engine.identifiers() & SYSTEM_COLUMNS["postgres"])  # (t).ctid too
+        if differs is None and stored:
+            key = "row_filters" if self.policy.row_filters else "masked_columns"
+            why = f"{stored[0]} is where rows are stored (other tenants' among them): not read"
+            differs = Violation(key, why, self.policy.origin(key))
         if differs is not None or not self.server_code:
             return differs
         # The text adds the policy's own expressions (row filters, maskers): the database's

@@ -189,6 +189,17 @@ class ColumnMasks:
                 return f"{referenced}.{column}"
         return None
 
+    def written_through(self, table: str) -> list[str]:
+        """``table`` and every relation a write to it may write: an updatable view's base,
+        a rule's actions, a parent's partitions and children, and theirs in turn."""
+        found, todo = [table], [table]
+        while todo:
+            for base in sorted(self._views.get(todo.pop(), ())):
+                if base not in found:
+                    found.append(base)
+                    todo.append(base)
+        return found
+
     def referenced_by_masked(self, table: str) -> str | None:
         """A table with masked columns whose foreign key references ``table``, or None."""
         for referencing in sorted(self._referenced_by.get(table, ())):

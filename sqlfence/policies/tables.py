@@ -68,9 +68,11 @@ def is_catalog_table(dialect: str, table: str) -> bool:
 def is_statistics_table(dialect: str, table: str) -> bool:
     """True for the catalog relations that hold values or counts of every row of a table."""
     database = databases.find(dialect)
-    if database is None or not database.system_catalog.statistics:
+    if database is None:
         return False
-    return table.rpartition(".")[2].lower() in database.system_catalog.statistics
+    name = table.rpartition(".")[2].lower()
+    catalog = database.system_catalog
+    return name in catalog.statistics or name.startswith(catalog.statistics_prefixes)
 
 
 def statistics_functions(dialect: str) -> frozenset[str]:

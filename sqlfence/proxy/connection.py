@@ -7,7 +7,6 @@ exposed, never the driver's own shortcuts such as sqlite3's ``executescript``.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,8 +18,6 @@ from sqlfence.policies.model import Policy
 from sqlfence.policies.tables import is_catalog_table
 from sqlfence.proxy.cursor import GuardedCursor
 from sqlfence.proxy.drivers import Driver
-
-RELEARN_S = 2.0  # a name the catalog did not hold, learnt again for at most this often
 
 
 def known_relations(guard: Guard) -> frozenset[str]:
@@ -63,7 +60,6 @@ class GuardedConnection:
         # relation it does not hold (see _decide_knowing)
         self._relearn = relearn
         self._known = known_relations(guard)
-        self._absent: dict[str, float] = {}  # not found by the last learning, and when
         if relearn is not None:
             self._decide = self._decide_knowing
         self._observer = observer
@@ -132,8 +128,9 @@ class GuardedConnection:
     def _decide_knowing(self, sql: str) -> Decision:
         """The decision on ``sql``; when it names a relation the connection's catalog does
         not hold (made since it opened: a new partition of a filtered table would be read
-        whole), the catalog is learnt again first. A name the last learning did not find
-        either (a typing error, a temporary table) waits ``RELEARN_S`` for the next."""
+        whole), the catalog is learnt again first: each time, for a name the database does
+        not have either (a typing error, a temporary table), since it may have one the next
+        moment (a partition made on the hour, read whole in any grace period)."""
         decision = self._guard.decide(sql)
         facts = decision.facts
         tables = facts.tables if facts is not None else frozenset()
@@ -144,8 +141,7 @@ class GuardedConnection:
         unknown = [
             t for t in tables - self._known if t not in made and not is_catalog_table(dialect, t)
         ]
-        now = time.monotonic()
-        if not any(now - self._absent.get(name, -RELEARN_S) >= RELEARN_S for name in unknown):
+        if not unknown:
             return decision
         assert self._relearn is not None
         try:
@@ -153,7 +149,6 @@ class GuardedConnection:
         except self._driver_error as error:
             raise self._translate(error) from error
         self._guard, self._known = guard, known_relations(guard)
-        self._absent = {name: now for name in unknown if name not in self._known}
         return guard.decide(sql)
 
     def cancel(self) -> None:

@@ -152,8 +152,8 @@ class PostgresDriver(Driver):
         return found
 
     def load_placing_columns(self, raw: Any) -> dict[str, set[str]]:
-        """Each partitioned table's key columns (an expression's too), and the columns of
-        an inheritance child's CHECK constraints."""
+        """Each partitioned table's key columns (an expression's too), the columns of an
+        inheritance child's CHECK constraints, and of the index a table was CLUSTERed on."""
         found: dict[str, set[str]] = {}
         for schema, table, column in _catalog_rows(raw, _PLACING_QUERY):
             found.setdefault(f"{schema}.{table}", set()).add(column)
@@ -258,7 +258,8 @@ JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = ANY (k.confkey)
 WHERE k.contype = 'f' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
 """
 # A partition key's columns, plain or in an expression, are the only columns a table itself
-# depends on internally; an inheritance child's CHECK says which rows it holds.
+# depends on internally; an inheritance child's CHECK says which rows it holds; CLUSTER laid
+# the rows out in the order of the index it marks (indisclustered).
 _PLACING_QUERY = """
 SELECT n.nspname, c.relname, a.attname
 FROM pg_depend d
@@ -276,6 +277,15 @@ JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY (k.conkey)
 WHERE k.contype = 'c' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid)
+UNION
+SELECT n.nspname, c.relname, a.attname
+FROM pg_index x
+JOIN pg_class c ON c.oid = x.indrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = x.indexrelid
+  AND d.refclassid = 'pg_class'::regclass AND d.refobjid = x.indrelid
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.refobjsubid
+WHERE x.indisclustered AND n.nspname NOT IN ('pg_catalog', 'information_schema')
 """
 _GENERATED_QUERY = """
 SELECT n.nspname, c.relname, a.attname, s.attname

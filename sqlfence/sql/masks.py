@@ -50,16 +50,18 @@ from sqlfence.sql.with_check import Refused
 # stays NULL); a CAST would do too, but sqlglot writes each CAST out by parsing SQL again.
 _TEXT = "({c} || '')"
 _HIDDEN = "'****'"
+# A value is tested by IS NULL alone: PostgreSQL's IS NOT NULL is false for a row value with
+# one NULL field, and would so show that field is NULL (a composite shown as NULL).
 _TEMPLATES: dict[str, str] = {
     "null": "CASE WHEN 1 = 0 THEN {c} END",  # NULL of the column's own type (salary + 1 works)
-    "redact": f"CASE WHEN {{c}} IS NOT NULL THEN {_HIDDEN} END",
+    "redact": f"CASE WHEN {{c}} IS NULL THEN NULL ELSE {_HIDDEN} END",
     "email": (
-        "CASE WHEN INSTR({t}, '@') > 1 THEN SUBSTRING({t}, 1, 1) || '***@' || "
-        f"SUBSTRING({{t}}, INSTR({{t}}, '@') + 1) WHEN {{c}} IS NOT NULL THEN {_HIDDEN} END"
+        "CASE WHEN {c} IS NULL THEN NULL WHEN INSTR({t}, '@') > 1 THEN SUBSTRING({t}, 1, 1) "
+        f"|| '***@' || SUBSTRING({{t}}, INSTR({{t}}, '@') + 1) ELSE {_HIDDEN} END"
     ),
     "partial": (
-        "CASE WHEN LENGTH({t}) > {keep} THEN SUBSTRING({t}, 1, {a}) || '****' || "
-        f"SUBSTRING({{t}}, LENGTH({{t}}) - {{b}} + 1) WHEN {{c}} IS NOT NULL THEN {_HIDDEN} END"
+        "CASE WHEN {c} IS NULL THEN NULL WHEN LENGTH({t}) > {keep} THEN SUBSTRING({t}, 1, {a})"
+        f" || '****' || SUBSTRING({{t}}, LENGTH({{t}}) - {{b}} + 1) ELSE {_HIDDEN} END"
     ),
 }
 _HASH = {
@@ -219,6 +221,8 @@ class MaskLookup(Protocol):
 
     def referenced_by_masked(self, table: str) -> str | None: ...
 
+    def written_through(self, table: str) -> list[str]: ...
+
     def refusal(self, relation: str) -> str | None: ...
 
 
@@ -267,25 +271,40 @@ def check_masked_writes(
             continue
         if isinstance(statement, exp.Merge) and statement.this is not node:
             continue
-        name = namer.table(node)
-        masks = masking.masks_for(name)
+        target = namer.table(node)
+        masks = masking.masks_for(target)
         if masks is not None:
             listed = ", ".join(sorted(masks.masked))
             raise MaskRefused(
-                f"{name} has masked columns ({listed}): it is not written, since a write runs "
-                "its constraints, keys and triggers on the real values and whether it succeeds "
-                "would tell them"
+                f"{target} has masked columns ({listed}): it is not written, since a write "
+                "runs its constraints, keys and triggers on the real values and whether it "
+                "succeeds would tell them"
             )
-        referenced = masking.references_masked(name)
-        if referenced is not None and not isinstance(statement, exp.Delete):
-            raise MaskRefused(
-                f"{name} references the masked column {referenced} by a foreign key: it is "
-                "not written, since a row that is accepted says the value exists"
-            )
-        referencing = masking.referenced_by_masked(name)
-        if referencing is not None and not isinstance(statement, exp.Insert):
-            raise MaskRefused(
-                f"{referencing}, which has masked columns, references {name} by a foreign key: "
-                "its rows are not updated or deleted, since whether the key lets one go says "
-                "which values the masked rows hold"
-            )
+        # an upsert, or SQLite's REPLACE, may update or delete a row too
+        conflict = statement.args.get("conflict") if isinstance(statement, exp.Insert) else None
+        changes = not isinstance(statement, exp.Insert) or bool(
+            statement.args.get("alternative")
+            or (conflict is not None and "UPDATE" in str(conflict.args.get("action")).upper())
+        )
+        adds = not isinstance(statement, exp.Delete)
+        for name in masking.written_through(target):  # itself, and views', rules' bases ...
+            # what a rule's action does there is not the statement's kind: either, then
+            reached = name != target
+            _check_keys(name, masking, adds=adds or reached, changes=changes or reached)
+
+
+def _check_keys(name: str, masking: MaskLookup, adds: bool, changes: bool) -> None:
+    """Refuse a write to ``name`` whose foreign keys would answer for a masked value."""
+    referenced = masking.references_masked(name)
+    if referenced is not None and adds:
+        raise MaskRefused(
+            f"{name} references the masked column {referenced} by a foreign key: it is "
+            "not written, since a row that is accepted says the value exists"
+        )
+    referencing = masking.referenced_by_masked(name)
+    if referencing is not None and changes:
+        raise MaskRefused(
+            f"{referencing}, which has masked columns, references {name} by a foreign key: "
+            "its rows are not updated or deleted, since whether the key lets one go says "
+            "which values the masked rows hold"
+        )

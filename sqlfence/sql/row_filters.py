@@ -34,6 +34,7 @@ from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 
 from sqlfence.sql.analysis import Analysis, parse
+from sqlfence.sql.canonical_order import canonical_order
 from sqlfence.sql.filter_keys import FilterError
 from sqlfence.sql.masks import (
     MaskLookup,
@@ -548,6 +549,8 @@ def rewrite(
     texts = []
     for tree in trees:
         new, one = apply(tree, namer, filters_for, views, masking, generated)
+        if one.applied and namer.dialect_name == "postgres":
+            new = canonical_order(new)  # the plan, from every tenant's statistics, no more
         done.applied.extend(k for k in one.applied if k not in done.applied)
         done.masked.extend(k for k in one.masked if k not in done.masked)
         if len(marks) > 1:
@@ -570,8 +573,10 @@ def _relevant(
                 return True
         if masking is not None and (
             masking.refusal(table)
-            or masking.references_masked(table)
-            or masking.referenced_by_masked(table)
+            or any(
+                masking.references_masked(name) or masking.referenced_by_masked(name)
+                for name in masking.written_through(table)
+            )
         ):
             return True
     return False

@@ -35,6 +35,12 @@ def refuse_system_columns(
                     f"{item.name} of a table with a row filter cannot be written: whether a "
                     "value is taken tells where other tenants' rows are"
                 )
+    for dot in tree.find_all(exp.Dot):  # (orders).ctid: a field of the whole row
+        if dot.expression.name.lower() in names:
+            raise Refused(
+                f"{dot.sql(dialect=namer.dialect_name)}: a system column of a row cannot be "
+                "read under row filters or masks (it tells where rows are stored)"
+            )
     for column in tree.find_all(exp.Column):
         if column.name.lower() not in names:
             continue

@@ -42,11 +42,15 @@ def test_postgres_a_partition_added_after_connecting_is_not_read_whole(
         conn = _connect(pg_url, FILTERED)
         conn.autocommit = autocommit
         try:
+            with pytest.raises(sqlfence.ProgrammingError, match="does not exist"):
+                conn.execute("SELECT note FROM orders_high")  # asked before it exists
+            conn.rollback()
             conn.execute("INSERT INTO mine VALUES (7)")  # the agent's transaction, open
             admin.execute(
                 "CREATE TABLE orders_high PARTITION OF orders FOR VALUES FROM (100) TO (200);"
                 "INSERT INTO orders VALUES (101, 'B', 'SECRET_B')"
             )
+            # at once: a name the catalog did not have a moment ago is looked up again
             with pytest.raises(sqlfence.PolicyViolation, match="orders_high is read through"):
                 conn.execute("SELECT note FROM orders_high")
             rows = conn.execute("SELECT id, note FROM orders ORDER BY id").fetchall()

@@ -231,3 +231,70 @@ def test_a_table_a_masked_column_references_is_not_updated_or_deleted_from(
         assert conn.execute("SELECT country FROM customers").fetchall() == [("****",)]
     finally:
         conn.close()
+
+
+@pytest.mark.filterwarnings("ignore::sqlfence.PrivilegeWarning")
+def test_postgres_foreign_keys_of_masked_columns_answer_through_no_other_relation(
+    pg_url: str,
+) -> None:
+    """An updatable view over the referenced table, an upsert, a rule's action and a
+    partition with a key of its own were each a way to the foreign key's answer (eleventh
+    outside attack)."""
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute(
+            "CREATE TABLE countries (code text PRIMARY KEY, name text);"
+            "INSERT INTO countries VALUES ('DE', 'Germany'), ('FR', 'France');"
+            "CREATE TABLE cust (id int PRIMARY KEY, email text UNIQUE,"
+            " country text REFERENCES countries);"
+            "INSERT INTO cust VALUES (1, 'alice@x.com', 'DE');"
+            "CREATE VIEW country_list AS SELECT * FROM countries;"
+            "CREATE TABLE retire (code text);"
+            "CREATE RULE retiring AS ON INSERT TO retire DO ALSO"
+            " DELETE FROM countries WHERE code = NEW.code;"
+            "CREATE TABLE orders (id int, email text REFERENCES cust (email));"
+            "CREATE VIEW orders_v AS SELECT * FROM orders;"
+            "CREATE TABLE pp (id int, email text) PARTITION BY RANGE (id);"
+            "CREATE TABLE pp1 PARTITION OF pp FOR VALUES FROM (0) TO (100);"
+            "ALTER TABLE pp1 ADD FOREIGN KEY (email) REFERENCES cust (email)"
+        )
+    masks = {"cust.country": "redact", "cust.email": "email"}
+    conn = _connect(pg_url, {**POLICY, "masked_columns": masks})
+    try:
+        for sql in (
+            "DELETE FROM country_list WHERE code = 'DE'",
+            "UPDATE country_list SET code = 'DX' WHERE code = 'DE'",
+            "INSERT INTO countries VALUES ('DE', 'x') ON CONFLICT (code) DO UPDATE SET code = 'DX'",
+            "INSERT INTO retire VALUES ('DE')",
+            "INSERT INTO orders_v VALUES (1, 'alice@x.com')",
+            "INSERT INTO pp VALUES (1, 'alice@x.com')",
+        ):
+            with pytest.raises(sqlfence.PolicyViolation, match="by a foreign key"):
+                conn.execute(sql)
+            conn.rollback()
+        conn.execute("INSERT INTO countries VALUES ('JP', 'Japan') ON CONFLICT DO NOTHING")
+    finally:
+        conn.close()
+
+
+@pytest.mark.filterwarnings("ignore::sqlfence.PrivilegeWarning")
+def test_postgres_a_row_value_with_a_null_field_is_masked_as_a_value(pg_url: str) -> None:
+    """PostgreSQL's IS NOT NULL is false for a row with one NULL field: the maskers test IS
+    NULL, so such a value is redacted, not shown as NULL (eleventh outside attack)."""
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute(
+            "CREATE TYPE address AS (street text, zip text);"
+            "CREATE TABLE people (id int, home address);"
+            "INSERT INTO people VALUES (1, ('main st', '12345')), (2, ('main st', NULL)),"
+            " (3, NULL)"
+        )
+    for masker in ("redact", "email", "partial(0, 2)"):
+        conn = _connect(pg_url, {**POLICY, "masked_columns": {"people.home": masker}})
+        try:
+            rows = conn.execute("SELECT id, home FROM people ORDER BY id").fetchall()
+            shown = {row[0]: row[1] for row in rows}
+            assert shown[3] is None, masker
+            assert shown[1] is not None, (masker, shown)
+            assert shown[2] is not None, (masker, shown)
+            assert "12345" not in str(shown), masker
+        finally:
+            conn.close()

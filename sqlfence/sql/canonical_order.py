@@ -1,0 +1,45 @@
+"""Under row filters, a result the agent did not order comes in an order of its own values.
+
+PostgreSQL plans a statement from statistics over every row of a table, other tenants'
+included, and the plan decides the order of a result that has no ORDER BY (HashAggregate or
+Sort, which side of a join drives): that order would tell about the rows the filter hides
+(an outside attack read from it whether another tenant's rows hold a value). So a top-level
+query without ORDER BY becomes ``SELECT * FROM (<query>) AS sqlfence_rows ORDER BY
+concat(sqlfence_rows)``: its rows ordered by their own text, the same whatever the
+plan. Its LIMIT and OFFSET move outside, so that they pick rows by that order too; its WITH
+is hoisted (a data-modifying CTE must stay at the top). A query with an ORDER BY keeps its
+own (rows equal on its keys may still fall either way), and so do what the wrapper cannot
+hold: SELECT ... INTO, a locking clause, DISTINCT ON.
+"""
+
+from __future__ import annotations
+
+from sqlglot import exp
+
+ROWS = "sqlfence_rows"
+
+
+def canonical_order(tree: exp.Expr) -> exp.Expr:
+    """``tree``, or the query wrapped so that its rows come ordered by their own text."""
+    if not isinstance(tree, (exp.Select, exp.SetOperation)) or tree.args.get("order"):
+        return tree
+    distinct = tree.args.get("distinct")
+    if isinstance(tree, exp.Select) and (
+        tree.args.get("into") or tree.args.get("locks") or (distinct and distinct.args.get("on"))
+    ):
+        return tree
+    moved = {key: tree.args.get(key) for key in ("with_", "limit", "offset")}
+    for key in moved:
+        tree.set(key, None)
+    rows = exp.to_identifier(ROWS)
+    outer = exp.Select(expressions=[exp.Star()]).from_(
+        exp.Subquery(this=tree, alias=exp.TableAlias(this=rows)), copy=False
+    )
+    # the row's text as PostgreSQL writes it (record_out), by no cast: a cast to text may be
+    # one the owner defined, and the fence runs none of the owner's code under filters
+    text = exp.Anonymous(this="concat", expressions=[exp.column(ROWS)])  # no %: pyformat
+    outer.set("order", exp.Order(expressions=[exp.Ordered(this=text)]))
+    for key, value in moved.items():
+        if value is not None:
+            outer.set(key, value)
+    return outer
