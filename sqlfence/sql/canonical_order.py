@@ -9,7 +9,9 @@ concat(sqlfence_rows)``: its rows ordered by their own text, the same whatever t
 plan. Its LIMIT and OFFSET move outside, so that they pick rows by that order too; its WITH
 is hoisted (a data-modifying CTE must stay at the top). A query with an ORDER BY keeps its
 own (rows equal on its keys may still fall either way), and so do what the wrapper cannot
-hold: SELECT ... INTO, a locking clause, DISTINCT ON.
+hold: SELECT ... INTO, a locking clause, DISTINCT ON. On SQLite, where a row has no text,
+the rows are ordered by each column in turn (``ORDER BY 1, 2, ...``), so only where the select
+list says how many there are (no ``*``).
 """
 
 from __future__ import annotations
@@ -19,9 +21,12 @@ from sqlglot import exp
 ROWS = "sqlfence_rows"
 
 
-def canonical_order(tree: exp.Expr) -> exp.Expr:
-    """``tree``, or the query wrapped so that its rows come ordered by their own text."""
+def canonical_order(tree: exp.Expr, dialect: str = "postgres") -> exp.Expr:
+    """``tree``, or the query wrapped so that its rows come ordered by their own values."""
     if not isinstance(tree, (exp.Select, exp.SetOperation)) or tree.args.get("order"):
+        return tree
+    width = _width(tree) if dialect == "sqlite" else None
+    if dialect == "sqlite" and width is None:
         return tree
     distinct = tree.args.get("distinct")
     if isinstance(tree, exp.Select) and (
@@ -35,11 +40,28 @@ def canonical_order(tree: exp.Expr) -> exp.Expr:
     outer = exp.Select(expressions=[exp.Star()]).from_(
         exp.Subquery(this=tree, alias=exp.TableAlias(this=rows)), copy=False
     )
-    # the row's text as PostgreSQL writes it (record_out), by no cast: a cast to text may be
-    # one the owner defined, and the fence runs none of the owner's code under filters
-    text = exp.Anonymous(this="concat", expressions=[exp.column(ROWS)])  # no %: pyformat
-    outer.set("order", exp.Order(expressions=[exp.Ordered(this=text)]))
+    if width is not None:  # SQLite: a row has no text of its own, so each column in turn
+        keys: list[exp.Expr] = [exp.Literal.number(n) for n in range(1, width + 1)]
+    else:
+        # the row's text as PostgreSQL writes it (record_out), by no cast: a cast to text may
+        # be one the owner defined, and the fence runs none of the owner's code under filters
+        keys = [exp.Anonymous(this="concat", expressions=[exp.column(ROWS)])]  # no %: pyformat
+    outer.set("order", exp.Order(expressions=[exp.Ordered(this=key) for key in keys]))
     for key, value in moved.items():
         if value is not None:
             outer.set(key, value)
     return outer
+
+
+def _width(tree: exp.Expr) -> int | None:
+    """How many columns a query returns, when its select list says so (no ``*``)."""
+    while isinstance(tree, exp.SetOperation):
+        tree = tree.this
+    if not isinstance(tree, exp.Select):
+        return None
+    items = tree.expressions
+    if any(isinstance(item, exp.Star) or isinstance(item.unalias(), exp.Star) for item in items):
+        return None
+    if any(isinstance(item, exp.Column) and isinstance(item.this, exp.Star) for item in items):
+        return None  # t.*
+    return len(items) or None

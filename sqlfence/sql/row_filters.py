@@ -549,8 +549,8 @@ def rewrite(
     texts = []
     for tree in trees:
         new, one = apply(tree, namer, filters_for, views, masking, generated)
-        if one.applied and namer.dialect_name == "postgres":
-            new = canonical_order(new)  # the plan, from every tenant's statistics, no more
+        if one.applied:
+            new = canonical_order(new, namer.dialect_name)  # not the plan's, from every row
         done.applied.extend(k for k in one.applied if k not in done.applied)
         done.masked.extend(k for k in one.masked if k not in done.masked)
         if len(marks) > 1:

@@ -110,7 +110,7 @@ def test_masks_and_row_filters_share_one_derived_table() -> None:
     guard = Guard(policy, dialect="sqlite", tenant="A", star_columns=COLUMNS, table_columns=COLUMNS)
     decision = guard.decide("SELECT email FROM customers c")
     assert decision.allowed, decision.explain()
-    assert decision.sql.count("(SELECT") == 1
+    assert decision.sql.count(" FROM customers") == 1  # one derived table for both
     assert "WHERE (customers.tenant_id = 'A') LIMIT -1" in decision.sql
     assert decision.row_filters == ("customers",)
     assert decision.masks == ("customers.email",)

@@ -1,12 +1,13 @@
-"""Under a row filter on PostgreSQL, the order of a result the agent did not order follows
-its own values, not the plan, which PostgreSQL chooses from statistics over every tenant's
-rows (tenth outside attack: whether another tenant's rows hold a value, and how many rows it
-has, read from the order of a UNION's rows). Differential: two databases with the same rows
-of tenant A and other rows of tenant B must answer alike, order included. Cases are in
+"""Under a row filter, the order of a result the agent did not order follows its own values,
+not the plan, which the database chooses from statistics over every tenant's rows (tenth
+outside attack: whether another tenant's rows hold a value, and how many rows it has, read
+from the order of a UNION's rows). Differential: two databases with the same rows of tenant A
+and other rows of tenant B must answer alike, order included. PostgreSQL's cases are in
 ``data_filters_order/cases.yaml``."""
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -30,7 +31,8 @@ CREATE TABLE orders (id int, tenant_id text, status text, total int, customer_id
 INSERT INTO orders SELECT g, 'A', CASE WHEN g % 3 = 0 THEN 'paid' ELSE 'open' END, g % 40,
   1 + g % 50 FROM generate_series(1, 200) g;
 """
-POLICY = {"read_only": True, "max_rows": None, "row_filters": {"orders": "tenant_id = :tenant"}}
+FILTER = "tenant_id = :tenant"
+POLICY = {"read_only": True, "max_rows": None, "row_filters": {"orders": FILTER}}
 
 
 @pytest.fixture(params=CASES, ids=[case["name"] for case in CASES])
@@ -76,5 +78,46 @@ def test_hidden_rows_decide_no_order_of_an_unordered_result(
     for probe, one, other in zip(
         probes, _answers(without, probes), _answers(with_hidden, probes), strict=True
     ):
+        assert one, probe
+        assert one == other, f"{probe}: the hidden rows decided the order"
+
+
+def _sqlite(path: Path, hidden_in: str) -> str:
+    raw = sqlite3.connect(path)
+    raw.executescript(
+        "CREATE TABLE a (id INTEGER PRIMARY KEY, tenant_id TEXT, k INT);"
+        "CREATE TABLE b (id INTEGER PRIMARY KEY, tenant_id TEXT, k INT);"
+        "CREATE INDEX a_t ON a (tenant_id); CREATE INDEX b_t ON b (tenant_id);"
+    )
+    raw.executemany("INSERT INTO a (tenant_id, k) VALUES ('A', ?)", [(i,) for i in range(20)])
+    raw.executemany("INSERT INTO b (tenant_id, k) VALUES ('A', ?)", [(19 - i,) for i in range(20)])
+    hidden = [(f"T{i % 50}",) for i in range(20000)]
+    raw.executemany(f"INSERT INTO {hidden_in} (tenant_id, k) VALUES (?, 0)", hidden)
+    raw.execute("ANALYZE")  # the owner's statistics: the join order follows the row counts
+    raw.commit()
+    raw.close()
+    return f"sqlite:///{path}"
+
+
+def test_sqlite_hidden_row_counts_decide_no_join_order(tmp_path: Path) -> None:
+    """On SQLite the owner's ANALYZE made the join order, and so the rows' order, follow
+    other tenants' row counts; a select list without ``*`` is ordered by its columns."""
+    policy = {"read_only": True, "max_rows": None, "row_filters": {"a": FILTER, "b": FILTER}}
+    probes = [
+        "SELECT a.id, b.id FROM a JOIN b ON a.k = b.k",
+        "SELECT a.k, b.id FROM a, b WHERE a.k = b.k LIMIT 5",
+        "SELECT id FROM a UNION SELECT id FROM b",
+    ]
+    answers = []
+    for hidden_in in ("a", "b"):
+        url = _sqlite(tmp_path / f"{hidden_in}.db", hidden_in)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            conn = sqlfence.connect(url, policy=policy, tenant="A", audit=False, telemetry=False)
+        try:
+            answers.append([conn.execute(probe).fetchall() for probe in probes])
+        finally:
+            conn.close()
+    for probe, one, other in zip(probes, *answers, strict=True):
         assert one, probe
         assert one == other, f"{probe}: the hidden rows decided the order"
