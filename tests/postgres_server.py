@@ -13,6 +13,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -94,6 +95,22 @@ class PostgresServer:
                     return
             time.sleep(0.1)
         raise RuntimeError(f"PostgreSQL did not start; see {self.root / 'server.log'}")
+
+    @contextmanager
+    def databases(self, count: int = 1) -> Iterator[list[str]]:
+        """The URLs of ``count`` fresh, empty databases on this server, dropped afterwards."""
+        import psycopg
+
+        names = [f"t_{uuid.uuid4().hex[:12]}" for _ in range(count)]
+        with psycopg.connect(self.url, autocommit=True) as admin:
+            for name in names:
+                admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield [self.url.rsplit("/", 1)[0] + f"/{name}" for name in names]
+        finally:
+            with psycopg.connect(self.url, autocommit=True) as admin:
+                for name in names:
+                    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def stop(self) -> None:
         try:

@@ -8,7 +8,6 @@ and other rows of tenant B must answer alike, order included. PostgreSQL's cases
 from __future__ import annotations
 
 import sqlite3
-import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,23 +40,14 @@ def databases(
 ) -> Iterator[tuple[dict[str, Any], str, str]]:
     """The case, the database without hidden rows, the one with them."""
     case = request.param
-    base = postgres_server.url.rsplit("/", 1)[0]
-    names = [f"t_{uuid.uuid4().hex[:12]}" for _ in range(2)]
-    with psycopg.connect(postgres_server.url, autocommit=True) as admin:
-        for name in names:
-            admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        for name, hidden in zip(names, (False, True), strict=True):
-            with psycopg.connect(f"{base}/{name}", autocommit=True) as owner:
+    with postgres_server.databases(2) as urls:
+        for url, hidden in zip(urls, (False, True), strict=True):
+            with psycopg.connect(url, autocommit=True) as owner:
                 owner.execute(SCHEMA)
                 if hidden:
                     owner.execute(case["hidden"])
                 owner.execute("ANALYZE")
-        yield case, f"{base}/{names[0]}", f"{base}/{names[1]}"
-    finally:
-        with psycopg.connect(postgres_server.url, autocommit=True) as admin:
-            for name in names:
-                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        yield case, urls[0], urls[1]
 
 
 def _answers(url: str, probes: list[str]) -> list[list[tuple[Any, ...]]]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -99,21 +98,11 @@ def databases(
         yield urls[0], urls[1]
         return
     server: PostgresServer = request.getfixturevalue("postgres_server")
-    names = [f"t_{uuid.uuid4().hex[:12]}" for _ in range(2)]
-    base = server.url.rsplit("/", 1)[0]
-    with psycopg.connect(server.url, autocommit=True) as admin:
-        for name in names:
-            admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        for name, flipped in zip(names, (False, True), strict=True):
-            with psycopg.connect(f"{base}/{name}", autocommit=True) as served:
+    with server.databases(2) as urls:
+        for url, flipped in zip(urls, (False, True), strict=True):
+            with psycopg.connect(url, autocommit=True) as served:
                 _build(served, served.cursor().executemany, table, flipped, "%s")
-            urls.append(f"{base}/{name}")
         yield urls[0], urls[1]
-    finally:
-        with psycopg.connect(server.url, autocommit=True) as admin:
-            for name in names:
-                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _outcomes(url: str, case: dict[str, Any], dialect: str, probes: list[str]) -> list[object]:
