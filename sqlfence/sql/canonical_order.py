@@ -65,3 +65,33 @@ def _width(tree: exp.Expr) -> int | None:
     if any(isinstance(item, exp.Column) and isinstance(item.this, exp.Star) for item in items):
         return None  # t.*
     return len(items) or None
+
+
+# Aggregates whose result is in the order of their input rows: a list, a text, a document
+_LISTING = (exp.GroupConcat, exp.ArrayAgg, exp.JSONArrayAgg)
+_LISTING_NAMES = frozenset({"jsonb_agg", "xmlagg", "json_object_agg", "jsonb_object_agg"})
+
+
+def ordered_aggregates(tree: exp.Expr) -> None:
+    """Give each order-sensitive aggregate without an ORDER BY of its own one by its own
+    value (PostgreSQL): ``string_agg(x, ',' ORDER BY concat(x))``; in the plan's order, its
+    result would follow other tenants' statistics as an unordered result does. Changes
+    ``tree`` in place; DISTINCT aggregates are left alone (their ORDER BY must be an
+    argument, and they are sorted to remove duplicates)."""
+    for node in list(tree.find_all(*_LISTING, exp.Anonymous)):
+        if isinstance(node, exp.Anonymous):
+            if str(node.this).lower() not in _LISTING_NAMES or not node.expressions:
+                continue
+            first, *rest = node.expressions
+            if not isinstance(first, (exp.Order, exp.Distinct)):
+                node.set("expressions", [_by_itself(first), *rest])
+            continue
+        value = node.this
+        if value is None or isinstance(value, (exp.Order, exp.Distinct)):
+            continue
+        node.set("this", _by_itself(value))
+
+
+def _by_itself(value: exp.Expr) -> exp.Order:
+    key = exp.Anonymous(this="concat", expressions=[value.copy()])
+    return exp.Order(this=value.copy(), expressions=[exp.Ordered(this=key)])

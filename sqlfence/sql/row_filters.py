@@ -34,7 +34,7 @@ from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 
 from sqlfence.sql.analysis import Analysis, parse
-from sqlfence.sql.canonical_order import canonical_order
+from sqlfence.sql.canonical_order import canonical_order, ordered_aggregates
 from sqlfence.sql.filter_keys import FilterError
 from sqlfence.sql.masks import (
     MaskLookup,
@@ -550,6 +550,8 @@ def rewrite(
     for tree in trees:
         new, one = apply(tree, namer, filters_for, views, masking, generated)
         if one.applied:
+            if namer.dialect_name == "postgres":
+                ordered_aggregates(new)
             new = canonical_order(new, namer.dialect_name)  # not the plan's, from every row
         done.applied.extend(k for k in one.applied if k not in done.applied)
         done.masked.extend(k for k in one.masked if k not in done.masked)
