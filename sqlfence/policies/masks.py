@@ -14,6 +14,7 @@ from collections.abc import Collection, Mapping
 
 from sqlfence.errors import PolicyError
 from sqlfence.policies.model import Policy
+from sqlfence.policies.server_code import reached_from
 from sqlfence.policies.tables import TableSet
 from sqlfence.sql.masks import Mask, MaskError, TableMasks, parse_masker
 from sqlfence.sql.names import Namer
@@ -192,13 +193,7 @@ class ColumnMasks:
     def written_through(self, table: str) -> list[str]:
         """``table`` and every relation a write to it may write: an updatable view's base,
         a rule's actions, a parent's partitions and children, and theirs in turn."""
-        found, todo = [table], [table]
-        while todo:
-            for base in sorted(self._views.get(todo.pop(), ())):
-                if base not in found:
-                    found.append(base)
-                    todo.append(base)
-        return found
+        return [table, *sorted(reached_from(table, self._views) - {table})]
 
     def referenced_by_masked(self, table: str) -> str | None:
         """A table with masked columns whose foreign key references ``table``, or None."""

@@ -149,9 +149,9 @@ class ServerCode:
         cascades: dict[str, frozenset[str]] = {}
         for start in plain.keys() | self.cascades.keys():
             hit: set[str] = set()
-            for written in _reached(start, plain) | {start}:
+            for written in reached_from(start, plain) | {start}:
                 for child in self.cascades.get(written, ()):
-                    hit |= _reached(child, every) | {child}
+                    hit |= reached_from(child, every) | {child}
             if hit:
                 cascades[start] = frozenset(hit)
         return ServerCode(
@@ -218,7 +218,7 @@ class ServerCode:
         return None
 
 
-def _reached(start: str, edges: Mapping[str, Collection[str]]) -> set[str]:
+def reached_from(start: str, edges: Mapping[str, Collection[str]]) -> set[str]:
     """Every relation reached from ``start`` through ``edges``, to any depth (not itself
     unless a cycle comes back to it)."""
     seen: set[str] = set()

@@ -59,8 +59,9 @@ class GuardedConnection:
         # Under row filters or masks: the catalog is learnt again for a statement naming a
         # relation it does not hold (see _decide_knowing)
         self._relearn = relearn
-        self._known = known_relations(guard)
+        self._known = frozenset[str]()
         if relearn is not None:
+            self._known = known_relations(guard)
             self._decide = self._decide_knowing
         self._observer = observer
         self._owns_observer = owns_observer
