@@ -199,6 +199,7 @@ class Guard:
                 self.patterns.part_of,
                 masks,
                 self.generated_columns,
+                self.star_columns,
             )
             if self.policy.row_filters or masks is not None
             else None

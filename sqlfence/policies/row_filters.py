@@ -8,7 +8,7 @@ reading its text back as the fence reads any statement (and as PostgreSQL's gram
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from sqlglot.dialects.dialect import Dialect
 
@@ -42,6 +42,7 @@ class RowFilters:
         part_of: Mapping[str, frozenset[str]] | None = None,
         masks: ColumnMasks | None = None,
         generated: Mapping[str, Mapping[str, frozenset[str]]] | None = None,
+        star_columns: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self._dialect = dialect
         self._namer = namer
@@ -50,6 +51,7 @@ class RowFilters:
         self._origin = policy.origin("row_filters")
         self._masks = masks
         self._generated = generated or {}
+        self._star = star_columns or {}  # counts each ``*`` in the tie-breakers of an order
         self._tables: list[tuple[TableSet, RowFilter]] = []
         self._columns: list[tuple[str, RowFilter]] = []
         for key, text in policy.row_filters.items():
@@ -157,6 +159,7 @@ class RowFilters:
                 self._views,
                 self._masks,
                 self._generated,
+                self._star,
             )
         except Refused as refused:
             return self._violation(str(refused), isinstance(refused, MaskRefused))

@@ -292,7 +292,8 @@ def _learn_schema(
     tables = driver.load_table_columns(raw) if wanted_tables else {}
     rewrites = policy.denied_columns or policy.row_filters or masks
     generated = driver.load_generated_columns(raw) if rewrites else {}
-    star = driver.load_star_columns(raw) if masks else {}  # masked tables list their columns
+    # masked tables list their columns; under row filters a ``*`` is counted for an order
+    star = driver.load_star_columns(raw) if masks or policy.row_filters else {}
     references = driver.load_references(raw) if masks else {}
     placing = driver.load_placing_columns(raw) if masks else {}
     # the database's own code, and the paths into it: none runs under row filters or masks

@@ -1,97 +1,215 @@
-"""Under row filters, a result the agent did not order comes in an order of its own values.
+"""Under row filters, every order a result shows comes from its own values, never the plan's.
 
 PostgreSQL plans a statement from statistics over every row of a table, other tenants'
-included, and the plan decides the order of a result that has no ORDER BY (HashAggregate or
-Sort, which side of a join drives): that order would tell about the rows the filter hides
-(an outside attack read from it whether another tenant's rows hold a value). So a top-level
-query without ORDER BY becomes ``SELECT * FROM (<query>) AS sqlfence_rows ORDER BY
-concat(sqlfence_rows)``: its rows ordered by their own text, the same whatever the
-plan. Its LIMIT and OFFSET move outside, so that they pick rows by that order too; its WITH
-is hoisted (a data-modifying CTE must stay at the top). A query with an ORDER BY keeps its
-own (rows equal on its keys may still fall either way), and so do what the wrapper cannot
-hold: SELECT ... INTO, a locking clause, DISTINCT ON. On SQLite, where a row has no text,
-the rows are ordered by each column in turn (``ORDER BY 1, 2, ...``), so only where the select
-list says how many there are (no ``*``).
+included, and the plan decides whatever order the statement leaves open (HashAggregate or
+Sort, which side of a join drives, which index is read): that order would tell about the
+rows the filter hides (an outside attack read from it whether another tenant's rows hold a
+value, and how many there are). So the fence closes each place the order shows:
+
+- a top-level query without ORDER BY becomes ``SELECT * FROM (<query>) AS sqlfence_rows
+  ORDER BY concat(sqlfence_rows)``: its rows ordered by their own text, the same whatever
+  the plan. Its LIMIT and OFFSET move outside, so that they pick rows by that order too; its
+  WITH is hoisted (a data-modifying CTE must stay at the top);
+- a query with an ORDER BY keeps it and gets the level's own values after it
+  (``tie_breakers``), so rows equal on the agent's keys fall one way only;
+- so does every inner level whose order is seen: one with LIMIT, OFFSET or DISTINCT ON
+  (which rows are kept), ``ARRAY(SELECT ...)`` and the SELECT an INSERT reads (the order of
+  the values, and of the serial keys they are given);
+- order-sensitive window functions (``tie_breakers.order_windows``) and aggregates
+  (``ordered_aggregates``);
+- on PostgreSQL, a data-modifying statement's RETURNING rows, which come in the order the
+  plan changed them: the statement becomes a CTE read back in order.
+
+What the wrapper cannot hold keeps its own order: SELECT ... INTO, a locking clause. On
+SQLite, where a row has no text, the rows are ordered by each column in turn (``ORDER BY 1,
+2, ...``), so only where the select list says how many there are (no ``*``).
 """
 
 from __future__ import annotations
 
 from sqlglot import exp
 
+from sqlfence.sql.tie_breakers import (
+    GUARDED,
+    PARAMETERS,
+    TableWidth,
+    level_key,
+    order_windows,
+    text_of,
+    width_of,
+)
+
 ROWS = "sqlfence_rows"
+CHANGED = "sqlfence_changed"
 
 
-def canonical_order(tree: exp.Expr, dialect: str = "postgres") -> exp.Expr:
-    """``tree``, or the query wrapped so that its rows come ordered by their own values."""
-    if not isinstance(tree, (exp.Select, exp.SetOperation)) or tree.args.get("order"):
-        return tree
-    width = _width(tree) if dialect == "sqlite" else None
-    if dialect == "sqlite" and width is None:
-        return tree
-    distinct = tree.args.get("distinct")
-    if isinstance(tree, exp.Select) and (
-        tree.args.get("into") or tree.args.get("locks") or (distinct and distinct.args.get("on"))
-    ):
-        return tree
-    moved = {key: tree.args.get(key) for key in ("with_", "limit", "offset")}
+def canonical_order(
+    tree: exp.Expr, dialect: str = "postgres", table_width: TableWidth | None = None
+) -> exp.Expr:
+    """``tree``, with each order it shows made total by the rows' own values (on SQLite a
+    ``*`` is counted by ``table_width``, the catalog's)."""
+    levels = list(tree.find_all(exp.Select, exp.SetOperation))
+    for level in reversed(levels):  # the inner levels first: an outer one may wrap them
+        if level.meta.get(GUARDED):
+            continue
+        if isinstance(level, exp.Select):
+            order_windows(level, dialect)
+        if level is not tree and _order_seen(level):
+            place = exp.null()
+            level.replace(place)  # the wrapper takes ``level`` in: mark where it stood
+            place.replace(_in_order(level, dialect, table_width))
+    if isinstance(tree, (exp.Select, exp.SetOperation)):
+        return _in_order(tree, dialect, table_width)
+    if dialect == "postgres" and isinstance(tree, exp.DML) and tree.args.get("returning"):
+        return _returning_in_order(tree)
+    return tree
+
+
+def _order_seen(level: exp.Expr) -> bool:
+    """Does the order of an inner level's rows show in the result?"""
+    if level.args.get("limit") or level.args.get("offset"):
+        return True
+    distinct = level.args.get("distinct")  # a set operation's is a flag
+    if isinstance(distinct, exp.Distinct) and distinct.args.get("on"):
+        return True
+    parent = level.parent
+    return isinstance(parent, exp.Array) or (
+        isinstance(parent, exp.Insert) and level.arg_key == "expression"
+    )
+
+
+def _in_order(level: exp.Expr, dialect: str, table_width: TableWidth | None) -> exp.Expr:
+    """``level``, or what replaces it, ordered totally."""
+    order = level.args.get("order")
+    if isinstance(level, exp.Select):
+        distinct = level.args.get("distinct")
+        on = distinct.args.get("on") if distinct is not None else None
+        if order is not None or on is not None:
+            keys = level_key(level, dialect, table_width)
+            if order is None and on is not None:  # DISTINCT ON: ORDER BY begins with its keys
+                leading = on.expressions if isinstance(on, exp.Tuple) else [on]
+                order = exp.Order(expressions=_ordered([e.copy() for e in leading], dialect))
+                level.set("order", order)
+            if keys is not None and order is not None:
+                order.set("expressions", [*order.expressions, *_ordered(keys, dialect)])
+            return level
+        if level.args.get("into") or level.args.get("locks"):  # not wrapped: ordered in place
+            keys = level_key(level, dialect, table_width)
+            if keys is not None:
+                level.set("order", exp.Order(expressions=_ordered(keys, dialect)))
+            return level
+    if dialect == "postgres":
+        return _wrapped(level)
+    width = width_of(level, table_width)
+    if width is not None:  # SQLite: a row has no text of its own, so each column in turn
+        positions: list[exp.Expr] = [exp.Literal.number(n) for n in range(1, width + 1)]
+        kept = order.expressions if order is not None else []
+        level.set("order", exp.Order(expressions=[*kept, *_ordered(positions, dialect)]))
+    return level
+
+
+def _wrapped(level: exp.Expr) -> exp.Expr:
+    """``SELECT * FROM (<level>) AS sqlfence_rows ORDER BY <its keys>, concat(sqlfence_rows)``
+    (PostgreSQL): a set operation's ORDER BY names only its own output columns, so its keys
+    hold outside too."""
+    moved = {key: level.args.get(key) for key in ("with_", "order", "limit", "offset")}
     for key in moved:
-        tree.set(key, None)
+        level.set(key, None)
     rows = exp.to_identifier(ROWS)
     outer = exp.Select(expressions=[exp.Star()]).from_(
-        exp.Subquery(this=tree, alias=exp.TableAlias(this=rows)), copy=False
+        exp.Subquery(this=level, alias=exp.TableAlias(this=rows)), copy=False
     )
-    if width is not None:  # SQLite: a row has no text of its own, so each column in turn
-        keys: list[exp.Expr] = [exp.Literal.number(n) for n in range(1, width + 1)]
-    else:
-        # the row's text as PostgreSQL writes it (record_out), by no cast: a cast to text may
-        # be one the owner defined, and the fence runs none of the owner's code under filters
-        keys = [exp.Anonymous(this="concat", expressions=[exp.column(ROWS)])]  # no %: pyformat
-    outer.set("order", exp.Order(expressions=[exp.Ordered(this=key) for key in keys]))
+    kept = moved.pop("order")
+    whole = exp.Anonymous(this="concat", expressions=[exp.column(ROWS)])  # record_out, no cast
+    keys = [*(kept.expressions if kept is not None else []), exp.Ordered(this=whole)]
+    outer.set("order", exp.Order(expressions=keys))
     for key, value in moved.items():
         if value is not None:
             outer.set(key, value)
     return outer
 
 
-def _width(tree: exp.Expr) -> int | None:
-    """How many columns a query returns, when its select list says so (no ``*``)."""
-    while isinstance(tree, exp.SetOperation):
-        tree = tree.this
-    if not isinstance(tree, exp.Select):
-        return None
-    items = tree.expressions
-    if any(isinstance(item, exp.Star) or isinstance(item.unalias(), exp.Star) for item in items):
-        return None
-    if any(isinstance(item, exp.Column) and isinstance(item.this, exp.Star) for item in items):
-        return None  # t.*
-    return len(items) or None
+def _returning_in_order(statement: exp.Expr) -> exp.Expr:
+    """``WITH sqlfence_changed AS (<statement>) SELECT * FROM sqlfence_changed ORDER BY
+    concat(sqlfence_changed)``: the RETURNING rows in the order of their own values."""
+    with_ = statement.args.get("with_")
+    statement.set("with_", None)
+    changed = exp.to_identifier(CHANGED)
+    cte = exp.CTE(this=statement, alias=exp.TableAlias(this=changed))
+    outer = exp.Select(expressions=[exp.Star()]).from_(exp.Table(this=changed.copy()), copy=False)
+    whole = exp.Anonymous(this="concat", expressions=[exp.column(CHANGED)])
+    outer.set("order", exp.Order(expressions=[exp.Ordered(this=whole)]))
+    ctes = [*(with_.expressions if with_ is not None else []), cte]
+    recursive = with_.args.get("recursive") if with_ is not None else None
+    outer.set("with_", exp.With(expressions=ctes, recursive=recursive))
+    return outer
+
+
+def _ordered(keys: list[exp.Expr], dialect: str) -> list[exp.Expr]:
+    """Ascending keys, NULLs where the dialect puts them (sqlglot writes no NULLS clause)."""
+    return [exp.Ordered(this=key, nulls_first=dialect == "sqlite") for key in keys]
 
 
 # Aggregates whose result is in the order of their input rows: a list, a text, a document
-_LISTING = (exp.GroupConcat, exp.ArrayAgg, exp.JSONArrayAgg)
+# (an object's duplicate keys: the last one wins). Where its ORDER BY goes: on the value
+# (``this``), on the second argument (``expression``), or on the last of ``expressions``.
+_ON_THIS = (exp.GroupConcat, exp.ArrayAgg, exp.JSONArrayAgg)
+_ON_EXPRESSION = (exp.JSONBObjectAgg,)
+_ON_LAST = (exp.JSONObjectAgg,)
 _LISTING_NAMES = frozenset({"jsonb_agg", "xmlagg", "json_object_agg", "jsonb_object_agg"})
 
 
 def ordered_aggregates(tree: exp.Expr) -> None:
-    """Give each order-sensitive aggregate without an ORDER BY of its own one by its own
-    value (PostgreSQL): ``string_agg(x, ',' ORDER BY concat(x))``; in the plan's order, its
-    result would follow other tenants' statistics as an unordered result does. Changes
-    ``tree`` in place; DISTINCT aggregates are left alone (their ORDER BY must be an
-    argument, and they are sorted to remove duplicates)."""
-    for node in list(tree.find_all(*_LISTING, exp.Anonymous)):
+    """Give each order-sensitive aggregate a total order by its own arguments (PostgreSQL):
+    ``string_agg(x, ',' ORDER BY concat(ROW(x, ',')))``, and the agent's own ORDER BY gets
+    the same key after its own, for ties. Fed in the plan's order, its result would follow
+    other tenants' statistics as an unordered result does. Changes ``tree`` in place;
+    DISTINCT aggregates are left alone (PostgreSQL sorts their input by the value)."""
+    for node in list(tree.find_all(*_ON_THIS, *_ON_EXPRESSION, *_ON_LAST, exp.Anonymous)):
         if isinstance(node, exp.Anonymous):
             if str(node.this).lower() not in _LISTING_NAMES or not node.expressions:
                 continue
-            first, *rest = node.expressions
-            if not isinstance(first, (exp.Order, exp.Distinct)):
-                node.set("expressions", [_by_itself(first), *rest])
-            continue
-        value = node.this
-        if value is None or isinstance(value, (exp.Order, exp.Distinct)):
-            continue
-        node.set("this", _by_itself(value))
+            _order_last(node)
+        elif isinstance(node, _ON_LAST):
+            _order_last(node)
+        else:
+            key = "this" if isinstance(node, _ON_THIS) else "expression"
+            last = node.args.get(key)
+            if last is None or isinstance(last, exp.Distinct):
+                continue
+            node.set(key, _by_arguments(node, last))
 
 
-def _by_itself(value: exp.Expr) -> exp.Order:
-    key = exp.Anonymous(this="concat", expressions=[value.copy()])
-    return exp.Order(this=value.copy(), expressions=[exp.Ordered(this=key)])
+def _order_last(node: exp.Expr) -> None:
+    *rest, last = node.expressions
+    if isinstance(last, exp.Distinct) or any(isinstance(e, exp.Distinct) for e in rest):
+        return
+    node.set("expressions", [*rest, _by_arguments(node, last)])
+
+
+def _by_arguments(aggregate: exp.Expr, last: exp.Expr) -> exp.Expr:
+    """``last`` ordered by its own ORDER BY, then by all the aggregate's arguments."""
+    own = last if isinstance(last, exp.Order) else None
+    value = own.this if own is not None else last
+    arguments = _arguments(aggregate)
+    if any(arg.find(*PARAMETERS) for arg in arguments):
+        fields: list[exp.Expr] = [c.copy() for a in arguments for c in a.find_all(exp.Column)]
+    else:
+        fields = [arg.copy() for arg in arguments]
+    if not fields:
+        return last
+    key = exp.Ordered(this=text_of(fields))
+    kept = own.expressions if own is not None else []
+    return exp.Order(this=value, expressions=[*kept, key])
+
+
+def _arguments(aggregate: exp.Expr) -> list[exp.Expr]:
+    """An aggregate's arguments (a literal separator tells no rows apart)."""
+    found = []
+    for key, value in aggregate.args.items():
+        for arg in value if isinstance(value, list) else [value]:
+            if isinstance(arg, exp.Expr) and not (
+                key == "separator" and isinstance(arg, exp.Literal)
+            ):
+                found.append(arg.this if isinstance(arg, exp.Order) else arg)
+    return found

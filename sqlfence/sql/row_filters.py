@@ -26,7 +26,7 @@ Pure functions over sqlglot trees; which key matches which table is ``filters_fo
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import sqlglot
@@ -51,6 +51,7 @@ from sqlfence.sql.roles import role_of
 from sqlfence.sql.scopes import CteScopes
 from sqlfence.sql.sqlite_reading import called_table
 from sqlfence.sql.system_columns import reference, refuse_system_columns
+from sqlfence.sql.tie_breakers import GUARDED, TableWidth
 from sqlfence.sql.with_check import Refused, check_insert, check_update
 
 IDENTITY_PLACEHOLDERS = ("tenant", "agent_id")
@@ -454,6 +455,7 @@ def _wrap(
     fence = FENCES.get(namer.dialect_name)
     if fence is not None:  # masks too: merged, the planner estimates the masked values
         inner.set(fence[0], fence[1]())  # from the raw column's statistics
+    inner.meta[GUARDED] = True  # its LIMIT or OFFSET is the fence's, not a choice of rows
     alias = table.args.get("alias")
     if not isinstance(alias, exp.TableAlias) or alias.this is None:
         columns = alias.args.get("columns") if isinstance(alias, exp.TableAlias) else None
@@ -512,9 +514,13 @@ def rewrite(
     views: Mapping[str, Iterable[str]] | None = None,
     masking: MaskLookup | None = None,
     generated: Generated | None = None,
+    star_columns: Mapping[str, Collection[str]] | None = None,
 ) -> tuple[str | None, Rewrite]:
     """The text to run with every row filter and column mask applied, and what was applied;
     None: unchanged.
+
+    ``star_columns`` are each relation's columns as ``*`` returns them (SQLite orders a
+    filtered result by its column positions, so a ``*`` must be counted).
 
     Raises Refused when the statement cannot be filtered safely. The caller's positional
     parameters keep their order: when there are several, each is named with an unguessable
@@ -552,13 +558,24 @@ def rewrite(
         if one.applied:
             if namer.dialect_name == "postgres":
                 ordered_aggregates(new)
-            new = canonical_order(new, namer.dialect_name)  # not the plan's, from every row
+            width = _counter(namer, star_columns) if star_columns else None
+            new = canonical_order(new, namer.dialect_name, width)  # not the plan's order
         done.applied.extend(k for k in one.applied if k not in done.applied)
         done.masked.extend(k for k in one.masked if k not in done.masked)
         if len(marks) > 1:
             unmark(new, nonce, len(marks), analysis.dialect)
         texts.append(new.sql(dialect=analysis.dialect, copy=False))  # the tree is not used again
     return "; ".join(texts), done
+
+
+def _counter(namer: Namer, columns: Mapping[str, Collection[str]]) -> TableWidth:
+    """How many columns the catalog gives a table or view (what its ``*`` returns)."""
+
+    def width(table: exp.Table) -> int | None:
+        found = columns.get(namer.table(table))
+        return len(found) if found else None
+
+    return width
 
 
 def _relevant(

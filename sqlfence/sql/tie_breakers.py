@@ -1,0 +1,221 @@
+"""Keys that make an order total: rows equal on the agent's keys come in the order of their
+own values, not in the one the plan happened to read them in.
+
+A level's rows are told apart by what the level shows: its select list (a ``*`` by the whole
+rows of the sources it stands for). Two rows equal in all of that are the same row to the
+agent, so their order cannot be seen. On PostgreSQL the key is one text,
+``concat(ROW(<the select list>))``: ``concat`` writes any type (a json column has no order
+of its own) by its output function and no cast the owner could have defined, and ``ROW``
+keeps NULL apart from the empty text. SQLite orders every value, so its keys are the
+columns themselves, or their positions. What is copied into a key never holds a parameter
+(it would be bound twice).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlglot import exp
+
+# Window functions whose result follows the order of the rows in their partition, and not
+# their frame: a key appended to their ORDER BY changes nothing but the order of ties
+_ORDERED_WINDOWS = (exp.RowNumber, exp.Ntile, exp.Lag, exp.Lead, exp.FirstValue)
+PARAMETERS = (exp.Placeholder, exp.Parameter)
+
+
+GUARDED = "sqlfence_guarded"  # meta key of the fence's own derived tables, left as they are
+
+# How many columns a table or view has (the catalog's), None when the fence does not know
+TableWidth = Callable[[exp.Table], "int | None"]
+
+
+def width_of(tree: exp.Expr, table_width: TableWidth | None = None) -> int | None:
+    """How many columns a query returns: its select list's items, each ``*`` counted from
+    the columns of what it stands for (a CTE's or derived table's select list, a table's
+    catalog); None when that cannot be told (a join by USING or NATURAL merges columns)."""
+    while isinstance(tree, exp.SetOperation):
+        tree = tree.this
+    if isinstance(tree, exp.Subquery):
+        return width_of(tree.this, table_width)
+    if not isinstance(tree, exp.Select) or not tree.expressions:
+        return None
+    total = 0
+    for item in tree.expressions:
+        if not _is_star(item):
+            total += 1
+            continue
+        sources = _sources(tree)
+        bare = item.unalias()
+        if sources is None:
+            return None
+        if isinstance(bare, exp.Column) and bare.table:
+            sources = [node for node in sources if node.alias_or_name == bare.table]
+        if not sources:
+            return None
+        for node in sources:
+            counted = _source_width(node, tree, table_width)
+            if counted is None:
+                return None
+            total += counted
+    return total
+
+
+def _sources(level: exp.Select) -> list[exp.Expr] | None:
+    from_ = level.args.get("from_")
+    joins = level.args.get("joins") or []
+    if any(j.args.get("using") or str(j.args.get("method") or "").upper() for j in joins):
+        return None  # USING and NATURAL show each merged column once
+    return ([from_.this] if from_ else []) + [j.this for j in joins]
+
+
+def _source_width(node: exp.Expr, level: exp.Select, table_width: TableWidth | None) -> int | None:
+    if isinstance(node, exp.Subquery):
+        return width_of(node.this, table_width)
+    if not isinstance(node, exp.Table) or not isinstance(node.this, exp.Identifier):
+        return None
+    if node.args.get("alias") is not None and node.args["alias"].args.get("columns"):
+        return None
+    scope: exp.Expr | None = None if level.meta.get(GUARDED) else level
+    while scope is not None:  # a CTE of this statement by that name, if there is one
+        with_ = scope.args.get("with_")
+        for cte in with_.expressions if with_ is not None else []:
+            if cte.alias == node.name and not node.args.get("db"):
+                return width_of(cte.this, table_width)
+        scope = scope.parent
+    return table_width(node) if table_width is not None else None
+
+
+def level_key(
+    level: exp.Select, dialect: str, table_width: TableWidth | None = None
+) -> list[exp.Expr] | None:
+    """Keys that order the rows of ``level`` totally, after its own ORDER BY; None when
+    the fence cannot write them (a ``*`` it cannot count, under DISTINCT or GROUP BY)."""
+    width = width_of(level, table_width)
+    if dialect != "postgres" or level.args.get("distinct"):
+        if width is None:
+            return None
+        if dialect == "postgres" and level.args["distinct"].args.get("on"):
+            return _postgres_key(level)
+        return [exp.Literal.number(n) for n in range(1, width + 1)]  # positions
+    return _postgres_key(level)
+
+
+def _postgres_key(level: exp.Select) -> list[exp.Expr] | None:
+    grouped = bool(level.args.get("group")) or bool(level.args.get("having"))
+    fields: list[exp.Expr] = []
+    for item in level.expressions:
+        if _is_star(item):
+            if grouped:
+                return None
+            names = _star_sources(level, item)
+            if names is None:
+                return None
+            fields.extend(exp.column(name) for name in names)
+        elif item.find(*PARAMETERS):
+            if grouped:
+                return None
+            fields.extend(_own(item, exp.Column))
+        else:
+            fields.append(item.unalias().copy())
+    return [text_of(fields)] if fields else None
+
+
+def window_key(level: exp.Select, dialect: str) -> list[exp.Expr] | None:
+    """Keys that order a window's rows totally: on a level without GROUP BY, every column
+    the select list reads (two rows equal in all of them give the same results, whichever
+    comes first); on a grouped one, the select list's own items without windows."""
+    grouped = bool(level.args.get("group")) or bool(level.args.get("having"))
+    fields: list[exp.Expr] = []
+    for item in level.expressions:
+        if _is_star(item):
+            if grouped or dialect != "postgres":
+                return None
+            names = _star_sources(level, item)
+            if names is None:
+                return None
+            fields.extend(exp.column(name) for name in names)
+        elif grouped:
+            if item.find(exp.Window) or item.find(*PARAMETERS):
+                continue
+            fields.append(item.unalias().copy())
+        else:
+            fields.extend(column.copy() for column in _own(item, exp.Column))
+    if not fields:
+        return None
+    return [text_of(fields)] if dialect == "postgres" else distinct(fields)
+
+
+def order_windows(level: exp.Select, dialect: str) -> None:
+    """Give each order-sensitive window of ``level`` a total order (in place): a ranking or
+    offset function's, or one framed by ROWS. A named window (``OVER w``) is left as it is,
+    and so is a RANGE or GROUPS frame, whose peers the agent's keys define."""
+    windows = [w for w in _own(level, exp.Window) if isinstance(w, exp.Window) and _sensitive(w)]
+    if not windows:
+        return
+    keys = window_key(level, dialect)
+    if keys is None:
+        return
+    for window in windows:
+        order = window.args.get("order")
+        extra = [exp.Ordered(this=key.copy(), nulls_first=dialect == "sqlite") for key in keys]
+        if order is None:
+            window.set("order", exp.Order(expressions=extra))
+        else:
+            order.set("expressions", [*order.expressions, *extra])
+
+
+def _sensitive(window: exp.Window) -> bool:
+    if isinstance(window.this, exp.Identifier) or window.args.get("alias") is not None:
+        return False  # a named window, shared with others
+    spec = window.args.get("spec")
+    kind = str(spec.args.get("kind") or "").upper() if spec is not None else ""
+    if kind == "ROWS":
+        return True
+    if kind or not isinstance(window.this, _ORDERED_WINDOWS):
+        return False
+    return not (isinstance(window.this, exp.FirstValue) and spec is not None)
+
+
+def text_of(fields: list[exp.Expr]) -> exp.Expr:
+    """``concat(ROW(<fields>))``, each field once."""
+    return exp.Anonymous(
+        this="concat", expressions=[exp.Anonymous(this="ROW", expressions=distinct(fields))]
+    )
+
+
+def distinct(fields: list[exp.Expr]) -> list[exp.Expr]:
+    """``fields`` without repeats (by their text)."""
+    seen: dict[str, exp.Expr] = {}
+    for field_ in fields:
+        seen.setdefault(field_.sql(), field_)
+    return list(seen.values())
+
+
+def _is_star(item: exp.Expr) -> bool:
+    bare = item.unalias()
+    return isinstance(bare, exp.Star) or (
+        isinstance(bare, exp.Column) and isinstance(bare.this, exp.Star)
+    )
+
+
+def _star_sources(level: exp.Select, item: exp.Expr) -> list[str] | None:
+    """The names of the whole rows a ``*`` (every source) or ``t.*`` stands for."""
+    bare = item.unalias()
+    if isinstance(bare, exp.Column) and bare.table:
+        return [bare.table]
+    sources = []
+    from_ = level.args.get("from_")
+    for node in [from_.this if from_ else None, *(j.this for j in level.args.get("joins") or [])]:
+        if node is None:
+            continue
+        name = node.alias_or_name
+        if not name or isinstance(node, exp.Lateral):
+            return None
+        sources.append(name)
+    return sources or None
+
+
+def _own(node: exp.Expr, kind: type[exp.Expr]) -> list[exp.Expr]:
+    """The ``kind`` nodes under ``node`` that belong to its level, not to a subquery's."""
+    level = node if isinstance(node, exp.Select) else node.parent_select
+    return [found for found in node.find_all(kind) if found.parent_select is level]
