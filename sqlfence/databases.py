@@ -284,6 +284,8 @@ POSTGRES = DatabaseProfile(
                 "pg_statistic_ext_data",
                 "pg_class",  # reltuples
                 "pg_prepared_xacts",  # every session's prepared transactions
+                "pg_sequences",  # last_value: one past every tenant's ids
+                "pg_database",  # datfrozenxid: the transaction counter
                 "pg_replication_slots",
                 "pg_stat_all_tables",
                 "pg_stat_user_tables",
@@ -347,6 +349,19 @@ POSTGRES = DatabaseProfile(
                 "pg_safe_snapshot_blocking_pids",
                 "pg_notification_queue_usage",
                 "pg_backend_pid",
+                # a transaction id's age counts every session's transactions since; a tuple
+                # id's newest version is where a hidden row's update was stored; the
+                # database's size grows with every tenant's rows, a sequence with their ids
+                "xid",
+                "xid8",
+                "cid",
+                "tid",
+                "mxid_age",
+                "currtid",
+                "currtid2",
+                "pg_database_size",
+                "pg_tablespace_size",
+                "pg_sequence_last_value",
             }
         ),
         # every pg_stat_* and pg_statio_* view: counters of every session's work

@@ -15,6 +15,7 @@ from sqlglot.dialects.dialect import Dialect
 from sqlfence import databases
 from sqlfence.errors import ConfigurationError, PolicyError
 from sqlfence.policies.cache import DEFAULT_BYTES, DEFAULT_ENTRIES, DecisionCache
+from sqlfence.policies.cascades import cascading
 from sqlfence.policies.loader import PolicySource, load_policy
 from sqlfence.policies.masks import ColumnMasks
 from sqlfence.policies.model import Policy
@@ -361,7 +362,8 @@ class Guard:
         analysis = self.analyze(sql)
         engine: EngineReading | None = None
         if self._engine is not None and not (analysis.facts.unparsed and policy.allow_unparsed):
-            engine = self._engine(sql, self.namer.default_schema, bool(policy.denied_columns))
+            columns = bool(policy.denied_columns or policy.row_filters or policy.masked_columns)
+            engine = self._engine(sql, self.namer.default_schema, columns)
         kinds = tuple(statement_kind(tree) for tree in analysis.trees)
         ctx = Context(sql, analysis.facts, policy, self.patterns, engine, kinds)
         reasons = tuple(violation for rule in self._rules for violation in rule(ctx))
@@ -375,7 +377,7 @@ class Guard:
                 "conflict" in sql.lower() if engine is None else '"onConflictClause"' in engine.tree
             )
             if not inserts or ruled or upsert:
-                reasons += self._cascading(analysis.facts.written)
+                reasons += cascading(self, self._masks, analysis.facts.written)
         detected = bool(reasons) and policy.mode == "detect"
         allowed = not reasons or detected
         facts = analysis.facts
@@ -415,24 +417,6 @@ class Guard:
             row_filters=applied,
             masks=masked,
         )
-
-    def _cascading(self, written: Collection[str]) -> tuple[Violation, ...]:
-        """A write whose foreign keys' ON DELETE / ON UPDATE actions make the database
-        write a filtered or masked table (a CASCADE renaming tenant ids moved every row)."""
-        for table in sorted(written):
-            for reached in sorted(self.server_code.cascades.get(table, ())):
-                if self.protected(reached):
-                    key = "row_filters" if self.row_filtered(reached) else "masked_columns"
-                    return (
-                        Violation(
-                            key,
-                            f"a write of {table} makes the database write {reached} (a foreign "
-                            "key's ON DELETE or ON UPDATE action), which the row filter and "
-                            "masks cannot limit",
-                            self.policy.origin(key),
-                        ),
-                    )
-        return ()
 
     def _engine_check(self, sql: str, analysis: Analysis) -> Violation | None:
         """The database's own reading of a text the guard wrote (PostgreSQL): the same

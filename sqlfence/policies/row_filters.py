@@ -16,7 +16,7 @@ from sqlfence.errors import PolicyError
 from sqlfence.policies.masks import ColumnMasks
 from sqlfence.policies.model import Policy
 from sqlfence.policies.rules import Violation
-from sqlfence.policies.tables import TableSet
+from sqlfence.policies.tables import TableSet, is_catalog_table
 from sqlfence.sql.analysis import Analysis
 from sqlfence.sql.filter_keys import FilterError, column_key
 from sqlfence.sql.masks import MaskRefused
@@ -102,7 +102,8 @@ class RowFilters:
     def _own(self, table: str) -> list[RowFilter]:
         """The filters a table's own name or columns give it (named and *.column keys)."""
         found = [bound for names, bound in self._tables if names.matches(table, True)]
-        if self._columns:
+        if self._columns and not is_catalog_table(self._namer.dialect_name, table):
+            # (the system catalog's relations hold no tenant's column: none can be added)
             columns = self._table_columns.get(table)
             for column, bound in self._columns:
                 if columns is None:

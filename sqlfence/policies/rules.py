@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
 from sqlfence import databases
+from sqlfence.policies.measuring import measures
 from sqlfence.policies.model import Policy
 from sqlfence.policies.server_code import ServerCode, defines_code
 from sqlfence.policies.tables import (
@@ -18,7 +19,6 @@ from sqlfence.policies.tables import (
     is_catalog_function,
     is_catalog_table,
     is_statistics_table,
-    statistics_functions,
     table_matches,
 )
 from sqlfence.sql.analysis import StatementFacts
@@ -389,18 +389,8 @@ def system_catalog(ctx: Context) -> Iterator[Violation]:
                 "tools to change settings)",
             )
     protecting = ctx.policy.row_filters or ctx.policy.masked_columns
-    if protecting:
-        measuring = statistics_functions(dialect)
-        sizes = ctx.facts.functions & measuring
-        if ctx.engine is not None:
-            sizes |= {name.lower() for name in ctx.engine.functions} & measuring
-        for name in sorted(sizes):
-            yield _catalog_violation(
-                ctx,
-                f"{name}() measures every row of a table or every session's writes (it moves "
-                "with other tenants' rows), which row filters and masks hide: it is not "
-                "called under them",
-            )
+    for message in measures(dialect, ctx.facts, ctx.engine) if protecting else ():
+        yield _catalog_violation(ctx, message)
     if ctx.policy.allow_system_catalog:
         for table in sorted(ctx.facts.tables) if protecting else ():
             if is_catalog_table(dialect, table) and is_statistics_table(dialect, table):

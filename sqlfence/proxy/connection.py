@@ -6,6 +6,7 @@ exposed, never the driver's own shortcuts such as sqlite3's ``executescript``.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -169,8 +170,9 @@ class GuardedConnection:
         if self._guard.policy.row_filters or self._guard.policy.masked_columns:
             # PostgreSQL's DETAIL may show a hidden row's values: from the driver's error too,
             # which stays chained to the one raised (and is printed with its traceback)
-            _withhold_detail(translated)
-            _withhold_detail(error)
+            sqlstate = str(getattr(error, "sqlstate", "") or "")
+            _withhold_detail(translated, sqlstate)
+            _withhold_detail(error, sqlstate)
         if self._cancel_requested and self._driver.was_cancelled(error):
             self._cancel_requested = False
             translated.args = ("statement cancelled: cancel() was called while it ran",)
@@ -296,11 +298,24 @@ class GuardedConnection:
         return f"<sqlfence.GuardedConnection {session.system}:{where}{agent}{state}>"
 
 
-def _withhold_detail(error: BaseException) -> None:
+def _withhold_detail(error: BaseException, sqlstate: str) -> None:
     """Under row filters or masks, a database error keeps its first line only: the detail of a
     constraint's error name the conflicting row's values (an exclusion constraint's, another
-    tenant's), which the filter hides."""
+    tenant's), which the filter hides. A data exception's line (SQLSTATE class 22) loses the
+    value it quotes: which row the database reached first, and so named, follows the plan,
+    which follows every tenant's statistics (``invalid input syntax for type integer:
+    "x13_2"``)."""
     text = str(error.args[0]) if error.args else ""
     first, _, rest = text.partition("\n")
+    if sqlstate.startswith("22"):
+        quoted = _QUOTED.sub('"..."', first)
+        if quoted != first:
+            error.args = (
+                f"{quoted} (the value is withheld: the connection has row filters or masks)",
+            )
+            return
     if rest.strip():
         error.args = (f"{first} (its detail is withheld: the connection has row filters or masks)",)
+
+
+_QUOTED = re.compile(r'"(?:[^"]|"")*"')

@@ -402,6 +402,11 @@ def _collect(
     )
 
 
+# PostgreSQL's transaction and tuple ids: a cast to one is judged as a call of its own
+# (``age('3'::xid)`` counts every session's transactions since xid 3)
+TRANSACTION_TYPES = frozenset({"xid", "xid8", "cid", "tid"})
+
+
 def _add_type(node: exp.Expr, namer: Namer, out: FactsBuilder) -> None:
     """Casts that name something: ``'secrets'::regclass`` looks a name up in the catalog (as
     to_regclass does: judged as a call of its own); ``NULL::secrets`` is a table's row type."""
@@ -417,7 +422,7 @@ def _add_type(node: exp.Expr, namer: Namer, out: FactsBuilder) -> None:
     if not names or not names[-1]:
         return
     last = names[-1].lower()
-    if last.startswith("reg"):
+    if last.startswith("reg") or last in TRANSACTION_TYPES:
         out.functions.add(last)
     else:
         schema = names[-2] if len(names) > 1 else namer.default_schema

@@ -31,9 +31,11 @@ from sqlglot import exp
 
 from sqlfence.sql.tie_breakers import (
     GUARDED,
+    LISTING,
     PARAMETERS,
     TableWidth,
     level_key,
+    listing,
     order_windows,
     text_of,
     width_of,
@@ -48,10 +50,14 @@ def canonical_order(
 ) -> exp.Expr:
     """``tree``, with each order it shows made total by the rows' own values (on SQLite a
     ``*`` is counted by ``table_width``, the catalog's)."""
+    tree = _without_parentheses(tree)
+    endless = any(w.args.get("recursive") for w in tree.find_all(exp.With))
     levels = list(tree.find_all(exp.Select, exp.SetOperation))
     for level in reversed(levels):  # the inner levels first: an outer one may wrap them
         if level.meta.get(GUARDED):
             continue
+        if endless and (level.args.get("limit") or level.args.get("offset")):
+            continue  # a recursive CTE may end only by the LIMIT: no sort may read it all
         if isinstance(level, exp.Select):
             order_windows(level, dialect)
         if level is not tree and _order_seen(level):
@@ -59,6 +65,8 @@ def canonical_order(
             level.replace(place)  # the wrapper takes ``level`` in: mark where it stood
             place.replace(_in_order(level, dialect, table_width))
     if isinstance(tree, (exp.Select, exp.SetOperation)):
+        if endless and (tree.args.get("limit") or tree.args.get("offset")):
+            return tree
         return _in_order(tree, dialect, table_width)
     if dialect == "postgres" and isinstance(tree, exp.DML) and tree.args.get("returning"):
         return _returning_in_order(tree)
@@ -74,8 +82,48 @@ def _order_seen(level: exp.Expr) -> bool:
         return True
     parent = level.parent
     return isinstance(parent, exp.Array) or (
-        isinstance(parent, exp.Insert) and level.arg_key == "expression"
-    )
+        isinstance(parent, (exp.Insert, exp.Create)) and level.arg_key == "expression"
+    )  # the rows an INSERT or CREATE TABLE AS stores come in that order: serial keys, ctid
+
+
+# Where a parenthesised query stands for a query: its parentheses say nothing (a scalar
+# subquery's, or a set operation's arm's, do)
+_BARE_PARENTS = (exp.Insert, exp.Create, exp.Array, exp.Subquery)
+_MODIFIERS = ("order", "limit", "offset")
+
+
+def _without_parentheses(tree: exp.Expr) -> exp.Expr:
+    """``tree`` with each parenthesised query that stands for a query taken out of its
+    parentheses: ``(SELECT ...)`` as the statement, the query of an INSERT, a CREATE TABLE
+    AS, ARRAY(...) or another pair of parentheses. One with its own ORDER BY, LIMIT or OFFSET
+    (``(SELECT ...) LIMIT 3``) becomes ``SELECT * FROM (SELECT ...) AS sqlfence_rows LIMIT
+    3``, a level like any other."""
+    for node in reversed(list(tree.find_all(exp.Subquery))):
+        parent = node.parent
+        if node.args.get("alias") is not None or not (
+            parent is None or isinstance(parent, _BARE_PARENTS)
+        ):
+            continue
+        if isinstance(parent, (exp.Insert, exp.Create)) and node.arg_key != "expression":
+            continue
+        inner = node.this
+        if not isinstance(inner, (exp.Select, exp.SetOperation, exp.Subquery)):
+            continue
+        replacement: exp.Expr = inner
+        moved = {key: node.args.get(key) for key in _MODIFIERS if node.args.get(key)}
+        if moved or node.args.get("with_"):
+            replacement = exp.Select(expressions=[exp.Star()]).from_(
+                exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier(ROWS))),
+                copy=False,
+            )
+            for key, value in {**moved, "with_": node.args.get("with_")}.items():
+                if value is not None:
+                    replacement.set(key, value)
+        if node is tree:
+            tree = replacement
+        else:
+            node.replace(replacement)
+    return tree
 
 
 def _in_order(level: exp.Expr, dialect: str, table_width: TableWidth | None) -> exp.Expr:
@@ -150,13 +198,10 @@ def _ordered(keys: list[exp.Expr], dialect: str) -> list[exp.Expr]:
     return [exp.Ordered(this=key, nulls_first=dialect == "sqlite") for key in keys]
 
 
-# Aggregates whose result is in the order of their input rows: a list, a text, a document
-# (an object's duplicate keys: the last one wins). Where its ORDER BY goes: on the value
-# (``this``), on the second argument (``expression``), or on the last of ``expressions``.
+# Where a listing aggregate's ORDER BY goes: on the value (``this``), on the second argument
+# (``expression``), or on the last of ``expressions``
 _ON_THIS = (exp.GroupConcat, exp.ArrayAgg, exp.JSONArrayAgg)
 _ON_EXPRESSION = (exp.JSONBObjectAgg,)
-_ON_LAST = (exp.JSONObjectAgg,)
-_LISTING_NAMES = frozenset({"jsonb_agg", "xmlagg", "json_object_agg", "jsonb_object_agg"})
 
 
 def ordered_aggregates(tree: exp.Expr) -> None:
@@ -165,24 +210,23 @@ def ordered_aggregates(tree: exp.Expr) -> None:
     the same key after its own, for ties. Fed in the plan's order, its result would follow
     other tenants' statistics as an unordered result does. Changes ``tree`` in place;
     DISTINCT aggregates are left alone (PostgreSQL sorts their input by the value)."""
-    for node in list(tree.find_all(*_ON_THIS, *_ON_EXPRESSION, *_ON_LAST, exp.Anonymous)):
-        if isinstance(node, exp.Anonymous):
-            if str(node.this).lower() not in _LISTING_NAMES or not node.expressions:
-                continue
-            _order_last(node)
-        elif isinstance(node, _ON_LAST):
-            _order_last(node)
+    for node in list(tree.find_all(*LISTING, exp.Anonymous)):
+        if not listing(node) or isinstance(node.parent, exp.Window):
+            continue  # a window's aggregate is fed in the window's order (order_windows)
+        if isinstance(node, (exp.Anonymous, exp.JSONObjectAgg)):
+            if node.expressions:
+                _order_last(node)
         else:
             key = "this" if isinstance(node, _ON_THIS) else "expression"
             last = node.args.get(key)
-            if last is None or isinstance(last, exp.Distinct):
+            if last is None or node.find(exp.Distinct):  # string_agg(DISTINCT x, ',' ORDER BY x)
                 continue
             node.set(key, _by_arguments(node, last))
 
 
 def _order_last(node: exp.Expr) -> None:
     *rest, last = node.expressions
-    if isinstance(last, exp.Distinct) or any(isinstance(e, exp.Distinct) for e in rest):
+    if node.find(exp.Distinct):
         return
     node.set("expressions", [*rest, _by_arguments(node, last)])
 

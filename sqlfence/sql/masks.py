@@ -46,9 +46,13 @@ from sqlfence.sql.with_check import Refused
 # and the domain.
 # ``hash`` is an unkeyed SHA-256 of the text: equal values hash equally (joins and counts
 # still work), but a guessable value can be confirmed by hashing the guess.
-# The column as text: ``c || ''`` (SQLite, PostgreSQL and IRIS all make text of it, and NULL
-# stays NULL); a CAST would do too, but sqlglot writes each CAST out by parsing SQL again.
+# The column as text: ``c || ''`` (SQLite and IRIS make text of it, and NULL stays NULL); a
+# CAST would do too, but sqlglot writes each CAST out by parsing SQL again. On PostgreSQL
+# ``||`` is also jsonb's and an array's own operator (``'' `` read as jsonb, as an array), so
+# ``concat(c)``: any type's text by its output function (NULL becomes '', so every masker
+# tests IS NULL first).
 _TEXT = "({c} || '')"
+_TEXTS = {"postgres": "CONCAT({c})"}
 _HIDDEN = "'****'"
 # A value is tested by IS NULL alone: PostgreSQL's IS NOT NULL is false for a row value with
 # one NULL field, and would so show that field is NULL (a composite shown as NULL).
@@ -66,7 +70,9 @@ _TEMPLATES: dict[str, str] = {
 }
 _HASH = {
     "sqlite": "sqlfence_sha256({t})",  # registered on each SQLite connection the fence opens
-    "postgres": "ENCODE(SHA256(CONVERT_TO({t}, 'UTF8')), 'hex')",
+    "postgres": (
+        "CASE WHEN {c} IS NULL THEN NULL ELSE ENCODE(SHA256(CONVERT_TO({t}, 'UTF8')), 'hex') END"
+    ),
 }
 _POSITION = {"sqlite": "INSTR", "postgres": "STRPOS", "iris": "INSTR"}
 # The functions the maskers call, each on text (or bytea) it made itself: a built-in of
@@ -166,7 +172,7 @@ def _template(kind: str, args: tuple[int, ...], dialect: str) -> exp.Expr:
     if text is None:
         raise MaskRefused(f"the hash masker is not available on {dialect}")
     a, b = args or (0, 0)
-    cast = _TEXT.format(c=_COLUMN)
+    cast = _TEXTS.get(dialect, _TEXT).format(c=_COLUMN)
     sql = text.format(c=_COLUMN, t=cast, a=a, b=b, keep=a + b + 3)  # 4 characters hidden, always
     tree = sqlglot.parse_one(sql, read=_read_dialect(dialect))
     # The position of '@' as the database's own function: sqlglot writes its portable form

@@ -555,7 +555,7 @@ def rewrite(
     texts = []
     for tree in trees:
         new, one = apply(tree, namer, filters_for, views, masking, generated)
-        if one.applied:
+        if one.applied or one.masked:  # masks too: a table's size follows its masked values
             if namer.dialect_name == "postgres":
                 ordered_aggregates(new)
             width = _counter(namer, star_columns) if star_columns else None

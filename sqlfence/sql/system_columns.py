@@ -15,6 +15,10 @@ SYSTEM_COLUMNS = {
     "postgres": frozenset({"ctid", "xmin", "xmax", "cmin", "cmax", "tableoid"}),
 }
 
+# The transactions that wrote a row: of any table, they count every session's transactions
+# (a row the agent just wrote has the newest id), so none is read under filters or masks
+TRANSACTION_COLUMNS = {"postgres": frozenset({"xmin", "xmax", "cmin", "cmax"})}
+
 
 def refuse_system_columns(
     tree: exp.Expr, namer: Namer, wrapped: set[str], targets: set[str]

@@ -20,7 +20,37 @@ from sqlglot import exp
 # Window functions whose result follows the order of the rows in their partition, and not
 # their frame: a key appended to their ORDER BY changes nothing but the order of ties
 _ORDERED_WINDOWS = (exp.RowNumber, exp.Ntile, exp.Lag, exp.Lead, exp.FirstValue)
+_ORDERED_NAMES = frozenset({"row_number", "ntile", "lag", "lead", "first_value"})
+# What a whole partition gives whatever its order (no sort needed for them)
+_UNORDERED = (exp.Count, exp.Min, exp.Max)
+_UNORDERED_NAMES = frozenset(
+    {"count", "min", "max", "rank", "dense_rank", "percent_rank", "cume_dist", "bool_and",
+     "bool_or", "every"}
+)  # fmt: skip
 PARAMETERS = (exp.Placeholder, exp.Parameter)
+
+# Aggregates whose result is in the order of their input rows: a list, a text, a document
+# (an object's duplicate keys: the last one wins)
+LISTING = (exp.GroupConcat, exp.ArrayAgg, exp.JSONArrayAgg, exp.JSONBObjectAgg, exp.JSONObjectAgg)
+_LISTING_NAMES = frozenset(
+    {
+        "jsonb_agg",
+        "xmlagg",
+        "json_object_agg",
+        "jsonb_object_agg",
+        "string_agg",
+        "array_agg",
+        "json_agg",
+        "group_concat",
+        "json_group_array",
+        "json_group_object",
+    }
+)  # fmt: skip (and each by its schema's name: pg_catalog.string_agg is an Anonymous)
+
+
+def listing(node: exp.Expr) -> bool:
+    """Is ``node`` an aggregate whose result follows the order of its input rows?"""
+    return _named(node, LISTING, _LISTING_NAMES)
 
 
 GUARDED = "sqlfence_guarded"  # meta key of the fence's own derived tables, left as they are
@@ -147,8 +177,10 @@ def window_key(level: exp.Select, dialect: str) -> list[exp.Expr] | None:
 
 def order_windows(level: exp.Select, dialect: str) -> None:
     """Give each order-sensitive window of ``level`` a total order (in place): a ranking or
-    offset function's, or one framed by ROWS. A named window (``OVER w``) is left as it is,
-    and so is a RANGE or GROUPS frame, whose peers the agent's keys define."""
+    offset function's, one framed by ROWS, and any window without ORDER BY or frame (``OVER
+    ()``: the whole partition, fed in the plan's order to ``nth_value`` or a float ``sum``),
+    which keeps the whole partition as its frame. A named window (``OVER w``) is left as it
+    is, and so is a RANGE or GROUPS frame, whose peers the agent's keys define."""
     windows = [w for w in _own(level, exp.Window) if isinstance(w, exp.Window) and _sensitive(w)]
     if not windows:
         return
@@ -160,20 +192,47 @@ def order_windows(level: exp.Select, dialect: str) -> None:
         extra = [exp.Ordered(this=key.copy(), nulls_first=dialect == "sqlite") for key in keys]
         if order is None:
             window.set("order", exp.Order(expressions=extra))
+            if window.args.get("spec") is None:
+                window.set("spec", _whole_partition())  # an ORDER BY alone would end the
+                # frame at the current row: the function still sees the whole partition
         else:
             order.set("expressions", [*order.expressions, *extra])
+
+
+def _whole_partition() -> exp.WindowSpec:
+    return exp.WindowSpec(
+        kind="ROWS",
+        start="UNBOUNDED",
+        start_side="PRECEDING",
+        end="UNBOUNDED",
+        end_side="FOLLOWING",
+    )
+
+
+def function_of(node: exp.Expr) -> exp.Expr:
+    """The function a call names, without its schema (``pg_catalog.row_number()``)."""
+    return node.expression if isinstance(node, exp.Dot) else node
+
+
+def _named(node: exp.Expr, kinds: tuple[type[exp.Expr], ...], names: frozenset[str]) -> bool:
+    if isinstance(node, exp.Anonymous):
+        return str(node.this).lower() in names
+    return isinstance(node, kinds)
 
 
 def _sensitive(window: exp.Window) -> bool:
     if isinstance(window.this, exp.Identifier) or window.args.get("alias") is not None:
         return False  # a named window, shared with others
+    function = function_of(window.this)
     spec = window.args.get("spec")
+    if spec is None and window.args.get("order") is None:
+        return not _named(function, _UNORDERED, _UNORDERED_NAMES)
     kind = str(spec.args.get("kind") or "").upper() if spec is not None else ""
     if kind == "ROWS":
         return True
-    if kind or not isinstance(window.this, _ORDERED_WINDOWS):
+    if kind or not _named(function, _ORDERED_WINDOWS, _ORDERED_NAMES):
         return False
-    return not (isinstance(window.this, exp.FirstValue) and spec is not None)
+    return not (_named(function, (exp.FirstValue,), frozenset({"first_value"})) and spec)
 
 
 def text_of(fields: list[exp.Expr]) -> exp.Expr:

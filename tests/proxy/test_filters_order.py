@@ -135,3 +135,47 @@ def test_sqlite_hidden_row_counts_decide_no_join_order(tmp_path: Path) -> None:
         probe for probe, one, other in zip(probes, *answers, strict=True) if not one or one != other
     ]
     assert not failed, f"the hidden rows decided the order of: {failed}"
+
+
+def test_the_size_of_masked_values_decides_no_order(postgres_server: PostgresServer) -> None:
+    """A table's size follows its masked values (long ones fill more pages), and the planner
+    chose a hash join on one database and a nested loop on the other: a LIMIT without ORDER
+    BY picked other rows (twelfth outside attack). Under masks the order is the values'."""
+    policy = {"read_only": True, "max_rows": None, "masked_columns": {"cust.secret": "redact"}}
+    probes = [
+        "SELECT c.id FROM cust c, cust d WHERE c.id = d.grp LIMIT 3",
+        "SELECT c.id, d.id FROM cust c JOIN cust d ON c.id = d.grp ORDER BY c.id LIMIT 4",
+    ]
+    answers = []
+    with postgres_server.databases(2) as urls:
+        for url, secret in zip(urls, ("'x'", "repeat('s', 1760)"), strict=True):
+            with psycopg.connect(url, autocommit=True) as owner:
+                owner.execute(
+                    "CREATE TABLE cust (id int PRIMARY KEY, grp int, secret text);"
+                    f"INSERT INTO cust SELECT g, g % 20, {secret} FROM generate_series(1, 3000) g;"
+                    "ANALYZE"
+                )
+            answers.append(_answers(url, probes, policy))
+    failed = [
+        probe for probe, one, other in zip(probes, *answers, strict=True) if not one or one != other
+    ]
+    assert not failed, f"the masked values' size decided the order of: {failed}"
+
+
+def test_a_data_exception_names_no_row_under_filters(postgres_server: PostgresServer) -> None:
+    """Which row a cast fails on first follows the plan, and the error quoted its value
+    (twelfth outside attack): under filters the value is withheld."""
+    with postgres_server.databases(1) as (url,):
+        with psycopg.connect(url, autocommit=True) as owner:
+            owner.execute(SCHEMA)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            conn = sqlfence.connect(url, policy=POLICY, tenant="A", audit=False, telemetry=False)
+        try:
+            with pytest.raises(sqlfence.DataError) as raised:
+                conn.execute("SELECT ('x' || id)::int FROM orders")
+            assert "withheld" in str(raised.value)
+            assert "x1" not in str(raised.value)
+            assert "x1" not in str(raised.value.__cause__)
+        finally:
+            conn.close()

@@ -277,6 +277,70 @@ def test_postgres_foreign_keys_of_masked_columns_answer_through_no_other_relatio
 
 
 @pytest.mark.filterwarnings("ignore::sqlfence.PrivilegeWarning")
+def test_postgres_a_cascade_reaches_no_foreign_key_of_a_masked_column(pg_url: str) -> None:
+    """An ON UPDATE CASCADE into a table whose other foreign key references a masked column
+    made the database check a guess against the raw value: the update failed for every
+    address but the real one (twelfth outside attack). Two hops, an upsert and MERGE too."""
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute(
+            "CREATE TABLE cust (id int PRIMARY KEY, email text UNIQUE);"
+            "INSERT INTO cust VALUES (1, 'alice@a.com'), (2, 'bob@b.com');"
+            "CREATE TABLE px (id int, e text, PRIMARY KEY (id, e));"
+            "CREATE TABLE cy (id int, e text, FOREIGN KEY (id, e) REFERENCES px (id, e)"
+            " ON UPDATE CASCADE, FOREIGN KEY (e) REFERENCES cust (email));"
+            "INSERT INTO px VALUES (1, 'alice@a.com'); INSERT INTO cy VALUES (1, 'alice@a.com');"
+            "CREATE TABLE h1 (e text PRIMARY KEY);"
+            "CREATE TABLE h2 (e text PRIMARY KEY REFERENCES h1 ON UPDATE CASCADE);"
+            "CREATE TABLE h3 (e text REFERENCES h2 ON UPDATE CASCADE REFERENCES cust (email));"
+            "CREATE TABLE plain (e text PRIMARY KEY);"
+            "CREATE TABLE plain_child (e text REFERENCES plain ON UPDATE CASCADE)"
+        )
+    conn = _connect(pg_url, {**POLICY, "masked_columns": {"cust.email": "email"}})
+    try:
+        for sql in (
+            "UPDATE px SET e = 'bob@b.com' WHERE id = 1",
+            "UPDATE px SET e = 'rob@b.com' WHERE id = 1",
+            "INSERT INTO px VALUES (1, 'alice@a.com') ON CONFLICT (id, e) DO UPDATE SET e = 'x'",
+            "MERGE INTO px USING (SELECT 1 AS id) s ON px.id = s.id"
+            " WHEN MATCHED THEN UPDATE SET e = 'bob@b.com'",
+            "DELETE FROM px WHERE id = 1",
+            "UPDATE h1 SET e = 'bob@b.com'",
+        ):
+            with pytest.raises(sqlfence.PolicyViolation, match="foreign keys would compare"):
+                conn.execute(sql)
+            conn.rollback()
+        conn.execute("INSERT INTO px VALUES (2, 'x')")  # a plain INSERT runs no action
+        conn.execute("UPDATE plain SET e = 'y' WHERE e = 'x'")  # no masked key reached
+    finally:
+        conn.close()
+
+
+@pytest.mark.filterwarnings("ignore::sqlfence.PrivilegeWarning")
+def test_postgres_maskers_take_a_value_of_any_type(pg_url: str) -> None:
+    """``c || ''`` is jsonb's and an array's own operator: every read of a jsonb, array or
+    bytea column under email, partial or hash failed (twelfth outside attack)."""
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute(
+            "CREATE TABLE docs (id int, body jsonb, tags text[], blob bytea);"
+            'INSERT INTO docs VALUES (1, \'{"owner": "alice@x.com", "n": 12345678}\','
+            " '{alice@x.com,secret-tag}', '\\x616c696365407831'), (2, NULL, NULL, NULL)"
+        )
+    for masker in ("email", "partial(0, 4)", "hash", "redact"):
+        masks = {f"docs.{column}": masker for column in ("body", "tags", "blob")}
+        conn = _connect(pg_url, {**POLICY, "masked_columns": masks})
+        try:
+            rows = conn.execute("SELECT id, body, tags, blob FROM docs ORDER BY id").fetchall()
+            assert rows[1] == (2, None, None, None), masker
+            shown = str(rows[0])
+            secrets = ["alice@", "616c69636540"]
+            if masker != "email":  # which keeps all after the first @, as its domain
+                secrets += ["secret-tag", "12345678"]
+            assert not [secret for secret in secrets if secret in shown], (masker, shown)
+        finally:
+            conn.close()
+
+
+@pytest.mark.filterwarnings("ignore::sqlfence.PrivilegeWarning")
 def test_postgres_a_row_value_with_a_null_field_is_masked_as_a_value(pg_url: str) -> None:
     """PostgreSQL's IS NOT NULL is false for a row with one NULL field: the maskers test IS
     NULL, so such a value is redacted, not shown as NULL (eleventh outside attack)."""
