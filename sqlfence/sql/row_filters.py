@@ -388,8 +388,9 @@ def _refuse_views(
         if filters:
             raise Refused(
                 f"{name} reads {base}, which has a row filter ({_keys(filters)}): the fence "
-                "cannot filter inside a view, rule or parent table; read the table, or give "
-                f"{name} a filter of its own that covers {base}'s"
+                f"cannot filter inside a view or rule (its body reads every tenant's rows, "
+                f"whatever filter {name} has of its own); read {base} instead (a parent table "
+                "with the same filter as its partitions is read)"
             )
 
 
