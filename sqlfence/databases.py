@@ -269,7 +269,8 @@ POSTGRES = DatabaseProfile(
     ),
     system_catalog=SystemCatalog(
         schemas=frozenset({"pg_catalog", "information_schema"}),
-        table_prefixes=("pg_",),  # pg_catalog is searched first: pg_shadow means it
+        # (no table prefix: public.pg_archive is the owner's; an unqualified pg_shadow is
+        # qualified with pg_catalog, which PostgreSQL searches first)
         function_prefixes=_POSTGRES_CATALOG_FUNCTIONS,
         # pg_table_is_visible, pg_type_is_visible, ...: whether a named object is on the path
         function_suffixes=("_is_visible",),
@@ -285,6 +286,8 @@ POSTGRES = DatabaseProfile(
                 "pg_class",  # reltuples
                 "pg_prepared_xacts",  # every session's prepared transactions
                 "pg_sequences",  # last_value: one past every tenant's ids
+                "pg_largeobject",  # every large object's bytes, every tenant's
+                "pg_largeobject_metadata",
                 "pg_database",  # datfrozenxid: the transaction counter
                 "pg_replication_slots",
                 "pg_stat_all_tables",

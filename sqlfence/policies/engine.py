@@ -19,6 +19,7 @@ from sqlfence.policies.cascades import cascading
 from sqlfence.policies.loader import PolicySource, load_policy
 from sqlfence.policies.masks import ColumnMasks
 from sqlfence.policies.model import Policy
+from sqlfence.policies.relations import unknown_relations
 from sqlfence.policies.row_filters import RowFilters
 from sqlfence.policies.rules import (
     Context,
@@ -165,6 +166,9 @@ class Guard:
         self.references = {table: frozenset(keys) for table, keys in (references or {}).items()}
         self.placing = {table: frozenset(cols) for table, cols in (placing or {}).items()}
         self.server_code = server_code or ServerCode()
+        self._known_relations = frozenset(
+            {*self.table_columns, *self.star_columns, *self.views, *self.parts}
+        )
         self._hooks = _hooks_for(self.dialect_name, self.catalog, default_schema)
         self.patterns = self._compile(self.policy)
         self._rules = rules_for(self.policy, self.patterns)
@@ -367,6 +371,14 @@ class Guard:
         kinds = tuple(statement_kind(tree) for tree in analysis.trees)
         ctx = Context(sql, analysis.facts, policy, self.patterns, engine, kinds)
         reasons = tuple(violation for rule in self._rules for violation in rule(ctx))
+        if self.dialect_name == "postgres" and self._known_relations:
+            protecting = bool(policy.row_filters or policy.masked_columns)
+            reasons += tuple(
+                Violation(key, why, policy.origin(key))
+                for key, why in unknown_relations(
+                    analysis.facts, self._known_relations, self.namer.default_schema, protecting
+                )
+            )
         if self.server_code.cascades and analysis.facts.written and self._row_filters:
             # a plain INSERT runs no foreign key action (an upsert's UPDATE may, and so may a
             # rule's action on the table, or a view's)

@@ -305,6 +305,10 @@ def _withhold_detail(error: BaseException, sqlstate: str) -> None:
     value it quotes: which row the database reached first, and so named, follows the plan,
     which follows every tenant's statistics (``invalid input syntax for type integer:
     "x13_2"``)."""
+    if getattr(error, "_info", None) is not None:  # psycopg: diag and pgresult hold it all
+        error._info = None  # type: ignore[attr-defined]
+    if getattr(error, "_pgconn", None) is not None:
+        error._pgconn = None  # type: ignore[attr-defined]
     text = str(error.args[0]) if error.args else ""
     first, _, rest = text.partition("\n")
     if sqlstate.startswith("22"):

@@ -205,52 +205,56 @@ _ON_EXPRESSION = (exp.JSONBObjectAgg,)
 
 
 def ordered_aggregates(tree: exp.Expr) -> None:
-    """Give each order-sensitive aggregate a total order by its own arguments (PostgreSQL):
-    ``string_agg(x, ',' ORDER BY concat(ROW(x, ',')))``, and the agent's own ORDER BY gets
-    the same key after its own, for ties. Fed in the plan's order, its result would follow
-    other tenants' statistics as an unordered result does. Changes ``tree`` in place;
-    DISTINCT aggregates are left alone (PostgreSQL sorts their input by the value)."""
-    for node in list(tree.find_all(*LISTING, exp.Anonymous)):
-        if not listing(node) or isinstance(node.parent, exp.Window):
-            continue  # a window's aggregate is fed in the window's order (order_windows)
-        if isinstance(node, (exp.Anonymous, exp.JSONObjectAgg)):
-            if node.expressions:
-                _order_last(node)
+    """Give each order-sensitive aggregate a total order (PostgreSQL): by the arguments of
+    every such aggregate of its level, so that two of them still line up (``array_agg(id),
+    array_agg(note)``), after the agent's own ORDER BY if it has one: ``string_agg(x, ','
+    ORDER BY concat(ROW(x, ',')))``. Fed in the plan's order, its result would follow other
+    tenants' statistics as an unordered result does. Changes ``tree`` in place; DISTINCT
+    aggregates are left alone (PostgreSQL sorts their input by the value), and so are a
+    window's (``order_windows`` orders its rows)."""
+    levels: dict[int, list[exp.Expr]] = {}
+    for node in tree.find_all(*LISTING, exp.Anonymous):
+        if (
+            listing(node)
+            and not isinstance(node.parent, exp.Window)
+            and not node.find(exp.Distinct)
+        ):
+            levels.setdefault(id(node.parent_select), []).append(node)
+    for aggregates in levels.values():
+        arguments = [arg for node in aggregates for arg in _arguments(node)]
+        if any(arg.find(*PARAMETERS) for arg in arguments):  # a parameter is bound once
+            fields: list[exp.Expr] = [c for arg in arguments for c in arg.find_all(exp.Column)]
         else:
-            key = "this" if isinstance(node, _ON_THIS) else "expression"
-            last = node.args.get(key)
-            if last is None or node.find(exp.Distinct):  # string_agg(DISTINCT x, ',' ORDER BY x)
+            fields = arguments
+        if not fields:
+            continue
+        key = text_of([field.copy() for field in fields])
+        for aggregate in aggregates:
+            if isinstance(aggregate, (exp.Anonymous, exp.JSONObjectAgg)):
+                if aggregate.expressions:
+                    *rest, last = aggregate.expressions
+                    aggregate.set("expressions", [*rest, _ordered_by(last, key)])
                 continue
-            node.set(key, _by_arguments(node, last))
+            place = "this" if isinstance(aggregate, _ON_THIS) else "expression"
+            last = aggregate.args.get(place)
+            if last is not None:
+                aggregate.set(place, _ordered_by(last, key))
 
 
-def _order_last(node: exp.Expr) -> None:
-    *rest, last = node.expressions
-    if node.find(exp.Distinct):
-        return
-    node.set("expressions", [*rest, _by_arguments(node, last)])
-
-
-def _by_arguments(aggregate: exp.Expr, last: exp.Expr) -> exp.Expr:
-    """``last`` ordered by its own ORDER BY, then by all the aggregate's arguments."""
+def _ordered_by(last: exp.Expr, key: exp.Expr) -> exp.Expr:
+    """``last`` ordered by its own ORDER BY, then by ``key``."""
     own = last if isinstance(last, exp.Order) else None
     value = own.this if own is not None else last
-    arguments = _arguments(aggregate)
-    if any(arg.find(*PARAMETERS) for arg in arguments):
-        fields: list[exp.Expr] = [c.copy() for a in arguments for c in a.find_all(exp.Column)]
-    else:
-        fields = [arg.copy() for arg in arguments]
-    if not fields:
-        return last
-    key = exp.Ordered(this=text_of(fields))
     kept = own.expressions if own is not None else []
-    return exp.Order(this=value, expressions=[*kept, key])
+    return exp.Order(this=value, expressions=[*kept, exp.Ordered(this=key.copy())])
 
 
 def _arguments(aggregate: exp.Expr) -> list[exp.Expr]:
     """An aggregate's arguments (a literal separator tells no rows apart)."""
     found = []
     for key, value in aggregate.args.items():
+        if key == "this" and isinstance(aggregate, exp.Anonymous):
+            continue  # the function's own name
         for arg in value if isinstance(value, list) else [value]:
             if isinstance(arg, exp.Expr) and not (
                 key == "separator" and isinstance(arg, exp.Literal)

@@ -55,6 +55,7 @@ from sqlfence.sql.tie_breakers import GUARDED, TableWidth
 from sqlfence.sql.with_check import Refused, check_insert, check_update
 
 IDENTITY_PLACEHOLDERS = ("tenant", "agent_id")
+RESERVED = "sqlfence_"  # the rewrite's own names: sqlfence_rows, sqlfence_changed
 CLAIMS = "claims"  # :claims.<name>, a claim of the caller's token (Guard(claims=...))
 
 # What a filter may be made of: comparisons of the table's own columns with literals and
@@ -542,6 +543,14 @@ def rewrite(
                 )
     if not _relevant(facts.tables, filters_for, views or {}, masking):
         return None, Rewrite()
+    for tree in analysis.trees:
+        for identifier in tree.find_all(exp.Identifier):
+            if identifier.name.lower().startswith(RESERVED):
+                raise Refused(
+                    f"{identifier.name}: names beginning {RESERVED} are the fence's own (its "
+                    "rewrite orders rows by them); under row filters or masks the agent's "
+                    "statements do not use them"
+                )
     if not regenerable(analysis):
         raise Refused("SQLite's ?NNN parameters cannot be kept in a rewritten statement: use ?")
     trees, marks = analysis.trees, positional(analysis)

@@ -19,10 +19,11 @@ from sqlglot import exp
 
 # Window functions whose result follows the order of the rows in their partition, and not
 # their frame: a key appended to their ORDER BY changes nothing but the order of ties
-_ORDERED_WINDOWS = (exp.RowNumber, exp.Ntile, exp.Lag, exp.Lead, exp.FirstValue)
-_ORDERED_NAMES = frozenset({"row_number", "ntile", "lag", "lead", "first_value"})
+# Window functions that read no frame, only the order of the partition's rows
+_FRAMELESS = (exp.RowNumber, exp.Ntile, exp.Lag, exp.Lead)
+_FRAMELESS_NAMES = frozenset({"row_number", "ntile", "lag", "lead"})
 # What a whole partition gives whatever its order (no sort needed for them)
-_UNORDERED = (exp.Count, exp.Min, exp.Max)
+_UNORDERED = (exp.Count, exp.Min, exp.Max, exp.Rank, exp.DenseRank, exp.PercentRank, exp.CumeDist)
 _UNORDERED_NAMES = frozenset(
     {"count", "min", "max", "rank", "dense_rank", "percent_rank", "cume_dist", "bool_and",
      "bool_or", "every"}
@@ -120,6 +121,10 @@ def level_key(
 ) -> list[exp.Expr] | None:
     """Keys that order the rows of ``level`` totally, after its own ORDER BY; None when
     the fence cannot write them (a ``*`` it cannot count, under DISTINCT or GROUP BY)."""
+    limit = level.args.get("limit")
+    options = limit.args.get("limit_options") if isinstance(limit, exp.Fetch) else None
+    if options is not None and options.args.get("with_ties"):
+        return None  # FETCH ... WITH TIES returns every tie: a key would cut them
     width = width_of(level, table_width)
     if dialect != "postgres" or level.args.get("distinct"):
         if width is None:
@@ -170,6 +175,11 @@ def window_key(level: exp.Select, dialect: str) -> list[exp.Expr] | None:
             fields.append(item.unalias().copy())
         else:
             fields.extend(column.copy() for column in _own(item, exp.Column))
+    if not grouped:  # what orders or picks the rows shows too: ORDER BY id, DISTINCT ON
+        picking = level.args.get("distinct")
+        for clause in (level.args.get("order"), picking.args.get("on") if picking else None):
+            if clause is not None:
+                fields.extend(c.copy() for c in _own(clause, exp.Column) if _reads_input(c, level))
     if not fields:
         return None
     return [text_of(fields)] if dialect == "postgres" else distinct(fields)
@@ -215,24 +225,34 @@ def function_of(node: exp.Expr) -> exp.Expr:
 
 
 def _named(node: exp.Expr, kinds: tuple[type[exp.Expr], ...], names: frozenset[str]) -> bool:
-    if isinstance(node, exp.Anonymous):
-        return str(node.this).lower() in names
+    if isinstance(node, exp.Anonymous):  # quoted too: pg_catalog."string_agg"
+        return node.name.lower() in names
     return isinstance(node, kinds)
 
 
 def _sensitive(window: exp.Window) -> bool:
+    """Does the window's result follow the order of rows its own keys leave tied, and can
+    keys be appended without changing what it means?"""
     if isinstance(window.this, exp.Identifier) or window.args.get("alias") is not None:
         return False  # a named window, shared with others
     function = function_of(window.this)
+    if _named(function, _UNORDERED, _UNORDERED_NAMES):
+        return False  # the same for every order (rank's peers are the agent's keys)
+    if _named(function, _FRAMELESS, _FRAMELESS_NAMES):
+        return True  # row_number, ntile, lag, lead: no frame, only the order of the rows
     spec = window.args.get("spec")
-    if spec is None and window.args.get("order") is None:
-        return not _named(function, _UNORDERED, _UNORDERED_NAMES)
-    kind = str(spec.args.get("kind") or "").upper() if spec is not None else ""
-    if kind == "ROWS":
-        return True
-    if kind or not _named(function, _ORDERED_WINDOWS, _ORDERED_NAMES):
-        return False
-    return not (_named(function, (exp.FirstValue,), frozenset({"first_value"})) and spec)
+    if spec is None:  # the default frame: the whole partition without ORDER BY, else peers
+        return window.args.get("order") is None or _named(
+            function, (exp.FirstValue,), frozenset({"first_value"})
+        )
+    if spec.args.get("exclude") is not None:
+        return False  # EXCLUDE TIES or GROUP: its peers are the agent's keys
+    kind = str(spec.args.get("kind") or "").upper()
+    whole = (
+        str(spec.args.get("start") or "").upper() == "UNBOUNDED"
+        and str(spec.args.get("end") or "").upper() == "UNBOUNDED"
+    )
+    return kind == "ROWS" or whole
 
 
 def text_of(fields: list[exp.Expr]) -> exp.Expr:
@@ -272,6 +292,14 @@ def _star_sources(level: exp.Select, item: exp.Expr) -> list[str] | None:
             return None
         sources.append(name)
     return sources or None
+
+
+def _reads_input(column: exp.Expr, level: exp.Select) -> bool:
+    """Is an ORDER BY's column one of the level's input, not an output alias of its own?"""
+    if column.args.get("table"):
+        return True
+    aliases = {item.alias.lower() for item in level.expressions if item.alias}
+    return column.name.lower() not in aliases
 
 
 def _own(node: exp.Expr, kind: type[exp.Expr]) -> list[exp.Expr]:

@@ -42,7 +42,7 @@ def test_postgres_a_partition_added_after_connecting_is_not_read_whole(
         conn = _connect(pg_url, FILTERED)
         conn.autocommit = autocommit
         try:
-            with pytest.raises(sqlfence.ProgrammingError, match="does not exist"):
+            with pytest.raises(sqlfence.PolicyViolation, match="not a table or view the conn"):
                 conn.execute("SELECT note FROM orders_high")  # asked before it exists
             conn.rollback()
             conn.execute("INSERT INTO mine VALUES (7)")  # the agent's transaction, open

@@ -362,3 +362,43 @@ def test_postgres_a_row_value_with_a_null_field_is_masked_as_a_value(pg_url: str
             assert "12345" not in str(shown), masker
         finally:
             conn.close()
+
+
+@pytest.mark.filterwarnings("ignore::sqlfence.PrivilegeWarning")
+def test_postgres_relations_named_like_the_catalog_and_sequences(pg_url: str) -> None:
+    """The owner's public.pg_rov read unqualified was judged as pg_catalog's and returned
+    every row unmasked; public.pg_archive escaped a *.tenant_id filter; a sequence read
+    directly counted every tenant's ids (thirteenth outside attack)."""
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute(
+            "CREATE TABLE rorders (id serial PRIMARY KEY, tenant_id text, note text);"
+            "INSERT INTO rorders (tenant_id, note) VALUES ('A', 'a1'), ('B', 'b-secret');"
+            "CREATE TABLE rcust (id int PRIMARY KEY, email text);"
+            "INSERT INTO rcust VALUES (1, 'alice@a.com');"
+            "CREATE VIEW pg_rov AS SELECT * FROM rorders;"
+            "CREATE VIEW pg_rcv AS SELECT * FROM rcust;"
+            "CREATE TABLE pg_archive (id int, tenant_id text, secret text);"
+            "INSERT INTO pg_archive VALUES (1, 'A', 'a'), (2, 'B', 'b-archived')"
+        )
+    policy = {
+        **POLICY,
+        "allow_system_catalog": True,
+        "row_filters": {"*.tenant_id": "tenant_id = :tenant"},
+        "masked_columns": {"rcust.email": "email"},
+    }
+    conn = sqlfence.connect(pg_url, policy=policy, tenant="A", audit=False, telemetry=False)
+    try:
+        for sql, why in (
+            ("SELECT * FROM pg_rov", "name it with its schema"),
+            ("SELECT * FROM pg_rcv", "name it with its schema"),
+            ("SELECT * FROM public.pg_rov", "reads public.rorders"),
+            ("SELECT * FROM pg_archive", "name it with its schema"),
+            ("SELECT last_value FROM rorders_id_seq", "not a table or view the connection"),
+        ):
+            with pytest.raises(sqlfence.PolicyViolation, match=why):
+                conn.execute(sql)
+            conn.rollback()
+        rows = conn.execute("SELECT id, secret FROM public.pg_archive").fetchall()
+        assert [tuple(row) for row in rows] == [(1, "a")]
+    finally:
+        conn.close()
