@@ -23,7 +23,10 @@ the statement without its LIMIT, or when the rewritten text gives the same rows 
 (where the filter hides nothing: the other tenant's rows changed nothing), or, on SQLite, when
 the oracle gives the fenced rows with its unordered scans reversed (``PRAGMA
 reverse_unordered_selects``: which of several tied rows a bare column of an aggregate or a
-scalar subquery takes is the scan order's); any other difference is broken.
+scalar subquery takes is the scan order's), or, under masks (whose oracle holds the masked
+values), when the statement with only the fence's tie-breakers (``canonical_order``) gives
+the fenced rows on the oracle (an inner LIMIT over ties picks by the rows' values); any
+other difference is broken.
 
 Latency: over the raw-accepted statements the filter applies to, first-sight ``Guard.decide``
 with the filter and without it (bird.py's policy), beside ``parse_one`` of the same text, per
@@ -72,6 +75,7 @@ from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 
 import sqlfence
+from sqlfence.sql.canonical_order import canonical_order, ordered_aggregates
 
 ORACLE = "{}__tenant"  # the copy holding only the tenant's rows of the filtered table
 Data = dict[str, tuple[list[str], list[Any]]]  # table -> (its columns, its rows)
@@ -257,6 +261,19 @@ class Copies:
     unindexed: frozenset[str] = frozenset()
 
 
+def in_total_order(sql: str, dialect: str) -> str | None:
+    """``sql`` with only the fence's tie-breakers added (no filter, no mask): on the oracle
+    it picks among tied rows as the fenced statement does (a scalar subquery's ``ORDER BY
+    birth_date LIMIT 1`` over two clients born the same day)."""
+    try:
+        tree = sqlglot.parse_one(sql, read=dialect)
+    except sqlglot.errors.ParseError:
+        return None
+    if dialect == "postgres":
+        ordered_aggregates(tree)
+    return canonical_order(tree, dialect).sql(dialect=dialect)
+
+
 def run_database(
     target: Target, copies: Copies, statements: list[Statement], policy: sqlfence.Policy
 ) -> list[Checked]:
@@ -298,6 +315,13 @@ def run_database(
             if item.verdict == "broken" and item.fence_error is None and item.final_sql:
                 with contextlib.suppress(Exception):
                     item.fenced_on_oracle = run(item.final_sql)
+    with target.raw(oracle) as run:  # in the fence's own total order, where it masks values
+        for item in () if copies.rewritten_on_oracle else checked:
+            if item.verdict == "broken" and item.fence_error is None:
+                ordered = in_total_order(item.statement.sql, target.dialect)
+                if ordered is not None:
+                    with contextlib.suppress(Exception):
+                        item.fenced_on_oracle = run(ordered)
     if target.dialect == "sqlite":  # the same statements on the oracle, scanned backwards
         with target.raw(oracle) as run:
             run("PRAGMA reverse_unordered_selects = ON")

@@ -324,6 +324,7 @@ POSTGRES = DatabaseProfile(
                 "pg_indexes_size",
                 "pg_total_relation_size",
                 "pg_relation_filenode",
+                "pg_relation_filepath",
                 "pg_stat_get_live_tuples",
                 "pg_current_snapshot",
                 "txid_current_snapshot",

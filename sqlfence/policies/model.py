@@ -69,8 +69,9 @@ class Policy(BaseModel):
         False,
         description="allow reading the system catalog (sqlite_master and every sqlite_ table "
         "such as sqlite_stat1 and sqlite_sequence, pg_catalog, information_schema, IRIS % "
-        "schemas); tables named in allowed_tables are allowed anyway; under row filters or "
-        "masks the planner's statistics (pg_stats, pg_statistic, pg_class, pg_stat_*_tables, "
+        "schemas); tables named in allowed_tables are allowed anyway; under row filters, "
+        "masks, table rules or denied columns the planner's statistics (pg_stats, "
+        "pg_statistic, pg_class, pg_stat_*_tables, "
         "sqlite_stat1-4, dbstat), which hold every row's values and counts, stay refused",
     )
     allowed_functions: tuple[str, ...] | None = Field(

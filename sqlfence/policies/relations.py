@@ -24,6 +24,7 @@ def unknown_relations(
 ) -> Iterator[tuple[str, str]]:
     """(rule key, why) for each relation read that the fence cannot judge."""
     shadowing = f"{default_schema}." if default_schema else ""
+    temporary = {name.partition(".")[2] for name in known if name.startswith("pg_temp")}
     for table in sorted(facts.tables):
         if table.startswith(_CATALOG) and f"{shadowing}{table[len(_CATALOG) :]}" in known:
             yield (
@@ -36,8 +37,10 @@ def unknown_relations(
         elif (
             protecting
             and known
+            and not facts.locks  # FOR UPDATE OF o names an alias (a sequence cannot be locked)
             and table not in known
             and table not in facts.written
+            and table.partition(".")[2] not in temporary  # the agent's own temporary table
             and not is_catalog_table("postgres", table)
         ):
             key = "row_filters"

@@ -391,13 +391,16 @@ def system_catalog(ctx: Context) -> Iterator[Violation]:
     protecting = ctx.policy.row_filters or ctx.policy.masked_columns
     for message in measures(dialect, ctx.facts, ctx.engine) if protecting else ():
         yield _catalog_violation(ctx, message)
+    # a denied table's or column's values are in the statistics too (pg_stats' histograms)
+    hiding = protecting or ctx.patterns.has_table_rules or ctx.patterns.denied_columns
     if ctx.policy.allow_system_catalog:
-        for table in sorted(ctx.facts.tables) if protecting else ():
+        for table in sorted(ctx.facts.tables) if hiding else ():
             if is_catalog_table(dialect, table) and is_statistics_table(dialect, table):
                 yield _catalog_violation(
                     ctx,
                     f"{table} holds statistics of every row (values, counts), which row "
-                    "filters and masks hide: it is not read under them",
+                    "filters, masks and denied tables and columns hide: it is not read under "
+                    "them",
                 )
         return
     for table in sorted(ctx.facts.tables):

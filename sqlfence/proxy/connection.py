@@ -167,7 +167,14 @@ class GuardedConnection:
     def _translate(self, error: BaseException) -> errors.Error:
         """The sqlfence error for a driver error, saying so when cancel() stopped it."""
         translated = self._driver.translate(error)
-        if self._guard.policy.row_filters or self._guard.policy.masked_columns:
+        policy = self._guard.policy
+        if (
+            policy.row_filters
+            or policy.masked_columns
+            or policy.denied_columns
+            or policy.denied_tables
+            or policy.allowed_tables is not None
+        ):  # a NOT NULL or CHECK error's "Failing row contains" shows every column's value
             # PostgreSQL's DETAIL may show a hidden row's values: from the driver's error too,
             # which stays chained to the one raised (and is printed with its traceback)
             sqlstate = str(getattr(error, "sqlstate", "") or "")

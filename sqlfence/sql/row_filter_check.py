@@ -98,6 +98,8 @@ def unfiltered(
         except Refused as refused:
             return str(refused)
     for node in tree.find_all(exp.Table):
+        if isinstance(node.parent, exp.Lock):
+            continue  # FOR UPDATE OF orders: the FROM item's name, not a read
         if not isinstance(node.this, exp.Identifier) or node.arg_key == "indexed":
             called = called_table(node) if namer.dialect_name == "sqlite" else None
             if called is not None:

@@ -279,6 +279,8 @@ def apply(
     if masking is not None:
         check_masked_writes(tree, namer, masking, scopes)  # before the reads are wrapped
     for node in list(tree.find_all(exp.Table)):
+        if isinstance(node.parent, exp.Lock):
+            continue  # FOR UPDATE OF orders names the FROM item, whatever it has become
         if not isinstance(node.this, exp.Identifier) or node.arg_key == "indexed":
             _refuse_called(node, namer, filters_for, masking)
             continue  # a table-valued function, or SQLite's INDEXED BY naming an index

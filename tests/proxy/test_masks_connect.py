@@ -402,3 +402,50 @@ def test_postgres_relations_named_like_the_catalog_and_sequences(pg_url: str) ->
         assert [tuple(row) for row in rows] == [(1, "a")]
     finally:
         conn.close()
+
+
+@pytest.mark.filterwarnings("ignore::sqlfence.PrivilegeWarning")
+def test_postgres_denied_columns_show_in_no_error_or_statistics(pg_url: str) -> None:
+    """A NOT NULL or CHECK error's detail ("Failing row contains (1, ann, -1, hunter2)")
+    showed a denied column, and pg_stats its values, with the catalog allowed (fourteenth
+    outside attack)."""
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute(
+            "CREATE TABLE staff (id int PRIMARY KEY, name text, salary int CHECK (salary > 0),"
+            " pw text); INSERT INTO staff VALUES (1, 'ann', 100, 'hunter2'), (2, 'bob', 200,"
+            " 'pw2'); ANALYZE staff"
+        )
+    policy = {"read_only": False, "denied_columns": ["staff.pw"], "allow_system_catalog": True}
+    conn = _connect(pg_url, policy)
+    try:
+        for sql in ("UPDATE staff SET id = NULL WHERE id = 2", "UPDATE staff SET salary = -1"):
+            with pytest.raises(sqlfence.IntegrityError) as raised:
+                conn.execute(sql)
+            conn.rollback()
+            cause = raised.value.__cause__
+            shown = f"{raised.value} {cause} {cause.diag.message_detail}"  # type: ignore[union-attr]
+            assert "hunter2" not in shown
+            assert "pw2" not in shown
+        with pytest.raises(sqlfence.PolicyViolation, match="statistics of every row"):
+            conn.execute("SELECT histogram_bounds::text FROM pg_stats WHERE tablename = 'staff'")
+    finally:
+        conn.close()
+
+
+@pytest.mark.filterwarnings("ignore::sqlfence.PrivilegeWarning")
+def test_postgres_the_agents_temporary_table_is_read_under_filters(pg_url: str) -> None:
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute(
+            "CREATE TABLE orders (id int, tenant_id text); INSERT INTO orders VALUES (1, 'A')"
+        )
+    policy = {
+        "read_only": False,
+        "statements": ["*"],
+        "row_filters": {"orders": "tenant_id = :tenant"},
+    }
+    conn = sqlfence.connect(pg_url, policy=policy, tenant="A", audit=False, telemetry=False)
+    try:
+        conn.execute("CREATE TEMP TABLE mine AS SELECT id FROM orders")
+        assert [tuple(row) for row in conn.execute("SELECT id FROM mine").fetchall()] == [(1,)]
+    finally:
+        conn.close()
