@@ -23,11 +23,13 @@ from sqlglot import exp
 _FRAMELESS = (exp.RowNumber, exp.Ntile, exp.Lag, exp.Lead)
 _FRAMELESS_NAMES = frozenset({"row_number", "ntile", "lag", "lead"})
 # What a whole partition gives whatever its order (no sort needed for them)
-_UNORDERED = (exp.Count, exp.Min, exp.Max, exp.Rank, exp.DenseRank, exp.PercentRank, exp.CumeDist)
-_UNORDERED_NAMES = frozenset(
-    {"count", "min", "max", "rank", "dense_rank", "percent_rank", "cume_dist", "bool_and",
-     "bool_or", "every"}
-)  # fmt: skip
+# What the rows' order never changes: the ranks (of the agent's keys, peers alike), and
+# what a whole partition or a frame of peers gives whatever its order (a ROWS frame's count
+# does follow it)
+_RANKS = (exp.Rank, exp.DenseRank, exp.PercentRank, exp.CumeDist)
+_RANK_NAMES = frozenset({"rank", "dense_rank", "percent_rank", "cume_dist"})
+_UNORDERED = (exp.Count, exp.Min, exp.Max)
+_UNORDERED_NAMES = frozenset({"count", "min", "max", "bool_and", "bool_or", "every"})
 PARAMETERS = (exp.Placeholder, exp.Parameter)
 
 # Aggregates whose result is in the order of their input rows: a list, a text, a document
@@ -36,6 +38,7 @@ LISTING = (exp.GroupConcat, exp.ArrayAgg, exp.JSONArrayAgg, exp.JSONBObjectAgg, 
 _LISTING_NAMES = frozenset(
     {
         "jsonb_agg",
+        "int_array_aggregate",
         "xmlagg",
         "json_object_agg",
         "jsonb_object_agg",
@@ -236,12 +239,15 @@ def _sensitive(window: exp.Window) -> bool:
     if isinstance(window.this, exp.Identifier) or window.args.get("alias") is not None:
         return False  # a named window, shared with others
     function = function_of(window.this)
-    if _named(function, _UNORDERED, _UNORDERED_NAMES):
-        return False  # the same for every order (rank's peers are the agent's keys)
+    if _named(function, _RANKS, _RANK_NAMES):
+        return False  # the same for every order: its peers are the agent's keys
     if _named(function, _FRAMELESS, _FRAMELESS_NAMES):
         return True  # row_number, ntile, lag, lead: no frame, only the order of the rows
     spec = window.args.get("spec")
+    unordered = _named(function, _UNORDERED, _UNORDERED_NAMES)
     if spec is None:  # the default frame: the whole partition without ORDER BY, else peers
+        if unordered:
+            return False
         return window.args.get("order") is None or _named(
             function, (exp.FirstValue,), frozenset({"first_value"})
         )
@@ -252,6 +258,8 @@ def _sensitive(window: exp.Window) -> bool:
         str(spec.args.get("start") or "").upper() == "UNBOUNDED"
         and str(spec.args.get("end") or "").upper() == "UNBOUNDED"
     )
+    if unordered:  # count(*) OVER (ROWS 1 PRECEDING) counts the rows the plan put first
+        return kind == "ROWS" and not whole
     return kind == "ROWS" or whole
 
 
