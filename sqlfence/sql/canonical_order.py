@@ -40,9 +40,23 @@ from sqlfence.sql.tie_breakers import (
     text_of,
     width_of,
 )
+from sqlfence.sql.with_check import Refused
 
 ROWS = "sqlfence_rows"
 CHANGED = "sqlfence_changed"
+RESERVED = "sqlfence_"  # the rewrite's own names
+
+
+def refuse_reserved(tree: exp.Expr) -> None:
+    """Refuse a statement naming anything ``sqlfence_...``: a column ``AS sqlfence_rows``
+    would take the place of the whole row in the rewrite's key."""
+    for identifier in tree.find_all(exp.Identifier):
+        if identifier.name.lower().startswith(RESERVED):
+            raise Refused(
+                f"{identifier.name}: names beginning {RESERVED} are the fence's own (its "
+                "rewrite orders rows by them); under row filters or masks the agent's "
+                "statements do not use them"
+            )
 
 
 def canonical_order(

@@ -34,7 +34,7 @@ from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 
 from sqlfence.sql.analysis import Analysis, parse
-from sqlfence.sql.canonical_order import canonical_order, ordered_aggregates
+from sqlfence.sql.canonical_order import canonical_order, ordered_aggregates, refuse_reserved
 from sqlfence.sql.filter_keys import FilterError
 from sqlfence.sql.masks import (
     MaskLookup,
@@ -51,11 +51,10 @@ from sqlfence.sql.roles import role_of
 from sqlfence.sql.scopes import CteScopes
 from sqlfence.sql.sqlite_reading import called_table
 from sqlfence.sql.system_columns import reference, refuse_system_columns
-from sqlfence.sql.tie_breakers import GUARDED, TableWidth
+from sqlfence.sql.tie_breakers import GUARDED, catalog_width
 from sqlfence.sql.with_check import Refused, check_insert, check_update
 
 IDENTITY_PLACEHOLDERS = ("tenant", "agent_id")
-RESERVED = "sqlfence_"  # the rewrite's own names: sqlfence_rows, sqlfence_changed
 CLAIMS = "claims"  # :claims.<name>, a claim of the caller's token (Guard(claims=...))
 
 # What a filter may be made of: comparisons of the table's own columns with literals and
@@ -546,13 +545,7 @@ def rewrite(
     if not _relevant(facts.tables, filters_for, views or {}, masking):
         return None, Rewrite()
     for tree in analysis.trees:
-        for identifier in tree.find_all(exp.Identifier):
-            if identifier.name.lower().startswith(RESERVED):
-                raise Refused(
-                    f"{identifier.name}: names beginning {RESERVED} are the fence's own (its "
-                    "rewrite orders rows by them); under row filters or masks the agent's "
-                    "statements do not use them"
-                )
+        refuse_reserved(tree)
     if not regenerable(analysis):
         raise Refused("SQLite's ?NNN parameters cannot be kept in a rewritten statement: use ?")
     trees, marks = analysis.trees, positional(analysis)
@@ -570,7 +563,7 @@ def rewrite(
         if one.applied or one.masked:  # masks too: a table's size follows its masked values
             if namer.dialect_name == "postgres":
                 ordered_aggregates(new)
-            width = _counter(namer, star_columns) if star_columns else None
+            width = catalog_width(namer, star_columns) if star_columns else None
             new = canonical_order(new, namer.dialect_name, width)  # not the plan's order
         done.applied.extend(k for k in one.applied if k not in done.applied)
         done.masked.extend(k for k in one.masked if k not in done.masked)
@@ -578,16 +571,6 @@ def rewrite(
             unmark(new, nonce, len(marks), analysis.dialect)
         texts.append(new.sql(dialect=analysis.dialect, copy=False))  # the tree is not used again
     return "; ".join(texts), done
-
-
-def _counter(namer: Namer, columns: Mapping[str, Collection[str]]) -> TableWidth:
-    """How many columns the catalog gives a table or view (what its ``*`` returns)."""
-
-    def width(table: exp.Table) -> int | None:
-        found = columns.get(namer.table(table))
-        return len(found) if found else None
-
-    return width
 
 
 def _relevant(

@@ -13,9 +13,11 @@ columns themselves, or their positions. What is copied into a key never holds a 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 
 from sqlglot import exp
+
+from sqlfence.sql.names import Namer
 
 # Window functions whose result follows the order of the rows in their partition, and not
 # their frame: a key appended to their ORDER BY changes nothing but the order of ties
@@ -61,6 +63,16 @@ GUARDED = "sqlfence_guarded"  # meta key of the fence's own derived tables, left
 
 # How many columns a table or view has (the catalog's), None when the fence does not know
 TableWidth = Callable[[exp.Table], "int | None"]
+
+
+def catalog_width(namer: Namer, columns: Mapping[str, Collection[str]]) -> TableWidth:
+    """How many columns the catalog gives a table or view (what its ``*`` returns)."""
+
+    def width(table: exp.Table) -> int | None:
+        found = columns.get(namer.table(table))
+        return len(found) if found else None
+
+    return width
 
 
 def width_of(tree: exp.Expr, table_width: TableWidth | None = None) -> int | None:
