@@ -197,6 +197,19 @@ class Policy(BaseModel):
         """The location of ``key`` (or of the policy as a whole) for error messages."""
         return self._origins.get(key) or self._origins.get("")
 
+    @property
+    def hides_values(self) -> bool:
+        """Does the policy hide values the database may quote back (in an error's detail,
+        in the statistics): rows of other tenants, masked, denied or unlisted tables' or
+        columns' values?"""
+        return bool(
+            self.row_filters
+            or self.masked_columns
+            or self.denied_columns
+            or self.denied_tables
+            or self.allowed_tables is not None
+        )
+
     def allows_statement(self, kind: str) -> bool:
         """True when ``kind`` is one of the allowed statement kinds."""
         return kind in self.statements or "*" in self.statements

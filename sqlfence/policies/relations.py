@@ -43,9 +43,8 @@ def unknown_relations(
             and table.partition(".")[2] not in temporary  # the agent's own temporary table
             and not is_catalog_table("postgres", table)
         ):
-            key = "row_filters"
             yield (
-                key,
+                "row_filters",
                 f"{table} is not a table or view the connection knows (a sequence's "
                 "last_value counts every tenant's ids): under row filters or masks only the "
                 "catalog's tables and views are read",

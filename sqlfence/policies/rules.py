@@ -391,10 +391,8 @@ def system_catalog(ctx: Context) -> Iterator[Violation]:
     protecting = ctx.policy.row_filters or ctx.policy.masked_columns
     for message in measures(dialect, ctx.facts, ctx.engine) if protecting else ():
         yield _catalog_violation(ctx, message)
-    # a denied table's or column's values are in the statistics too (pg_stats' histograms)
-    hiding = protecting or ctx.patterns.has_table_rules or ctx.patterns.denied_columns
-    if ctx.policy.allow_system_catalog:
-        for table in sorted(ctx.facts.tables) if hiding else ():
+    if ctx.policy.allow_system_catalog:  # pg_stats' histograms hold every hidden value
+        for table in sorted(ctx.facts.tables) if ctx.policy.hides_values else ():
             if is_catalog_table(dialect, table) and is_statistics_table(dialect, table):
                 yield _catalog_violation(
                     ctx,

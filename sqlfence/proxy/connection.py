@@ -167,16 +167,10 @@ class GuardedConnection:
     def _translate(self, error: BaseException) -> errors.Error:
         """The sqlfence error for a driver error, saying so when cancel() stopped it."""
         translated = self._driver.translate(error)
-        policy = self._guard.policy
-        if (
-            policy.row_filters
-            or policy.masked_columns
-            or policy.denied_columns
-            or policy.denied_tables
-            or policy.allowed_tables is not None
-        ):  # a NOT NULL or CHECK error's "Failing row contains" shows every column's value
-            # PostgreSQL's DETAIL may show a hidden row's values: from the driver's error too,
-            # which stays chained to the one raised (and is printed with its traceback)
+        if self._guard.policy.hides_values:
+            # PostgreSQL's DETAIL may show a hidden row's values (a NOT NULL or CHECK error's
+            # "Failing row contains" shows every column): from the driver's error too, which
+            # stays chained to the one raised (and is printed with its traceback)
             sqlstate = str(getattr(error, "sqlstate", "") or "")
             _withhold_detail(translated, sqlstate)
             _withhold_detail(error, sqlstate)
@@ -306,9 +300,9 @@ class GuardedConnection:
 
 
 def _withhold_detail(error: BaseException, sqlstate: str) -> None:
-    """Under row filters or masks, a database error keeps its first line only: the detail of a
-    constraint's error name the conflicting row's values (an exclusion constraint's, another
-    tenant's), which the filter hides. A data exception's line (SQLSTATE class 22) loses the
+    """Under a policy that hides values, a database error keeps its first line only: the
+    detail of a constraint's error names the conflicting row's values (an exclusion
+    constraint's, another tenant's). A data exception's line (SQLSTATE class 22) loses the
     value it quotes: which row the database reached first, and so named, follows the plan,
     which follows every tenant's statistics (``invalid input syntax for type integer:
     "x13_2"``)."""
@@ -322,11 +316,11 @@ def _withhold_detail(error: BaseException, sqlstate: str) -> None:
         quoted = _QUOTED.sub('"..."', first)
         if quoted != first:
             error.args = (
-                f"{quoted} (the value is withheld: the connection has row filters or masks)",
+                f"{quoted} (the value is withheld: the connection's policy hides values)",
             )
             return
     if rest.strip():
-        error.args = (f"{first} (its detail is withheld: the connection has row filters or masks)",)
+        error.args = (f"{first} (its detail is withheld: the connection's policy hides values)",)
 
 
 _QUOTED = re.compile(r'"(?:[^"]|"")*"')

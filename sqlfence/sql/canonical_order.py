@@ -70,7 +70,7 @@ def canonical_order(
     for level in reversed(levels):  # the inner levels first: an outer one may wrap them
         if level.meta.get(GUARDED):
             continue
-        if endless and (level.args.get("limit") or level.args.get("offset")):
+        if endless and _limited(level):
             continue  # a recursive CTE may end only by the LIMIT: no sort may read it all
         if isinstance(level, exp.Select):
             order_windows(level, dialect)
@@ -79,7 +79,7 @@ def canonical_order(
             level.replace(place)  # the wrapper takes ``level`` in: mark where it stood
             place.replace(_in_order(level, dialect, table_width))
     if isinstance(tree, (exp.Select, exp.SetOperation)):
-        if endless and (tree.args.get("limit") or tree.args.get("offset")):
+        if endless and _limited(tree):
             return tree
         return _in_order(tree, dialect, table_width)
     if dialect == "postgres" and isinstance(tree, exp.DML) and tree.args.get("returning"):
@@ -87,9 +87,13 @@ def canonical_order(
     return tree
 
 
+def _limited(level: exp.Expr) -> bool:
+    return bool(level.args.get("limit") or level.args.get("offset"))
+
+
 def _order_seen(level: exp.Expr) -> bool:
     """Does the order of an inner level's rows show in the result?"""
-    if level.args.get("limit") or level.args.get("offset"):
+    if _limited(level):
         return True
     distinct = level.args.get("distinct")  # a set operation's is a flag
     if isinstance(distinct, exp.Distinct) and distinct.args.get("on"):
@@ -126,10 +130,7 @@ def _without_parentheses(tree: exp.Expr) -> exp.Expr:
         replacement: exp.Expr = inner
         moved = {key: node.args.get(key) for key in _MODIFIERS if node.args.get(key)}
         if moved or node.args.get("with_"):
-            replacement = exp.Select(expressions=[exp.Star()]).from_(
-                exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier(ROWS))),
-                copy=False,
-            )
+            replacement = _rows_of(inner)
             for key, value in {**moved, "with_": node.args.get("with_")}.items():
                 if value is not None:
                     replacement.set(key, value)
@@ -177,10 +178,7 @@ def _wrapped(level: exp.Expr) -> exp.Expr:
     moved = {key: level.args.get(key) for key in ("with_", "order", "limit", "offset")}
     for key in moved:
         level.set(key, None)
-    rows = exp.to_identifier(ROWS)
-    outer = exp.Select(expressions=[exp.Star()]).from_(
-        exp.Subquery(this=level, alias=exp.TableAlias(this=rows)), copy=False
-    )
+    outer = _rows_of(level)
     kept = moved.pop("order")
     whole = exp.Anonymous(this="concat", expressions=[exp.column(ROWS)])  # record_out, no cast
     keys = [*(kept.expressions if kept is not None else []), exp.Ordered(this=whole)]
@@ -189,6 +187,14 @@ def _wrapped(level: exp.Expr) -> exp.Expr:
         if value is not None:
             outer.set(key, value)
     return outer
+
+
+def _rows_of(query: exp.Expr) -> exp.Select:
+    """``SELECT * FROM (<query>) AS sqlfence_rows``."""
+    alias = exp.TableAlias(this=exp.to_identifier(ROWS))
+    return exp.Select(expressions=[exp.Star()]).from_(
+        exp.Subquery(this=query, alias=alias), copy=False
+    )
 
 
 def _returning_in_order(statement: exp.Expr) -> exp.Expr:

@@ -19,12 +19,10 @@ from sqlglot import exp
 
 from sqlfence.sql.names import Namer
 
-# Window functions whose result follows the order of the rows in their partition, and not
-# their frame: a key appended to their ORDER BY changes nothing but the order of ties
-# Window functions that read no frame, only the order of the partition's rows
+# Window functions that read no frame, only the order of the partition's rows: a key
+# appended to their ORDER BY changes nothing but the order of ties
 _FRAMELESS = (exp.RowNumber, exp.Ntile, exp.Lag, exp.Lead)
 _FRAMELESS_NAMES = frozenset({"row_number", "ntile", "lag", "lead"})
-# What a whole partition gives whatever its order (no sort needed for them)
 # What the rows' order never changes: the ranks (of the agent's keys, peers alike), and
 # what a whole partition or a frame of peers gives whatever its order (a ROWS frame's count
 # does follow it)
@@ -51,7 +49,7 @@ _LISTING_NAMES = frozenset(
         "json_group_array",
         "json_group_object",
     }
-)  # fmt: skip (and each by its schema's name: pg_catalog.string_agg is an Anonymous)
+)  # (the names stand for the calls by their schema's name too: an Anonymous)
 
 
 def listing(node: exp.Expr) -> bool:
@@ -90,10 +88,10 @@ def width_of(tree: exp.Expr, table_width: TableWidth | None = None) -> int | Non
         if not _is_star(item):
             total += 1
             continue
+        if _merging(tree):
+            return None  # USING and NATURAL show each merged column once
         sources = _sources(tree)
         bare = item.unalias()
-        if sources is None:
-            return None
         if isinstance(bare, exp.Column) and bare.table:
             sources = [node for node in sources if node.alias_or_name == bare.table]
         if not sources:
@@ -106,12 +104,16 @@ def width_of(tree: exp.Expr, table_width: TableWidth | None = None) -> int | Non
     return total
 
 
-def _sources(level: exp.Select) -> list[exp.Expr] | None:
+def _sources(level: exp.Select) -> list[exp.Expr]:
+    """What the level's FROM and JOINs read, in order."""
     from_ = level.args.get("from_")
+    return ([from_.this] if from_ else []) + [j.this for j in level.args.get("joins") or []]
+
+
+def _merging(level: exp.Select) -> bool:
+    """Does a join of the level merge columns (USING, NATURAL)?"""
     joins = level.args.get("joins") or []
-    if any(j.args.get("using") or str(j.args.get("method") or "").upper() for j in joins):
-        return None  # USING and NATURAL show each merged column once
-    return ([from_.this] if from_ else []) + [j.this for j in joins]
+    return any(j.args.get("using") or str(j.args.get("method") or "").upper() for j in joins)
 
 
 def _source_width(node: exp.Expr, level: exp.Select, table_width: TableWidth | None) -> int | None:
@@ -140,14 +142,15 @@ def level_key(
     options = limit.args.get("limit_options") if isinstance(limit, exp.Fetch) else None
     if options is not None and options.args.get("with_ties"):
         return None  # FETCH ... WITH TIES returns every tie: a key would cut them
-    width = width_of(level, table_width)
-    if dialect != "postgres" or level.args.get("distinct"):
-        if width is None:
-            return None
-        if dialect == "postgres" and level.args["distinct"].args.get("on"):
-            return _postgres_key(level)
-        return [exp.Literal.number(n) for n in range(1, width + 1)]  # positions
-    return _postgres_key(level)
+    distinct = level.args.get("distinct")
+    if dialect == "postgres" and distinct is None:
+        return _postgres_key(level)
+    width = width_of(level, table_width)  # SQLite, or DISTINCT: counted columns only
+    if width is None:
+        return None
+    if dialect == "postgres" and distinct is not None and distinct.args.get("on"):
+        return _postgres_key(level)
+    return [exp.Literal.number(n) for n in range(1, width + 1)]  # positions
 
 
 def _postgres_key(level: exp.Select) -> list[exp.Expr] | None:
@@ -155,12 +158,10 @@ def _postgres_key(level: exp.Select) -> list[exp.Expr] | None:
     fields: list[exp.Expr] = []
     for item in level.expressions:
         if _is_star(item):
-            if grouped:
+            rows = None if grouped else _whole_rows(level, item)
+            if rows is None:
                 return None
-            names = _star_sources(level, item)
-            if names is None:
-                return None
-            fields.extend(exp.column(name) for name in names)
+            fields.extend(rows)
         elif item.find(*PARAMETERS):
             if grouped:
                 return None
@@ -178,12 +179,10 @@ def window_key(level: exp.Select, dialect: str) -> list[exp.Expr] | None:
     fields: list[exp.Expr] = []
     for item in level.expressions:
         if _is_star(item):
-            if grouped or dialect != "postgres":
+            rows = None if grouped or dialect != "postgres" else _whole_rows(level, item)
+            if rows is None:
                 return None
-            names = _star_sources(level, item)
-            if names is None:
-                return None
-            fields.extend(exp.column(name) for name in names)
+            fields.extend(rows)
         elif grouped:
             if item.find(exp.Window) or item.find(*PARAMETERS):
                 continue
@@ -297,21 +296,15 @@ def _is_star(item: exp.Expr) -> bool:
     )
 
 
-def _star_sources(level: exp.Select, item: exp.Expr) -> list[str] | None:
-    """The names of the whole rows a ``*`` (every source) or ``t.*`` stands for."""
+def _whole_rows(level: exp.Select, item: exp.Expr) -> list[exp.Expr] | None:
+    """The whole rows a ``*`` (of every source) or ``t.*`` stands for, as columns."""
     bare = item.unalias()
     if isinstance(bare, exp.Column) and bare.table:
-        return [bare.table]
-    sources = []
-    from_ = level.args.get("from_")
-    for node in [from_.this if from_ else None, *(j.this for j in level.args.get("joins") or [])]:
-        if node is None:
-            continue
-        name = node.alias_or_name
-        if not name or isinstance(node, exp.Lateral):
-            return None
-        sources.append(name)
-    return sources or None
+        return [exp.column(bare.table)]
+    sources = _sources(level)
+    if not sources or any(not s.alias_or_name or isinstance(s, exp.Lateral) for s in sources):
+        return None
+    return [exp.column(source.alias_or_name) for source in sources]
 
 
 def _reads_input(column: exp.Expr, level: exp.Select) -> bool:
